@@ -1,0 +1,24 @@
+import middy from '@middy/core';
+import { config, logger, registry, verifyToken } from '../lib/clients.js';
+import { parseWebSocketEvent } from '../lib/events.js';
+import { webSocketErrors } from '../lib/middleware.js';
+import { connect } from '../lib/session.js';
+
+/** `$connect`: a refused token answers 401 and the handshake fails; nothing is stored. */
+export const handler = middy(async (event: unknown) => {
+  const { requestContext, queryStringParameters: query } = parseWebSocketEvent(event);
+  const callbackUrl = config().callbackUrl;
+  const { userId } = await connect(
+    {
+      connectionId: requestContext.connectionId,
+      domainName: requestContext.domainName,
+      stage: requestContext.stage,
+      ...(requestContext.connectedAt !== undefined && { connectedAt: requestContext.connectedAt }),
+      ...(query?.['token'] && { token: query['token'] }),
+      ...(query?.['since'] && { since: query['since'] }),
+    },
+    { registry: registry(), verifyToken: verifyToken(), ...(callbackUrl && { callbackUrl }) },
+  );
+  logger().debug('connected', { connectionId: requestContext.connectionId, userId });
+  return { statusCode: 200 };
+}).use(webSocketErrors({ logger }));

@@ -1,0 +1,16 @@
+import middy from '@middy/core';
+import { chunkJobs, parseDeliverChunk } from '../lib/chunks.js';
+import { config, gateway, logger, registry } from '../lib/clients.js';
+import { deliver } from '../lib/fanout.js';
+import { invokeErrors } from '../lib/middleware.js';
+
+/** `deliver`: the fan-out worker `publish` hands each chunk of a large audience to. */
+export const handler = middy(async (event: unknown) => {
+  const chunk = parseDeliverChunk(event);
+  return deliver(chunkJobs(chunk), {
+    gateway: gateway(),
+    prune: (connectionId) => registry().remove(connectionId),
+    logger: logger(),
+    concurrency: config().fanout.concurrency,
+  });
+}).use(invokeErrors({ logger }));

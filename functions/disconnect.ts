@@ -1,0 +1,12 @@
+import middy from '@middy/core';
+import { logger, registry } from '../lib/clients.js';
+import { parseWebSocketEvent } from '../lib/events.js';
+import { webSocketErrors } from '../lib/middleware.js';
+import { disconnect } from '../lib/session.js';
+
+/** `$disconnect`: best-effort in API Gateway; TTLs and 410 pruning cover a missed one. */
+export const handler = middy(async (event: unknown) => {
+  const { requestContext } = parseWebSocketEvent(event);
+  await disconnect(requestContext.connectionId, { registry: registry() });
+  return { statusCode: 200 };
+}).use(webSocketErrors({ logger }));

@@ -1,0 +1,9 @@
+import middy from '@middy/core';
+import { gateway, logger, registry } from '../lib/clients.js';
+import { kick } from '../lib/kick.js';
+import { invokeErrors } from '../lib/middleware.js';
+
+/** `kick`: server-side disconnect by `userId` or `connectionIds` (log-out, revocation, bans). */
+export const handler = middy(async (event: unknown) =>
+  kick(event, { registry: registry(), gateway: gateway(), logger: logger() }),
+).use(invokeErrors({ logger }));

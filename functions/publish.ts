@@ -1,0 +1,22 @@
+import middy from '@middy/core';
+import { config, dedup, gateway, invokeChunk, logger, registry } from '../lib/clients.js';
+import { invokeErrors } from '../lib/middleware.js';
+import { publish } from '../lib/publish.js';
+
+/** `publish`: invoked by backend services (Lambda Invoke). See README, "Publishing". */
+export const handler = middy(async (event: unknown) => {
+  const { fanout } = config();
+  const result = await publish(event, {
+    registry: registry(),
+    dedup: dedup(),
+    gateway: gateway(),
+    prune: (connectionId) => registry().remove(connectionId),
+    logger: logger(),
+    concurrency: fanout.concurrency,
+    chunkSize: fanout.chunk,
+    parallelChunks: fanout.parallelChunks,
+    invokeChunk: invokeChunk(),
+  });
+  logger().info('published', { ...result });
+  return result;
+}).use(invokeErrors({ logger }));

@@ -1,0 +1,69 @@
+import pMap from 'p-map';
+import * as v from 'valibot';
+import { MAX_TARGETS, MAX_USER_ID_LENGTH } from './constants.js';
+import { ValidationError } from './errors.js';
+import { type FanoutLogger, reason } from './fanout.js';
+import type { Gateway } from './gateway.js';
+import { describeIssues } from './protocol.js';
+import type { ConnectionRegistry } from './registry/types.js';
+
+const KickRequestSchema = v.pipe(
+  v.strictObject({
+    userId: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_USER_ID_LENGTH))),
+    connectionIds: v.optional(
+      v.pipe(v.array(v.pipe(v.string(), v.minLength(1))), v.minLength(1), v.maxLength(MAX_TARGETS)),
+    ),
+  }),
+  v.check(
+    (r) => (r.userId === undefined) !== (r.connectionIds === undefined),
+    'give exactly one of userId, connectionIds',
+  ),
+);
+
+export interface KickResult {
+  connections: number;
+  closed: number;
+  gone: number;
+  failed: number;
+}
+
+/**
+ * Server-side disconnect (log-out, token revocation, bans): closes each
+ * connection through the management API and removes its records. Records are
+ * removed even when the close fails, so a banned connection receives no more
+ * pushes; API Gateway's own $disconnect for it is then a no-op.
+ */
+export async function kick(
+  input: unknown,
+  deps: { registry: ConnectionRegistry; gateway: Gateway; logger: FanoutLogger },
+): Promise<KickResult> {
+  const parsed = v.safeParse(KickRequestSchema, input);
+  if (!parsed.success)
+    throw new ValidationError(`invalid kick request: ${describeIssues(parsed.issues)}`);
+  const { userId, connectionIds } = parsed.output;
+  const targets =
+    userId !== undefined
+      ? (await deps.registry.lookupUser(userId)).map((r) => r.connectionId)
+      : [...new Set(connectionIds)];
+  const result: KickResult = { connections: targets.length, closed: 0, gone: 0, failed: 0 };
+  await pMap(
+    targets,
+    async (connectionId) => {
+      const connection = await deps.registry.remove(connectionId);
+      if (!connection) {
+        result.gone++;
+        return;
+      }
+      try {
+        const outcome = await deps.gateway.close(connection.endpoint, connectionId);
+        if (outcome === 'ok') result.closed++;
+        else result.gone++;
+      } catch (error) {
+        result.failed++;
+        deps.logger.warn('could not close connection', { connectionId, reason: reason(error) });
+      }
+    },
+    { concurrency: 32 },
+  );
+  return result;
+}

@@ -1,0 +1,59 @@
+import pMap from 'p-map';
+import * as v from 'valibot';
+import { MAX_TARGETS, MAX_USER_ID_LENGTH } from './constants.js';
+import { ValidationError } from './errors.js';
+import { describeIssues, Topic } from './protocol.js';
+import type { ConnectionRegistry } from './registry/types.js';
+
+const PresenceRequestSchema = v.pipe(
+  v.strictObject({
+    userIds: v.optional(
+      v.pipe(
+        v.array(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_USER_ID_LENGTH))),
+        v.maxLength(MAX_TARGETS),
+      ),
+    ),
+    topic: v.optional(Topic),
+  }),
+  v.check(
+    (r) => r.userIds !== undefined || r.topic !== undefined,
+    'give userIds, a topic, or both',
+  ),
+);
+
+export interface PresenceResult {
+  users?: Record<string, { online: boolean; connections: number }>;
+  topic?: { name: string; members: number };
+}
+
+/**
+ * Who is online, answered from counts (ZCOUNT over unexpired members): a topic
+ * of any size is counted without loading its members.
+ */
+export async function presence(
+  input: unknown,
+  deps: { registry: ConnectionRegistry },
+): Promise<PresenceResult> {
+  const parsed = v.safeParse(PresenceRequestSchema, input);
+  if (!parsed.success)
+    throw new ValidationError(`invalid presence request: ${describeIssues(parsed.issues)}`);
+  const { userIds, topic } = parsed.output;
+  const result: PresenceResult = {};
+  if (userIds) {
+    const counts = await pMap(
+      userIds,
+      (u) => deps.registry.countLive(deps.registry.userAudience(u)),
+      { concurrency: 64 },
+    );
+    result.users = Object.fromEntries(
+      userIds.map((u, i) => [u, { online: (counts[i] ?? 0) > 0, connections: counts[i] ?? 0 }]),
+    );
+  }
+  if (topic !== undefined) {
+    result.topic = {
+      name: topic,
+      members: await deps.registry.countLive(deps.registry.topicAudience(topic)),
+    };
+  }
+  return result;
+}

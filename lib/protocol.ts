@@ -1,0 +1,78 @@
+import * as v from 'valibot';
+import { MAX_CLIENT_FRAME_BYTES, TOPIC_PATTERN } from './constants.js';
+import { TooLargeError, ValidationError } from './errors.js';
+import { isCursor } from './registry/cursor.js';
+
+/**
+ * The wire protocol between clients and pushwire. Client frames are JSON with
+ * an `action` (API Gateway's route selection is `$request.body.action`); server
+ * frames have a `type`. The README's protocol section documents both.
+ */
+
+export const Topic = v.pipe(
+  v.string('topic must be a string'),
+  v.regex(TOPIC_PATTERN, 'topic must be 1-128 characters of A-Z a-z 0-9 _ . : @ = -'),
+);
+export const CursorSchema = v.pipe(
+  v.string('since must be a string cursor'),
+  v.check(isCursor, 'since must be a cursor like "1732752000000-0"'),
+);
+
+const Ping = v.strictObject({ action: v.literal('ping') });
+const Subscribe = v.strictObject({
+  action: v.literal('subscribe'),
+  topic: Topic,
+  since: v.optional(CursorSchema),
+});
+const Unsubscribe = v.strictObject({ action: v.literal('unsubscribe'), topic: Topic });
+const Resume = v.strictObject({ action: v.literal('resume'), since: CursorSchema });
+
+const ClientFrame = v.variant('action', [Ping, Subscribe, Unsubscribe, Resume]);
+export type ClientFrame = v.InferOutput<typeof ClientFrame>;
+export const ACTIONS = ['ping', 'subscribe', 'unsubscribe', 'resume'] as const;
+
+export type ServerFrame =
+  | { type: 'pong' }
+  | { type: 'subscribed'; topic: string }
+  | { type: 'unsubscribed'; topic: string }
+  | { type: 'resumed'; recovered: boolean; topic?: string }
+  | { type: 'message'; id: string; data: unknown; cursor?: string; topic?: string }
+  | { type: 'error'; code: string; message: string };
+
+export function parseClientFrame(body: string | undefined): ClientFrame {
+  if (body === undefined || body === '')
+    throw new ValidationError('empty frame: send JSON with an "action"', 'invalid_frame');
+  if (Buffer.byteLength(body) > MAX_CLIENT_FRAME_BYTES) {
+    throw new TooLargeError(`frame is over ${MAX_CLIENT_FRAME_BYTES} bytes`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    throw new ValidationError('frame is not valid JSON', 'invalid_json');
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new ValidationError('frame must be a JSON object with an "action"', 'invalid_frame');
+  }
+  const action = (json as { action?: unknown }).action;
+  if (typeof action !== 'string' || !(ACTIONS as readonly string[]).includes(action)) {
+    throw new ValidationError(
+      `unknown action ${JSON.stringify(action ?? null)}; expected one of ${ACTIONS.join(', ')}`,
+      'unknown_action',
+    );
+  }
+  const parsed = v.safeParse(ClientFrame, json);
+  if (!parsed.success) throw new ValidationError(describeIssues(parsed.issues), 'invalid_frame');
+  return parsed.output;
+}
+
+export function describeIssues(issues: readonly v.BaseIssue<unknown>[]): string {
+  return issues
+    .map((issue) => {
+      const path = issue.path?.map((p) => String(p.key)).join('.');
+      return path ? `${path}: ${issue.message}` : issue.message;
+    })
+    .join('; ');
+}
+
+export const encodeFrame = (frame: ServerFrame): string => JSON.stringify(frame);

@@ -1,0 +1,256 @@
+import { randomUUID } from 'node:crypto';
+import pMap from 'p-map';
+import * as v from 'valibot';
+import { type Batch, type DispatchDeps, dispatch } from './chunks.js';
+import { MAX_MESSAGE_BYTES, MAX_TARGETS, MAX_USER_ID_LENGTH } from './constants.js';
+import type { DedupStore } from './dedup.js';
+import { TooLargeError, ValidationError } from './errors.js';
+import { describeIssues, Topic } from './protocol.js';
+import type { Audience, Recipient } from './registry/keys.js';
+import type { ConnectionRegistry } from './registry/types.js';
+
+const UserId = v.pipe(
+  v.string('user ids are strings'),
+  v.minLength(1),
+  v.maxLength(MAX_USER_ID_LENGTH),
+);
+const ConnectionId = v.pipe(
+  v.string('connection ids are strings'),
+  v.minLength(1),
+  v.maxLength(128),
+  v.regex(/^[^|\s]+$/),
+);
+const targets = ['userId', 'userIds', 'connectionIds', 'topic', 'broadcast'] as const;
+
+const PublishRequestSchema = v.pipe(
+  v.strictObject(
+    {
+      id: v.optional(
+        v.pipe(
+          v.string('id must be a string'),
+          v.regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'id must be 1-128 characters of A-Z a-z 0-9 _ . : -'),
+        ),
+      ),
+      userId: v.optional(UserId),
+      userIds: v.optional(
+        v.pipe(
+          v.array(UserId),
+          v.minLength(1, 'userIds must not be empty'),
+          v.maxLength(MAX_TARGETS),
+        ),
+      ),
+      connectionIds: v.optional(
+        v.pipe(
+          v.array(ConnectionId),
+          v.minLength(1, 'connectionIds must not be empty'),
+          v.maxLength(MAX_TARGETS),
+        ),
+      ),
+      topic: v.optional(Topic),
+      broadcast: v.optional(v.literal(true, 'broadcast must be true when given')),
+      exceptConnectionId: v.optional(ConnectionId),
+      data: v.unknown(),
+    },
+    (issue) =>
+      `unknown field ${JSON.stringify(issue.input === undefined ? issue.expected : issue.path?.[0]?.key)}`,
+  ),
+  v.check((r) => r.data !== undefined, 'data is required (any JSON value)'),
+  v.check(
+    (r) => targets.filter((t) => r[t] !== undefined).length === 1,
+    `exactly one target is required: ${targets.join(', ')}`,
+  ),
+);
+
+export type PublishRequest = v.InferOutput<typeof PublishRequestSchema>;
+
+export interface PublishResult {
+  id: string;
+  recipients: number;
+  delivered: number;
+  gone: number;
+  failed: number;
+  /** Chunks delivered by `deliver` workers (0: all delivered by `publish` itself). */
+  chunks: number;
+  /** The message is in history (user or topic targets), so a client can resume to it. */
+  stored: boolean;
+  /** History cursor, for a single user or a topic. */
+  cursor?: string;
+  /** This id was published before; nothing was sent. */
+  duplicate?: true;
+}
+
+export interface PublishDeps extends DispatchDeps {
+  registry: ConnectionRegistry;
+  dedup: DedupStore;
+}
+
+export function parsePublishRequest(input: unknown): PublishRequest {
+  const parsed = v.safeParse(PublishRequestSchema, input);
+  if (!parsed.success)
+    throw new ValidationError(`invalid publish request: ${describeIssues(parsed.issues)}`);
+  return parsed.output;
+}
+
+/** Longest cursor a frame can carry ("<16 digits>-<16 digits>"); used to size-check before storing. */
+const MAX_CURSOR = '9'.repeat(16) + '-' + '9'.repeat(16);
+
+/**
+ * A message frame as text. Built by concatenation so a large `data` is
+ * serialised once per publish, not once per recipient or per user; the
+ * result is exactly JSON.stringify({ type, id, topic?, cursor?, data }).
+ */
+export function messageFrame(
+  id: string,
+  dataJson: string,
+  cursor?: string,
+  topic?: string,
+): string {
+  return (
+    `{"type":"message","id":${JSON.stringify(id)}` +
+    (topic === undefined ? '' : `,"topic":${JSON.stringify(topic)}`) +
+    (cursor ? `,"cursor":${JSON.stringify(cursor)}` : '') +
+    `,"data":${dataJson}}`
+  );
+}
+
+/**
+ * Publishes one message: validates it, refuses a duplicate id, stores it in
+ * history (user and topic targets), resolves the audience and delivers.
+ */
+export async function publish(input: unknown, deps: PublishDeps): Promise<PublishResult> {
+  const request = parsePublishRequest(input);
+  const id = request.id ?? randomUUID();
+  const dataJson = JSON.stringify(request.data);
+  const size = Buffer.byteLength(messageFrame(id, dataJson, MAX_CURSOR, request.topic));
+  if (size > MAX_MESSAGE_BYTES) {
+    throw new TooLargeError(
+      `message is ${size} bytes as a frame; API Gateway delivers at most ${MAX_MESSAGE_BYTES}`,
+    );
+  }
+
+  if (request.id !== undefined) {
+    const claim = await deps.dedup.claim(id);
+    if (!claim.claimed) {
+      const first = (claim.first ?? {}) as Partial<PublishResult>;
+      return { ...emptyResult(id), ...first, id, duplicate: true };
+    }
+  }
+  try {
+    const result = await run(request, id, dataJson, deps);
+    if (request.id !== undefined) await deps.dedup.complete(id, result);
+    return result;
+  } catch (error) {
+    // Give the id back so Lambda's retry of this failed publish can deliver.
+    if (request.id !== undefined) await deps.dedup.release(id).catch(() => undefined);
+    throw error;
+  }
+}
+
+const emptyResult = (id: string): PublishResult => ({
+  id,
+  recipients: 0,
+  delivered: 0,
+  gone: 0,
+  failed: 0,
+  chunks: 0,
+  stored: false,
+});
+
+async function run(
+  request: PublishRequest,
+  id: string,
+  dataJson: string,
+  deps: PublishDeps,
+): Promise<PublishResult> {
+  const { registry } = deps;
+  const except = request.exceptConnectionId;
+  const keep = (r: Recipient) => r.connectionId !== except;
+  const entry = `{"id":${JSON.stringify(id)},"data":${dataJson}}`;
+
+  if (request.connectionIds) {
+    const ids = [...new Set(request.connectionIds)].filter((c) => c !== except);
+    const found = await pMap(ids, (c) => registry.get(c), { concurrency: 64 });
+    const known = found
+      .filter((c) => c !== null)
+      .map((c) => ({ connectionId: c.connectionId, endpoint: c.endpoint }));
+    const frame = messageFrame(id, dataJson);
+    const result = await dispatch([{ frame, recipients: known }], deps);
+    // An id with no record is a connection that no longer exists: gone.
+    const unknown = ids.length - known.length;
+    return {
+      ...emptyResult(id),
+      ...result,
+      recipients: result.recipients + unknown,
+      gone: result.gone + unknown,
+    };
+  }
+
+  if (request.broadcast) {
+    const frame = messageFrame(id, dataJson);
+    const result = await dispatch(
+      filtered(registry.scan('all', deps.chunkSize), frame, keep),
+      deps,
+    );
+    return { ...emptyResult(id), ...result };
+  }
+
+  if (request.topic !== undefined) {
+    const audience = registry.topicAudience(request.topic);
+    const step = await registry.publish(audience, entry, deps.chunkSize);
+    const frame = messageFrame(id, dataJson, step.cursor, request.topic);
+    const source = step.members
+      ? [{ frame, recipients: step.members.filter(keep) }]
+      : filtered(registry.scan(audience, deps.chunkSize), frame, keep);
+    const result = await dispatch(source, deps);
+    return {
+      ...emptyResult(id),
+      ...result,
+      stored: step.cursor !== '',
+      ...(step.cursor && { cursor: step.cursor }),
+    };
+  }
+
+  const users = [...new Set(request.userIds ?? [request.userId as string])];
+  let stored = false;
+  let lastCursor = '';
+  // Each user's history append and member read is one atomic script; users
+  // are independent, so they run side by side.
+  const batches = await pMap(
+    users,
+    async (userId): Promise<Batch | AsyncIterable<Batch>> => {
+      const audience: Audience = registry.userAudience(userId);
+      const step = await registry.publish(audience, entry, deps.chunkSize);
+      if (step.cursor) {
+        stored = true;
+        lastCursor = step.cursor;
+      }
+      const frame = messageFrame(id, dataJson, step.cursor);
+      return step.members
+        ? { frame, recipients: step.members.filter(keep) }
+        : filtered(registry.scan(audience, deps.chunkSize), frame, keep);
+    },
+    { concurrency: 32 },
+  );
+  const result = await dispatch(flatten(batches), deps);
+  return {
+    ...emptyResult(id),
+    ...result,
+    stored,
+    ...(users.length === 1 && lastCursor && { cursor: lastCursor }),
+  };
+}
+
+async function* filtered(
+  source: AsyncIterable<Recipient[]>,
+  frame: string,
+  keep: (r: Recipient) => boolean,
+): AsyncGenerator<Batch> {
+  for await (const recipients of source) yield { frame, recipients: recipients.filter(keep) };
+}
+
+async function* flatten(items: (Batch | AsyncIterable<Batch>)[]): AsyncGenerator<Batch> {
+  for (const item of items) {
+    if (Symbol.asyncIterator in item) yield* item;
+    else yield item;
+  }
+}

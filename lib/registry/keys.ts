@@ -1,0 +1,74 @@
+/**
+ * Every Redis key pushwire uses, built in one place.
+ *
+ * Keys carry Redis Cluster hash tags so that everything one Lua script or one
+ * atomic step touches lives in one slot: a connection's record and its topic
+ * list share `{connectionId}`; a user's live set, resuming set, history stream
+ * and trim marker share `{u:userId}`; a topic's share `{t:topic}`. Commands that
+ * must touch several of these (register, remove) send one command per slot.
+ */
+
+export interface AudienceKeys {
+  /** ZSET of live members (`connectionId|endpoint`), scored by expiry time in ms. */
+  live: string;
+  /** ZSET of members replaying history; publish skips them until they catch up. */
+  resuming: string;
+  /** STREAM of the last messages (the history behind cursors). */
+  history: string;
+  /** STRING: id of the newest history entry ever trimmed away. */
+  lost: string;
+}
+
+export type AudienceKind = 'user' | 'topic';
+
+export interface Audience {
+  kind: AudienceKind;
+  name: string;
+  keys: AudienceKeys;
+}
+
+export interface Keys {
+  connection(connectionId: string): string;
+  connectionTopics(connectionId: string): string;
+  audience(kind: AudienceKind, name: string): Audience;
+  /** ZSET of every live connection, for broadcast. */
+  all(): string;
+  dedup(publishId: string): string;
+}
+
+export function createKeys(prefix: string): Keys {
+  if (/[{}]/.test(prefix)) throw new Error('a key prefix must not contain { or }');
+  return {
+    connection: (id) => `${prefix}c:{${id}}`,
+    connectionTopics: (id) => `${prefix}c:{${id}}:t`,
+    audience: (kind, name) => {
+      const tag = `${prefix}${kind === 'user' ? 'u' : 't'}:{${kind === 'user' ? 'u' : 't'}:${name}}`;
+      return {
+        kind,
+        name,
+        keys: { live: `${tag}:c`, resuming: `${tag}:r`, history: `${tag}:h`, lost: `${tag}:l` },
+      };
+    },
+    all: () => `${prefix}all`,
+    dedup: (id) => `${prefix}d:{${id}}`,
+  };
+}
+
+/** A member of an audience set: who to post to, and through which API endpoint. */
+export interface Recipient {
+  connectionId: string;
+  endpoint: string;
+}
+
+/**
+ * Set members carry the endpoint beside the connection id so one read of a
+ * set is enough to deliver: no second lookup per connection. `|` appears in
+ * neither an API Gateway connection id nor a URL we produce.
+ */
+export const encodeMember = (r: Recipient): string => `${r.connectionId}|${r.endpoint}`;
+
+export function decodeMember(member: string): Recipient {
+  const bar = member.indexOf('|');
+  if (bar <= 0) throw new Error(`malformed audience member: ${member}`);
+  return { connectionId: member.slice(0, bar), endpoint: member.slice(bar + 1) };
+}

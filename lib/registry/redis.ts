@@ -1,0 +1,292 @@
+import type { Cluster, Redis } from 'ioredis';
+import { compareCursors, parseCursor } from './cursor.js';
+import {
+  type Audience,
+  createKeys,
+  decodeMember,
+  encodeMember,
+  type Keys,
+  type Recipient,
+} from './keys.js';
+import { defineScripts } from './scripts.js';
+import type {
+  Connection,
+  ConnectionRecord,
+  ConnectionRegistry,
+  PublishStep,
+  ResumeStep,
+} from './types.js';
+
+export interface RedisRegistryOptions {
+  prefix: string;
+  connectionTtlSeconds: number;
+  historySize: number;
+  historyTtlSeconds: number;
+  /** Clock, injectable for tests. */
+  now?: () => number;
+}
+
+/**
+ * Redis adapter of the registry. Every record expires: a connection's hash and
+ * topic set by key TTL, its set memberships by score (expiry time), so a lost
+ * `$disconnect` heals itself within one TTL.
+ */
+export class RedisRegistry implements ConnectionRegistry {
+  readonly keys: Keys;
+  readonly #redis: Redis | Cluster;
+  readonly #ttl: number;
+  readonly #historySize: number;
+  readonly #historyTtl: number;
+  readonly #now: () => number;
+
+  constructor(redis: Redis | Cluster, options: RedisRegistryOptions) {
+    defineScripts(redis);
+    this.#redis = redis;
+    this.keys = createKeys(options.prefix);
+    this.#ttl = options.connectionTtlSeconds;
+    this.#historySize = options.historySize;
+    this.#historyTtl = options.historyTtlSeconds;
+    this.#now = options.now ?? Date.now;
+  }
+
+  #expiry(): number {
+    return this.#now() + this.#ttl * 1000;
+  }
+
+  userAudience(userId: string): Audience {
+    return this.keys.audience('user', userId);
+  }
+
+  topicAudience(topic: string): Audience {
+    return this.keys.audience('topic', topic);
+  }
+
+  async register(record: ConnectionRecord): Promise<void> {
+    const key = this.keys.connection(record.connectionId);
+    const member = encodeMember(record);
+    const user = this.userAudience(record.userId).keys;
+    const expiry = this.#expiry();
+    const fields: Record<string, string> = {
+      userId: record.userId,
+      endpoint: record.endpoint,
+      connectedAt: String(record.connectedAt),
+      allowedTopics: JSON.stringify(record.allowedTopics),
+    };
+    if (record.pendingSince !== undefined) fields['pendingSince'] = record.pendingSince;
+    // One command per slot, sent together (auto-pipelined); the record first,
+    // so a member never points at a record that was not written.
+    await this.#redis.multi().hset(key, fields).expire(key, this.#ttl).exec();
+    await Promise.all([
+      this.#redis
+        .multi()
+        // A connection that will replay history joins its user's resuming set,
+        // so live publishes skip it until replay has caught up.
+        .zadd(record.pendingSince === undefined ? user.live : user.resuming, expiry, member)
+        .expire(record.pendingSince === undefined ? user.live : user.resuming, this.#ttl)
+        .exec(),
+      this.#redis.zadd(this.keys.all(), expiry, member),
+    ]);
+  }
+
+  async get(connectionId: string): Promise<Connection | null> {
+    const [hash, topics] = await Promise.all([
+      this.#redis.hgetall(this.keys.connection(connectionId)),
+      this.#redis.smembers(this.keys.connectionTopics(connectionId)),
+    ]);
+    return toConnection(connectionId, hash, topics);
+  }
+
+  async touch(connectionId: string): Promise<Connection | null> {
+    const connection = await this.get(connectionId);
+    if (!connection) return null;
+    const expiry = this.#expiry();
+    const member = encodeMember(connection);
+    const renew = (a: Audience) =>
+      this.#redis
+        .multi()
+        .zadd(a.keys.live, 'XX', expiry, member)
+        .zadd(a.keys.resuming, 'XX', expiry, member)
+        .expire(a.keys.live, this.#ttl)
+        .exec();
+    await Promise.all([
+      this.#redis
+        .multi()
+        .expire(this.keys.connection(connectionId), this.#ttl)
+        .expire(this.keys.connectionTopics(connectionId), this.#ttl)
+        .exec(),
+      this.#redis.zadd(this.keys.all(), 'XX', expiry, member),
+      renew(this.userAudience(connection.userId)),
+      ...connection.topics.map((topic) => renew(this.topicAudience(topic))),
+    ]);
+    return connection;
+  }
+
+  async remove(connectionId: string): Promise<Connection | null> {
+    const connection = await this.get(connectionId);
+    if (!connection) return null;
+    const member = encodeMember(connection);
+    const leave = (a: Audience) =>
+      this.#redis.multi().zrem(a.keys.live, member).zrem(a.keys.resuming, member).exec();
+    await Promise.all([
+      leave(this.userAudience(connection.userId)),
+      ...connection.topics.map((topic) => leave(this.topicAudience(topic))),
+      this.#redis.zrem(this.keys.all(), member),
+    ]);
+    // The record goes last, so a crash half-way leaves it for the next attempt to find.
+    await this.#redis.del(
+      this.keys.connection(connectionId),
+      this.keys.connectionTopics(connectionId),
+    );
+    return connection;
+  }
+
+  async clearPendingSince(connectionId: string): Promise<void> {
+    await this.#redis.hdel(this.keys.connection(connectionId), 'pendingSince');
+  }
+
+  async subscribe(connection: ConnectionRecord, topic: string, resuming: boolean): Promise<void> {
+    const topicsKey = this.keys.connectionTopics(connection.connectionId);
+    const a = this.topicAudience(topic).keys;
+    const member = encodeMember(connection);
+    const target = resuming ? a.resuming : a.live;
+    const other = resuming ? a.live : a.resuming;
+    await Promise.all([
+      this.#redis.multi().sadd(topicsKey, topic).expire(topicsKey, this.#ttl).exec(),
+      this.#redis
+        .multi()
+        .zrem(other, member)
+        .zadd(target, this.#expiry(), member)
+        .expire(target, this.#ttl)
+        .exec(),
+    ]);
+  }
+
+  async unsubscribe(connection: ConnectionRecord, topic: string): Promise<boolean> {
+    const a = this.topicAudience(topic).keys;
+    const member = encodeMember(connection);
+    const [removed] = await Promise.all([
+      this.#redis.srem(this.keys.connectionTopics(connection.connectionId), topic),
+      this.#redis.multi().zrem(a.live, member).zrem(a.resuming, member).exec(),
+    ]);
+    return removed > 0;
+  }
+
+  async beginResume(audience: Audience, recipient: Recipient): Promise<void> {
+    const member = encodeMember(recipient);
+    const { live, resuming } = audience.keys;
+    await this.#redis
+      .multi()
+      .zrem(live, member)
+      .zadd(resuming, this.#expiry(), member)
+      .expire(resuming, this.#ttl)
+      .exec();
+  }
+
+  async resumeStep(
+    audience: Audience,
+    recipient: Recipient,
+    since: string,
+    batch: number,
+  ): Promise<ResumeStep> {
+    const { history, live, resuming } = audience.keys;
+    const reply = await this.#redis.pwResume(
+      history,
+      live,
+      resuming,
+      encodeMember(recipient),
+      since,
+      batch,
+      this.#expiry(),
+      this.#ttl,
+    );
+    const [state, ...rest] = reply;
+    if (state === 'live' || state === 'gone') return { state };
+    const entries: { cursor: string; entry: string }[] = [];
+    for (let i = 0; i + 1 < rest.length; i += 2) {
+      entries.push({ cursor: rest[i] as string, entry: rest[i + 1] as string });
+    }
+    return { state: 'more', entries };
+  }
+
+  async recoverable(audience: Audience, since: string): Promise<boolean> {
+    const cursor = parseCursor(since);
+    const [lost, exists] = await Promise.all([
+      this.#redis.get(audience.keys.lost),
+      this.#redis.exists(audience.keys.history),
+    ]);
+    if (lost !== null && compareCursors(since, lost) < 0) return false;
+    // With no history at all, nothing after `since` can have existed unless it
+    // is old enough to have expired: every message renews the stream's TTL.
+    if (exists === 0 && cursor.ms < this.#now() - this.#historyTtl * 1000) return false;
+    return true;
+  }
+
+  async lookupUser(userId: string): Promise<Recipient[]> {
+    const members = await this.#redis.zrangebyscore(
+      this.userAudience(userId).keys.live,
+      `(${this.#now()}`,
+      '+inf',
+    );
+    return members.map(decodeMember);
+  }
+
+  async publish(
+    audience: Audience,
+    entry: string | null,
+    inlineLimit: number,
+  ): Promise<PublishStep> {
+    const { live, history, lost } = audience.keys;
+    const [cursor, count, ...members] = await this.#redis.pwPublish(
+      live,
+      history,
+      lost,
+      this.#now(),
+      entry ?? '',
+      this.#historySize,
+      this.#historyTtl,
+      inlineLimit,
+    );
+    const step: PublishStep = { cursor, count: Number(count) };
+    if (step.count <= inlineLimit) step.members = members.map(decodeMember);
+    return step;
+  }
+
+  async *scan(audience: Audience | 'all', batch: number): AsyncIterable<Recipient[]> {
+    const key = audience === 'all' ? this.keys.all() : audience.keys.live;
+    const now = this.#now();
+    let cursor = '0';
+    do {
+      const [next, flat] = await this.#redis.zscan(key, cursor, 'COUNT', batch);
+      cursor = next;
+      const recipients: Recipient[] = [];
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        if (Number(flat[i + 1]) > now) recipients.push(decodeMember(flat[i] as string));
+      }
+      if (recipients.length > 0) yield recipients;
+    } while (cursor !== '0');
+  }
+
+  async countLive(audience: Audience | 'all'): Promise<number> {
+    const key = audience === 'all' ? this.keys.all() : audience.keys.live;
+    return this.#redis.zcount(key, `(${this.#now()}`, '+inf');
+  }
+}
+
+function toConnection(
+  connectionId: string,
+  hash: Record<string, string>,
+  topics: string[],
+): Connection | null {
+  const { userId, endpoint, connectedAt, allowedTopics, pendingSince } = hash;
+  if (userId === undefined || endpoint === undefined) return null;
+  const connection: Connection = {
+    connectionId,
+    userId,
+    endpoint,
+    connectedAt: Number(connectedAt),
+    allowedTopics: allowedTopics ? (JSON.parse(allowedTopics) as string[]) : [],
+    topics: topics.sort(),
+  };
+  if (pendingSince !== undefined) connection.pendingSince = pendingSince;
+  return connection;
+}

@@ -1,0 +1,74 @@
+import type { Audience, Recipient } from './keys.js';
+
+export type { Audience, Recipient };
+
+/** What pushwire knows about one WebSocket connection. */
+export interface ConnectionRecord {
+  connectionId: string;
+  userId: string;
+  /** Management API endpoint of the API/stage holding the connection. */
+  endpoint: string;
+  connectedAt: number;
+  /** Topic names or `prefix*` patterns the connection's token allows. */
+  allowedTopics: string[];
+  /** A `?since=` cursor given at connect, replayed at the connection's first frame. */
+  pendingSince?: string;
+}
+
+export interface Connection extends ConnectionRecord {
+  /** Topics the connection is subscribed to. */
+  topics: string[];
+}
+
+export interface PublishStep {
+  /** History cursor of the stored message ('' when none was stored). */
+  cursor: string;
+  /** Live members at the moment of publishing. */
+  count: number;
+  /** The members, when there were few enough to return inline; else stream them with scan(). */
+  members?: Recipient[];
+}
+
+export type ResumeStep =
+  | { state: 'more'; entries: { cursor: string; entry: string }[] }
+  | { state: 'live' }
+  | { state: 'gone' };
+
+/**
+ * The connection registry port: who is connected where, who listens to what,
+ * and the history behind resume. The Redis adapter is the production one; the
+ * port keeps `lib/` logic independent of how it is stored.
+ */
+export interface ConnectionRegistry {
+  register(record: ConnectionRecord): Promise<void>;
+  get(connectionId: string): Promise<Connection | null>;
+  /** Renews every TTL of a connection; null when it is not registered. */
+  touch(connectionId: string): Promise<Connection | null>;
+  /** Removes a connection everywhere. Idempotent: null when nothing was there. */
+  remove(connectionId: string): Promise<Connection | null>;
+  clearPendingSince(connectionId: string): Promise<void>;
+
+  userAudience(userId: string): Audience;
+  topicAudience(topic: string): Audience;
+  /** Adds a connection to a topic, live or (when about to replay) resuming. */
+  subscribe(connection: ConnectionRecord, topic: string, resuming: boolean): Promise<void>;
+  unsubscribe(connection: ConnectionRecord, topic: string): Promise<boolean>;
+  /** Takes a member out of live delivery until resumeStep() says it caught up. */
+  beginResume(audience: Audience, recipient: Recipient): Promise<void>;
+  resumeStep(
+    audience: Audience,
+    recipient: Recipient,
+    since: string,
+    batch: number,
+  ): Promise<ResumeStep>;
+  /** Whether history still holds every entry after `since`. */
+  recoverable(audience: Audience, since: string): Promise<boolean>;
+
+  /** Live connections of one user, with endpoints, in one round trip. */
+  lookupUser(userId: string): Promise<Recipient[]>;
+  /** Stores `entry` in the audience's history (unless null) and reads its live members, atomically. */
+  publish(audience: Audience, entry: string | null, inlineLimit: number): Promise<PublishStep>;
+  /** Streams the live members of an audience (or of everyone) in batches, never all at once. */
+  scan(audience: Audience | 'all', batch: number): AsyncIterable<Recipient[]>;
+  countLive(audience: Audience | 'all'): Promise<number>;
+}

@@ -1,0 +1,130 @@
+import { type Identity, type TokenVerifier, topicAllowed } from './auth.js';
+import { ForbiddenError, UnknownConnectionError, ValidationError } from './errors.js';
+import type { Gateway } from './gateway.js';
+import { encodeFrame, parseClientFrame, type ServerFrame } from './protocol.js';
+import { isCursor } from './registry/cursor.js';
+import type { Connection, ConnectionRegistry } from './registry/types.js';
+import { replay } from './resume.js';
+
+/** What the WebSocket handlers need, injected so tests hand in real Redis or mocked AWS. */
+export interface SessionDeps {
+  registry: ConnectionRegistry;
+  gateway: Gateway;
+  verifyToken: TokenVerifier;
+  /** Fixed callback URL (custom domain, serverless-offline); else derived from the event. */
+  callbackUrl?: string;
+}
+
+export interface ConnectInput {
+  connectionId: string;
+  domainName: string;
+  stage: string;
+  token?: string;
+  since?: string;
+  connectedAt?: number;
+}
+
+/** Where the management API of the API holding a connection lives. */
+export function callbackEndpoint(domainName: string, stage: string, callbackUrl?: string): string {
+  return callbackUrl ?? `https://${domainName}/${stage}`;
+}
+
+/** `$connect`: verify the token, then record the connection. A refused token writes nothing. */
+export async function connect(
+  input: ConnectInput,
+  deps: Pick<SessionDeps, 'registry' | 'verifyToken' | 'callbackUrl'>,
+): Promise<Identity & { endpoint: string }> {
+  const identity = await deps.verifyToken(input.token);
+  if (input.since !== undefined && !isCursor(input.since)) {
+    throw new ValidationError('since must be a cursor like "1732752000000-0"', 'invalid_cursor');
+  }
+  const endpoint = callbackEndpoint(input.domainName, input.stage, deps.callbackUrl);
+  await deps.registry.register({
+    connectionId: input.connectionId,
+    userId: identity.userId,
+    endpoint,
+    connectedAt: input.connectedAt ?? Date.now(),
+    allowedTopics: identity.topics,
+    ...(input.since !== undefined && { pendingSince: input.since }),
+  });
+  return { ...identity, endpoint };
+}
+
+/** `$disconnect`: forget the connection. Idempotent; TTLs cover a disconnect that never comes. */
+export async function disconnect(
+  connectionId: string,
+  deps: Pick<SessionDeps, 'registry'>,
+): Promise<boolean> {
+  return (await deps.registry.remove(connectionId)) !== null;
+}
+
+async function post(deps: SessionDeps, connection: Connection, frame: ServerFrame): Promise<void> {
+  await deps.gateway.post(
+    connection.endpoint,
+    connection.connectionId,
+    Buffer.from(encodeFrame(frame)),
+  );
+}
+
+/**
+ * `$default`: one client frame in, the reply frame out. Bad frames are
+ * answered with an error and change nothing; good ones renew the TTLs.
+ */
+export async function handleFrame(
+  connectionId: string,
+  body: string | undefined,
+  deps: SessionDeps,
+): Promise<ServerFrame> {
+  const frame = parseClientFrame(body);
+  const connection = await deps.registry.touch(connectionId);
+  if (!connection) throw new UnknownConnectionError(connectionId);
+
+  // A `?since=` given at connect is replayed here, at the first frame: API
+  // Gateway lets nobody post to a connection until `$connect` has returned.
+  if (connection.pendingSince !== undefined) {
+    const since = connection.pendingSince;
+    await deps.registry.clearPendingSince(connectionId);
+    const outcome = await replay(
+      deps.registry.userAudience(connection.userId),
+      connection,
+      since,
+      deps,
+    );
+    if (outcome.gone) throw new UnknownConnectionError(connectionId);
+    await post(deps, connection, { type: 'resumed', recovered: outcome.recovered });
+  }
+
+  switch (frame.action) {
+    case 'ping':
+      return { type: 'pong' };
+    case 'subscribe': {
+      if (!topicAllowed(frame.topic, connection.allowedTopics)) {
+        throw new ForbiddenError(`your token does not allow topic "${frame.topic}"`);
+      }
+      if (frame.since === undefined) {
+        await deps.registry.subscribe(connection, frame.topic, false);
+        return { type: 'subscribed', topic: frame.topic };
+      }
+      await deps.registry.subscribe(connection, frame.topic, true);
+      await post(deps, connection, { type: 'subscribed', topic: frame.topic });
+      const outcome = await replay(
+        deps.registry.topicAudience(frame.topic),
+        connection,
+        frame.since,
+        deps,
+      );
+      if (outcome.gone) throw new UnknownConnectionError(connectionId);
+      return { type: 'resumed', topic: frame.topic, recovered: outcome.recovered };
+    }
+    case 'unsubscribe':
+      await deps.registry.unsubscribe(connection, frame.topic);
+      return { type: 'unsubscribed', topic: frame.topic };
+    case 'resume': {
+      const audience = deps.registry.userAudience(connection.userId);
+      await deps.registry.beginResume(audience, connection);
+      const outcome = await replay(audience, connection, frame.since, deps);
+      if (outcome.gone) throw new UnknownConnectionError(connectionId);
+      return { type: 'resumed', recovered: outcome.recovered };
+    }
+  }
+}

@@ -1,0 +1,18 @@
+import { SignJWT } from 'jose';
+import { DEV_JWT_SECRET } from './local-env.js';
+
+/** A dev token for local use (HS256 with the dev secret, or JWT_SECRET). */
+export async function devToken(
+  userId: string,
+  options: { topics?: string[]; secret?: string; expiresIn?: string } = {},
+): Promise<string> {
+  const secret = new TextEncoder().encode(
+    options.secret ?? process.env['JWT_SECRET'] ?? DEV_JWT_SECRET,
+  );
+  return new SignJWT(options.topics ? { topics: options.topics } : {})
+    .setProtectedHeader({ alg: 'HS256' })
+    .setSubject(userId)
+    .setIssuedAt()
+    .setExpirationTime(options.expiresIn ?? '2h')
+    .sign(secret);
+}
