@@ -1,0 +1,99 @@
+import WebSocket from 'ws';
+
+export type Frame = Record<string, unknown> & { type: string };
+
+/**
+ * A real WebSocket client that records every frame, so a test can wait for
+ * the next one matching a predicate, or assert that none arrived.
+ */
+export class TestClient {
+  readonly frames: Frame[] = [];
+  readonly ws: WebSocket;
+  #waiters: { match: (f: Frame) => boolean; resolve: (f: Frame) => void; from: number }[] = [];
+  closed = false;
+
+  private constructor(ws: WebSocket) {
+    this.ws = ws;
+    ws.on('message', (data) => {
+      const frame = JSON.parse(data.toString()) as Frame;
+      this.frames.push(frame);
+      const index = this.frames.length - 1;
+      this.#waiters = this.#waiters.filter((w) => {
+        if (index >= w.from && w.match(frame)) {
+          w.resolve(frame);
+          return false;
+        }
+        return true;
+      });
+    });
+    ws.on('close', () => {
+      this.closed = true;
+    });
+  }
+
+  /** Opens a connection; rejects with the HTTP status when the handshake is refused. */
+  static connect(url: string): Promise<TestClient> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url);
+      ws.once('open', () => resolve(new TestClient(ws)));
+      ws.once('unexpected-response', (_req, res) =>
+        reject(new HandshakeRefused(res.statusCode ?? 0)),
+      );
+      ws.once('error', reject);
+    });
+  }
+
+  send(frame: unknown): void {
+    this.ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame));
+  }
+
+  /** The first frame (already received or still to come) matching `match`, counting from index `from`. */
+  next(match: (f: Frame) => boolean = () => true, timeoutMs = 10_000, from = 0): Promise<Frame> {
+    const seen = this.frames.slice(from).find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `no matching frame within ${timeoutMs} ms; got ${JSON.stringify(this.frames)}`,
+            ),
+          ),
+        timeoutMs,
+      );
+      this.#waiters.push({
+        match,
+        from,
+        resolve: (f) => {
+          clearTimeout(timer);
+          resolve(f);
+        },
+      });
+    });
+  }
+
+  /** Sends a frame and waits for the first frame after it matching `match`. */
+  async request(frame: unknown, match: (f: Frame) => boolean): Promise<Frame> {
+    const from = this.frames.length;
+    this.send(frame);
+    return this.next(match, 10_000, from);
+  }
+
+  messages(): Frame[] {
+    return this.frames.filter((f) => f.type === 'message');
+  }
+
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.ws.once('close', () => resolve());
+      this.ws.close();
+    });
+  }
+}
+
+export class HandshakeRefused extends Error {
+  constructor(readonly status: number) {
+    super(`handshake refused with HTTP ${status}`);
+  }
+}

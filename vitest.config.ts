@@ -1,0 +1,35 @@
+import { readFileSync } from 'node:fs';
+import { defineConfig, type Plugin } from 'vitest/config';
+
+/** Loads `.lua` files as text, as esbuild's text loader does in the bundles. */
+const luaAsText = (): Plugin => ({
+  name: 'lua-as-text',
+  enforce: 'pre',
+  load(id) {
+    if (!id.endsWith('.lua')) return null;
+    return `export default ${JSON.stringify(readFileSync(id, 'utf8'))};`;
+  },
+});
+
+export default defineConfig({
+  plugins: [luaAsText()],
+  test: {
+    // Two cores: keep parallelism modest; e2e suites start their own servers.
+    maxWorkers: 2,
+    testTimeout: 20_000,
+    hookTimeout: 120_000,
+    projects: [
+      { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      { extends: true, test: { name: 'integration', include: ['test/integration/**/*.test.ts'] } },
+      {
+        extends: true,
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 60_000,
+        },
+      },
+    ],
+  },
+});
