@@ -84,7 +84,7 @@ export class RedisRegistry implements ConnectionRegistry {
         .zadd(record.pendingSince === undefined ? user.live : user.resuming, expiry, member)
         .expire(record.pendingSince === undefined ? user.live : user.resuming, this.#ttl)
         .exec(),
-      this.#redis.zadd(this.keys.all(), expiry, member),
+      this.#redis.multi().zadd(this.keys.all(), expiry, member).expire(this.keys.all(), this.#ttl).exec(),
     ]);
   }
 
@@ -254,6 +254,9 @@ export class RedisRegistry implements ConnectionRegistry {
   async *scan(audience: Audience | 'all', batch: number): AsyncIterable<Recipient[]> {
     const key = audience === 'all' ? this.keys.all() : audience.keys.live;
     const now = this.#now();
+    // Drop expired members first (connections whose $disconnect never came),
+    // so the scan and the set itself do not grow with the dead.
+    await this.#redis.zremrangebyscore(key, '-inf', now);
     let cursor = '0';
     do {
       const [next, flat] = await this.#redis.zscan(key, cursor, 'COUNT', batch);
