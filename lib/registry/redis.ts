@@ -114,7 +114,7 @@ export class RedisRegistry implements ConnectionRegistry {
         .expire(this.keys.connection(connectionId), this.#ttl)
         .expire(this.keys.connectionTopics(connectionId), this.#ttl)
         .exec(),
-      this.#redis.zadd(this.keys.all(), 'XX', expiry, member),
+      this.#redis.multi().zadd(this.keys.all(), 'XX', expiry, member).expire(this.keys.all(), this.#ttl).exec(),
       renew(this.userAudience(connection.userId)),
       ...connection.topics.map((topic) => renew(this.topicAudience(topic))),
     ]);
