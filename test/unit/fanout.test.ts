@@ -1,0 +1,352 @@
+import {
+  ApiGatewayManagementApiClient,
+  ApiGatewayManagementApiServiceException,
+  GoneException,
+  PostToConnectionCommand,
+} from '@aws-sdk/client-apigatewaymanagementapi';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it } from 'vitest';
+import {
+  addCounts,
+  type DeliveryJob,
+  deliver,
+  emptyCounts,
+  type FanoutLogger,
+  groupByEndpoint,
+  reason,
+} from '../../lib/fanout.js';
+import { AwsGateway, type Gateway, type GatewayResult } from '../../lib/gateway.js';
+import type { Recipient } from '../../lib/registry/keys.js';
+
+const EP_A = 'https://aaa.execute-api.us-east-1.amazonaws.com/prod';
+const EP_B = 'https://bbb.execute-api.us-east-1.amazonaws.com/prod';
+
+const api = mockClient(ApiGatewayManagementApiClient);
+
+const gone = () => new GoneException({ message: 'gone', $metadata: { httpStatusCode: 410 } });
+const serverError = (message = 'boom') =>
+  new ApiGatewayManagementApiServiceException({
+    name: 'InternalServerErrorException',
+    $fault: 'server',
+    message,
+    $metadata: { httpStatusCode: 500 },
+  });
+
+const noWaitGateway = () =>
+  new AwsGateway({ region: 'us-east-1', sleep: async () => undefined, random: () => 0 });
+
+/** A logger that keeps what it was told. */
+function recordingLogger() {
+  const warnings: { message: string; extra: Record<string, unknown> }[] = [];
+  const logger: FanoutLogger = {
+    warn: (message, extra) => {
+      warnings.push({ message, extra });
+    },
+  };
+  return { logger, warnings };
+}
+
+/** A prune port that keeps the ids it was asked to prune. */
+function recordingPrune() {
+  const pruned: string[] = [];
+  return {
+    pruned,
+    prune: async (connectionId: string) => {
+      pruned.push(connectionId);
+    },
+  };
+}
+
+const job = (frame: string, recipients: Recipient[]): DeliveryJob => ({
+  frame: Buffer.from(frame),
+  recipients,
+});
+const at = (endpoint: string, ...ids: string[]): Recipient[] =>
+  ids.map((connectionId) => ({ connectionId, endpoint }));
+
+const postedIds = () =>
+  api.commandCalls(PostToConnectionCommand).map((call) => call.args[0].input.ConnectionId);
+
+beforeEach(() => {
+  api.reset();
+});
+
+describe('deliver', () => {
+  it('posts the frame to every recipient and counts them delivered', async () => {
+    // Prepare
+    api.on(PostToConnectionCommand).resolves({});
+    const { prune, pruned } = recordingPrune();
+    const { logger, warnings } = recordingLogger();
+
+    // Act
+    const counts = await deliver([job('hello', at(EP_A, 'a1', 'a2', 'a3'))], {
+      gateway: noWaitGateway(),
+      prune,
+      logger,
+      concurrency: 10,
+    });
+
+    // Assess
+    expect(counts).toEqual({ delivered: 3, gone: 0, failed: 0 });
+    expect(postedIds().sort()).toEqual(['a1', 'a2', 'a3']);
+    const frames = api
+      .commandCalls(PostToConnectionCommand)
+      .map((call) => Buffer.from(call.args[0].input.Data as Uint8Array).toString());
+    expect(frames).toEqual(['hello', 'hello', 'hello']);
+    expect(pruned).toEqual([]);
+    expect(warnings).toEqual([]);
+  });
+
+  it('prunes the gone connection and not another (not the sender, not a live one)', async () => {
+    // Prepare: the sender "sender" and "live" are fine; only "dead" is gone
+    api.on(PostToConnectionCommand).resolves({});
+    api.on(PostToConnectionCommand, { ConnectionId: 'dead' }).rejects(gone());
+    const { prune, pruned } = recordingPrune();
+    const { logger } = recordingLogger();
+
+    // Act
+    const counts = await deliver([job('m', at(EP_A, 'sender', 'dead', 'live'))], {
+      gateway: noWaitGateway(),
+      prune,
+      logger,
+      concurrency: 4,
+    });
+
+    // Assess
+    expect(pruned).toEqual(['dead']);
+    expect(counts).toEqual({ delivered: 2, gone: 1, failed: 0 });
+  });
+
+  it('keeps going and counts exactly when some posts are gone and some fail', async () => {
+    // Prepare
+    api.on(PostToConnectionCommand).resolves({});
+    api.on(PostToConnectionCommand, { ConnectionId: 'g1' }).rejects(gone());
+    api.on(PostToConnectionCommand, { ConnectionId: 'g2' }).rejects(gone());
+    api.on(PostToConnectionCommand, { ConnectionId: 'bad' }).rejects(serverError('kaput'));
+    const { prune, pruned } = recordingPrune();
+    const { logger } = recordingLogger();
+    const ids = ['ok1', 'g1', 'bad', 'ok2', 'g2', 'ok3'];
+
+    // Act
+    const counts = await deliver([job('m', at(EP_A, ...ids))], {
+      gateway: noWaitGateway(),
+      prune,
+      logger,
+      concurrency: 1,
+    });
+
+    // Assess: every recipient was tried, even those after the failure
+    expect(counts).toEqual({ delivered: 3, gone: 2, failed: 1 });
+    expect(postedIds()).toEqual(ids);
+    expect(pruned.sort()).toEqual(['g1', 'g2']);
+  });
+
+  it('logs a failed delivery with the connection id, endpoint and reason, and does not prune it', async () => {
+    // Prepare
+    api.on(PostToConnectionCommand).resolves({});
+    api.on(PostToConnectionCommand, { ConnectionId: 'bad' }).rejects(serverError('kaput'));
+    const { prune, pruned } = recordingPrune();
+    const { logger, warnings } = recordingLogger();
+
+    // Act
+    await deliver([job('m', [...at(EP_A, 'good'), ...at(EP_B, 'bad')])], {
+      gateway: noWaitGateway(),
+      prune,
+      logger,
+      concurrency: 2,
+    });
+
+    // Assess
+    expect(pruned).toEqual([]);
+    expect(warnings).toEqual([
+      {
+        message: 'delivery failed',
+        extra: {
+          connectionId: 'bad',
+          endpoint: EP_B,
+          reason: 'InternalServerErrorException (HTTP 500): kaput',
+        },
+      },
+    ]);
+  });
+
+  it('still counts a gone connection when pruning it fails, and logs the prune failure', async () => {
+    // Prepare
+    api.on(PostToConnectionCommand).rejects(gone());
+    const { logger, warnings } = recordingLogger();
+
+    // Act
+    const counts = await deliver([job('m', at(EP_A, 'dead'))], {
+      gateway: noWaitGateway(),
+      prune: async () => {
+        throw new Error('redis down');
+      },
+      logger,
+      concurrency: 1,
+    });
+
+    // Assess
+    expect(counts).toEqual({ delivered: 0, gone: 1, failed: 0 });
+    expect(warnings).toEqual([
+      {
+        message: 'could not prune a gone connection',
+        extra: { connectionId: 'dead', reason: 'Error: redis down' },
+      },
+    ]);
+  });
+
+  it('delivers each job its own frame', async () => {
+    // Prepare
+    api.on(PostToConnectionCommand).resolves({});
+    const { prune } = recordingPrune();
+    const { logger } = recordingLogger();
+
+    // Act
+    const counts = await deliver([job('first', at(EP_A, 'x')), job('second', at(EP_B, 'y', 'z'))], {
+      gateway: noWaitGateway(),
+      prune,
+      logger,
+      concurrency: 1,
+    });
+
+    // Assess
+    expect(counts.delivered).toBe(3);
+    const sent = api
+      .commandCalls(PostToConnectionCommand)
+      .map(
+        (call) =>
+          `${call.args[0].input.ConnectionId}:${Buffer.from(call.args[0].input.Data as Uint8Array).toString()}`,
+      );
+    expect(sent).toEqual(['x:first', 'y:second', 'z:second']);
+  });
+
+  it('posts recipients endpoint by endpoint, through the client of each endpoint', async () => {
+    // Prepare
+    api.on(PostToConnectionCommand).resolves({});
+    const gateway = noWaitGateway();
+    const { prune } = recordingPrune();
+    const { logger } = recordingLogger();
+    const mixed = [
+      { connectionId: 'a1', endpoint: EP_A },
+      { connectionId: 'b1', endpoint: EP_B },
+      { connectionId: 'a2', endpoint: EP_A },
+      { connectionId: 'b2', endpoint: EP_B },
+    ];
+
+    // Act
+    await deliver([job('m', mixed)], { gateway, prune, logger, concurrency: 1 });
+
+    // Assess
+    expect(postedIds()).toEqual(['a1', 'a2', 'b1', 'b2']);
+    const clients = api.send.getCalls().map((call) => call.thisValue);
+    expect(clients).toEqual([
+      gateway.client(EP_A),
+      gateway.client(EP_A),
+      gateway.client(EP_B),
+      gateway.client(EP_B),
+    ]);
+  });
+
+  it('never has more posts in flight than the concurrency bound', async () => {
+    // Prepare: a gateway that counts the posts running at once
+    let inFlight = 0;
+    let peak = 0;
+    let calls = 0;
+    const gateway: Gateway = {
+      post: async (): Promise<GatewayResult> => {
+        calls++;
+        inFlight++;
+        peak = Math.max(peak, inFlight);
+        await new Promise((resolve) => setImmediate(resolve));
+        inFlight--;
+        return 'ok';
+      },
+      close: async () => 'ok',
+    };
+    const ids = Array.from({ length: 50 }, (_, i) => `c${i}`);
+    const { prune } = recordingPrune();
+    const { logger } = recordingLogger();
+
+    // Act
+    const counts = await deliver([job('m', at(EP_A, ...ids))], {
+      gateway,
+      prune,
+      logger,
+      concurrency: 7,
+    });
+
+    // Assess: the bound is reached (so it is the bound that limits) and never exceeded
+    expect(calls).toBe(50);
+    expect(peak).toBe(7);
+    expect(counts.delivered).toBe(50);
+  });
+
+  it('counts nothing and posts nothing for no jobs or empty recipients', async () => {
+    // Prepare
+    const { prune } = recordingPrune();
+    const { logger } = recordingLogger();
+
+    // Act
+    const counts = await deliver([job('m', [])], {
+      gateway: noWaitGateway(),
+      prune,
+      logger,
+      concurrency: 3,
+    });
+
+    // Assess
+    expect(counts).toEqual({ delivered: 0, gone: 0, failed: 0 });
+    expect(api.send.callCount).toBe(0);
+  });
+});
+
+describe('groupByEndpoint', () => {
+  it('groups connection ids by endpoint, keeping their order within each endpoint', () => {
+    // Prepare
+    const recipients: Recipient[] = [
+      { connectionId: 'a1', endpoint: EP_A },
+      { connectionId: 'b1', endpoint: EP_B },
+      { connectionId: 'a2', endpoint: EP_A },
+      { connectionId: 'a3', endpoint: EP_A },
+      { connectionId: 'b2', endpoint: EP_B },
+    ];
+
+    // Act
+    const groups = groupByEndpoint(recipients);
+
+    // Assess
+    expect([...groups.entries()]).toEqual([
+      [EP_A, ['a1', 'a2', 'a3']],
+      [EP_B, ['b1', 'b2']],
+    ]);
+  });
+
+  it('returns an empty map for no recipients', () => {
+    // Act
+    const groups = groupByEndpoint([]);
+
+    // Assess
+    expect(groups.size).toBe(0);
+  });
+});
+
+describe('counts and reasons', () => {
+  it('adds counts field by field', () => {
+    // Act
+    const sum = addCounts(
+      { delivered: 1, gone: 2, failed: 3 },
+      { delivered: 10, gone: 20, failed: 30 },
+    );
+
+    // Assess
+    expect(sum).toEqual({ delivered: 11, gone: 22, failed: 33 });
+    expect(addCounts(emptyCounts(), sum)).toEqual(sum);
+  });
+
+  it('describes an error with its name, HTTP status when known, and message', () => {
+    // Act + Assess
+    expect(reason(serverError('kaput'))).toBe('InternalServerErrorException (HTTP 500): kaput');
+    expect(reason(new TypeError('bad'))).toBe('TypeError: bad');
+    expect(reason('plain text')).toBe('plain text');
+  });
+});
