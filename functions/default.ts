@@ -1,5 +1,5 @@
 import middy from '@middy/core';
-import { config, gateway, logger, registry, verifyToken } from '../lib/clients.js';
+import { gateway, logger, registry } from '../lib/clients.js';
 import { frameBody, parseWebSocketEvent } from '../lib/events.js';
 import { webSocketErrors } from '../lib/middleware.js';
 import { encodeFrame } from '../lib/protocol.js';
@@ -8,12 +8,9 @@ import { handleFrame } from '../lib/session.js';
 /** `$default`: every client frame. The returned body is the reply frame (a two-way route). */
 export const handler = middy(async (event: unknown) => {
   const parsed = parseWebSocketEvent(event);
-  const callbackUrl = config().callbackUrl;
   const reply = await handleFrame(parsed.requestContext.connectionId, frameBody(parsed), {
     registry: registry(),
     gateway: gateway(),
-    verifyToken: verifyToken(),
-    ...(callbackUrl && { callbackUrl }),
   });
   return { statusCode: 200, body: encodeFrame(reply) };
 }).use(webSocketErrors({ logger }));

@@ -92,7 +92,7 @@ export function parsePublishRequest(input: unknown): PublishRequest {
 }
 
 /** Longest cursor a frame can carry ("<16 digits>-<16 digits>"); used to size-check before storing. */
-const MAX_CURSOR = '9'.repeat(16) + '-' + '9'.repeat(16);
+const MAX_CURSOR = `${'9'.repeat(16)}-${'9'.repeat(16)}`;
 
 /**
  * A message frame as text. Built by concatenation so a large `data` is

@@ -58,7 +58,11 @@ export async function disconnect(
   return (await deps.registry.remove(connectionId)) !== null;
 }
 
-async function post(deps: SessionDeps, connection: Connection, frame: ServerFrame): Promise<void> {
+async function post(
+  deps: Pick<SessionDeps, 'gateway'>,
+  connection: Connection,
+  frame: ServerFrame,
+): Promise<void> {
   await deps.gateway.post(
     connection.endpoint,
     connection.connectionId,
@@ -73,7 +77,7 @@ async function post(deps: SessionDeps, connection: Connection, frame: ServerFram
 export async function handleFrame(
   connectionId: string,
   body: string | undefined,
-  deps: SessionDeps,
+  deps: Pick<SessionDeps, 'registry' | 'gateway'>,
 ): Promise<ServerFrame> {
   const frame = parseClientFrame(body);
   const connection = await deps.registry.touch(connectionId);
