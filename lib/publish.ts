@@ -51,8 +51,14 @@ const PublishRequestSchema = v.pipe(
       exceptConnectionId: v.optional(ConnectionId),
       data: v.unknown(),
     },
+    // One message for three issues: a key not in the schema, a required key
+    // missing (only `data`), and an input that is not an object at all.
     (issue) =>
-      `unknown field ${JSON.stringify(issue.input === undefined ? issue.expected : issue.path?.[0]?.key)}`,
+      issue.expected === 'never'
+        ? `unknown field ${JSON.stringify(issue.path?.[0]?.key)}`
+        : issue.path
+          ? `${String(issue.path[0]?.key)} is required (any JSON value)`
+          : 'a publish request must be a JSON object',
   ),
   v.check((r) => r.data !== undefined, 'data is required (any JSON value)'),
   v.check(
