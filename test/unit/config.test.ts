@@ -1,0 +1,240 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../lib/config.js';
+import { ConfigError } from '../../lib/errors.js';
+
+const MINIMAL = { REDIS_URL: 'redis://localhost:6379', JWT_SECRET: 'shh' };
+
+/** Runs loadConfig and returns the ConfigError it threw. */
+function refusal(env: Record<string, string | undefined>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error(`expected ${JSON.stringify(env)} to be refused`);
+}
+
+describe('loadConfig', () => {
+  it('fills every default from a minimal environment', () => {
+    // Act
+    const config = loadConfig(MINIMAL);
+
+    // Assess
+    expect(config).toStrictEqual({
+      redis: { urls: ['redis://localhost:6379'], cluster: false, prefix: 'pw:' },
+      jwt: { secret: 'shh' },
+      connectionTtlSeconds: 660,
+      history: { size: 100, ttlSeconds: 86_400 },
+      dedupTtlSeconds: 86_400,
+      fanout: {
+        concurrency: 100,
+        chunk: 2_000,
+        parallelChunks: 8,
+        throttleMaxAttempts: 5,
+        throttleBudgetMs: 5_000,
+      },
+      deliverFunctionName: 'pushwire-local-deliver',
+      region: 'us-east-1',
+    });
+  });
+
+  it('reads every variable when given', () => {
+    // Prepare
+    const env = {
+      REDIS_URL: 'rediss://a:7000, rediss://b:7001',
+      REDIS_CLUSTER: 'true',
+      REDIS_PREFIX: 'app:',
+      JWT_JWKS_URL: 'https://auth.example.com/.well-known/jwks.json',
+      JWT_ISSUER: 'https://auth.example.com/',
+      JWT_AUDIENCE: 'push',
+      WS_CALLBACK_URL: 'http://localhost:3001//',
+      CONNECTION_TTL_SECONDS: '900',
+      HISTORY_SIZE: '0',
+      HISTORY_TTL_SECONDS: '60',
+      DEDUP_TTL_SECONDS: '120',
+      FANOUT_CONCURRENCY: '250',
+      FANOUT_CHUNK: '500',
+      FANOUT_PARALLEL_CHUNKS: '4',
+      THROTTLE_MAX_ATTEMPTS: '3',
+      THROTTLE_BUDGET_MS: '1000',
+      DELIVER_FUNCTION_NAME: 'pushwire-prod-deliver',
+      LAMBDA_ENDPOINT: 'http://localhost:3002',
+      AWS_REGION: 'eu-central-1',
+    };
+
+    // Act
+    const config = loadConfig(env);
+
+    // Assess
+    expect(config).toStrictEqual({
+      redis: { urls: ['rediss://a:7000', 'rediss://b:7001'], cluster: true, prefix: 'app:' },
+      jwt: {
+        jwksUrl: 'https://auth.example.com/.well-known/jwks.json',
+        issuer: 'https://auth.example.com/',
+        audience: 'push',
+      },
+      callbackUrl: 'http://localhost:3001',
+      lambdaEndpoint: 'http://localhost:3002',
+      connectionTtlSeconds: 900,
+      history: { size: 0, ttlSeconds: 60 },
+      dedupTtlSeconds: 120,
+      fanout: {
+        concurrency: 250,
+        chunk: 500,
+        parallelChunks: 4,
+        throttleMaxAttempts: 3,
+        throttleBudgetMs: 1000,
+      },
+      deliverFunctionName: 'pushwire-prod-deliver',
+      region: 'eu-central-1',
+    });
+  });
+
+  it.each([
+    ['true', true],
+    ['1', true],
+    ['false', false],
+    ['0', false],
+  ])('reads REDIS_CLUSTER=%s as %s', (value, cluster) => {
+    // Act
+    const config = loadConfig({ ...MINIMAL, REDIS_CLUSTER: value });
+
+    // Assess
+    expect(config.redis.cluster).toBe(cluster);
+  });
+
+  it('treats empty strings as unset, so defaults apply', () => {
+    // Prepare: serverless.yml passes '' for "not configured"
+    const env = {
+      ...MINIMAL,
+      JWT_JWKS_URL: '',
+      JWT_ISSUER: '',
+      WS_CALLBACK_URL: '',
+      LAMBDA_ENDPOINT: '',
+      FANOUT_CONCURRENCY: '',
+      REDIS_PREFIX: '',
+      REDIS_CLUSTER: '',
+      AWS_REGION: '',
+    };
+
+    // Act
+    const config = loadConfig(env);
+
+    // Assess
+    expect(config).toStrictEqual(loadConfig(MINIMAL));
+  });
+
+  it('treats an empty REDIS_URL as missing', () => {
+    // Act
+    const error = refusal({ ...MINIMAL, REDIS_URL: '' });
+
+    // Assess
+    expect(error.message).toContain('REDIS_URL');
+  });
+
+  it('refuses a missing REDIS_URL and names it', () => {
+    // Act
+    const error = refusal({ JWT_SECRET: 'shh' });
+
+    // Assess
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error.message).toContain('REDIS_URL');
+  });
+
+  it('refuses a REDIS_URL that is not redis:// or rediss://', () => {
+    // Act
+    const error = refusal({ ...MINIMAL, REDIS_URL: 'http://localhost:6379' });
+
+    // Assess
+    expect(error.message).toContain('REDIS_URL must start with redis:// or rediss://');
+  });
+
+  it('refuses an environment with neither JWT_SECRET nor JWT_JWKS_URL and names both', () => {
+    // Act
+    const error = refusal({ REDIS_URL: 'redis://localhost:6379' });
+
+    // Assess
+    expect(error.message).toContain('JWT_SECRET');
+    expect(error.message).toContain('JWT_JWKS_URL');
+  });
+
+  it('counts a JWT_SECRET of only spaces as no secret', () => {
+    // Act
+    const error = refusal({ REDIS_URL: 'redis://localhost:6379', JWT_SECRET: '   ' });
+
+    // Assess
+    expect(error.message).toContain('JWT_SECRET');
+  });
+
+  it.each([
+    ['not a number', 'FANOUT_CONCURRENCY', 'lots'],
+    ['a fraction', 'FANOUT_CHUNK', '1.5'],
+    ['zero where 1 is the minimum', 'FANOUT_PARALLEL_CHUNKS', '0'],
+    ['a negative number', 'HISTORY_SIZE', '-1'],
+    ['over the maximum', 'THROTTLE_MAX_ATTEMPTS', '21'],
+    ['under the minimum', 'CONNECTION_TTL_SECONDS', '9'],
+  ])('refuses %s and names the variable', (_label, name, value) => {
+    // Act
+    const error = refusal({ ...MINIMAL, [name]: value });
+
+    // Assess
+    expect(error.message).toContain(name);
+  });
+
+  it('says the allowed range of an out-of-range integer', () => {
+    // Act
+    const error = refusal({ ...MINIMAL, FANOUT_CONCURRENCY: '20000' });
+
+    // Assess
+    expect(error.message).toContain('FANOUT_CONCURRENCY must be an integer from 1 to 10000');
+  });
+
+  it('names every bad variable at once', () => {
+    // Act
+    const error = refusal({ ...MINIMAL, FANOUT_CHUNK: 'x', HISTORY_TTL_SECONDS: '0' });
+
+    // Assess
+    expect(error.message).toContain('FANOUT_CHUNK');
+    expect(error.message).toContain('HISTORY_TTL_SECONDS');
+  });
+
+  it.each(['pw{', 'p}w', '{pw}:'])(
+    'refuses REDIS_PREFIX %s, which holds a hash-tag brace',
+    (prefix) => {
+      // Act
+      const error = refusal({ ...MINIMAL, REDIS_PREFIX: prefix });
+
+      // Assess
+      expect(error.message).toContain('REDIS_PREFIX must not contain { or }');
+    },
+  );
+
+  it.each([
+    ['JWT_JWKS_URL', 'not a url'],
+    ['WS_CALLBACK_URL', 'callback-host'],
+    ['LAMBDA_ENDPOINT', 'nope'],
+  ])('refuses %s that is not a URL and names it', (name, value) => {
+    // Act
+    const error = refusal({ ...MINIMAL, [name]: value });
+
+    // Assess
+    expect(error.message).toContain(`${name} must be a URL`);
+  });
+
+  it('refuses a REDIS_CLUSTER that is not a boolean', () => {
+    // Act
+    const error = refusal({ ...MINIMAL, REDIS_CLUSTER: 'yes' });
+
+    // Assess
+    expect(error.message).toContain('REDIS_CLUSTER must be true or false');
+  });
+
+  it('ignores variables it does not know', () => {
+    // Act
+    const config = loadConfig({ ...MINIMAL, PATH: '/usr/bin', HOME: '/root' });
+
+    // Assess
+    expect(config).toStrictEqual(loadConfig(MINIMAL));
+  });
+});
