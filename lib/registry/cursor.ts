@@ -15,20 +15,27 @@ export function isCursor(value: string): boolean {
   return CURSOR.test(value);
 }
 
-export function parseCursor(value: string): Cursor {
+/** The two parts of a cursor, exact: 16 digits overflow a double's 2^53. */
+function cursorParts(value: string): [ms: bigint, seq: bigint] {
   const match = CURSOR.exec(value);
   if (!match)
     throw new ValidationError(`"${value}" is not a cursor (expected <ms>-<seq>)`, 'invalid_cursor');
-  return { ms: Number(match[1]), seq: Number(match[2] ?? 0) };
+  return [BigInt(match[1] as string), BigInt(match[2] ?? 0)];
+}
+
+export function parseCursor(value: string): Cursor {
+  const [ms, seq] = cursorParts(value);
+  return { ms: Number(ms), seq: Number(seq) };
 }
 
 export function compareCursors(a: string, b: string): number {
-  const x = parseCursor(a);
-  const y = parseCursor(b);
-  return x.ms - y.ms || x.seq - y.seq;
+  const [ams, aseq] = cursorParts(a);
+  const [bms, bseq] = cursorParts(b);
+  if (ams !== bms) return ams < bms ? -1 : 1;
+  return aseq === bseq ? 0 : aseq < bseq ? -1 : 1;
 }
 
 export function normalizeCursor(value: string): string {
-  const { ms, seq } = parseCursor(value);
+  const [ms, seq] = cursorParts(value);
   return `${ms}-${seq}`;
 }
