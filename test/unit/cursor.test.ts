@@ -13,16 +13,13 @@ const part = fc.bigInt({ min: 0n, max: 9_999_999_999_999_999n });
 const cursorOf = (ms: bigint, seq: bigint) => `${ms}-${seq}`;
 
 describe('isCursor', () => {
-  it.each([
-    '0',
-    '0-0',
-    '1732752000000-0',
-    '1732752000000-17',
-    '9999999999999999-9999999999999999',
-  ])('accepts %s', (value) => {
-    // Act + Assess
-    expect(isCursor(value)).toBe(true);
-  });
+  it.each(['0', '0-0', '1732752000000-0', '1732752000000-17', '9999999999999999-9999999999999999'])(
+    'accepts %s',
+    (value) => {
+      // Act + Assess
+      expect(isCursor(value)).toBe(true);
+    },
+  );
 
   it.each([
     '',
