@@ -33,7 +33,7 @@ export async function replay(
   deps: ResumeDeps,
 ): Promise<ResumeOutcome> {
   const { registry, gateway } = deps;
-  const recovered = await registry.recoverable(audience, since);
+  let recovered = await registry.recoverable(audience, since);
   const topic = audience.kind === 'topic' ? audience.name : undefined;
   let cursor = normalizeCursor(since);
   let replayed = 0;
@@ -41,6 +41,8 @@ export async function replay(
     const step = await registry.resumeStep(audience, connection, cursor, deps.batch ?? 100);
     if (step.state === 'live') return { recovered, replayed, gone: false };
     if (step.state === 'gone') return { recovered, replayed, gone: true };
+    // Publishes go on during a replay and may trim history past our cursor.
+    if (step.gap) recovered = false;
     for (const { cursor: entryCursor, entry } of step.entries) {
       const { id, data } = JSON.parse(entry) as { id: string; data: unknown };
       const frame = encodeFrame({

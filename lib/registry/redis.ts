@@ -188,23 +188,26 @@ export class RedisRegistry implements ConnectionRegistry {
     since: string,
     batch: number,
   ): Promise<ResumeStep> {
-    const { history, live, resuming } = audience.keys;
+    const { history, live, resuming, lost } = audience.keys;
     const reply = await this.#redis.pwResume(
       history,
       live,
       resuming,
+      lost,
       encodeMember(recipient),
       since,
       batch,
       this.#expiry(),
       this.#ttl,
     );
-    const [state, ...rest] = reply;
+    const [state, marker, ...rest] = reply;
     if (state === 'live' || state === 'gone') return { state };
     const entries: { cursor: string; entry: string }[] = [];
     for (let i = 0; i + 1 < rest.length; i += 2) {
       entries.push({ cursor: rest[i] as string, entry: rest[i + 1] as string });
     }
+    // Read atomically with the batch: entries after `since` were trimmed unread.
+    if (marker && compareCursors(marker, since) > 0) return { state: 'more', entries, gap: true };
     return { state: 'more', entries };
   }
 

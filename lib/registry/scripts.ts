@@ -9,7 +9,7 @@ import resumeLua from './scripts/resume.lua';
 export function defineScripts(redis: Redis | Cluster): void {
   if (typeof (redis as Partial<Redis>).pwPublish === 'function') return;
   redis.defineCommand('pwPublish', { numberOfKeys: 3, lua: publishLua });
-  redis.defineCommand('pwResume', { numberOfKeys: 3, lua: resumeLua });
+  redis.defineCommand('pwResume', { numberOfKeys: 4, lua: resumeLua });
 }
 
 declare module 'ioredis' {
@@ -28,6 +28,7 @@ declare module 'ioredis' {
       history: string,
       live: string,
       resuming: string,
+      lost: string,
       member: string,
       since: string,
       batch: number,

@@ -30,7 +30,12 @@ export interface PublishStep {
 }
 
 export type ResumeStep =
-  | { state: 'more'; entries: { cursor: string; entry: string }[] }
+  | {
+      state: 'more';
+      entries: { cursor: string; entry: string }[];
+      /** History was trimmed past `since` before this batch was read: entries were missed. */
+      gap?: true;
+    }
   | { state: 'live' }
   | { state: 'gone' };
 

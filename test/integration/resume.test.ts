@@ -167,6 +167,39 @@ describe.each(TOPOLOGIES)('resume on %s Redis', (topology) => {
     expect(ids(gateway.framesTo(record.connectionId))).toEqual(['f2', 'f3']);
   });
 
+  it('says recovered: false when history is trimmed past the replay while it runs', async () => {
+    const registry = env.registry({ historySize: 3 });
+    const gateway = new RecordingGateway();
+    const deps = publishDeps(registry, gateway, noDedup);
+    const audience = registry.userAudience('jay');
+    const record = connection('jay');
+    await registry.register(record);
+    const since = (await publish({ id: 'j0', userId: 'jay', data: 0 }, deps)).cursor as string;
+    await registry.beginResume(audience, record);
+    await publish({ id: 'j1', userId: 'jay', data: 1 }, deps);
+    await publish({ id: 'j2', userId: 'jay', data: 2 }, deps);
+    // Everything after `since` is still there when the replay starts ...
+    expect(await registry.recoverable(audience, since)).toBe(true);
+
+    // ... but while j1 is being posted, eight more messages push j2..j7 out of history.
+    let flooded = false;
+    gateway.delayMs = () => 0;
+    const post = gateway.post.bind(gateway);
+    gateway.post = async (endpoint, connectionId, data) => {
+      if (!flooded) {
+        flooded = true;
+        for (let i = 3; i <= 10; i++) await publish({ id: `j${i}`, userId: 'jay', data: i }, deps);
+      }
+      return post(endpoint, connectionId, data);
+    };
+    const outcome = await replay(audience, record, since, { registry, gateway, batch: 1 });
+
+    const got = ids(gateway.framesTo(record.connectionId));
+    expect(got).toEqual(['j0', 'j1', 'j8', 'j9', 'j10']);
+    // j2..j7 never reached the client: the replay must not claim it recovered everything.
+    expect(outcome).toEqual({ recovered: false, replayed: 4, gone: false });
+  });
+
   it('delivers every message exactly once and in order while publishes race a replay', async () => {
     const registry = env.registry();
     const gateway = new RecordingGateway();

@@ -7,17 +7,21 @@
 -- KEYS[1] - history STREAM
 -- KEYS[2] - live members ZSET
 -- KEYS[3] - resuming members ZSET
+-- KEYS[4] - lost marker STRING (id of the newest entry ever trimmed)
 -- ARGV[1] - member ("connectionId|endpoint")
 -- ARGV[2] - cursor to read after (exclusive), e.g. "1732752000000-0"
 -- ARGV[3] - batch size
 -- ARGV[4] - expiry score for the member when it goes live (ms)
 -- ARGV[5] - TTL of the live set, seconds
--- Returns { "more", id1, entry1, id2, entry2, ... } or { "live" } or { "gone" }
+-- Returns { "more", lost, id1, entry1, id2, entry2, ... } or { "live" } or { "gone" }
+-- (lost: the trim marker read with the batch, "" when none; history holds exactly
+-- the entries after it, so lost > cursor means entries after the cursor were
+-- trimmed before they could be replayed)
 -- ("gone": the member left the resuming set, e.g. disconnected, meanwhile)
 
 local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[2], '+', 'COUNT', ARGV[3])
 if #entries > 0 then
-  local result = { 'more' }
+  local result = { 'more', redis.call('GET', KEYS[4]) or '' }
   for i = 1, #entries do
     result[#result + 1] = entries[i][1]
     result[#result + 1] = entries[i][2][2]
