@@ -1,0 +1,237 @@
+import { Logger } from '@aws-lambda-powertools/logger';
+import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
+import { describe, expect, it, vi } from 'vitest';
+import {
+  ForbiddenError,
+  PushwireError,
+  TooLargeError,
+  UnauthorizedError,
+  UnknownConnectionError,
+  ValidationError,
+} from '../../lib/errors.js';
+import { invokeErrors, type WebSocketResponse, webSocketErrors } from '../../lib/middleware.js';
+
+/** A Lambda context without getRemainingTimeInMillis, so middy sets no timeout. */
+const context = {
+  functionName: 'unit',
+  awsRequestId: 'req-1',
+} as Context;
+
+/** A real Powertools logger that prints nothing, with its methods spied on. */
+function spiedLogger() {
+  const logger = new Logger({ serviceName: 'pushwire-unit', logLevel: 'SILENT' });
+  return {
+    logger,
+    error: vi.spyOn(logger, 'error'),
+    info: vi.spyOn(logger, 'info'),
+  };
+}
+
+/** A handler that fails with `error` (typed as a WebSocket route handler). */
+const throwing = (error: unknown) => async (): Promise<WebSocketResponse> => {
+  throw error;
+};
+
+describe('webSocketErrors', () => {
+  it('answers a ForbiddenError with 403 and an error frame naming the reason', async () => {
+    // Prepare
+    const { logger, error: logError } = spiedLogger();
+    const handler = middy(throwing(new ForbiddenError('your token does not allow topic "x"'))).use(
+      webSocketErrors({ logger: () => logger }),
+    );
+
+    // Act
+    const response = await handler({}, context);
+
+    // Assess
+    expect(response).toEqual({ statusCode: 403, body: expect.any(String) });
+    expect(JSON.parse(response.body as string)).toEqual({
+      type: 'error',
+      code: 'forbidden',
+      message: 'your token does not allow topic "x"',
+    });
+    expect(logError).not.toHaveBeenCalled();
+  });
+
+  it.each([
+    ['an UnauthorizedError', new UnauthorizedError('token expired'), 401, 'unauthorized'],
+    [
+      'a ValidationError',
+      new ValidationError('frame is not valid JSON', 'invalid_json'),
+      400,
+      'invalid_json',
+    ],
+    ['a TooLargeError', new TooLargeError('frame is over 32768 bytes'), 413, 'too_large'],
+    ['an UnknownConnectionError', new UnknownConnectionError('c1='), 410, 'unknown_connection'],
+  ])('answers %s with its status and code', async (_label, thrown, status, code) => {
+    // Prepare
+    const { logger, info } = spiedLogger();
+    const handler = middy(throwing(thrown)).use(webSocketErrors({ logger: () => logger }));
+
+    // Act
+    const response = await handler({}, context);
+
+    // Assess
+    expect(response.statusCode).toBe(status);
+    expect(JSON.parse(response.body as string)).toEqual({
+      type: 'error',
+      code,
+      message: thrown.message,
+    });
+    expect(info).toHaveBeenCalledWith('request refused', { code, reason: thrown.message });
+  });
+
+  it('answers an unexpected Error with 500 internal, without leaking its message, and logs it whole', async () => {
+    // Prepare
+    const secret = new Error('connect ECONNREFUSED 10.0.3.7:6379 password=hunter2');
+    const { logger, error: logError } = spiedLogger();
+    const handler = middy(throwing(secret)).use(webSocketErrors({ logger: () => logger }));
+
+    // Act
+    const response = await handler({}, context);
+
+    // Assess
+    expect(response.statusCode).toBe(500);
+    expect(JSON.parse(response.body as string)).toEqual({
+      type: 'error',
+      code: 'internal',
+      message: 'internal error',
+    });
+    expect(response.body).not.toContain('hunter2');
+    expect(response.body).not.toContain('ECONNREFUSED');
+    expect(logError).toHaveBeenCalledWith('request failed', { error: secret });
+  });
+
+  it('treats a PushwireError not meant to be shown as internal', async () => {
+    // Prepare
+    const hidden = new PushwireError('redis', 'NOSCRIPT in 10.0.3.7', 400, false);
+    const { logger } = spiedLogger();
+    const handler = middy(throwing(hidden)).use(webSocketErrors({ logger: () => logger }));
+
+    // Act
+    const response = await handler({}, context);
+
+    // Assess
+    expect(response.statusCode).toBe(500);
+    expect(response.body).not.toContain('NOSCRIPT');
+  });
+
+  it('leaves a successful response alone', async () => {
+    // Prepare
+    const { logger } = spiedLogger();
+    const handler = middy(async () => ({ statusCode: 200, body: '{"type":"pong"}' })).use(
+      webSocketErrors({ logger: () => logger }),
+    );
+
+    // Act
+    const response = await handler({}, context);
+
+    // Assess
+    expect(response).toEqual({ statusCode: 200, body: '{"type":"pong"}' });
+  });
+});
+
+describe('invokeErrors', () => {
+  it('returns { error: { code, message } } for a ValidationError instead of throwing', async () => {
+    // Prepare
+    const { logger, info } = spiedLogger();
+    const handler = middy(
+      throwing(new ValidationError('invalid publish request: data is required')),
+    ).use(invokeErrors({ logger: () => logger }));
+
+    // Act
+    const response = await handler({}, context);
+
+    // Assess
+    expect(response).toEqual({
+      error: { code: 'invalid_request', message: 'invalid publish request: data is required' },
+    });
+    expect(info).toHaveBeenCalledWith('request refused', {
+      code: 'invalid_request',
+      reason: 'invalid publish request: data is required',
+    });
+  });
+
+  it('returns a TooLargeError as a value too (a retry cannot fix it)', async () => {
+    // Prepare
+    const { logger } = spiedLogger();
+    const handler = middy(throwing(new TooLargeError('message is 200000 bytes'))).use(
+      invokeErrors({ logger: () => logger }),
+    );
+
+    // Act
+    const response = await handler({}, context);
+
+    // Assess
+    expect(response).toEqual({ error: { code: 'too_large', message: 'message is 200000 bytes' } });
+  });
+
+  it('rethrows an unexpected Error so Lambda retries the invocation, and logs it', async () => {
+    // Prepare
+    const failure = new Error('redis unavailable');
+    const { logger, error: logError } = spiedLogger();
+    const handler = middy(throwing(failure)).use(invokeErrors({ logger: () => logger }));
+
+    // Act
+    const outcome = handler({}, context);
+
+    // Assess
+    await expect(outcome).rejects.toBe(failure);
+    expect(logError).toHaveBeenCalledWith('invocation failed', { error: failure });
+  });
+
+  it.each([
+    ['a hidden PushwireError', new PushwireError('redis', 'internal detail', 400, false)],
+    ['a PushwireError with a 5xx status', new PushwireError('unavailable', 'try later', 503)],
+  ])('rethrows %s', async (_label, thrown) => {
+    // Prepare
+    const { logger } = spiedLogger();
+    const handler = middy(throwing(thrown)).use(invokeErrors({ logger: () => logger }));
+
+    // Act
+    const outcome = handler({}, context);
+
+    // Assess
+    await expect(outcome).rejects.toBe(thrown);
+  });
+
+  it('leaves request.response unset for an error it does not handle', async () => {
+    // Prepare
+    const { logger } = spiedLogger();
+    const onError = invokeErrors({ logger: () => logger }).onError;
+    const request = {
+      event: {},
+      context,
+      response: undefined as unknown,
+      error: new Error('boom'),
+      internal: {},
+    };
+
+    // Act
+    await onError?.(request);
+
+    // Assess
+    expect(onError).toBeTypeOf('function');
+    expect(request.response).toBeUndefined();
+  });
+
+  it('sets request.response for an error it handles', async () => {
+    // Prepare
+    const { logger } = spiedLogger();
+    const onError = invokeErrors({ logger: () => logger }).onError;
+    const request = {
+      event: {},
+      context,
+      response: undefined as unknown,
+      error: new ValidationError('bad'),
+      internal: {},
+    };
+
+    // Act
+    await onError?.(request);
+
+    // Assess
+    expect(request.response).toEqual({ error: { code: 'invalid_request', message: 'bad' } });
+  });
+});
