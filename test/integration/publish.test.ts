@@ -1,0 +1,352 @@
+import { describe, expect, it } from 'vitest';
+import { RedisDedupStore } from '../../lib/dedup.js';
+import { kick } from '../../lib/kick.js';
+import { presence } from '../../lib/presence.js';
+import { messageFrame, publish } from '../../lib/publish.js';
+import type { RedisRegistry } from '../../lib/registry/redis.js';
+import type { ConnectionRecord, ConnectionRegistry } from '../../lib/registry/types.js';
+import { type RedisEnv, sleep, TOPOLOGIES, useRedis } from '../helpers/redis-matrix.js';
+import {
+  connection,
+  ENDPOINT_A,
+  ENDPOINT_B,
+  noDedup,
+  publishDeps,
+  RecordingGateway,
+} from './support.js';
+
+const envs: Record<(typeof TOPOLOGIES)[number], RedisEnv> = {
+  standalone: useRedis('standalone'),
+  cluster: useRedis('cluster'),
+};
+
+async function registerAll(registry: RedisRegistry, records: ConnectionRecord[]) {
+  await Promise.all(records.map((r) => registry.register(r)));
+  return records;
+}
+
+describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
+  const env = envs[topology];
+
+  describe('dedup', () => {
+    const store = (registry: RedisRegistry, ttlSeconds = 60) =>
+      new RedisDedupStore(env.redis, (id) => registry.keys.dedup(id), ttlSeconds);
+
+    it('claims once, remembers the result, keeps the TTL, and gives a claim back', async () => {
+      const registry = env.registry();
+      const dedup = store(registry);
+      const key = registry.keys.dedup('order-1');
+
+      expect(await dedup.claim('order-1')).toEqual({ claimed: true });
+      expect(await dedup.claim('order-1')).toEqual({ claimed: false, first: null });
+      const ttl = await env.redis.pttl(key);
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(60_000);
+
+      await dedup.complete('order-1', { id: 'order-1', delivered: 3 });
+      expect(await dedup.claim('order-1')).toEqual({
+        claimed: false,
+        first: { id: 'order-1', delivered: 3 },
+      });
+      expect(await env.redis.pttl(key)).toBeGreaterThan(0);
+
+      await dedup.release('order-1');
+      expect(await env.redis.exists(key)).toBe(0);
+      // Completing an id that is no longer claimed writes nothing (no key without TTL).
+      await dedup.complete('order-1', { late: true });
+      expect(await env.redis.exists(key)).toBe(0);
+      expect(await dedup.claim('order-1')).toEqual({ claimed: true });
+    });
+
+    it('answers a second publish with the same id from the first result, posting nothing', async () => {
+      const registry = env.registry();
+      const gateway = new RecordingGateway();
+      const deps = publishDeps(registry, gateway, store(registry));
+      await registerAll(registry, [connection('alice'), connection('alice')]);
+
+      const first = await publish({ id: 'evt-1', userId: 'alice', data: 'hi' }, deps);
+      expect(first).toMatchObject({ id: 'evt-1', recipients: 2, delivered: 2, stored: true });
+      expect(first.duplicate).toBeUndefined();
+      expect(gateway.posts).toHaveLength(2);
+
+      const second = await publish({ id: 'evt-1', userId: 'alice', data: 'hi' }, deps);
+      expect(second).toEqual({ ...first, duplicate: true });
+      expect(gateway.posts).toHaveLength(2);
+      const history = await env.redis.xlen(registry.userAudience('alice').keys.history);
+      expect(history).toBe(1);
+    });
+
+    it('lets an id be claimed again once its TTL has passed (real clock)', async () => {
+      const registry = env.registry();
+      const gateway = new RecordingGateway();
+      const deps = publishDeps(registry, gateway, store(registry, 1));
+      await registerAll(registry, [connection('bob')]);
+
+      await publish({ id: 'evt-ttl', userId: 'bob', data: 1 }, deps);
+      expect((await publish({ id: 'evt-ttl', userId: 'bob', data: 1 }, deps)).duplicate).toBe(true);
+      await sleep(1_150);
+      const again = await publish({ id: 'evt-ttl', userId: 'bob', data: 1 }, deps);
+      expect(again.duplicate).toBeUndefined();
+      expect(again.delivered).toBe(1);
+      expect(gateway.posts).toHaveLength(2);
+    });
+
+    it('gives the id back when the publish fails, so a retry delivers', async () => {
+      const registry = env.registry();
+      const gateway = new RecordingGateway();
+      await registerAll(registry, [connection('carl')]);
+      const broken: ConnectionRegistry = Object.assign(Object.create(registry), {
+        publish: () => Promise.reject(new Error('redis went away')),
+      });
+      const dedup = store(registry);
+      await expect(
+        publish(
+          { id: 'evt-retry', userId: 'carl', data: 1 },
+          { ...publishDeps(registry, gateway, dedup), registry: broken },
+        ),
+      ).rejects.toThrow('redis went away');
+      expect(await env.redis.exists(registry.keys.dedup('evt-retry'))).toBe(0);
+
+      const retry = await publish(
+        { id: 'evt-retry', userId: 'carl', data: 1 },
+        publishDeps(registry, gateway, dedup),
+      );
+      expect(retry).toMatchObject({ delivered: 1 });
+      expect(retry.duplicate).toBeUndefined();
+    });
+  });
+
+  describe('delivery', () => {
+    it('reaches both devices of a user, with the cursor in the frame', async () => {
+      const registry = env.registry();
+      const gateway = new RecordingGateway();
+      const [phone, laptop] = await registerAll(registry, [
+        connection('dana', { endpoint: ENDPOINT_A }),
+        connection('dana', { endpoint: ENDPOINT_B }),
+        connection('someone-else'),
+      ]);
+      const result = await publish(
+        { id: 'd1', userId: 'dana', data: { text: 'hello' } },
+        publishDeps(registry, gateway, noDedup),
+      );
+      expect(result).toMatchObject({
+        id: 'd1',
+        recipients: 2,
+        delivered: 2,
+        gone: 0,
+        failed: 0,
+        chunks: 0,
+        stored: true,
+      });
+      const frame = messageFrame('d1', '{"text":"hello"}', result.cursor);
+      expect(gateway.posts.sort((a, b) => a.endpoint.localeCompare(b.endpoint))).toEqual([
+        { endpoint: ENDPOINT_A, connectionId: phone?.connectionId, frame },
+        { endpoint: ENDPOINT_B, connectionId: laptop?.connectionId, frame },
+      ]);
+    });
+
+    it('skips exceptConnectionId', async () => {
+      const registry = env.registry();
+      const gateway = new RecordingGateway();
+      const [sender, other] = await registerAll(registry, [connection('ed'), connection('ed')]);
+      const result = await publish(
+        { userId: 'ed', data: 1, exceptConnectionId: sender?.connectionId as string },
+        publishDeps(registry, gateway, noDedup),
+      );
+      expect(result).toMatchObject({ recipients: 1, delivered: 1 });
+      expect(gateway.countsByConnection()).toEqual({ [other?.connectionId as string]: 1 });
+    });
+
+    it('reaches every device of several users (userIds)', async () => {
+      const registry = env.registry();
+      const gateway = new RecordingGateway();
+      const records = await registerAll(registry, [
+        connection('u1'),
+        connection('u1'),
+        connection('u2'),
+        connection('u3'),
+      ]);
+      const result = await publish(
+        { userIds: ['u1', 'u2', 'nobody'], data: 1 },
+        publishDeps(registry, gateway, noDedup),
+      );
+      expect(result).toMatchObject({ recipients: 3, delivered: 3, stored: true });
+      expect(result.cursor).toBeUndefined();
+      expect(Object.keys(gateway.countsByConnection()).sort()).toEqual(
+        records
+          .slice(0, 3)
+          .map((r) => r.connectionId)
+          .sort(),
+      );
+    });
+
+    it.each([
+      { members: 23, chunkSize: 5 },
+      { members: 300, chunkSize: 40 },
+    ])(
+      'streams a topic of $members members in chunks of $chunkSize, each once',
+      async ({ members, chunkSize }) => {
+        const registry = env.registry();
+        const gateway = new RecordingGateway();
+        const records = await registerAll(
+          registry,
+          Array.from({ length: members }, (_, i) => connection(`fan${i % 7}`)),
+        );
+        await Promise.all(records.map((r) => registry.subscribe(r, 'news', false)));
+        const outsider = connection('outsider');
+        await registry.register(outsider);
+
+        const deps = publishDeps(registry, gateway, noDedup, chunkSize);
+        const result = await publish({ topic: 'news', data: 'big' }, deps);
+        expect(result).toMatchObject({
+          recipients: members,
+          delivered: members,
+          gone: 0,
+          failed: 0,
+          chunks: 0,
+          stored: true,
+        });
+        const counts = gateway.countsByConnection();
+        expect(Object.keys(counts).sort()).toEqual(records.map((r) => r.connectionId).sort());
+        expect(Object.values(counts).every((n) => n === 1)).toBe(true);
+        const frame = JSON.parse(gateway.posts[0]?.frame as string);
+        expect(frame).toMatchObject({ type: 'message', topic: 'news', cursor: result.cursor });
+        expect(deps.warnings).toEqual([]);
+      },
+    );
+
+    it('broadcasts to every registered connection', async () => {
+      const registry = env.registry();
+      const gateway = new RecordingGateway();
+      const records = await registerAll(
+        registry,
+        Array.from({ length: 12 }, (_, i) => connection(`b${i % 4}`)),
+      );
+      await registry.subscribe(records[0] as ConnectionRecord, 'news', false);
+      const result = await publish(
+        { broadcast: true, data: 'all' },
+        publishDeps(registry, gateway, noDedup, 5),
+      );
+      expect(result).toMatchObject({ recipients: 12, delivered: 12, stored: false });
+      const counts = gateway.countsByConnection();
+      expect(Object.keys(counts).sort()).toEqual(records.map((r) => r.connectionId).sort());
+      expect(Object.values(counts).every((n) => n === 1)).toBe(true);
+    });
+
+    it('counts an unknown connection id as gone', async () => {
+      const registry = env.registry();
+      const gateway = new RecordingGateway();
+      const [a, b] = await registerAll(registry, [connection('fred'), connection('gina')]);
+      const result = await publish(
+        {
+          connectionIds: [a?.connectionId as string, b?.connectionId as string, 'unknown='],
+          data: 1,
+        },
+        publishDeps(registry, gateway, noDedup),
+      );
+      expect(result).toMatchObject({ recipients: 3, delivered: 2, gone: 1, stored: false });
+      expect(Object.keys(gateway.countsByConnection()).sort()).toEqual(
+        [a?.connectionId, b?.connectionId].sort(),
+      );
+    });
+
+    it('prunes a connection the gateway reports gone, and only that one', async () => {
+      const registry = env.registry();
+      const gateway = new RecordingGateway();
+      const [vanished, alive] = await registerAll(registry, [
+        connection('hugo'),
+        connection('hugo'),
+      ]);
+      const v = vanished as ConnectionRecord;
+      const a = alive as ConnectionRecord;
+      await registry.subscribe(v, 'news', false);
+      await registry.subscribe(a, 'news', false);
+      gateway.gone.add(v.connectionId);
+
+      const result = await publish(
+        { userId: 'hugo', data: 1 },
+        publishDeps(registry, gateway, noDedup),
+      );
+      expect(result).toMatchObject({ recipients: 2, delivered: 1, gone: 1, failed: 0 });
+      expect(await registry.get(v.connectionId)).toBeNull();
+      expect(await registry.get(a.connectionId)).not.toBeNull();
+      expect(await registry.lookupUser('hugo')).toEqual([
+        { connectionId: a.connectionId, endpoint: a.endpoint },
+      ]);
+      expect(await registry.countLive(registry.topicAudience('news'))).toBe(1);
+    });
+  });
+
+  describe('presence and kick', () => {
+    it('answers who is online, and how many are in a topic', async () => {
+      const registry = env.registry();
+      const [a1, a2, b1] = await registerAll(registry, [
+        connection('ann'),
+        connection('ann'),
+        connection('ben'),
+      ]);
+      for (const r of [a1, b1]) await registry.subscribe(r as ConnectionRecord, 'room:p', false);
+      expect(
+        await presence({ userIds: ['ann', 'ben', 'cid'], topic: 'room:p' }, { registry }),
+      ).toEqual({
+        users: {
+          ann: { online: true, connections: 2 },
+          ben: { online: true, connections: 1 },
+          cid: { online: false, connections: 0 },
+        },
+        topic: { name: 'room:p', members: 2 },
+      });
+
+      await registry.remove(a2?.connectionId as string);
+      await registry.remove(b1?.connectionId as string);
+      expect(await presence({ userIds: ['ann', 'ben'], topic: 'room:p' }, { registry })).toEqual({
+        users: {
+          ann: { online: true, connections: 1 },
+          ben: { online: false, connections: 0 },
+        },
+        topic: { name: 'room:p', members: 1 },
+      });
+    });
+
+    it('kicks every connection of a user: closes each and removes its records', async () => {
+      const registry = env.registry();
+      const gateway = new RecordingGateway();
+      const warnings: unknown[] = [];
+      const logger = { warn: (...args: unknown[]) => warnings.push(args) };
+      const records = await registerAll(registry, [
+        connection('kim', { endpoint: ENDPOINT_A }),
+        connection('kim', { endpoint: ENDPOINT_B }),
+        connection('kim'),
+        connection('lou'),
+      ]);
+      const kims = records.slice(0, 3);
+      await registry.subscribe(kims[0] as ConnectionRecord, 'news', false);
+
+      const result = await kick({ userId: 'kim' }, { registry, gateway, logger });
+      expect(result).toEqual({ connections: 3, closed: 3, gone: 0, failed: 0 });
+      expect(gateway.closes.sort((x, y) => x.connectionId.localeCompare(y.connectionId))).toEqual(
+        kims
+          .map(({ connectionId, endpoint }) => ({ connectionId, endpoint }))
+          .sort((x, y) => x.connectionId.localeCompare(y.connectionId)),
+      );
+      for (const k of kims) expect(await registry.get(k.connectionId)).toBeNull();
+      expect(await registry.lookupUser('kim')).toEqual([]);
+      expect(await registry.countLive(registry.topicAudience('news'))).toBe(0);
+      expect(await registry.lookupUser('lou')).toHaveLength(1);
+      expect(warnings).toEqual([]);
+    });
+
+    it('kicks by connection id, counting unknown ids as gone', async () => {
+      const registry = env.registry();
+      const gateway = new RecordingGateway();
+      const [target] = await registerAll(registry, [connection('max')]);
+      const result = await kick(
+        { connectionIds: [target?.connectionId as string, 'unknown='] },
+        { registry, gateway, logger: { warn: () => undefined } },
+      );
+      expect(result).toEqual({ connections: 2, closed: 1, gone: 1, failed: 0 });
+      expect(gateway.closes.map((c) => c.connectionId)).toEqual([target?.connectionId]);
+      expect(await registry.get(target?.connectionId as string)).toBeNull();
+    });
+  });
+});
