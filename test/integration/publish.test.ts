@@ -145,6 +145,28 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
       ]);
     });
 
+    it('streams a user with more devices than chunkSize through scan, each once', async () => {
+      const registry = env.registry();
+      const gateway = new RecordingGateway();
+      const records = await registerAll(
+        registry,
+        Array.from({ length: 7 }, () => connection('many')),
+      );
+      const result = await publish(
+        { userId: 'many', data: 1, exceptConnectionId: records[0]?.connectionId as string },
+        publishDeps(registry, gateway, noDedup, 3),
+      );
+      expect(result).toMatchObject({ recipients: 6, delivered: 6, chunks: 0, stored: true });
+      const counts = gateway.countsByConnection();
+      expect(Object.keys(counts).sort()).toEqual(
+        records
+          .slice(1)
+          .map((r) => r.connectionId)
+          .sort(),
+      );
+      expect(Object.values(counts).every((n) => n === 1)).toBe(true);
+    });
+
     it('skips exceptConnectionId', async () => {
       const registry = env.registry();
       const gateway = new RecordingGateway();
