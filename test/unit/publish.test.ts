@@ -12,6 +12,7 @@ import { AwsGateway } from '../../lib/gateway.js';
 import { messageFrame, type PublishDeps, parsePublishRequest, publish } from '../../lib/publish.js';
 import { createKeys, type Recipient } from '../../lib/registry/keys.js';
 import type { ConnectionRegistry, PublishStep } from '../../lib/registry/types.js';
+import { fakeRegistry } from './fakes.js';
 
 const EP = 'https://aaa.execute-api.us-east-1.amazonaws.com/prod';
 /** The longest cursor a frame can carry, which publish sizes every frame with. */
@@ -235,28 +236,6 @@ describe('messageFrame', () => {
 // ---------------------------------------------------------------------------
 // publish() with hand-written fakes of its ports (registry, dedup) and the
 // real AwsGateway over a mocked management API client.
-
-/**
- * A registry fake: records every method called; methods not given in `impl`
- * throw, so a test fails if publish reaches for something it should not.
- */
-function fakeRegistry(impl: Partial<ConnectionRegistry> = {}) {
-  const calls: string[] = [];
-  const registry = new Proxy({} as ConnectionRegistry, {
-    get: (_target, property) => {
-      const name = String(property);
-      return (...args: unknown[]) => {
-        calls.push(name);
-        const method = impl[name as keyof ConnectionRegistry] as
-          | ((...a: unknown[]) => unknown)
-          | undefined;
-        if (!method) throw new Error(`unexpected call to registry.${name}`);
-        return method(...args);
-      };
-    },
-  });
-  return { registry, calls };
-}
 
 /** A dedup fake that records calls and claims ids the first time it sees them. */
 function fakeDedup(seen: Map<string, unknown> = new Map()) {
