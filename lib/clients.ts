@@ -1,3 +1,4 @@
+import type { ConnectionOptions } from 'node:tls';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { LambdaClient } from '@aws-sdk/client-lambda';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
@@ -29,7 +30,7 @@ export const config = /* @__PURE__ */ once(() => loadConfig());
 export const logger = /* @__PURE__ */ once(() => new Logger({ serviceName: 'pushwire' }));
 
 /** Options suited to Lambda: fail fast rather than hold an invocation hostage. */
-export function redisOptions(url?: string): RedisOptions {
+export function redisOptions(url?: string, tls: ConnectionOptions = {}): RedisOptions {
   return {
     connectTimeout: 2_000,
     commandTimeout: 5_000,
@@ -38,12 +39,19 @@ export function redisOptions(url?: string): RedisOptions {
     maxRetriesPerRequest: 2,
     retryStrategy: (times) => Math.min(times * 100, 1_000),
     enableAutoPipelining: true,
-    ...(url?.startsWith('rediss://') && { tls: {} }),
+    // rediss:// turns TLS on (ElastiCache in-transit encryption); its
+    // certificates chain to public CAs, so no options are needed there.
+    ...(url?.startsWith('rediss://') && { tls }),
   };
 }
 
-export function createRedis(urls: string[], cluster: boolean): Redis | Cluster {
-  if (!cluster) return new Redis(urls[0] as string, redisOptions(urls[0]));
+/** `tls` adds TLS options (a private CA in tests) for rediss:// URLs. */
+export function createRedis(
+  urls: string[],
+  cluster: boolean,
+  tls?: ConnectionOptions,
+): Redis | Cluster {
+  if (!cluster) return new Redis(urls[0] as string, redisOptions(urls[0], tls));
   const nodes = urls.map((u) => {
     const { hostname, port } = new URL(u);
     return { host: hostname, port: Number(port || 6379) };
@@ -54,7 +62,7 @@ export function createRedis(urls: string[], cluster: boolean): Redis | Cluster {
     // ElastiCache's TLS certificates name the configuration endpoint, not the node IPs.
     dnsLookup: (address, callback) => callback(null, address),
     redisOptions: {
-      ...redisOptions(urls[0]),
+      ...redisOptions(urls[0], tls),
       ...(first.password && { password: decodeURIComponent(first.password) }),
       ...(first.username && { username: decodeURIComponent(first.username) }),
     },
