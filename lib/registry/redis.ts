@@ -225,12 +225,21 @@ export class RedisRegistry implements ConnectionRegistry {
   }
 
   async lookupUser(userId: string): Promise<Recipient[]> {
-    const members = await this.#redis.zrangebyscore(
-      this.userAudience(userId).keys.live,
-      `(${this.#now()}`,
-      '+inf',
-    );
-    return members.map(decodeMember);
+    const { live, resuming } = this.userAudience(userId).keys;
+    const min = `(${this.#now()}`;
+    // A connection still replaying history (connected with ?since, or resuming)
+    // waits in the resuming set; it is the user's connection all the same.
+    // Both sets share the user's slot: one pipeline, one round trip.
+    const replies = await this.#redis
+      .pipeline()
+      .zrangebyscore(live, min, '+inf')
+      .zrangebyscore(resuming, min, '+inf')
+      .exec();
+    const members = (replies ?? []).flatMap(([error, value]) => {
+      if (error) throw error;
+      return value as string[];
+    });
+    return [...new Set(members)].map(decodeMember);
   }
 
   async publish(

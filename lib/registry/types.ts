@@ -69,7 +69,7 @@ export interface ConnectionRegistry {
   /** Whether history still holds every entry after `since`. */
   recoverable(audience: Audience, since: string): Promise<boolean>;
 
-  /** Live connections of one user, with endpoints, in one round trip. */
+  /** Connections of one user, live or still replaying history, with endpoints. */
   lookupUser(userId: string): Promise<Recipient[]>;
   /** Stores `entry` in the audience's history (unless null) and reads its live members, atomically. */
   publish(audience: Audience, entry: string | null, inlineLimit: number): Promise<PublishStep>;
