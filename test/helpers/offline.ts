@@ -1,8 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { Redis } from 'ioredis';
+import { createKeys, type Keys } from '../../lib/registry/keys.js';
 import { DEV_AWS_ENV } from '../../scripts/local-env.js';
 import { freePort } from '../../scripts/redis-server.js';
+import { TestClient } from './client.js';
 
 export interface Offline {
   wsPort: number;
@@ -39,7 +42,15 @@ export async function startOffline(
       String(httpPort),
     ],
     {
-      env: { ...process.env, ...env, REDIS_URL: redisUrl, PUSHWIRE_BUILD_DIR: buildDir },
+      env: {
+        // One fixed build: an edit anywhere in the tree during a run must not
+        // reload the functions (that kills invocations in flight).
+        PUSHWIRE_WATCH: '.pushwire-e2e-no-watch/never',
+        ...process.env,
+        ...env,
+        REDIS_URL: redisUrl,
+        PUSHWIRE_BUILD_DIR: buildDir,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
     },
@@ -102,4 +113,133 @@ export async function startOffline(
       rmSync(buildDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Polls `check` until it returns a value other than undefined/false, and
+ * resolves with it; rejects with the last value seen after `timeoutMs`.
+ */
+export async function eventually<T>(
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 5_000,
+  what = 'condition',
+  intervalMs = 50,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    last = await check();
+    if (last !== undefined && last !== false) return last as T;
+    if (Date.now() > deadline) {
+      throw new Error(`${what} not reached within ${timeoutMs} ms (last: ${JSON.stringify(last)})`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/** A client together with the connection id and endpoint pushwire recorded for it. */
+export interface TrackedClient {
+  client: TestClient;
+  connectionId: string;
+  endpoint: string;
+  /** The audience-set member: `connectionId|endpoint`. */
+  member: string;
+}
+
+/**
+ * Reads pushwire's registry straight from Redis, for e2e tests that must check
+ * storage. serverless-offline does not tell a client its connection id, so
+ * connect() finds it as the member its `$connect` added to the user's live set.
+ */
+export class RegistryProbe {
+  readonly redis: Redis;
+  readonly keys: Keys;
+  readonly prefix: string;
+
+  constructor(redisUrl: string, prefix = 'pw:') {
+    this.redis = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 1 });
+    this.prefix = prefix;
+    this.keys = createKeys(prefix);
+  }
+
+  /** Live-set members of a user with their scores (expiry, ms). */
+  async userLive(userId: string): Promise<Map<string, number>> {
+    const flat = await this.redis.zrange(
+      this.keys.audience('user', userId).keys.live,
+      0,
+      -1,
+      'WITHSCORES',
+    );
+    const members = new Map<string, number>();
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      members.set(flat[i] as string, Number(flat[i + 1]));
+    }
+    return members;
+  }
+
+  /**
+   * Connects a client of `userId` through `offline` and identifies its
+   * connection. Connect one client of a user at a time (it diffs the live set).
+   */
+  async connect(
+    offline: Pick<Offline, 'wsUrl'>,
+    userId: string,
+    token: string,
+  ): Promise<TrackedClient> {
+    const before = await this.userLive(userId);
+    const client = await TestClient.connect(offline.wsUrl({ token }));
+    // `$connect` has returned (and so registered) before the handshake completes.
+    const added = [...(await this.userLive(userId)).keys()].filter((m) => !before.has(m));
+    if (added.length !== 1) {
+      await client.close();
+      throw new Error(`expected one new live member for ${userId}, found ${added.length}`);
+    }
+    const member = added[0] as string;
+    const bar = member.indexOf('|');
+    return {
+      client,
+      connectionId: member.slice(0, bar),
+      endpoint: member.slice(bar + 1),
+      member,
+    };
+  }
+
+  /** Every key matching a glob pattern (SCAN, not KEYS). */
+  async scanKeys(pattern = '*'): Promise<string[]> {
+    const found: string[] = [];
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+      cursor = next;
+      found.push(...keys);
+    } while (cursor !== '0');
+    return found.sort();
+  }
+
+  /** Everything that records a connection: records, topic lists and every audience set. */
+  async connectionState(): Promise<string[]> {
+    const p = this.prefix;
+    const patterns = [`${p}c:*`, `${p}u:*:c`, `${p}u:*:r`, `${p}t:*:c`, `${p}t:*:r`, `${p}all`];
+    const found = await Promise.all(patterns.map((pattern) => this.scanKeys(pattern)));
+    return found.flat().sort();
+  }
+
+  /** Waits until no connection is recorded anywhere (every `$disconnect` has run). */
+  async waitUntilNoConnections(timeoutMs = 20_000): Promise<void> {
+    let left: string[] = [];
+    await eventually(
+      async () => {
+        left = await this.connectionState();
+        return left.length === 0;
+      },
+      timeoutMs,
+      'no connection left in Redis',
+    ).catch((error: unknown) => {
+      throw new Error(`${(error as Error).message}; still there: ${left.join(', ')}`);
+    });
+  }
+
+  quit(): Promise<unknown> {
+    return this.redis.quit();
+  }
 }
