@@ -1,0 +1,143 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { PublishResult } from '../../lib/publish.js';
+import { type RedisServer, startRedisServer } from '../../scripts/redis-server.js';
+import { devToken } from '../../scripts/token.js';
+import type { Frame, TestClient } from '../helpers/client.js';
+import {
+  eventually,
+  type Offline,
+  RegistryProbe,
+  startOffline,
+  type TrackedClient,
+} from '../helpers/offline.js';
+
+/**
+ * The chunked fan-out path: with FANOUT_CHUNK=2 an audience of more than two
+ * is cut into chunks that `publish` hands to the real `deliver` function
+ * through serverless-offline's Lambda endpoint (LAMBDA_ENDPOINT).
+ */
+
+const CHUNK = 2;
+
+let redis: RedisServer;
+let offline: Offline;
+let probe: RegistryProbe;
+let open: TestClient[] = [];
+
+beforeAll(async () => {
+  redis = await startRedisServer();
+  offline = await startOffline(redis.url, { FANOUT_CHUNK: String(CHUNK) });
+  probe = new RegistryProbe(redis.url);
+});
+afterEach(async () => {
+  await Promise.all(open.map((c) => c.close()));
+  open = [];
+});
+afterAll(async () => {
+  await probe?.quit();
+  await offline?.stop();
+  await redis?.stop();
+});
+
+async function publish(payload: object): Promise<PublishResult> {
+  const reply = await offline.invoke<PublishResult | { error: unknown }>('publish', payload);
+  if ('error' in reply) throw new Error(`publish refused: ${JSON.stringify(reply)}`);
+  return reply;
+}
+
+async function connectAs(userId: string): Promise<TrackedClient> {
+  const tracked = await probe.connect(offline, userId, await devToken(userId));
+  open.push(tracked.client);
+  return tracked;
+}
+
+const isMessage = (id: string) => (f: Frame) => f.type === 'message' && f['id'] === id;
+const ids = (c: TrackedClient) => c.client.messages().map((m) => m['id']);
+/** Invocations of `deliver` serverless-offline has reported so far. */
+const deliverRuns = () => offline.output().split('(λ: deliver)').length - 1;
+
+describe('chunked fan-out through the deliver function', () => {
+  it('delivers a broadcast to 5 clients in 3 chunks of at most 2, once each', async () => {
+    const clients: TrackedClient[] = [];
+    for (const user of ['u1', 'u2', 'u3', 'u3', 'u4']) clients.push(await connectAs(user));
+    const runsBefore = deliverRuns();
+
+    const result = await publish({ broadcast: true, data: { n: 1 } });
+    expect(result).toMatchObject({ recipients: 5, delivered: 5, gone: 0, failed: 0, chunks: 3 });
+    expect(result.stored).toBe(false);
+    // Each chunk ran as its own invocation of the deliver function.
+    await eventually(() => deliverRuns() - runsBefore >= 3, 5_000, 'three deliver runs');
+    expect(deliverRuns() - runsBefore).toBe(3);
+
+    const last = await publish({ broadcast: true, data: 'sentinel' });
+    expect(last).toMatchObject({ recipients: 5, delivered: 5, chunks: 3 });
+    await Promise.all(clients.map((c) => c.client.next(isMessage(last.id))));
+    for (const c of clients) {
+      expect(ids(c)).toEqual([result.id, last.id]);
+      expect(c.client.messages()[0]).toEqual({ type: 'message', id: result.id, data: { n: 1 } });
+    }
+  });
+
+  it('streams a user with more devices than a chunk through deliver, and inlines a smaller one', async () => {
+    const many = [await connectAs('many'), await connectAs('many'), await connectAs('many')];
+    const few = [await connectAs('few'), await connectAs('few')];
+
+    const toMany = await publish({ userId: 'many', data: 'm' });
+    expect(toMany).toMatchObject({ recipients: 3, delivered: 3, gone: 0, failed: 0, chunks: 2 });
+    expect(toMany.cursor).toMatch(/^\d+-\d+$/);
+    const toFew = await publish({ userId: 'few', data: 'f' });
+    expect(toFew).toMatchObject({ recipients: 2, delivered: 2, gone: 0, failed: 0, chunks: 0 });
+
+    const last = await publish({ userIds: ['many', 'few'], data: 'sentinel' });
+    expect(last).toMatchObject({ recipients: 5, delivered: 5, chunks: 3 });
+    await Promise.all([...many, ...few].map((c) => c.client.next(isMessage(last.id))));
+    for (const c of many) {
+      expect(ids(c)).toEqual([toMany.id, last.id]);
+      expect(c.client.messages()[0]?.['cursor']).toBe(toMany.cursor);
+    }
+    for (const c of few) expect(ids(c)).toEqual([toFew.id, last.id]);
+  });
+
+  it('counts a connection a lost $disconnect left as gone, and deliver prunes it', async () => {
+    // The broadcast below must see only this test's connections.
+    await probe.waitUntilNoConnections();
+    const ghost = await connectAs('ghost');
+    const others = [await connectAs('v1'), await connectAs('v2'), await connectAs('v3')];
+    const key = probe.keys.connection(ghost.connectionId);
+    const live = probe.keys.audience('user', 'ghost').keys.live;
+    const all = probe.keys.all();
+    const record = await probe.redis.hgetall(key);
+    const score = Number(await probe.redis.zscore(all, ghost.member));
+
+    await ghost.client.close();
+    await eventually(
+      async () => (await probe.redis.exists(key)) === 0,
+      20_000,
+      '$disconnect to remove the closed connection',
+    );
+    await probe.redis
+      .multi()
+      .hset(key, record)
+      .expire(key, 600)
+      .zadd(live, score, ghost.member)
+      .zadd(all, score, ghost.member)
+      .exec();
+
+    const result = await publish({ broadcast: true, data: 'x' });
+    expect(result).toMatchObject({ recipients: 4, delivered: 3, gone: 1, failed: 0, chunks: 2 });
+    expect(await probe.redis.exists(key)).toBe(0);
+    expect(await probe.redis.zscore(all, ghost.member)).toBeNull();
+    expect(await probe.redis.zscore(live, ghost.member)).toBeNull();
+
+    const last = await publish({ broadcast: true, data: 'sentinel' });
+    expect(last).toMatchObject({ recipients: 3, delivered: 3, gone: 0, chunks: 2 });
+    await Promise.all(others.map((c) => c.client.next(isMessage(last.id))));
+    for (const c of others) expect(ids(c)).toEqual([result.id, last.id]);
+  });
+
+  it('leaves no connection record once every client closed', async () => {
+    await Promise.all(open.map((c) => c.close()));
+    await probe.waitUntilNoConnections();
+    expect(await probe.scanKeys(`${probe.prefix}c:*`)).toEqual([]);
+  });
+});
