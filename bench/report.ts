@@ -1,0 +1,352 @@
+import type { BigAudienceResult } from './bigaudience.js';
+import type { BundleRow } from './bundles.js';
+import type { ChurnResult } from './churn.js';
+import type { LookupRow } from './lookup.js';
+
+export interface FanoutRow {
+  n: number;
+  ours_per_s: number | null;
+  floor_per_s: number | null;
+  naive_per_s: number | null;
+  socketio_per_s: number | null;
+  /** Diagnostic: the floor's loop with each post through AwsGateway (the AWS SDK), no publish. */
+  sdk_only_per_s: number | null;
+  /** Posts the naive loop actually made (its rate is extrapolated to n from these). */
+  naive_sampled: number | null;
+  /** Socket.IO clients that were connected (the rate is over these). */
+  socketio_clients: number | null;
+  runs: { ours: number[]; floor: number[]; sdk_only: number[]; socketio_ms: number[] };
+  notes: string[];
+}
+
+export interface Machine {
+  nproc: number;
+  cpu: string;
+  memory_gb: number;
+  node: string;
+  redis: string;
+  os: string;
+  /** 1-minute load average at the start and the end of the run (other work on the machine). */
+  loadavg: [number, number];
+}
+
+export interface Target {
+  name: string;
+  goal: string;
+  measured: string;
+  pass: boolean | null;
+  margin: string;
+}
+
+export interface Results {
+  mode: 'full' | 'quick';
+  date: string;
+  duration_s: number;
+  machine: Machine;
+  settings: Record<string, unknown>;
+  lookup: LookupRow[];
+  fanout: FanoutRow[];
+  big_audience: BigAudienceResult | null;
+  bundles: Record<string, BundleRow>;
+  churn: ChurnResult | null;
+  targets: Target[];
+  errors: Record<string, string>;
+  notes: string[];
+}
+
+const fmt = (n: number | null | undefined, digits = 0): string =>
+  n === null || n === undefined || !Number.isFinite(n)
+    ? '—'
+    : n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const pct = (x: number) => `${Math.round(x * 100)} %`;
+
+export function evaluateTargets(r: Results): Target[] {
+  const targets: Target[] = [];
+  if (r.lookup.length > 0) {
+    const worst = Math.max(...r.lookup.map((l) => l.round_trips));
+    const upTo = Math.max(...r.lookup.map((l) => l.connections));
+    targets.push({
+      name: 'lookup',
+      goal: 'one round trip for a user with up to 100 connections',
+      measured: r.lookup.map((l) => `${l.connections}: ${l.round_trips}`).join(', '),
+      pass: upTo >= 100 ? worst <= 1 : null,
+      margin: worst <= 1 ? 'at most 1 round trip' : `${worst} round trips`,
+    });
+  }
+  const big = r.fanout.find((f) => f.n === 10_000);
+  if (big?.ours_per_s && big.floor_per_s) {
+    const ratio = big.ours_per_s / big.floor_per_s;
+    targets.push({
+      name: 'fan-out vs floor',
+      goal: '≥ 70 % of the floor at N = 10,000',
+      measured: `${fmt(big.ours_per_s)}/s vs ${fmt(big.floor_per_s)}/s = ${pct(ratio)}`,
+      pass: ratio >= 0.7,
+      margin: `${ratio >= 0.7 ? '+' : ''}${Math.round((ratio - 0.7) * 100)} points`,
+    });
+  }
+  if (big?.ours_per_s && big.naive_per_s) {
+    const ratio = big.ours_per_s / big.naive_per_s;
+    targets.push({
+      name: 'fan-out vs naive',
+      goal: '≥ 10× the naive approach at N = 10,000',
+      measured: `${fmt(ratio, 1)}×`,
+      pass: ratio >= 10,
+      margin: `${fmt(ratio / 10, 2)}× the goal`,
+    });
+  }
+  if (r.big_audience) {
+    const b = r.big_audience;
+    const full = b.members >= 100_000;
+    targets.push({
+      name: 'big audience',
+      goal: '100,000 members delivered, publisher under 256 MB RSS',
+      measured: `${fmt(b.delivered)} delivered, peak ${fmt(b.peak_rss_mb, 1)} MB${full ? '' : ` (only ${fmt(b.members)} members: --quick)`}`,
+      pass: full ? b.delivered === b.members && b.peak_rss_mb < 256 : null,
+      margin: `${fmt(256 - b.peak_rss_mb, 1)} MB ${b.peak_rss_mb < 256 ? 'to spare' : 'over'}`,
+    });
+  }
+  for (const [name, b] of Object.entries(r.bundles)) {
+    if (b.limit_bytes === null) continue;
+    targets.push({
+      name: `bundle ${name} size`,
+      goal: `< ${fmt(b.limit_bytes / 1000)} KB`,
+      measured: `${fmt(b.bytes / 1000, 1)} KB`,
+      pass: b.bytes < b.limit_bytes,
+      margin: `${fmt(Math.abs(b.limit_bytes - b.bytes) / 1000, 1)} KB ${b.bytes < b.limit_bytes ? 'under' : 'over'}`,
+    });
+  }
+  for (const [name, b] of Object.entries(r.bundles)) {
+    const ratio = b.init_ms / b.empty_init_ms;
+    targets.push({
+      name: `bundle ${name} load`,
+      goal: '< 2× the empty handler',
+      measured: `${fmt(b.init_ms, 1)} ms vs ${fmt(b.empty_init_ms, 1)} ms = ${fmt(ratio, 2)}×`,
+      pass: ratio < 2,
+      margin: ratio < 2 ? `${fmt(2 - ratio, 2)}× headroom` : `${fmt(ratio - 2, 2)}× over`,
+    });
+  }
+  return targets;
+}
+
+function table(headers: string[], rows: string[][], align?: ('l' | 'r')[]): string {
+  const widths = headers.map((h, i) =>
+    Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)),
+  );
+  const cell = (s: string, i: number) =>
+    (align?.[i] ?? (i === 0 ? 'l' : 'r')) === 'l'
+      ? s.padEnd(widths[i] ?? 0)
+      : s.padStart(widths[i] ?? 0);
+  return [headers, ...rows].map((row) => `  ${row.map(cell).join('  ')}`).join('\n');
+}
+
+function mdTable(headers: string[], rows: string[][]): string {
+  return [
+    `| ${headers.join(' | ')} |`,
+    `|${headers.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`,
+    ...rows.map((row) => `| ${row.join(' | ')} |`),
+  ].join('\n');
+}
+
+interface Section {
+  title: string;
+  headers: string[];
+  rows: string[][];
+  after?: string[];
+}
+
+function sections(r: Results): Section[] {
+  const out: Section[] = [];
+  out.push({
+    title: '1. Lookup: resolving one user (median of sequential calls)',
+    headers: [
+      'connections',
+      'round trips',
+      'commands',
+      'lookupUser ms',
+      'p99 ms',
+      'publish step ms (round trips)',
+      'PING ms',
+    ],
+    rows: r.lookup.map((l) => [
+      fmt(l.connections),
+      fmt(l.round_trips),
+      fmt(l.commands),
+      fmt(l.ours_ms, 3),
+      fmt(l.ours_p99_ms, 3),
+      `${fmt(l.publish_step_ms, 3)} (${l.publish_step_round_trips})`,
+      fmt(l.ping_ms, 3),
+    ]),
+  });
+  const concurrency = r.settings['fanout_concurrency'];
+  out.push({
+    title: `2. Fan-out: messages/s to N recipients (concurrency ${concurrency} for ours and the floor)`,
+    headers: [
+      'N',
+      'ours',
+      'floor',
+      'naive',
+      'socket.io',
+      'ours/floor',
+      'ours/naive',
+      'ours/socket.io',
+    ],
+    rows: r.fanout.map((f) => [
+      fmt(f.n),
+      fmt(f.ours_per_s),
+      fmt(f.floor_per_s),
+      f.naive_per_s === null
+        ? '—'
+        : `${fmt(f.naive_per_s)}${f.naive_sampled !== null && f.naive_sampled < f.n ? '*' : ''}`,
+      f.socketio_per_s === null
+        ? '—'
+        : `${fmt(f.socketio_per_s)}${f.socketio_clients !== null && f.socketio_clients < f.n ? ` (${fmt(f.socketio_clients)} clients)` : ''}`,
+      f.ours_per_s && f.floor_per_s ? pct(f.ours_per_s / f.floor_per_s) : '—',
+      f.ours_per_s && f.naive_per_s ? `${fmt(f.ours_per_s / f.naive_per_s, 1)}×` : '—',
+      f.ours_per_s && f.socketio_per_s ? `${fmt(f.ours_per_s / f.socketio_per_s, 2)}×` : '—',
+      fmt(f.sdk_only_per_s),
+    ]),
+    after: [
+      "SDK only: the floor's loop with each post made through AwsGateway (the AWS SDK) and nothing else: what the SDK alone allows",
+      ...r.fanout
+        .filter((f) => f.naive_sampled !== null && f.naive_sampled < f.n)
+        .map(
+          (f) =>
+            `* naive at N = ${fmt(f.n)}: rate of the first ${fmt(f.naive_sampled)} posts, extrapolated`,
+        ),
+      ...r.fanout.flatMap((f) => f.notes.map((n) => `N = ${fmt(f.n)}: ${n}`)),
+    ],
+  });
+  if (r.big_audience) {
+    const b = r.big_audience;
+    out.push({
+      title: '3. Big audience: one publish to a topic, chunked to deliver workers',
+      headers: [
+        'members',
+        'to last delivery s',
+        'publish returned s',
+        'messages/s',
+        'chunks',
+        'workers',
+        'peak RSS MB',
+        'RSS before MB',
+      ],
+      rows: [
+        [
+          fmt(b.members),
+          fmt(b.seconds, 2),
+          fmt(b.publish_seconds, 2),
+          fmt(b.per_s),
+          fmt(b.chunks),
+          fmt(b.deliver_workers),
+          fmt(b.peak_rss_mb, 1),
+          fmt(b.rss_before_mb, 1),
+        ],
+      ],
+    });
+  }
+  out.push({
+    title: '4. Cold start: minified bundles; node start + require, median',
+    headers: ['function', 'bytes', 'target', 'init ms', 'empty handler ms', 'ratio'],
+    rows: Object.entries(r.bundles).map(([name, b]) => [
+      name,
+      fmt(b.bytes),
+      b.limit_bytes === null ? '—' : `< ${fmt(b.limit_bytes / 1000)} KB`,
+      fmt(b.init_ms, 1),
+      fmt(b.empty_init_ms, 1),
+      `${fmt(b.init_ms / b.empty_init_ms, 2)}×`,
+    ]),
+  });
+  if (r.churn) {
+    const c = r.churn;
+    out.push({
+      title: `5. Churn: connect + disconnect pairs/s (${fmt(c.pairs)} pairs, ${c.concurrency} in flight)`,
+      headers: [
+        'ours (JWT verified)',
+        'ours (no verification)',
+        'redis-benchmark mix',
+        'round trips/pair',
+        'commands/pair',
+      ],
+      rows: [
+        [
+          fmt(c.ours_per_s),
+          fmt(c.ours_no_verify_per_s),
+          fmt(c.redis_benchmark_per_s),
+          fmt(c.round_trips_per_pair),
+          fmt(c.commands_per_pair, 1),
+        ],
+      ],
+      after: [
+        `redis-benchmark (-c ${c.concurrency} -P 1), per command: ${c.redis_benchmark
+          .map((b) => `${b.stands_for ?? b.command.split(' ')[0]} ×${b.per_pair} @ ${fmt(b.rps)}/s`)
+          .join(', ')}`,
+      ],
+    });
+  }
+  return out;
+}
+
+export function printReport(r: Results): void {
+  const m = r.machine;
+  console.log(
+    `\npushwire benchmark (${r.mode}), ${r.date}: ${m.nproc} × ${m.cpu}, ${m.memory_gb} GB, node ${m.node}, redis ${m.redis}, ${fmt(r.duration_s, 0)} s\n`,
+  );
+  for (const s of sections(r)) {
+    if (s.rows.length === 0) continue;
+    console.log(s.title);
+    console.log(table(s.headers, s.rows));
+    for (const line of s.after ?? []) console.log(`  ${line}`);
+    console.log('');
+  }
+  console.log('Targets');
+  console.log(
+    table(
+      ['', 'target', 'goal', 'measured', 'margin'],
+      r.targets.map((t) => [
+        t.pass === null ? 'n/a ' : t.pass ? 'PASS' : 'MISS',
+        t.name,
+        t.goal,
+        t.measured,
+        t.margin,
+      ]),
+      ['l', 'l', 'l', 'l', 'l'],
+    ),
+  );
+  for (const [section, error] of Object.entries(r.errors))
+    console.log(`\nERROR in ${section}: ${error}`);
+  for (const note of r.notes) console.log(`note: ${note}`);
+}
+
+export function markdownReport(r: Results): string {
+  const m = r.machine;
+  const lines = [
+    `Run of ${r.date} (\`npm run bench\`${r.mode === 'quick' ? ' -- --quick' : ''}, ${fmt(r.duration_s)} s).`,
+    `Machine: ${m.nproc} × ${m.cpu} (\`nproc\` = ${m.nproc}), ${m.memory_gb} GB RAM, ${m.os}, Node ${m.node}, Redis ${m.redis}; 1-minute load average ${m.loadavg[0]} at the start, ${m.loadavg[1]} at the end.`,
+    '',
+  ];
+  for (const s of sections(r)) {
+    if (s.rows.length === 0) continue;
+    lines.push(`### ${s.title}`, '', mdTable(s.headers, s.rows), '');
+    for (const a of s.after ?? []) lines.push(`- ${a}`);
+    if (s.after?.length) lines.push('');
+  }
+  lines.push(
+    '### Targets',
+    '',
+    mdTable(
+      ['', 'target', 'goal', 'measured', 'margin'],
+      r.targets.map((t) => [
+        t.pass === null ? 'n/a' : t.pass ? '**PASS**' : '**MISS**',
+        t.name,
+        t.goal,
+        t.measured,
+        t.margin,
+      ]),
+    ),
+    '',
+  );
+  for (const [section, error] of Object.entries(r.errors))
+    lines.push(`- error in ${section}: ${error}`);
+  for (const note of r.notes) lines.push(`- ${note}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,388 @@
+/**
+ * pushwire benchmark (issue 4). Run with `npm run bench` or
+ * `npm run bench -- --quick` (bench/launch.ts bundles and starts this).
+ * Everything runs on 127.0.0.1: a private redis-server (or REDIS_URL), a
+ * fake management API, Socket.IO servers and clients, deliver workers.
+ * Writes bench/results.json, prints the table; a full run also refreshes
+ * the generated part of BENCHMARKS.md.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../lib/config.js';
+import type { RedisRegistry } from '../lib/registry/redis.js';
+import { type RedisServer, startRedisServer } from '../scripts/redis-server.js';
+import { benchBigAudience } from './bigaudience.js';
+import { benchBundles } from './bundles.js';
+import { benchChurn } from './churn.js';
+import {
+  AWS_ENV,
+  JWT_SECRET,
+  killAllChildrenNow,
+  now,
+  PREFIX,
+  root,
+  round,
+  stopAllChildren,
+} from './common.js';
+import {
+  connectionIds,
+  fillTopic,
+  oursAndFloor,
+  publishDeps,
+  rate,
+  runNaive,
+  sampleFrame,
+} from './fanout.js';
+import { benchLookup } from './lookup.js';
+import { type MgmtServer, startMgmtServer } from './mgmt.js';
+import { cleanup, client } from './redis.js';
+import {
+  evaluateTargets,
+  type FanoutRow,
+  type Machine,
+  markdownReport,
+  printReport,
+  type Results,
+} from './report.js';
+import { benchSocketIo, createEmitter } from './socketio.js';
+
+const quick = process.argv.includes('--quick');
+const only = process.argv
+  .find((a) => a.startsWith('--only='))
+  ?.slice('--only='.length)
+  .split(',');
+const enabled = (section: string) => !only || only.includes(section);
+
+const settings = quick
+  ? {
+      lookup_iterations: 300,
+      lookup_sizes: [1, 10, 100],
+      fanout_sizes: [1_000, 10_000],
+      fanout_runs: 1,
+      fanout_sdk_only: false,
+      naive_max_posts: 300,
+      naive_budget_ms: 1_000,
+      socketio_sizes: [200, 500],
+      socketio_rounds: 3,
+      socketio_connect_budget_ms: 8_000,
+      big_members: 10_000,
+      deliver_workers: 4,
+      bundle_runs: 2,
+      churn_pairs: 2_000,
+      churn_concurrency: 50,
+      redis_benchmark_requests: 5_000,
+      /** Sections not yet started when this much time has passed are skipped. */
+      budget_s: 55,
+      /** Hard stop (everything killed, nothing written). */
+      time_limit_s: 150,
+    }
+  : {
+      lookup_iterations: 2_000,
+      lookup_sizes: [1, 10, 100],
+      fanout_sizes: [1_000, 10_000],
+      fanout_runs: 3,
+      fanout_sdk_only: true,
+      naive_max_posts: 2_000,
+      naive_budget_ms: 10_000,
+      socketio_sizes: [1_000, 10_000],
+      socketio_rounds: 5,
+      socketio_connect_budget_ms: 90_000,
+      big_members: 100_000,
+      deliver_workers: 4,
+      bundle_runs: 10,
+      churn_pairs: 20_000,
+      churn_concurrency: 50,
+      redis_benchmark_requests: 100_000,
+      budget_s: 600,
+      time_limit_s: 900,
+    };
+
+function machine(redisVersion: string): Machine {
+  const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
+  let nproc = cpus().length;
+  try {
+    nproc = Number(execFileSync('nproc').toString().trim()) || nproc;
+  } catch {}
+  return {
+    nproc,
+    cpu: /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown',
+    memory_gb: Math.round(totalmem() / 1024 ** 3),
+    node: process.version,
+    redis: redisVersion,
+    os: `${process.platform} ${release()}`,
+    loadavg: [round(loadavg()[0] ?? 0, 2), 0],
+  };
+}
+
+async function main(): Promise<void> {
+  const started = now();
+  // The SDK clients (ours, naive, the Lambda invoker) sign with these; nothing checks them.
+  Object.assign(process.env, AWS_ENV);
+  let redisServer: RedisServer | null = null;
+  let redisUrl = process.env['REDIS_URL'] ?? '';
+  if (!redisUrl) {
+    redisServer = await startRedisServer();
+    redisUrl = redisServer.url;
+    const spawned = redisServer.process;
+    process.on('exit', () => spawned.kill('SIGKILL'));
+  }
+  const privateRedis = redisServer !== null;
+  const redis = client(redisUrl);
+  const redisVersion = /redis_version:(\S+)/.exec(await redis.info('server'))?.[1] ?? 'unknown';
+  await cleanup(redis);
+  let mgmt: MgmtServer | null = null;
+
+  const config = loadConfig({ REDIS_URL: redisUrl, JWT_SECRET, REDIS_PREFIX: PREFIX });
+  const results: Results = {
+    mode: quick ? 'quick' : 'full',
+    date: new Date().toISOString(),
+    duration_s: 0,
+    machine: machine(redisVersion),
+    settings: {
+      ...settings,
+      redis: privateRedis ? 'private redis-server on a free loopback port' : 'REDIS_URL',
+      fanout_concurrency: config.fanout.concurrency,
+      fanout_chunk: config.fanout.chunk,
+      fanout_parallel_chunks: config.fanout.parallelChunks,
+      payload_frame_bytes: sampleFrame('fan-10000').length,
+    },
+    lookup: [],
+    fanout: [],
+    big_audience: null,
+    bundles: {},
+    churn: null,
+    targets: [],
+    errors: {},
+    notes: [],
+  };
+  const section = async (name: string, task: () => Promise<void>) => {
+    if (!enabled(name)) return;
+    const t0 = now();
+    if ((t0 - started) / 1000 > settings.budget_s) {
+      results.errors[name] = `skipped: the run had used its ${settings.budget_s} s budget`;
+      console.error(`  ${name} skipped (time budget)`);
+      return;
+    }
+    console.log(`[${round((t0 - started) / 1000, 1)} s] ${name}…`);
+    try {
+      await task();
+    } catch (error) {
+      results.errors[name] = error instanceof Error ? error.message : String(error);
+      console.error(`  ${name} failed: ${results.errors[name]}`);
+    }
+    await cleanup(redis).catch(() => undefined);
+  };
+
+  try {
+    await section('bundles', async () => {
+      results.bundles = await benchBundles(settings.bundle_runs);
+    });
+
+    mgmt = await startMgmtServer();
+    const endpoint = mgmt.endpoint;
+
+    await section('lookup', async () => {
+      results.lookup = await benchLookup({
+        redisUrl,
+        privateRedis,
+        endpoint,
+        iterations: settings.lookup_iterations,
+        sizes: settings.lookup_sizes,
+      });
+    });
+
+    await section('churn', async () => {
+      results.churn = await benchChurn({
+        redisUrl,
+        privateRedis,
+        pairs: settings.churn_pairs,
+        concurrency: settings.churn_concurrency,
+        redisBenchmarkRequests: settings.redis_benchmark_requests,
+      });
+    });
+
+    await section('fanout', async () => {
+      const server = mgmt as MgmtServer;
+      const deps = publishDeps(redis, config);
+      const registry = deps.registry as RedisRegistry;
+      const warm = connectionIds(quick ? 200 : 1_000, 'w');
+      await fillTopic(redis, registry, 'warm', warm, endpoint);
+      await server.register(warm);
+      await oursAndFloor({
+        deps,
+        mgmt: server,
+        topic: 'warm',
+        ids: warm,
+        runs: 2,
+        concurrency: config.fanout.concurrency,
+        sdkOnly: false,
+        tag: 'warm',
+      });
+      for (const n of settings.fanout_sizes) {
+        const topic = `fan-${n}`;
+        const ids = connectionIds(n, 'f');
+        await fillTopic(redis, registry, topic, ids, endpoint);
+        await server.register(ids);
+        const measured = await oursAndFloor({
+          deps,
+          mgmt: server,
+          topic,
+          ids,
+          runs: settings.fanout_runs,
+          concurrency: config.fanout.concurrency,
+          sdkOnly: settings.fanout_sdk_only,
+          tag: `fan-${n}-${Date.now()}`,
+        });
+        const naive = await runNaive(
+          redis,
+          registry,
+          topic,
+          sampleFrame(topic),
+          Math.min(n, settings.naive_max_posts),
+          settings.naive_budget_ms,
+        );
+        results.fanout.push({
+          n,
+          ours_per_s: rate(measured.ours),
+          floor_per_s: rate(measured.floor),
+          naive_per_s: round(naive.per_s),
+          socketio_per_s: null,
+          sdk_only_per_s: measured.sdk.length > 0 ? rate(measured.sdk) : null,
+          naive_sampled: naive.sampled,
+          socketio_clients: null,
+          runs: {
+            ours: measured.ours.map((x) => round(x)),
+            floor: measured.floor.map((x) => round(x)),
+            sdk_only: measured.sdk.map((x) => round(x)),
+            socketio_ms: [],
+          },
+          notes: [],
+        });
+        console.log(
+          `  N=${n}: ours ${rate(measured.ours)}/s, floor ${rate(measured.floor)}/s, naive ${round(naive.per_s)}/s (${naive.sampled} posts)`,
+        );
+        await redis.unlink(registry.topicAudience(topic).keys.live);
+      }
+      const warnings = (deps.logger as unknown as { warnings: number }).warnings;
+      if (warnings > 0) results.notes.push(`fan-out: ${warnings} delivery warnings logged`);
+    });
+
+    await section('socketio', async () => {
+      const emitter = createEmitter(redis);
+      try {
+        for (const n of settings.socketio_sizes) {
+          const r = await benchSocketIo({
+            redisUrl,
+            emitter,
+            n,
+            rounds: settings.socketio_rounds,
+            connectBudgetMs: settings.socketio_connect_budget_ms,
+            roundTimeoutMs: 30_000,
+          });
+          console.log(
+            `  N=${n}: ${r.n_connected} clients in ${r.connect_s} s, ${r.per_s ?? '—'}/s, runs ${r.runs_ms.join(', ')} ms${r.note ? ` (${r.note})` : ''}`,
+          );
+          let row: FanoutRow | undefined = results.fanout.find((f) => f.n === n);
+          if (!row) {
+            row = {
+              n,
+              ours_per_s: null,
+              floor_per_s: null,
+              naive_per_s: null,
+              socketio_per_s: null,
+              sdk_only_per_s: null,
+              naive_sampled: null,
+              socketio_clients: null,
+              runs: { ours: [], floor: [], sdk_only: [], socketio_ms: [] },
+              notes: [],
+            };
+            results.fanout.push(row);
+          }
+          row.socketio_per_s = r.per_s;
+          row.socketio_clients = r.n_connected;
+          row.runs.socketio_ms = r.runs_ms;
+          if (r.note) row.notes.push(`socket.io: ${r.note}`);
+        }
+      } finally {
+        emitter.close();
+      }
+      results.fanout.sort((a, b) => a.n - b.n);
+    });
+
+    await section('big_audience', async () => {
+      const server = mgmt as MgmtServer;
+      await server.clear();
+      const registry = publishDeps(redis, config).registry as RedisRegistry;
+      results.big_audience = await benchBigAudience({
+        redis,
+        redisUrl,
+        registry,
+        mgmt: server,
+        members: settings.big_members,
+        workers: settings.deliver_workers,
+      });
+      const b = results.big_audience;
+      console.log(
+        `  ${b.members} members: ${b.seconds} s to last delivery, peak RSS ${b.peak_rss_mb} MB`,
+      );
+    });
+  } finally {
+    await mgmt?.stop();
+    await stopAllChildren();
+    await cleanup(redis).catch(() => undefined);
+    redis.disconnect();
+    await redisServer?.stop();
+  }
+
+  results.duration_s = round((now() - started) / 1000, 1);
+  results.machine.loadavg[1] = round(loadavg()[0] ?? 0, 2);
+  results.targets = evaluateTargets(results);
+  if (quick)
+    results.notes.push('--quick: smaller sizes and fewer runs; see BENCHMARKS.md for a full run');
+  const out = join(root(), 'bench', 'results.json');
+  writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+  printReport(results);
+  console.log(`\nwrote ${out}`);
+  if (!quick && !only) updateMarkdown(results);
+  if (Object.keys(results.errors).length > 0) process.exitCode = 1;
+}
+
+const START = '<!-- bench:results:start -->';
+const END = '<!-- bench:results:end -->';
+
+/** Replaces the generated part of BENCHMARKS.md (between the markers) with this run. */
+function updateMarkdown(results: Results): void {
+  const file = join(root(), 'BENCHMARKS.md');
+  if (!existsSync(file)) return;
+  const text = readFileSync(file, 'utf8');
+  const a = text.indexOf(START);
+  const b = text.indexOf(END);
+  if (a < 0 || b < a) return;
+  writeFileSync(
+    file,
+    `${text.slice(0, a + START.length)}\n${markdownReport(results)}\n${text.slice(b)}`,
+  );
+  console.log(`updated ${file}`);
+}
+
+const watchdog = setTimeout(() => {
+  console.error(`bench: over its time limit (${settings.time_limit_s} s), stopping`);
+  killAllChildrenNow();
+  process.exit(2);
+}, settings.time_limit_s * 1000);
+watchdog.unref();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    killAllChildrenNow();
+    process.exit(130); // 'exit' also stops the private redis-server
+  });
+}
+process.on('exit', killAllChildrenNow);
+
+main().catch((error: unknown) => {
+  console.error(error);
+  killAllChildrenNow();
+  process.exit(1);
+});
