@@ -328,6 +328,45 @@ describe('push, end to end through serverless-offline', () => {
     expect(await probe.redis.xlen(history)).toBe(1);
   });
 
+  it('accepts a message of exactly 128 KB as a frame and delivers it whole; a byte more is too_large', async () => {
+    const ivy = await connectAs('ivy');
+    // The size publish checks: the frame with the longest cursor it could carry.
+    const longestCursor = `${'9'.repeat(16)}-${'9'.repeat(16)}`;
+    const frameBytes = (id: string, data: string) =>
+      Buffer.byteLength(JSON.stringify({ type: 'message', id, cursor: longestCursor, data }));
+    const fill = 128 * 1024 - frameBytes('big-1', '');
+    expect(frameBytes('big-1', 'x'.repeat(fill))).toBe(128 * 1024);
+
+    const fits = await publish({ id: 'big-1', userId: 'ivy', data: 'x'.repeat(fill) });
+    expect(fits).toMatchObject({ recipients: 1, delivered: 1, gone: 0, failed: 0 });
+    const frame = await ivy.client.next(isMessage('big-1'));
+    expect(frame['data']).toBe('x'.repeat(fill));
+
+    const over = await offline.invoke('publish', {
+      id: 'big-2',
+      userId: 'ivy',
+      data: 'x'.repeat(fill + 1),
+    });
+    expect(over).toEqual({
+      error: { code: 'too_large', message: expect.stringContaining(`${128 * 1024 + 1} bytes`) },
+    });
+    const last = await sentinel({ userId: 'ivy' }, [ivy]);
+    expect(messageIds(ivy)).toEqual(['big-1', last.id]);
+  });
+
+  it('delivers a publish id once: a retry gets the first result, marked duplicate, and sends nothing', async () => {
+    const jay = await connectAs('jay');
+    const first = await publish({ id: 'order-42', userId: 'jay', data: { n: 1 } });
+    expect(first).toMatchObject({ id: 'order-42', recipients: 1, delivered: 1 });
+    expect(first.duplicate).toBeUndefined();
+    const retry = await publish({ id: 'order-42', userId: 'jay', data: { n: 1 } });
+    expect(retry).toEqual({ ...first, duplicate: true });
+
+    const last = await sentinel({ userId: 'jay' }, [jay]);
+    expect(messageIds(jay)).toEqual(['order-42', last.id]);
+    expect(await probe.redis.xlen(probe.keys.audience('user', 'jay').keys.history)).toBe(2);
+  });
+
   it('removes every record of a connection once its client closes', async () => {
     await probe.waitUntilNoConnections();
     const clients = [
