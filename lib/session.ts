@@ -85,13 +85,17 @@ export async function handleFrame(
 
   // A `?since=` given at connect is replayed here, at the first frame: API
   // Gateway lets nobody post to a connection until `$connect` has returned.
-  if (connection.pendingSince !== undefined) {
-    const since = connection.pendingSince;
-    await deps.registry.clearPendingSince(connectionId);
+  // Frames sent right after connecting are handled side by side and each may
+  // have read it: only the one that clears it replays (else all would, doubling
+  // every message, and the losers would find the member gone from resuming).
+  if (
+    connection.pendingSince !== undefined &&
+    (await deps.registry.clearPendingSince(connectionId))
+  ) {
     const outcome = await replay(
       deps.registry.userAudience(connection.userId),
       connection,
-      since,
+      connection.pendingSince,
       deps,
     );
     if (outcome.gone) throw new UnknownConnectionError(connectionId);

@@ -140,8 +140,8 @@ export class RedisRegistry implements ConnectionRegistry {
     return connection;
   }
 
-  async clearPendingSince(connectionId: string): Promise<void> {
-    await this.#redis.hdel(this.keys.connection(connectionId), 'pendingSince');
+  async clearPendingSince(connectionId: string): Promise<boolean> {
+    return (await this.#redis.hdel(this.keys.connection(connectionId), 'pendingSince')) === 1;
   }
 
   async subscribe(connection: ConnectionRecord, topic: string, resuming: boolean): Promise<void> {

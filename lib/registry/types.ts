@@ -51,7 +51,11 @@ export interface ConnectionRegistry {
   touch(connectionId: string): Promise<Connection | null>;
   /** Removes a connection everywhere. Idempotent: null when nothing was there. */
   remove(connectionId: string): Promise<Connection | null>;
-  clearPendingSince(connectionId: string): Promise<void>;
+  /**
+   * Removes a connection's pending `?since=`. True only for the call that
+   * removed it: of frames handled side by side, that one replays it.
+   */
+  clearPendingSince(connectionId: string): Promise<boolean>;
 
   userAudience(userId: string): Audience;
   topicAudience(topic: string): Audience;
