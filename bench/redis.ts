@@ -9,10 +9,10 @@ export function client(url: string): Redis {
 }
 
 /**
- * Counts round trips on a client's socket: a burst of writes made before the
- * event loop next checks for I/O is one round trip (auto-pipelined commands,
- * or several MULTI blocks sent side by side, go out together); the next burst
- * can only follow a reply. Exact for one sequential flow on an idle client.
+ * Counts round trips on a client's socket: a write made after a reply came
+ * back (or the first write) starts a round trip; writes sent before any reply
+ * arrives (auto-pipelined commands, MULTI blocks sent side by side) share it.
+ * Exact for one sequential flow on an otherwise idle client.
  */
 export async function roundTripCounter(
   redis: Redis,
@@ -21,25 +21,26 @@ export async function roundTripCounter(
   const stream = redis.stream as Socket;
   const write = stream.write.bind(stream) as (...args: unknown[]) => boolean;
   let writes = 0;
-  let bursts = 0;
-  let open = false;
+  let trips = 0;
+  let waiting = false;
+  stream.prependListener('data', () => {
+    waiting = false;
+  });
   (stream as unknown as { write: (...args: unknown[]) => boolean }).write = (...args) => {
     writes++;
-    if (!open) {
-      open = true;
-      bursts++;
-      setImmediate(() => {
-        open = false;
-      });
+    if (!waiting) {
+      waiting = true;
+      trips++;
     }
     return write(...args);
   };
   return {
-    roundTrips: () => bursts,
+    roundTrips: () => trips,
     writes: () => writes,
     reset: () => {
       writes = 0;
-      bursts = 0;
+      trips = 0;
+      waiting = false;
     },
   };
 }

@@ -189,6 +189,7 @@ function sections(r: Results): Section[] {
       'ours/floor',
       'ours/naive',
       'ours/socket.io',
+      'SDK only',
     ],
     rows: r.fanout.map((f) => [
       fmt(f.n),
