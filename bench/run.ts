@@ -74,7 +74,7 @@ const settings = quick
       churn_concurrency: 50,
       redis_benchmark_requests: 5_000,
       /** Sections not yet started when this much time has passed are skipped. */
-      budget_s: 55,
+      budget_s: 45,
       /** Hard stop (everything killed, nothing written). */
       time_limit_s: 150,
     }
