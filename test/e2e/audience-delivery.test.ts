@@ -67,7 +67,7 @@ const publish = (payload: unknown) => offline.invoke<PublishResult>('publish', p
 const presence = (payload: unknown) => offline.invoke<PresenceResult>('presence', payload);
 const kick = (payload: unknown) => offline.invoke<KickResult>('kick', payload);
 
-async function eventually(check: () => Promise<void>, timeoutMs = 10_000): Promise<void> {
+async function eventually(check: () => Promise<void>, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
