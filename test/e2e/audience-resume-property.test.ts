@@ -205,6 +205,23 @@ async function check({ targets, drops }: { targets: boolean[]; drops: Drop[] }):
     expectedTopic.map((n) => [results[n]?.id, results[n]?.cursor]),
   );
 
+  // What the run exercised: frames that came by replay (before their
+  // stream's resumed frame on a reconnection) and those that came live.
+  const replayed = connections.slice(1).reduce((sum, c) => {
+    const userEnd = c.frames.findIndex((f) => f.type === 'resumed' && f['topic'] === undefined);
+    const topicEnd = c.frames.findIndex((f) => f.type === 'resumed' && f['topic'] === topic);
+    const count = (end: number, isTopic: boolean) =>
+      c.frames
+        .slice(0, end === -1 ? c.frames.length : end)
+        .filter((f) => f.type === 'message' && (f['topic'] !== undefined) === isTopic).length;
+    return sum + count(userEnd, false) + count(topicEnd, true);
+  }, 0);
+  console.log(
+    `resume property run ${run}: ${connections.length - 1} reconnections ` +
+      `(${drops.filter((d) => d.abrupt).length} abrupt), ${messages.length} messages, ` +
+      `${replayed} during resumes, ${messages.length - replayed} live`,
+  );
+
   await client.close();
   await expect
     .poll(async () => redis.zcard(keys.audience('user', userId).keys.live), { timeout: 15_000 })
