@@ -17,7 +17,8 @@
 -- (lost: the trim marker read with the batch, "" when none; history holds exactly
 -- the entries after it, so lost > cursor means entries after the cursor were
 -- trimmed before they could be replayed)
--- ("gone": the member left the resuming set, e.g. disconnected, meanwhile)
+-- ("gone": the member left the resuming set, e.g. disconnected, meanwhile,
+-- and is not live either)
 
 local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[2], '+', 'COUNT', ARGV[3])
 if #entries > 0 then
@@ -30,6 +31,11 @@ if #entries > 0 then
 end
 
 if redis.call('ZREM', KEYS[3], ARGV[1]) == 0 then
+  -- Another replay of this audience to this member (two resumes or
+  -- subscribes handled side by side) has already made it live.
+  if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+    return { 'live' }
+  end
   return { 'gone' }
 end
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
