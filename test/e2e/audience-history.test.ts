@@ -215,6 +215,65 @@ describe('history and resume (HISTORY_SIZE 100)', () => {
     expect(resumedAt).toBeGreaterThan(lastMessageAt);
   });
 
+  it('answers resumes of one stream sent together without errors, and stays live', async () => {
+    // Say a client library re-subscribes every topic after reconnecting while
+    // the application subscribes too, or retries a resume: the requests are
+    // handled side by side. Each is answered (replaying what it asked for);
+    // none may call the healthy connection unknown.
+    const topic = 'h-twice';
+    const warm = await stack.connect('h-warm2');
+    for (let round = 0; round < 2; round++) {
+      const from = warm.frames.length;
+      for (let i = 0; i < 4; i++) warm.send({ action: 'ping' });
+      await eventually(async () =>
+        expect(warm.frames.slice(from).filter((f) => f.type === 'pong')).toHaveLength(4),
+      );
+    }
+    await stack.leave(warm, 'h-warm2');
+
+    const client = await stack.connect('h-eve', {}, [topic]);
+    await settle(client);
+    const userSeen = await stack.publish({ userId: 'h-eve', data: 'u0' });
+    await client.request({ action: 'subscribe', topic }, (f) => f.type === 'subscribed');
+    const topicSeen = await stack.publish({ topic, data: 't0' });
+    for (const n of [1, 2]) {
+      await stack.publish({ userId: 'h-eve', data: `u${n}` });
+      await stack.publish({ topic, data: `t${n}` });
+    }
+    await settle(client);
+    const from = client.frames.length;
+    for (let i = 0; i < 2; i++) {
+      client.send({ action: 'subscribe', topic, since: topicSeen.cursor });
+      client.send({ action: 'resume', since: userSeen.cursor });
+    }
+    await eventually(async () =>
+      expect(client.frames.slice(from).filter((f) => f.type === 'resumed')).toHaveLength(4),
+    );
+    await settle(client);
+    const frames = client.frames.slice(from);
+    expect(frames.filter((f) => f.type === 'error')).toEqual([]);
+    expect(frames.filter((f) => f.type === 'resumed')).toEqual(
+      expect.arrayContaining([
+        { type: 'resumed', recovered: true },
+        { type: 'resumed', topic, recovered: true },
+      ]),
+    );
+    expect(await stack.members('user', 'h-eve')).toEqual({ live: 1, resuming: 0 });
+    expect(await stack.members('topic', topic)).toEqual({ live: 1, resuming: 0 });
+
+    const next = client.frames.length;
+    await stack.publish({ userId: 'h-eve', data: 'u3' });
+    await stack.publish({ topic, data: 't3' });
+    await settle(client);
+    expect(
+      client
+        .messages()
+        .slice(-2)
+        .map((m) => m['data']),
+    ).toEqual(['u3', 't3']);
+    expect(client.frames.slice(next).filter((f) => f.type === 'message')).toHaveLength(2);
+  });
+
   it('replays after the cursor of a resume frame on a live connection', async () => {
     const since = await stack.lastSeen('h-ben');
     const missed = [];
