@@ -94,7 +94,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const present = Object.fromEntries(
     Object.entries(env).filter(([, value]) => value !== undefined && value !== ''),
   );
-  if (present['REDIS_URL'] === undefined) throw new ConfigError('Environment variable REDIS_URL is required');
+  if (present['REDIS_URL'] === undefined)
+    throw new ConfigError('Environment variable REDIS_URL is required');
   const parsed = v.safeParse(EnvSchema, present);
   if (!parsed.success) {
     const problems = parsed.issues.map((issue) => {

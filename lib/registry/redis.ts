@@ -84,7 +84,11 @@ export class RedisRegistry implements ConnectionRegistry {
         .zadd(record.pendingSince === undefined ? user.live : user.resuming, expiry, member)
         .expire(record.pendingSince === undefined ? user.live : user.resuming, this.#ttl)
         .exec(),
-      this.#redis.multi().zadd(this.keys.all(), expiry, member).expire(this.keys.all(), this.#ttl).exec(),
+      this.#redis
+        .multi()
+        .zadd(this.keys.all(), expiry, member)
+        .expire(this.keys.all(), this.#ttl)
+        .exec(),
     ]);
   }
 
@@ -114,7 +118,11 @@ export class RedisRegistry implements ConnectionRegistry {
         .expire(this.keys.connection(connectionId), this.#ttl)
         .expire(this.keys.connectionTopics(connectionId), this.#ttl)
         .exec(),
-      this.#redis.multi().zadd(this.keys.all(), 'XX', expiry, member).expire(this.keys.all(), this.#ttl).exec(),
+      this.#redis
+        .multi()
+        .zadd(this.keys.all(), 'XX', expiry, member)
+        .expire(this.keys.all(), this.#ttl)
+        .exec(),
       renew(this.userAudience(connection.userId)),
       ...connection.topics.map((topic) => renew(this.topicAudience(topic))),
     ]);
