@@ -5,9 +5,10 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { createTokenVerifier } from './auth.js';
 import { loadConfig } from './config.js';
 import { RedisDedupStore } from './dedup.js';
-import { AwsGateway } from './gateway.js';
+import { AwsGateway, type Gateway } from './gateway.js';
 import { lambdaChunkInvoker } from './invoker.js';
 import { RedisRegistry } from './registry/redis.js';
+import { SignedHttpGateway } from './signed-gateway.js';
 
 /**
  * Everything built once per Lambda container. Each client is created on first
@@ -87,14 +88,15 @@ export const dedup = /* @__PURE__ */ once(
   () => new RedisDedupStore(redis(), (id) => registry().keys.dedup(id), config().dedupTtlSeconds),
 );
 
-export const gateway = /* @__PURE__ */ once(() => {
+export const gateway = /* @__PURE__ */ once((): Gateway => {
   const c = config();
-  return new AwsGateway({
+  const options = {
     region: c.region,
     maxSockets: Math.max(50, c.fanout.concurrency),
     throttleMaxAttempts: c.fanout.throttleMaxAttempts,
     throttleBudgetMs: c.fanout.throttleBudgetMs,
-  });
+  };
+  return c.managementApiClient === 'sdk' ? new AwsGateway(options) : new SignedHttpGateway(options);
 });
 
 export const verifyToken = /* @__PURE__ */ once(() => createTokenVerifier(config().jwt));

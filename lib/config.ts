@@ -61,6 +61,11 @@ const EnvSchema = v.object({
   FANOUT_PARALLEL_CHUNKS: int('FANOUT_PARALLEL_CHUNKS', 8, 1, 1_000),
   THROTTLE_MAX_ATTEMPTS: int('THROTTLE_MAX_ATTEMPTS', 5, 1, 20),
   THROTTLE_BUDGET_MS: int('THROTTLE_BUDGET_MS', 5_000, 1),
+  // 'http': signed keep-alive HTTP (fast path); 'sdk': the AWS SDK client.
+  MANAGEMENT_API_CLIENT: v.optional(
+    v.picklist(['http', 'sdk'], 'MANAGEMENT_API_CLIENT must be http or sdk'),
+    'http',
+  ),
   DELIVER_FUNCTION_NAME: v.optional(v.pipe(v.string(), v.minLength(1)), 'pushwire-local-deliver'),
   LAMBDA_ENDPOINT: url('LAMBDA_ENDPOINT'),
   AWS_REGION: v.optional(v.pipe(v.string(), v.minLength(1)), 'us-east-1'),
@@ -80,6 +85,7 @@ export interface Config {
     throttleMaxAttempts: number;
     throttleBudgetMs: number;
   };
+  managementApiClient: 'http' | 'sdk';
   deliverFunctionName: string;
   lambdaEndpoint?: string;
   region: string;
@@ -136,6 +142,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       throttleMaxAttempts: e.THROTTLE_MAX_ATTEMPTS,
       throttleBudgetMs: e.THROTTLE_BUDGET_MS,
     },
+    managementApiClient: e.MANAGEMENT_API_CLIENT,
     deliverFunctionName: e.DELIVER_FUNCTION_NAME,
     region: e.AWS_REGION,
   };

@@ -52,7 +52,7 @@ export function isThrottled(error: unknown): boolean {
   );
 }
 
-const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+export const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
  * Management API adapter. One client per endpoint, built once per container
@@ -115,23 +115,42 @@ export class AwsGateway implements Gateway {
     );
   }
 
-  async #call(send: () => Promise<unknown>): Promise<GatewayResult> {
-    const { throttleMaxAttempts, throttleBudgetMs, throttleBaseDelayMs, sleep, random } =
-      this.#options;
-    const started = Date.now();
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await send();
-        return 'ok';
-      } catch (error) {
-        if (isGone(error)) return 'gone';
-        if (!isThrottled(error) || attempt >= throttleMaxAttempts) throw error;
-        // Full jitter: spreads retries of a throttled fan-out instead of
-        // letting them hit the account limit again in lockstep.
-        const delay = Math.floor(random() * throttleBaseDelayMs * 2 ** (attempt - 1));
-        if (Date.now() - started + delay > throttleBudgetMs) throw error;
-        await sleep(delay);
-      }
+  #call(send: () => Promise<unknown>): Promise<GatewayResult> {
+    return callWithRetry(send, this.#options);
+  }
+}
+
+export interface RetryPolicy {
+  throttleMaxAttempts: number;
+  throttleBudgetMs: number;
+  throttleBaseDelayMs: number;
+  sleep: (ms: number) => Promise<void>;
+  random: () => number;
+}
+
+/**
+ * One management API call: 'ok', 'gone' on a 410, throttling retried with
+ * exponential backoff and full jitter within a bound on attempts and time;
+ * anything else (or a throttle that outlived the bounds) is thrown.
+ */
+export async function callWithRetry(
+  send: () => Promise<unknown>,
+  policy: RetryPolicy,
+): Promise<GatewayResult> {
+  const { throttleMaxAttempts, throttleBudgetMs, throttleBaseDelayMs, sleep, random } = policy;
+  const started = Date.now();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await send();
+      return 'ok';
+    } catch (error) {
+      if (isGone(error)) return 'gone';
+      if (!isThrottled(error) || attempt >= throttleMaxAttempts) throw error;
+      // Full jitter: spreads retries of a throttled fan-out instead of
+      // letting them hit the account limit again in lockstep.
+      const delay = Math.floor(random() * throttleBaseDelayMs * 2 ** (attempt - 1));
+      if (Date.now() - started + delay > throttleBudgetMs) throw error;
+      await sleep(delay);
     }
   }
 }

@@ -1,0 +1,182 @@
+import { createHash, createHmac } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ManagementApiError, SignedHttpGateway } from '../../lib/signed-gateway.js';
+
+// A local HTTP server stands in for the management API: real sockets, real
+// requests; each test scripts the status codes it answers with.
+interface Seen {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+  /** The client socket's port: equal across requests when a socket is reused. */
+  remotePort: number | undefined;
+}
+
+const credentials = {
+  accessKeyId: 'AKIDEXAMPLE',
+  secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY',
+};
+let server: Server;
+let endpoint: string;
+let seen: Seen[];
+let answers: number[];
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      seen.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks),
+        remotePort: req.socket.remotePort,
+      });
+      res.writeHead(answers.shift() ?? 200);
+      res.end('{"message":"scripted"}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  endpoint = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/prod`;
+});
+afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+beforeEach(() => {
+  seen = [];
+  answers = [];
+});
+
+const gatewayWith = (extra: Partial<ConstructorParameters<typeof SignedHttpGateway>[0]> = {}) =>
+  new SignedHttpGateway({
+    region: 'eu-west-1',
+    credentials: async () => credentials,
+    sleep: async () => undefined,
+    ...extra,
+  });
+
+describe('SignedHttpGateway', () => {
+  it('posts the frame to /{stage}/@connections/{id} and answers ok on 2xx', async () => {
+    // Prepare
+    const data = Buffer.from('{"type":"message","data":1}');
+    // Act
+    const result = await gatewayWith().post(endpoint, 'abc=', data);
+    // Assess
+    expect(result).toBe('ok');
+    expect(seen).toHaveLength(1);
+    expect(seen[0]?.method).toBe('POST');
+    expect(seen[0]?.url).toBe('/prod/@connections/abc%3D');
+    expect(seen[0]?.body.equals(data)).toBe(true);
+    expect(seen[0]?.headers['x-amz-content-sha256']).toBe(
+      createHash('sha256').update(data).digest('hex'),
+    );
+  });
+
+  it('signs with SigV4 for execute-api in its region, as the spec computes it', async () => {
+    // Prepare
+    const data = Buffer.from('hello');
+    // Act
+    await gatewayWith().post(endpoint, 'c1', data);
+    // Assess: recompute the signature from the request the server received,
+    // step by step as AWS documents SigV4, independently of the signer.
+    const request = seen[0] as Seen;
+    const match =
+      /^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/(\d{8})\/eu-west-1\/execute-api\/aws4_request, SignedHeaders=([^,]+), Signature=([0-9a-f]{64})$/.exec(
+        String(request.headers.authorization),
+      );
+    expect(match).not.toBeNull();
+    const [, day, signedHeaders, signature] = match as unknown as [string, string, string, string];
+    const amzDate = String(request.headers['x-amz-date']);
+    expect(amzDate.slice(0, 8)).toBe(day);
+    const names = signedHeaders.split(';');
+    expect(names).toEqual(expect.arrayContaining(['host', 'x-amz-date', 'x-amz-content-sha256']));
+    const canonicalPath = request.url
+      .split('/')
+      .map((segment) =>
+        encodeURIComponent(segment).replace(
+          /[!'()*]/g,
+          (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
+        ),
+      )
+      .join('/');
+    const canonicalRequest = [
+      'POST',
+      canonicalPath,
+      '',
+      ...names.map((n) => `${n}:${String(request.headers[n]).trim()}`),
+      '',
+      signedHeaders,
+      createHash('sha256').update(data).digest('hex'),
+    ].join('\n');
+    const scope = `${day}/eu-west-1/execute-api/aws4_request`;
+    const stringToSign = [
+      'AWS4-HMAC-SHA256',
+      amzDate,
+      scope,
+      createHash('sha256').update(canonicalRequest).digest('hex'),
+    ].join('\n');
+    const hmac = (key: Buffer | string, value: string) =>
+      createHmac('sha256', key).update(value).digest();
+    const kSigning = hmac(
+      hmac(hmac(hmac(`AWS4${credentials.secretAccessKey}`, day), 'eu-west-1'), 'execute-api'),
+      'aws4_request',
+    );
+    expect(signature).toBe(createHmac('sha256', kSigning).update(stringToSign).digest('hex'));
+  });
+
+  it('answers gone on 410, as for a connection that no longer exists', async () => {
+    answers = [410];
+    expect(await gatewayWith().post(endpoint, 'dead', Buffer.from('x'))).toBe('gone');
+  });
+
+  it('retries a throttled post (429) and then succeeds', async () => {
+    // Prepare
+    answers = [429, 429];
+    const delays: number[] = [];
+    const gateway = gatewayWith({
+      sleep: async (ms) => void delays.push(ms),
+      random: () => 1,
+      throttleBaseDelayMs: 10,
+    });
+    // Act
+    const result = await gateway.post(endpoint, 'c1', Buffer.from('x'));
+    // Assess
+    expect(result).toBe('ok');
+    expect(seen).toHaveLength(3);
+    expect(delays).toEqual([10, 20]);
+  });
+
+  it('gives up on throttling after the attempts allowed, with an SDK-shaped error', async () => {
+    answers = [429, 429, 429];
+    const error = await gatewayWith({ throttleMaxAttempts: 3 })
+      .post(endpoint, 'c1', Buffer.from('x'))
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ManagementApiError);
+    expect((error as ManagementApiError).name).toBe('LimitExceededException');
+    expect((error as ManagementApiError).$metadata.httpStatusCode).toBe(429);
+    expect(seen).toHaveLength(3);
+  });
+
+  it('throws on any other failure without retrying, naming the status', async () => {
+    answers = [500];
+    await expect(gatewayWith().post(endpoint, 'c1', Buffer.from('x'))).rejects.toThrow(/HTTP 500/);
+    expect(seen).toHaveLength(1);
+  });
+
+  it('closes a connection with DELETE', async () => {
+    expect(await gatewayWith().close(endpoint, 'c9')).toBe('ok');
+    expect(seen[0]?.method).toBe('DELETE');
+    expect(seen[0]?.url).toBe('/prod/@connections/c9');
+  });
+
+  it('reuses keep-alive sockets across posts to one endpoint', async () => {
+    const gateway = gatewayWith({ maxSockets: 1 });
+    for (let i = 0; i < 5; i++) await gateway.post(endpoint, `c${i}`, Buffer.from('x'));
+    // Assess: all five came over one client socket
+    expect(seen).toHaveLength(5);
+    expect(seen[0]?.remotePort).toBeTypeOf('number');
+    expect(new Set(seen.map((s) => s.remotePort)).size).toBe(1);
+  });
+});
