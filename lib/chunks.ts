@@ -79,17 +79,22 @@ export async function dispatch(
   const second = await chunks.next();
   const invoke = deps.invokeChunk;
   if (second.done || !invoke) {
-    let counts = await deliver(chunkJobs(first.value), deps);
-    let recipients = first.value.size;
-    if (!second.done) {
-      // No worker to hand chunks to (tests, benchmarks): deliver them in turn.
-      counts = addCounts(counts, await deliver(chunkJobs(second.value), deps));
-      recipients += second.value.size;
-      for await (const chunk of chunks) {
-        counts = addCounts(counts, await deliver(chunkJobs(chunk), deps));
+    // One chunk, or no worker to hand chunks to (tests, benchmarks): deliver
+    // here, streaming chunk after chunk through one concurrency bound.
+    let recipients = 0;
+    const rest = second.done ? [] : [second.value];
+    async function* jobs() {
+      for (const chunk of [first.value as DeliverChunk & { size: number }, ...rest]) {
         recipients += chunk.size;
+        yield* chunkJobs(chunk);
+      }
+      if (second.done) return;
+      for await (const chunk of chunks) {
+        recipients += chunk.size;
+        yield* chunkJobs(chunk);
       }
     }
+    const counts = await deliver(jobs(), deps);
     return { ...counts, recipients, chunks: 0 };
   }
 

@@ -55,18 +55,21 @@ export interface DeliveryJob {
  * pool is filled in turn rather than all pools trickling at once.
  */
 export async function deliver(
-  jobs: Iterable<DeliveryJob>,
+  jobs: Iterable<DeliveryJob> | AsyncIterable<DeliveryJob>,
   deps: FanoutDeps,
 ): Promise<DeliveryCounts> {
   const counts = emptyCounts();
-  const tasks: { endpoint: string; connectionId: string; frame: Uint8Array }[] = [];
-  for (const { frame, recipients } of jobs) {
-    for (const [endpoint, ids] of groupByEndpoint(recipients)) {
-      for (const connectionId of ids) tasks.push({ endpoint, connectionId, frame });
+  // Tasks are pulled as slots free up, so a streamed audience is never held
+  // whole and the bound stays full from the first post to the last.
+  async function* tasks() {
+    for await (const { frame, recipients } of jobs) {
+      for (const [endpoint, ids] of groupByEndpoint(recipients)) {
+        for (const connectionId of ids) yield { endpoint, connectionId, frame };
+      }
     }
   }
   await pMap(
-    tasks,
+    tasks(),
     async ({ endpoint, connectionId, frame }) => {
       try {
         const result = await deps.gateway.post(endpoint, connectionId, frame);
