@@ -11,6 +11,7 @@ import { AwsGateway, type Gateway } from '../lib/gateway.js';
 import { messageFrame, type PublishDeps, publish } from '../lib/publish.js';
 import { decodeMember, encodeMember } from '../lib/registry/keys.js';
 import { RedisRegistry } from '../lib/registry/redis.js';
+import { SignedHttpGateway } from '../lib/signed-gateway.js';
 import { median, now, PREFIX, REGION, round } from './common.js';
 import type { MgmtServer } from './mgmt.js';
 
@@ -51,6 +52,13 @@ export function countingLogger(): FanoutLogger & { warnings: number } {
   return logger;
 }
 
+const gatewayOptions = (config: Config) => ({
+  region: config.region,
+  maxSockets: Math.max(50, config.fanout.concurrency),
+  throttleMaxAttempts: config.fanout.throttleMaxAttempts,
+  throttleBudgetMs: config.fanout.throttleBudgetMs,
+});
+
 /** Dependencies of publish() as functions/publish.ts builds them, minus the chunk invoker. */
 export function publishDeps(redis: Redis, config: Config): PublishDeps {
   const registry = new RedisRegistry(redis, {
@@ -62,13 +70,9 @@ export function publishDeps(redis: Redis, config: Config): PublishDeps {
   return {
     registry,
     dedup: new RedisDedupStore(redis, (id) => registry.keys.dedup(id), config.dedupTtlSeconds),
-    // As lib/clients.ts builds it: real SDK client, keep-alive, one pool per endpoint.
-    gateway: new AwsGateway({
-      region: config.region,
-      maxSockets: Math.max(50, config.fanout.concurrency),
-      throttleMaxAttempts: config.fanout.throttleMaxAttempts,
-      throttleBudgetMs: config.fanout.throttleBudgetMs,
-    }),
+    // As lib/clients.ts builds it by default (MANAGEMENT_API_CLIENT=http):
+    // SigV4-signed keep-alive HTTP, one pool per endpoint.
+    gateway: new SignedHttpGateway(gatewayOptions(config)),
     prune: (connectionId) => registry.remove(connectionId),
     logger: countingLogger(),
     concurrency: config.fanout.concurrency,
@@ -218,14 +222,15 @@ export async function oursAndFloor(options: {
   ids: readonly string[];
   runs: number;
   concurrency: number;
-  /** Also measure the SDK-only diagnostic. */
-  sdkOnly: boolean;
+  /** Also measure the SDK-only diagnostic (MANAGEMENT_API_CLIENT=sdk's client). */
+  sdkOnly: Config | false;
   tag: string;
 }): Promise<FanoutMeasure> {
   const { deps, mgmt, topic, ids, runs, concurrency } = options;
   const floor = floorPoster(mgmt.endpoint, concurrency);
   const frame = sampleFrame(topic);
   const measure: FanoutMeasure = { ours: [], floor: [], sdk: [] };
+  const sdkGateway = options.sdkOnly ? new AwsGateway(gatewayOptions(options.sdkOnly)) : undefined;
   try {
     for (let run = 0; run < runs; run++) {
       await mgmt.reset();
@@ -234,7 +239,9 @@ export async function oursAndFloor(options: {
       if (delivered !== ids.length) throw new Error(`server saw ${delivered} of ${ids.length}`);
       measure.floor.push(await floor.run(ids, frame));
       if (options.sdkOnly)
-        measure.sdk.push(await runSdkOnly(deps.gateway, mgmt.endpoint, ids, frame, concurrency));
+        measure.sdk.push(
+          await runSdkOnly(sdkGateway ?? deps.gateway, mgmt.endpoint, ids, frame, concurrency),
+        );
     }
   } finally {
     floor.close();

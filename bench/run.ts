@@ -232,7 +232,7 @@ async function main(): Promise<void> {
           ids,
           runs: settings.fanout_runs,
           concurrency: config.fanout.concurrency,
-          sdkOnly: settings.fanout_sdk_only,
+          sdkOnly: settings.fanout_sdk_only && config,
           tag: `fan-${n}-${Date.now()}`,
         });
         const naive = await runNaive(
