@@ -42,7 +42,7 @@ export async function presence(
   if (userIds) {
     const counts = await pMap(
       userIds,
-      (u) => deps.registry.countLive(deps.registry.userAudience(u)),
+      (u) => deps.registry.countConnected(deps.registry.userAudience(u)),
       { concurrency: 64 },
     );
     result.users = Object.fromEntries(
@@ -52,7 +52,7 @@ export async function presence(
   if (topic !== undefined) {
     result.topic = {
       name: topic,
-      members: await deps.registry.countLive(deps.registry.topicAudience(topic)),
+      members: await deps.registry.countConnected(deps.registry.topicAudience(topic)),
     };
   }
   return result;

@@ -111,6 +111,7 @@ export class RedisRegistry implements ConnectionRegistry {
         .zadd(a.keys.live, 'XX', expiry, member)
         .zadd(a.keys.resuming, 'XX', expiry, member)
         .expire(a.keys.live, this.#ttl)
+        .expire(a.keys.resuming, this.#ttl)
         .exec();
     await Promise.all([
       this.#redis
@@ -225,6 +226,8 @@ export class RedisRegistry implements ConnectionRegistry {
       this.#redis.get(audience.keys.lost),
       this.#redis.exists(audience.keys.history),
     ]);
+    // No history kept: nothing can be replayed, so nothing is known to be complete.
+    if (this.#historySize === 0) return false;
     if (lost !== null && compareCursors(since, lost) < 0) return false;
     // With no history at all, nothing after `since` can have existed unless it
     // is old enough to have expired: every message renews the stream's TTL.
@@ -289,9 +292,16 @@ export class RedisRegistry implements ConnectionRegistry {
     } while (cursor !== '0');
   }
 
-  async countLive(audience: Audience | 'all'): Promise<number> {
-    const key = audience === 'all' ? this.keys.all() : audience.keys.live;
-    return this.#redis.zcount(key, `(${this.#now()}`, '+inf');
+  async countConnected(audience: Audience | 'all'): Promise<number> {
+    const min = `(${this.#now()}`;
+    if (audience === 'all') return this.#redis.zcount(this.keys.all(), min, '+inf');
+    // A member catching up on history sits in the resuming set: it is
+    // connected all the same. The sets are disjoint (members move atomically).
+    const [live, resuming] = await Promise.all([
+      this.#redis.zcount(audience.keys.live, min, '+inf'),
+      this.#redis.zcount(audience.keys.resuming, min, '+inf'),
+    ]);
+    return live + resuming;
   }
 }
 

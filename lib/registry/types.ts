@@ -79,5 +79,6 @@ export interface ConnectionRegistry {
   publish(audience: Audience, entry: string | null, inlineLimit: number): Promise<PublishStep>;
   /** Streams the live members of an audience (or of everyone) in batches, never all at once. */
   scan(audience: Audience | 'all', batch: number): AsyncIterable<Recipient[]>;
-  countLive(audience: Audience | 'all'): Promise<number>;
+  /** Connected members (live, or catching up on history), expired ones not counted. */
+  countConnected(audience: Audience | 'all'): Promise<number>;
 }

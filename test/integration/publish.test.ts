@@ -295,7 +295,7 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
       expect(await registry.lookupUser('hugo')).toEqual([
         { connectionId: a.connectionId, endpoint: a.endpoint },
       ]);
-      expect(await registry.countLive(registry.topicAudience('news'))).toBe(1);
+      expect(await registry.countConnected(registry.topicAudience('news'))).toBe(1);
     });
   });
 
@@ -353,7 +353,7 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
       );
       for (const k of kims) expect(await registry.get(k.connectionId)).toBeNull();
       expect(await registry.lookupUser('kim')).toEqual([]);
-      expect(await registry.countLive(registry.topicAudience('news'))).toBe(0);
+      expect(await registry.countConnected(registry.topicAudience('news'))).toBe(0);
       expect(await registry.lookupUser('lou')).toHaveLength(1);
       expect(warnings).toEqual([]);
     });

@@ -69,6 +69,32 @@ describe.each(TOPOLOGIES)('registry on %s Redis', (topology) => {
       expect(cleared && 'pendingSince' in cleared).toBe(false);
     });
 
+    it('counts a connection that is still resuming as connected (presence sees it online)', async () => {
+      // Prepare: one live device, one that connected with ?since and has not caught up
+      const registry = env.registry();
+      await registry.register(connection('carol'));
+      await registry.register(connection('carol', { pendingSince: '1732752000000-0' }));
+      // Act
+      const counted = await registry.countConnected(registry.userAudience('carol'));
+      const seen = await presence({ userIds: ['carol'] }, { registry });
+      // Assess
+      expect(counted).toBe(2);
+      expect(seen.users?.['carol']).toEqual({ online: true, connections: 2 });
+    });
+
+    it('never claims a resume complete when no history is kept (HISTORY_SIZE=0)', async () => {
+      const registry = env.registry({ historySize: 0 });
+      await registry.publish(registry.userAudience('dave'), '{"id":"x","data":1}', 10);
+      expect(
+        await registry.recoverable(registry.userAudience('dave'), `${Date.now() - 1000}-0`),
+      ).toBe(false);
+      // The same with history kept: a recent cursor with nothing trimmed is complete.
+      const kept = env.registry();
+      expect(await kept.recoverable(kept.userAudience('dave'), `${Date.now() - 1000}-0`)).toBe(
+        true,
+      );
+    });
+
     it('returns every device of a user, with its endpoint, from lookupUser', async () => {
       const registry = env.registry();
       const phone = connection('carol', { endpoint: ENDPOINT_A });
@@ -83,8 +109,8 @@ describe.each(TOPOLOGIES)('registry on %s Redis', (topology) => {
           .map(({ connectionId, endpoint }) => ({ connectionId, endpoint }))
           .sort(byId),
       );
-      expect(await registry.countLive(registry.userAudience('carol'))).toBe(3);
-      expect(await registry.countLive('all')).toBe(4);
+      expect(await registry.countConnected(registry.userAudience('carol'))).toBe(3);
+      expect(await registry.countConnected('all')).toBe(4);
     });
   });
 
@@ -200,8 +226,8 @@ describe.each(TOPOLOGIES)('registry on %s Redis', (topology) => {
       expect(await registry.lookupUser('hank')).toEqual([
         { connectionId: fresh.connectionId, endpoint: fresh.endpoint },
       ]);
-      expect(await registry.countLive(registry.userAudience('hank'))).toBe(1);
-      expect(await registry.countLive('all')).toBe(1);
+      expect(await registry.countConnected(registry.userAudience('hank'))).toBe(1);
+      expect(await registry.countConnected('all')).toBe(1);
       expect(await presence({ userIds: ['hank'], topic: 'news' }, { registry })).toEqual({
         users: { hank: { online: true, connections: 1 } },
         topic: { name: 'news', members: 1 },
@@ -226,7 +252,7 @@ describe.each(TOPOLOGIES)('registry on %s Redis', (topology) => {
       const record = connection('ivan');
       await registry.register(record);
       await registry.subscribe(record, 'room:ttl', false);
-      expect(await registry.countLive(registry.topicAudience('room:ttl'))).toBe(1);
+      expect(await registry.countConnected(registry.topicAudience('room:ttl'))).toBe(1);
 
       await sleep(1_200);
 
@@ -243,8 +269,8 @@ describe.each(TOPOLOGIES)('registry on %s Redis', (topology) => {
       }
       expect(await registry.get(record.connectionId)).toBeNull();
       expect(await registry.lookupUser('ivan')).toEqual([]);
-      expect(await registry.countLive(registry.userAudience('ivan'))).toBe(0);
-      expect(await registry.countLive('all')).toBe(0);
+      expect(await registry.countConnected(registry.userAudience('ivan'))).toBe(0);
+      expect(await registry.countConnected('all')).toBe(0);
       expect(await presence({ topic: 'room:ttl' }, { registry })).toEqual({
         topic: { name: 'room:ttl', members: 0 },
       });
@@ -296,8 +322,8 @@ describe.each(TOPOLOGIES)('registry on %s Redis', (topology) => {
       expect(await registry.lookupUser('judy')).toEqual([
         { connectionId: stays.connectionId, endpoint: stays.endpoint },
       ]);
-      expect(await registry.countLive(registry.topicAudience('news'))).toBe(1);
-      expect(await registry.countLive('all')).toBe(1);
+      expect(await registry.countConnected(registry.topicAudience('news'))).toBe(1);
+      expect(await registry.countConnected('all')).toBe(1);
     });
 
     it('removes a connection that is still resuming', async () => {
@@ -323,12 +349,12 @@ describe.each(TOPOLOGIES)('registry on %s Redis', (topology) => {
       await registry.subscribe(record, 'room:7', false);
       expect(await env.redis.zscore(topic.keys.live, member)).not.toBeNull();
       expect((await registry.get(record.connectionId))?.topics).toEqual(['room:7']);
-      expect(await registry.countLive(topic)).toBe(1);
+      expect(await registry.countConnected(topic)).toBe(1);
 
       expect(await registry.unsubscribe(record, 'room:7')).toBe(true);
       expect(await env.redis.zscore(topic.keys.live, member)).toBeNull();
       expect((await registry.get(record.connectionId))?.topics).toEqual([]);
-      expect(await registry.countLive(topic)).toBe(0);
+      expect(await registry.countConnected(topic)).toBe(0);
       expect(await registry.unsubscribe(record, 'room:7')).toBe(false);
     });
 
@@ -342,7 +368,8 @@ describe.each(TOPOLOGIES)('registry on %s Redis', (topology) => {
       await registry.subscribe(record, 'room:8', true);
       expect(await env.redis.zscore(topic.keys.live, member)).toBeNull();
       expect(await env.redis.zscore(topic.keys.resuming, member)).not.toBeNull();
-      expect(await registry.countLive(topic)).toBe(0);
+      // Catching up is still being a member: presence counts it.
+      expect(await registry.countConnected(topic)).toBe(1);
 
       await registry.subscribe(record, 'room:8', false);
       expect(await env.redis.zscore(topic.keys.live, member)).not.toBeNull();
@@ -364,7 +391,9 @@ describe.each(TOPOLOGIES)('registry on %s Redis', (topology) => {
 
       await registry.remove(record.connectionId);
       for (const t of topics) {
-        expect(await registry.countLive(registry.topicAudience(t)), t).toBe(t === 'room:2' ? 1 : 0);
+        expect(await registry.countConnected(registry.topicAudience(t)), t).toBe(
+          t === 'room:2' ? 1 : 0,
+        );
       }
     });
   });
