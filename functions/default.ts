@@ -1,5 +1,6 @@
 import middy from '@middy/core';
-import { gateway, logger, registry } from '../lib/clients.js';
+import { gateway } from '../lib/aws-clients.js';
+import { logger, registry } from '../lib/clients.js';
 import { frameBody, parseWebSocketEvent } from '../lib/events.js';
 import { webSocketErrors } from '../lib/middleware.js';
 import { encodeFrame } from '../lib/protocol.js';

@@ -1,6 +1,7 @@
 import middy from '@middy/core';
+import { gateway } from '../lib/aws-clients.js';
 import { chunkJobs, parseDeliverChunk } from '../lib/chunks.js';
-import { config, gateway, logger, registry } from '../lib/clients.js';
+import { config, logger, registry } from '../lib/clients.js';
 import { deliver } from '../lib/fanout.js';
 import { invokeErrors } from '../lib/middleware.js';
 

@@ -1,5 +1,6 @@
 import middy from '@middy/core';
-import { gateway, logger, registry } from '../lib/clients.js';
+import { gateway } from '../lib/aws-clients.js';
+import { logger, registry } from '../lib/clients.js';
 import { kick } from '../lib/kick.js';
 import { invokeErrors } from '../lib/middleware.js';
 

@@ -1,5 +1,6 @@
 import middy from '@middy/core';
-import { config, dedup, gateway, invokeChunk, logger, registry } from '../lib/clients.js';
+import { gateway, invokeChunk } from '../lib/aws-clients.js';
+import { config, dedup, logger, registry } from '../lib/clients.js';
 import { invokeErrors } from '../lib/middleware.js';
 import { publish } from '../lib/publish.js';
 

@@ -1,23 +1,20 @@
 import type { ConnectionOptions } from 'node:tls';
 import { Logger } from '@aws-lambda-powertools/logger';
-import { LambdaClient } from '@aws-sdk/client-lambda';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { createTokenVerifier } from './auth.js';
 import { loadConfig } from './config.js';
 import { RedisDedupStore } from './dedup.js';
-import { AwsGateway, type Gateway } from './gateway.js';
-import { lambdaChunkInvoker } from './invoker.js';
 import { RedisRegistry } from './registry/redis.js';
-import { SignedHttpGateway } from './signed-gateway.js';
 
 /**
  * Everything built once per Lambda container. Each client is created on first
  * use and kept for the container's life (connections and keep-alive sockets
  * survive between invocations); the getters are marked pure so a bundle that
- * does not use one drops it and its SDK.
+ * does not use one drops it. Clients of AWS services live in aws-clients.ts,
+ * loaded lazily: a function that never calls AWS never loads the SDK.
  */
 
-const once = <T>(build: () => T): (() => T) => {
+export const once = <T>(build: () => T): (() => T) => {
   let value: T | undefined;
   return () => {
     value ??= build();
@@ -88,24 +85,4 @@ export const dedup = /* @__PURE__ */ once(
   () => new RedisDedupStore(redis(), (id) => registry().keys.dedup(id), config().dedupTtlSeconds),
 );
 
-export const gateway = /* @__PURE__ */ once((): Gateway => {
-  const c = config();
-  const options = {
-    region: c.region,
-    maxSockets: Math.max(50, c.fanout.concurrency),
-    throttleMaxAttempts: c.fanout.throttleMaxAttempts,
-    throttleBudgetMs: c.fanout.throttleBudgetMs,
-  };
-  return c.managementApiClient === 'sdk' ? new AwsGateway(options) : new SignedHttpGateway(options);
-});
-
 export const verifyToken = /* @__PURE__ */ once(() => createTokenVerifier(config().jwt));
-
-export const invokeChunk = /* @__PURE__ */ once(() => {
-  const c = config();
-  const lambda = new LambdaClient({
-    region: c.region,
-    ...(c.lambdaEndpoint && { endpoint: c.lambdaEndpoint }),
-  });
-  return lambdaChunkInvoker(lambda, c.deliverFunctionName);
-});

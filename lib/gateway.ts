@@ -1,12 +1,3 @@
-import { Agent as HttpAgent } from 'node:http';
-import { Agent } from 'node:https';
-import {
-  ApiGatewayManagementApiClient,
-  DeleteConnectionCommand,
-  PostToConnectionCommand,
-} from '@aws-sdk/client-apigatewaymanagementapi';
-import { NodeHttpHandler } from '@smithy/node-http-handler';
-
 /** The outcome of one call to a connection: done, or the connection no longer exists. */
 export type GatewayResult = 'ok' | 'gone';
 
@@ -18,22 +9,6 @@ export type GatewayResult = 'ok' | 'gone';
 export interface Gateway {
   post(endpoint: string, connectionId: string, data: Uint8Array): Promise<GatewayResult>;
   close(endpoint: string, connectionId: string): Promise<GatewayResult>;
-}
-
-export interface AwsGatewayOptions {
-  region: string;
-  /** Sockets per endpoint. The SDK default (50) queues a wide fan-out behind itself. */
-  maxSockets?: number;
-  /** Attempts for a throttled call (429 / LimitExceededException), first included. */
-  throttleMaxAttempts?: number;
-  /** Total time a throttled call may spend waiting for retries. */
-  throttleBudgetMs?: number;
-  /** Base of the exponential backoff. */
-  throttleBaseDelayMs?: number;
-  /** Builds the client of one endpoint; tests hand in their own. */
-  clientFactory?: (endpoint: string) => ApiGatewayManagementApiClient;
-  sleep?: (ms: number) => Promise<void>;
-  random?: () => number;
 }
 
 export function isGone(error: unknown): boolean {
@@ -53,72 +28,6 @@ export function isThrottled(error: unknown): boolean {
 }
 
 export const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/**
- * Management API adapter. One client per endpoint, built once per container
- * and kept (keep-alive sockets survive between invocations). The SDK's own
- * retries are off: its retry quota would stall a large fan-out under account
- * throttling; throttles get our bounded backoff with full jitter instead.
- */
-export class AwsGateway implements Gateway {
-  readonly #clients = new Map<string, ApiGatewayManagementApiClient>();
-  readonly #options: Required<Omit<AwsGatewayOptions, 'clientFactory'>> &
-    Pick<AwsGatewayOptions, 'clientFactory'>;
-
-  constructor(options: AwsGatewayOptions) {
-    this.#options = {
-      maxSockets: 256,
-      throttleMaxAttempts: 5,
-      throttleBudgetMs: 5_000,
-      throttleBaseDelayMs: 50,
-      sleep: defaultSleep,
-      random: Math.random,
-      ...options,
-    };
-  }
-
-  client(endpoint: string): ApiGatewayManagementApiClient {
-    let client = this.#clients.get(endpoint);
-    if (!client) {
-      client = this.#options.clientFactory?.(endpoint) ?? this.#build(endpoint);
-      this.#clients.set(endpoint, client);
-    }
-    return client;
-  }
-
-  #build(endpoint: string): ApiGatewayManagementApiClient {
-    const agentOptions = { keepAlive: true, maxSockets: this.#options.maxSockets };
-    return new ApiGatewayManagementApiClient({
-      endpoint,
-      region: this.#options.region,
-      maxAttempts: 1,
-      requestHandler: new NodeHttpHandler({
-        httpAgent: new HttpAgent(agentOptions),
-        httpsAgent: new Agent(agentOptions),
-        connectionTimeout: 2_000,
-        requestTimeout: 5_000,
-      }),
-    });
-  }
-
-  post(endpoint: string, connectionId: string, data: Uint8Array): Promise<GatewayResult> {
-    return this.#call(() =>
-      this.client(endpoint).send(
-        new PostToConnectionCommand({ ConnectionId: connectionId, Data: data }),
-      ),
-    );
-  }
-
-  close(endpoint: string, connectionId: string): Promise<GatewayResult> {
-    return this.#call(() =>
-      this.client(endpoint).send(new DeleteConnectionCommand({ ConnectionId: connectionId })),
-    );
-  }
-
-  #call(send: () => Promise<unknown>): Promise<GatewayResult> {
-    return callWithRetry(send, this.#options);
-  }
-}
 
 export interface RetryPolicy {
   throttleMaxAttempts: number;

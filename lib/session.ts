@@ -3,7 +3,7 @@ import { ForbiddenError, UnknownConnectionError, ValidationError } from './error
 import type { Gateway } from './gateway.js';
 import { encodeFrame, parseClientFrame, type ServerFrame } from './protocol.js';
 import { isCursor } from './registry/cursor.js';
-import type { Connection, ConnectionRegistry } from './registry/types.js';
+import type { Audience, Connection, ConnectionRegistry } from './registry/types.js';
 import { replay } from './resume.js';
 
 /** What the WebSocket handlers need, injected so tests hand in real Redis or mocked AWS. */
@@ -70,6 +70,18 @@ async function post(
   );
 }
 
+/** Replays history to a connection, then makes it live; a connection gone meanwhile is an error. */
+async function catchUp(
+  deps: Pick<SessionDeps, 'registry' | 'gateway'>,
+  audience: Audience,
+  connection: Connection,
+  since: string,
+): Promise<boolean> {
+  const outcome = await replay(audience, connection, since, deps);
+  if (outcome.gone) throw new UnknownConnectionError(connection.connectionId);
+  return outcome.recovered;
+}
+
 /**
  * `$default`: one client frame in, the reply frame out. Bad frames are
  * answered with an error and change nothing; good ones renew the TTLs.
@@ -92,14 +104,9 @@ export async function handleFrame(
     connection.pendingSince !== undefined &&
     (await deps.registry.clearPendingSince(connectionId))
   ) {
-    const outcome = await replay(
-      deps.registry.userAudience(connection.userId),
-      connection,
-      connection.pendingSince,
-      deps,
-    );
-    if (outcome.gone) throw new UnknownConnectionError(connectionId);
-    await post(deps, connection, { type: 'resumed', recovered: outcome.recovered });
+    const audience = deps.registry.userAudience(connection.userId);
+    const recovered = await catchUp(deps, audience, connection, connection.pendingSince);
+    await post(deps, connection, { type: 'resumed', recovered });
   }
 
   switch (frame.action) {
@@ -115,14 +122,9 @@ export async function handleFrame(
       }
       await deps.registry.subscribe(connection, frame.topic, true);
       await post(deps, connection, { type: 'subscribed', topic: frame.topic });
-      const outcome = await replay(
-        deps.registry.topicAudience(frame.topic),
-        connection,
-        frame.since,
-        deps,
-      );
-      if (outcome.gone) throw new UnknownConnectionError(connectionId);
-      return { type: 'resumed', topic: frame.topic, recovered: outcome.recovered };
+      const audience = deps.registry.topicAudience(frame.topic);
+      const recovered = await catchUp(deps, audience, connection, frame.since);
+      return { type: 'resumed', topic: frame.topic, recovered };
     }
     case 'unsubscribe':
       await deps.registry.unsubscribe(connection, frame.topic);
@@ -130,9 +132,7 @@ export async function handleFrame(
     case 'resume': {
       const audience = deps.registry.userAudience(connection.userId);
       await deps.registry.beginResume(audience, connection);
-      const outcome = await replay(audience, connection, frame.since, deps);
-      if (outcome.gone) throw new UnknownConnectionError(connectionId);
-      return { type: 'resumed', recovered: outcome.recovered };
+      return { type: 'resumed', recovered: await catchUp(deps, audience, connection, frame.since) };
     }
   }
 }

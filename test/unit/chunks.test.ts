@@ -17,8 +17,8 @@ import {
 } from '../../lib/chunks.js';
 import { ValidationError } from '../../lib/errors.js';
 import type { FanoutLogger } from '../../lib/fanout.js';
-import { AwsGateway } from '../../lib/gateway.js';
 import type { Recipient } from '../../lib/registry/keys.js';
+import { AwsGateway } from '../../lib/sdk-gateway.js';
 
 const EP = 'https://aaa.execute-api.us-east-1.amazonaws.com/prod';
 const EP_B = 'https://bbb.execute-api.us-east-1.amazonaws.com/prod';

@@ -15,8 +15,9 @@ import {
   groupByEndpoint,
   reason,
 } from '../../lib/fanout.js';
-import { AwsGateway, type Gateway, type GatewayResult } from '../../lib/gateway.js';
+import type { Gateway, GatewayResult } from '../../lib/gateway.js';
 import type { Recipient } from '../../lib/registry/keys.js';
+import { AwsGateway } from '../../lib/sdk-gateway.js';
 
 const EP_A = 'https://aaa.execute-api.us-east-1.amazonaws.com/prod';
 const EP_B = 'https://bbb.execute-api.us-east-1.amazonaws.com/prod';

@@ -7,9 +7,9 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { ValidationError } from '../../lib/errors.js';
-import { AwsGateway } from '../../lib/gateway.js';
 import { kick } from '../../lib/kick.js';
 import type { Connection } from '../../lib/registry/types.js';
+import { AwsGateway } from '../../lib/sdk-gateway.js';
 import { fakeRegistry, recordingLogger } from './fakes.js';
 
 const EP = 'https://aaa.execute-api.us-east-1.amazonaws.com/prod';

@@ -8,10 +8,10 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { MAX_MESSAGE_BYTES } from '../../lib/constants.js';
 import type { DedupStore } from '../../lib/dedup.js';
 import { TooLargeError, ValidationError } from '../../lib/errors.js';
-import { AwsGateway } from '../../lib/gateway.js';
 import { messageFrame, type PublishDeps, parsePublishRequest, publish } from '../../lib/publish.js';
 import { createKeys, type Recipient } from '../../lib/registry/keys.js';
 import type { ConnectionRegistry, PublishStep } from '../../lib/registry/types.js';
+import { AwsGateway } from '../../lib/sdk-gateway.js';
 import { fakeRegistry } from './fakes.js';
 
 const EP = 'https://aaa.execute-api.us-east-1.amazonaws.com/prod';

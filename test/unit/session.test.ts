@@ -12,9 +12,9 @@ import {
   UnauthorizedError,
   UnknownConnectionError,
 } from '../../lib/errors.js';
-import { AwsGateway } from '../../lib/gateway.js';
 import { createKeys } from '../../lib/registry/keys.js';
 import type { Connection, ConnectionRecord } from '../../lib/registry/types.js';
+import { AwsGateway } from '../../lib/sdk-gateway.js';
 import { callbackEndpoint, connect, disconnect, handleFrame } from '../../lib/session.js';
 import { fakeRegistry } from './fakes.js';
 
