@@ -10,6 +10,7 @@ import { type RedisServer, startRedisServer } from '../../scripts/redis-server.j
 import { devToken } from '../../scripts/token.js';
 import { type Frame, TestClient } from '../helpers/client.js';
 import { type Offline, startOffline } from '../helpers/offline.js';
+import { untilPasses } from '../helpers/stack.js';
 
 const keys = createKeys('pw:');
 
@@ -39,7 +40,7 @@ beforeEach(({ onTestFailed }) =>
 afterEach(async () => {
   await Promise.all(open.map((c) => c.close()));
   open = [];
-  await eventually(async () => expect(await redis.zcard(keys.all())).toBe(0));
+  await untilPasses(async () => expect(await redis.zcard(keys.all())).toBe(0));
 });
 
 interface PublishResult {
@@ -66,19 +67,6 @@ interface KickResult {
 const publish = (payload: unknown) => offline.invoke<PublishResult>('publish', payload);
 const presence = (payload: unknown) => offline.invoke<PresenceResult>('presence', payload);
 const kick = (payload: unknown) => offline.invoke<KickResult>('kick', payload);
-
-async function eventually(check: () => Promise<void>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
 
 /** The connection ids in a user's live set. */
 async function liveConnections(userId: string): Promise<string[]> {
@@ -297,7 +285,7 @@ describe('presence', () => {
     });
 
     await a1.client.close();
-    await eventually(async () =>
+    await untilPasses(async () =>
       expect(await presence({ userIds: ['p-ann', 'p-ben'], topic: 'lobby' })).toEqual({
         users: {
           'p-ann': { online: true, connections: 1 },
@@ -307,7 +295,7 @@ describe('presence', () => {
       }),
     );
     await Promise.all([a2.client.close(), b1.client.close()]);
-    await eventually(async () =>
+    await untilPasses(async () =>
       expect(await presence({ userIds: ['p-ann', 'p-ben'], topic: 'lobby' })).toEqual({
         users: {
           'p-ann': { online: false, connections: 0 },
@@ -421,7 +409,7 @@ describe('kick', () => {
     const token = await devToken('k-dan');
     const client = await TestClient.connect(offline.wsUrl({ token, since: '0' }));
     open.push(client);
-    await eventually(async () =>
+    await untilPasses(async () =>
       expect(await redis.zcard(keys.audience('user', 'k-dan').keys.resuming)).toBe(1),
     );
     const result = await kick({ userId: 'k-dan' });

@@ -11,6 +11,7 @@ import { type RedisServer, startRedisServer } from '../../scripts/redis-server.j
 import { devToken } from '../../scripts/token.js';
 import { type Frame, HandshakeRefused, TestClient } from '../helpers/client.js';
 import { type Offline, startOffline } from '../helpers/offline.js';
+import { untilPasses } from '../helpers/stack.js';
 
 const keys = createKeys('pw:');
 
@@ -68,7 +69,7 @@ class Stack {
   /** Closes a client and waits until $disconnect has taken it out of every set. */
   async leave(client: TestClient, userId: string, topic?: string): Promise<void> {
     await client.close();
-    await eventually(async () => {
+    await untilPasses(async () => {
       expect(await this.members('user', userId)).toEqual({ live: 0, resuming: 0 });
       if (topic) expect(await this.members('topic', topic)).toEqual({ live: 0, resuming: 0 });
     });
@@ -91,19 +92,6 @@ class Stack {
     expect(result).toMatchObject({ recipients: 0, delivered: 0, stored: true });
     expect(result.cursor).toMatch(/^\d+-\d+$/);
     return result;
-  }
-}
-
-async function eventually(check: () => Promise<void>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
   }
 }
 
@@ -158,7 +146,7 @@ describe('history and resume (HISTORY_SIZE 100)', () => {
 
     const client = await stack.connect('h-ann', { since });
     // Connected, but held back from live delivery until it has replayed.
-    await eventually(async () =>
+    await untilPasses(async () =>
       expect(await stack.members('user', 'h-ann')).toEqual({ live: 0, resuming: 1 }),
     );
     missed.push(await stack.publishAway({ userId: 'h-ann' }, { n: 4 }));
@@ -194,7 +182,7 @@ describe('history and resume (HISTORY_SIZE 100)', () => {
     for (let round = 0; round < 2; round++) {
       const from = warm.frames.length;
       for (let i = 0; i < 4; i++) warm.send({ action: 'ping' });
-      await eventually(async () =>
+      await untilPasses(async () =>
         expect(warm.frames.slice(from).filter((f) => f.type === 'pong')).toHaveLength(4),
       );
     }
@@ -202,7 +190,7 @@ describe('history and resume (HISTORY_SIZE 100)', () => {
 
     const client = await stack.connect('h-bob', { since });
     for (let i = 0; i < 4; i++) client.send({ action: 'ping' });
-    await eventually(async () =>
+    await untilPasses(async () =>
       expect(client.frames.filter((f) => f.type === 'pong')).toHaveLength(4),
     );
     await settle(client);
@@ -225,7 +213,7 @@ describe('history and resume (HISTORY_SIZE 100)', () => {
     for (let round = 0; round < 2; round++) {
       const from = warm.frames.length;
       for (let i = 0; i < 4; i++) warm.send({ action: 'ping' });
-      await eventually(async () =>
+      await untilPasses(async () =>
         expect(warm.frames.slice(from).filter((f) => f.type === 'pong')).toHaveLength(4),
       );
     }
@@ -246,7 +234,7 @@ describe('history and resume (HISTORY_SIZE 100)', () => {
       client.send({ action: 'subscribe', topic, since: topicSeen.cursor });
       client.send({ action: 'resume', since: userSeen.cursor });
     }
-    await eventually(async () =>
+    await untilPasses(async () =>
       expect(client.frames.slice(from).filter((f) => f.type === 'resumed')).toHaveLength(4),
     );
     await settle(client);

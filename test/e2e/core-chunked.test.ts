@@ -1,15 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { PublishResult } from '../../lib/publish.js';
-import { type RedisServer, startRedisServer } from '../../scripts/redis-server.js';
+import { describe, expect, it } from 'vitest';
 import { devToken } from '../../scripts/token.js';
-import type { Frame, TestClient } from '../helpers/client.js';
-import {
-  eventually,
-  type Offline,
-  RegistryProbe,
-  startOffline,
-  type TrackedClient,
-} from '../helpers/offline.js';
+import { eventually, type TrackedClient } from '../helpers/offline.js';
+import { connectTracked, isMessage, messageIds, publishOk, useStack } from '../helpers/stack.js';
 
 /**
  * The chunked fan-out path: with FANOUT_CHUNK=2 an audience of more than two
@@ -19,42 +11,17 @@ import {
 
 const CHUNK = 2;
 
-let redis: RedisServer;
-let offline: Offline;
-let probe: RegistryProbe;
-let open: TestClient[] = [];
+const stack = useStack({ env: { FANOUT_CHUNK: String(CHUNK) } });
 
-beforeAll(async () => {
-  redis = await startRedisServer();
-  offline = await startOffline(redis.url, { FANOUT_CHUNK: String(CHUNK) });
-  probe = new RegistryProbe(redis.url);
-});
-afterEach(async () => {
-  await Promise.all(open.map((c) => c.close()));
-  open = [];
-});
-afterAll(async () => {
-  await probe?.quit();
-  await offline?.stop();
-  await redis?.stop();
-});
-
-async function publish(payload: object): Promise<PublishResult> {
-  const reply = await offline.invoke<PublishResult | { error: unknown }>('publish', payload);
-  if ('error' in reply) throw new Error(`publish refused: ${JSON.stringify(reply)}`);
-  return reply;
-}
+const publish = (payload: object) => publishOk(stack.offline, payload);
 
 async function connectAs(userId: string): Promise<TrackedClient> {
-  const tracked = await probe.connect(offline, userId, await devToken(userId));
-  open.push(tracked.client);
-  return tracked;
+  return connectTracked(stack, stack.offline, userId, await devToken(userId));
 }
 
-const isMessage = (id: string) => (f: Frame) => f.type === 'message' && f['id'] === id;
-const ids = (c: TrackedClient) => c.client.messages().map((m) => m['id']);
+const ids = messageIds;
 /** Invocations of `deliver` serverless-offline has reported so far. */
-const deliverRuns = () => offline.output().split('(λ: deliver)').length - 1;
+const deliverRuns = () => stack.offline.output().split('(λ: deliver)').length - 1;
 
 describe('chunked fan-out through the deliver function', () => {
   it('delivers a broadcast to 5 clients in 3 chunks of at most 2, once each', async () => {
@@ -100,22 +67,22 @@ describe('chunked fan-out through the deliver function', () => {
 
   it('counts a connection a lost $disconnect left as gone, and deliver prunes it', async () => {
     // The broadcast below must see only this test's connections.
-    await probe.waitUntilNoConnections();
+    await stack.probe.waitUntilNoConnections();
     const ghost = await connectAs('ghost');
     const others = [await connectAs('v1'), await connectAs('v2'), await connectAs('v3')];
-    const key = probe.keys.connection(ghost.connectionId);
-    const live = probe.keys.audience('user', 'ghost').keys.live;
-    const all = probe.keys.all();
-    const record = await probe.redis.hgetall(key);
-    const score = Number(await probe.redis.zscore(all, ghost.member));
+    const key = stack.probe.keys.connection(ghost.connectionId);
+    const live = stack.probe.keys.audience('user', 'ghost').keys.live;
+    const all = stack.probe.keys.all();
+    const record = await stack.probe.redis.hgetall(key);
+    const score = Number(await stack.probe.redis.zscore(all, ghost.member));
 
     await ghost.client.close();
     await eventually(
-      async () => (await probe.redis.exists(key)) === 0,
+      async () => (await stack.probe.redis.exists(key)) === 0,
       20_000,
       '$disconnect to remove the closed connection',
     );
-    await probe.redis
+    await stack.probe.redis
       .multi()
       .hset(key, record)
       .expire(key, 600)
@@ -125,9 +92,9 @@ describe('chunked fan-out through the deliver function', () => {
 
     const result = await publish({ broadcast: true, data: 'x' });
     expect(result).toMatchObject({ recipients: 4, delivered: 3, gone: 1, failed: 0, chunks: 2 });
-    expect(await probe.redis.exists(key)).toBe(0);
-    expect(await probe.redis.zscore(all, ghost.member)).toBeNull();
-    expect(await probe.redis.zscore(live, ghost.member)).toBeNull();
+    expect(await stack.probe.redis.exists(key)).toBe(0);
+    expect(await stack.probe.redis.zscore(all, ghost.member)).toBeNull();
+    expect(await stack.probe.redis.zscore(live, ghost.member)).toBeNull();
 
     const last = await publish({ broadcast: true, data: 'sentinel' });
     expect(last).toMatchObject({ recipients: 3, delivered: 3, gone: 0, chunks: 2 });
@@ -136,8 +103,8 @@ describe('chunked fan-out through the deliver function', () => {
   });
 
   it('leaves no connection record once every client closed', async () => {
-    await Promise.all(open.map((c) => c.close()));
-    await probe.waitUntilNoConnections();
-    expect(await probe.scanKeys(`${probe.prefix}c:*`)).toEqual([]);
+    await Promise.all(stack.open.map((c) => c.close()));
+    await stack.probe.waitUntilNoConnections();
+    expect(await stack.probe.scanKeys(`${stack.probe.prefix}c:*`)).toEqual([]);
   });
 });

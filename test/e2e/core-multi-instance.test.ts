@@ -1,14 +1,7 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { PublishResult } from '../../lib/publish.js';
-import { type RedisServer, startRedisServer } from '../../scripts/redis-server.js';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { devToken } from '../../scripts/token.js';
-import type { Frame, TestClient } from '../helpers/client.js';
-import {
-  type Offline,
-  RegistryProbe,
-  startOffline,
-  type TrackedClient,
-} from '../helpers/offline.js';
+import type { Offline, TrackedClient } from '../helpers/offline.js';
+import { connectTracked, isMessage, messageIds, publishOk, useStack } from '../helpers/stack.js';
 
 /**
  * Two pushwire instances (two API Gateway APIs/stages, in effect) sharing one
@@ -16,41 +9,21 @@ import {
  * instance holding it, so a publish invoked on either reaches devices on both.
  */
 
-let redis: RedisServer;
+const stack = useStack({ instances: 2 });
 let a: Offline;
 let b: Offline;
-let probe: RegistryProbe;
-let open: TestClient[] = [];
-
-beforeAll(async () => {
-  redis = await startRedisServer();
-  [a, b] = await Promise.all([startOffline(redis.url), startOffline(redis.url)]);
-  probe = new RegistryProbe(redis.url);
-});
-afterEach(async () => {
-  await Promise.all(open.map((c) => c.close()));
-  open = [];
-});
-afterAll(async () => {
-  await probe?.quit();
-  await Promise.all([a?.stop(), b?.stop()]);
-  await redis?.stop();
+// Runs after the stack's own beforeAll (hooks run in the order they were registered).
+beforeAll(() => {
+  [a, b] = stack.instances as [Offline, Offline];
 });
 
-async function publishOn(instance: Offline, payload: object): Promise<PublishResult> {
-  const reply = await instance.invoke<PublishResult | { error: unknown }>('publish', payload);
-  if ('error' in reply) throw new Error(`publish refused: ${JSON.stringify(reply)}`);
-  return reply;
-}
+const publishOn = publishOk;
 
 async function connectOn(instance: Offline, userId: string): Promise<TrackedClient> {
-  const tracked = await probe.connect(instance, userId, await devToken(userId));
-  open.push(tracked.client);
-  return tracked;
+  return connectTracked(stack, instance, userId, await devToken(userId));
 }
 
-const isMessage = (id: string) => (f: Frame) => f.type === 'message' && f['id'] === id;
-const ids = (c: TrackedClient) => c.client.messages().map((m) => m['id']);
+const ids = messageIds;
 
 describe('two instances sharing one Redis', () => {
   it('records each connection with the endpoint of the instance holding it', async () => {
@@ -60,9 +33,11 @@ describe('two instances sharing one Redis', () => {
     expect(onA.endpoint).toBe(`http://localhost:${a.wsPort}`);
     expect(onB.endpoint).toBe(`http://localhost:${b.wsPort}`);
     for (const device of [onA, onB]) {
-      const record = await probe.redis.hgetall(probe.keys.connection(device.connectionId));
+      const record = await stack.probe.redis.hgetall(
+        stack.probe.keys.connection(device.connectionId),
+      );
       expect(record).toMatchObject({ userId: 'alice', endpoint: device.endpoint });
-      expect(await probe.redis.zscore(probe.keys.all(), device.member)).not.toBeNull();
+      expect(await stack.probe.redis.zscore(stack.probe.keys.all(), device.member)).not.toBeNull();
     }
   });
 
@@ -105,9 +80,9 @@ describe('two instances sharing one Redis', () => {
 
   it('leaves no connection record once the clients of both instances closed', async () => {
     const devices = [await connectOn(a, 'carol'), await connectOn(b, 'carol')];
-    expect(await probe.userLive('carol')).toHaveProperty('size', 2);
+    expect(await stack.probe.userLive('carol')).toHaveProperty('size', 2);
     await Promise.all(devices.map((d) => d.client.close()));
-    await probe.waitUntilNoConnections();
-    expect(await probe.scanKeys(`${probe.prefix}c:*`)).toEqual([]);
+    await stack.probe.waitUntilNoConnections();
+    expect(await stack.probe.scanKeys(`${stack.probe.prefix}c:*`)).toEqual([]);
   });
 });

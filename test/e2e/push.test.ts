@@ -1,17 +1,11 @@
 import { SignJWT } from 'jose';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { PublishResult } from '../../lib/publish.js';
 import { DEV_JWT_SECRET } from '../../scripts/local-env.js';
-import { type RedisServer, startRedisServer } from '../../scripts/redis-server.js';
 import { devToken } from '../../scripts/token.js';
-import { type Frame, HandshakeRefused, TestClient } from '../helpers/client.js';
-import {
-  eventually,
-  type Offline,
-  RegistryProbe,
-  startOffline,
-  type TrackedClient,
-} from '../helpers/offline.js';
+import { HandshakeRefused, TestClient } from '../helpers/client.js';
+import { eventually, type TrackedClient } from '../helpers/offline.js';
+import { connectTracked, isMessage, messageIds, publishOk, useStack } from '../helpers/stack.js';
 
 /**
  * The core push path end to end: real WebSocket clients against pushwire run
@@ -21,47 +15,20 @@ import {
 
 const TTL_SECONDS = 30;
 
-let redis: RedisServer;
-let offline: Offline;
-let probe: RegistryProbe;
-let open: TestClient[] = [];
+const stack = useStack({ env: { CONNECTION_TTL_SECONDS: String(TTL_SECONDS) } });
 
-beforeAll(async () => {
-  redis = await startRedisServer();
-  offline = await startOffline(redis.url, { CONNECTION_TTL_SECONDS: String(TTL_SECONDS) });
-  probe = new RegistryProbe(redis.url);
-});
-afterEach(async () => {
-  await Promise.all(open.map((c) => c.close()));
-  open = [];
-});
-afterAll(async () => {
-  await probe?.quit();
-  await offline?.stop();
-  await redis?.stop();
-});
-
-type PublishReply = PublishResult | { error: { code: string; message: string } };
-
-async function publish(payload: unknown): Promise<PublishResult> {
-  const reply = await offline.invoke<PublishReply>('publish', payload);
-  if ('error' in reply) throw new Error(`publish refused: ${JSON.stringify(reply)}`);
-  return reply;
-}
+const publish = (payload: unknown) => publishOk(stack.offline, payload);
 
 async function connectAs(userId: string, topics?: string[]): Promise<TrackedClient> {
-  const tracked = await probe.connect(
-    offline,
+  return connectTracked(
+    stack,
+    stack.offline,
     userId,
     await devToken(userId, topics ? { topics } : {}),
   );
-  open.push(tracked.client);
-  return tracked;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const isMessage = (id: string) => (f: Frame) => f.type === 'message' && f['id'] === id;
-const messageIds = (c: TrackedClient) => c.client.messages().map((m) => m['id']);
 
 /**
  * Publishes a sentinel and waits until every client has it. Posts to one
@@ -122,9 +89,9 @@ describe('push, end to end through serverless-offline', () => {
   });
 
   it('refuses bad tokens with HTTP 401 and stores nothing', async () => {
-    await probe.waitUntilNoConnections();
-    const sizeBefore = await probe.redis.dbsize();
-    const keysBefore = await probe.scanKeys();
+    await stack.probe.waitUntilNoConnections();
+    const sizeBefore = await stack.probe.redis.dbsize();
+    const keysBefore = await stack.probe.scanKeys();
 
     const now = Math.floor(Date.now() / 1000);
     const expired = await new SignJWT({})
@@ -144,62 +111,64 @@ describe('push, end to end through serverless-offline', () => {
       ['expired', { token: expired }, 'token expired'],
     ];
     for (const [name, query, reason] of cases) {
-      const attempt = TestClient.connect(offline.wsUrl(query));
+      const attempt = TestClient.connect(stack.offline.wsUrl(query));
       await expect(attempt, name).rejects.toBeInstanceOf(HandshakeRefused);
       await expect(attempt, name).rejects.toMatchObject({ status: 401 });
       // Refused for the reason this case is about (the handler logs it).
-      await eventually(() => offline.output().includes(reason), 10_000, `log of "${reason}"`);
+      await eventually(() => stack.offline.output().includes(reason), 10_000, `log of "${reason}"`);
     }
 
-    expect(await probe.redis.dbsize()).toBe(sizeBefore);
-    expect(await probe.scanKeys()).toEqual(keysBefore);
-    expect(await probe.userLive('mallory')).toEqual(new Map());
+    expect(await stack.probe.redis.dbsize()).toBe(sizeBefore);
+    expect(await stack.probe.scanKeys()).toEqual(keysBefore);
+    expect(await stack.probe.userLive('mallory')).toEqual(new Map());
 
     // The control: the same user with a good token is let in and recorded.
     const mallory = await connectAs('mallory');
-    expect(await probe.redis.dbsize()).toBeGreaterThan(sizeBefore);
-    expect(await probe.redis.hget(probe.keys.connection(mallory.connectionId), 'userId')).toBe(
-      'mallory',
-    );
+    expect(await stack.probe.redis.dbsize()).toBeGreaterThan(sizeBefore);
+    expect(
+      await stack.probe.redis.hget(stack.probe.keys.connection(mallory.connectionId), 'userId'),
+    ).toBe('mallory');
   });
 
   it('answers ping with pong and renews the connection TTLs', async () => {
     const carol = await connectAs('carol');
-    const key = probe.keys.connection(carol.connectionId);
-    const live = probe.keys.audience('user', 'carol').keys.live;
-    const all = probe.keys.all();
+    const key = stack.probe.keys.connection(carol.connectionId);
+    const live = stack.probe.keys.audience('user', 'carol').keys.live;
+    const all = stack.probe.keys.all();
 
-    const ttlAtConnect = await probe.redis.pttl(key);
+    const ttlAtConnect = await stack.probe.redis.pttl(key);
     // CONNECTION_TTL_SECONDS reached the functions.
     expect(ttlAtConnect).toBeGreaterThan((TTL_SECONDS - 5) * 1000);
     expect(ttlAtConnect).toBeLessThanOrEqual(TTL_SECONDS * 1000);
-    const score0 = Number(await probe.redis.zscore(live, carol.member));
-    const all0 = Number(await probe.redis.zscore(all, carol.member));
+    const score0 = Number(await stack.probe.redis.zscore(live, carol.member));
+    const all0 = Number(await stack.probe.redis.zscore(all, carol.member));
     expect(score0).toBeGreaterThan(Date.now());
 
     await sleep(1_200);
-    const ttlBefore = await probe.redis.pttl(key);
-    const liveTtlBefore = await probe.redis.pttl(live);
+    const ttlBefore = await stack.probe.redis.pttl(key);
+    const liveTtlBefore = await stack.probe.redis.pttl(live);
     expect(ttlBefore).toBeLessThan(TTL_SECONDS * 1000 - 1_000);
 
     const reply = await carol.client.request({ action: 'ping' }, () => true);
     expect(reply).toEqual({ type: 'pong' });
 
-    expect(await probe.redis.pttl(key)).toBeGreaterThan(ttlBefore + 900);
-    expect(await probe.redis.pttl(live)).toBeGreaterThan(liveTtlBefore + 900);
-    expect(Number(await probe.redis.zscore(live, carol.member))).toBeGreaterThan(score0 + 1_000);
-    expect(Number(await probe.redis.zscore(all, carol.member))).toBeGreaterThan(all0 + 1_000);
+    expect(await stack.probe.redis.pttl(key)).toBeGreaterThan(ttlBefore + 900);
+    expect(await stack.probe.redis.pttl(live)).toBeGreaterThan(liveTtlBefore + 900);
+    expect(Number(await stack.probe.redis.zscore(live, carol.member))).toBeGreaterThan(
+      score0 + 1_000,
+    );
+    expect(Number(await stack.probe.redis.zscore(all, carol.member))).toBeGreaterThan(all0 + 1_000);
   });
 
   it('answers malformed frames with error frames, changes nothing, and keeps the connection', async () => {
     const dave = await connectAs('dave');
-    const key = probe.keys.connection(dave.connectionId);
-    const live = probe.keys.audience('user', 'dave').keys.live;
-    const record = await probe.redis.hgetall(key);
-    const score = await probe.redis.zscore(live, dave.member);
-    const allScore = await probe.redis.zscore(probe.keys.all(), dave.member);
-    const keys = await probe.scanKeys();
-    const ttl = await probe.redis.pttl(key);
+    const key = stack.probe.keys.connection(dave.connectionId);
+    const live = stack.probe.keys.audience('user', 'dave').keys.live;
+    const record = await stack.probe.redis.hgetall(key);
+    const score = await stack.probe.redis.zscore(live, dave.member);
+    const allScore = await stack.probe.redis.zscore(stack.probe.keys.all(), dave.member);
+    const keys = await stack.probe.scanKeys();
+    const ttl = await stack.probe.redis.pttl(key);
     // Time passes, so a renewal (which bad frames must not cause) would show in the TTL.
     await sleep(500);
 
@@ -224,14 +193,16 @@ describe('push, end to end through serverless-offline', () => {
       });
     }
 
-    expect(await probe.redis.hgetall(key)).toEqual(record);
-    expect(await probe.redis.zscore(live, dave.member)).toBe(score);
-    expect(await probe.redis.zscore(probe.keys.all(), dave.member)).toBe(allScore);
-    expect(await probe.redis.pttl(key)).toBeLessThan(ttl - 400);
-    expect(await probe.scanKeys()).toEqual(keys);
+    expect(await stack.probe.redis.hgetall(key)).toEqual(record);
+    expect(await stack.probe.redis.zscore(live, dave.member)).toBe(score);
+    expect(await stack.probe.redis.zscore(stack.probe.keys.all(), dave.member)).toBe(allScore);
+    expect(await stack.probe.redis.pttl(key)).toBeLessThan(ttl - 400);
+    expect(await stack.probe.scanKeys()).toEqual(keys);
 
     expect(await dave.client.request({ action: 'ping' }, () => true)).toEqual({ type: 'pong' });
-    expect(Number(await probe.redis.zscore(live, dave.member))).toBeGreaterThan(Number(score));
+    expect(Number(await stack.probe.redis.zscore(live, dave.member))).toBeGreaterThan(
+      Number(score),
+    );
     // One reply per frame, nothing more.
     expect(dave.client.frames).toHaveLength(cases.length + 1);
     expect(dave.client.closed).toBe(false);
@@ -243,23 +214,24 @@ describe('push, end to end through serverless-offline', () => {
 
     const ghost = await connectAs('erin');
     const device = await connectAs('erin');
-    const key = probe.keys.connection(ghost.connectionId);
-    const live = probe.keys.audience('user', 'erin').keys.live;
-    const all = probe.keys.all();
-    const record = await probe.redis.hgetall(key);
-    const score = Number(await probe.redis.zscore(live, ghost.member));
+    const key = stack.probe.keys.connection(ghost.connectionId);
+    const live = stack.probe.keys.audience('user', 'erin').keys.live;
+    const all = stack.probe.keys.all();
+    const record = await stack.probe.redis.hgetall(key);
+    const score = Number(await stack.probe.redis.zscore(live, ghost.member));
     expect(record['userId']).toBe('erin');
 
     await ghost.client.close();
     await eventually(
       async () =>
-        (await probe.redis.exists(key)) === 0 && (await probe.userLive('erin')).size === 1,
+        (await stack.probe.redis.exists(key)) === 0 &&
+        (await stack.probe.userLive('erin')).size === 1,
       20_000,
       '$disconnect to remove the closed connection',
     );
     // A lost $disconnect: the socket is gone but its records are back.
     const restore = () =>
-      probe.redis
+      stack.probe.redis
         .multi()
         .hset(key, record)
         .expire(key, TTL_SECONDS)
@@ -267,16 +239,18 @@ describe('push, end to end through serverless-offline', () => {
         .zadd(all, score, ghost.member)
         .exec();
     const pruned = async () => {
-      expect(await probe.redis.exists(key)).toBe(0);
-      expect(await probe.redis.zscore(live, ghost.member)).toBeNull();
-      expect(await probe.redis.zscore(all, ghost.member)).toBeNull();
+      expect(await stack.probe.redis.exists(key)).toBe(0);
+      expect(await stack.probe.redis.zscore(live, ghost.member)).toBeNull();
+      expect(await stack.probe.redis.zscore(all, ghost.member)).toBeNull();
       // The live device is untouched.
-      expect(await probe.redis.exists(probe.keys.connection(device.connectionId))).toBe(1);
-      expect(await probe.redis.zscore(live, device.member)).not.toBeNull();
+      expect(await stack.probe.redis.exists(stack.probe.keys.connection(device.connectionId))).toBe(
+        1,
+      );
+      expect(await stack.probe.redis.zscore(live, device.member)).not.toBeNull();
     };
 
     await restore();
-    expect(await probe.userLive('erin')).toHaveProperty('size', 2);
+    expect(await stack.probe.userLive('erin')).toHaveProperty('size', 2);
     const byUser = await publish({ userId: 'erin', data: { n: 1 } });
     expect(byUser).toMatchObject({ recipients: 2, delivered: 1, gone: 1, failed: 0 });
     await pruned();
@@ -299,7 +273,7 @@ describe('push, end to end through serverless-offline', () => {
 
   it('refuses invalid and oversize publishes, sending and storing nothing', async () => {
     const frank = await connectAs('frank');
-    const history = probe.keys.audience('user', 'frank').keys.history;
+    const history = stack.probe.keys.audience('user', 'frank').keys.history;
     const invalid: [unknown, string][] = [
       [{ data: { n: 1 } }, 'exactly one target is required'],
       [{ userId: 'frank', broadcast: true, data: { n: 2 } }, 'exactly one target is required'],
@@ -307,25 +281,25 @@ describe('push, end to end through serverless-offline', () => {
       [{ userId: 'frank' }, 'data is required'],
     ];
     for (const [payload, problem] of invalid) {
-      const reply = await offline.invoke('publish', payload);
+      const reply = await stack.offline.invoke('publish', payload);
       expect(reply, JSON.stringify(payload)).toEqual({
         error: { code: 'invalid_request', message: expect.stringContaining(problem) },
       });
     }
 
-    const tooLarge = await offline.invoke('publish', {
+    const tooLarge = await stack.offline.invoke('publish', {
       userId: 'frank',
       data: 'x'.repeat(128 * 1024),
     });
     expect(tooLarge).toEqual({
       error: { code: 'too_large', message: expect.stringContaining('bytes') },
     });
-    expect(await probe.redis.exists(history)).toBe(0);
+    expect(await stack.probe.redis.exists(history)).toBe(0);
 
     const last = await sentinel({ userId: 'frank' }, [frank]);
     expect(messageIds(frank)).toEqual([last.id]);
     // The sentinel is the only entry in frank's history.
-    expect(await probe.redis.xlen(history)).toBe(1);
+    expect(await stack.probe.redis.xlen(history)).toBe(1);
   });
 
   it('accepts a message of exactly 128 KB as a frame and delivers it whole; a byte more is too_large', async () => {
@@ -342,7 +316,7 @@ describe('push, end to end through serverless-offline', () => {
     const frame = await ivy.client.next(isMessage('big-1'));
     expect(frame['data']).toBe('x'.repeat(fill));
 
-    const over = await offline.invoke('publish', {
+    const over = await stack.offline.invoke('publish', {
       id: 'big-2',
       userId: 'ivy',
       data: 'x'.repeat(fill + 1),
@@ -364,11 +338,13 @@ describe('push, end to end through serverless-offline', () => {
 
     const last = await sentinel({ userId: 'jay' }, [jay]);
     expect(messageIds(jay)).toEqual(['order-42', last.id]);
-    expect(await probe.redis.xlen(probe.keys.audience('user', 'jay').keys.history)).toBe(2);
+    expect(
+      await stack.probe.redis.xlen(stack.probe.keys.audience('user', 'jay').keys.history),
+    ).toBe(2);
   });
 
   it('removes every record of a connection once its client closes', async () => {
-    await probe.waitUntilNoConnections();
+    await stack.probe.waitUntilNoConnections();
     const clients = [
       await connectAs('gina', ['news']),
       await connectAs('gina', ['news']),
@@ -380,23 +356,23 @@ describe('push, end to end through serverless-offline', () => {
         topic: 'news',
       });
     }
-    const state = await probe.connectionState();
-    for (const c of clients) expect(state).toContain(probe.keys.connection(c.connectionId));
-    expect(state).toContain(probe.keys.connectionTopics(clients[0]?.connectionId ?? ''));
-    expect(state).toContain(probe.keys.audience('topic', 'news').keys.live);
-    expect(state).toContain(probe.keys.audience('user', 'gina').keys.live);
-    expect(state).toContain(probe.keys.all());
+    const state = await stack.probe.connectionState();
+    for (const c of clients) expect(state).toContain(stack.probe.keys.connection(c.connectionId));
+    expect(state).toContain(stack.probe.keys.connectionTopics(clients[0]?.connectionId ?? ''));
+    expect(state).toContain(stack.probe.keys.audience('topic', 'news').keys.live);
+    expect(state).toContain(stack.probe.keys.audience('user', 'gina').keys.live);
+    expect(state).toContain(stack.probe.keys.all());
 
     await Promise.all(clients.map((c) => c.client.close()));
-    await probe.waitUntilNoConnections();
-    expect(await probe.redis.zcard(probe.keys.all())).toBe(0);
-    expect(await probe.userLive('gina')).toEqual(new Map());
+    await stack.probe.waitUntilNoConnections();
+    expect(await stack.probe.redis.zcard(stack.probe.keys.all())).toBe(0);
+    expect(await stack.probe.userLive('gina')).toEqual(new Map());
   });
 
   it('leaves no connection record behind after every client of this file closed', async () => {
-    await Promise.all(open.map((c) => c.close()));
-    await probe.waitUntilNoConnections();
-    expect(await probe.scanKeys(`${probe.prefix}c:*`)).toEqual([]);
-    expect(await probe.scanKeys(`${probe.prefix}u:*:c`)).toEqual([]);
+    await Promise.all(stack.open.map((c) => c.close()));
+    await stack.probe.waitUntilNoConnections();
+    expect(await stack.probe.scanKeys(`${stack.probe.prefix}c:*`)).toEqual([]);
+    expect(await stack.probe.scanKeys(`${stack.probe.prefix}u:*:c`)).toEqual([]);
   });
 });
