@@ -1,10 +1,9 @@
 import { spawn } from 'node:child_process';
 import { SignJWT } from 'jose';
 import { createTokenVerifier, type TokenVerifier } from '../lib/auth.js';
-import { RedisRegistry } from '../lib/registry/redis.js';
 import { connect, disconnect } from '../lib/session.js';
 import { JWT_SECRET, now, PREFIX, pool, round } from './common.js';
-import { client, commandStats, roundTripCounter } from './redis.js';
+import { benchRegistry, client, commandStats, roundTripCounter } from './redis.js';
 
 export interface RedisBenchmarkRow {
   /** The command run, with how many times a connect + disconnect pair issues it. */
@@ -152,12 +151,7 @@ export async function benchChurn(options: {
 }): Promise<ChurnResult> {
   const redis = client(options.redisUrl);
   try {
-    const registry = new RedisRegistry(redis, {
-      prefix: PREFIX,
-      connectionTtlSeconds: 660,
-      historySize: 100,
-      historyTtlSeconds: 86_400,
-    });
+    const registry = benchRegistry(redis);
     const signed = await tokens(100);
     const verified = createTokenVerifier({ secret: JWT_SECRET });
     const stub: TokenVerifier = async () => ({ userId: 'churn-stub', topics: ['news'] });

@@ -1,6 +1,5 @@
-import { RedisRegistry } from '../lib/registry/redis.js';
-import { median, now, PREFIX, percentile, round } from './common.js';
-import { client, commandStats, roundTripCounter } from './redis.js';
+import { median, now, percentile, round } from './common.js';
+import { benchRegistry, client, commandStats, roundTripCounter } from './redis.js';
 
 export interface LookupRow {
   connections: number;
@@ -28,12 +27,7 @@ export async function benchLookup(options: {
 }): Promise<LookupRow[]> {
   const redis = client(options.redisUrl);
   try {
-    const registry = new RedisRegistry(redis, {
-      prefix: PREFIX,
-      connectionTtlSeconds: 660,
-      historySize: 100,
-      historyTtlSeconds: 86_400,
-    });
+    const registry = benchRegistry(redis);
     const counter = await roundTripCounter(redis);
     const rows: LookupRow[] = [];
     const entry = JSON.stringify({ id: 'lookup', data: { text: 'x'.repeat(64) } });

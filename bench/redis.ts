@@ -1,7 +1,18 @@
 import type { Socket } from 'node:net';
 import type { Redis } from 'ioredis';
 import { createRedis } from '../lib/clients.js';
+import { RedisRegistry } from '../lib/registry/redis.js';
 import { PREFIX } from './common.js';
+
+/** A registry under the bench prefix with the functions' default TTLs and history. */
+export function benchRegistry(redis: Redis): RedisRegistry {
+  return new RedisRegistry(redis, {
+    prefix: PREFIX,
+    connectionTtlSeconds: 660,
+    historySize: 100,
+    historyTtlSeconds: 86_400,
+  });
+}
 
 /** A client with the options the functions use (auto-pipelining on). */
 export function client(url: string): Redis {
