@@ -39,6 +39,9 @@ const event = {
   data,
 };
 
+// Before the client exists: the SDK checks at construction (see local-env.ts).
+process.env['AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED'] ??=
+  DEV_AWS_ENV.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED;
 const lambda = new LambdaClient({
   region: DEV_AWS_ENV.AWS_REGION,
   endpoint: `http://localhost:${values['lambda-port']}`,

@@ -15,7 +15,7 @@ import { devToken } from '../../scripts/token.js';
 import { type Frame, TestClient } from '../helpers/client.js';
 import { type Offline, startOffline } from '../helpers/offline.js';
 
-const MESSAGES_PER_RUN = 80;
+const MESSAGES_PER_RUN = 200;
 const RUNS = 3;
 
 const keys = createKeys('pw:');
