@@ -73,8 +73,8 @@ export class RedisRegistry implements ConnectionRegistry {
       allowedTopics: JSON.stringify(record.allowedTopics),
     };
     if (record.pendingSince !== undefined) fields['pendingSince'] = record.pendingSince;
-    // One command per slot, sent together (auto-pipelined); the record first,
-    // so a member never points at a record that was not written.
+    // The record first (awaited), so a member never points at a record that
+    // was not written; then one MULTI per slot, sent together (auto-pipelined).
     await this.#redis.multi().hset(key, fields).expire(key, this.#ttl).exec();
     await Promise.all([
       this.#redis
