@@ -155,3 +155,8 @@ export function testClock() {
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** One environment per topology, each started before the file's tests and stopped after. */
+export function useTopologies(): Record<Topology, RedisEnv> {
+  return { standalone: useRedis('standalone'), cluster: useRedis('cluster') };
+}

@@ -2,13 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { publish } from '../../lib/publish.js';
 import { compareCursors } from '../../lib/registry/cursor.js';
 import type { RedisRegistry } from '../../lib/registry/redis.js';
-import { type RedisEnv, sleep, TOPOLOGIES, testClock, useRedis } from '../helpers/redis-matrix.js';
+import { sleep, TOPOLOGIES, testClock, useTopologies } from '../helpers/redis-matrix.js';
 import { connection, noDedup, publishDeps, RecordingGateway } from './support.js';
 
-const envs: Record<(typeof TOPOLOGIES)[number], RedisEnv> = {
-  standalone: useRedis('standalone'),
-  cluster: useRedis('cluster'),
-};
+const envs = useTopologies();
 
 describe.each(TOPOLOGIES)('history on %s Redis', (topology) => {
   const env = envs[topology];

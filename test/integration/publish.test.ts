@@ -5,7 +5,7 @@ import { presence } from '../../lib/presence.js';
 import { messageFrame, publish } from '../../lib/publish.js';
 import type { RedisRegistry } from '../../lib/registry/redis.js';
 import type { ConnectionRecord, ConnectionRegistry } from '../../lib/registry/types.js';
-import { type RedisEnv, sleep, TOPOLOGIES, useRedis } from '../helpers/redis-matrix.js';
+import { sleep, TOPOLOGIES, useTopologies } from '../helpers/redis-matrix.js';
 import {
   connection,
   ENDPOINT_A,
@@ -15,10 +15,7 @@ import {
   RecordingGateway,
 } from './support.js';
 
-const envs: Record<(typeof TOPOLOGIES)[number], RedisEnv> = {
-  standalone: useRedis('standalone'),
-  cluster: useRedis('cluster'),
-};
+const envs = useTopologies();
 
 async function registerAll(registry: RedisRegistry, records: ConnectionRecord[]) {
   await Promise.all(records.map((r) => registry.register(r)));

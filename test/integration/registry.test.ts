@@ -4,11 +4,10 @@ import { publish } from '../../lib/publish.js';
 import { encodeMember } from '../../lib/registry/keys.js';
 import {
   callsDelta,
-  type RedisEnv,
   sleep,
   TOPOLOGIES,
   testClock,
-  useRedis,
+  useTopologies,
 } from '../helpers/redis-matrix.js';
 import {
   connection,
@@ -19,10 +18,7 @@ import {
   RecordingGateway,
 } from './support.js';
 
-const envs: Record<(typeof TOPOLOGIES)[number], RedisEnv> = {
-  standalone: useRedis('standalone'),
-  cluster: useRedis('cluster'),
-};
+const envs = useTopologies();
 
 const byId = (a: { connectionId: string }, b: { connectionId: string }) =>
   a.connectionId.localeCompare(b.connectionId);

@@ -4,13 +4,10 @@ import { compareCursors } from '../../lib/registry/cursor.js';
 import { encodeMember } from '../../lib/registry/keys.js';
 import type { RedisRegistry } from '../../lib/registry/redis.js';
 import { replay } from '../../lib/resume.js';
-import { type RedisEnv, sleep, TOPOLOGIES, useRedis } from '../helpers/redis-matrix.js';
+import { sleep, TOPOLOGIES, useTopologies } from '../helpers/redis-matrix.js';
 import { connection, type Frame, noDedup, publishDeps, RecordingGateway } from './support.js';
 
-const envs: Record<(typeof TOPOLOGIES)[number], RedisEnv> = {
-  standalone: useRedis('standalone'),
-  cluster: useRedis('cluster'),
-};
+const envs = useTopologies();
 
 const ids = (frames: Frame[]) => frames.map((f) => f.id);
 
