@@ -77,19 +77,20 @@ export async function dispatch(
   const first = await chunks.next();
   if (first.done) return { ...emptyCounts(), recipients: 0, chunks: 0 };
   const second = await chunks.next();
+  // The stream again, with the two chunks already read in front.
+  async function* all(): AsyncGenerator<DeliverChunk & { size: number }> {
+    yield first.value as DeliverChunk & { size: number };
+    if (second.done) return;
+    yield second.value;
+    yield* chunks;
+  }
   const invoke = deps.invokeChunk;
   if (second.done || !invoke) {
     // One chunk, or no worker to hand chunks to (tests, benchmarks): deliver
     // here, streaming chunk after chunk through one concurrency bound.
     let recipients = 0;
-    const rest = second.done ? [] : [second.value];
     async function* jobs() {
-      for (const chunk of [first.value as DeliverChunk & { size: number }, ...rest]) {
-        recipients += chunk.size;
-        yield* chunkJobs(chunk);
-      }
-      if (second.done) return;
-      for await (const chunk of chunks) {
+      for await (const chunk of all()) {
         recipients += chunk.size;
         yield* chunkJobs(chunk);
       }
@@ -98,11 +99,6 @@ export async function dispatch(
     return { ...counts, recipients, chunks: 0 };
   }
 
-  async function* all() {
-    yield first.value as DeliverChunk & { size: number };
-    yield second.value as DeliverChunk & { size: number };
-    yield* chunks;
-  }
   let total = emptyCounts();
   let recipients = 0;
   let count = 0;

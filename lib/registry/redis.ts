@@ -222,12 +222,12 @@ export class RedisRegistry implements ConnectionRegistry {
 
   async recoverable(audience: Audience, since: string): Promise<boolean> {
     const cursor = parseCursor(since);
+    // No history kept: nothing can be replayed, so nothing is known to be complete.
+    if (this.#historySize === 0) return false;
     const [lost, exists] = await Promise.all([
       this.#redis.get(audience.keys.lost),
       this.#redis.exists(audience.keys.history),
     ]);
-    // No history kept: nothing can be replayed, so nothing is known to be complete.
-    if (this.#historySize === 0) return false;
     if (lost !== null && compareCursors(since, lost) < 0) return false;
     // With no history at all, nothing after `since` can have existed unless it
     // is old enough to have expired: every message renews the stream's TTL.
