@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { SignJWT } from 'jose';
-import { createTokenVerifier, type TokenVerifier } from '../lib/auth.js';
-import { connect, disconnect } from '../lib/session.js';
+import { createTokenVerifier, type TokenVerifier } from '../lib/auth/tokens.js';
+import { connect, disconnect } from '../lib/session/session.js';
 import { JWT_SECRET, now, PREFIX, pool, round } from './common.js';
 import { benchRegistry, client, commandStats, roundTripCounter } from './redis.js';
 

@@ -5,14 +5,14 @@ import {
 } from '@aws-sdk/client-apigatewaymanagementapi';
 import type { Redis } from 'ioredis';
 import type { Config } from '../lib/config.js';
-import { RedisDedupStore } from '../lib/dedup.js';
-import type { FanoutLogger } from '../lib/fanout.js';
-import type { Gateway } from '../lib/gateway.js';
-import { messageFrame, type PublishDeps, publish } from '../lib/publish.js';
+import { RedisDedupStore } from '../lib/delivery/dedup.js';
+import type { FanoutLogger } from '../lib/delivery/fanout.js';
+import { messageFrame, type PublishDeps, publish } from '../lib/delivery/publish.js';
+import type { Gateway } from '../lib/gateway/gateway.js';
+import { AwsGateway } from '../lib/gateway/sdk.js';
+import { SignedHttpGateway } from '../lib/gateway/signed.js';
 import { decodeMember, encodeMember } from '../lib/registry/keys.js';
 import { RedisRegistry } from '../lib/registry/redis.js';
-import { AwsGateway } from '../lib/sdk-gateway.js';
-import { SignedHttpGateway } from '../lib/signed-gateway.js';
 import { median, now, PREFIX, REGION, round } from './common.js';
 import type { MgmtServer } from './mgmt.js';
 

@@ -1,8 +1,8 @@
 import middy from '@middy/core';
 import { config, logger, registry, verifyToken } from '../lib/clients.js';
-import { parseWebSocketEvent } from '../lib/events.js';
-import { webSocketErrors } from '../lib/middleware.js';
-import { connect } from '../lib/session.js';
+import { parseWebSocketEvent } from '../lib/edge/events.js';
+import { webSocketErrors } from '../lib/edge/middleware.js';
+import { connect } from '../lib/session/session.js';
 
 /** `$connect`: a refused token answers 401 and the handshake fails; nothing is stored. */
 export const handler = middy(async (event: unknown) => {

@@ -1,10 +1,10 @@
 import middy from '@middy/core';
 import { gateway } from '../lib/aws-clients.js';
 import { logger, registry } from '../lib/clients.js';
-import { frameBody, parseWebSocketEvent } from '../lib/events.js';
-import { webSocketErrors } from '../lib/middleware.js';
-import { encodeFrame } from '../lib/protocol.js';
-import { handleFrame } from '../lib/session.js';
+import { frameBody, parseWebSocketEvent } from '../lib/edge/events.js';
+import { webSocketErrors } from '../lib/edge/middleware.js';
+import { encodeFrame } from '../lib/edge/protocol.js';
+import { handleFrame } from '../lib/session/session.js';
 
 /** `$default`: every client frame. The returned body is the reply frame (a two-way route). */
 export const handler = middy(async (event: unknown) => {

@@ -1,9 +1,9 @@
 import middy from '@middy/core';
 import { gateway } from '../lib/aws-clients.js';
-import { chunkJobs, parseDeliverChunk } from '../lib/chunks.js';
 import { config, logger, registry } from '../lib/clients.js';
-import { deliver } from '../lib/fanout.js';
-import { invokeErrors } from '../lib/middleware.js';
+import { chunkJobs, parseDeliverChunk } from '../lib/delivery/chunks.js';
+import { deliver } from '../lib/delivery/fanout.js';
+import { invokeErrors } from '../lib/edge/middleware.js';
 
 /** `deliver`: the fan-out worker `publish` hands each chunk of a large audience to. */
 export const handler = middy(async (event: unknown) => {

@@ -1,8 +1,8 @@
 import middy from '@middy/core';
 import { logger, registry } from '../lib/clients.js';
-import { parseWebSocketEvent } from '../lib/events.js';
-import { webSocketErrors } from '../lib/middleware.js';
-import { disconnect } from '../lib/session.js';
+import { parseWebSocketEvent } from '../lib/edge/events.js';
+import { webSocketErrors } from '../lib/edge/middleware.js';
+import { disconnect } from '../lib/session/session.js';
 
 /** `$disconnect`: best-effort in API Gateway; TTLs and 410 pruning cover a missed one. */
 export const handler = middy(async (event: unknown) => {

@@ -1,8 +1,8 @@
 import middy from '@middy/core';
+import { kick } from '../lib/admin/kick.js';
 import { gateway } from '../lib/aws-clients.js';
 import { logger, registry } from '../lib/clients.js';
-import { kick } from '../lib/kick.js';
-import { invokeErrors } from '../lib/middleware.js';
+import { invokeErrors } from '../lib/edge/middleware.js';
 
 /** `kick`: server-side disconnect by `userId` or `connectionIds` (log-out, revocation, bans). */
 export const handler = middy(async (event: unknown) =>

@@ -1,7 +1,7 @@
 import middy from '@middy/core';
+import { presence } from '../lib/admin/presence.js';
 import { logger, registry } from '../lib/clients.js';
-import { invokeErrors } from '../lib/middleware.js';
-import { presence } from '../lib/presence.js';
+import { invokeErrors } from '../lib/edge/middleware.js';
 
 /** `presence`: `{ userIds?, topic? }` → who is online, and how many a topic has. */
 export const handler = middy(async (event: unknown) =>

@@ -1,8 +1,8 @@
 import middy from '@middy/core';
 import { gateway, invokeChunk } from '../lib/aws-clients.js';
 import { config, dedup, logger, registry } from '../lib/clients.js';
-import { invokeErrors } from '../lib/middleware.js';
-import { publish } from '../lib/publish.js';
+import { publish } from '../lib/delivery/publish.js';
+import { invokeErrors } from '../lib/edge/middleware.js';
 
 /** `publish`: invoked by backend services (Lambda Invoke). See README, "Publishing". */
 export const handler = middy(async (event: unknown) => {

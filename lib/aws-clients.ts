@@ -1,6 +1,6 @@
-import type { ChunkInvoker } from './chunks.js';
 import { config, once } from './clients.js';
-import type { Gateway, GatewayResult } from './gateway.js';
+import type { ChunkInvoker } from './delivery/chunks.js';
+import type { Gateway, GatewayResult } from './gateway/gateway.js';
 
 /**
  * Clients of AWS services, built once per container and loaded on first use.
@@ -35,10 +35,10 @@ export const gateway = /* @__PURE__ */ once(
         throttleBudgetMs: c.fanout.throttleBudgetMs,
       };
       if (c.managementApiClient === 'sdk') {
-        const { AwsGateway } = await import('./sdk-gateway.js');
+        const { AwsGateway } = await import('./gateway/sdk.js');
         return new AwsGateway(options);
       }
-      const { SignedHttpGateway } = await import('./signed-gateway.js');
+      const { SignedHttpGateway } = await import('./gateway/signed.js');
       return new SignedHttpGateway(options);
     }),
 );
@@ -50,7 +50,7 @@ export const invokeChunk = /* @__PURE__ */ once((): ChunkInvoker => {
     const c = config();
     const [{ LambdaClient }, { lambdaChunkInvoker }] = await Promise.all([
       import('@aws-sdk/client-lambda'),
-      import('./invoker.js'),
+      import('./delivery/invoker.js'),
     ]);
     const lambda = new LambdaClient({
       region: c.region,

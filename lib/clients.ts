@@ -1,9 +1,9 @@
 import type { ConnectionOptions } from 'node:tls';
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
-import { createTokenVerifier } from './auth.js';
+import { createTokenVerifier } from './auth/tokens.js';
 import { loadConfig } from './config.js';
-import { RedisDedupStore } from './dedup.js';
+import { RedisDedupStore } from './delivery/dedup.js';
 import { RedisRegistry } from './registry/redis.js';
 
 /**

@@ -1,6 +1,6 @@
 import { SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
-import type { PublishResult } from '../../lib/publish.js';
+import type { PublishResult } from '../../lib/delivery/publish.js';
 import { DEV_JWT_SECRET } from '../../scripts/local-env.js';
 import { devToken } from '../../scripts/token.js';
 import { HandshakeRefused, TestClient } from '../helpers/client.js';

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll } from 'vitest';
-import type { PublishResult } from '../../lib/publish.js';
+import type { PublishResult } from '../../lib/delivery/publish.js';
 import { type RedisServer, startRedisServer } from '../../scripts/redis-server.js';
 import type { Frame, TestClient } from './client.js';
 import { type Offline, RegistryProbe, startOffline, type TrackedClient } from './offline.js';

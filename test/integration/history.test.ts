@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { publish } from '../../lib/publish.js';
+import { publish } from '../../lib/delivery/publish.js';
 import { compareCursors } from '../../lib/registry/cursor.js';
 import type { RedisRegistry } from '../../lib/registry/redis.js';
 import { sleep, TOPOLOGIES, testClock, useTopologies } from '../helpers/redis-matrix.js';

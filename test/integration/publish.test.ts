@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { RedisDedupStore } from '../../lib/dedup.js';
-import { kick } from '../../lib/kick.js';
-import { presence } from '../../lib/presence.js';
-import { messageFrame, publish } from '../../lib/publish.js';
+import { kick } from '../../lib/admin/kick.js';
+import { presence } from '../../lib/admin/presence.js';
+import { RedisDedupStore } from '../../lib/delivery/dedup.js';
+import { messageFrame, publish } from '../../lib/delivery/publish.js';
 import type { RedisRegistry } from '../../lib/registry/redis.js';
 import type { ConnectionRecord, ConnectionRegistry } from '../../lib/registry/types.js';
 import { sleep, TOPOLOGIES, useTopologies } from '../helpers/redis-matrix.js';

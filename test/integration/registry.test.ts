@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { presence } from '../../lib/presence.js';
-import { publish } from '../../lib/publish.js';
+import { presence } from '../../lib/admin/presence.js';
+import { publish } from '../../lib/delivery/publish.js';
 import { encodeMember } from '../../lib/registry/keys.js';
 import {
   callsDelta,

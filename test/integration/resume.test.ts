@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { publish } from '../../lib/publish.js';
+import { publish } from '../../lib/delivery/publish.js';
 import { compareCursors } from '../../lib/registry/cursor.js';
 import { encodeMember } from '../../lib/registry/keys.js';
 import type { RedisRegistry } from '../../lib/registry/redis.js';
-import { replay } from '../../lib/resume.js';
+import { replay } from '../../lib/session/resume.js';
 import { sleep, TOPOLOGIES, useTopologies } from '../helpers/redis-matrix.js';
 import { connection, type Frame, noDedup, publishDeps, RecordingGateway } from './support.js';
 

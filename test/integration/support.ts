@@ -1,6 +1,6 @@
-import type { DedupStore } from '../../lib/dedup.js';
-import type { Gateway, GatewayResult } from '../../lib/gateway.js';
-import type { PublishDeps } from '../../lib/publish.js';
+import type { DedupStore } from '../../lib/delivery/dedup.js';
+import type { PublishDeps } from '../../lib/delivery/publish.js';
+import type { Gateway, GatewayResult } from '../../lib/gateway/gateway.js';
 import type { RedisRegistry } from '../../lib/registry/redis.js';
 import type { ConnectionRecord } from '../../lib/registry/types.js';
 
@@ -11,7 +11,7 @@ export interface Post {
 }
 
 /**
- * An in-memory Gateway (the port of lib/gateway.ts, not an SDK mock): records
+ * An in-memory Gateway (the port of lib/gateway/gateway.ts, not an SDK mock): records
  * every post and close, answers 'gone' for the connections told to vanish,
  * and can take a little time per post so concurrent work interleaves.
  */

@@ -1,6 +1,6 @@
 import { SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { createTokenVerifier, topicAllowed } from '../../lib/auth.js';
+import { createTokenVerifier, topicAllowed } from '../../lib/auth/tokens.js';
 import { UnauthorizedError } from '../../lib/errors.js';
 
 const SECRET = 'a-test-secret-that-is-long-enough-for-hs256';

@@ -14,11 +14,11 @@ import {
   dispatch,
   parseDeliverChunk,
   toChunks,
-} from '../../lib/chunks.js';
+} from '../../lib/delivery/chunks.js';
+import type { FanoutLogger } from '../../lib/delivery/fanout.js';
 import { ValidationError } from '../../lib/errors.js';
-import type { FanoutLogger } from '../../lib/fanout.js';
+import { AwsGateway } from '../../lib/gateway/sdk.js';
 import type { Recipient } from '../../lib/registry/keys.js';
-import { AwsGateway } from '../../lib/sdk-gateway.js';
 
 const EP = 'https://aaa.execute-api.us-east-1.amazonaws.com/prod';
 const EP_B = 'https://bbb.execute-api.us-east-1.amazonaws.com/prod';

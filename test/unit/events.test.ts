@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { frameBody, parseWebSocketEvent } from '../../lib/edge/events.js';
 import {
   ConfigError,
   ForbiddenError,
@@ -9,7 +10,6 @@ import {
   UnknownConnectionError,
   ValidationError,
 } from '../../lib/errors.js';
-import { frameBody, parseWebSocketEvent } from '../../lib/events.js';
 
 describe('parseWebSocketEvent', () => {
   it('reads the connection id, domain, stage, query and body of an API Gateway event', () => {

@@ -1,4 +1,4 @@
-import type { FanoutLogger } from '../../lib/fanout.js';
+import type { FanoutLogger } from '../../lib/delivery/fanout.js';
 import type { ConnectionRegistry } from '../../lib/registry/types.js';
 
 /**

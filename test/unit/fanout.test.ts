@@ -14,10 +14,10 @@ import {
   type FanoutLogger,
   groupByEndpoint,
   reason,
-} from '../../lib/fanout.js';
-import type { Gateway, GatewayResult } from '../../lib/gateway.js';
+} from '../../lib/delivery/fanout.js';
+import type { Gateway, GatewayResult } from '../../lib/gateway/gateway.js';
+import { AwsGateway } from '../../lib/gateway/sdk.js';
 import type { Recipient } from '../../lib/registry/keys.js';
-import { AwsGateway } from '../../lib/sdk-gateway.js';
 
 const EP_A = 'https://aaa.execute-api.us-east-1.amazonaws.com/prod';
 const EP_B = 'https://bbb.execute-api.us-east-1.amazonaws.com/prod';

@@ -8,8 +8,8 @@ import {
 } from '@aws-sdk/client-apigatewaymanagementapi';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { isGone, isThrottled } from '../../lib/gateway.js';
-import { AwsGateway, type AwsGatewayOptions } from '../../lib/sdk-gateway.js';
+import { isGone, isThrottled } from '../../lib/gateway/gateway.js';
+import { AwsGateway, type AwsGatewayOptions } from '../../lib/gateway/sdk.js';
 
 const ENDPOINT = 'https://abc123.execute-api.eu-west-1.amazonaws.com/prod';
 const OTHER_ENDPOINT = 'https://def456.execute-api.eu-west-1.amazonaws.com/prod';

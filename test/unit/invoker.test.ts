@@ -1,8 +1,8 @@
 import { InvokeCommand, type InvokeCommandOutput, LambdaClient } from '@aws-sdk/client-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { DeliverChunk } from '../../lib/chunks.js';
-import { lambdaChunkInvoker } from '../../lib/invoker.js';
+import type { DeliverChunk } from '../../lib/delivery/chunks.js';
+import { lambdaChunkInvoker } from '../../lib/delivery/invoker.js';
 
 const lambdaMock = mockClient(LambdaClient);
 const lambda = new LambdaClient({ region: 'us-east-1' });

@@ -6,10 +6,10 @@ import {
 } from '@aws-sdk/client-apigatewaymanagementapi';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { kick } from '../../lib/admin/kick.js';
 import { ValidationError } from '../../lib/errors.js';
-import { kick } from '../../lib/kick.js';
+import { AwsGateway } from '../../lib/gateway/sdk.js';
 import type { Connection } from '../../lib/registry/types.js';
-import { AwsGateway } from '../../lib/sdk-gateway.js';
 import { fakeRegistry, recordingLogger } from './fakes.js';
 
 const EP = 'https://aaa.execute-api.us-east-1.amazonaws.com/prod';

@@ -3,6 +3,11 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { describe, expect, it, vi } from 'vitest';
 import {
+  invokeErrors,
+  type WebSocketResponse,
+  webSocketErrors,
+} from '../../lib/edge/middleware.js';
+import {
   ForbiddenError,
   PushwireError,
   TooLargeError,
@@ -10,7 +15,6 @@ import {
   UnknownConnectionError,
   ValidationError,
 } from '../../lib/errors.js';
-import { invokeErrors, type WebSocketResponse, webSocketErrors } from '../../lib/middleware.js';
 
 /** A Lambda context without getRemainingTimeInMillis, so middy sets no timeout. */
 const context = {

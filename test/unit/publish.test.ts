@@ -6,12 +6,17 @@ import { mockClient } from 'aws-sdk-client-mock';
 import fc from 'fast-check';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { MAX_MESSAGE_BYTES } from '../../lib/constants.js';
-import type { DedupStore } from '../../lib/dedup.js';
+import type { DedupStore } from '../../lib/delivery/dedup.js';
+import {
+  messageFrame,
+  type PublishDeps,
+  parsePublishRequest,
+  publish,
+} from '../../lib/delivery/publish.js';
 import { TooLargeError, ValidationError } from '../../lib/errors.js';
-import { messageFrame, type PublishDeps, parsePublishRequest, publish } from '../../lib/publish.js';
+import { AwsGateway } from '../../lib/gateway/sdk.js';
 import { createKeys, type Recipient } from '../../lib/registry/keys.js';
 import type { ConnectionRegistry, PublishStep } from '../../lib/registry/types.js';
-import { AwsGateway } from '../../lib/sdk-gateway.js';
 import { fakeRegistry } from './fakes.js';
 
 const EP = 'https://aaa.execute-api.us-east-1.amazonaws.com/prod';

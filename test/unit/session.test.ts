@@ -5,17 +5,17 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { SignJWT } from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { createTokenVerifier } from '../../lib/auth.js';
+import { createTokenVerifier } from '../../lib/auth/tokens.js';
 import {
   ForbiddenError,
   PushwireError,
   UnauthorizedError,
   UnknownConnectionError,
 } from '../../lib/errors.js';
+import { AwsGateway } from '../../lib/gateway/sdk.js';
 import { createKeys } from '../../lib/registry/keys.js';
 import type { Connection, ConnectionRecord } from '../../lib/registry/types.js';
-import { AwsGateway } from '../../lib/sdk-gateway.js';
-import { callbackEndpoint, connect, disconnect, handleFrame } from '../../lib/session.js';
+import { callbackEndpoint, connect, disconnect, handleFrame } from '../../lib/session/session.js';
 import { fakeRegistry } from './fakes.js';
 
 const SECRET = 'session-test-secret-long-enough-for-hs256';

@@ -1,7 +1,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ManagementApiError, SignedHttpGateway } from '../../lib/signed-gateway.js';
+import { ManagementApiError, SignedHttpGateway } from '../../lib/gateway/signed.js';
 
 // A local HTTP server stands in for the management API: real sockets, real
 // requests; each test scripts the status codes it answers with.

@@ -1,7 +1,7 @@
 import * as v from 'valibot';
-import { MAX_CLIENT_FRAME_BYTES, TOPIC_PATTERN } from './constants.js';
-import { TooLargeError, ValidationError } from './errors.js';
-import { isCursor } from './registry/cursor.js';
+import { MAX_CLIENT_FRAME_BYTES, TOPIC_PATTERN } from '../constants.js';
+import { TooLargeError, ValidationError } from '../errors.js';
+import { isCursor } from '../registry/cursor.js';
 
 /**
  * The wire protocol between clients and pushwire. Client frames are JSON with

@@ -1,11 +1,11 @@
 import pMap from 'p-map';
 import * as v from 'valibot';
-import { MAX_TARGETS, MAX_USER_ID_LENGTH } from './constants.js';
-import { ValidationError } from './errors.js';
-import { type FanoutLogger, reason } from './fanout.js';
-import type { Gateway } from './gateway.js';
-import { describeIssues } from './protocol.js';
-import type { ConnectionRegistry } from './registry/types.js';
+import { MAX_TARGETS, MAX_USER_ID_LENGTH } from '../constants.js';
+import { type FanoutLogger, reason } from '../delivery/fanout.js';
+import { describeIssues } from '../edge/protocol.js';
+import { ValidationError } from '../errors.js';
+import type { Gateway } from '../gateway/gateway.js';
+import type { ConnectionRegistry } from '../registry/types.js';
 
 const KickRequestSchema = v.pipe(
   v.strictObject({

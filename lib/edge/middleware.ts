@@ -1,6 +1,6 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { MiddlewareObj } from '@middy/core';
-import { PushwireError, toPublicError } from './errors.js';
+import { PushwireError, toPublicError } from '../errors.js';
 import { encodeFrame } from './protocol.js';
 
 export interface WebSocketResponse {

@@ -1,6 +1,6 @@
 import pMap from 'p-map';
-import type { Gateway } from './gateway.js';
-import type { Recipient } from './registry/keys.js';
+import type { Gateway } from '../gateway/gateway.js';
+import type { Recipient } from '../registry/keys.js';
 
 export interface DeliveryCounts {
   delivered: number;

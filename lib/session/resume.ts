@@ -1,8 +1,8 @@
-import type { Gateway } from './gateway.js';
-import { encodeFrame } from './protocol.js';
-import { normalizeCursor } from './registry/cursor.js';
-import type { Audience, Recipient } from './registry/keys.js';
-import type { ConnectionRegistry } from './registry/types.js';
+import { encodeFrame } from '../edge/protocol.js';
+import type { Gateway } from '../gateway/gateway.js';
+import { normalizeCursor } from '../registry/cursor.js';
+import type { Audience, Recipient } from '../registry/keys.js';
+import type { ConnectionRegistry } from '../registry/types.js';
 
 export interface ResumeDeps {
   registry: ConnectionRegistry;

@@ -1,9 +1,9 @@
-import { type Identity, type TokenVerifier, topicAllowed } from './auth.js';
-import { ForbiddenError, UnknownConnectionError, ValidationError } from './errors.js';
-import type { Gateway } from './gateway.js';
-import { encodeFrame, parseClientFrame, type ServerFrame } from './protocol.js';
-import { isCursor } from './registry/cursor.js';
-import type { Audience, Connection, ConnectionRegistry } from './registry/types.js';
+import { type Identity, type TokenVerifier, topicAllowed } from '../auth/tokens.js';
+import { encodeFrame, parseClientFrame, type ServerFrame } from '../edge/protocol.js';
+import { ForbiddenError, UnknownConnectionError, ValidationError } from '../errors.js';
+import type { Gateway } from '../gateway/gateway.js';
+import { isCursor } from '../registry/cursor.js';
+import type { Audience, Connection, ConnectionRegistry } from '../registry/types.js';
 import { replay } from './resume.js';
 
 /** What the WebSocket handlers need, injected so tests hand in real Redis or mocked AWS. */

@@ -1,5 +1,5 @@
 import * as v from 'valibot';
-import { ValidationError } from './errors.js';
+import { ValidationError } from '../errors.js';
 import { describeIssues } from './protocol.js';
 
 /** The parts of API Gateway WebSocket events we use, parsed rather than trusted. */

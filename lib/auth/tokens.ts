@@ -1,7 +1,7 @@
 import { createRemoteJWKSet, type JWTVerifyGetKey, jwtVerify } from 'jose';
 import * as v from 'valibot';
-import { MAX_USER_ID_LENGTH } from './constants.js';
-import { UnauthorizedError } from './errors.js';
+import { MAX_USER_ID_LENGTH } from '../constants.js';
+import { UnauthorizedError } from '../errors.js';
 
 export interface Identity {
   userId: string;

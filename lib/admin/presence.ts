@@ -1,9 +1,9 @@
 import pMap from 'p-map';
 import * as v from 'valibot';
-import { MAX_TARGETS, MAX_USER_ID_LENGTH } from './constants.js';
-import { ValidationError } from './errors.js';
-import { describeIssues, Topic } from './protocol.js';
-import type { ConnectionRegistry } from './registry/types.js';
+import { MAX_TARGETS, MAX_USER_ID_LENGTH } from '../constants.js';
+import { describeIssues, Topic } from '../edge/protocol.js';
+import { ValidationError } from '../errors.js';
+import type { ConnectionRegistry } from '../registry/types.js';
 
 const PresenceRequestSchema = v.pipe(
   v.strictObject({

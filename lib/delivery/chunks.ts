@@ -1,9 +1,9 @@
 import pMap from 'p-map';
 import * as v from 'valibot';
-import { ValidationError } from './errors.js';
+import { describeIssues } from '../edge/protocol.js';
+import { ValidationError } from '../errors.js';
+import type { Recipient } from '../registry/keys.js';
 import { addCounts, type DeliveryCounts, deliver, emptyCounts, type FanoutDeps } from './fanout.js';
-import { describeIssues } from './protocol.js';
-import type { Recipient } from './registry/keys.js';
 
 /** A frame (as text) and who gets it: the unit a publish produces. */
 export interface Batch {
