@@ -2,9 +2,14 @@ import middy from '@middy/core';
 import { config, logger, registry, verifyToken } from '../lib/clients.js';
 import { parseWebSocketEvent } from '../lib/edge/events.js';
 import { webSocketErrors } from '../lib/edge/middleware.js';
+import { MetricName, metrics, withMetrics } from '../lib/observability/metrics.js';
 import { connect } from '../lib/session/session.js';
 
-/** `$connect`: a refused token answers 401 and the handshake fails; nothing is stored. */
+/**
+ * `$connect`: a refused token answers 401 and the handshake fails; nothing is
+ * stored. The client sees only the status; the reason is logged with the
+ * connection id and counted (HandshakesRefused, by reason).
+ */
 export const handler = middy(async (event: unknown) => {
   const { requestContext, queryStringParameters: query } = parseWebSocketEvent(event);
   const callbackUrl = config().callbackUrl;
@@ -19,6 +24,9 @@ export const handler = middy(async (event: unknown) => {
     },
     { registry: registry(), verifyToken: verifyToken(), ...(callbackUrl && { callbackUrl }) },
   );
+  metrics().addMetric(MetricName.Connects, 'Count', 1);
   logger().debug('connected', { connectionId: requestContext.connectionId, userId });
   return { statusCode: 200 };
-}).use(webSocketErrors({ logger }));
+})
+  .use(withMetrics())
+  .use(webSocketErrors({ logger, metrics, route: 'connect' }));

@@ -4,6 +4,7 @@ import { logger, registry } from '../lib/clients.js';
 import { frameBody, parseWebSocketEvent } from '../lib/edge/events.js';
 import { webSocketErrors } from '../lib/edge/middleware.js';
 import { encodeFrame } from '../lib/edge/protocol.js';
+import { metrics, recordReplay, withMetrics } from '../lib/observability/metrics.js';
 import { handleFrame } from '../lib/session/session.js';
 
 /** `$default`: every client frame. The returned body is the reply frame (a two-way route). */
@@ -12,6 +13,9 @@ export const handler = middy(async (event: unknown) => {
   const reply = await handleFrame(parsed.requestContext.connectionId, frameBody(parsed), {
     registry: registry(),
     gateway: gateway(),
+    onReplay: (outcome) => recordReplay(metrics(), outcome),
   });
   return { statusCode: 200, body: encodeFrame(reply) };
-}).use(webSocketErrors({ logger }));
+})
+  .use(withMetrics())
+  .use(webSocketErrors({ logger, metrics, route: 'default' }));

@@ -4,6 +4,8 @@ import { config, logger, registry } from '../lib/clients.js';
 import { chunkJobs, parseDeliverChunk } from '../lib/delivery/chunks.js';
 import { deliver } from '../lib/delivery/fanout.js';
 import { invokeErrors } from '../lib/edge/middleware.js';
+import { metrics, withMetrics } from '../lib/observability/metrics.js';
+import { withTracing } from '../lib/observability/tracing.js';
 
 /** `deliver`: the fan-out worker `publish` hands each chunk of a large audience to. */
 export const handler = middy(async (event: unknown) => {
@@ -14,4 +16,7 @@ export const handler = middy(async (event: unknown) => {
     logger: logger(),
     concurrency: config().fanout.concurrency,
   });
-}).use(invokeErrors({ logger }));
+})
+  .use(withMetrics())
+  .use(withTracing())
+  .use(invokeErrors({ logger, metrics }));

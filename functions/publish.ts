@@ -1,23 +1,12 @@
 import middy from '@middy/core';
-import { gateway, invokeChunk } from '../lib/aws-clients.js';
-import { config, dedup, logger, registry } from '../lib/clients.js';
-import { publish } from '../lib/delivery/publish.js';
+import { logger } from '../lib/clients.js';
 import { invokeErrors } from '../lib/edge/middleware.js';
+import { publishObserved } from '../lib/edge/operations.js';
+import { metrics, withMetrics } from '../lib/observability/metrics.js';
+import { withTracing } from '../lib/observability/tracing.js';
 
 /** `publish`: invoked by backend services (Lambda Invoke). See README, "Publishing". */
-export const handler = middy(async (event: unknown) => {
-  const { fanout } = config();
-  const result = await publish(event, {
-    registry: registry(),
-    dedup: dedup(),
-    gateway: gateway(),
-    prune: (connectionId) => registry().remove(connectionId),
-    logger: logger(),
-    concurrency: fanout.concurrency,
-    chunkSize: fanout.chunk,
-    parallelChunks: fanout.parallelChunks,
-    invokeChunk: invokeChunk(),
-  });
-  logger().info('published', { ...result });
-  return result;
-}).use(invokeErrors({ logger }));
+export const handler = middy(async (event: unknown) => publishObserved(event))
+  .use(withMetrics())
+  .use(withTracing())
+  .use(invokeErrors({ logger, metrics }));

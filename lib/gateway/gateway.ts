@@ -35,6 +35,8 @@ export interface RetryPolicy {
   throttleBaseDelayMs: number;
   sleep: (ms: number) => Promise<void>;
   random: () => number;
+  /** Told of each throttled call about to be retried (the ThrottledRetries metric). */
+  onThrottle?: () => void;
 }
 
 /**
@@ -59,6 +61,7 @@ export async function callWithRetry(
       // letting them hit the account limit again in lockstep.
       const delay = Math.floor(random() * throttleBaseDelayMs * 2 ** (attempt - 1));
       if (Date.now() - started + delay > throttleBudgetMs) throw error;
+      policy.onThrottle?.();
       await sleep(delay);
     }
   }

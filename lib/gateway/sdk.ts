@@ -22,6 +22,8 @@ export interface AwsGatewayOptions {
   clientFactory?: (endpoint: string) => ApiGatewayManagementApiClient;
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
+  /** Told of each throttled call about to be retried. */
+  onThrottle?: () => void;
 }
 
 /**
@@ -32,8 +34,8 @@ export interface AwsGatewayOptions {
  */
 export class AwsGateway implements Gateway {
   readonly #clients = new Map<string, ApiGatewayManagementApiClient>();
-  readonly #options: Required<Omit<AwsGatewayOptions, 'clientFactory'>> &
-    Pick<AwsGatewayOptions, 'clientFactory'>;
+  readonly #options: Required<Omit<AwsGatewayOptions, 'clientFactory' | 'onThrottle'>> &
+    Pick<AwsGatewayOptions, 'clientFactory' | 'onThrottle'>;
 
   constructor(options: AwsGatewayOptions) {
     this.#options = {

@@ -115,6 +115,7 @@ export class SignedHttpGateway implements Gateway {
       throttleBaseDelayMs: options.throttleBaseDelayMs ?? 50,
       sleep: options.sleep ?? defaultSleep,
       random: options.random ?? Math.random,
+      ...(options.onThrottle && { onThrottle: options.onThrottle }),
     };
     this.#maxSockets = options.maxSockets ?? 256;
     this.#timeout = options.requestTimeoutMs ?? 5_000;

@@ -4,7 +4,7 @@ import { ForbiddenError, UnknownConnectionError, ValidationError } from '../erro
 import type { Gateway } from '../gateway/gateway.js';
 import { isCursor } from '../registry/cursor.js';
 import type { Audience, Connection, ConnectionRegistry } from '../registry/types.js';
-import { replay } from './resume.js';
+import { type ResumeOutcome, replay } from './resume.js';
 
 /** What the WebSocket handlers need, injected so tests hand in real Redis or mocked AWS. */
 export interface SessionDeps {
@@ -13,6 +13,8 @@ export interface SessionDeps {
   verifyToken: TokenVerifier;
   /** Fixed callback URL (custom domain, serverless-offline); else derived from the event. */
   callbackUrl?: string;
+  /** Told how each history replay ended (the Replays metric). */
+  onReplay?: (outcome: ResumeOutcome) => void;
 }
 
 export interface ConnectInput {
@@ -72,12 +74,13 @@ async function post(
 
 /** Replays history to a connection, then makes it live; a connection gone meanwhile is an error. */
 async function catchUp(
-  deps: Pick<SessionDeps, 'registry' | 'gateway'>,
+  deps: Pick<SessionDeps, 'registry' | 'gateway' | 'onReplay'>,
   audience: Audience,
   connection: Connection,
   since: string,
 ): Promise<boolean> {
   const outcome = await replay(audience, connection, since, deps);
+  deps.onReplay?.(outcome);
   if (outcome.gone) throw new UnknownConnectionError(connection.connectionId);
   return outcome.recovered;
 }
@@ -89,7 +92,7 @@ async function catchUp(
 export async function handleFrame(
   connectionId: string,
   body: string | undefined,
-  deps: Pick<SessionDeps, 'registry' | 'gateway'>,
+  deps: Pick<SessionDeps, 'registry' | 'gateway' | 'onReplay'>,
 ): Promise<ServerFrame> {
   const frame = parseClientFrame(body);
   const connection = await deps.registry.touch(connectionId);

@@ -1,0 +1,13 @@
+import middy from '@middy/core';
+import { logger } from '../lib/clients.js';
+import { handleHttp } from '../lib/edge/http.js';
+import { operations } from '../lib/edge/operations.js';
+import { metrics, withMetrics } from '../lib/observability/metrics.js';
+import { withTracing } from '../lib/observability/tracing.js';
+
+/** `http`: POST /publish, /presence, /kick (IAM-authorized API Gateway). See README, "HTTP API". */
+export const handler = middy(async (event: unknown) =>
+  handleHttp(event, { operations, logger: logger(), metrics: metrics() }),
+)
+  .use(withMetrics())
+  .use(withTracing());

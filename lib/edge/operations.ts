@@ -1,0 +1,43 @@
+import { type KickResult, kick } from '../admin/kick.js';
+import { type PresenceResult, presence } from '../admin/presence.js';
+import { gateway, invokeChunk } from '../aws-clients.js';
+import { config, dedup, logger, registry } from '../clients.js';
+import { type PublishResult, publish } from '../delivery/publish.js';
+import { metrics, recordPublish } from '../observability/metrics.js';
+
+/**
+ * What services can ask of pushwire, whichever way they come in (Lambda
+ * Invoke, the HTTP API, the queue): one place wires each operation to its
+ * dependencies and records the publish metrics, so every way in behaves and
+ * counts alike. The edges take an `Operations`, so tests hand in their own.
+ */
+export interface Operations {
+  publish(input: unknown): Promise<PublishResult>;
+  presence(input: unknown): Promise<PresenceResult>;
+  kick(input: unknown): Promise<KickResult>;
+}
+
+export async function publishObserved(input: unknown): Promise<PublishResult> {
+  const started = performance.now();
+  const { fanout } = config();
+  const result = await publish(input, {
+    registry: registry(),
+    dedup: dedup(),
+    gateway: gateway(),
+    prune: (connectionId) => registry().remove(connectionId),
+    logger: logger(),
+    concurrency: fanout.concurrency,
+    chunkSize: fanout.chunk,
+    parallelChunks: fanout.parallelChunks,
+    invokeChunk: invokeChunk(),
+  });
+  recordPublish(metrics(), result, performance.now() - started);
+  logger().info('published', { ...result });
+  return result;
+}
+
+export const operations: Operations = {
+  publish: publishObserved,
+  presence: (input) => presence(input, { registry: registry() }),
+  kick: (input) => kick(input, { registry: registry(), gateway: gateway(), logger: logger() }),
+};

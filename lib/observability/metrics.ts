@@ -1,0 +1,113 @@
+import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
+import type { MiddlewareObj } from '@middy/core';
+import type { Context } from 'aws-lambda';
+import { once } from '../clients.js';
+
+/**
+ * What an operator watches, as CloudWatch embedded-metric-format (EMF) lines
+ * on stdout: Lambda turns them into metrics with no API call, and locally
+ * they show in the `npm start` output. Namespace `pushwire`; Powertools adds
+ * the `service` dimension from POWERTOOLS_SERVICE_NAME (`pushwire-<stage>`
+ * in serverless.yml, so stages do not mix). The dashboard and alarms in
+ * serverless.yml read exactly these names.
+ */
+export const METRICS_NAMESPACE = 'pushwire';
+
+export const MetricName = {
+  ColdStart: 'ColdStart',
+  Connects: 'Connects',
+  HandshakesRefused: 'HandshakesRefused',
+  Disconnects: 'Disconnects',
+  InternalErrors: 'InternalErrors',
+  Publishes: 'Publishes',
+  PublishDuplicates: 'PublishDuplicates',
+  PublishRecipients: 'PublishRecipients',
+  PublishDelivered: 'PublishDelivered',
+  PublishGone: 'PublishGone',
+  PublishFailed: 'PublishFailed',
+  PublishChunks: 'PublishChunks',
+  PublishDuration: 'PublishDuration',
+  RequestsRefused: 'RequestsRefused',
+  Replays: 'Replays',
+  ThrottledRetries: 'ThrottledRetries',
+} as const;
+
+/** Built once per container; the same instance collects for every invocation. */
+export const metrics = /* @__PURE__ */ once(() => new Metrics({ namespace: METRICS_NAMESPACE }));
+
+/** The narrow surface lib/ records through, so tests hand in a real Metrics or a recorder. */
+export type Unit = (typeof MetricUnit)[keyof typeof MetricUnit];
+
+export interface MetricsRecorder {
+  addMetric(name: string, unit: Unit, value: number): unknown;
+  singleMetric(): Pick<MetricsRecorder, 'addMetric'> & {
+    addDimension(n: string, v: string): unknown;
+  };
+}
+
+export interface PublishCounts {
+  recipients: number;
+  delivered: number;
+  gone: number;
+  failed: number;
+  chunks: number;
+  duplicate?: true;
+}
+
+/** One publish: who it was for, what happened, how long it took. */
+export function recordPublish(m: MetricsRecorder, result: PublishCounts, durationMs: number): void {
+  // A repeated id sent nothing: counting its zeros would skew the per-publish figures.
+  if (result.duplicate) {
+    m.addMetric(MetricName.PublishDuplicates, MetricUnit.Count, 1);
+    return;
+  }
+  m.addMetric(MetricName.Publishes, MetricUnit.Count, 1);
+  m.addMetric(MetricName.PublishRecipients, MetricUnit.Count, result.recipients);
+  m.addMetric(MetricName.PublishDelivered, MetricUnit.Count, result.delivered);
+  m.addMetric(MetricName.PublishGone, MetricUnit.Count, result.gone);
+  m.addMetric(MetricName.PublishFailed, MetricUnit.Count, result.failed);
+  m.addMetric(MetricName.PublishChunks, MetricUnit.Count, result.chunks);
+  m.addMetric(MetricName.PublishDuration, MetricUnit.Milliseconds, durationMs);
+}
+
+/** A count with one extra dimension (a reason, an outcome), emitted as its own EMF line. */
+export function recordBy(m: MetricsRecorder, name: string, dimension: string, value: string): void {
+  const single = m.singleMetric();
+  single.addDimension(dimension, value);
+  single.addMetric(name, MetricUnit.Count, 1);
+}
+
+/** A history replay finished: recovered (no gap), not recovered (trimmed), or the connection left. */
+export function recordReplay(
+  m: MetricsRecorder,
+  outcome: { recovered: boolean; gone: boolean },
+): void {
+  recordBy(
+    m,
+    MetricName.Replays,
+    'outcome',
+    outcome.gone ? 'gone' : outcome.recovered ? 'recovered' : 'not_recovered',
+  );
+}
+
+/**
+ * Flushes what an invocation recorded, and a `ColdStart` count on the first
+ * one. Powertools' own `logMetrics` middleware warns on every invocation that
+ * recorded nothing (most `$default` pings), which would be noise in every log;
+ * this one flushes only when there is something to flush.
+ */
+export function withMetrics(
+  get: () => Metrics = metrics,
+): MiddlewareObj<unknown, unknown, Error, Context> {
+  const flush = () => {
+    const m = get();
+    if (m.hasStoredMetrics()) m.publishStoredMetrics();
+  };
+  return {
+    before: (request) => {
+      get().captureColdStartMetric(request.context?.functionName);
+    },
+    after: flush,
+    onError: flush,
+  };
+}
