@@ -1,0 +1,108 @@
+import { randomUUID } from 'node:crypto';
+import { type PushwireError, toError, UnavailableError } from './errors.js';
+import { type HttpTransportOptions, httpTransport } from './http.js';
+import { type LambdaTransportOptions, lambdaTransport } from './lambda.js';
+import type {
+  KickRequest,
+  KickResult,
+  Operation,
+  PresenceRequest,
+  PresenceResult,
+  PublishRequest,
+  PublishResult,
+  Transport,
+} from './types.js';
+
+/**
+ * pushwire's server SDK: publish, presence and kick from any Node service,
+ * over Lambda Invoke or the HTTP API.
+ *
+ *   import { createPushwire } from 'pushwire/server';
+ *   const pushwire = createPushwire({ lambda: { stage: 'prod' } });
+ *   await pushwire.publish({ userId: 'alice', data: { hello: 'world' } });
+ *
+ * A publish without an `id` gets one here, and every retry of it sends the
+ * same id: pushwire's dedup makes a retried publish reach no device twice.
+ */
+
+export * from './errors.js';
+export type { RequestSigner } from './http.js';
+export { awsIamSigner } from './sign.js';
+export type * from './types.js';
+export { httpTransport, lambdaTransport };
+
+export interface RetryOptions {
+  /** Attempts per call, the first included (default 3). */
+  maxAttempts?: number;
+  /** Base of the exponential backoff with full jitter (default 100 ms). */
+  baseDelayMs?: number;
+  /** Longest single wait (default 5 s). */
+  maxDelayMs?: number;
+  sleep?: (ms: number) => Promise<void>;
+  random?: () => number;
+}
+
+export type PushwireOptions = (
+  | { lambda: LambdaTransportOptions }
+  | { http: HttpTransportOptions }
+  | { transport: Transport }
+) & { retry?: RetryOptions };
+
+export class Pushwire {
+  readonly #transport: Transport;
+  readonly #retry: Required<RetryOptions>;
+
+  constructor(options: PushwireOptions) {
+    this.#transport =
+      'transport' in options
+        ? options.transport
+        : 'lambda' in options
+          ? lambdaTransport(options.lambda)
+          : httpTransport(options.http);
+    this.#retry = {
+      maxAttempts: 3,
+      baseDelayMs: 100,
+      maxDelayMs: 5_000,
+      sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+      random: Math.random,
+      ...options.retry,
+    };
+  }
+
+  /** Sends `data` to the target. Throws InvalidRequestError, TooLargeError, UnavailableError. */
+  async publish(request: PublishRequest): Promise<PublishResult> {
+    const withId = { ...request, id: request.id ?? randomUUID() };
+    return (await this.#call('publish', withId)) as PublishResult;
+  }
+
+  async presence(request: PresenceRequest): Promise<PresenceResult> {
+    return (await this.#call('presence', request)) as PresenceResult;
+  }
+
+  async kick(request: KickRequest): Promise<KickResult> {
+    return (await this.#call('kick', request)) as KickResult;
+  }
+
+  async #call(operation: Operation, body: object): Promise<unknown> {
+    const { maxAttempts, baseDelayMs, maxDelayMs, sleep, random } = this.#retry;
+    for (let attempt = 1; ; attempt++) {
+      const reply = await this.#transport.call(operation, body);
+      if (reply.ok) return reply.value;
+      if (!reply.retryable) throw toError(reply) satisfies PushwireError;
+      if (attempt >= maxAttempts) {
+        throw new UnavailableError(
+          `${operation} failed after ${attempt} attempts: ${reply.message}`,
+          attempt,
+          {
+            ...(reply.status !== undefined && { status: reply.status }),
+            cause: reply.cause ?? reply,
+          },
+        );
+      }
+      // Full jitter: many services retrying a throttled pushwire spread out.
+      await sleep(Math.floor(random() * Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1))));
+    }
+  }
+}
+
+export const createPushwire = (options: PushwireOptions): Pushwire => new Pushwire(options);

@@ -1,0 +1,77 @@
+/**
+ * The requests and results of pushwire's service API, as a service sees them.
+ * They mirror lib/delivery/publish.ts and lib/admin/ (the server validates
+ * every field again; these types only help the caller get them right).
+ */
+
+/** Exactly one target. */
+export type PublishTarget =
+  | { userId: string }
+  | { userIds: string[] }
+  | { connectionIds: string[] }
+  | { topic: string }
+  | { broadcast: true };
+
+export type PublishRequest = PublishTarget & {
+  /** Any JSON value; the frame must fit API Gateway's 128 KB. */
+  data: unknown;
+  /** Idempotency key (1-128 of A-Z a-z 0-9 _ . : -). The SDK makes one when absent. */
+  id?: string;
+  /** Leave out this connection (the sender's own). */
+  exceptConnectionId?: string;
+};
+
+export interface PublishResult {
+  id: string;
+  recipients: number;
+  delivered: number;
+  gone: number;
+  failed: number;
+  chunks: number;
+  stored: boolean;
+  /** The history cursor, for a single user or a topic. */
+  cursor?: string;
+  /** Each user's history cursor, for `userIds`. */
+  cursors?: Record<string, string>;
+  /** The id was published before: nothing was sent again. */
+  duplicate?: true;
+}
+
+export interface PresenceRequest {
+  userIds?: string[];
+  topic?: string;
+}
+
+export interface PresenceResult {
+  users?: Record<string, { online: boolean; connections: number }>;
+  topic?: { name: string; members: number };
+}
+
+export type KickRequest = { userId: string } | { connectionIds: string[] };
+
+export interface KickResult {
+  connections: number;
+  closed: number;
+  gone: number;
+  failed: number;
+}
+
+export type Operation = 'publish' | 'presence' | 'kick';
+
+/** What one attempt of a call came back with. */
+export type Reply =
+  | { ok: true; value: unknown }
+  | {
+      ok: false;
+      /** Worth another attempt: throttled, the function failed, a 5xx, the network. */
+      retryable: boolean;
+      code: string;
+      message: string;
+      status?: number;
+      cause?: unknown;
+    };
+
+/** How the SDK reaches pushwire: Lambda Invoke or the HTTP API. */
+export interface Transport {
+  call(operation: Operation, body: object): Promise<Reply>;
+}
