@@ -44,7 +44,6 @@ export function webSocketErrors(options: {
             ...context,
             code: shown.code,
             reason: shown.message,
-            status: shown.status,
           });
         if (options.route === 'connect' && options.metrics)
           recordBy(options.metrics(), MetricName.HandshakesRefused, 'reason', shown.code);

@@ -145,6 +145,19 @@ describe('AwsGateway.post', () => {
     expect(sleeps).toHaveLength(2);
   });
 
+  it('tells onThrottle of each throttled post it retries (the ThrottledRetries metric)', async () => {
+    // Prepare
+    api.on(PostToConnectionCommand).rejectsOnce(throttled()).rejectsOnce(throttled()).resolves({});
+    let told = 0;
+    const { gateway } = gatewayWithRecordedSleeps({ onThrottle: () => void told++ });
+
+    // Act
+    await gateway.post(ENDPOINT, 'conn-1=', data);
+
+    // Assess
+    expect(told).toBe(2);
+  });
+
   it('retries a bare HTTP 429 whatever the error is called', async () => {
     // Prepare
     const bare429 = Object.assign(new Error('Too Many Requests'), {
