@@ -81,6 +81,8 @@ export interface PublishResult {
   stored: boolean;
   /** History cursor, for a single user or a topic. */
   cursor?: string;
+  /** Each user's history cursor, for `userIds` (cursors of different streams differ). */
+  cursors?: Record<string, string>;
   /** This id was published before; nothing was sent. */
   duplicate?: true;
 }
@@ -218,7 +220,7 @@ async function run(
 
   const users = [...new Set(request.userIds ?? [request.userId as string])];
   let stored = false;
-  let lastCursor = '';
+  const cursors: Record<string, string> = {};
   // Each user's history append and member read is one atomic script; users
   // are independent, so they run side by side.
   const batches = await pMap(
@@ -228,7 +230,7 @@ async function run(
       const step = await registry.publish(audience, entry, deps.chunkSize);
       if (step.cursor) {
         stored = true;
-        lastCursor = step.cursor;
+        cursors[userId] = step.cursor;
       }
       const frame = messageFrame(id, dataJson, step.cursor);
       return step.members
@@ -238,11 +240,13 @@ async function run(
     { concurrency: 32 },
   );
   const result = await dispatch(flatten(batches), deps);
+  const single = request.userId === undefined ? undefined : cursors[request.userId];
   return {
     ...emptyResult(id),
     ...result,
     stored,
-    ...(users.length === 1 && lastCursor && { cursor: lastCursor }),
+    ...(single !== undefined && { cursor: single }),
+    ...(request.userIds !== undefined && Object.keys(cursors).length > 0 && { cursors }),
   };
 }
 

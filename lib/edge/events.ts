@@ -10,10 +10,20 @@ const RequestContext = v.object({
   connectedAt: v.optional(v.number()),
 });
 
+/**
+ * A binary frame's bytes. API Gateway base64-encodes them (isBase64Encoded);
+ * serverless-offline hands the raw bytes over instead, which reach the handler
+ * as a Uint8Array, or as a serialised Buffer (`{type:'Buffer',data:[…]}`).
+ */
+const Bytes = v.union([
+  v.instance(Uint8Array),
+  v.object({ type: v.literal('Buffer'), data: v.array(v.number()) }),
+]);
+
 export const WebSocketEvent = v.object({
   requestContext: RequestContext,
   queryStringParameters: v.optional(v.nullable(v.record(v.string(), v.optional(v.string())))),
-  body: v.optional(v.nullable(v.string())),
+  body: v.optional(v.nullable(v.union([v.string(), Bytes]))),
   isBase64Encoded: v.optional(v.boolean()),
 });
 
@@ -28,8 +38,14 @@ export function parseWebSocketEvent(event: unknown): WebSocketEvent {
   return parsed.output;
 }
 
-/** The frame text of a `$default` event (API Gateway base64-encodes binary frames). */
+/**
+ * The frame text of a `$default` event. A binary frame is read as UTF-8 text,
+ * so one holding a JSON frame is answered like the same text frame.
+ */
 export function frameBody(event: WebSocketEvent): string | undefined {
-  if (event.body == null) return undefined;
-  return event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+  const body = event.body;
+  if (body == null) return undefined;
+  if (body instanceof Uint8Array) return Buffer.from(body).toString('utf8');
+  if (typeof body === 'object') return Buffer.from(body.data).toString('utf8');
+  return event.isBase64Encoded ? Buffer.from(body, 'base64').toString('utf8') : body;
 }

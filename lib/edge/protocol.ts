@@ -62,7 +62,15 @@ export function parseClientFrame(body: string | undefined): ClientFrame {
     );
   }
   const parsed = v.safeParse(ClientFrame, json);
-  if (!parsed.success) throw new ValidationError(describeIssues(parsed.issues), 'invalid_frame');
+  if (!parsed.success) {
+    // A `since` that is there but is no cursor has its own code; a missing one is a shape error.
+    const badCursor =
+      'since' in json && parsed.issues.every((issue) => issue.path?.[0]?.key === 'since');
+    throw new ValidationError(
+      describeIssues(parsed.issues),
+      badCursor ? 'invalid_cursor' : 'invalid_frame',
+    );
+  }
   return parsed.output;
 }
 

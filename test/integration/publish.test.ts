@@ -190,7 +190,11 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
         publishDeps(registry, gateway, noDedup),
       );
       expect(result).toMatchObject({ recipients: 3, delivered: 3, stored: true });
+      // One stream per user: no single cursor, but each user's (a user with
+      // no connection is stored too, for their next resume).
       expect(result.cursor).toBeUndefined();
+      expect(Object.keys(result.cursors ?? {}).sort()).toEqual(['nobody', 'u1', 'u2']);
+      for (const cursor of Object.values(result.cursors ?? {})) expect(cursor).toMatch(/^\d+-\d+$/);
       expect(Object.keys(gateway.countsByConnection()).sort()).toEqual(
         records
           .slice(0, 3)

@@ -97,6 +97,21 @@ describe('frameBody', () => {
     expect(body).toBe('{"action":"ping"}');
   });
 
+  it.each([
+    ['a Uint8Array', (text: string) => new Uint8Array(Buffer.from(text))],
+    ['a serialised Buffer', (text: string) => Buffer.from(text).toJSON()],
+  ])('reads a binary frame handed over as %s (serverless-offline) as UTF-8', (_how, wrap) => {
+    // Prepare
+    const text = '{"action":"ping"}';
+    const event = parseWebSocketEvent({ requestContext: context, body: wrap(text) });
+
+    // Act
+    const body = frameBody(event);
+
+    // Assess
+    expect(body).toBe(text);
+  });
+
   it('decodes a base64-encoded (binary) frame as UTF-8', () => {
     // Prepare
     const text = '{"action":"subscribe","topic":"café"}';

@@ -119,16 +119,29 @@ describe('parseClientFrame refuses bad frames with a code', () => {
   });
 
   it.each([
-    ['a bad cursor on resume', '{"action":"resume","since":"yesterday"}'],
-    ['a missing cursor on resume', '{"action":"resume"}'],
-    ['a bad cursor on subscribe', '{"action":"subscribe","topic":"news","since":"1-2-3"}'],
-  ])('answers invalid_frame naming since for %s', (_label, body) => {
+    ['a bad cursor on resume', '{"action":"resume","since":"yesterday"}', 'invalid_cursor'],
+    ['a cursor that is not a string', '{"action":"resume","since":7}', 'invalid_cursor'],
+    ['a missing cursor on resume', '{"action":"resume"}', 'invalid_frame'],
+    [
+      'a bad cursor on subscribe',
+      '{"action":"subscribe","topic":"news","since":"1-2-3"}',
+      'invalid_cursor',
+    ],
+  ])('answers %s naming since', (_label, body, code) => {
     // Act
     const error = refusal(body);
 
     // Assess
-    expect(error.code).toBe('invalid_frame');
+    expect(error.code).toBe(code);
     expect(error.message).toMatch(/^since: /);
+  });
+
+  it('answers invalid_frame, not invalid_cursor, when since is not the only problem', () => {
+    // Act
+    const error = refusal('{"action":"subscribe","topic":"no spaces","since":"x"}');
+
+    // Assess
+    expect(error.code).toBe('invalid_frame');
   });
 
   it('answers invalid_frame naming an unexpected extra field', () => {
