@@ -12,7 +12,7 @@ const int = (name: string, fallback: number, min = 1, max = Number.MAX_SAFE_INTE
   v.pipe(
     v.optional(v.string(), String(fallback)),
     v.transform((s) => Number(s)),
-    v.number(),
+    v.number(`${name} must be an integer from ${min} to ${max}`),
     v.check(
       (n) => Number.isInteger(n) && n >= min && n <= max,
       `${name} must be an integer from ${min} to ${max}`,

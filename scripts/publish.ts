@@ -2,6 +2,7 @@
  * `npm run publish -- --user alice '{"hello":"world"}'`: invokes the `publish`
  * function through serverless-offline's Lambda endpoint and prints the result.
  * Targets: --user (repeatable), --topic, --connection (repeatable), --broadcast.
+ * On another instance: --lambda-port (what `npm start -- --lambdaPort N` listens on).
  */
 import { parseArgs } from 'node:util';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
@@ -20,7 +21,14 @@ const { values, positionals } = parseArgs({
   },
 });
 
-const [payload = '{}'] = positionals;
+const [payload] = positionals;
+if (payload === undefined) {
+  // Sending `{}` in its place would deliver a message nobody meant to send.
+  console.error(
+    'give the message as JSON, e.g.: npm run publish -- --user alice \'{"hello":"world"}\'',
+  );
+  process.exit(2);
+}
 let data: unknown;
 try {
   data = JSON.parse(payload);

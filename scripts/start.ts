@@ -3,14 +3,24 @@
  * starts a private redis-server on a free port. Extra arguments go to
  * serverless-offline, e.g. a second instance beside the first:
  *   npm start -- --websocketPort 3101 --lambdaPort 3102 --httpPort 3100
+ * Our own: --quiet (or PUSHWIRE_QUIET=1) shows only pushwire's lines.
  */
 import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { loadConfig } from '../lib/config.js';
+import { ConfigError } from '../lib/errors.js';
 import { DEV_AWS_ENV, DEV_JWT_SECRET } from './local-env.js';
 import { type RedisServer, startRedisServer } from './redis-server.js';
 
-const args = process.argv.slice(2);
+// --- issue 10: our own options, taken out before the rest goes to serverless-offline ---
+const QUIET_FLAGS = new Set(['--quiet', '-q']);
+const quiet =
+  process.argv.slice(2).some((a) => QUIET_FLAGS.has(a)) ||
+  ['1', 'true'].includes(process.env['PUSHWIRE_QUIET'] ?? '');
+const args = process.argv.slice(2).filter((a) => !QUIET_FLAGS.has(a));
+// --- end issue 10 ---
 const { values } = parseArgs({
   args,
   strict: false,
@@ -18,10 +28,47 @@ const { values } = parseArgs({
     websocketPort: { type: 'string' },
     lambdaPort: { type: 'string' },
     httpPort: { type: 'string' },
+    region: { type: 'string' },
   },
 });
 const wsPort = String(values.websocketPort ?? 3001);
 const lambdaPort = String(values.lambdaPort ?? 3002);
+const httpPort = String(values.httpPort ?? 3000);
+
+// --- issue 10: the region, and the configuration checked before anything starts ---
+// serverless-offline replaces AWS_REGION with the provider's region, which is
+// `--region` (default us-east-1): pass a chosen AWS_REGION on as --region.
+const region =
+  (typeof values.region === 'string' && values.region) ||
+  process.env['AWS_REGION'] ||
+  DEV_AWS_ENV.AWS_REGION;
+if (values.region === undefined) args.push('--region', region);
+
+const baseEnv: Record<string, string | undefined> = {
+  ...DEV_AWS_ENV,
+  JWT_SECRET: DEV_JWT_SECRET,
+  ...process.env,
+  AWS_REGION: region,
+  // serverless-offline's events say localhost/local; its management API lives here instead.
+  WS_CALLBACK_URL: process.env['WS_CALLBACK_URL'] ?? `http://localhost:${wsPort}`,
+  LAMBDA_ENDPOINT: process.env['LAMBDA_ENDPOINT'] ?? `http://localhost:${lambdaPort}`,
+  PUSHWIRE_BUILD_DIR: process.env['PUSHWIRE_BUILD_DIR'] ?? `.esbuild-${wsPort}`,
+  // No X-Ray daemon here; metrics stay on (EMF lines in this output).
+  POWERTOOLS_TRACE_ENABLED: process.env['POWERTOOLS_TRACE_ENABLED'] ?? 'false',
+  // Lambda sets this; Powertools counts a ColdStart only when it says on-demand.
+  AWS_LAMBDA_INITIALIZATION_TYPE: 'on-demand',
+};
+
+// The functions read the same variables at their cold start: a bad one would
+// otherwise start "up" and answer every handshake with 500.
+try {
+  loadConfig({ ...baseEnv, REDIS_URL: baseEnv['REDIS_URL'] || 'redis://127.0.0.1:6379' });
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  console.error(`pushwire: not starting: ${error.message}`);
+  process.exit(1);
+}
+// --- end issue 10 ---
 
 let redis: RedisServer | undefined;
 let redisUrl = process.env['REDIS_URL'];
@@ -35,40 +82,52 @@ if (!redisUrl) {
   console.log(`pushwire: using Redis at ${redisUrl.replace(/\/\/[^@]*@/, '//***@')}`);
 }
 
-const env = {
-  ...DEV_AWS_ENV,
-  JWT_SECRET: DEV_JWT_SECRET,
-  ...process.env,
-  REDIS_URL: redisUrl,
-  // serverless-offline's events say localhost/local; its management API lives here instead.
-  WS_CALLBACK_URL: process.env['WS_CALLBACK_URL'] ?? `http://localhost:${wsPort}`,
-  LAMBDA_ENDPOINT: process.env['LAMBDA_ENDPOINT'] ?? `http://localhost:${lambdaPort}`,
-  PUSHWIRE_BUILD_DIR: process.env['PUSHWIRE_BUILD_DIR'] ?? `.esbuild-${wsPort}`,
-};
+const env: Record<string, string | undefined> = { ...baseEnv, REDIS_URL: redisUrl };
+const buildDir = env['PUSHWIRE_BUILD_DIR'] as string;
 
 // A build left by an earlier layout (say .js beside .cjs) would be loaded first.
-rmSync(env.PUSHWIRE_BUILD_DIR, { recursive: true, force: true });
+rmSync(buildDir, { recursive: true, force: true });
 
 const child = spawn('node_modules/.bin/osls', ['offline', 'start', '--stage', 'local', ...args], {
   env,
   stdio: ['inherit', 'pipe', 'pipe'],
 });
 let announced = false;
-child.stdout?.pipe(process.stdout);
-child.stderr?.pipe(process.stderr);
+// --- issue 10: quiet mode keeps pushwire's own lines (JSON logs, EMF metrics) and problems ---
+const ours = (line: string) =>
+  line.trimStart().startsWith('{') || /error|warn|exception|✖/i.test(line);
+for (const [stream, out] of [
+  [child.stdout, process.stdout],
+  [child.stderr, process.stderr],
+] as const) {
+  if (!stream) continue;
+  if (!quiet) stream.pipe(out);
+  else
+    createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY }).on('line', (line) => {
+      if (ours(line)) out.write(`${line}\n`);
+    });
+}
+// --- end issue 10 ---
 const watch = (chunk: Buffer) => {
   if (!announced && chunk.toString().includes('[websocket] listening')) {
     announced = true;
-    const user = wsPort === '3001' ? '' : ` --port ${wsPort} --lambda-port ${lambdaPort}`;
+    // --- issue 10: commands that work on the ports this instance uses ---
+    const listenPort = wsPort === '3001' ? '' : ` --port ${wsPort}`;
+    const publishPort = lambdaPort === '3002' ? '' : ` --lambda-port ${lambdaPort}`;
     console.log(
       [
         '',
-        `pushwire is up: WebSocket ws://localhost:${wsPort}?token=<JWT>, publish via http://localhost:${lambdaPort}`,
-        `  listen:  npm run listen -- --user alice${user}`,
-        `  publish: npm run publish -- --user alice${user} '{"hello":"world"}'`,
+        `pushwire is up: WebSocket ws://localhost:${wsPort}?token=<JWT>`,
+        `  Lambda Invoke API http://localhost:${lambdaPort} (pushwire-local-publish, -presence, -kick)`,
+        `  HTTP API http://localhost:${httpPort}/publish, /presence, /kick`,
+        `  listen:  npm run listen -- --user alice${listenPort}`,
+        `  publish: npm run publish -- --user alice${publishPort} '{"hello":"world"}'`,
+        `       or: curl -X POST localhost:${httpPort}/publish -d '{"userId":"alice","data":{"hello":"world"}}'`,
+        `  metrics: the {"_aws":…} lines below (CloudWatch EMF)${quiet ? '' : '; --quiet hides serverless-offline'}`,
         '',
       ].join('\n'),
     );
+    // --- end issue 10 ---
   }
 };
 child.stdout?.on('data', watch);
