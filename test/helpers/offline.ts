@@ -10,6 +10,8 @@ import { TestClient } from './client.js';
 export interface Offline {
   wsPort: number;
   lambdaPort: number;
+  /** The HTTP API (POST /publish, /presence, /kick). */
+  httpPort: number;
   /** ws://localhost:<port>?<query> */
   wsUrl(query: Record<string, string>): string;
   /** Invokes a function (publish, presence, kick, deliver) and returns its parsed JSON result. */
@@ -88,6 +90,7 @@ export async function startOffline(
   return {
     wsPort,
     lambdaPort,
+    httpPort,
     wsUrl: (query) => `ws://localhost:${wsPort}?${new URLSearchParams(query)}`,
     invoke: async <T>(functionKey: string, payload: unknown) => {
       const response = await lambda.send(
