@@ -4,13 +4,15 @@ import type { MiddlewareObj } from '@middy/core';
 
 /**
  * X-Ray tracing (Powertools Tracer) for the functions services call: publish,
- * deliver, the HTTP API and the queue consumer. Off locally
+ * the HTTP API and the queue consumer. Off locally
  * (POWERTOOLS_TRACE_ENABLED=false from `npm start`).
  *
- * Not on connect/disconnect/default: Tracer brings aws-xray-sdk-core, ~125 KB
- * minified, which would take those bundles past their 250 KB target. Active
- * tracing (`provider.tracing.lambda` in serverless.yml) still gives them an
- * invocation segment, with no code in the bundle.
+ * Not on connect/disconnect/default, nor on the deliver worker: Tracer brings
+ * aws-xray-sdk-core, ~135 KB minified and ~25 ms more to load, which would
+ * take the WebSocket bundles past their 250 KB target and slow the parallel
+ * cold starts of a large fan-out. Active tracing (`provider.tracing.lambda`
+ * in serverless.yml) still gives them an invocation segment, with no code in
+ * the bundle.
  *
  * captureHTTPsRequests is off: it would patch node:http and turn every post of
  * a fan-out into a subsegment (10,000 posts would overflow X-Ray's 64 KB
