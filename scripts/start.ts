@@ -108,8 +108,14 @@ for (const [stream, out] of [
     });
 }
 // --- end issue 10 ---
+// --- issue 10: up means the WebSocket and the HTTP API both listen (they start side by side) ---
+const ready = { websocket: false, http: false };
+// --- end issue 10 ---
 const watch = (chunk: Buffer) => {
-  if (!announced && chunk.toString().includes('[websocket] listening')) {
+  const text = chunk.toString();
+  if (text.includes('[websocket] listening')) ready.websocket = true;
+  if (text.includes('Server ready:')) ready.http = true;
+  if (!announced && ready.websocket && ready.http) {
     announced = true;
     // --- issue 10: commands that work on the ports this instance uses ---
     const listenPort = wsPort === '3001' ? '' : ` --port ${wsPort}`;

@@ -320,7 +320,7 @@ describe('history and resume (HISTORY_SIZE 100)', () => {
     expect(client.messages().map((m) => m['data'])).toEqual([1, 2, 3, 4].map((n) => ({ n })));
   });
 
-  it('refuses a malformed since: at connect with 400, in frames with invalid_frame', async () => {
+  it('refuses a malformed since: at connect with 400, in frames with invalid_cursor', async () => {
     const records = (await stack.redis.keys('pw:c:*')).length;
     const refused = stack.connect('h-dan', { since: 'yesterday' });
     await expect(refused).rejects.toBeInstanceOf(HandshakeRefused);
@@ -331,11 +331,11 @@ describe('history and resume (HISTORY_SIZE 100)', () => {
     const client = await stack.connect('h-dan', {}, ['x']);
     expect(await client.request({ action: 'resume', since: 'later' }, () => true)).toMatchObject({
       type: 'error',
-      code: 'invalid_frame',
+      code: 'invalid_cursor',
     });
     expect(
       await client.request({ action: 'subscribe', topic: 'x', since: '1-2-3' }, () => true),
-    ).toMatchObject({ type: 'error', code: 'invalid_frame' });
+    ).toMatchObject({ type: 'error', code: 'invalid_cursor' });
     expect(await stack.members('user', 'h-dan')).toEqual({ live: 1, resuming: 0 });
     expect(await stack.members('topic', 'x')).toEqual({ live: 0, resuming: 0 });
     await stack.leave(client, 'h-dan');
