@@ -1,6 +1,7 @@
+import { execFileSync } from 'node:child_process';
 import { InvokeCommand, type InvokeCommandOutput, LambdaClient } from '@aws-sdk/client-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   awsIamSigner,
   createPushwire,
@@ -253,5 +254,36 @@ describe('server SDK over HTTP', () => {
       /^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/eu-west-1\/execute-api\/aws4_request, SignedHeaders=.*host.*, Signature=[0-9a-f]{64}$/,
     );
     expect(headers['x-amz-date']).toMatch(/^\d{8}T\d{6}Z$/);
+  });
+});
+
+describe('the package', () => {
+  beforeAll(() => {
+    execFileSync('npm', ['run', '--silent', 'build:server'], { stdio: 'pipe' });
+  }, 60_000);
+
+  it('is importable as pushwire/server by a plain Node service (package.json exports)', () => {
+    // Act
+    const exported = execFileSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        "const m = await import('pushwire/server'); console.log(Object.keys(m).sort().join(','))",
+      ],
+      { encoding: 'utf8' },
+    ).trim();
+
+    // Assess
+    expect(exported.split(',')).toEqual(
+      expect.arrayContaining([
+        'createPushwire',
+        'Pushwire',
+        'InvalidRequestError',
+        'TooLargeError',
+        'UnavailableError',
+        'awsIamSigner',
+      ]),
+    );
   });
 });
