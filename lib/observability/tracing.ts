@@ -8,7 +8,7 @@ import type { MiddlewareObj } from '@middy/core';
  * (POWERTOOLS_TRACE_ENABLED=false from `npm start`).
  *
  * Not on connect/disconnect/default, nor on the deliver worker: Tracer brings
- * aws-xray-sdk-core, ~135 KB minified and ~25 ms more to load, which would
+ * aws-xray-sdk-core, ~135 KB minified and ~15 ms more CPU to load, which would
  * take the WebSocket bundles past their 250 KB target and slow the parallel
  * cold starts of a large fan-out. Active tracing (`provider.tracing.lambda`
  * in serverless.yml) still gives them an invocation segment, with no code in
