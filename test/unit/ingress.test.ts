@@ -277,6 +277,33 @@ describe('metrics', () => {
     });
   });
 
+  it.each([
+    [{ recovered: true, gone: false }, 'recovered'],
+    [{ recovered: false, gone: false }, 'not_recovered'],
+    [{ recovered: true, gone: true }, 'gone'],
+  ])('counts a replay ending %j as outcome %s', async (outcome, expected) => {
+    // Prepare
+    const { recordReplay } = await import('../../lib/observability/metrics.js');
+    const dimensions: Record<string, string>[] = [];
+    const recorder = {
+      addMetric: () => undefined,
+      singleMetric: () => {
+        const single: Record<string, string> = {};
+        dimensions.push(single);
+        return {
+          addDimension: (name: string, value: string) => void (single[name] = value),
+          addMetric: (name: string) => void (single['metric'] = name),
+        };
+      },
+    };
+
+    // Act
+    recordReplay(recorder, outcome);
+
+    // Assess
+    expect(dimensions).toEqual([{ outcome: expected, metric: 'Replays' }]);
+  });
+
   it('counts a duplicate publish as a duplicate only', async () => {
     // Prepare
     const { recordPublish } = await import('../../lib/observability/metrics.js');

@@ -284,6 +284,27 @@ describe('handleFrame', () => {
     expect(calls[1]?.args[1]).toBe('news');
   });
 
+  it('tells onReplay how a replay ended (the Replays metric)', async () => {
+    // Prepare
+    const { registry } = fakeRegistry({
+      touch: async () => connection(),
+      userAudience: (userId) => keys.audience('user', userId),
+      beginResume: async () => undefined,
+      recoverable: async () => false,
+      resumeStep: async () => ({ state: 'live' }),
+    });
+    const outcomes: unknown[] = [];
+
+    // Act
+    await handleFrame('c1', '{"action":"resume","since":"4"}', {
+      ...sessionDeps(registry),
+      onReplay: (outcome) => void outcomes.push(outcome),
+    });
+
+    // Assess
+    expect(outcomes).toEqual([{ recovered: false, replayed: 0, gone: false }]);
+  });
+
   it('replays missed user messages in order on resume, then answers resumed', async () => {
     // Prepare
     const steps = [
