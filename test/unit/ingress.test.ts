@@ -291,8 +291,12 @@ describe('metrics', () => {
         const single: Record<string, string> = {};
         dimensions.push(single);
         return {
-          addDimension: (name: string, value: string) => void (single[name] = value),
-          addMetric: (name: string) => void (single['metric'] = name),
+          addDimension: (name: string, value: string) => {
+            single[name] = value;
+          },
+          addMetric: (name: string) => {
+            single['metric'] = name;
+          },
         };
       },
     };
