@@ -1,7 +1,7 @@
 import { config, once } from './clients.js';
 import type { ChunkInvoker } from './delivery/chunks.js';
 import type { Gateway, GatewayResult } from './gateway/gateway.js';
-import { MetricName, metrics } from './observability/metrics.js';
+import { MetricName, tally } from './observability/metrics.js';
 
 /**
  * Clients of AWS services, built once per container and loaded on first use.
@@ -34,7 +34,7 @@ export const gateway = /* @__PURE__ */ once(
         maxSockets: Math.max(50, c.fanout.concurrency),
         throttleMaxAttempts: c.fanout.throttleMaxAttempts,
         throttleBudgetMs: c.fanout.throttleBudgetMs,
-        onThrottle: () => metrics().addMetric(MetricName.ThrottledRetries, 'Count', 1),
+        onThrottle: () => tally(MetricName.ThrottledRetries),
       };
       if (c.managementApiClient === 'sdk') {
         const { AwsGateway } = await import('./gateway/sdk.js');

@@ -91,6 +91,23 @@ export function recordReplay(
 }
 
 /**
+ * Counts kept in memory and added to the metrics once, at the flush: a
+ * throttled fan-out may retry thousands of posts in one invocation, and one
+ * `addMetric` per retry would be thousands of values (Powertools writes a
+ * line per 100 values of a metric).
+ */
+const tallies = new Map<string, number>();
+
+export function tally(name: string, value = 1): void {
+  tallies.set(name, (tallies.get(name) ?? 0) + value);
+}
+
+function addTallies(m: Pick<MetricsRecorder, 'addMetric'>): void {
+  for (const [name, value] of tallies) m.addMetric(name, MetricUnit.Count, value);
+  tallies.clear();
+}
+
+/**
  * Flushes what an invocation recorded, and a `ColdStart` count on the first
  * one. Powertools' own `logMetrics` middleware warns on every invocation that
  * recorded nothing (most `$default` pings), which would be noise in every log;
@@ -101,6 +118,7 @@ export function withMetrics(
 ): MiddlewareObj<unknown, unknown, Error, Context> {
   const flush = () => {
     const m = get();
+    addTallies(m);
     if (m.hasStoredMetrics()) m.publishStoredMetrics();
   };
   return {

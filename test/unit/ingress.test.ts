@@ -308,6 +308,29 @@ describe('metrics', () => {
     expect(dimensions).toEqual([{ outcome: expected, metric: 'Replays' }]);
   });
 
+  it('adds a tally once per invocation, however many times it was counted', async () => {
+    // Prepare
+    const { tally, withMetrics } = await import('../../lib/observability/metrics.js');
+    const metrics = new Metrics({ namespace: 'pushwire', serviceName: 'pushwire-test' });
+    const flushed: unknown[] = [];
+    vi.spyOn(metrics, 'publishStoredMetrics').mockImplementation(() => {
+      flushed.push(metrics.serializeMetrics());
+      metrics.clearMetrics();
+      return metrics;
+    });
+    const handler = middy(async () => {
+      for (let i = 0; i < 1_000; i++) tally('ThrottledRetries');
+      return {};
+    }).use(withMetrics(() => metrics));
+
+    // Act
+    await handler({}, { functionName: 'publish', awsRequestId: 'r' } as Context);
+
+    // Assess
+    expect(flushed).toHaveLength(1);
+    expect(flushed[0]).toMatchObject({ ThrottledRetries: 1_000 });
+  });
+
   it('counts a duplicate publish as a duplicate only', async () => {
     // Prepare
     const { recordPublish } = await import('../../lib/observability/metrics.js');
