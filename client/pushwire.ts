@@ -276,7 +276,12 @@ export class Pushwire {
       if (attempt !== this.attempt_) return;
       const user = this.o_.user ?? subject(token);
       const key = user === undefined ? undefined : `pushwire:${this.o_.url}:${user}`;
-      if (!this.loaded_ || key !== this.key_) await this.load_(key);
+      if (!this.loaded_ || key !== this.key_) {
+        const raw = key !== undefined && this.storage_ ? await this.storage_.getItem(key) : null;
+        // Only the current attempt applies what it read (a stale one may finish later).
+        if (attempt !== this.attempt_) return;
+        this.load_(key, raw);
+      }
     } catch (error) {
       if (attempt !== this.attempt_) return;
       this.emit_('error', { code: 'token_failed', message: String(error) });
@@ -310,15 +315,13 @@ export class Pushwire {
     };
   }
 
-  /** Loads the cursors of a user (another user's never mix with them). */
-  private async load_(key: string | undefined): Promise<void> {
+  /** Takes the cursors of a user (another user's never mix with them), as read from storage. */
+  private load_(key: string | undefined, raw: string | null | undefined): void {
     this.key_ = key;
     this.cursors_ = {};
     this.floors_ = {};
     this.seen_.clear();
     this.loaded_ = true;
-    if (key === undefined || !this.storage_) return;
-    const raw = await this.storage_.getItem(key);
     if (!raw) return;
     try {
       const saved = JSON.parse(raw) as { c?: Record<string, string>; f?: Record<string, string> };

@@ -242,7 +242,7 @@ async function checkDelivery(
   const started = Date.now();
   try {
     // Wait until the app is live before publishing, so nothing predates its first connection.
-    await eventually(async () => (await app.connects()) > 0, 20_000, 'first connection');
+    await eventually(async () => (await app.connects()) > 0, 45_000, 'first connection');
 
     const streams: { name: string; target: object; results: PublishResult[] }[] = [
       { name: 'user', target: { userId: user }, results: [] },

@@ -603,6 +603,35 @@ describe('cursors kept per user', () => {
     expect(last().query.get('since')).toBe('42-1');
   });
 
+  it('a storage read that finishes after close() and connect() is ignored; the new one is used', async () => {
+    // Prepare: a slow async storage that holds a cursor.
+    const reads: ((value: string) => void)[] = [];
+    const storage: StorageLike = {
+      getItem: () => new Promise<string>((resolve) => reads.push(resolve)),
+      setItem: () => undefined,
+    };
+    const saved = JSON.stringify({ c: { '': '42-0' } });
+    const { pw } = client({ storage });
+
+    // Act
+    pw.connect();
+    await settle();
+    pw.close();
+    pw.connect();
+    await settle();
+    reads[0]?.(saved);
+    await settle();
+    const afterStale = sockets().length;
+    reads[1]?.(saved);
+    await settle();
+
+    // Assess
+    expect(reads).toHaveLength(2);
+    expect(afterStale).toBe(0);
+    expect(sockets()).toHaveLength(1);
+    expect(last().query.get('since')).toBe('42-0');
+  });
+
   it('the user option names the owner when the token is opaque; a token switch to another user switches cursors', async () => {
     const storage = new MapStorage();
     let user = 'carol';
