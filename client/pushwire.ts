@@ -122,6 +122,7 @@ const CLOCK_SKEW_MS = 300_000;
 /** The user's own stream, among topic names (which are never empty). */
 const USER = '';
 const CURSOR = /^\d{1,16}(-\d{1,16})?$/;
+const TOPIC = /^[\w.:@=-]{1,128}$/;
 
 const host = globalThis as unknown as Host;
 
@@ -233,6 +234,9 @@ export class Pushwire {
 
   /** Subscribes to a topic, now and after every reconnection, resuming from its last cursor. */
   subscribe(topic: string): void {
+    // The server's rule (README, "Client → server frames"): fail here, not at every reconnection.
+    if (!TOPIC.test(topic))
+      throw new TypeError(`pushwire: bad topic name ${JSON.stringify(topic)}`);
     if (this.topics_.has(topic)) return;
     this.topics_.add(topic);
     if (this.up_) this.join_(topic);
@@ -277,7 +281,12 @@ export class Pushwire {
       const user = this.o_.user ?? subject(token);
       const key = user === undefined ? undefined : `pushwire:${this.o_.url}:${user}`;
       if (!this.loaded_ || key !== this.key_) {
-        const raw = key !== undefined && this.storage_ ? await this.storage_.getItem(key) : null;
+        let raw: string | null | undefined;
+        try {
+          raw = key !== undefined && this.storage_ ? await this.storage_.getItem(key) : null;
+        } catch {
+          // Unreadable storage: resume from memory only, rather than not connect.
+        }
         // Only the current attempt applies what it read (a stale one may finish later).
         if (attempt !== this.attempt_) return;
         this.load_(key, raw);

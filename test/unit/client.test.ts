@@ -468,6 +468,30 @@ describe('resuming', () => {
     expect(last().sent).toEqual([{ action: 'ping' }]);
   });
 
+  it('refuses a topic name the server would refuse, at once', async () => {
+    const { pw } = await connected();
+    for (const bad of ['', 'has space', 'x'.repeat(129), 'a/b']) {
+      expect(() => pw.subscribe(bad)).toThrow(TypeError);
+    }
+    pw.subscribe('team:42_a.b@c=d-e');
+    expect(pw.topics).toEqual(['team:42_a.b@c=d-e']);
+  });
+
+  it('connects without cursors when storage cannot be read', async () => {
+    const storage: StorageLike = {
+      getItem: () => {
+        throw new Error('SecurityError');
+      },
+      setItem: () => undefined,
+    };
+    const { pw, events } = client({ storage });
+    pw.connect();
+    await settle();
+    expect(sockets()).toHaveLength(1);
+    expect(events.error).toEqual([]);
+    expect(pw.state).toBe('connecting');
+  });
+
   it('emits gap when the server says a stream was not recovered', async () => {
     const { pw, events } = await connected();
     pw.subscribe('news');
