@@ -331,6 +331,38 @@ describe('client delivery under faults', () => {
   }, 150_000);
 });
 
+describe('client in the browser', () => {
+  it('drops the socket when the browser goes offline and reconnects at once when it is back online', async () => {
+    // Prepare: a reconnection delay of ~60 s (Math.random pinned near 1), so
+    // only the online event can bring the connection back within seconds.
+    const page = await browser.newPage();
+    await page.addInitScript('Math.random = () => 0.999');
+    await page.exposeFunction('mintToken', tokenFor('cprop-online'));
+    const query = new URLSearchParams({
+      ws: `ws://localhost:${stack.offline.wsPort}`,
+      options: JSON.stringify({ minDelay: 60_000, maxDelay: 60_000 }),
+    });
+    await page.goto(`${harness}/?${query}`);
+    const state = () => evaluate<string>(page, 'window.pw.state');
+    const connectionId = () => evaluate<string | undefined>(page, 'window.pw.connectionId');
+    try {
+      await eventually(async () => (await state()) === 'connected', 45_000, 'connected');
+      const first = await connectionId();
+
+      // Act + Assess
+      await page.context().setOffline(true);
+      await eventually(async () => (await state()) === 'disconnected', 5_000, 'disconnected');
+      await sleep(500);
+      expect(await state()).toBe('disconnected');
+      await page.context().setOffline(false);
+      await eventually(async () => (await state()) === 'connected', 20_000, 'connected again');
+      expect(await connectionId()).not.toBe(first);
+    } finally {
+      await page.close();
+    }
+  });
+});
+
 describe('demo page', () => {
   let demo: DemoServer;
   beforeAll(async () => {
