@@ -255,7 +255,8 @@ async function checkDelivery(
           stream.results.push(
             await publishOk(stack.offline, { ...stream.target, data: { stream: stream.name, n } }),
           );
-          await sleep(rand() * 120);
+          // Paced so that a run lasts 10 s or more however fast the machine is.
+          await sleep(rand() * 200);
         }
       }),
     ).finally(() => {
@@ -311,8 +312,10 @@ async function checkDelivery(
     expect(received).toHaveLength(total);
     expect(await app.gaps(), 'history covered every drop: no gap').toEqual([]);
     // The run did break things, in several ways.
-    expect(reconnects).toBeGreaterThanOrEqual(5);
-    expect(Object.values(broken).filter((n) => n > 0).length).toBeGreaterThanOrEqual(3);
+    const breaks = Object.values(broken);
+    expect(breaks.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(6);
+    expect(breaks.filter((n) => n > 0).length).toBeGreaterThanOrEqual(3);
+    expect(reconnects).toBeGreaterThanOrEqual(3);
   } catch (error) {
     console.error(`client property (${kind}) failed; rerun with CLIENT_SEED=${seed}`);
     throw error;
