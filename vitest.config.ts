@@ -32,6 +32,17 @@ export default defineConfig({
           testTimeout: 60_000,
         },
       },
+      {
+        // The packaged zips under Node 22 and 24 (test/sandbox/zips.test.ts):
+        // `osls package`, then every function run alone, as Lambda runs it.
+        extends: true,
+        test: {
+          name: 'sandbox',
+          include: ['test/sandbox/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 60_000,
+        },
+      },
     ],
   },
 });
