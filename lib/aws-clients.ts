@@ -48,9 +48,12 @@ export const invokeChunk = /* @__PURE__ */ once((): ChunkInvoker => {
   let invoker: Promise<ChunkInvoker> | undefined;
   const load = async () => {
     const c = config();
-    const [{ lambdaChunkInvoker, signedLambdaInvoke }, { credentialsProvider }] = await Promise.all(
-      [import('./delivery/invoker.js'), import('./aws-signing.js')],
-    );
+    const [{ lambdaChunkInvoker }, { signedLambdaInvoke }, { credentialsProvider }] =
+      await Promise.all([
+        import('./delivery/invoker.js'),
+        import('./delivery/lambda-invoke.js'),
+        import('./aws-signing.js'),
+      ]);
     const invoke = signedLambdaInvoke({
       region: c.region,
       credentials: credentialsProvider(c.credentials),
