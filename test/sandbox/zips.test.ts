@@ -1,8 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import JSZip from 'jszip';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BUNDLE_LIMITS } from '../../bench/bundles.js';
 import { type RedisServer, startRedisServer } from '../../scripts/redis-server.js';
 import { devToken } from '../../scripts/token.js';
 import { LambdaSandbox, type Packaged, packageService } from './lambda-sandbox.js';
@@ -86,6 +88,17 @@ it('packages every function for a Node runtime the sandbox runs, its environment
     expect(Object.keys(NODE_VERSIONS).map((m) => `nodejs${m}.x`)).toContain(fn.runtime);
     expect(fn.environment['WS_CALLBACK_URL']).toBe(mgmt.url);
     expect(fn.environment['FANOUT_CHUNK']).toBe(String(FANOUT_CHUNK));
+  }
+});
+
+it('keeps each zip within its bundle size target (one .cjs file, 1 KB = 1,000 bytes)', async () => {
+  for (const fn of packaged.functions.values()) {
+    const zip = await JSZip.loadAsync(readFileSync(fn.zip));
+    const files = Object.values(zip.files).filter((f) => !f.dir);
+    expect(files.map((f) => f.name)).toEqual([`functions/${fn.key}.cjs`]);
+    const bytes = (await (files[0] as JSZip.JSZipObject).async('nodebuffer')).byteLength;
+    const limit = BUNDLE_LIMITS[fn.key];
+    if (limit !== undefined) expect(bytes, `${fn.key}.cjs`).toBeLessThanOrEqual(limit);
   }
 });
 
