@@ -1,10 +1,10 @@
 import middy from '@middy/core';
-import { logger } from '../lib/clients.js';
+import { presence } from '../lib/admin/presence.js';
+import { logger, registry } from '../lib/clients.js';
 import { invokeErrors } from '../lib/edge/middleware.js';
-import { operations } from '../lib/edge/operations.js';
 import { metrics, withMetrics } from '../lib/observability/metrics.js';
 
 /** `presence`: `{ userIds?, topic? }` → who is online, and how many a topic has. */
-export const handler = middy(async (event: unknown) => operations.presence(event))
+export const handler = middy(async (event: unknown) => presence(event, { registry: registry() }))
   .use(withMetrics())
   .use(invokeErrors({ logger, metrics }));

@@ -80,9 +80,11 @@ it('packages every function for a Node runtime the sandbox runs, its environment
     'default',
     'deliver',
     'disconnect',
+    'http',
     'kick',
     'presence',
     'publish',
+    'queue',
   ]);
   for (const fn of packaged.functions.values()) {
     expect(Object.keys(NODE_VERSIONS).map((m) => `nodejs${m}.x`)).toContain(fn.runtime);
@@ -358,6 +360,68 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       // Assess
       expect(result).toMatchObject({ recipients: 8, delivered: 7, gone: 1, failed: 0 });
       expect(presence).toEqual({ topic: { name: topic, members: 7 } });
+    });
+
+    it('the HTTP API function publishes (REST event, AWS_IAM) and answers 400 with {error}', async () => {
+      // Prepare
+      const rest = (body: string) => ({
+        resource: '/publish',
+        path: '/publish',
+        httpMethod: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        requestContext: {
+          resourcePath: '/publish',
+          httpMethod: 'POST',
+          stage: STAGE,
+          identity: { userArn: 'arn:aws:iam::123456789012:role/orders' },
+        },
+        body,
+        isBase64Encoded: false,
+      });
+
+      // Act
+      const ok = await sandbox.invokeOk<Reply & { headers: Record<string, string> }>(
+        'http',
+        rest(JSON.stringify({ userId: user('alice'), data: 'via http', id: `http-${major}` })),
+      );
+      const bad = await sandbox.invokeOk<Reply>('http', rest('{"userId":"x"}'));
+
+      // Assess
+      expect(ok.statusCode).toBe(200);
+      expect(replyFrame(ok)).toMatchObject({ id: `http-${major}`, delivered: 2 });
+      expect(mgmt.postsTo(alice1).at(-1)).toMatchObject({ id: `http-${major}`, data: 'via http' });
+      expect(bad.statusCode).toBe(400);
+      expect(replyFrame(bad)).toMatchObject({ error: { code: 'invalid_request' } });
+    });
+
+    it('the queue function publishes an SQS batch and names only the bad message', async () => {
+      // Prepare
+      const record = (messageId: string, body: string) => ({
+        messageId,
+        receiptHandle: `AQEB-${messageId}`,
+        body,
+        attributes: { ApproximateReceiveCount: '1', SentTimestamp: String(Date.now()) },
+        messageAttributes: {},
+        md5OfBody: '0',
+        eventSource: 'aws:sqs',
+        eventSourceARN: `arn:aws:sqs:${REGION}:123456789012:pushwire-${STAGE}-publish`,
+        awsRegion: REGION,
+      });
+
+      // Act
+      const reply = await sandbox.invokeOk<{ batchItemFailures: { itemIdentifier: string }[] }>(
+        'queue',
+        {
+          Records: [
+            record(`q-${major}`, JSON.stringify({ userId: user('alice'), data: 'via sqs' })),
+            record(`bad-${major}`, 'not json'),
+          ],
+        },
+      );
+
+      // Assess
+      expect(reply).toEqual({ batchItemFailures: [{ itemIdentifier: `bad-${major}` }] });
+      expect(mgmt.postsTo(alice1).at(-1)).toMatchObject({ id: `q-${major}`, data: 'via sqs' });
     });
 
     it('presence counts users and topic members', async () => {
