@@ -33,10 +33,24 @@ class Sha256 implements Checksum {
   }
 }
 
+/** The SDK's default chain, when the service has it (AWS SDK v3 clients bring it along). */
+async function nodeProviderChain(): Promise<AwsCredentialIdentityProvider> {
+  try {
+    return (await import('@aws-sdk/credential-provider-node')).defaultProvider();
+  } catch (error) {
+    throw new TypeError(
+      'awsIamSigner needs credentials: pass them (e.g. fromNodeProviderChain() from ' +
+        '@aws-sdk/credential-providers) or install @aws-sdk/credential-provider-node',
+      { cause: error },
+    );
+  }
+}
+
 /**
  * SigV4 for the deployed HTTP API (AWS_IAM authorization), with the SDK's own
  * signer. Credentials default to the Node provider chain (environment, SSO,
- * instance or task role); both packages load on first use.
+ * instance or task role) when @aws-sdk/credential-provider-node is installed;
+ * both load on first use.
  */
 export function awsIamSigner(options: {
   region: string;
@@ -45,8 +59,7 @@ export function awsIamSigner(options: {
   let signer: Promise<import('@smithy/signature-v4').SignatureV4> | undefined;
   const load = async () => {
     const { SignatureV4 } = await import('@smithy/signature-v4');
-    const credentials =
-      options.credentials ?? (await import('@aws-sdk/credential-provider-node')).defaultProvider();
+    const credentials = options.credentials ?? (await nodeProviderChain());
     return new SignatureV4({
       credentials,
       region: options.region,
