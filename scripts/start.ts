@@ -108,12 +108,14 @@ for (const [stream, out] of [
     });
 }
 // --- end issue 10 ---
-// --- issue 10: up means the WebSocket and the HTTP API both listen (they start side by side) ---
+// --- issue 10: up means the WebSocket and the HTTP API both listen (they start side by side).
+// serverless-offline says "[websocket] listening" before the server behind it
+// binds the port; "[http for websocket] listening" comes once it has. ---
 const ready = { websocket: false, http: false };
 // --- end issue 10 ---
 const watch = (chunk: Buffer) => {
   const text = chunk.toString();
-  if (text.includes('[websocket] listening')) ready.websocket = true;
+  if (text.includes('[http for websocket] listening')) ready.websocket = true;
   if (text.includes('Server ready:')) ready.http = true;
   if (!announced && ready.websocket && ready.http) {
     announced = true;

@@ -1,4 +1,4 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DEV_AWS_ENV } from '../../scripts/local-env.js';
 import { devToken } from '../../scripts/token.js';
 import { createPushwire, InvalidRequestError, TooLargeError } from '../../server/index.js';
@@ -14,11 +14,6 @@ import { connectTracked, isMessage, messageIds, useStack } from '../helpers/stac
  */
 
 const stack = useStack();
-
-// The stack is ready once the WebSocket server listens; the HTTP API starts beside it.
-beforeAll(() =>
-  eventually(() => stack.offline.output().includes('pushwire is up'), 30_000, 'the HTTP API'),
-);
 
 async function connectAs(userId: string): Promise<TrackedClient> {
   return connectTracked(stack, stack.offline, userId, await devToken(userId));

@@ -68,7 +68,10 @@ export async function startOffline(
     );
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
-      if (output.includes('[websocket] listening')) {
+      // Printed by scripts/start.ts once the WebSocket port and the HTTP API
+      // accept connections (serverless-offline's own "[websocket] listening"
+      // comes before its port is bound).
+      if (output.includes('pushwire is up')) {
         clearTimeout(timer);
         resolve();
       }
