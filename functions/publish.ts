@@ -6,7 +6,7 @@ import { invokeErrors } from '../lib/edge/middleware.js';
 
 /** `publish`: invoked by backend services (Lambda Invoke). See README, "Publishing". */
 export const handler = middy(async (event: unknown) => {
-  const { fanout } = config();
+  const { fanout, delivery } = config();
   const result = await publish(event, {
     registry: registry(),
     dedup: dedup(),
@@ -15,7 +15,9 @@ export const handler = middy(async (event: unknown) => {
     logger: logger(),
     concurrency: fanout.concurrency,
     chunkSize: fanout.chunk,
+    chunkMaxBytes: delivery.chunkMaxBytes,
     parallelChunks: fanout.parallelChunks,
+    deliverAttempts: delivery.deliverAttempts,
     invokeChunk: invokeChunk(),
   });
   logger().info('published', { ...result });

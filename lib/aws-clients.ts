@@ -33,6 +33,7 @@ export const gateway = /* @__PURE__ */ once(
         maxSockets: Math.max(50, c.fanout.concurrency),
         throttleMaxAttempts: c.fanout.throttleMaxAttempts,
         throttleBudgetMs: c.fanout.throttleBudgetMs,
+        requestTimeoutMs: c.delivery.managementApiTimeoutMs,
       };
       if (c.managementApiClient === 'sdk') {
         const { AwsGateway } = await import('./gateway/sdk.js');

@@ -82,7 +82,11 @@ export const registry = /* @__PURE__ */ once(() => {
 });
 
 export const dedup = /* @__PURE__ */ once(
-  () => new RedisDedupStore(redis(), (id) => registry().keys.dedup(id), config().dedupTtlSeconds),
+  () =>
+    new RedisDedupStore(redis(), (id) => registry().keys.dedup(id), {
+      ttlSeconds: config().dedupTtlSeconds,
+      leaseSeconds: config().delivery.publishLeaseSeconds,
+    }),
 );
 
 export const verifyToken = /* @__PURE__ */ once(() => createTokenVerifier(config().jwt));

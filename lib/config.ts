@@ -66,6 +66,14 @@ const EnvSchema = v.object({
     v.picklist(['http', 'sdk'], 'MANAGEMENT_API_CLIENT must be http or sdk'),
     'http',
   ),
+  // Delivery under faults (issue 7): byte-bounded chunks, chunk retries, the
+  // per-request deadline of management API calls, the publish lease.
+  // Lambda's synchronous invoke payload limit is 6 MB; 5 MiB leaves room.
+  FANOUT_CHUNK_MAX_BYTES: int('FANOUT_CHUNK_MAX_BYTES', 5 * 1024 * 1024, 256 * 1024, 6_000_000),
+  DELIVER_ATTEMPTS: int('DELIVER_ATTEMPTS', 2, 1, 10),
+  MANAGEMENT_API_TIMEOUT_MS: int('MANAGEMENT_API_TIMEOUT_MS', 3_000, 100, 60_000),
+  // Just over publish's 300 s function timeout: an attempt that died stops blocking its id then.
+  PUBLISH_LEASE_SECONDS: int('PUBLISH_LEASE_SECONDS', 310, 1, 86_400),
   DELIVER_FUNCTION_NAME: v.optional(v.pipe(v.string(), v.minLength(1)), 'pushwire-local-deliver'),
   LAMBDA_ENDPOINT: url('LAMBDA_ENDPOINT'),
   AWS_REGION: v.optional(v.pipe(v.string(), v.minLength(1)), 'us-east-1'),
@@ -86,6 +94,12 @@ export interface Config {
     throttleBudgetMs: number;
   };
   managementApiClient: 'http' | 'sdk';
+  delivery: {
+    chunkMaxBytes: number;
+    deliverAttempts: number;
+    managementApiTimeoutMs: number;
+    publishLeaseSeconds: number;
+  };
   deliverFunctionName: string;
   lambdaEndpoint?: string;
   region: string;
@@ -143,6 +157,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       throttleBudgetMs: e.THROTTLE_BUDGET_MS,
     },
     managementApiClient: e.MANAGEMENT_API_CLIENT,
+    delivery: {
+      chunkMaxBytes: e.FANOUT_CHUNK_MAX_BYTES,
+      deliverAttempts: e.DELIVER_ATTEMPTS,
+      managementApiTimeoutMs: e.MANAGEMENT_API_TIMEOUT_MS,
+      publishLeaseSeconds: e.PUBLISH_LEASE_SECONDS,
+    },
     deliverFunctionName: e.DELIVER_FUNCTION_NAME,
     region: e.AWS_REGION,
   };

@@ -40,6 +40,22 @@ export class TooLargeError extends PushwireError {
   }
 }
 
+/**
+ * A publish whose `id` another attempt is still running (its lease, about the
+ * publish timeout, has not run out). Nothing was sent; retry later for the
+ * first attempt's result, or to deliver if that attempt died.
+ */
+export class PublishInProgressError extends PushwireError {
+  override name = 'PublishInProgressError';
+  constructor(id: string) {
+    super(
+      'in_progress',
+      `a publish with id ${JSON.stringify(id)} is still in progress; retry later for its result`,
+      409,
+    );
+  }
+}
+
 export class UnauthorizedError extends PushwireError {
   override name = 'UnauthorizedError';
   constructor(message = 'a valid token is required') {

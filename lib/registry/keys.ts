@@ -34,15 +34,19 @@ export interface Keys {
   /** ZSET of every live connection, for broadcast. */
   all(): string;
   dedup(publishId: string): string;
+  /** STRING: the history cursor a publish `id` was stored under in this audience's stream. */
+  publishId(audience: Audience, publishId: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
   if (/[{}]/.test(prefix)) throw new Error('a key prefix must not contain { or }');
+  const audienceTag = (kind: AudienceKind, name: string) =>
+    `${prefix}${kind === 'user' ? 'u' : 't'}:{${kind === 'user' ? 'u' : 't'}:${name}}`;
   return {
     connection: (id) => `${prefix}c:{${id}}`,
     connectionTopics: (id) => `${prefix}c:{${id}}:t`,
     audience: (kind, name) => {
-      const tag = `${prefix}${kind === 'user' ? 'u' : 't'}:{${kind === 'user' ? 'u' : 't'}:${name}}`;
+      const tag = audienceTag(kind, name);
       return {
         kind,
         name,
@@ -51,6 +55,8 @@ export function createKeys(prefix: string): Keys {
     },
     all: () => `${prefix}all`,
     dedup: (id) => `${prefix}d:{${id}}`,
+    // Same slot as the audience's stream: publish.lua reads and writes it.
+    publishId: (audience, id) => `${audienceTag(audience.kind, audience.name)}:i:${id}`,
   };
 }
 

@@ -257,17 +257,23 @@ export class RedisRegistry implements ConnectionRegistry {
     audience: Audience,
     entry: string | null,
     inlineLimit: number,
+    publishId?: string,
   ): Promise<PublishStep> {
     const { live, history, lost } = audience.keys;
+    // Without a caller-given id the key is never read or written, but every
+    // key a script may touch is declared (Cluster routes by KEYS).
+    const idKey = this.keys.publishId(audience, publishId ?? '');
     const [cursor, count, ...members] = await this.#redis.pwPublish(
       live,
       history,
       lost,
+      idKey,
       this.#now(),
       entry ?? '',
       this.#historySize,
       this.#historyTtl,
       inlineLimit,
+      publishId === undefined ? '' : '1',
     );
     const step: PublishStep = { cursor, count: Number(count) };
     if (step.count <= inlineLimit) step.members = members.map(decodeMember);

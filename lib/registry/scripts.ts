@@ -8,7 +8,7 @@ import resumeLua from './scripts/resume.lua';
  */
 export function defineScripts(redis: Redis | Cluster): void {
   if (typeof (redis as Partial<Redis>).pwPublish === 'function') return;
-  redis.defineCommand('pwPublish', { numberOfKeys: 3, lua: publishLua });
+  redis.defineCommand('pwPublish', { numberOfKeys: 4, lua: publishLua });
   redis.defineCommand('pwResume', { numberOfKeys: 4, lua: resumeLua });
 }
 
@@ -18,11 +18,13 @@ declare module 'ioredis' {
       live: string,
       history: string,
       lost: string,
+      publishId: string,
       nowMs: number,
       entry: string,
       historySize: number,
       historyTtlSeconds: number,
       inlineLimit: number,
+      recordId: '1' | '',
     ): Result<[string, number, ...string[]], Context>;
     pwResume(
       history: string,

@@ -75,8 +75,17 @@ export interface ConnectionRegistry {
 
   /** Connections of one user, live or still replaying history, with endpoints. */
   lookupUser(userId: string): Promise<Recipient[]>;
-  /** Stores `entry` in the audience's history (unless null) and reads its live members, atomically. */
-  publish(audience: Audience, entry: string | null, inlineLimit: number): Promise<PublishStep>;
+  /**
+   * Stores `entry` in the audience's history (unless null) and reads its live
+   * members, atomically. With a `publishId` already stored in this stream, it
+   * stores nothing and answers the cursor it was stored under.
+   */
+  publish(
+    audience: Audience,
+    entry: string | null,
+    inlineLimit: number,
+    publishId?: string,
+  ): Promise<PublishStep>;
   /** Streams the live members of an audience (or of everyone) in batches, never all at once. */
   scan(audience: Audience | 'all', batch: number): AsyncIterable<Recipient[]>;
   /** Connected members (live, or catching up on history), expired ones not counted. */

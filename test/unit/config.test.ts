@@ -35,6 +35,12 @@ describe('loadConfig', () => {
         throttleBudgetMs: 5_000,
       },
       managementApiClient: 'http',
+      delivery: {
+        chunkMaxBytes: 5 * 1024 * 1024,
+        deliverAttempts: 2,
+        managementApiTimeoutMs: 3_000,
+        publishLeaseSeconds: 310,
+      },
       deliverFunctionName: 'pushwire-local-deliver',
       region: 'us-east-1',
     });
@@ -60,6 +66,10 @@ describe('loadConfig', () => {
       THROTTLE_MAX_ATTEMPTS: '3',
       THROTTLE_BUDGET_MS: '1000',
       MANAGEMENT_API_CLIENT: 'sdk',
+      FANOUT_CHUNK_MAX_BYTES: '1000000',
+      DELIVER_ATTEMPTS: '3',
+      MANAGEMENT_API_TIMEOUT_MS: '1500',
+      PUBLISH_LEASE_SECONDS: '60',
       DELIVER_FUNCTION_NAME: 'pushwire-prod-deliver',
       LAMBDA_ENDPOINT: 'http://localhost:3002',
       AWS_REGION: 'eu-central-1',
@@ -89,9 +99,23 @@ describe('loadConfig', () => {
         throttleBudgetMs: 1000,
       },
       managementApiClient: 'sdk',
+      delivery: {
+        chunkMaxBytes: 1_000_000,
+        deliverAttempts: 3,
+        managementApiTimeoutMs: 1_500,
+        publishLeaseSeconds: 60,
+      },
       deliverFunctionName: 'pushwire-prod-deliver',
       region: 'eu-central-1',
     });
+  });
+
+  it('refuses a FANOUT_CHUNK_MAX_BYTES above what Lambda accepts in one invocation', () => {
+    // Act
+    const load = () => loadConfig({ ...MINIMAL, FANOUT_CHUNK_MAX_BYTES: '7000000' });
+
+    // Assess
+    expect(load).toThrow('FANOUT_CHUNK_MAX_BYTES must be an integer from 262144 to 6000000');
   });
 
   it.each([
