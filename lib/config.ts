@@ -71,7 +71,7 @@ const EnvSchema = v.object({
   // Lambda's synchronous invoke payload limit is 6 MB; 5 MiB leaves room.
   FANOUT_CHUNK_MAX_BYTES: int('FANOUT_CHUNK_MAX_BYTES', 5 * 1024 * 1024, 256 * 1024, 6_000_000),
   DELIVER_ATTEMPTS: int('DELIVER_ATTEMPTS', 2, 1, 10),
-  MANAGEMENT_API_TIMEOUT_MS: int('MANAGEMENT_API_TIMEOUT_MS', 3_000, 100, 60_000),
+  MANAGEMENT_API_TIMEOUT_MS: int('MANAGEMENT_API_TIMEOUT_MS', 5_000, 100, 120_000),
   // Just over publish's 300 s function timeout: an attempt that died stops blocking its id then.
   PUBLISH_LEASE_SECONDS: int('PUBLISH_LEASE_SECONDS', 310, 1, 86_400),
   DELIVER_FUNCTION_NAME: v.optional(v.pipe(v.string(), v.minLength(1)), 'pushwire-local-deliver'),

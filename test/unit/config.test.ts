@@ -38,7 +38,7 @@ describe('loadConfig', () => {
       delivery: {
         chunkMaxBytes: 5 * 1024 * 1024,
         deliverAttempts: 2,
-        managementApiTimeoutMs: 3_000,
+        managementApiTimeoutMs: 5_000,
         publishLeaseSeconds: 310,
       },
       deliverFunctionName: 'pushwire-local-deliver',
