@@ -43,7 +43,10 @@ export class TooLargeError extends PushwireError {
 /**
  * A publish whose `id` another attempt is still running (its lease, about the
  * publish timeout, has not run out). Nothing was sent; retry later for the
- * first attempt's result, or to deliver if that attempt died.
+ * first attempt's result, or to deliver if that attempt died. A 5xx on
+ * purpose: the invocation fails (it is not answered as a bad request), so
+ * Lambda retries an asynchronous one, and one whose retries all come within
+ * the lease ends in its on-failure destination rather than being dropped.
  */
 export class PublishInProgressError extends PushwireError {
   override name = 'PublishInProgressError';
@@ -51,7 +54,7 @@ export class PublishInProgressError extends PushwireError {
     super(
       'in_progress',
       `a publish with id ${JSON.stringify(id)} is still in progress; retry later for its result`,
-      409,
+      503,
     );
   }
 }

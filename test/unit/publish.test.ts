@@ -515,7 +515,7 @@ describe('publish with fake ports', () => {
     // Assess
     const error = await outcome.catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PublishInProgressError);
-    expect(error).toMatchObject({ code: 'in_progress', status: 409, expose: true });
+    expect(error).toMatchObject({ code: 'in_progress', status: 503, expose: true });
     expect(registryCalls).toEqual([]);
     expect(api.commandCalls(PostToConnectionCommand)).toHaveLength(0);
   });
