@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { kick } from '../../lib/admin/kick.js';
 import { presence } from '../../lib/admin/presence.js';
+import { chunkJobs, parseDeliverChunk } from '../../lib/delivery/chunks.js';
 import { type DedupStore, RedisDedupStore } from '../../lib/delivery/dedup.js';
+import { deliver } from '../../lib/delivery/fanout.js';
 import { messageFrame, publish } from '../../lib/delivery/publish.js';
 import { PublishInProgressError } from '../../lib/errors.js';
 import type { Gateway } from '../../lib/gateway/gateway.js';
@@ -218,6 +220,55 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
   });
 
   describe('delivery', () => {
+    it('re-runs a deliver worker that died midway: every connection reached, none counted twice', async () => {
+      const registry = env.registry();
+      const gateway = new RecordingGateway();
+      const records = await registerAll(
+        registry,
+        Array.from({ length: 50 }, (_, i) => connection(`w${i % 5}`)),
+      );
+      await Promise.all(records.map((r) => registry.subscribe(r, 'ops', false)));
+      // The worker of the second chunk posts to half its recipients, then dies
+      // (as a Lambda killed at its timeout); every other run is a real worker.
+      let runs = 0;
+      const worker = async (payload: string) => {
+        runs++;
+        const chunk = parseDeliverChunk(JSON.parse(payload));
+        const jobs = [...chunkJobs(chunk)];
+        if (runs === 2) {
+          const half = jobs.flatMap((j) => j.recipients.map((r) => ({ frame: j.frame, r })));
+          for (const { frame, r } of half.slice(0, half.length / 2)) {
+            await gateway.post(r.endpoint, r.connectionId, frame);
+          }
+          throw new Error('Task timed out after 120.00 seconds');
+        }
+        return deliver(jobs, {
+          gateway,
+          prune: async () => undefined,
+          logger: { warn: () => undefined },
+          concurrency: 4,
+        });
+      };
+      const deps = { ...publishDeps(registry, gateway, noDedup, 20), invokeChunk: worker };
+
+      const result = await publish({ id: 'ops-1', topic: 'ops', data: 'x' }, deps);
+
+      expect(result).toMatchObject({
+        recipients: 50,
+        delivered: 50,
+        gone: 0,
+        failed: 0,
+        chunks: 3,
+      });
+      expect(runs).toBe(4);
+      const counts = gateway.countsByConnection();
+      expect(Object.keys(counts).sort()).toEqual(records.map((r) => r.connectionId).sort());
+      // The dead worker's half got it twice, the same frame both times.
+      expect(Object.values(counts).filter((n) => n === 2)).toHaveLength(10);
+      expect(new Set(gateway.posts.map((p) => p.frame)).size).toBe(1);
+      expect(deps.warnings.map((w) => w.message)).toEqual(['deliver worker failed']);
+    });
+
     it('reaches both devices of a user, with the cursor in the frame', async () => {
       const registry = env.registry();
       const gateway = new RecordingGateway();
