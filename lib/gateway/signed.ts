@@ -201,9 +201,11 @@ export class SignedHttpGateway implements Gateway {
         },
         (res: IncomingMessage) => {
           const code = res.statusCode ?? 0;
+          // A response cut off midway (reset, or our deadline) fails the call.
+          res.on('error', fail);
           if (code >= 200 && code < 300) {
             res.resume();
-            res.on('end', () => resolve({ code, text: '' }));
+            res.on('end', () => done({ code, text: '' }));
             return;
           }
           let text = '';
@@ -211,19 +213,23 @@ export class SignedHttpGateway implements Gateway {
           res.on('data', (chunk: string) => {
             if (text.length < 500) text += chunk;
           });
-          res.on('end', () => resolve({ code, text }));
+          res.on('end', () => done({ code, text }));
         },
       );
       // A whole-request deadline, not only the socket's idle timeout: a peer
       // that trickles bytes or never answers must not hold a post (and the
       // fan-out slot it takes) past the bound. Its error is a transient one.
       const deadline = setTimeout(() => req.destroy(requestTimeout(this.#timeout)), this.#timeout);
-      req.on('timeout', () => req.destroy(requestTimeout(this.#timeout)));
-      req.on('error', (error) => {
+      function done(value: { code: number; text: string }) {
+        clearTimeout(deadline);
+        resolve(value);
+      }
+      function fail(error: Error) {
         clearTimeout(deadline);
         reject(error);
-      });
-      req.on('close', () => clearTimeout(deadline));
+      }
+      req.on('timeout', () => req.destroy(requestTimeout(this.#timeout)));
+      req.on('error', fail);
       req.end(body);
     });
     if (status.code >= 200 && status.code < 300) return;

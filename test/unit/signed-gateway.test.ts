@@ -52,6 +52,12 @@ beforeAll(async () => {
       const code = answers.shift() ?? 200;
       // 0: never answer (a management API that hangs); the client's deadline must end it.
       if (code === 0) return;
+      // -1: answer 200 and start the body, then never finish it (a trickling peer).
+      if (code === -1) {
+        res.writeHead(200, { 'content-length': '100' });
+        res.write('{');
+        return;
+      }
       res.writeHead(code);
       res.end('{"message":"scripted"}');
     });
@@ -224,6 +230,15 @@ describe('SignedHttpGateway', () => {
       .post(endpoint, 'c1', Buffer.from('x'))
       .catch((e: unknown) => e);
     expect(error).toMatchObject({ name: 'TimeoutError', code: 'ETIMEDOUT' });
+    expect(seen).toHaveLength(2);
+  });
+
+  it('ends a request whose answer starts but never finishes, at the same deadline', async () => {
+    answers = [-1, -1];
+    const error = await gatewayWith({ requestTimeoutMs: 200, throttleMaxAttempts: 2 })
+      .post(endpoint, 'c1', Buffer.from('x'))
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'TimeoutError' });
     expect(seen).toHaveLength(2);
   });
 
