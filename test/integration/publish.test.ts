@@ -30,6 +30,15 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
   const env = envs[topology];
 
   describe('dedup', () => {
+    /** Waits (real clock) until a key has expired, however slow the machine is. */
+    async function untilGone(key: string, timeoutMs = 10_000): Promise<void> {
+      const deadline = Date.now() + timeoutMs;
+      while ((await env.redis.exists(key)) === 1) {
+        if (Date.now() > deadline) throw new Error(`${key} did not expire within ${timeoutMs} ms`);
+        await sleep(50);
+      }
+    }
+
     const store = (registry: RedisRegistry, ttlSeconds = 60, leaseSeconds = 30) =>
       new RedisDedupStore(env.redis, (id) => registry.keys.dedup(id), {
         ttlSeconds,
@@ -90,12 +99,12 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
     it('delivers again once the dedup TTL has passed, with the same cursor and still one history entry (real clock)', async () => {
       const registry = env.registry();
       const gateway = new RecordingGateway();
-      const deps = publishDeps(registry, gateway, store(registry, 1));
+      const deps = publishDeps(registry, gateway, store(registry, 2));
       const [bob] = await registerAll(registry, [connection('bob')]);
 
       const first = await publish({ id: 'evt-ttl', userId: 'bob', data: 1 }, deps);
       expect((await publish({ id: 'evt-ttl', userId: 'bob', data: 1 }, deps)).duplicate).toBe(true);
-      await sleep(1_150);
+      await untilGone(registry.keys.dedup('evt-ttl'));
       const again = await publish({ id: 'evt-ttl', userId: 'bob', data: 1 }, deps);
       expect(again.duplicate).toBeUndefined();
       expect(again).toMatchObject({ delivered: 1, cursor: first.cursor });
@@ -181,7 +190,7 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
     it('an attempt that died holds its id only for its lease; a retry then reaches every connection with the same frame (real clock)', async () => {
       const registry = env.registry();
       const records = await registerAll(registry, [connection('finn'), connection('finn')]);
-      const dedup = store(registry, 60, 1);
+      const dedup = store(registry, 60, 2);
       // The first attempt posts to one connection and then hangs forever:
       // as good as killed by its timeout mid-fan-out.
       const dying = new RecordingGateway();
@@ -203,7 +212,7 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
       await expect(early).rejects.toBeInstanceOf(PublishInProgressError);
       expect(gateway.posts).toHaveLength(0);
 
-      await sleep(1_150);
+      await untilGone(registry.keys.dedup('killed-1'));
       const retry = await publish(request, publishDeps(registry, gateway, dedup));
       expect(retry).toMatchObject({ recipients: 2, delivered: 2, failed: 0, stored: true });
       expect(Object.keys(gateway.countsByConnection()).sort()).toEqual(
