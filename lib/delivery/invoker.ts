@@ -1,6 +1,6 @@
-import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import * as v from 'valibot';
 import type { ChunkInvoker } from './chunks.js';
+import type { LambdaInvoke } from './lambda-invoke.js';
 
 const Report = v.object({
   delivered: v.number(),
@@ -18,14 +18,12 @@ const Report = v.object({
  * points at serverless-offline's Lambda endpoint. The payload is the
  * serialised chunk as publish cut it, within FANOUT_CHUNK_MAX_BYTES.
  */
-export function lambdaChunkInvoker(lambda: LambdaClient, functionName: string): ChunkInvoker {
+export function lambdaChunkInvoker(invoke: LambdaInvoke, functionName: string): ChunkInvoker {
   return async (payload) => {
-    const response = await lambda.send(
-      new InvokeCommand({ FunctionName: functionName, Payload: Buffer.from(payload) }),
-    );
-    const text = response.Payload ? Buffer.from(response.Payload).toString() : '';
-    if (response.FunctionError)
-      throw new Error(`deliver failed: ${response.FunctionError} ${text.slice(0, 300)}`);
+    const response = await invoke(functionName, Buffer.from(payload));
+    const text = response.payload.toString();
+    if (response.functionError)
+      throw new Error(`deliver failed: ${response.functionError} ${text.slice(0, 300)}`);
     return v.parse(Report, JSON.parse(text));
   };
 }

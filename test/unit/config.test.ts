@@ -34,7 +34,6 @@ describe('loadConfig', () => {
         throttleMaxAttempts: 5,
         throttleBudgetMs: 5_000,
       },
-      managementApiClient: 'http',
       delivery: {
         chunkMaxBytes: 5 * 1024 * 1024,
         deliverAttempts: 2,
@@ -65,7 +64,6 @@ describe('loadConfig', () => {
       FANOUT_PARALLEL_CHUNKS: '4',
       THROTTLE_MAX_ATTEMPTS: '3',
       THROTTLE_BUDGET_MS: '1000',
-      MANAGEMENT_API_CLIENT: 'sdk',
       FANOUT_CHUNK_MAX_BYTES: '1000000',
       DELIVER_ATTEMPTS: '3',
       MANAGEMENT_API_TIMEOUT_MS: '1500',
@@ -73,6 +71,9 @@ describe('loadConfig', () => {
       DELIVER_FUNCTION_NAME: 'pushwire-prod-deliver',
       LAMBDA_ENDPOINT: 'http://localhost:3002',
       AWS_REGION: 'eu-central-1',
+      AWS_ACCESS_KEY_ID: 'ASIAEXAMPLE',
+      AWS_SECRET_ACCESS_KEY: 'secret',
+      AWS_SESSION_TOKEN: 'token',
     };
 
     // Act
@@ -98,7 +99,6 @@ describe('loadConfig', () => {
         throttleMaxAttempts: 3,
         throttleBudgetMs: 1000,
       },
-      managementApiClient: 'sdk',
       delivery: {
         chunkMaxBytes: 1_000_000,
         deliverAttempts: 3,
@@ -107,6 +107,7 @@ describe('loadConfig', () => {
       },
       deliverFunctionName: 'pushwire-prod-deliver',
       region: 'eu-central-1',
+      credentials: { accessKeyId: 'ASIAEXAMPLE', secretAccessKey: 'secret', sessionToken: 'token' },
     });
   });
 
