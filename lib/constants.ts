@@ -10,4 +10,16 @@ export const API_GATEWAY_IDLE_SECONDS = 600;
 export const TOPIC_PATTERN = /^[A-Za-z0-9_.:@=-]{1,128}$/;
 /** User ids end up inside Redis keys and JWT `sub`; keep them printable and bounded. */
 export const MAX_USER_ID_LENGTH = 256;
+/**
+ * One rule for every user id (token `sub`, publish, presence, kick): printable
+ * (no control, format or unassigned code points), no whitespace, no `{` `}`
+ * (Redis Cluster hash tags) and no `|` (our member separator).
+ */
+export const USER_ID_PATTERN = /^[^\s{}|\p{C}]{1,256}$/u;
+/**
+ * A topic grant in a token's `topics` claim: an exact topic name, or a prefix
+ * grant `prefix:*` matching every topic that starts with `prefix:` (the `*`
+ * only after a `:`, so `team:42:*` never matches `team:420`).
+ */
+export const TOPIC_GRANT_PATTERN = /^(?:[A-Za-z0-9_.:@=-]{1,128}|[A-Za-z0-9_.:@=-]{1,126}:\*)$/;
 export const MAX_TARGETS = 10_000;

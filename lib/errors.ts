@@ -77,6 +77,49 @@ export class UnknownConnectionError extends PushwireError {
   }
 }
 
+/**
+ * The connection's token has expired: nothing more is delivered to it, and
+ * its next frame is answered with this and the socket is closed, so the
+ * client reconnects with a fresh token.
+ */
+export class TokenExpiredError extends PushwireError {
+  override name = 'TokenExpiredError';
+  constructor() {
+    super('token_expired', 'your token has expired: reconnect with a fresh one', 401, true, {
+      closesConnection: true,
+    });
+  }
+}
+
+/** A per-connection or per-user limit (topics, connections): the request is refused, nothing changes. */
+export class LimitError extends PushwireError {
+  override name = 'LimitError';
+  constructor(code: 'too_many_topics' | 'too_many_connections', message: string) {
+    super(code, message, 429);
+  }
+}
+
+/** Too many requests of one kind in a time window (replays). */
+export class RateLimitedError extends PushwireError {
+  override name = 'RateLimitedError';
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds: number) {
+    super('rate_limited', message, 429);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/**
+ * Something we depend on (the identity provider's JWKS) is unreachable: the
+ * request may succeed if retried, unlike a refused token (401).
+ */
+export class UnavailableError extends PushwireError {
+  override name = 'UnavailableError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('unavailable', message, 503, true, options);
+  }
+}
+
 /** Missing or malformed configuration: raised at cold start, never at request time. */
 export class ConfigError extends Error {
   override name = 'ConfigError';

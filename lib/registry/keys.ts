@@ -34,6 +34,10 @@ export interface Keys {
   /** ZSET of every live connection, for broadcast. */
   all(): string;
   dedup(publishId: string): string;
+  /** STRING: when the user's tokens were last revoked (ms); tokens issued before are refused. In the user's slot. */
+  revoked(userId: string): string;
+  /** STRING: replays (resume, subscribe with since) this connection made in the current minute. */
+  connectionReplays(connectionId: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -51,6 +55,8 @@ export function createKeys(prefix: string): Keys {
     },
     all: () => `${prefix}all`,
     dedup: (id) => `${prefix}d:{${id}}`,
+    revoked: (userId) => `${prefix}u:{u:${userId}}:rv`,
+    connectionReplays: (id) => `${prefix}c:{${id}}:rp`,
   };
 }
 
@@ -58,6 +64,12 @@ export function createKeys(prefix: string): Keys {
 export interface Recipient {
   connectionId: string;
   endpoint: string;
+  /**
+   * When the connection's token expires (ms). Not part of the member: it
+   * bounds the member's score (its expiry), so a publish skips the member
+   * once the token has expired, at no extra cost.
+   */
+  tokenExpiresAt?: number;
 }
 
 /**
