@@ -1,6 +1,6 @@
 import * as v from 'valibot';
-import { API_GATEWAY_IDLE_SECONDS } from './constants.js';
 import { checkTokenOptions } from './auth/tokens.js';
+import { API_GATEWAY_IDLE_SECONDS } from './constants.js';
 import { ConfigError } from './errors.js';
 
 /**

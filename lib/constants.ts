@@ -17,9 +17,10 @@ export const MAX_USER_ID_LENGTH = 256;
  */
 export const USER_ID_PATTERN = /^[^\s{}|\p{C}]{1,256}$/u;
 /**
- * A topic grant in a token's `topics` claim: an exact topic name, or a prefix
+ * A topic grant in a token's `topics` claim: an exact topic name, a prefix
  * grant `prefix:*` matching every topic that starts with `prefix:` (the `*`
- * only after a `:`, so `team:42:*` never matches `team:420`).
+ * only after a `:`, so `team:42:*` never matches `team:420`), or `*` alone for
+ * every topic.
  */
-export const TOPIC_GRANT_PATTERN = /^(?:[A-Za-z0-9_.:@=-]{1,128}|[A-Za-z0-9_.:@=-]{1,126}:\*)$/;
+export const TOPIC_GRANT_PATTERN = /^(?:[A-Za-z0-9_.:@=-]{1,128}|[A-Za-z0-9_.:@=-]{1,126}:\*|\*)$/;
 export const MAX_TARGETS = 10_000;

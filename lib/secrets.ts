@@ -1,6 +1,6 @@
-import { ConfigError } from './errors.js';
-import { type Config, checkRedisTransport } from './config.js';
 import { checkTokenOptions } from './auth/tokens.js';
+import { type Config, checkRedisTransport } from './config.js';
+import { ConfigError } from './errors.js';
 
 /** Reads one secret by name: an SSM parameter name or ARN, or a Secrets Manager ARN. */
 export type SecretFetcher = (name: string) => Promise<string>;

@@ -7,9 +7,7 @@ import type { ConnectionRegistry } from '../registry/types.js';
 
 const PresenceRequestSchema = v.pipe(
   v.strictObject({
-    userIds: v.optional(
-      v.pipe(v.array(UserId), v.maxLength(MAX_TARGETS)),
-    ),
+    userIds: v.optional(v.pipe(v.array(UserId), v.maxLength(MAX_TARGETS))),
     topic: v.optional(Topic),
   }),
   v.check(

@@ -43,10 +43,10 @@ const Claims = v.object({
   topics: v.optional(
     v.array(
       v.pipe(
-        v.string(),
+        v.string('"topics" entries must be strings'),
         v.regex(
           TOPIC_GRANT_PATTERN,
-          '"topics" entries are topic names or "prefix:*" grants (the * only after a ":")',
+          '"topics" entries are topic names, "prefix:*" grants (the * only after a ":") or "*"',
         ),
       ),
       '"topics" must be an array',
@@ -150,7 +150,7 @@ function refusal(error: unknown, jwks: boolean): UnauthorizedError | Unavailable
   ) {
     // Network failure, timeout, non-200 or unparsable key set: the identity
     // provider is down, not the token bad.
-    return new UnavailableError('the token issuer\'s key set cannot be fetched: retry later');
+    return new UnavailableError("the token issuer's key set cannot be fetched: retry later");
   }
   const why =
     code === 'ERR_JWT_EXPIRED'
@@ -164,12 +164,16 @@ function refusal(error: unknown, jwks: boolean): UnauthorizedError | Unavailable
 }
 
 /**
- * Whether a `topics` claim allows a topic: exact names, or `prefix:*` grants
- * matching topics that start with `prefix:`. A `*` anywhere else grants
- * nothing (the claim parser refuses such tokens anyway).
+ * Whether a `topics` claim allows a topic: exact names, `prefix:*` grants
+ * matching topics that start with `prefix:`, or `*` for all. A `*` anywhere
+ * else grants nothing (the claim parser refuses such tokens anyway).
  */
 export function topicAllowed(topic: string, grants: readonly string[]): boolean {
   return grants.some((g) =>
-    g.endsWith(':*') ? topic.startsWith(g.slice(0, -1)) && topic.length > g.length - 1 : topic === g,
+    g === '*'
+      ? true
+      : g.endsWith(':*')
+        ? topic.length > g.length - 1 && topic.startsWith(g.slice(0, -1))
+        : topic === g,
   );
 }

@@ -138,9 +138,29 @@ const DeliverChunkSchema = v.object({
   ),
 });
 
-export function parseDeliverChunk(input: unknown): DeliverChunk {
+/**
+ * Parses a `deliver` event. With `allowedEndpoints` (deployed: this API's
+ * endpoint and the callback URL), a chunk naming any other endpoint is refused
+ * whole: `deliver` signs its posts with the functions' role, and must not be
+ * made to sign and send requests to hosts its invoker picked.
+ */
+export function parseDeliverChunk(
+  input: unknown,
+  allowedEndpoints: readonly string[] = [],
+): DeliverChunk {
   const parsed = v.safeParse(DeliverChunkSchema, input);
   if (!parsed.success)
     throw new ValidationError(`invalid deliver event: ${describeIssues(parsed.issues)}`);
+  if (allowedEndpoints.length > 0) {
+    const allowed = new Set(allowedEndpoints);
+    const foreign = parsed.output.jobs.some((job) =>
+      job.recipients.some(([, endpoint]) => !allowed.has(endpoint)),
+    );
+    if (foreign) {
+      throw new ValidationError(
+        "invalid deliver event: a recipient's endpoint is not this API's (deliver posts only to the endpoints connections are recorded with)",
+      );
+    }
+  }
   return parsed.output;
 }

@@ -106,3 +106,17 @@ export function invokeErrors(options: { logger: () => Logger }): MiddlewareObj<u
     },
   };
 }
+
+/**
+ * Awaits the secrets named by parameter (SSM, Secrets Manager) before the
+ * handler runs: fetched at the first invocation of a container, then kept.
+ * A failure answers this invocation (as an internal error) and is retried by
+ * the next one.
+ */
+export function secretsLoaded(load: () => Promise<void>): MiddlewareObj<unknown, unknown> {
+  return {
+    before: async () => {
+      await load();
+    },
+  };
+}

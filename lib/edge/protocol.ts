@@ -34,16 +34,22 @@ const Subscribe = v.strictObject({
 });
 const Unsubscribe = v.strictObject({ action: v.literal('unsubscribe'), topic: Topic });
 const Resume = v.strictObject({ action: v.literal('resume'), since: CursorSchema });
+/** Refreshes the connection's token in place (same `sub`), before it expires. */
+const Auth = v.strictObject({
+  action: v.literal('auth'),
+  token: v.pipe(v.string('token must be a string'), v.minLength(1), v.maxLength(8_192)),
+});
 
-const ClientFrame = v.variant('action', [Ping, Subscribe, Unsubscribe, Resume]);
+const ClientFrame = v.variant('action', [Ping, Subscribe, Unsubscribe, Resume, Auth]);
 export type ClientFrame = v.InferOutput<typeof ClientFrame>;
-export const ACTIONS = ['ping', 'subscribe', 'unsubscribe', 'resume'] as const;
+export const ACTIONS = ['ping', 'subscribe', 'unsubscribe', 'resume', 'auth'] as const;
 
 export type ServerFrame =
   | { type: 'pong' }
   | { type: 'subscribed'; topic: string }
   | { type: 'unsubscribed'; topic: string }
   | { type: 'resumed'; recovered: boolean; topic?: string }
+  | { type: 'authenticated'; expiresAt: number }
   | { type: 'message'; id: string; data: unknown; cursor?: string; topic?: string }
   | { type: 'error'; code: string; message: string };
 

@@ -97,7 +97,11 @@ export interface ConnectionRegistry {
   /** Refuses the user's tokens issued at or before `atMs`, for `ttlSeconds`. */
   revokeUser(userId: string, atMs: number, ttlSeconds: number): Promise<void>;
   /** Stores a refreshed token's expiry and grants, and re-bounds the member scores. */
-  refreshToken(connectionId: string, tokenExpiresAt: number, allowedTopics: string[]): Promise<void>;
+  refreshToken(
+    connectionId: string,
+    tokenExpiresAt: number,
+    allowedTopics: string[],
+  ): Promise<void>;
   /** Counts one replay of this connection in the current minute; returns the count. */
   countReplay(connectionId: string): Promise<number>;
 

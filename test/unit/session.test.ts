@@ -235,6 +235,7 @@ describe('handleFrame', () => {
       touch: async () => connection(),
       subscribe: async (_c, topic, resuming) => {
         subscribed.push([topic, resuming]);
+        return true;
       },
     });
 
