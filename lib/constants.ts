@@ -18,9 +18,10 @@ export const MAX_USER_ID_LENGTH = 256;
 export const USER_ID_PATTERN = /^[^\s{}|\p{C}]{1,256}$/u;
 /**
  * A topic grant in a token's `topics` claim: an exact topic name, a prefix
- * grant `prefix:*` matching every topic that starts with `prefix:` (the `*`
- * only after a `:`, so `team:42:*` never matches `team:420`), or `*` alone for
- * every topic.
+ * grant whose `*` follows a separator (`: . - _ = @`), matching every topic
+ * that starts with what precedes the `*` (so `team:42:*` never matches
+ * `team:420`, and `team:42*` is no grant at all), or `*` alone for every topic.
  */
-export const TOPIC_GRANT_PATTERN = /^(?:[A-Za-z0-9_.:@=-]{1,128}|[A-Za-z0-9_.:@=-]{1,126}:\*|\*)$/;
+export const TOPIC_GRANT_PATTERN =
+  /^(?:[A-Za-z0-9_.:@=-]{1,128}|[A-Za-z0-9_.:@=-]{0,126}[_.:@=-]\*|\*)$/;
 export const MAX_TARGETS = 10_000;

@@ -46,7 +46,7 @@ const Claims = v.object({
         v.string('"topics" entries must be strings'),
         v.regex(
           TOPIC_GRANT_PATTERN,
-          '"topics" entries are topic names, "prefix:*" grants (the * only after a ":") or "*"',
+          '"topics" entries are topic names, prefix grants like "team:42:*" (the * right after one of : . - _ = @) or "*"',
         ),
       ),
       '"topics" must be an array',
@@ -163,16 +163,19 @@ function refusal(error: unknown, jwks: boolean): UnauthorizedError | Unavailable
   return new UnauthorizedError(why);
 }
 
+const PREFIX_GRANT = /[_.:@=-]\*$/;
+
 /**
- * Whether a `topics` claim allows a topic: exact names, `prefix:*` grants
- * matching topics that start with `prefix:`, or `*` for all. A `*` anywhere
- * else grants nothing (the claim parser refuses such tokens anyway).
+ * Whether a `topics` claim allows a topic: exact names, prefix grants
+ * (`team:42:*`) matching topics that start with what precedes the `*` and go
+ * on past it, or `*` for all. The claim parser refuses a `*` anywhere else
+ * (`team:42*`), so prefixes always end at a separator.
  */
 export function topicAllowed(topic: string, grants: readonly string[]): boolean {
   return grants.some((g) =>
     g === '*'
       ? true
-      : g.endsWith(':*')
+      : PREFIX_GRANT.test(g)
         ? topic.length > g.length - 1 && topic.startsWith(g.slice(0, -1))
         : topic === g,
   );
