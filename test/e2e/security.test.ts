@@ -125,7 +125,7 @@ describe('tokens', () => {
     ['living longer than JWT_MAX_TOKEN_AGE', async () => token('x', { exp: nowSeconds() + 7_200 })],
     ['with a sub holding {', async () => token('x{y}')],
     [
-      'granting team:42* (prefix grants are prefix:*)',
+      'granting team:42* (a prefix grant ends at a separator)',
       async () => token('x', { topics: ['team:42*'] }),
     ],
   ])('refuses a token %s with 401', async (_label, make) => {
