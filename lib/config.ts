@@ -93,7 +93,7 @@ const EnvSchema = v.object({
   MAX_CONNECTIONS_PER_USER: int('MAX_CONNECTIONS_PER_USER', 50, 1, 100_000),
   REPLAYS_PER_MINUTE: int('REPLAYS_PER_MINUTE', 10, 1, 10_000),
   // This API's management endpoint (set by the template): `deliver` posts
-  // only there and to WS_CALLBACK_URL.
+  // there, to WS_CALLBACK_URL, and to endpoints the registry recorded.
   WS_API_ENDPOINT: url('WS_API_ENDPOINT'),
 });
 

@@ -138,29 +138,33 @@ const DeliverChunkSchema = v.object({
   ),
 });
 
-/**
- * Parses a `deliver` event. With `allowedEndpoints` (deployed: this API's
- * endpoint and the callback URL), a chunk naming any other endpoint is refused
- * whole: `deliver` signs its posts with the functions' role, and must not be
- * made to sign and send requests to hosts its invoker picked.
- */
-export function parseDeliverChunk(
-  input: unknown,
-  allowedEndpoints: readonly string[] = [],
-): DeliverChunk {
+export function parseDeliverChunk(input: unknown): DeliverChunk {
   const parsed = v.safeParse(DeliverChunkSchema, input);
   if (!parsed.success)
     throw new ValidationError(`invalid deliver event: ${describeIssues(parsed.issues)}`);
-  if (allowedEndpoints.length > 0) {
-    const allowed = new Set(allowedEndpoints);
-    const foreign = parsed.output.jobs.some((job) =>
-      job.recipients.some(([, endpoint]) => !allowed.has(endpoint)),
-    );
-    if (foreign) {
-      throw new ValidationError(
-        "invalid deliver event: a recipient's endpoint is not this API's (deliver posts only to the endpoints connections are recorded with)",
-      );
-    }
-  }
   return parsed.output;
+}
+
+/**
+ * `deliver` signs its posts with its role and must not be made to sign and
+ * send requests to hosts its invoker picked: every endpoint in a chunk must
+ * be this API's (`allowed`: WS_API_ENDPOINT, WS_CALLBACK_URL) or one the
+ * registry recorded a connection with (another API sharing this Redis). A
+ * chunk naming any other is refused whole, before anything is sent.
+ */
+export async function checkChunkEndpoints(
+  chunk: DeliverChunk,
+  allowed: readonly string[],
+  known: (endpoints: readonly string[]) => Promise<boolean>,
+): Promise<void> {
+  const ours = new Set(allowed);
+  const others = new Set<string>();
+  for (const job of chunk.jobs) {
+    for (const [, endpoint] of job.recipients) if (!ours.has(endpoint)) others.add(endpoint);
+  }
+  if (others.size > 0 && !(await known([...others]))) {
+    throw new ValidationError(
+      "invalid deliver event: a recipient's endpoint is neither this API's nor one a connection was recorded with",
+    );
+  }
 }

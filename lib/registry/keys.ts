@@ -38,6 +38,8 @@ export interface Keys {
   revoked(userId: string): string;
   /** STRING: replays (resume, subscribe with since) this connection made in the current minute. */
   connectionReplays(connectionId: string): string;
+  /** SET of the management endpoints connections were recorded with (what `deliver` may post to). */
+  endpoints(): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -57,6 +59,7 @@ export function createKeys(prefix: string): Keys {
     dedup: (id) => `${prefix}d:{${id}}`,
     revoked: (userId) => `${prefix}u:{u:${userId}}:rv`,
     connectionReplays: (id) => `${prefix}c:{${id}}:rp`,
+    endpoints: () => `${prefix}endpoints`,
   };
 }
 

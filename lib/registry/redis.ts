@@ -18,6 +18,9 @@ import type {
   ResumeStep,
 } from './types.js';
 
+/** API Gateway's 2 h connection lifetime, plus the connection TTL's margin. */
+const ENDPOINTS_TTL_SECONDS = 2 * 3600 + 15 * 60;
+
 export interface RedisRegistryOptions {
   prefix: string;
   connectionTtlSeconds: number;
@@ -96,6 +99,13 @@ export class RedisRegistry implements ConnectionRegistry {
         .multi()
         .zadd(this.keys.all(), expiry, member)
         .expire(this.keys.all(), this.#ttl)
+        .exec(),
+      // The endpoints `deliver` may post to. A handful per deployment; kept
+      // for API Gateway's 2 h connection lifetime past the last connect.
+      this.#redis
+        .multi()
+        .sadd(this.keys.endpoints(), record.endpoint)
+        .expire(this.keys.endpoints(), ENDPOINTS_TTL_SECONDS)
         .exec(),
     ]);
   }
@@ -305,6 +315,13 @@ export class RedisRegistry implements ConnectionRegistry {
     const [error, count] = replies?.[1] ?? [new Error('no reply'), 0];
     if (error) throw error;
     return Number(count);
+  }
+
+  async endpointsKnown(endpoints: readonly string[]): Promise<boolean> {
+    const distinct = [...new Set(endpoints)];
+    if (distinct.length === 0) return true;
+    const known = await this.#redis.smismember(this.keys.endpoints(), ...distinct);
+    return known.every((k) => k === 1);
   }
 
   async lookupUser(userId: string): Promise<Recipient[]> {

@@ -104,6 +104,8 @@ export interface ConnectionRegistry {
   ): Promise<void>;
   /** Counts one replay of this connection in the current minute; returns the count. */
   countReplay(connectionId: string): Promise<number>;
+  /** Whether every one of these endpoints is one a connection was recorded with (lately). */
+  endpointsKnown(endpoints: readonly string[]): Promise<boolean>;
 
   /** Connections of one user, live or still replaying history, with endpoints. */
   lookupUser(userId: string): Promise<Recipient[]>;

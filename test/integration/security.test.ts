@@ -128,6 +128,22 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
       expect(ttl).toBeLessThanOrEqual(60);
     });
 
+    it('knows the endpoints connections were recorded with, and no others', async () => {
+      // Prepare
+      const registry = env.registry();
+      const record = connection('ep-user', { endpoint: 'https://recorded.example/prod' });
+      await registry.register(record);
+
+      // Act
+      const recorded = await registry.endpointsKnown([record.endpoint, record.endpoint]);
+      const mixed = await registry.endpointsKnown([record.endpoint, 'https://attacker.example/x']);
+
+      // Assess
+      expect(recorded).toBe(true);
+      expect(mixed).toBe(false);
+      expect(await env.redis.ttl(registry.keys.endpoints())).toBeGreaterThan(7_200);
+    });
+
     it('counts replays in a window that expires', async () => {
       // Prepare
       const registry = env.registry();

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { kick } from '../../lib/admin/kick.js';
 import { presence } from '../../lib/admin/presence.js';
 import { createTokenVerifier } from '../../lib/auth/tokens.js';
-import { parseDeliverChunk } from '../../lib/delivery/chunks.js';
+import { checkChunkEndpoints, parseDeliverChunk } from '../../lib/delivery/chunks.js';
 import { parsePublishRequest } from '../../lib/delivery/publish.js';
 import { PushwireError } from '../../lib/errors.js';
 import type { Gateway } from '../../lib/gateway/gateway.js';
@@ -376,22 +376,43 @@ describe('one rule for user ids in the backend API', () => {
   });
 });
 
-describe('deliver posts only to this API', () => {
-  const chunk = (endpoint: string) => ({ jobs: [{ frame: '{}', recipients: [['c1', endpoint]] }] });
+describe('deliver posts only to endpoints it knows', () => {
+  const chunk = (...endpoints: string[]) =>
+    parseDeliverChunk({
+      jobs: [{ frame: '{}', recipients: endpoints.map((e, i) => [`c${i}`, e]) }],
+    });
 
-  it('refuses a chunk naming another endpoint', () => {
+  it('refuses a chunk naming an endpoint neither ours nor recorded, whole', async () => {
+    // Prepare
+    const asked: string[][] = [];
+    const known = async (endpoints: readonly string[]) => {
+      asked.push([...endpoints]);
+      return false;
+    };
+
     // Act
-    const act = () => parseDeliverChunk(chunk('https://attacker.example/x'), [EP]);
+    const error = await refusal(
+      checkChunkEndpoints(chunk(EP, 'https://attacker.example/x'), [EP], known),
+    );
 
     // Assess
-    expect(act).toThrow(/not this API's/);
+    expect(error.code).toBe('invalid_request');
+    expect(asked).toEqual([['https://attacker.example/x']]);
   });
 
-  it("accepts this API's endpoint", () => {
-    // Act
-    const parsed = parseDeliverChunk(chunk(EP), [EP, 'http://localhost:3001']);
+  it("accepts this API's endpoint without asking the registry", async () => {
+    // Act + Assess
+    await expect(
+      checkChunkEndpoints(chunk(EP, EP), [EP], async () => {
+        throw new Error('unexpected registry call');
+      }),
+    ).resolves.toBeUndefined();
+  });
 
-    // Assess
-    expect(parsed.jobs).toHaveLength(1);
+  it('accepts an endpoint the registry recorded (another API sharing this Redis)', async () => {
+    // Act + Assess
+    await expect(
+      checkChunkEndpoints(chunk('https://other.example/prod'), [EP], async () => true),
+    ).resolves.toBeUndefined();
   });
 });
