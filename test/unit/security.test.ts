@@ -1,3 +1,5 @@
+import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
 import { SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { kick } from '../../lib/admin/kick.js';
@@ -5,6 +7,7 @@ import { presence } from '../../lib/admin/presence.js';
 import { createTokenVerifier } from '../../lib/auth/tokens.js';
 import { checkChunkEndpoints, parseDeliverChunk } from '../../lib/delivery/chunks.js';
 import { parsePublishRequest } from '../../lib/delivery/publish.js';
+import { secretsLoaded } from '../../lib/edge/middleware.js';
 import { PushwireError } from '../../lib/errors.js';
 import type { Gateway } from '../../lib/gateway/gateway.js';
 import type { Connection } from '../../lib/registry/types.js';
@@ -414,5 +417,38 @@ describe('deliver posts only to endpoints it knows', () => {
     await expect(
       checkChunkEndpoints(chunk('https://other.example/prod'), [EP], async () => true),
     ).resolves.toBeUndefined();
+  });
+});
+
+describe('secretsLoaded', () => {
+  it('awaits the secrets before the handler, and a failed load answers through the error middleware', async () => {
+    // Prepare
+    const order: string[] = [];
+    let fail = true;
+    const load = async () => {
+      order.push('load');
+      if (fail) throw new Error('parameter unreadable');
+    };
+    const handler = middy(async () => {
+      order.push('handler');
+      return { statusCode: 200 };
+    })
+      .use({
+        onError: async (request) => {
+          order.push('onError');
+          request.response = { statusCode: 500 };
+        },
+      })
+      .use(secretsLoaded(load));
+
+    // Act
+    const first = await handler({}, {} as Context);
+    fail = false;
+    const second = await handler({}, {} as Context);
+
+    // Assess
+    expect(first).toEqual({ statusCode: 500 });
+    expect(second).toEqual({ statusCode: 200 });
+    expect(order).toEqual(['load', 'onError', 'load', 'handler']);
   });
 });
