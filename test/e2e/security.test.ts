@@ -204,3 +204,19 @@ describe('the backend API refuses user ids no token could carry', () => {
     );
   });
 });
+
+describe('deliver', () => {
+  it('refuses a chunk naming an endpoint that is neither this API's nor recorded', async () => {
+    // Act
+    const reply = await stack.offline.invoke<{ error?: { code: string; message: string } }>(
+      'deliver',
+      { jobs: [{ frame: '{"type":"message"}', recipients: [['c1', 'http://127.0.0.1:9/steal']] }] },
+    );
+
+    // Assess
+    expect(reply.error).toMatchObject({ code: 'invalid_request' });
+    expect(reply.error?.message).toMatch(
+      /neither this API's nor one a connection was recorded with/,
+    );
+  });
+});
