@@ -206,7 +206,7 @@ describe('the backend API refuses user ids no token could carry', () => {
 });
 
 describe('deliver', () => {
-  it('refuses a chunk naming an endpoint that is neither this API's nor recorded', async () => {
+  it("refuses a chunk naming an endpoint that is neither this API's nor recorded", async () => {
     // Act
     const reply = await stack.offline.invoke<{ error?: { code: string; message: string } }>(
       'deliver',
