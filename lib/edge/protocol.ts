@@ -45,7 +45,7 @@ export type ClientFrame = v.InferOutput<typeof ClientFrame>;
 export const ACTIONS = ['ping', 'subscribe', 'unsubscribe', 'resume', 'auth'] as const;
 
 export type ServerFrame =
-  | { type: 'pong' }
+  | { type: 'pong'; connectionId: string }
   | { type: 'subscribed'; topic: string }
   | { type: 'unsubscribed'; topic: string }
   | { type: 'resumed'; recovered: boolean; topic?: string }
