@@ -5,7 +5,7 @@ import { type Config, loadConfig } from './config.js';
 import { RedisDedupStore } from './delivery/dedup.js';
 import { createLogger } from './logging.js';
 import { RedisRegistry } from './registry/redis.js';
-import { powertoolsFetcher, resolveSecrets } from './secrets.js';
+import { resolveSecrets } from './secrets.js';
 
 /**
  * Everything built once per Lambda container. Each client is created on first
@@ -40,7 +40,23 @@ let resolving: Promise<void> | undefined;
  */
 export function loadSecrets(): Promise<void> {
   if (resolved) return Promise.resolve();
-  resolving ??= resolveSecrets(config(), powertoolsFetcher).then(
+  const c = config();
+  // The signer loads only where a secret is named by parameter (deployed).
+  const fetcher = async (name: string) => {
+    const [{ credentialsProvider }, { signedFetcher }] = await Promise.all([
+      import('./aws-signing.js'),
+      import('./secret-fetcher.js'),
+    ]);
+    return signedFetcher({
+      region: c.region,
+      credentials: credentialsProvider(c.credentials),
+      ...(c.secretEndpoints.ssm && { ssmEndpoint: c.secretEndpoints.ssm }),
+      ...(c.secretEndpoints.secretsManager && {
+        secretsManagerEndpoint: c.secretEndpoints.secretsManager,
+      }),
+    })(name);
+  };
+  resolving ??= resolveSecrets(c, fetcher).then(
     (c) => {
       resolved = c;
     },

@@ -95,6 +95,9 @@ const EnvSchema = v.object({
   // This API's management endpoint (set by the template): `deliver` posts
   // there, to WS_CALLBACK_URL, and to endpoints the registry recorded.
   WS_API_ENDPOINT: url('WS_API_ENDPOINT'),
+  // The SDK's standard per-service endpoint overrides (tests' stand-ins).
+  AWS_ENDPOINT_URL_SSM: url('AWS_ENDPOINT_URL_SSM'),
+  AWS_ENDPOINT_URL_SECRETS_MANAGER: url('AWS_ENDPOINT_URL_SECRETS_MANAGER'),
 });
 
 export interface Config {
@@ -124,6 +127,8 @@ export interface Config {
   limits: { topicsPerConnection: number; connectionsPerUser: number; replaysPerMinute: number };
   /** Endpoints `deliver` may post to (this API's, the callback URL); empty: not restricted. */
   allowedEndpoints: string[];
+  /** Where secrets are fetched from, when not the region's public endpoints. */
+  secretEndpoints: { ssm?: string; secretsManager?: string };
   callbackUrl?: string;
   connectionTtlSeconds: number;
   history: { size: number; ttlSeconds: number };
@@ -206,6 +211,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       connectionsPerUser: e.MAX_CONNECTIONS_PER_USER,
       replaysPerMinute: e.REPLAYS_PER_MINUTE,
     },
+    secretEndpoints: defined({
+      ssm: e.AWS_ENDPOINT_URL_SSM,
+      secretsManager: e.AWS_ENDPOINT_URL_SECRETS_MANAGER,
+    }),
     allowedEndpoints: [e.WS_API_ENDPOINT?.replace(/\/+$/, ''), callbackUrl].filter(
       (u): u is string => u !== undefined,
     ),

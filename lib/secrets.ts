@@ -62,21 +62,3 @@ function safeReason(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
   return message.slice(0, 200);
 }
-
-/**
- * The production fetcher: Powertools Parameters (cached by it; we read each
- * secret once per container anyway). SSM SecureStrings are decrypted. The SDK
- * clients load only when a parameter is configured.
- */
-export const powertoolsFetcher: SecretFetcher = async (name) => {
-  if (/^arn:[^:]+:secretsmanager:/.test(name)) {
-    const { getSecret } = await import('@aws-lambda-powertools/parameters/secrets');
-    const value = await getSecret(name);
-    if (typeof value !== 'string') throw new Error('the secret is not a string');
-    return value;
-  }
-  const { getParameter } = await import('@aws-lambda-powertools/parameters/ssm');
-  const value = await getParameter(name, { decrypt: true });
-  if (typeof value !== 'string') throw new Error('the parameter does not exist');
-  return value;
-};

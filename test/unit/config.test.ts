@@ -10,6 +10,7 @@ const SECURITY_DEFAULTS = {
   allowPlaintextRedis: false,
   limits: { topicsPerConnection: 100, connectionsPerUser: 50, replaysPerMinute: 10 },
   allowedEndpoints: [],
+  secretEndpoints: {},
 };
 
 /** Runs loadConfig and returns the ConfigError it threw. */

@@ -1,108 +1,167 @@
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
-import { mockClient } from 'aws-sdk-client-mock';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { credentialsProvider } from '../../lib/aws-signing.js';
 import { loadConfig } from '../../lib/config.js';
 import { ConfigError } from '../../lib/errors.js';
-import { powertoolsFetcher, resolveSecrets } from '../../lib/secrets.js';
+import { type SignedFetcherOptions, signedFetcher } from '../../lib/secret-fetcher.js';
+import { resolveSecrets } from '../../lib/secrets.js';
+
+/**
+ * Secrets named by parameter, fetched with signed JSON POSTs (the SSM and
+ * Secrets Manager APIs). A local HTTP stand-in answers as those services do;
+ * test/sandbox checks the signatures on the packaged zips.
+ */
 
 const JWT_SECRET = 'k'.repeat(48);
 const PASSWORD = 'p@ss/word with spaces';
-const ssm = mockClient(SSMClient);
-const secretsManager = mockClient(SecretsManagerClient);
+const SM_ARN = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:pushwire/prod/redis-AbCdEf';
 
-beforeEach(() => {
-  ssm.reset();
-  secretsManager.reset();
+interface Received {
+  target: string | undefined;
+  body: Record<string, unknown>;
+  headers: IncomingHttpHeaders;
+}
+const received: Received[] = [];
+let values: Record<string, string> = {};
+let server: Server;
+let options: SignedFetcherOptions;
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (p: Buffer) => parts.push(p));
+    req.on('end', () => {
+      const body = JSON.parse(Buffer.concat(parts).toString('utf8')) as Record<string, unknown>;
+      const target = req.headers['x-amz-target'] as string | undefined;
+      received.push({ target, body, headers: req.headers });
+      const name = String(body['Name'] ?? body['SecretId']);
+      const value = values[name];
+      if (value === undefined) {
+        const type =
+          target === 'AmazonSSM.GetParameter' ? 'ParameterNotFound' : 'ResourceNotFoundException';
+        res.writeHead(400).end(JSON.stringify({ __type: type, message: `${name} not found.` }));
+        return;
+      }
+      res
+        .writeHead(200)
+        .end(
+          JSON.stringify(
+            target === 'AmazonSSM.GetParameter'
+              ? { Parameter: { Name: name, Value: value } }
+              : { Name: name, SecretString: value },
+          ),
+        );
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  options = {
+    region: 'us-east-1',
+    credentials: credentialsProvider({ accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' }),
+    ssmEndpoint: url,
+    secretsManagerEndpoint: url,
+  };
 });
-afterEach(() => {
-  ssm.reset();
-  secretsManager.reset();
+afterAll(() => {
+  server?.close();
 });
 
 /** Config as a deployed stage's template gives it: names of parameters, no values. */
 const deployed = (env: Record<string, string>) =>
   loadConfig({ STAGE: 'prod', AWS_REGION: 'us-east-1', ...env });
 
-describe('resolveSecrets with Powertools Parameters (SSM mocked)', () => {
-  it('reads the JWT secret and the whole Redis URL from SecureString parameters, decrypted', async () => {
+async function resolving(config: ReturnType<typeof loadConfig>, given: Record<string, string>) {
+  values = given;
+  received.length = 0;
+  return resolveSecrets(config, signedFetcher(options));
+}
+
+describe('resolveSecrets with signed SSM / Secrets Manager calls', () => {
+  it('reads the JWT secret and the whole Redis URL from SecureString parameters, decrypted and signed', async () => {
     // Prepare
-    ssm
-      .on(GetParameterCommand, { Name: '/pushwire/prod/jwt-secret', WithDecryption: true })
-      .resolves({ Parameter: { Value: JWT_SECRET } })
-      .on(GetParameterCommand, { Name: '/pushwire/prod/redis-url', WithDecryption: true })
-      .resolves({ Parameter: { Value: 'rediss://:pw@cache.example:6379' } });
     const config = deployed({
       JWT_SECRET_PARAMETER: '/pushwire/prod/jwt-secret',
       REDIS_URL_PARAMETER: '/pushwire/prod/redis-url',
     });
 
     // Act
-    const resolved = await resolveSecrets(config, powertoolsFetcher);
+    const resolved = await resolving(config, {
+      '/pushwire/prod/jwt-secret': JWT_SECRET,
+      '/pushwire/prod/redis-url': 'rediss://:pw@cache.example:6379',
+    });
 
     // Assess
     expect(config.jwt.secret).toBeUndefined();
     expect(config.redis.urls).toEqual([]);
     expect(resolved.jwt.secret).toBe(JWT_SECRET);
     expect(resolved.redis.urls).toEqual(['rediss://:pw@cache.example:6379']);
-    expect(ssm.commandCalls(GetParameterCommand)).toHaveLength(2);
+    expect(received.map((r) => [r.target, r.body])).toEqual(
+      expect.arrayContaining([
+        ['AmazonSSM.GetParameter', { Name: '/pushwire/prod/jwt-secret', WithDecryption: true }],
+        ['AmazonSSM.GetParameter', { Name: '/pushwire/prod/redis-url', WithDecryption: true }],
+      ]),
+    );
+    expect(
+      received.every((r) =>
+        /^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE\/\d{8}\/us-east-1\/ssm\//.test(
+          String(r.headers.authorization),
+        ),
+      ),
+    ).toBe(true);
   });
 
   it('puts a password from Secrets Manager into a REDIS_URL given without one', async () => {
     // Prepare
-    const arn = 'arn:aws:secretsmanager:us-east-1:123456789012:secret:pushwire/prod/redis-AbCdEf';
-    secretsManager
-      .on(GetSecretValueCommand, { SecretId: arn })
-      .resolves({ SecretString: PASSWORD });
-    ssm.on(GetParameterCommand).resolves({ Parameter: { Value: JWT_SECRET } });
     const config = deployed({
       REDIS_URL: 'rediss://cache.example:6379',
-      REDIS_PASSWORD_PARAMETER: arn,
+      REDIS_PASSWORD_PARAMETER: SM_ARN,
       JWT_SECRET_PARAMETER: '/pushwire/prod/jwt-secret',
     });
 
     // Act
-    const resolved = await resolveSecrets(config, powertoolsFetcher);
+    const resolved = await resolving(config, {
+      [SM_ARN]: PASSWORD,
+      '/pushwire/prod/jwt-secret': JWT_SECRET,
+    });
 
     // Assess
     const url = new URL(resolved.redis.urls[0] as string);
     expect(decodeURIComponent(url.password)).toBe(PASSWORD);
     expect(url.host).toBe('cache.example:6379');
+    const sm = received.find((r) => r.target === 'secretsmanager.GetSecretValue');
+    expect(sm?.body).toEqual({ SecretId: SM_ARN });
+    expect(String(sm?.headers.authorization)).toMatch(/\/us-east-1\/secretsmanager\//);
   });
 
-  // Powertools caches values by name for a few seconds: each test uses its own names.
   it('fails with the variable and parameter name, not a value, when a parameter is missing', async () => {
     // Prepare
-    ssm.on(GetParameterCommand).rejects(
-      Object.assign(new Error('Parameter /pushwire/prod2/jwt-secret not found.'), {
-        name: 'ParameterNotFound',
-      }),
-    );
     const config = deployed({
       REDIS_URL: 'rediss://cache.example:6379',
-      JWT_SECRET_PARAMETER: '/pushwire/prod2/jwt-secret',
+      JWT_SECRET_PARAMETER: '/pushwire/prod/jwt-secret',
     });
 
     // Act
-    const error = await resolveSecrets(config, powertoolsFetcher).catch((e: unknown) => e);
+    const error = await resolving(config, {}).catch((e: unknown) => e);
 
     // Assess
     expect(error).toBeInstanceOf(ConfigError);
-    expect((error as Error).message).toMatch(
-      /^JWT_SECRET_PARAMETER names "\/pushwire\/prod2\/jwt-secret", which cannot be read: GetParameterError: Parameter \/pushwire\/prod2\/jwt-secret not found/,
+    expect((error as Error).message).toBe(
+      'JWT_SECRET_PARAMETER names "/pushwire/prod/jwt-secret", which cannot be read: ParameterNotFound: /pushwire/prod/jwt-secret not found.',
     );
   });
 
   it('refuses a fetched secret shorter than 32 bytes without showing it', async () => {
     // Prepare
-    ssm.on(GetParameterCommand).resolves({ Parameter: { Value: 'short-secret' } });
     const config = deployed({
       REDIS_URL: 'rediss://cache.example:6379',
-      JWT_SECRET_PARAMETER: '/pushwire/prod3/jwt-secret',
+      JWT_SECRET_PARAMETER: '/pushwire/prod/jwt-secret',
     });
 
     // Act
-    const error = await resolveSecrets(config, powertoolsFetcher).catch((e: unknown) => e);
+    const error = await resolving(config, { '/pushwire/prod/jwt-secret': 'short-secret' }).catch(
+      (e: unknown) => e,
+    );
 
     // Assess
     expect((error as Error).message).toMatch(/JWT_SECRET is too short/);
@@ -111,34 +170,31 @@ describe('resolveSecrets with Powertools Parameters (SSM mocked)', () => {
 
   it('refuses a plain redis:// URL fetched for a deployed stage', async () => {
     // Prepare
-    ssm
-      .on(GetParameterCommand, { Name: '/pushwire/prod4/redis-url' })
-      .resolves({ Parameter: { Value: 'redis://cache.example:6379' } })
-      .on(GetParameterCommand, { Name: '/pushwire/prod4/jwt-secret' })
-      .resolves({ Parameter: { Value: JWT_SECRET } });
     const config = deployed({
-      REDIS_URL_PARAMETER: '/pushwire/prod4/redis-url',
-      JWT_SECRET_PARAMETER: '/pushwire/prod4/jwt-secret',
+      REDIS_URL_PARAMETER: '/pushwire/prod/redis-url',
+      JWT_SECRET_PARAMETER: '/pushwire/prod/jwt-secret',
     });
 
     // Act
-    const error = await resolveSecrets(config, powertoolsFetcher).catch((e: unknown) => e);
+    const error = await resolving(config, {
+      '/pushwire/prod/redis-url': 'redis://cache.example:6379',
+      '/pushwire/prod/jwt-secret': JWT_SECRET,
+    }).catch((e: unknown) => e);
 
     // Assess
     expect((error as Error).message).toMatch(/must be rediss:\/\/ \(TLS\) on a deployed stage/);
   });
 
-  it('asks nothing of AWS when no parameter is named (local: plain variables)', async () => {
+  it('asks nothing when no parameter is named (local: plain variables)', async () => {
     // Prepare
     const config = loadConfig({ REDIS_URL: 'redis://localhost:6379', JWT_SECRET });
 
     // Act
-    const resolved = await resolveSecrets(config, powertoolsFetcher);
+    const resolved = await resolving(config, {});
 
     // Assess
     expect(resolved).toStrictEqual(config);
-    expect(ssm.calls()).toHaveLength(0);
-    expect(secretsManager.calls()).toHaveLength(0);
+    expect(received).toEqual([]);
   });
 });
 
