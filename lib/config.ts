@@ -92,8 +92,8 @@ const EnvSchema = v.object({
   MAX_TOPICS_PER_CONNECTION: int('MAX_TOPICS_PER_CONNECTION', 100, 1, 10_000),
   MAX_CONNECTIONS_PER_USER: int('MAX_CONNECTIONS_PER_USER', 50, 1, 100_000),
   REPLAYS_PER_MINUTE: int('REPLAYS_PER_MINUTE', 10, 1, 10_000),
-  // This API's management endpoint (set by the template): `deliver` posts
-  // there, to WS_CALLBACK_URL, and to endpoints the registry recorded.
+  // An endpoint `deliver` may post to besides WS_CALLBACK_URL and the
+  // endpoints the registry recorded connections with.
   WS_API_ENDPOINT: url('WS_API_ENDPOINT'),
   // The SDK's standard per-service endpoint overrides (tests' stand-ins).
   AWS_ENDPOINT_URL_SSM: url('AWS_ENDPOINT_URL_SSM'),
