@@ -153,7 +153,7 @@ describe('$default: token expiry binds the connection', () => {
     });
 
     // Assess
-    expect(reply).toEqual({ type: 'pong' });
+    expect(reply).toEqual({ type: 'pong', connectionId: 'c1' });
   });
 
   it('refreshes in place with a token of the same user, dropping topics it no longer grants', async () => {
