@@ -1,8 +1,8 @@
 import middy from '@middy/core';
 import { gateway, invokeChunk } from '../lib/aws-clients.js';
-import { config, dedup, logger, registry } from '../lib/clients.js';
+import { config, dedup, loadSecrets, logger, registry } from '../lib/clients.js';
 import { publish } from '../lib/delivery/publish.js';
-import { invokeErrors } from '../lib/edge/middleware.js';
+import { invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
 
 /** `publish`: invoked by backend services (Lambda Invoke). See README, "Publishing". */
 export const handler = middy(async (event: unknown) => {
@@ -22,4 +22,6 @@ export const handler = middy(async (event: unknown) => {
   });
   logger().info('published', { ...result });
   return result;
-}).use(invokeErrors({ logger }));
+})
+  .use(invokeErrors({ logger }))
+  .use(secretsLoaded(loadSecrets));

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import pMap from 'p-map';
 import * as v from 'valibot';
-import { MAX_MESSAGE_BYTES, MAX_TARGETS, MAX_USER_ID_LENGTH } from '../constants.js';
-import { describeIssues, Topic } from '../edge/protocol.js';
+import { MAX_MESSAGE_BYTES, MAX_TARGETS } from '../constants.js';
+import { describeIssues, Topic, UserId } from '../edge/protocol.js';
 import { PublishInProgressError, TooLargeError, ValidationError } from '../errors.js';
 import type { Audience, Recipient } from '../registry/keys.js';
 import type { ConnectionRegistry } from '../registry/types.js';
@@ -18,11 +18,6 @@ import { messageFrame } from './frame.js';
 
 export { messageFrame };
 
-const UserId = v.pipe(
-  v.string('user ids are strings'),
-  v.minLength(1),
-  v.maxLength(MAX_USER_ID_LENGTH),
-);
 const ConnectionId = v.pipe(
   v.string('connection ids are strings'),
   v.minLength(1),

@@ -36,6 +36,12 @@ export interface Keys {
   dedup(publishId: string): string;
   /** STRING: the history cursor a publish `id` was stored under in this audience's stream. */
   publishId(audience: Audience, publishId: string): string;
+  /** STRING: when the user's tokens were last revoked (ms); tokens issued before are refused. In the user's slot. */
+  revoked(userId: string): string;
+  /** STRING: replays (resume, subscribe with since) this connection made in the current minute. */
+  connectionReplays(connectionId: string): string;
+  /** SET of the management endpoints connections were recorded with (what `deliver` may post to). */
+  endpoints(): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -57,6 +63,9 @@ export function createKeys(prefix: string): Keys {
     dedup: (id) => `${prefix}d:{${id}}`,
     // Same slot as the audience's stream: publish.lua reads and writes it.
     publishId: (audience, id) => `${audienceTag(audience.kind, audience.name)}:i:${id}`,
+    revoked: (userId) => `${prefix}u:{u:${userId}}:rv`,
+    connectionReplays: (id) => `${prefix}c:{${id}}:rp`,
+    endpoints: () => `${prefix}endpoints`,
   };
 }
 
@@ -64,6 +73,12 @@ export function createKeys(prefix: string): Keys {
 export interface Recipient {
   connectionId: string;
   endpoint: string;
+  /**
+   * When the connection's token expires (ms). Not part of the member: it
+   * bounds the member's score (its expiry), so a publish skips the member
+   * once the token has expired, at no extra cost.
+   */
+  tokenExpiresAt?: number;
 }
 
 /**

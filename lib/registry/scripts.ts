@@ -1,6 +1,7 @@
 import type { Cluster, Redis, Result } from 'ioredis';
 import publishLua from './scripts/publish.lua';
 import resumeLua from './scripts/resume.lua';
+import topicAddLua from './scripts/topic-add.lua';
 
 /**
  * Registers our Lua scripts on a client. ioredis sends EVALSHA and falls back
@@ -10,6 +11,7 @@ export function defineScripts(redis: Redis | Cluster): void {
   if (typeof (redis as Partial<Redis>).pwPublish === 'function') return;
   redis.defineCommand('pwPublish', { numberOfKeys: 4, lua: publishLua });
   redis.defineCommand('pwResume', { numberOfKeys: 4, lua: resumeLua });
+  redis.defineCommand('pwTopicAdd', { numberOfKeys: 1, lua: topicAddLua });
 }
 
 declare module 'ioredis' {
@@ -37,5 +39,11 @@ declare module 'ioredis' {
       expiryMs: number,
       liveTtlSeconds: number,
     ): Result<string[], Context>;
+    pwTopicAdd(
+      topics: string,
+      topic: string,
+      maxTopics: number,
+      ttlSeconds: number,
+    ): Result<number, Context>;
   }
 }

@@ -2,7 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../lib/config.js';
 import { ConfigError } from '../../lib/errors.js';
 
-const MINIMAL = { REDIS_URL: 'redis://localhost:6379', JWT_SECRET: 'shh' };
+const SECRET = 'a-local-secret-of-at-least-32-bytes';
+const MINIMAL = { REDIS_URL: 'redis://localhost:6379', JWT_SECRET: SECRET };
+const SECURITY_DEFAULTS = {
+  stage: 'local',
+  deployed: false,
+  allowPlaintextRedis: false,
+  limits: { topicsPerConnection: 100, connectionsPerUser: 50, replaysPerMinute: 10 },
+  allowedEndpoints: [],
+  secretEndpoints: {},
+};
 
 /** Runs loadConfig and returns the ConfigError it threw. */
 function refusal(env: Record<string, string | undefined>): ConfigError {
@@ -23,7 +32,8 @@ describe('loadConfig', () => {
     // Assess
     expect(config).toStrictEqual({
       redis: { urls: ['redis://localhost:6379'], cluster: false, prefix: 'pw:' },
-      jwt: { secret: 'shh' },
+      jwt: { secret: SECRET, maxTokenAgeSeconds: 3_600, clockToleranceSeconds: 30 },
+      ...SECURITY_DEFAULTS,
       connectionTtlSeconds: 660,
       history: { size: 100, ttlSeconds: 86_400 },
       dedupTtlSeconds: 86_400,
@@ -86,7 +96,11 @@ describe('loadConfig', () => {
         jwksUrl: 'https://auth.example.com/.well-known/jwks.json',
         issuer: 'https://auth.example.com/',
         audience: 'push',
+        maxTokenAgeSeconds: 3_600,
+        clockToleranceSeconds: 30,
       },
+      ...SECURITY_DEFAULTS,
+      allowedEndpoints: ['http://localhost:3001'],
       callbackUrl: 'http://localhost:3001',
       lambdaEndpoint: 'http://localhost:3002',
       connectionTtlSeconds: 900,
@@ -158,12 +172,14 @@ describe('loadConfig', () => {
     const error = refusal({ ...MINIMAL, REDIS_URL: '' });
 
     // Assess
-    expect(error.message).toBe('Environment variable REDIS_URL is required');
+    expect(error.message).toBe(
+      'Environment variable REDIS_URL (or REDIS_URL_PARAMETER) is required',
+    );
   });
 
   it('refuses a missing REDIS_URL and names it', () => {
     // Act
-    const error = refusal({ JWT_SECRET: 'shh' });
+    const error = refusal({ JWT_SECRET: SECRET });
 
     // Assess
     expect(error).toBeInstanceOf(ConfigError);
