@@ -1,7 +1,7 @@
 import middy from '@middy/core';
-import { config, logger, registry, verifyToken } from '../lib/clients.js';
+import { config, loadSecrets, logger, registry, verifyToken } from '../lib/clients.js';
 import { parseWebSocketEvent } from '../lib/edge/events.js';
-import { webSocketErrors } from '../lib/edge/middleware.js';
+import { secretsLoaded, webSocketErrors } from '../lib/edge/middleware.js';
 import { MetricName, metrics, withMetrics } from '../lib/observability/metrics.js';
 import { connect } from '../lib/session/session.js';
 
@@ -22,11 +22,17 @@ export const handler = middy(async (event: unknown) => {
       ...(query?.['token'] && { token: query['token'] }),
       ...(query?.['since'] && { since: query['since'] }),
     },
-    { registry: registry(), verifyToken: verifyToken(), ...(callbackUrl && { callbackUrl }) },
+    {
+      registry: registry(),
+      verifyToken: verifyToken(),
+      limits: config().limits,
+      ...(callbackUrl && { callbackUrl }),
+    },
   );
   metrics().addMetric(MetricName.Connects, 'Count', 1);
   logger().debug('connected', { connectionId: requestContext.connectionId, userId });
   return { statusCode: 200 };
 })
   .use(withMetrics())
-  .use(webSocketErrors({ logger, metrics, route: 'connect' }));
+  .use(webSocketErrors({ logger, metrics, route: 'connect' }))
+  .use(secretsLoaded(loadSecrets));

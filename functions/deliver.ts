@@ -1,9 +1,9 @@
 import middy from '@middy/core';
 import { gateway } from '../lib/aws-clients.js';
-import { config, logger, registry } from '../lib/clients.js';
-import { chunkJobs, parseDeliverChunk } from '../lib/delivery/chunks.js';
+import { config, loadSecrets, logger, registry } from '../lib/clients.js';
+import { checkChunkEndpoints, chunkJobs, parseDeliverChunk } from '../lib/delivery/chunks.js';
 import { deliver } from '../lib/delivery/fanout.js';
-import { invokeErrors } from '../lib/edge/middleware.js';
+import { invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
 import { metrics, withMetrics } from '../lib/observability/metrics.js';
 
 /**
@@ -13,6 +13,9 @@ import { metrics, withMetrics } from '../lib/observability/metrics.js';
  */
 export const handler = middy(async (event: unknown) => {
   const chunk = parseDeliverChunk(event);
+  await checkChunkEndpoints(chunk, config().allowedEndpoints, (endpoints) =>
+    registry().endpointsKnown(endpoints),
+  );
   return deliver(chunkJobs(chunk), {
     gateway: gateway(),
     prune: (connectionId) => registry().remove(connectionId),
@@ -21,4 +24,5 @@ export const handler = middy(async (event: unknown) => {
   });
 })
   .use(withMetrics())
-  .use(invokeErrors({ logger, metrics }));
+  .use(invokeErrors({ logger, metrics }))
+  .use(secretsLoaded(loadSecrets));

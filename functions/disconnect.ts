@@ -1,7 +1,7 @@
 import middy from '@middy/core';
-import { logger, registry } from '../lib/clients.js';
+import { loadSecrets, logger, registry } from '../lib/clients.js';
 import { parseWebSocketEvent } from '../lib/edge/events.js';
-import { webSocketErrors } from '../lib/edge/middleware.js';
+import { secretsLoaded, webSocketErrors } from '../lib/edge/middleware.js';
 import { MetricName, metrics, withMetrics } from '../lib/observability/metrics.js';
 import { disconnect } from '../lib/session/session.js';
 
@@ -13,4 +13,5 @@ export const handler = middy(async (event: unknown) => {
   return { statusCode: 200 };
 })
   .use(withMetrics())
-  .use(webSocketErrors({ logger, metrics, route: 'disconnect' }));
+  .use(webSocketErrors({ logger, metrics, route: 'disconnect' }))
+  .use(secretsLoaded(loadSecrets));

@@ -1,12 +1,13 @@
 import middy from '@middy/core';
-import { logger } from '../lib/clients.js';
-import { invokeErrors } from '../lib/edge/middleware.js';
+import { loadSecrets, logger } from '../lib/clients.js';
+import { invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
 import { publishObserved } from '../lib/edge/operations.js';
 import { metrics, withMetrics } from '../lib/observability/metrics.js';
 import { withTracing } from '../lib/observability/tracing.js';
 
-/** `publish`: invoked by backend services (Lambda Invoke). See README, "Publishing". */
+/** `publish`: invoked by backend services (Lambda Invoke). See README, "Backend API". */
 export const handler = middy(async (event: unknown) => publishObserved(event))
   .use(withMetrics())
   .use(withTracing())
-  .use(invokeErrors({ logger, metrics }));
+  .use(invokeErrors({ logger, metrics }))
+  .use(secretsLoaded(loadSecrets));

@@ -49,3 +49,8 @@ export function frameBody(event: WebSocketEvent): string | undefined {
   if (typeof body === 'object') return Buffer.from(body.data).toString('utf8');
   return event.isBase64Encoded ? Buffer.from(body, 'base64').toString('utf8') : body;
 }
+
+/** Where the management API of the API holding a connection lives. */
+export function callbackEndpoint(domainName: string, stage: string, callbackUrl?: string): string {
+  return callbackUrl ?? `https://${domainName}/${stage}`;
+}

@@ -19,7 +19,7 @@ export interface Operations {
 
 export async function publishObserved(input: unknown): Promise<PublishResult> {
   const started = performance.now();
-  const { fanout } = config();
+  const { fanout, delivery } = config();
   const result = await publish(input, {
     registry: registry(),
     dedup: dedup(),
@@ -28,7 +28,9 @@ export async function publishObserved(input: unknown): Promise<PublishResult> {
     logger: logger(),
     concurrency: fanout.concurrency,
     chunkSize: fanout.chunk,
+    chunkMaxBytes: delivery.chunkMaxBytes,
     parallelChunks: fanout.parallelChunks,
+    deliverAttempts: delivery.deliverAttempts,
     invokeChunk: invokeChunk(),
   });
   recordPublish(metrics(), result, performance.now() - started);
@@ -39,5 +41,12 @@ export async function publishObserved(input: unknown): Promise<PublishResult> {
 export const operations: Operations = {
   publish: publishObserved,
   presence: (input) => presence(input, { registry: registry() }),
-  kick: (input) => kick(input, { registry: registry(), gateway: gateway(), logger: logger() }),
+  kick: (input) =>
+    kick(input, {
+      registry: registry(),
+      gateway: gateway(),
+      logger: logger(),
+      // A revocation outlives every token issued before it (as functions/kick.ts).
+      revocationTtlSeconds: config().jwt.maxTokenAgeSeconds + config().jwt.clockToleranceSeconds,
+    }),
 };
