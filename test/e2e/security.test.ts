@@ -210,7 +210,10 @@ describe('deliver', () => {
     // Act
     const reply = await stack.offline.invoke<{ error?: { code: string; message: string } }>(
       'deliver',
-      { jobs: [{ frame: '{"type":"message"}', recipients: [['c1', 'http://127.0.0.1:9/steal']] }] },
+      {
+        message: { id: 'm1', data: { steal: true } },
+        jobs: [{ recipients: [['c1', 'http://127.0.0.1:9/steal']] }],
+      },
     );
 
     // Assess

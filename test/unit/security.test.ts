@@ -382,7 +382,8 @@ describe('one rule for user ids in the backend API', () => {
 describe('deliver posts only to endpoints it knows', () => {
   const chunk = (...endpoints: string[]) =>
     parseDeliverChunk({
-      jobs: [{ frame: '{}', recipients: endpoints.map((e, i) => [`c${i}`, e]) }],
+      message: { id: 'm1', data: {} },
+      jobs: [{ recipients: endpoints.map((e, i) => [`c${i}`, e]) }],
     });
 
   it('refuses a chunk naming an endpoint neither ours nor recorded, whole', async () => {
