@@ -21,11 +21,15 @@ export interface BundleRow {
  * SigV4 signer, ~16 KB, had been only in the functions that post), and
  * `default` verifies tokens for the `auth` refresh (jose, ~19 KB). Measured
  * (esbuild, minified): connect 253 KB, default 260 KB.
+ *
+ * Issue 10 adds Powertools Metrics to every function (10.5 KB minified: the
+ * replays, refusals, internal errors and cold starts an operator watches),
+ * which puts `default` at 275.0 KB (262.4 KB before): its target is 280 KB.
  */
 export const BUNDLE_LIMITS: Record<string, number> = {
   connect: 275_000,
   disconnect: 275_000,
-  default: 275_000,
+  default: 280_000,
   publish: 700_000,
   deliver: 700_000,
 };

@@ -2,7 +2,7 @@ import middy from '@middy/core';
 import { config, loadSecrets, logger, registry, verifyToken } from '../lib/clients.js';
 import { parseWebSocketEvent } from '../lib/edge/events.js';
 import { secretsLoaded, webSocketErrors } from '../lib/edge/middleware.js';
-import { MetricName, metrics, withMetrics } from '../lib/observability/metrics.js';
+import { metrics, withMetrics } from '../lib/observability/metrics.js';
 import { connect } from '../lib/session/session.js';
 
 /**
@@ -29,7 +29,7 @@ export const handler = middy(async (event: unknown) => {
       ...(callbackUrl && { callbackUrl }),
     },
   );
-  metrics().addMetric(MetricName.Connects, 'Count', 1);
+  metrics().addMetric('Connects', 'Count', 1);
   logger().debug('connected', { connectionId: requestContext.connectionId, userId });
   return { statusCode: 200 };
 })

@@ -1,6 +1,7 @@
 import middy from '@middy/core';
-import { logger } from '../lib/clients.js';
+import { loadSecrets, logger } from '../lib/clients.js';
 import { handleHttp } from '../lib/edge/http.js';
+import { secretsLoaded } from '../lib/edge/middleware.js';
 import { operations } from '../lib/edge/operations.js';
 import { metrics, withMetrics } from '../lib/observability/metrics.js';
 import { withTracing } from '../lib/observability/tracing.js';
@@ -10,4 +11,7 @@ export const handler = middy(async (event: unknown) =>
   handleHttp(event, { operations, logger: logger(), metrics: metrics() }),
 )
   .use(withMetrics())
-  .use(withTracing());
+  .use(withTracing())
+  // A failed secrets load is thrown: API Gateway answers 502, Lambda counts
+  // an error (the errors alarm), and the next call retries the load.
+  .use(secretsLoaded(loadSecrets));

@@ -1,7 +1,7 @@
 import middy from '@middy/core';
-import { logger } from '../lib/clients.js';
+import { loadSecrets, logger } from '../lib/clients.js';
 import { handleQueueBatch, isEventBridgeEvent, requestFromEvent } from '../lib/edge/batch.js';
-import { invokeErrors } from '../lib/edge/middleware.js';
+import { invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
 import { operations } from '../lib/edge/operations.js';
 import { metrics, withMetrics } from '../lib/observability/metrics.js';
 import { withTracing } from '../lib/observability/tracing.js';
@@ -17,4 +17,5 @@ export const handler = middy(async (event: unknown) => {
 })
   .use(withMetrics())
   .use(withTracing())
-  .use(invokeErrors({ logger, metrics }));
+  .use(invokeErrors({ logger, metrics }))
+  .use(secretsLoaded(loadSecrets));

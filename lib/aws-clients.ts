@@ -1,7 +1,7 @@
 import { config, once } from './clients.js';
 import type { ChunkInvoker } from './delivery/chunks.js';
 import type { Gateway, GatewayResult } from './gateway/gateway.js';
-import { MetricName, tally } from './observability/metrics.js';
+import { tally } from './observability/metrics.js';
 
 /**
  * Clients of AWS services, built once per container and loaded on first use.
@@ -36,7 +36,7 @@ export const gateway = /* @__PURE__ */ once(
         throttleMaxAttempts: c.fanout.throttleMaxAttempts,
         throttleBudgetMs: c.fanout.throttleBudgetMs,
         requestTimeoutMs: c.delivery.managementApiTimeoutMs,
-        onThrottle: () => tally(MetricName.ThrottledRetries),
+        onThrottle: () => tally('ThrottledRetries'),
       };
       const [{ SignedHttpGateway }, { credentialsProvider }] = await Promise.all([
         import('./gateway/signed.js'),

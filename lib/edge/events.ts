@@ -12,13 +12,10 @@ const RequestContext = v.object({
 
 /**
  * A binary frame's bytes. API Gateway base64-encodes them (isBase64Encoded);
- * serverless-offline hands the raw bytes over instead, which reach the handler
- * as a Uint8Array, or as a serialised Buffer (`{type:'Buffer',data:[…]}`).
+ * serverless-offline hands the raw bytes over instead (a Uint8Array once
+ * through its worker thread).
  */
-const Bytes = v.union([
-  v.instance(Uint8Array),
-  v.object({ type: v.literal('Buffer'), data: v.array(v.number()) }),
-]);
+const Bytes = v.instance(Uint8Array);
 
 export const WebSocketEvent = v.object({
   requestContext: RequestContext,
@@ -45,8 +42,7 @@ export function parseWebSocketEvent(event: unknown): WebSocketEvent {
 export function frameBody(event: WebSocketEvent): string | undefined {
   const body = event.body;
   if (body == null) return undefined;
-  if (body instanceof Uint8Array) return Buffer.from(body).toString('utf8');
-  if (typeof body === 'object') return Buffer.from(body.data).toString('utf8');
+  if (typeof body !== 'string') return Buffer.from(body).toString('utf8');
   return event.isBase64Encoded ? Buffer.from(body, 'base64').toString('utf8') : body;
 }
 

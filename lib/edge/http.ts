@@ -1,6 +1,6 @@
 import * as v from 'valibot';
 import { PushwireError, toPublicError, ValidationError } from '../errors.js';
-import { MetricName, type MetricsRecorder, recordBy } from '../observability/metrics.js';
+import { type MetricsRecorder, recordBy } from '../observability/metrics.js';
 import type { Operations } from './operations.js';
 import { describeIssues } from './protocol.js';
 
@@ -101,10 +101,10 @@ export async function handleHttp(
     const shown = toPublicError(error);
     if (shown.status >= 500) {
       deps.logger.error('http request failed', { error });
-      deps.metrics?.addMetric(MetricName.InternalErrors, 'Count', 1);
+      deps.metrics?.addMetric('InternalErrors', 'Count', 1);
     } else {
       deps.logger.info('http request refused', { code: shown.code, reason: shown.message });
-      if (deps.metrics) recordBy(deps.metrics, MetricName.RequestsRefused, 'reason', shown.code);
+      if (deps.metrics) recordBy(deps.metrics, 'RequestsRefused', 'reason', shown.code);
     }
     return json(shown.status, { error: { code: shown.code, message: shown.message } });
   }

@@ -4,7 +4,7 @@ import * as v from 'valibot';
 import { reason } from '../delivery/fanout.js';
 import { PushwireError, toPublicError } from '../errors.js';
 import type { Gateway } from '../gateway/gateway.js';
-import { MetricName, type MetricsRecorder, recordBy } from '../observability/metrics.js';
+import { type MetricsRecorder, recordBy } from '../observability/metrics.js';
 import { callbackEndpoint, WebSocketEvent } from './events.js';
 import { encodeFrame } from './protocol.js';
 
@@ -53,15 +53,15 @@ export function webSocketErrors(
       const shown = toPublicError(error);
       // API Gateway shows a refused handshake's client only the HTTP status,
       // so the reason lives here, with the connection id to find it by.
-      const connectionId = (request.event as { requestContext?: { connectionId?: unknown } })
-        ?.requestContext?.connectionId;
+      // (Undefined fields are left out of the JSON log line.)
       const context = {
-        ...(options.route && { route: options.route }),
-        ...(typeof connectionId === 'string' && { connectionId }),
+        route: options.route,
+        connectionId: (request.event as { requestContext?: { connectionId?: unknown } })
+          ?.requestContext?.connectionId,
       };
       if (shown.status >= 500) {
         options.logger().error('request failed', { ...context, error: error as Error });
-        options.metrics?.().addMetric(MetricName.InternalErrors, 'Count', 1);
+        options.metrics?.().addMetric('InternalErrors', 'Count', 1);
       } else {
         options
           .logger()
@@ -71,7 +71,7 @@ export function webSocketErrors(
             reason: shown.message,
           });
         if (options.route === 'connect' && options.metrics)
-          recordBy(options.metrics(), MetricName.HandshakesRefused, 'reason', shown.code);
+          recordBy(options.metrics(), 'HandshakesRefused', 'reason', shown.code);
       }
       const body = encodeFrame({ type: 'error', code: shown.code, message: shown.message });
       if (shown.closesConnection && options.gateway) {
@@ -127,13 +127,12 @@ export function invokeErrors(options: {
       const error = request.error;
       if (error instanceof PushwireError && error.expose && error.status < 500) {
         options.logger().info('request refused', { code: error.code, reason: error.message });
-        if (options.metrics)
-          recordBy(options.metrics(), MetricName.RequestsRefused, 'reason', error.code);
+        if (options.metrics) recordBy(options.metrics(), 'RequestsRefused', 'reason', error.code);
         request.response = { error: { code: error.code, message: error.message } };
         return;
       }
       options.logger().error('invocation failed', { error: error as Error });
-      options.metrics?.().addMetric(MetricName.InternalErrors, 'Count', 1);
+      options.metrics?.().addMetric('InternalErrors', 'Count', 1);
     },
   };
 }

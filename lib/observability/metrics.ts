@@ -13,24 +13,24 @@ import { once } from '../clients.js';
  */
 export const METRICS_NAMESPACE = 'pushwire';
 
-export const MetricName = {
-  ColdStart: 'ColdStart',
-  Connects: 'Connects',
-  HandshakesRefused: 'HandshakesRefused',
-  Disconnects: 'Disconnects',
-  InternalErrors: 'InternalErrors',
-  Publishes: 'Publishes',
-  PublishDuplicates: 'PublishDuplicates',
-  PublishRecipients: 'PublishRecipients',
-  PublishDelivered: 'PublishDelivered',
-  PublishGone: 'PublishGone',
-  PublishFailed: 'PublishFailed',
-  PublishChunks: 'PublishChunks',
-  PublishDuration: 'PublishDuration',
-  RequestsRefused: 'RequestsRefused',
-  Replays: 'Replays',
-  ThrottledRetries: 'ThrottledRetries',
-} as const;
+/** Every metric pushwire emits (string literals, so a bundle carries only the names it uses). */
+export type MetricName =
+  | 'ColdStart'
+  | 'Connects'
+  | 'HandshakesRefused'
+  | 'Disconnects'
+  | 'InternalErrors'
+  | 'Publishes'
+  | 'PublishDuplicates'
+  | 'PublishRecipients'
+  | 'PublishDelivered'
+  | 'PublishGone'
+  | 'PublishFailed'
+  | 'PublishChunks'
+  | 'PublishDuration'
+  | 'RequestsRefused'
+  | 'Replays'
+  | 'ThrottledRetries';
 
 /** Built once per container; the same instance collects for every invocation. */
 export const metrics = /* @__PURE__ */ once(() => new Metrics({ namespace: METRICS_NAMESPACE }));
@@ -58,20 +58,25 @@ export interface PublishCounts {
 export function recordPublish(m: MetricsRecorder, result: PublishCounts, durationMs: number): void {
   // A repeated id sent nothing: counting its zeros would skew the per-publish figures.
   if (result.duplicate) {
-    m.addMetric(MetricName.PublishDuplicates, MetricUnit.Count, 1);
+    m.addMetric('PublishDuplicates', MetricUnit.Count, 1);
     return;
   }
-  m.addMetric(MetricName.Publishes, MetricUnit.Count, 1);
-  m.addMetric(MetricName.PublishRecipients, MetricUnit.Count, result.recipients);
-  m.addMetric(MetricName.PublishDelivered, MetricUnit.Count, result.delivered);
-  m.addMetric(MetricName.PublishGone, MetricUnit.Count, result.gone);
-  m.addMetric(MetricName.PublishFailed, MetricUnit.Count, result.failed);
-  m.addMetric(MetricName.PublishChunks, MetricUnit.Count, result.chunks);
-  m.addMetric(MetricName.PublishDuration, MetricUnit.Milliseconds, durationMs);
+  m.addMetric('Publishes', MetricUnit.Count, 1);
+  m.addMetric('PublishRecipients', MetricUnit.Count, result.recipients);
+  m.addMetric('PublishDelivered', MetricUnit.Count, result.delivered);
+  m.addMetric('PublishGone', MetricUnit.Count, result.gone);
+  m.addMetric('PublishFailed', MetricUnit.Count, result.failed);
+  m.addMetric('PublishChunks', MetricUnit.Count, result.chunks);
+  m.addMetric('PublishDuration', MetricUnit.Milliseconds, durationMs);
 }
 
 /** A count with one extra dimension (a reason, an outcome), emitted as its own EMF line. */
-export function recordBy(m: MetricsRecorder, name: string, dimension: string, value: string): void {
+export function recordBy(
+  m: MetricsRecorder,
+  name: MetricName,
+  dimension: string,
+  value: string,
+): void {
   const single = m.singleMetric();
   single.addDimension(dimension, value);
   single.addMetric(name, MetricUnit.Count, 1);
@@ -84,7 +89,7 @@ export function recordReplay(
 ): void {
   recordBy(
     m,
-    MetricName.Replays,
+    'Replays',
     'outcome',
     outcome.gone ? 'gone' : outcome.recovered ? 'recovered' : 'not_recovered',
   );
@@ -96,9 +101,9 @@ export function recordReplay(
  * `addMetric` per retry would be thousands of values (Powertools writes a
  * line per 100 values of a metric).
  */
-const tallies = new Map<string, number>();
+const tallies = new Map<MetricName, number>();
 
-export function tally(name: string, value = 1): void {
+export function tally(name: MetricName, value = 1): void {
   tallies.set(name, (tallies.get(name) ?? 0) + value);
 }
 
