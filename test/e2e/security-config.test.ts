@@ -1,39 +1,73 @@
+import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { devToken } from '../../scripts/token.js';
-import { HandshakeRefused, TestClient } from '../helpers/client.js';
-import { eventually } from '../helpers/offline.js';
-import { useStack } from '../helpers/stack.js';
+import { freePort } from '../../scripts/redis-server.js';
 
 /**
- * A configuration that would be unsafe fails every cold start with the
- * variable's name and the reason, and nothing is stored: here a 16-byte
- * HS256 secret (issue 9 found a 1-character one accepted).
+ * A configuration that would be unsafe stops `npm start` before anything
+ * starts, with the variable's name and the reason (issue 10: it used to say
+ * "pushwire is up" and then answer every handshake with 500); here a 16-byte
+ * HS256 secret (issue 9 found a 1-character one accepted). The functions run
+ * the same check at every cold start (lib/config.ts, its unit tests).
  */
 
 const SHORT = 'sixteen-bytes-xx';
-const stack = useStack({ env: { JWT_SECRET: SHORT } });
+
+/** Runs `npm start`'s script to its exit; resolves with the exit code and everything it printed. */
+function start(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    void (async () => {
+      const ports = [await freePort(), await freePort(), await freePort()].map(String);
+      const child = spawn(
+        'node_modules/.bin/tsx',
+        [
+          'scripts/start.ts',
+          '--websocketPort',
+          ports[0] as string,
+          '--lambdaPort',
+          ports[1] as string,
+          '--httpPort',
+          ports[2] as string,
+        ],
+        { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+      });
+      child.stderr.on('data', (chunk: Buffer) => {
+        output += chunk.toString();
+      });
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`npm start did not stop on a bad configuration:\n${output}`));
+      }, 30_000);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        resolve({ code, output });
+      });
+    })().catch(reject);
+  });
+}
 
 describe('an unsafe configuration', () => {
-  it('refuses every connection (500) and logs why, naming JWT_SECRET but not its value', async () => {
+  it('stops npm start before anything starts, naming JWT_SECRET but not its value', async () => {
     // Act
-    const status = await TestClient.connect(
-      stack.offline.wsUrl({ token: await devToken('u1', { secret: SHORT }) }),
-    ).then(
-      (c) => {
-        stack.open.push(c);
-        return 'accepted';
-      },
-      (e: unknown) => (e instanceof HandshakeRefused ? e.status : String(e)),
-    );
+    const { code, output } = await start({ JWT_SECRET: SHORT });
 
     // Assess
-    expect(status).toBe(500);
-    await eventually(
-      () => stack.offline.output().includes('JWT_SECRET is too short'),
-      10_000,
-      'the cold start failure in the log',
-    );
-    expect(stack.offline.output()).not.toContain(SHORT);
-    expect(await stack.probe.redis.dbsize()).toBe(0);
+    expect(code).toBe(1);
+    expect(output).toContain('pushwire: not starting: JWT_SECRET is too short');
+    expect(output).not.toContain(SHORT);
+    expect(output).not.toContain('redis-server');
+    expect(output).not.toContain('pushwire is up');
+  });
+
+  it('names a variable that is not a number, and stops', async () => {
+    // Act
+    const { code, output } = await start({ FANOUT_CHUNK: 'lots' });
+
+    // Assess
+    expect(code).toBe(1);
+    expect(output).toContain('FANOUT_CHUNK must be an integer');
   });
 });
