@@ -1,6 +1,6 @@
 import middy from '@middy/core';
 import { gateway } from '../lib/aws-clients.js';
-import { logger, registry } from '../lib/clients.js';
+import { config, logger, registry } from '../lib/clients.js';
 import { frameBody, parseWebSocketEvent } from '../lib/edge/events.js';
 import { webSocketErrors } from '../lib/edge/middleware.js';
 import { encodeFrame } from '../lib/edge/protocol.js';
@@ -14,4 +14,4 @@ export const handler = middy(async (event: unknown) => {
     gateway: gateway(),
   });
   return { statusCode: 200, body: encodeFrame(reply) };
-}).use(webSocketErrors({ logger }));
+}).use(webSocketErrors({ logger, gateway, callbackUrl: () => config().callbackUrl }));

@@ -9,18 +9,26 @@ export class PushwireError extends Error {
   readonly code: string;
   readonly status: number;
   readonly expose: boolean;
+  /**
+   * On a WebSocket frame: after the error frame, close the socket (through the
+   * management API), so that any client, not only ours, reconnects. For errors
+   * no later frame on this connection can recover from (`unknown_connection`,
+   * `token_expired`). Only honoured for exposed errors.
+   */
+  readonly closesConnection: boolean;
 
   constructor(
     code: string,
     message: string,
     status: number,
     expose = true,
-    options?: ErrorOptions,
+    options?: ErrorOptions & { closesConnection?: boolean },
   ) {
     super(message, options);
     this.code = code;
     this.status = status;
     this.expose = expose;
+    this.closesConnection = options?.closesConnection ?? false;
   }
 }
 
@@ -54,11 +62,18 @@ export class ForbiddenError extends PushwireError {
   }
 }
 
-/** The connection the frame came from is not (or no longer) registered. */
+/**
+ * The connection the frame came from is not (or no longer) registered: its
+ * records expired, were removed by a kick, or were lost with Redis's data. No
+ * frame can fix that, so the socket is closed after the error frame; the
+ * client reconnects and is registered afresh.
+ */
 export class UnknownConnectionError extends PushwireError {
   override name = 'UnknownConnectionError';
   constructor(connectionId: string) {
-    super('unknown_connection', `connection ${connectionId} is not registered`, 410);
+    super('unknown_connection', `connection ${connectionId} is not registered`, 410, true, {
+      closesConnection: true,
+    });
   }
 }
 
@@ -68,9 +83,19 @@ export class ConfigError extends Error {
 }
 
 /** Turns anything thrown into what a caller may see. */
-export function toPublicError(error: unknown): { code: string; message: string; status: number } {
+export function toPublicError(error: unknown): {
+  code: string;
+  message: string;
+  status: number;
+  closesConnection: boolean;
+} {
   if (error instanceof PushwireError && error.expose) {
-    return { code: error.code, message: error.message, status: error.status };
+    return {
+      code: error.code,
+      message: error.message,
+      status: error.status,
+      closesConnection: error.closesConnection,
+    };
   }
-  return { code: 'internal', message: 'internal error', status: 500 };
+  return { code: 'internal', message: 'internal error', status: 500, closesConnection: false };
 }

@@ -1,4 +1,5 @@
 import { type Identity, type TokenVerifier, topicAllowed } from '../auth/tokens.js';
+import { callbackEndpoint } from '../edge/events.js';
 import { encodeFrame, parseClientFrame, type ServerFrame } from '../edge/protocol.js';
 import { ForbiddenError, UnknownConnectionError, ValidationError } from '../errors.js';
 import type { Gateway } from '../gateway/gateway.js';
@@ -24,10 +25,7 @@ export interface ConnectInput {
   connectedAt?: number;
 }
 
-/** Where the management API of the API holding a connection lives. */
-export function callbackEndpoint(domainName: string, stage: string, callbackUrl?: string): string {
-  return callbackUrl ?? `https://${domainName}/${stage}`;
-}
+export { callbackEndpoint };
 
 /** `$connect`: verify the token, then record the connection. A refused token writes nothing. */
 export async function connect(
