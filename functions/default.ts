@@ -1,4 +1,5 @@
 import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
 import { gateway } from '../lib/aws-clients.js';
 import { config, logger, registry } from '../lib/clients.js';
 import { frameBody, parseWebSocketEvent } from '../lib/edge/events.js';
@@ -7,11 +8,16 @@ import { encodeFrame } from '../lib/edge/protocol.js';
 import { handleFrame } from '../lib/session/session.js';
 
 /** `$default`: every client frame. The returned body is the reply frame (a two-way route). */
-export const handler = middy(async (event: unknown) => {
+export const handler = middy(async (event: unknown, context: Context) => {
   const parsed = parseWebSocketEvent(event);
   const reply = await handleFrame(parsed.requestContext.connectionId, frameBody(parsed), {
     registry: registry(),
     gateway: gateway(),
+    replay: config().replay,
+    logger: logger(),
+    ...(typeof context?.getRemainingTimeInMillis === 'function' && {
+      remainingMs: () => context.getRemainingTimeInMillis(),
+    }),
   });
   return { statusCode: 200, body: encodeFrame(reply) };
 }).use(webSocketErrors({ logger, gateway, callbackUrl: () => config().callbackUrl }));

@@ -15,6 +15,15 @@ export interface ConnectionRecord {
   pendingSince?: string;
 }
 
+/** How much one replay step may return: what one post to the connection can carry. */
+export interface ResumeLimits {
+  entries: number;
+  /** Bytes, counted as the sum of (cursor + entry + entryOverhead) over the batch. */
+  bytes: number;
+  /** Bytes a frame adds around each entry (type, cursor and topic fields). */
+  entryOverhead: number;
+}
+
 export interface Connection extends ConnectionRecord {
   /** Topics the connection is subscribed to. */
   topics: string[];
@@ -31,12 +40,18 @@ export interface PublishStep {
 
 export type ResumeStep =
   | {
-      state: 'more';
+      /**
+       * 'more': a batch, and more remain (the member is still resuming).
+       * 'last': all that remained (maybe nothing); the member went live in the same step.
+       */
+      state: 'more' | 'last';
       entries: { cursor: string; entry: string }[];
       /** History was trimmed past `since` before this batch was read: entries were missed. */
       gap?: true;
     }
+  /** Already live: a replay side by side caught up first. */
   | { state: 'live' }
+  /** In neither set: removed, kicked or expired. */
   | { state: 'gone' };
 
 /**
@@ -59,16 +74,26 @@ export interface ConnectionRegistry {
 
   userAudience(userId: string): Audience;
   topicAudience(topic: string): Audience;
-  /** Adds a connection to a topic, live or (when about to replay) resuming. */
-  subscribe(connection: ConnectionRecord, topic: string, resuming: boolean): Promise<void>;
+  /**
+   * Adds a connection to a topic: live, or (given the end of a replay lease,
+   * when about to replay) resuming. False, having left nothing behind, when
+   * the connection's record is gone or being removed.
+   */
+  subscribe(connection: ConnectionRecord, topic: string, leaseEnd?: number): Promise<boolean>;
   unsubscribe(connection: ConnectionRecord, topic: string): Promise<boolean>;
-  /** Takes a member out of live delivery until resumeStep() says it caught up. */
-  beginResume(audience: Audience, recipient: Recipient): Promise<void>;
+  /**
+   * Takes a member out of live delivery until resumeStep() says it caught up,
+   * or at the latest until `leaseEnd` (ms), when it counts as live again. False,
+   * creating nothing, when the member is not in the audience (removed, expired).
+   */
+  beginResume(audience: Audience, recipient: Recipient, leaseEnd: number): Promise<boolean>;
+  /** Gives a replay up: the member is live again (whatever history it did not get). */
+  endResume(audience: Audience, recipient: Recipient): Promise<void>;
   resumeStep(
     audience: Audience,
     recipient: Recipient,
     since: string,
-    batch: number,
+    limits: ResumeLimits,
   ): Promise<ResumeStep>;
   /** Whether history still holds every entry after `since`. */
   recoverable(audience: Audience, since: string): Promise<boolean>;

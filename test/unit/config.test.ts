@@ -37,6 +37,7 @@ describe('loadConfig', () => {
       managementApiClient: 'http',
       deliverFunctionName: 'pushwire-local-deliver',
       region: 'us-east-1',
+      replay: { budgetMs: 5_000, graceMs: 2_000 },
     });
   });
 
@@ -63,6 +64,8 @@ describe('loadConfig', () => {
       DELIVER_FUNCTION_NAME: 'pushwire-prod-deliver',
       LAMBDA_ENDPOINT: 'http://localhost:3002',
       AWS_REGION: 'eu-central-1',
+      REPLAY_BUDGET_MS: '3000',
+      REPLAY_LEASE_GRACE_MS: '1500',
     };
 
     // Act
@@ -91,6 +94,7 @@ describe('loadConfig', () => {
       managementApiClient: 'sdk',
       deliverFunctionName: 'pushwire-prod-deliver',
       region: 'eu-central-1',
+      replay: { budgetMs: 3_000, graceMs: 1_500 },
     });
   });
 
