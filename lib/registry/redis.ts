@@ -297,17 +297,25 @@ export class RedisRegistry implements ConnectionRegistry {
       limits.entryOverhead,
       this.#now(),
       this.#ttl,
+      limits.handOffWhenFits ? '1' : '0',
     );
     const [state, marker, ...rest] = reply;
     if (state === 'live' || state === 'gone') return { state };
-    if (state !== 'more' && state !== 'last') throw new Error(`unexpected resume step ${state}`);
+    if (state !== 'more' && state !== 'last' && state !== 'rest') {
+      throw new Error(`unexpected resume step ${state}`);
+    }
     const entries: { cursor: string; entry: string }[] = [];
     for (let i = 0; i + 1 < rest.length; i += 2) {
       entries.push({ cursor: rest[i] as string, entry: rest[i + 1] as string });
     }
+    const step: Extract<ResumeStep, { entries: unknown }> = {
+      state: state === 'rest' ? 'more' : state,
+      entries,
+    };
+    if (state === 'rest') step.rest = true;
     // Read atomically with the batch: entries after `since` were trimmed unread.
-    if (marker && compareCursors(marker, since) > 0) return { state, entries, gap: true };
-    return { state, entries };
+    if (marker && compareCursors(marker, since) > 0) step.gap = true;
+    return step;
   }
 
   async recoverable(audience: Audience, since: string): Promise<boolean> {

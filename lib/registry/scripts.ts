@@ -47,6 +47,7 @@ declare module 'ioredis' {
       entryOverhead: number,
       nowMs: number,
       liveTtlSeconds: number,
+      handOffWhenFits: '0' | '1',
     ): Result<string[], Context>;
     pwBeginResume(
       live: string,

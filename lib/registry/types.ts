@@ -22,6 +22,11 @@ export interface ResumeLimits {
   bytes: number;
   /** Bytes a frame adds around each entry (type, cursor and topic fields). */
   entryOverhead: number;
+  /**
+   * Go live with the batch that holds all that remains (always converges),
+   * rather than only at a read that finds nothing left (exact order).
+   */
+  handOffWhenFits: boolean;
 }
 
 export interface Connection extends ConnectionRecord {
@@ -46,6 +51,8 @@ export type ResumeStep =
        */
       state: 'more' | 'last';
       entries: { cursor: string; entry: string }[];
+      /** ('more' only) This batch is all that remained when it was read. */
+      rest?: true;
       /** History was trimmed past `since` before this batch was read: entries were missed. */
       gap?: true;
     }

@@ -30,6 +30,9 @@ export interface ResumeOutcome {
   stoppedBy?: unknown;
 }
 
+/** Steps that each read all that remained before the replay stops waiting for an empty read. */
+const TAILS_BEFORE_FITS = 2;
+
 /** Bytes of a `batch` frame around its messages: `{"type":"batch","messages":[` … `]}`. */
 const BATCH_OVERHEAD = 64;
 
@@ -52,8 +55,17 @@ const entryOverhead = (topic?: string) => 32 + (topic === undefined ? 0 : topic.
  * lone entry goes as a plain `message` frame), up to what a 128 KB message
  * holds. Posts go one at a time, each awaited, so they arrive in order; the
  * throughput is a batch per post latency (~100 messages per 20-50 ms on AWS),
- * far above what a busy topic publishes, so the backlog shrinks each step
- * until the rest fits one post, and that step hands off (see resume.lua).
+ * far above what a busy topic publishes, so the backlog shrinks each step.
+ *
+ * Hand-off (see resume.lua): first exact, going live only at a read that
+ * finds nothing left, so the replay's last post has landed before any live
+ * post starts. An audience that never leaves one post's time without a
+ * publish would keep that from happening; so after TAILS_BEFORE_FITS steps
+ * that each held all that remained, or half-way to the deadline, the replay
+ * goes live with the batch that holds the rest. That always converges; its
+ * last post may then be in flight together with the first live posts (as two
+ * publishes close together are anyway), so API Gateway may deliver those few
+ * in either order; each carries its cursor.
  *
  * Bounded: no step starts after `deadline`. A replay that runs out of time
  * or fails (a post or a Redis call throws) gives up: it makes the connection
@@ -76,6 +88,8 @@ export async function replay(
     bytes: MAX_MESSAGE_BYTES - BATCH_OVERHEAD,
     entryOverhead: entryOverhead(topic),
   };
+  const halfway = now() + (deadline - now()) / 2;
+  let tails = 0;
   let cursor = normalizeCursor(since);
   let recovered = false;
   let replayed = 0;
@@ -90,7 +104,11 @@ export async function replay(
   try {
     recovered = await registry.recoverable(audience, since);
     while (now() < deadline) {
-      const step = await registry.resumeStep(audience, connection, cursor, limits);
+      const handOffWhenFits = tails >= TAILS_BEFORE_FITS || now() >= halfway;
+      const step = await registry.resumeStep(audience, connection, cursor, {
+        ...limits,
+        handOffWhenFits,
+      });
       if (step.state === 'live') return done(true);
       if (step.state === 'gone') return done(true, true);
       // Publishes go on during a replay and may trim history past our cursor.
@@ -109,6 +127,7 @@ export async function replay(
         cursor = frame.last;
       }
       if (step.state === 'last') return done(true);
+      if (step.rest) tails++;
     }
   } catch (error) {
     stoppedBy = error;

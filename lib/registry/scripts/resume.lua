@@ -1,11 +1,14 @@
 -- One step of replaying an audience's history to a member that is catching up.
 -- Returns the next batch after `cursor`, bounded in entries and bytes (what
--- one post can carry). When that batch holds everything that remains, the
--- member moves from the resuming set to the live set in this same atomic
--- step: every later publish finds it live, every earlier one is in the batch
--- returned. So the replay converges however fast the audience publishes: it
--- need not wait for an empty read (which, with a post taking 20-50 ms, a
--- busy topic never allows); it hands off as soon as the rest fits one post.
+-- one post can carry). The member moves from the resuming set to the live set
+-- in the same atomic step as the read that finds nothing left (ARGV[8] = "0"),
+-- or, with ARGV[8] = "1", as the read whose batch holds everything that
+-- remains. Either way every later publish finds it live and every earlier one
+-- is in what it replayed. "0" is exact about order (the replay's last post is
+-- done before any live post starts) but needs one post's time with nothing
+-- published, which a busy audience never leaves; "1" always converges (the
+-- backlog shrinks each step until the rest fits one post), at the price of
+-- that last post being in flight together with the first live ones.
 --
 -- KEYS[1] - history STREAM
 -- KEYS[2] - live members ZSET (score = expiry ms)
@@ -19,8 +22,10 @@
 -- ARGV[5] - bytes a frame adds around each entry
 -- ARGV[6] - now, ms since epoch
 -- ARGV[7] - TTL of the live set, seconds
+-- ARGV[8] - "1": hand off with the batch that holds the rest; "0": only when nothing remains
 -- Returns { state, lost, id1, entry1, id2, entry2, ... } where state is
 --   "more": a batch; more remain; the member is still resuming
+--   "rest": a batch holding all that remained; the member is still resuming (ARGV[8] = "0")
 --   "last": the last batch (possibly empty); the member is now live
 --   "live": the member was already live (a replay side by side made it so); nothing to send
 --   "gone": the member is in neither set (disconnected, kicked, expired); nothing to send
@@ -75,12 +80,14 @@ while taken < #entries and taken < max do
   result[#result + 1] = m
 end
 
-if taken == #entries then
+if taken == #entries and (taken == 0 or ARGV[8] == '1') then
   redis.call('ZREM', KEYS[3], member)
   redis.call('ZREM', KEYS[5], member)
   -- The expiry score travels with the member: touch keeps it equal to the record's.
   redis.call('ZADD', KEYS[2], score, member)
   redis.call('EXPIRE', KEYS[2], ARGV[7])
   result[1] = 'last'
+elseif taken == #entries then
+  result[1] = 'rest'
 end
 return result
