@@ -42,7 +42,7 @@ class SlowGateway {
   /** The Gateway one path posts through. */
   port(source: Arrival['source']): Gateway {
     return {
-      post: (endpoint, connectionId, data) => this.#post(source, connectionId, data),
+      post: (_endpoint, connectionId, data) => this.#post(source, connectionId, data),
       close: async (): Promise<GatewayResult> => 'ok',
     };
   }
