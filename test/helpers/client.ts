@@ -20,6 +20,7 @@ export class TestClient {
       // recorded as the message frames it carries, in order (counted apart).
       if (received.type === 'batch') this.batches++;
       const frames = received.type === 'batch' ? (received['messages'] as Frame[]) : [received];
+      if (received.type === 'batch') for (const frame of frames) this.batched.add(frame);
       for (const frame of frames) this.#receive(frame);
     });
     ws.on('close', () => {
@@ -41,6 +42,8 @@ export class TestClient {
 
   /** How many replay `batch` frames arrived (their messages are in `frames`). */
   batches = 0;
+  /** The message frames that arrived inside a `batch`. */
+  readonly batched = new WeakSet<Frame>();
 
   #receive(frame: Frame): void {
     this.frames.push(frame);
