@@ -131,7 +131,7 @@ export class RedisRegistry implements ConnectionRegistry {
     // undone) and makes live a member whose replay lease ran out.
     const renew = ({ keys: k }: Audience) =>
       this.#redis.pwRenew(k.live, k.resuming, k.leases, member, expiry, now, this.#ttl);
-    await Promise.all([
+    const [, , inUserSet] = await Promise.all([
       this.#redis
         .multi()
         .expire(this.keys.connection(connectionId), this.#ttl)
@@ -145,6 +145,15 @@ export class RedisRegistry implements ConnectionRegistry {
       renew(this.userAudience(connection.userId)),
       ...connection.topics.map((topic) => renew(this.topicAudience(topic))),
     ]);
+    // Every registered connection is in its user's live or resuming set until
+    // it is removed. A record without that membership was half lost (a Redis
+    // Cluster failover that lost the user's slot but not the record's): the
+    // connection could never be reached. Forget it, so the client is told
+    // unknown_connection, is disconnected, and reconnects whole.
+    if (inUserSet === 0) {
+      await this.remove(connectionId);
+      return null;
+    }
     return connection;
   }
 

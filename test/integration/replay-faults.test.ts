@@ -428,3 +428,31 @@ describe.each(TOPOLOGIES)('nothing stale on %s Redis', (topology) => {
     expect(await env.redis.zcard(audience.keys.resuming)).toBe(0);
   });
 });
+
+describe.each(TOPOLOGIES)('half-lost records on %s Redis', (topology) => {
+  const env = envs[topology];
+
+  it('a record whose user membership was lost (a failover lost that slot) is forgotten at its next frame', async () => {
+    const registry = env.registry();
+    const client = connection('halflost');
+    await registry.register(client);
+    await registry.subscribe(client, 'room:hl');
+    const user = registry.userAudience('halflost').keys;
+    // The user's slot lost its data; the record's slot did not.
+    await env.redis.del(user.live, user.resuming, user.leases);
+
+    expect(await registry.touch(client.connectionId)).toBeNull();
+    expect(await env.redis.exists(registry.keys.connection(client.connectionId))).toBe(0);
+    expect(await env.redis.zcard(registry.topicAudience('room:hl').keys.live)).toBe(0);
+    expect(await env.redis.zcard(registry.keys.all())).toBe(0);
+  });
+
+  it('a healthy record survives its frames, live or resuming', async () => {
+    const registry = env.registry();
+    const live = connection('healthy');
+    const resuming = connection('healthy2', { pendingSince: '0' });
+    await Promise.all([registry.register(live), registry.register(resuming)]);
+    expect(await registry.touch(live.connectionId)).not.toBeNull();
+    expect(await registry.touch(resuming.connectionId)).not.toBeNull();
+  });
+});

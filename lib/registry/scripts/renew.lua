@@ -11,10 +11,13 @@
 -- ARGV[2] - new expiry, ms since epoch
 -- ARGV[3] - now, ms since epoch
 -- ARGV[4] - TTL of the sets, seconds
+-- Returns 1 when the member is in the live or resuming set, 0 when in neither.
 
 local member = ARGV[1]
 redis.call('ZADD', KEYS[1], 'XX', ARGV[2], member)
+local present = redis.call('ZSCORE', KEYS[1], member) ~= false
 if redis.call('ZSCORE', KEYS[2], member) then
+  present = true
   local lease = redis.call('ZSCORE', KEYS[3], member)
   if not lease or tonumber(lease) <= tonumber(ARGV[3]) then
     redis.call('ZREM', KEYS[2], member)
@@ -27,4 +30,7 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('EXPIRE', KEYS[3], ARGV[4])
-return 1
+if present then
+  return 1
+end
+return 0
