@@ -109,7 +109,14 @@ export async function replay(
         ...limits,
         handOffWhenFits,
       });
-      if (step.state === 'live') return done(true);
+      if (step.state === 'live') {
+        // Made live by a replay side by side that caught up first: done. Unless
+        // this step ran past the deadline: then the lease may have run out and
+        // a publish made it live, skipping what this replay had yet to post.
+        if (now() <= deadline) return done(true);
+        stoppedBy = 'lease';
+        break;
+      }
       if (step.state === 'gone') return done(true, true);
       // Publishes go on during a replay and may trim history past our cursor.
       if (step.gap) recovered = false;

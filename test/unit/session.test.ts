@@ -445,6 +445,32 @@ describe('handleFrame: a replay never strands the connection', () => {
     expect(calls.find((c) => c.method === 'beginResume')?.args[2]).toBe(1_000_000 + 1_000 + 500);
   });
 
+  it('does not trust a member found live by a step that ran past the deadline (its lease may have run out)', async () => {
+    // Prepare
+    let clock = 1_000_000;
+    const { registry } = fakeRegistry({
+      touch: async () => connection(),
+      userAudience: (userId) => keys.audience('user', userId),
+      beginResume: async () => true,
+      endResume: async () => undefined,
+      recoverable: async () => true,
+      resumeStep: async () => {
+        clock += 9_000; // Redis answered very late: past the deadline and the lease
+        return { state: 'live' };
+      },
+    });
+
+    // Act
+    const reply = await handleFrame('c1', '{"action":"resume","since":"4-0"}', {
+      ...sessionDeps(registry),
+      replay: { budgetMs: 5_000, graceMs: 2_000 },
+      now: () => clock,
+    });
+
+    // Assess
+    expect(reply).toEqual({ type: 'resumed', recovered: false, cursor: '4-0' });
+  });
+
   it('bounds the replay by the time the invocation has left', async () => {
     // Prepare
     const { registry, calls } = replaying([{ state: 'last', entries: [] }]);
