@@ -40,7 +40,7 @@ export type MessageFrame = {
 };
 
 export type ServerFrame =
-  | { type: 'pong' }
+  | { type: 'pong'; connectionId: string }
   | { type: 'subscribed'; topic: string }
   | { type: 'unsubscribed'; topic: string }
   /**

@@ -34,7 +34,6 @@ describe('loadConfig', () => {
         throttleMaxAttempts: 5,
         throttleBudgetMs: 5_000,
       },
-      managementApiClient: 'http',
       deliverFunctionName: 'pushwire-local-deliver',
       region: 'us-east-1',
       replay: { budgetMs: 5_000, graceMs: 2_000 },
@@ -60,12 +59,14 @@ describe('loadConfig', () => {
       FANOUT_PARALLEL_CHUNKS: '4',
       THROTTLE_MAX_ATTEMPTS: '3',
       THROTTLE_BUDGET_MS: '1000',
-      MANAGEMENT_API_CLIENT: 'sdk',
       DELIVER_FUNCTION_NAME: 'pushwire-prod-deliver',
       LAMBDA_ENDPOINT: 'http://localhost:3002',
       AWS_REGION: 'eu-central-1',
       REPLAY_BUDGET_MS: '3000',
       REPLAY_LEASE_GRACE_MS: '1500',
+      AWS_ACCESS_KEY_ID: 'ASIAEXAMPLE',
+      AWS_SECRET_ACCESS_KEY: 'secret',
+      AWS_SESSION_TOKEN: 'token',
     };
 
     // Act
@@ -91,10 +92,10 @@ describe('loadConfig', () => {
         throttleMaxAttempts: 3,
         throttleBudgetMs: 1000,
       },
-      managementApiClient: 'sdk',
       deliverFunctionName: 'pushwire-prod-deliver',
       region: 'eu-central-1',
       replay: { budgetMs: 3_000, graceMs: 1_500 },
+      credentials: { accessKeyId: 'ASIAEXAMPLE', secretAccessKey: 'secret', sessionToken: 'token' },
     });
   });
 
