@@ -90,6 +90,8 @@ interface Frame {
   cursor?: string;
   connectionId?: string;
   recovered?: boolean;
+  /** Replay `batch`: several message frames in one. */
+  messages?: Frame[];
   code?: string;
   message?: string;
 }
@@ -407,9 +409,22 @@ export class Pushwire {
       this.set_('connected');
     } else if (type === 'message') {
       this.deliver_(frame);
+    } else if (type === 'batch') {
+      for (const m of frame.messages ?? []) this.deliver_(m);
     } else if (type === 'resumed') {
-      if (frame.recovered === false && (topic === undefined || this.topics_.has(topic)))
-        this.emit_('gap', topic === undefined ? {} : { topic });
+      if (frame.recovered !== false || (topic !== undefined && !this.topics_.has(topic))) return;
+      if (frame.cursor !== undefined && CURSOR.test(frame.cursor)) {
+        // The replay stopped early (out of time, a failure): everything up to
+        // `cursor` came; resume again from there (what came live meanwhile
+        // comes again and is dropped by id).
+        this.cursors_[topic ?? USER] = frame.cursor;
+        this.save_();
+        this.send_(
+          topic === undefined
+            ? { action: 'resume', since: frame.cursor }
+            : { action: 'subscribe', topic, since: frame.cursor },
+        );
+      } else this.emit_('gap', topic === undefined ? {} : { topic });
     } else if (type === 'error') {
       const code = String(frame.code);
       // The server has forgotten this connection or its token: come back with a fresh one.

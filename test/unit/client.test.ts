@@ -504,6 +504,47 @@ describe('resuming', () => {
   });
 });
 
+describe('replays that come in batches or stop early (issue 7)', () => {
+  it('delivers each message of a replay batch, in order, with the usual dedupe', async () => {
+    // Prepare
+    const { events } = await connected();
+
+    // Act
+    last().receive(message('u1', '5-0'));
+    last().receive({
+      type: 'batch',
+      messages: [message('u1', '5-0'), message('u2', '6-0'), message('u3', '7-0')],
+    });
+
+    // Assess
+    expect(events.message.map((m) => m.id)).toEqual(['u1', 'u2', 'u3']);
+  });
+
+  it('resumes again from the cursor of a replay that stopped early, without a gap event', async () => {
+    // Prepare
+    const { pw, events } = await connected();
+    pw.subscribe('news');
+    const s = last();
+    s.receive(message('u1', '5-0'));
+    s.receive(message('n1', '5-0', 'news'));
+
+    // Act: both replays stopped after 5-0 and 9-0; live messages came on meanwhile.
+    s.receive(message('u9', '20-0'));
+    s.receive({ type: 'resumed', recovered: false, cursor: '5-0' });
+    s.receive({ type: 'resumed', topic: 'news', recovered: false, cursor: '9-0' });
+
+    // Assess
+    expect(events.gap).toEqual([]);
+    expect(s.sent.slice(-2)).toEqual([
+      { action: 'resume', since: '5-0' },
+      { action: 'subscribe', topic: 'news', since: '9-0' },
+    ]);
+    // The rest of the user's stream arrives, then what came live before is dropped by id.
+    s.receive({ type: 'batch', messages: [message('u6', '6-0'), message('u9', '20-0')] });
+    expect(events.message.map((m) => m.id)).toEqual(['u1', 'n1', 'u9', 'u6']);
+  });
+});
+
 describe('exactly once, in order', () => {
   it('drops repeated ids and replays at or before the cursor of their stream', async () => {
     // Prepare
