@@ -82,16 +82,26 @@ export function recordBy(
   single.addMetric(name, MetricUnit.Count, 1);
 }
 
-/** A history replay finished: recovered (no gap), not recovered (trimmed), or the connection left. */
+/**
+ * A history replay ended: `recovered` (no gap), `not_recovered` (history was
+ * trimmed past the cursor), `stopped` (out of time or failed; the client
+ * resumes from the cursor it was given) or `gone` (the connection left).
+ */
 export function recordReplay(
   m: MetricsRecorder,
-  outcome: { recovered: boolean; gone: boolean },
+  outcome: { recovered: boolean; gone: boolean; complete?: boolean },
 ): void {
   recordBy(
     m,
     'Replays',
     'outcome',
-    outcome.gone ? 'gone' : outcome.recovered ? 'recovered' : 'not_recovered',
+    outcome.gone
+      ? 'gone'
+      : outcome.complete === false
+        ? 'stopped'
+        : outcome.recovered
+          ? 'recovered'
+          : 'not_recovered',
   );
 }
 

@@ -68,9 +68,9 @@ export async function startOffline(
     );
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
-      // Printed by scripts/start.ts once the WebSocket port and the HTTP API
-      // accept connections (serverless-offline's own "[websocket] listening"
-      // comes before its port is bound).
+      // Printed by scripts/start.ts once the WebSocket server's port is open
+      // ('[http for websocket] listening'; serverless-offline's own
+      // '[websocket] listening' comes before it) and the HTTP API listens.
       if (output.includes('pushwire is up')) {
         clearTimeout(timer);
         resolve();

@@ -281,6 +281,7 @@ describe('metrics', () => {
     [{ recovered: true, gone: false }, 'recovered'],
     [{ recovered: false, gone: false }, 'not_recovered'],
     [{ recovered: true, gone: true }, 'gone'],
+    [{ recovered: false, gone: false, complete: false }, 'stopped'],
   ])('counts a replay ending %j as outcome %s', async (outcome, expected) => {
     // Prepare
     const { recordReplay } = await import('../../lib/observability/metrics.js');
