@@ -22,14 +22,17 @@ export interface BundleRow {
  * `default` verifies tokens for the `auth` refresh (jose, ~19 KB). Measured
  * (esbuild, minified): connect 253 KB, default 260 KB.
  *
- * Issue 10 adds Powertools Metrics to every function (10.5 KB minified: the
- * replays, refusals, internal errors and cold starts an operator watches),
- * which puts `default` at 275.0 KB (262.4 KB before): its target is 280 KB.
+ * Issue 10 adds Powertools Metrics to every function (10.5 KB minified of
+ * library, 12.5-13 KB in all: the connects, refused handshakes, replays,
+ * internal errors and cold starts an operator watches). Measured after
+ * issue 7a's replay leases (esbuild, minified): connect 263.0 -> 275.3 KB,
+ * default 273.1 -> 285.8 KB: their targets are 290 KB (the lead's call: the
+ * alternative is a hand-written EMF line in the WebSocket handlers).
  */
 export const BUNDLE_LIMITS: Record<string, number> = {
-  connect: 275_000,
+  connect: 290_000,
   disconnect: 275_000,
-  default: 280_000,
+  default: 290_000,
   publish: 700_000,
   deliver: 700_000,
 };
