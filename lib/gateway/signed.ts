@@ -1,6 +1,7 @@
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { LookupFunction } from 'node:net';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentityProvider, Checksum, SourceData } from '@smithy/types';
@@ -11,6 +12,7 @@ import {
   type GatewayResult,
   type RetryPolicy,
 } from './gateway.js';
+import { regionOf } from './region.js';
 
 /**
  * The management API over plain keep-alive HTTP, signed with the SDK's own
@@ -27,11 +29,17 @@ import {
  * same policy, anything else throws an error shaped like the SDK's.
  */
 export interface SignedHttpGatewayOptions extends Partial<RetryPolicy> {
+  /**
+   * Signing region of endpoints whose host names none (custom domains,
+   * serverless-offline). An execute-api host is signed for its own region.
+   */
   region: string;
   credentials?: AwsCredentialIdentityProvider;
   /** Sockets per endpoint. */
   maxSockets?: number;
   requestTimeoutMs?: number;
+  /** Host name resolution (tests point execute-api hosts at a local server). */
+  lookup?: LookupFunction;
 }
 
 /** Node's crypto as the signer's hash (one class for SHA-256 and HMAC-SHA-256). */
@@ -73,6 +81,8 @@ interface Endpoint {
   url: URL;
   /** Path prefix of the stage (`/prod`), or '' (serverless-offline, custom domains). */
   base: string;
+  /** The region its signature is for. */
+  region: string;
   agent: HttpAgent;
   request: typeof httpRequest;
 }
@@ -101,6 +111,8 @@ export class SignedHttpGateway implements Gateway {
   readonly #policy: RetryPolicy;
   readonly #maxSockets: number;
   readonly #timeout: number;
+  readonly #region: string;
+  readonly #lookup: LookupFunction | undefined;
 
   constructor(options: SignedHttpGatewayOptions) {
     this.#signer = new SignatureV4({
@@ -118,6 +130,8 @@ export class SignedHttpGateway implements Gateway {
     };
     this.#maxSockets = options.maxSockets ?? 256;
     this.#timeout = options.requestTimeoutMs ?? 5_000;
+    this.#region = options.region;
+    this.#lookup = options.lookup;
   }
 
   #endpoint(endpoint: string): Endpoint {
@@ -125,10 +139,15 @@ export class SignedHttpGateway implements Gateway {
     if (!found) {
       const url = new URL(endpoint);
       const https = url.protocol === 'https:';
-      const agentOptions = { keepAlive: true, maxSockets: this.#maxSockets };
+      const agentOptions = {
+        keepAlive: true,
+        maxSockets: this.#maxSockets,
+        ...(this.#lookup && { lookup: this.#lookup }),
+      };
       found = {
         url,
         base: url.pathname.replace(/\/+$/, ''),
+        region: regionOf(endpoint, this.#region),
         agent: https ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions),
         request: https ? httpsRequest : httpRequest,
       };
@@ -168,16 +187,19 @@ export class SignedHttpGateway implements Gateway {
       // Precomputed once per frame; the signer uses it instead of hashing again.
       headers['x-amz-content-sha256'] = this.#payloadHash(body);
     }
-    const signed = await this.#signer.sign({
-      method,
-      protocol: url.protocol,
-      hostname: url.hostname,
-      ...(url.port && { port: Number(url.port) }),
-      path: `${target.base}/@connections/${encodeURIComponent(connectionId)}`,
-      query: {},
-      headers,
-      ...(body && { body }),
-    });
+    const signed = await this.#signer.sign(
+      {
+        method,
+        protocol: url.protocol,
+        hostname: url.hostname,
+        ...(url.port && { port: Number(url.port) }),
+        path: `${target.base}/@connections/${encodeURIComponent(connectionId)}`,
+        query: {},
+        headers,
+        ...(body && { body }),
+      },
+      { signingRegion: target.region },
+    );
     const status = await new Promise<{ code: number; text: string }>((resolve, reject) => {
       const req = target.request(
         {

@@ -37,6 +37,7 @@ describe('loadConfig', () => {
       managementApiClient: 'http',
       deliverFunctionName: 'pushwire-local-deliver',
       region: 'us-east-1',
+      callbackRegion: 'us-east-1',
     });
   });
 
@@ -50,6 +51,7 @@ describe('loadConfig', () => {
       JWT_ISSUER: 'https://auth.example.com/',
       JWT_AUDIENCE: 'push',
       WS_CALLBACK_URL: 'http://localhost:3001//',
+      WS_CALLBACK_REGION: 'eu-west-3',
       CONNECTION_TTL_SECONDS: '900',
       HISTORY_SIZE: '0',
       HISTORY_TTL_SECONDS: '60',
@@ -91,6 +93,7 @@ describe('loadConfig', () => {
       managementApiClient: 'sdk',
       deliverFunctionName: 'pushwire-prod-deliver',
       region: 'eu-central-1',
+      callbackRegion: 'eu-west-3',
     });
   });
 
