@@ -194,8 +194,8 @@ export interface FanoutMeasure {
   sdk: number[];
 }
 
-/** The floor's loop with every post made through the gateway (SDK), nothing else. */
-async function runSdkOnly(
+/** The floor's loop with every post made through a gateway, nothing else. */
+export async function runGatewayOnly(
   gateway: Gateway,
   endpoint: string,
   ids: readonly string[],
@@ -241,7 +241,7 @@ export async function oursAndFloor(options: {
       measure.floor.push(await floor.run(ids, frame));
       if (options.sdkOnly)
         measure.sdk.push(
-          await runSdkOnly(sdkGateway ?? deps.gateway, mgmt.endpoint, ids, frame, concurrency),
+          await runGatewayOnly(sdkGateway ?? deps.gateway, mgmt.endpoint, ids, frame, concurrency),
         );
     }
   } finally {

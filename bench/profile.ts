@@ -6,7 +6,8 @@
  * rate, the ratio, and the CPU time this process spent per post in each
  * (process.cpuUsage: user + system, all threads of this process).
  *
- * Flags: --n=10000 --runs=5 --only=ours|floor
+ * Flags: --n=10000 --runs=5 --only=ours|floor|gateway (gateway: also the floor's
+ * loop through the signed gateway alone, after ours and the floor)
  */
 import { loadConfig } from '../lib/config.js';
 import type { RedisRegistry } from '../lib/registry/redis.js';
@@ -17,6 +18,7 @@ import {
   fillTopic,
   floorPoster,
   publishDeps,
+  runGatewayOnly,
   runOurs,
   sampleFrame,
 } from './fanout.js';
@@ -42,9 +44,9 @@ async function main(): Promise<void> {
     await mgmt.register(ids);
     const floor = floorPoster(mgmt.endpoint, config.fanout.concurrency);
     const frame = sampleFrame('prof');
-    const rows = { ours: [] as number[], floor: [] as number[] };
-    const cpu = { ours: [] as number[], floor: [] as number[] };
-    const timed = async (what: 'ours' | 'floor', task: () => Promise<number>) => {
+    const rows = { ours: [] as number[], floor: [] as number[], gateway: [] as number[] };
+    const cpu = { ours: [] as number[], floor: [] as number[], gateway: [] as number[] };
+    const timed = async (what: 'ours' | 'floor' | 'gateway', task: () => Promise<number>) => {
       const c0 = process.cpuUsage();
       rows[what].push(await task());
       const c = process.cpuUsage(c0);
@@ -56,6 +58,11 @@ async function main(): Promise<void> {
     for (let run = 0; run < runs; run++) {
       if (only !== 'floor') await timed('ours', () => runOurs(deps, 'prof', n, `prof-${run}`));
       if (only !== 'ours') await timed('floor', () => floor.run(ids, frame));
+      // Diagnostic: the floor's loop through the signed gateway alone (no Redis, no publish).
+      if (only === 'gateway')
+        await timed('gateway', () =>
+          runGatewayOnly(deps.gateway, mgmt.endpoint, ids, frame, config.fanout.concurrency),
+        );
     }
     floor.close();
     const ratios = rows.ours.map((o, i) => o / (rows.floor[i] ?? Number.NaN));
@@ -70,6 +77,7 @@ async function main(): Promise<void> {
           cpu_us_per_post: {
             ours: cpu.ours.map((x) => round(x, 1)),
             floor: cpu.floor.map((x) => round(x, 1)),
+          gateway: cpu.gateway.map((x) => round(x, 1)),
           },
         },
         null,
