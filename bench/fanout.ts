@@ -251,3 +251,53 @@ export async function oursAndFloor(options: {
 }
 
 export const rate = (values: number[]) => round(median(values));
+
+export interface CpuMeasure {
+  n: number;
+  /** CPU time (user + system) of the publishing process per post, at N = n. */
+  us_per_post: number;
+  /** The same per publish to a topic of one member (the fixed cost of a publish). */
+  us_per_publish: number;
+  runs_us_per_post: number[];
+}
+
+/**
+ * CPU time of this process per post (a publish to 10,000) and per publish (to
+ * one member), median of 3 and of `publishes` publishes: the measured inputs
+ * of the cost table (bench/report.ts).
+ */
+export async function measureCpu(
+  redis: Redis,
+  registry: RedisRegistry,
+  mgmt: MgmtServer,
+  deps: PublishDeps,
+  publishes: number,
+): Promise<CpuMeasure> {
+  const n = 10_000;
+  const ids = connectionIds(n, 'cpu');
+  await fillTopic(redis, registry, 'cpu-n', ids, mgmt.endpoint);
+  await mgmt.register(ids);
+  const perPost: number[] = [];
+  for (let run = 0; run < 3; run++) {
+    const c0 = process.cpuUsage();
+    await runOurs(deps, 'cpu-n', n, `cpu-${Date.now()}-${run}`);
+    const c = process.cpuUsage(c0);
+    perPost.push((c.user + c.system) / n);
+  }
+  await fillTopic(redis, registry, 'cpu-1', ['cpu-one'], mgmt.endpoint);
+  await mgmt.register(['cpu-one']);
+  for (let i = 0; i < 20; i++) await runOurs(deps, 'cpu-1', 1, `cpu1-warm-${Date.now()}-${i}`);
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < publishes; i++) await runOurs(deps, 'cpu-1', 1, `cpu1-${Date.now()}-${i}`);
+  const c = process.cpuUsage(c0);
+  await redis.unlink(
+    registry.topicAudience('cpu-n').keys.live,
+    registry.topicAudience('cpu-1').keys.live,
+  );
+  return {
+    n,
+    us_per_post: round(median(perPost), 1),
+    us_per_publish: round((c.user + c.system) / publishes, 1),
+    runs_us_per_post: perPost.map((x) => round(x, 1)),
+  };
+}

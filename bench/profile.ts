@@ -77,7 +77,7 @@ async function main(): Promise<void> {
           cpu_us_per_post: {
             ours: cpu.ours.map((x) => round(x, 1)),
             floor: cpu.floor.map((x) => round(x, 1)),
-          gateway: cpu.gateway.map((x) => round(x, 1)),
+            gateway: cpu.gateway.map((x) => round(x, 1)),
           },
         },
         null,
