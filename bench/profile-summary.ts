@@ -67,7 +67,7 @@ function classify(id: number): string {
     const node = byId.get(cur);
     if (node) frames.push(node.callFrame);
   }
-  let found = 'other JS (publish, p-map, promises, retry wrapper, timers)';
+  let found = 'other JS (publish, worker pool or p-map, promises, retry wrapper, timers)';
   for (const [name, test] of CATEGORIES) {
     if (frames.some(test)) {
       found = name;
