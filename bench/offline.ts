@@ -24,7 +24,9 @@ export interface OfflineResult {
   publish_per_s: number;
   raw_per_s: number;
   ratio: number;
-  runs: { publish_ms: number[]; raw_ms: number[] };
+  runs: { publish_ms: number[]; raw_ms: number[]; returned_ms: number[] };
+  /** Median time of a publish to a topic nobody is subscribed to: the emulator's invoke and the fixed work. */
+  empty_publish_ms: number;
   burst: {
     frames: number;
     at_once_per_s: number;
@@ -160,6 +162,7 @@ export async function benchOffline(options: {
     const data = { text: 'x'.repeat(64), at: 1732752000000, kind: 'bench' };
     const publishMs: number[] = [];
     const rawMs: number[] = [];
+    const returnedMs: number[] = [];
     // A warm-up of each (instances, sockets), then alternated rounds.
     for (let round_ = -1; round_ < options.rounds; round_++) {
       let target = (counter.counts.get('message') ?? 0) + options.clients;
@@ -168,6 +171,7 @@ export async function benchOffline(options: {
         topic: TOPIC,
         data,
       });
+      if (round_ >= 0) returnedMs.push(now() - start);
       await counter.until('message', target, 60_000);
       if (round_ >= 0) publishMs.push(now() - start);
       if (result.delivered !== options.clients) {
@@ -183,6 +187,12 @@ export async function benchOffline(options: {
       if (round_ >= 0) rawMs.push(now() - start);
     }
     agent.destroy();
+    const emptyMs: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const start = now();
+      await offline.invoke('publish', { topic: `${TOPIC}-nobody`, data });
+      emptyMs.push(now() - start);
+    }
     console.log(
       `  publish ${publishMs.map((x) => round(x)).join(', ')} ms; raw ${rawMs.map((x) => round(x)).join(', ')} ms`,
     );
@@ -222,7 +232,12 @@ export async function benchOffline(options: {
       publish_per_s: round(publishPerS),
       raw_per_s: round(rawPerS),
       ratio: round(publishPerS / rawPerS, 2),
-      runs: { publish_ms: publishMs.map((x) => round(x)), raw_ms: rawMs.map((x) => round(x)) },
+      runs: {
+        publish_ms: publishMs.map((x) => round(x)),
+        raw_ms: rawMs.map((x) => round(x)),
+        returned_ms: returnedMs.map((x) => round(x)),
+      },
+      empty_publish_ms: round(median(emptyMs)),
       burst,
       connect_s: connectS,
     };
