@@ -7,7 +7,6 @@ import {
 } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { LookupFunction } from 'node:net';
-import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import {
   callWithRetry,
@@ -39,7 +38,8 @@ export interface SignedHttpGatewayOptions extends Partial<RetryPolicy> {
    * serverless-offline). An execute-api host is signed for its own region.
    */
   region: string;
-  credentials?: AwsCredentialIdentityProvider;
+  /** Lambda's, from the environment: see lib/aws-signing.ts. */
+  credentials: AwsCredentialIdentityProvider;
   /** Sockets per endpoint. */
   maxSockets?: number;
   requestTimeoutMs?: number;
@@ -98,7 +98,7 @@ export class SignedHttpGateway implements Gateway {
   #sweeper: NodeJS.Timeout | undefined;
 
   constructor(options: SignedHttpGatewayOptions) {
-    this.#credentials = options.credentials ?? defaultProvider();
+    this.#credentials = options.credentials;
     this.#signer = new SigV4Signer({ ...(options.now && { now: options.now }) });
     this.#policy = {
       throttleMaxAttempts: options.throttleMaxAttempts ?? 5,

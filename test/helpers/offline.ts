@@ -27,6 +27,8 @@ export interface Offline {
 export async function startOffline(
   redisUrl: string,
   env: Record<string, string> = {},
+  /** More serverless-offline options, e.g. `['--webSocketHardTimeout', '4']`. */
+  args: string[] = [],
 ): Promise<Offline> {
   const [wsPort, lambdaPort, httpPort] = [await freePort(), await freePort(), await freePort()];
   const buildDir = `.esbuild-test-${wsPort}`;
@@ -40,6 +42,7 @@ export async function startOffline(
       String(lambdaPort),
       '--httpPort',
       String(httpPort),
+      ...args,
     ],
     {
       env: {

@@ -34,7 +34,6 @@ describe('loadConfig', () => {
         throttleMaxAttempts: 5,
         throttleBudgetMs: 5_000,
       },
-      managementApiClient: 'http',
       deliverFunctionName: 'pushwire-local-deliver',
       region: 'us-east-1',
       callbackRegion: 'us-east-1',
@@ -61,10 +60,12 @@ describe('loadConfig', () => {
       FANOUT_PARALLEL_CHUNKS: '4',
       THROTTLE_MAX_ATTEMPTS: '3',
       THROTTLE_BUDGET_MS: '1000',
-      MANAGEMENT_API_CLIENT: 'sdk',
       DELIVER_FUNCTION_NAME: 'pushwire-prod-deliver',
       LAMBDA_ENDPOINT: 'http://localhost:3002',
       AWS_REGION: 'eu-central-1',
+      AWS_ACCESS_KEY_ID: 'ASIAEXAMPLE',
+      AWS_SECRET_ACCESS_KEY: 'secret',
+      AWS_SESSION_TOKEN: 'token',
     };
 
     // Act
@@ -90,10 +91,10 @@ describe('loadConfig', () => {
         throttleMaxAttempts: 3,
         throttleBudgetMs: 1000,
       },
-      managementApiClient: 'sdk',
       deliverFunctionName: 'pushwire-prod-deliver',
       region: 'eu-central-1',
       callbackRegion: 'eu-west-3',
+      credentials: { accessKeyId: 'ASIAEXAMPLE', secretAccessKey: 'secret', sessionToken: 'token' },
     });
   });
 
