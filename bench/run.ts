@@ -204,7 +204,7 @@ async function main(): Promise<void> {
 
   try {
     await section('bundles', async () => {
-      results.bundles = await benchBundles(settings.bundle_runs);
+      results.bundles = await benchBundles(settings.bundle_runs, !quick);
     });
 
     mgmt = await startMgmtServer();
