@@ -37,7 +37,12 @@ async function main(): Promise<void> {
   const redis = client(redisServer.url);
   const mgmt = await startMgmtServer();
   try {
-    const config = loadConfig({ REDIS_URL: redisServer.url, JWT_SECRET, REDIS_PREFIX: PREFIX });
+    const config = loadConfig({
+      REDIS_URL: redisServer.url,
+      JWT_SECRET,
+      REDIS_PREFIX: PREFIX,
+      ...AWS_ENV,
+    });
     const deps = publishDeps(redis, config);
     const ids = connectionIds(n, 'p');
     await fillTopic(redis, deps.registry as RedisRegistry, 'prof', ids, mgmt.endpoint);

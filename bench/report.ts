@@ -435,7 +435,7 @@ function sections(r: Results): Section[] {
       ],
       after: o.burst
         ? [
-            `burst of ${fmt(o.burst.frames)} pings: at once ${fmt(o.burst.at_once_per_s)}/s (${fmt(o.burst.at_once_ms)} ms), in batches of 50 ${fmt(o.burst.batches_of_50_per_s)}/s (${fmt(o.burst.batches_ms)} ms)`,
+            `burst of ${fmt(o.burst.frames)} pings: at once ${fmt(o.burst.at_once_per_s)}/s (${fmt(o.burst.at_once_answered)} answered, the last after ${fmt(o.burst.at_once_ms)} ms), in batches of 50 ${fmt(o.burst.batches_of_50_per_s)}/s (${fmt(o.burst.batches_answered)} answered in ${fmt(o.burst.batches_ms)} ms)`,
             `clients connected and subscribed in ${fmt(o.connect_s, 1)} s; publish invocations returned after ${o.runs.returned_ms.join(', ')} ms; a publish to a topic nobody is subscribed to takes ${fmt(o.empty_publish_ms)} ms (invoke through the emulator + fixed work)`,
           ]
         : [],

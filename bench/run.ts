@@ -383,15 +383,50 @@ async function main(): Promise<void> {
 
   results.duration_s = round((now() - started) / 1000, 1);
   results.machine.loadavg[1] = round(loadavg()[0] ?? 0, 2);
-  results.targets = evaluateTargets(results);
-  if (quick)
-    results.notes.push('--quick: smaller sizes and fewer runs; see BENCHMARKS.md for a full run');
   const out = join(root(), 'bench', 'results.json');
-  writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
-  printReport(results);
+  // `--only=<sections> --merge` (full mode): rerun some sections of the last
+  // full run and keep the rest of it, e.g. one that failed.
+  const merge = !quick && only && process.argv.includes('--merge');
+  const final = merge
+    ? mergeInto(JSON.parse(readFileSync(out, 'utf8')) as Results, results)
+    : results;
+  final.targets = evaluateTargets(final);
+  if (quick)
+    final.notes.push('--quick: smaller sizes and fewer runs; see BENCHMARKS.md for a full run');
+  writeFileSync(out, `${JSON.stringify(final, null, 2)}\n`);
+  printReport(final);
   console.log(`\nwrote ${out}`);
-  if (!quick && !only) updateMarkdown(results);
+  if (!quick && (!only || merge)) updateMarkdown(final);
   if (Object.keys(results.errors).length > 0) process.exitCode = 1;
+}
+
+/** Fields of the results each section writes (socketio shares fan-out rows: not mergeable). */
+const SECTION_FIELDS = {
+  bundles: ['bundles'],
+  lookup: ['lookup'],
+  churn: ['churn'],
+  fanout: ['fanout', 'cpu'],
+  offline: ['offline'],
+  big_audience: ['big_audience'],
+} as const satisfies Record<string, readonly (keyof Results)[]>;
+
+function mergeInto(previous: Results, rerun: Results): Results {
+  const merged: Results = {
+    ...previous,
+    errors: { ...previous.errors },
+    notes: [...previous.notes],
+  };
+  for (const section of only ?? []) {
+    const fields = SECTION_FIELDS[section as keyof typeof SECTION_FIELDS];
+    if (!fields) throw new Error(`--merge: section ${section} cannot be merged`);
+    for (const field of fields) Object.assign(merged, { [field]: rerun[field] });
+    delete merged.errors[section];
+    if (rerun.errors[section]) merged.errors[section] = rerun.errors[section];
+    merged.notes.push(
+      `section ${section} rerun at ${rerun.date} (load average ${rerun.machine.loadavg[0]} at its start) and merged into the run above`,
+    );
+  }
+  return merged;
 }
 
 const START = '<!-- bench:results:start -->';
