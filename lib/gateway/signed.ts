@@ -29,8 +29,9 @@ import { canonicalPath, EMPTY_SHA256, SigV4Signer } from './sigv4.js';
  * caps a fan-out at ~10 % of what the wire allows. Here the body's SHA-256 is
  * computed once per frame (not once per recipient), the signing key once per
  * day and region, and each post is one request on a pooled socket.
- * Behaviour matches AwsGateway: 410 is 'gone', throttling is retried with the
- * same policy, anything else throws an error shaped like the SDK's.
+ * Behaviour matches AwsGateway: 410 is 'gone', throttling and transient
+ * failures (5xx, resets, timeouts) are retried with the same policy, anything
+ * else throws an error shaped like the SDK's.
  */
 export interface SignedHttpGatewayOptions extends Partial<RetryPolicy> {
   /**
@@ -42,6 +43,7 @@ export interface SignedHttpGatewayOptions extends Partial<RetryPolicy> {
   credentials: AwsCredentialIdentityProvider;
   /** Sockets per endpoint. */
   maxSockets?: number;
+  /** Deadline of one request (connect, send, answer), per attempt. */
   requestTimeoutMs?: number;
   /** Host name resolution (tests point execute-api hosts at a local server). */
   lookup?: LookupFunction;
@@ -69,6 +71,14 @@ export class ManagementApiError extends Error {
     this.name = name;
     this.$metadata = { httpStatusCode: status };
   }
+}
+
+/** A request that got no complete answer in time: named as the SDK names it, so it is retried alike. */
+function requestTimeout(ms: number): Error {
+  return Object.assign(new Error(`no answer from the management API within ${ms} ms`), {
+    name: 'TimeoutError',
+    code: 'ETIMEDOUT',
+  });
 }
 
 const ERROR_NAMES: Record<number, string> = {
@@ -220,6 +230,10 @@ export class SignedHttpGateway implements Gateway {
     );
     if (body) headers.push('content-length', String(body.byteLength));
     return new Promise<void>((resolve, reject) => {
+      const fail = (error: Error) => {
+        this.#deadlines.delete(req);
+        reject(error);
+      };
       const req = target.request(
         {
           method,
@@ -232,6 +246,8 @@ export class SignedHttpGateway implements Gateway {
         },
         (res: IncomingMessage) => {
           const code = res.statusCode ?? 0;
+          // A response cut off midway (reset, or our deadline) fails the call.
+          res.on('error', fail);
           if (code >= 200 && code < 300) {
             res.on('end', () => {
               this.#deadlines.delete(req);
@@ -257,10 +273,10 @@ export class SignedHttpGateway implements Gateway {
           });
         },
       );
-      req.on('error', (error) => {
-        this.#deadlines.delete(req);
-        reject(error);
-      });
+      req.on('error', fail);
+      // A whole-request deadline (not the socket's idle timeout): a peer that
+      // trickles bytes or never answers must not hold a post, and the fan-out
+      // slot it takes, past the bound. Its error is a transient one.
       this.#watch(req);
       req.end(body);
     });
@@ -280,7 +296,7 @@ export class SignedHttpGateway implements Gateway {
       for (const [req, deadline] of this.#deadlines) {
         if (deadline > now) continue;
         this.#deadlines.delete(req);
-        req.destroy(new Error(`no answer within ${this.#timeout} ms`));
+        req.destroy(requestTimeout(this.#timeout));
       }
       if (this.#deadlines.size === 0) {
         clearInterval(this.#sweeper);

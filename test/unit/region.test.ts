@@ -162,7 +162,7 @@ describe('a publish whose audience spans APIs in two regions', () => {
       {
         registry,
         dedup: {
-          claim: async () => ({ claimed: true }),
+          claim: async () => ({ state: 'claimed' as const, token: 't' }),
           complete: async () => undefined,
           release: async () => undefined,
         },
@@ -171,7 +171,9 @@ describe('a publish whose audience spans APIs in two regions', () => {
         logger: { warn: () => undefined },
         concurrency: 4,
         chunkSize: 100,
+        chunkMaxBytes: 5 * 1024 * 1024,
         parallelChunks: 1,
+        deliverAttempts: 1,
       },
     );
     // Assess
