@@ -104,7 +104,11 @@ const settings = quick
       redis_benchmark_requests: 50_000,
       offline_clients: 1_000,
       offline_rounds: 3,
-      offline_burst: 1_000,
+      // Each frame of a burst is a cold serverless-offline instance (~35 MB
+      // each: 200 took the emulator to 7 GB RSS). `--offline-burst=1000` on a
+      // machine with ~40 GB free; 200 by default so a run cannot exhaust a
+      // shared one.
+      offline_burst: 200,
       cost_publishes: 500,
       budget_s: 900,
       time_limit_s: 1_500,
