@@ -108,10 +108,15 @@ export async function benchOffline(options: {
   const sockets: InstanceType<typeof WebSocket>[] = [];
   try {
     const counter = new Counter();
-    const token = await devToken('bench', { topics: [TOPIC] });
+    // One user per client: MAX_CONNECTIONS_PER_USER (issue 9) refuses the
+    // 51st connection of one user with a 429.
+    const tokens = await Promise.all(
+      Array.from({ length: options.clients }, (_, i) =>
+        devToken(`bench-${i}`, { topics: [TOPIC] }),
+      ),
+    );
     const t0 = now();
-    const indexes = Array.from({ length: options.clients }, (_, i) => i);
-    await pool(indexes, options.connectConcurrency, async () => {
+    await pool(tokens, options.connectConcurrency, async (token) => {
       const ws = new WebSocket(offline.wsUrl({ token }));
       await new Promise<void>((resolve, reject) => {
         ws.once('open', () => resolve());
