@@ -53,6 +53,7 @@ describe('loadConfig', () => {
       deliverFunctionName: 'pushwire-local-deliver',
       region: 'us-east-1',
       callbackRegion: 'us-east-1',
+      replay: { budgetMs: 5_000, graceMs: 2_000 },
     });
   });
 
@@ -83,6 +84,8 @@ describe('loadConfig', () => {
       DELIVER_FUNCTION_NAME: 'pushwire-prod-deliver',
       LAMBDA_ENDPOINT: 'http://localhost:3002',
       AWS_REGION: 'eu-central-1',
+      REPLAY_BUDGET_MS: '3000',
+      REPLAY_LEASE_GRACE_MS: '1500',
       AWS_ACCESS_KEY_ID: 'ASIAEXAMPLE',
       AWS_SECRET_ACCESS_KEY: 'secret',
       AWS_SESSION_TOKEN: 'token',
@@ -124,6 +127,7 @@ describe('loadConfig', () => {
       deliverFunctionName: 'pushwire-prod-deliver',
       region: 'eu-central-1',
       callbackRegion: 'eu-west-3',
+      replay: { budgetMs: 3_000, graceMs: 1_500 },
       credentials: { accessKeyId: 'ASIAEXAMPLE', secretAccessKey: 'secret', sessionToken: 'token' },
     });
   });
