@@ -6,8 +6,13 @@ import { join } from 'node:path';
 import { build, type Plugin } from 'esbuild';
 import { median, now, root, round } from './common.js';
 
-/** The plugins serverless.yml builds with (custom.esbuild.plugins). */
-const esbuildPlugins = createRequire(import.meta.url)('../build/esbuild-plugins.cjs') as Plugin[];
+/**
+ * The plugins serverless.yml builds with (custom.esbuild.plugins), resolved
+ * from the project root: the bench runs as a cjs bundle (bench/launch.ts),
+ * where `import.meta.url` is empty.
+ */
+const esbuildPlugins = (): Plugin[] =>
+  createRequire(join(root(), 'package.json'))('./build/esbuild-plugins.cjs') as Plugin[];
 
 export interface BundleRow {
   bytes: number;
@@ -114,7 +119,7 @@ export async function benchBundles(
       format: 'cjs',
       loader: { '.lua': 'text' },
       mainFields: ['module', 'main'],
-      plugins: esbuildPlugins,
+      plugins: esbuildPlugins(),
       logLevel: 'warning',
     });
     const empty = join(dir, 'empty.cjs');
