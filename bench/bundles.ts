@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -6,8 +6,13 @@ import { join } from 'node:path';
 import { build, type Plugin } from 'esbuild';
 import { median, now, root, round } from './common.js';
 
-/** The plugins serverless.yml builds with (custom.esbuild.plugins). */
-const esbuildPlugins = createRequire(import.meta.url)('../build/esbuild-plugins.cjs') as Plugin[];
+/**
+ * The plugins serverless.yml builds with (custom.esbuild.plugins), resolved
+ * from the project root: the bench runs as a cjs bundle (bench/launch.ts),
+ * where `import.meta.url` is empty.
+ */
+const esbuildPlugins = (): Plugin[] =>
+  createRequire(join(root(), 'package.json'))('./build/esbuild-plugins.cjs') as Plugin[];
 
 export interface BundleRow {
   bytes: number;
@@ -17,6 +22,13 @@ export interface BundleRow {
   empty_init_ms: number;
   /** Target size (1 KB = 1,000 bytes), when the issue sets one. */
   limit_bytes: number | null;
+  /**
+   * Instructions executed by the same `node -e "require(bundle)"`, counted by
+   * `valgrind --tool=callgrind` (millions), and the empty handler's: the same
+   * on a loaded or an idle machine, where wall-clock ratios measure the load.
+   */
+  instructions_m?: number;
+  empty_instructions_m?: number;
 }
 
 /**
@@ -57,6 +69,32 @@ function loadTime(file: string): number {
   return ms;
 }
 
+/** Instructions (millions) `node -e "require(file)"` executes, or undefined without valgrind. */
+function instructions(file: string): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const child = spawn(
+      'valgrind',
+      [
+        '--tool=callgrind',
+        '--callgrind-out-file=/dev/null',
+        process.execPath,
+        '-e',
+        `require(${JSON.stringify(file)})`,
+      ],
+      { env: { PATH: process.env['PATH'] ?? '' }, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let err = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      err += chunk.toString();
+    });
+    child.on('error', () => resolve(undefined));
+    child.on('close', () => {
+      const collected = /Collected : (\d+)/.exec(err)?.[1];
+      resolve(collected ? round(Number(collected) / 1e6, 1) : undefined);
+    });
+  });
+}
+
 /**
  * Builds every function in functions/ as serverless.yml's custom.esbuild
  * does (bundle, minify, no source map, node20, cjs, .lua as text without
@@ -64,7 +102,10 @@ function loadTime(file: string): number {
  * against an empty handler. Built outside the project, so a bundle that
  * needed anything from node_modules would fail to load here.
  */
-export async function benchBundles(runs: number): Promise<Record<string, BundleRow>> {
+export async function benchBundles(
+  runs: number,
+  countInstructions = false,
+): Promise<Record<string, BundleRow>> {
   const dir = mkdtempSync(join(tmpdir(), 'pushwire-bench-bundles-'));
   try {
     const names = readdirSync(join(root(), 'functions'))
@@ -84,7 +125,7 @@ export async function benchBundles(runs: number): Promise<Record<string, BundleR
       format: 'cjs',
       loader: { '.lua': 'text' },
       mainFields: ['module', 'main'],
-      plugins: esbuildPlugins,
+      plugins: esbuildPlugins(),
       logLevel: 'warning',
     });
     const empty = join(dir, 'empty.cjs');
@@ -95,6 +136,18 @@ export async function benchBundles(runs: number): Promise<Record<string, BundleR
     // Interleaved, so drift hits every bundle alike.
     for (let r = 0; r < runs; r++) for (const file of files) times.get(file)?.push(loadTime(file));
     const emptyMs = round(median(times.get(empty) ?? []), 1);
+    // Two at a time: callgrind runs a Node start in ~10-20 s.
+    const counted = new Map<string, number | undefined>();
+    if (countInstructions) {
+      const queue = [...files];
+      await Promise.all(
+        [0, 1].map(async () => {
+          for (let file = queue.shift(); file; file = queue.shift())
+            counted.set(file, await instructions(file));
+        }),
+      );
+    }
+    const emptyInstructions = counted.get(empty);
     const rows: Record<string, BundleRow> = {};
     for (const name of names) {
       const file = join(dir, `${name}.cjs`);
@@ -104,6 +157,11 @@ export async function benchBundles(runs: number): Promise<Record<string, BundleR
         empty_init_ms: emptyMs,
         limit_bytes: BUNDLE_LIMITS[name] ?? null,
       };
+      const count = counted.get(file);
+      if (count !== undefined && emptyInstructions !== undefined) {
+        rows[name].instructions_m = count;
+        rows[name].empty_instructions_m = emptyInstructions;
+      }
     }
     return rows;
   } finally {

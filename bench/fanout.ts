@@ -204,8 +204,8 @@ export interface FanoutMeasure {
   sdk: number[];
 }
 
-/** The floor's loop with every post made through the gateway (SDK), nothing else. */
-async function runSdkOnly(
+/** The floor's loop with every post made through a gateway, nothing else. */
+export async function runGatewayOnly(
   gateway: Gateway,
   endpoint: string,
   ids: readonly string[],
@@ -251,7 +251,7 @@ export async function oursAndFloor(options: {
       measure.floor.push(await floor.run(ids, frame));
       if (options.sdkOnly)
         measure.sdk.push(
-          await runSdkOnly(sdkGateway ?? deps.gateway, mgmt.endpoint, ids, frame, concurrency),
+          await runGatewayOnly(sdkGateway ?? deps.gateway, mgmt.endpoint, ids, frame, concurrency),
         );
     }
   } finally {
@@ -261,3 +261,53 @@ export async function oursAndFloor(options: {
 }
 
 export const rate = (values: number[]) => round(median(values));
+
+export interface CpuMeasure {
+  n: number;
+  /** CPU time (user + system) of the publishing process per post, at N = n. */
+  us_per_post: number;
+  /** The same per publish to a topic of one member (the fixed cost of a publish). */
+  us_per_publish: number;
+  runs_us_per_post: number[];
+}
+
+/**
+ * CPU time of this process per post (a publish to 10,000) and per publish (to
+ * one member), median of 3 and of `publishes` publishes: the measured inputs
+ * of the cost table (bench/report.ts).
+ */
+export async function measureCpu(
+  redis: Redis,
+  registry: RedisRegistry,
+  mgmt: MgmtServer,
+  deps: PublishDeps,
+  publishes: number,
+): Promise<CpuMeasure> {
+  const n = 10_000;
+  const ids = connectionIds(n, 'cpu');
+  await fillTopic(redis, registry, 'cpu-n', ids, mgmt.endpoint);
+  await mgmt.register(ids);
+  const perPost: number[] = [];
+  for (let run = 0; run < 3; run++) {
+    const c0 = process.cpuUsage();
+    await runOurs(deps, 'cpu-n', n, `cpu-${Date.now()}-${run}`);
+    const c = process.cpuUsage(c0);
+    perPost.push((c.user + c.system) / n);
+  }
+  await fillTopic(redis, registry, 'cpu-1', ['cpu-one'], mgmt.endpoint);
+  await mgmt.register(['cpu-one']);
+  for (let i = 0; i < 20; i++) await runOurs(deps, 'cpu-1', 1, `cpu1-warm-${Date.now()}-${i}`);
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < publishes; i++) await runOurs(deps, 'cpu-1', 1, `cpu1-${Date.now()}-${i}`);
+  const c = process.cpuUsage(c0);
+  await redis.unlink(
+    registry.topicAudience('cpu-n').keys.live,
+    registry.topicAudience('cpu-1').keys.live,
+  );
+  return {
+    n,
+    us_per_post: round(median(perPost), 1),
+    us_per_publish: round((c.user + c.system) / publishes, 1),
+    runs_us_per_post: perPost.map((x) => round(x, 1)),
+  };
+}

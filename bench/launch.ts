@@ -19,6 +19,7 @@ const entries = [
   'sio-clients',
   'deliver-worker',
   'big-publisher',
+  'profile',
 ] as const;
 
 await build({
@@ -37,9 +38,20 @@ await build({
   logLevel: 'warning',
 });
 
+// `--profile [--cpu-prof] [--n=… --runs=…]`: fan-out alone (bench/profile.ts),
+// optionally under Node's CPU profiler (profiles land in bench/profiles/).
+const args = process.argv.slice(2);
+const profile = args.includes('--profile');
+const cpuProf = args.includes('--cpu-prof');
+const rest = args.filter((a) => a !== '--profile' && a !== '--cpu-prof');
 const child = spawn(
   process.execPath,
-  ['--enable-source-maps', join(out, 'run.cjs'), ...process.argv.slice(2)],
+  [
+    '--enable-source-maps',
+    ...(cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${join(root, 'bench', 'profiles')}`] : []),
+    join(out, profile ? 'profile.cjs' : 'run.cjs'),
+    ...rest,
+  ],
   {
     stdio: 'inherit',
     env: { ...process.env, PUSHWIRE_ROOT: root, PUSHWIRE_BENCH_OUT: out },

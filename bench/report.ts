@@ -1,7 +1,9 @@
 import type { BigAudienceResult } from './bigaudience.js';
 import type { BundleRow } from './bundles.js';
 import type { ChurnResult } from './churn.js';
+import type { CpuMeasure } from './fanout.js';
 import type { LookupRow } from './lookup.js';
+import type { OfflineResult } from './offline.js';
 
 export interface FanoutRow {
   n: number;
@@ -38,6 +40,90 @@ export interface Target {
   margin: string;
 }
 
+/** Prices used by the cost table: quoted, not measured (see BENCHMARKS.md for sources). */
+export const PRICES = {
+  /** API Gateway WebSocket: per million messages (first billion), counted in 32 KB units. */
+  apigw_message_per_m: 1.0,
+  apigw_message_unit_bytes: 32 * 1024,
+  /** API Gateway WebSocket: per million connection minutes. */
+  apigw_connection_minute_per_m: 0.25,
+  /** Lambda arm64: per GB-second and per million requests. */
+  lambda_gb_s: 0.0000133334,
+  lambda_request_per_m: 0.2,
+  /** Lambda gives one vCPU at 1,769 MB and CPU in proportion to memory. */
+  lambda_mb_per_vcpu: 1_769,
+  /** Ably: per million messages (published and received each count), Standard package base. */
+  ably_message_per_m: 2.5,
+  ably_standard_month: 29,
+  /** Pusher Channels Startup: $49 a month for up to 1M messages a day and 500 connections. */
+  pusher_startup_month: 49,
+  pusher_startup_messages_per_day: 1_000_000,
+  pusher_startup_connections: 500,
+} as const;
+
+/** Wall time an invocation waits at least (Redis + a post round trip on AWS: 20-50 ms); an assumption. */
+export const ASSUMED_WAIT_MS = 30;
+
+export interface CostRow {
+  audience: number;
+  publishes: number;
+  invocations: number;
+  apigw_messages: number;
+  lambda_requests: number;
+  lambda_compute_cpu: number;
+  lambda_compute_waiting: number;
+  total_low: number;
+  total_high: number;
+  ably: number;
+  pusher: string;
+}
+
+/** What 1 M deliveries cost at each audience size, from measured CPU and quoted prices. */
+export function costTable(r: Results): CostRow[] {
+  const cpu = r.cpu;
+  if (!cpu) return [];
+  const memoryMb = Number(r.settings['lambda_memory_mb'] ?? 1024);
+  const chunk = Number(r.settings['fanout_chunk'] ?? 2000);
+  const concurrency = Number(r.settings['fanout_concurrency'] ?? 100);
+  const frameBytes = Number(r.settings['payload_frame_bytes'] ?? 200);
+  const deliveries = 1_000_000;
+  const gbs = (seconds: number) => seconds * (memoryMb / 1024) * PRICES.lambda_gb_s;
+  return [1, 100, 10_000].map((audience) => {
+    const publishes = deliveries / audience;
+    const chunks = audience > chunk ? Math.ceil(audience / chunk) : 0;
+    const invocations = publishes * (1 + chunks);
+    const units = Math.ceil(frameBytes / PRICES.apigw_message_unit_bytes);
+    const apigw = ((deliveries * units) / 1e6) * PRICES.apigw_message_per_m;
+    const requests = (invocations / 1e6) * PRICES.lambda_request_per_m;
+    // CPU-bound: the CPU seconds measured here, stretched by Lambda's share of a vCPU at this memory.
+    const cpuSeconds = (publishes * cpu.us_per_publish + deliveries * cpu.us_per_post) / 1e6;
+    const computeCpu = gbs(cpuSeconds / Math.min(1, memoryMb / PRICES.lambda_mb_per_vcpu));
+    // Waiting: each invocation waits ASSUMED_WAIT_MS at least, and each post that long with
+    // `concurrency` in flight.
+    const waitSeconds =
+      (invocations * ASSUMED_WAIT_MS + (deliveries * ASSUMED_WAIT_MS) / concurrency) / 1000;
+    const computeWaiting = gbs(waitSeconds);
+    const messages = deliveries + publishes;
+    const days = messages / PRICES.pusher_startup_messages_per_day;
+    return {
+      audience,
+      publishes,
+      invocations,
+      apigw_messages: apigw,
+      lambda_requests: requests,
+      lambda_compute_cpu: computeCpu,
+      lambda_compute_waiting: computeWaiting,
+      total_low: apigw + requests + computeCpu,
+      total_high: apigw + requests + Math.max(computeCpu, computeWaiting),
+      ably: (messages / 1e6) * PRICES.ably_message_per_m,
+      pusher:
+        audience > PRICES.pusher_startup_connections
+          ? `above Startup (> ${PRICES.pusher_startup_connections} connections): not quoted`
+          : `$${PRICES.pusher_startup_month}/month plan; ${fmt(messages)} messages = ${fmt(days, 1)} days of its 1M/day`,
+    };
+  });
+}
+
 export interface Results {
   mode: 'full' | 'quick';
   date: string;
@@ -47,6 +133,8 @@ export interface Results {
   lookup: LookupRow[];
   fanout: FanoutRow[];
   big_audience: BigAudienceResult | null;
+  offline: OfflineResult | null;
+  cpu: CpuMeasure | null;
   bundles: Record<string, BundleRow>;
   churn: ChurnResult | null;
   targets: Target[];
@@ -105,6 +193,16 @@ export function evaluateTargets(r: Results): Target[] {
       margin: `${fmt(256 - b.peak_rss_mb, 1)} MB ${b.peak_rss_mb < 256 ? 'to spare' : 'over'}`,
     });
   }
+  if (r.offline) {
+    const o = r.offline;
+    targets.push({
+      name: 'outside-in publish vs raw',
+      goal: `≥ 0.6 of a raw POST loop, ${fmt(1000)} clients on one topic`,
+      measured: `${fmt(o.publish_per_s)}/s vs ${fmt(o.raw_per_s)}/s = ${fmt(o.ratio, 2)} (${fmt(o.clients)} clients)`,
+      pass: o.clients >= 1000 ? o.ratio >= 0.6 : null,
+      margin: `${o.ratio >= 0.6 ? '+' : ''}${fmt(o.ratio - 0.6, 2)}`,
+    });
+  }
   for (const [name, b] of Object.entries(r.bundles)) {
     if (b.limit_bytes === null) continue;
     targets.push({
@@ -113,6 +211,17 @@ export function evaluateTargets(r: Results): Target[] {
       measured: `${fmt(b.bytes / 1000, 1)} KB`,
       pass: b.bytes < b.limit_bytes,
       margin: `${fmt(Math.abs(b.limit_bytes - b.bytes) / 1000, 1)} KB ${b.bytes < b.limit_bytes ? 'under' : 'over'}`,
+    });
+  }
+  for (const [name, b] of Object.entries(r.bundles)) {
+    if (!b.instructions_m || !b.empty_instructions_m) continue;
+    const ratio = b.instructions_m / b.empty_instructions_m;
+    targets.push({
+      name: `bundle ${name} load (instructions)`,
+      goal: '< 2× the empty handler, counted by callgrind',
+      measured: `${fmt(b.instructions_m, 1)} M vs ${fmt(b.empty_instructions_m, 1)} M = ${fmt(ratio, 2)}×`,
+      pass: ratio < 2,
+      margin: ratio < 2 ? `${fmt(2 - ratio, 2)}× headroom` : `${fmt(ratio - 2, 2)}× over`,
     });
   }
   for (const [name, b] of Object.entries(r.bundles)) {
@@ -247,7 +356,17 @@ function sections(r: Results): Section[] {
   }
   out.push({
     title: '4. Cold start: minified bundles; node start + require, median',
-    headers: ['function', 'bytes', 'target', 'init ms', 'empty handler ms', 'ratio'],
+    headers: [
+      'function',
+      'bytes',
+      'target',
+      'init ms',
+      'empty handler ms',
+      'ratio',
+      'instructions M',
+      'empty M',
+      'ratio (instructions)',
+    ],
     rows: Object.entries(r.bundles).map(([name, b]) => [
       name,
       fmt(b.bytes),
@@ -255,7 +374,15 @@ function sections(r: Results): Section[] {
       fmt(b.init_ms, 1),
       fmt(b.empty_init_ms, 1),
       `${fmt(b.init_ms / b.empty_init_ms, 2)}×`,
+      fmt(b.instructions_m, 1),
+      fmt(b.empty_instructions_m, 1),
+      b.instructions_m && b.empty_instructions_m
+        ? `${fmt(b.instructions_m / b.empty_instructions_m, 2)}×`
+        : '—',
     ]),
+    after: [
+      'instructions: `valgrind --tool=callgrind` counts of the same `node -e "require(bundle)"`, one run each (full runs, when valgrind is installed): independent of other load on the machine, unlike the wall-clock ms',
+    ],
   });
   if (r.churn) {
     const c = r.churn;
@@ -281,6 +408,71 @@ function sections(r: Results): Section[] {
         `redis-benchmark (-c ${c.concurrency} -P 1), per command: ${c.redis_benchmark
           .map((b) => `${b.stands_for ?? b.command.split(' ')[0]} ×${b.per_pair} @ ${fmt(b.rps)}/s`)
           .join(', ')}`,
+      ],
+    });
+  }
+  if (r.offline) {
+    const o = r.offline;
+    out.push({
+      title: `6. Outside-in through serverless-offline: ${fmt(o.clients)} WebSocket clients on one topic`,
+      headers: [
+        'clients',
+        'publish msg/s',
+        'raw POST loop msg/s',
+        'publish/raw',
+        'publish ms',
+        'raw ms',
+      ],
+      rows: [
+        [
+          fmt(o.clients),
+          fmt(o.publish_per_s),
+          fmt(o.raw_per_s),
+          fmt(o.ratio, 2),
+          o.runs.publish_ms.join(', '),
+          o.runs.raw_ms.join(', '),
+        ],
+      ],
+      after: o.burst
+        ? [
+            `burst of ${fmt(o.burst.frames)} pings: at once ${fmt(o.burst.at_once_per_s)}/s (${fmt(o.burst.at_once_answered)} answered, the last after ${fmt(o.burst.at_once_ms)} ms), in batches of 50 ${fmt(o.burst.batches_of_50_per_s)}/s (${fmt(o.burst.batches_answered)} answered in ${fmt(o.burst.batches_ms)} ms)`,
+            `clients connected and subscribed in ${fmt(o.connect_s, 1)} s; publish invocations returned after ${o.runs.returned_ms.join(', ')} ms; a publish to a topic nobody is subscribed to takes ${fmt(o.empty_publish_ms)} ms (invoke through the emulator + fixed work)`,
+          ]
+        : [],
+    });
+  }
+  const costs = costTable(r);
+  if (r.cpu && costs.length > 0) {
+    const usd = (x: number) => `$${x < 0.01 ? x.toFixed(4) : x.toFixed(2)}`;
+    out.push({
+      title: `7. Cost of 1 M deliveries (measured CPU: ${fmt(r.cpu.us_per_post, 1)} µs per post, ${fmt(r.cpu.us_per_publish, 1)} µs per publish; quoted prices)`,
+      headers: [
+        'audience',
+        'publishes',
+        'invocations',
+        'API GW messages',
+        'Lambda requests',
+        'Lambda GB-s (CPU)',
+        `Lambda GB-s (${ASSUMED_WAIT_MS} ms waits)`,
+        'pushwire total',
+        'Ably',
+        'Pusher',
+      ],
+      rows: costs.map((c) => [
+        fmt(c.audience),
+        fmt(c.publishes),
+        fmt(c.invocations),
+        usd(c.apigw_messages),
+        usd(c.lambda_requests),
+        usd(c.lambda_compute_cpu),
+        usd(c.lambda_compute_waiting),
+        `${usd(c.total_low)}–${usd(c.total_high)}`,
+        usd(c.ably),
+        c.pusher,
+      ]),
+      after: [
+        `measured here: CPU µs per post and per publish (this machine's x86 cores, not Graviton); quoted: every price (BENCHMARKS.md lists the sources)`,
+        `not per delivery: API Gateway connection minutes, $${PRICES.apigw_connection_minute_per_m}/M: a client connected all month (43,800 min) costs $${((43_800 * PRICES.apigw_connection_minute_per_m) / 1e6).toFixed(4)}; Ably's $${PRICES.ably_standard_month}/month Standard base and connection minutes are not in its column either`,
       ],
     });
   }

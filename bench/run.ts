@@ -29,6 +29,7 @@ import {
 import {
   connectionIds,
   fillTopic,
+  measureCpu,
   oursAndFloor,
   publishDeps,
   rate,
@@ -37,6 +38,7 @@ import {
 } from './fanout.js';
 import { benchLookup } from './lookup.js';
 import { type MgmtServer, startMgmtServer } from './mgmt.js';
+import { benchOffline } from './offline.js';
 import { cleanup, client } from './redis.js';
 import {
   evaluateTargets,
@@ -49,6 +51,7 @@ import {
 import { benchSocketIo, createEmitter } from './socketio.js';
 
 const quick = process.argv.includes('--quick');
+const fmtN = (n: number) => n.toLocaleString('en-US');
 const only = process.argv
   .find((a) => a.startsWith('--only='))
   ?.slice('--only='.length)
@@ -73,10 +76,14 @@ const settings = quick
       churn_pairs: 2_000,
       churn_concurrency: 50,
       redis_benchmark_requests: 5_000,
+      offline_clients: 100,
+      offline_rounds: 2,
+      offline_burst: 50,
+      cost_publishes: 100,
       /** Sections not yet started when this much time has passed are skipped. */
       budget_s: 45,
       /** Hard stop (everything killed, nothing written). */
-      time_limit_s: 150,
+      time_limit_s: 300,
     }
   : {
       lookup_iterations: 2_000,
@@ -95,9 +102,25 @@ const settings = quick
       churn_pairs: 10_000,
       churn_concurrency: 50,
       redis_benchmark_requests: 50_000,
-      budget_s: 600,
-      time_limit_s: 900,
+      offline_clients: 1_000,
+      offline_rounds: 3,
+      // Each frame of a burst is a cold serverless-offline instance (~35 MB
+      // each: 200 took the emulator to 7 GB RSS). `--offline-burst=1000` on a
+      // machine with ~40 GB free; 200 by default so a run cannot exhaust a
+      // shared one.
+      offline_burst: 200,
+      cost_publishes: 500,
+      budget_s: 900,
+      time_limit_s: 1_500,
     };
+
+// Overrides of the outside-in sizes, e.g. `--offline-burst=200` on a machine
+// without the memory for a thousand serverless-offline instances at once.
+for (const key of ['offline_clients', 'offline_burst', 'offline_rounds'] as const) {
+  const flag = `--${key.replace('_', '-')}=`;
+  const value = process.argv.find((a) => a.startsWith(flag))?.slice(flag.length);
+  if (value !== undefined) settings[key] = Number(value);
+}
 
 function machine(redisVersion: string): Machine {
   const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
@@ -147,10 +170,18 @@ async function main(): Promise<void> {
       fanout_chunk: config.fanout.chunk,
       fanout_parallel_chunks: config.fanout.parallelChunks,
       payload_frame_bytes: sampleFrame('fan-10000').length,
+      // provider.memorySize, what the cost table bills Lambda at.
+      lambda_memory_mb: Number(
+        /^\s+memorySize:\s*(\d+)/m.exec(
+          readFileSync(join(root(), 'serverless.yml'), 'utf8'),
+        )?.[1] ?? 1024,
+      ),
     },
     lookup: [],
     fanout: [],
     big_audience: null,
+    offline: null,
+    cpu: null,
     bundles: {},
     churn: null,
     targets: [],
@@ -177,7 +208,7 @@ async function main(): Promise<void> {
 
   try {
     await section('bundles', async () => {
-      results.bundles = await benchBundles(settings.bundle_runs);
+      results.bundles = await benchBundles(settings.bundle_runs, !quick);
     });
 
     mgmt = await startMgmtServer();
@@ -265,6 +296,11 @@ async function main(): Promise<void> {
         );
         await redis.unlink(registry.topicAudience(topic).keys.live);
       }
+      // CPU time of this process per post (N = 10,000) and per publish (audience 1), for the cost table.
+      results.cpu = await measureCpu(redis, registry, server, deps, settings.cost_publishes);
+      console.log(
+        `  CPU: ${results.cpu.us_per_post} µs per post (N = ${fmtN(results.cpu.n)}), ${results.cpu.us_per_publish} µs per publish to 1`,
+      );
       const warnings = (deps.logger as unknown as { warnings: number }).warnings;
       if (warnings > 0) results.notes.push(`fan-out: ${warnings} delivery warnings logged`);
     });
@@ -311,6 +347,19 @@ async function main(): Promise<void> {
       results.fanout.sort((a, b) => a.n - b.n);
     });
 
+    await section('offline', async () => {
+      results.offline = await benchOffline({
+        clients: settings.offline_clients,
+        rounds: settings.offline_rounds,
+        burst: settings.offline_burst,
+        connectConcurrency: 8,
+      });
+      const o = results.offline;
+      console.log(
+        `  ${o.clients} clients: publish ${o.publish_per_s}/s, raw POST loop ${o.raw_per_s}/s = ${o.ratio}${o.burst ? `; burst of ${o.burst.frames}: at once ${o.burst.at_once_per_s}/s, batches of 50 ${o.burst.batches_of_50_per_s}/s` : ''}`,
+      );
+    });
+
     await section('big_audience', async () => {
       const server = mgmt as MgmtServer;
       await server.clear();
@@ -338,15 +387,50 @@ async function main(): Promise<void> {
 
   results.duration_s = round((now() - started) / 1000, 1);
   results.machine.loadavg[1] = round(loadavg()[0] ?? 0, 2);
-  results.targets = evaluateTargets(results);
-  if (quick)
-    results.notes.push('--quick: smaller sizes and fewer runs; see BENCHMARKS.md for a full run');
   const out = join(root(), 'bench', 'results.json');
-  writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
-  printReport(results);
+  // `--only=<sections> --merge` (full mode): rerun some sections of the last
+  // full run and keep the rest of it, e.g. one that failed.
+  const merge = !quick && only && process.argv.includes('--merge');
+  const final = merge
+    ? mergeInto(JSON.parse(readFileSync(out, 'utf8')) as Results, results)
+    : results;
+  final.targets = evaluateTargets(final);
+  if (quick)
+    final.notes.push('--quick: smaller sizes and fewer runs; see BENCHMARKS.md for a full run');
+  writeFileSync(out, `${JSON.stringify(final, null, 2)}\n`);
+  printReport(final);
   console.log(`\nwrote ${out}`);
-  if (!quick && !only) updateMarkdown(results);
+  if (!quick && (!only || merge)) updateMarkdown(final);
   if (Object.keys(results.errors).length > 0) process.exitCode = 1;
+}
+
+/** Fields of the results each section writes (socketio shares fan-out rows: not mergeable). */
+const SECTION_FIELDS = {
+  bundles: ['bundles'],
+  lookup: ['lookup'],
+  churn: ['churn'],
+  fanout: ['fanout', 'cpu'],
+  offline: ['offline'],
+  big_audience: ['big_audience'],
+} as const satisfies Record<string, readonly (keyof Results)[]>;
+
+function mergeInto(previous: Results, rerun: Results): Results {
+  const merged: Results = {
+    ...previous,
+    errors: { ...previous.errors },
+    notes: [...previous.notes],
+  };
+  for (const section of only ?? []) {
+    const fields = SECTION_FIELDS[section as keyof typeof SECTION_FIELDS];
+    if (!fields) throw new Error(`--merge: section ${section} cannot be merged`);
+    for (const field of fields) Object.assign(merged, { [field]: rerun[field] });
+    delete merged.errors[section];
+    if (rerun.errors[section]) merged.errors[section] = rerun.errors[section];
+    merged.notes.push(
+      `section ${section} rerun at ${rerun.date} (load average ${rerun.machine.loadavg[0]} at its start) and merged into the run above`,
+    );
+  }
+  return merged;
 }
 
 const START = '<!-- bench:results:start -->';

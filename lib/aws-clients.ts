@@ -31,7 +31,8 @@ export const gateway = /* @__PURE__ */ once(
     lazyGateway(async () => {
       const c = config();
       const options = {
-        region: c.region,
+        // Execute-api endpoints are signed for the region in their host name.
+        region: c.callbackRegion,
         maxSockets: Math.max(50, c.fanout.concurrency),
         throttleMaxAttempts: c.fanout.throttleMaxAttempts,
         throttleBudgetMs: c.fanout.throttleBudgetMs,

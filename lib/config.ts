@@ -2,6 +2,7 @@ import * as v from 'valibot';
 import { checkTokenOptions } from './auth/tokens.js';
 import { API_GATEWAY_IDLE_SECONDS } from './constants.js';
 import { ConfigError } from './errors.js';
+import { REGION_NAME } from './gateway/region.js';
 
 /**
  * The only reader of process.env. Everything is validated once, at cold start,
@@ -60,6 +61,14 @@ const EnvSchema = v.object({
   JWT_ISSUER: optionalText,
   JWT_AUDIENCE: optionalText,
   WS_CALLBACK_URL: url('WS_CALLBACK_URL'),
+  // Region of the API behind WS_CALLBACK_URL (a custom domain names none); default AWS_REGION.
+  WS_CALLBACK_REGION: v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.regex(REGION_NAME, 'WS_CALLBACK_REGION must be a region name such as eu-west-1'),
+    ),
+  ),
   // Just over API Gateway's idle timeout: a connection that said nothing for that long is gone.
   CONNECTION_TTL_SECONDS: int('CONNECTION_TTL_SECONDS', API_GATEWAY_IDLE_SECONDS + 60, 10),
   HISTORY_SIZE: int('HISTORY_SIZE', 100, 0, 100_000),
@@ -143,6 +152,11 @@ export interface Config {
   /** Where secrets are fetched from, when not the region's public endpoints. */
   secretEndpoints: { ssm?: string; secretsManager?: string };
   callbackUrl?: string;
+  /**
+   * Signing region for management API endpoints whose host names no region
+   * (custom domains, serverless-offline); execute-api hosts sign for their own.
+   */
+  callbackRegion: string;
   connectionTtlSeconds: number;
   history: { size: number; ttlSeconds: number };
   dedupTtlSeconds: number;
@@ -257,6 +271,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     deliverFunctionName: e.DELIVER_FUNCTION_NAME,
     region: e.AWS_REGION,
+    callbackRegion: e.WS_CALLBACK_REGION ?? e.AWS_REGION,
     replay: { budgetMs: e.REPLAY_BUDGET_MS, graceMs: e.REPLAY_LEASE_GRACE_MS },
     ...(e.AWS_ACCESS_KEY_ID &&
       e.AWS_SECRET_ACCESS_KEY && {

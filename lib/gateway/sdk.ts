@@ -7,8 +7,13 @@ import {
 } from '@aws-sdk/client-apigatewaymanagementapi';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { callWithRetry, defaultSleep, type Gateway, type GatewayResult } from './gateway.js';
+import { regionOf } from './region.js';
 
 export interface AwsGatewayOptions {
+  /**
+   * Signing region of endpoints whose host names none (custom domains,
+   * serverless-offline). An execute-api host is signed for its own region.
+   */
   region: string;
   /** Sockets per endpoint. The SDK default (50) queues a wide fan-out behind itself. */
   maxSockets?: number;
@@ -67,7 +72,7 @@ export class AwsGateway implements Gateway {
     const agentOptions = { keepAlive: true, maxSockets: this.#options.maxSockets };
     return new ApiGatewayManagementApiClient({
       endpoint,
-      region: this.#options.region,
+      region: regionOf(endpoint, this.#options.region),
       maxAttempts: 1,
       requestHandler: new NodeHttpHandler({
         httpAgent: new HttpAgent(agentOptions),

@@ -1,8 +1,13 @@
-import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { createHash } from 'node:crypto';
+import {
+  type ClientRequest,
+  Agent as HttpAgent,
+  request as httpRequest,
+  type IncomingMessage,
+} from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { SignatureV4 } from '@smithy/signature-v4';
-import type { AwsCredentialIdentityProvider, Checksum, SourceData } from '@smithy/types';
+import type { LookupFunction } from 'node:net';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import {
   callWithRetry,
   defaultSleep,
@@ -10,23 +15,29 @@ import {
   type GatewayResult,
   type RetryPolicy,
 } from './gateway.js';
+import { regionOf } from './region.js';
+import { canonicalPath, EMPTY_SHA256, SigV4Signer } from './sigv4.js';
 
 /**
- * The management API over plain keep-alive HTTP, signed with the SDK's own
- * SigV4 signer: the fan-out hot path.
+ * The management API over plain keep-alive HTTP, SigV4-signed by
+ * ./sigv4.ts: the fan-out hot path.
  *
  * Why not the SDK client: measured on loopback (bench/, BENCHMARKS.md), a
  * PostToConnection through @aws-sdk/client-apigatewaymanagementapi costs
  * about 1 ms of CPU (middleware stack, endpoint rules, serialisation,
- * signing, parsing) against about 0.1 ms for the HTTP request itself, which
+ * signing, parsing) against about 0.04 ms for the HTTP request itself, which
  * caps a fan-out at ~10 % of what the wire allows. Here the body's SHA-256 is
- * computed once per frame (not once per recipient), the signing key is
- * cached by the signer, and each post is one request on a pooled socket.
+ * computed once per frame (not once per recipient), the signing key once per
+ * day and region, and each post is one request on a pooled socket.
  * Behaviour matches AwsGateway: 410 is 'gone', throttling and transient
  * failures (5xx, resets, timeouts) are retried with the same policy, anything
  * else throws an error shaped like the SDK's.
  */
 export interface SignedHttpGatewayOptions extends Partial<RetryPolicy> {
+  /**
+   * Signing region of endpoints whose host names none (custom domains,
+   * serverless-offline). An execute-api host is signed for its own region.
+   */
   region: string;
   /** Lambda's, from the environment: see lib/aws-signing.ts. */
   credentials: AwsCredentialIdentityProvider;
@@ -34,47 +45,20 @@ export interface SignedHttpGatewayOptions extends Partial<RetryPolicy> {
   maxSockets?: number;
   /** Deadline of one request (connect, send, answer), per attempt. */
   requestTimeoutMs?: number;
-}
-
-/** Node's crypto as the signer's hash (one class for SHA-256 and HMAC-SHA-256). */
-class NodeSha256 implements Checksum {
-  readonly #secret: SourceData | undefined;
-  #hash: Hash | Hmac;
-
-  constructor(secret?: SourceData) {
-    this.#secret = secret;
-    this.#hash = this.#create();
-  }
-
-  #create(): Hash | Hmac {
-    return this.#secret === undefined
-      ? createHash('sha256')
-      : createHmac('sha256', toBuffer(this.#secret));
-  }
-
-  update(data: Uint8Array): void {
-    this.#hash.update(toBuffer(data));
-  }
-
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.#hash.digest());
-  }
-
-  reset(): void {
-    this.#hash = this.#create();
-  }
-}
-
-function toBuffer(data: SourceData): Buffer {
-  if (typeof data === 'string') return Buffer.from(data);
-  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  return Buffer.from(data);
+  /** Host name resolution (tests point execute-api hosts at a local server). */
+  lookup?: LookupFunction;
+  /** Clock of the signature's date (tests). */
+  now?: () => number;
 }
 
 interface Endpoint {
   url: URL;
   /** Path prefix of the stage (`/prod`), or '' (serverless-offline, custom domains). */
   base: string;
+  /** The canonical URI of `{base}/@connections/`, to which a post adds its id. */
+  canonicalBase: string;
+  /** The region its signature is for. */
+  region: string;
   agent: HttpAgent;
   request: typeof httpRequest;
 }
@@ -104,21 +88,28 @@ const ERROR_NAMES: Record<number, string> = {
   429: 'LimitExceededException',
 };
 
+/** Credentials are asked for again this long before they expire. */
+const CREDENTIALS_REFRESH_MS = 5 * 60_000;
+
 export class SignedHttpGateway implements Gateway {
-  readonly #signer: SignatureV4;
+  readonly #signer: SigV4Signer;
+  readonly #credentials: AwsCredentialIdentityProvider;
+  #identity: AwsCredentialIdentity | undefined;
+  #resolving: Promise<AwsCredentialIdentity> | undefined;
   readonly #endpoints = new Map<string, Endpoint>();
   readonly #payloadHashes = new WeakMap<Uint8Array, string>();
   readonly #policy: RetryPolicy;
   readonly #maxSockets: number;
   readonly #timeout: number;
+  readonly #region: string;
+  readonly #lookup: LookupFunction | undefined;
+  /** Requests in flight and when each must have been answered (one sweep, not a timer each). */
+  readonly #deadlines = new Map<ClientRequest, number>();
+  #sweeper: NodeJS.Timeout | undefined;
 
   constructor(options: SignedHttpGatewayOptions) {
-    this.#signer = new SignatureV4({
-      credentials: options.credentials,
-      region: options.region,
-      service: 'execute-api',
-      sha256: NodeSha256,
-    });
+    this.#credentials = options.credentials;
+    this.#signer = new SigV4Signer({ ...(options.now && { now: options.now }) });
     this.#policy = {
       throttleMaxAttempts: options.throttleMaxAttempts ?? 5,
       throttleBudgetMs: options.throttleBudgetMs ?? 5_000,
@@ -129,6 +120,8 @@ export class SignedHttpGateway implements Gateway {
     };
     this.#maxSockets = options.maxSockets ?? 256;
     this.#timeout = options.requestTimeoutMs ?? 5_000;
+    this.#region = options.region;
+    this.#lookup = options.lookup;
   }
 
   #endpoint(endpoint: string): Endpoint {
@@ -136,10 +129,17 @@ export class SignedHttpGateway implements Gateway {
     if (!found) {
       const url = new URL(endpoint);
       const https = url.protocol === 'https:';
-      const agentOptions = { keepAlive: true, maxSockets: this.#maxSockets };
+      const agentOptions = {
+        keepAlive: true,
+        maxSockets: this.#maxSockets,
+        ...(this.#lookup && { lookup: this.#lookup }),
+      };
+      const base = url.pathname.replace(/\/+$/, '');
       found = {
         url,
-        base: url.pathname.replace(/\/+$/, ''),
+        base,
+        canonicalBase: canonicalPath(`${base}/@connections/x`).slice(0, -1),
+        region: regionOf(endpoint, this.#region),
         agent: https ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions),
         request: https ? httpsRequest : httpRequest,
       };
@@ -157,6 +157,32 @@ export class SignedHttpGateway implements Gateway {
     return hash;
   }
 
+  /**
+   * The credentials to sign with: kept until shortly before they expire, so
+   * a post does not wait on the provider (one promise per fan-out, not per post).
+   */
+  #currentCredentials(): AwsCredentialIdentity | Promise<AwsCredentialIdentity> {
+    const identity = this.#identity;
+    if (
+      identity &&
+      (!identity.expiration || identity.expiration.getTime() - CREDENTIALS_REFRESH_MS > Date.now())
+    ) {
+      return identity;
+    }
+    this.#resolving ??= this.#credentials().then(
+      (fresh) => {
+        this.#identity = fresh;
+        this.#resolving = undefined;
+        return fresh;
+      },
+      (error: unknown) => {
+        this.#resolving = undefined;
+        throw error;
+      },
+    );
+    return this.#resolving;
+  }
+
   post(endpoint: string, connectionId: string, data: Uint8Array): Promise<GatewayResult> {
     return callWithRetry(() => this.#send('POST', endpoint, connectionId, data), this.#policy);
   }
@@ -165,48 +191,70 @@ export class SignedHttpGateway implements Gateway {
     return callWithRetry(() => this.#send('DELETE', endpoint, connectionId), this.#policy);
   }
 
-  async #send(
+  #send(
     method: 'POST' | 'DELETE',
     endpoint: string,
     connectionId: string,
     body?: Uint8Array,
   ): Promise<void> {
+    const credentials = this.#currentCredentials();
+    // Signed with what the provider answered, even if it expires soon: asking again would loop.
+    if (credentials instanceof Promise)
+      return credentials.then((fresh) =>
+        this.#request(method, endpoint, connectionId, body, fresh),
+      );
+    return this.#request(method, endpoint, connectionId, body, credentials);
+  }
+
+  #request(
+    method: 'POST' | 'DELETE',
+    endpoint: string,
+    connectionId: string,
+    body: Uint8Array | undefined,
+    credentials: AwsCredentialIdentity,
+  ): Promise<void> {
     const target = this.#endpoint(endpoint);
-    const { url } = target;
-    const headers: Record<string, string> = { host: url.host };
-    if (body) {
-      headers['content-length'] = String(body.byteLength);
-      // Precomputed once per frame; the signer uses it instead of hashing again.
-      headers['x-amz-content-sha256'] = this.#payloadHash(body);
-    }
-    const signed = await this.#signer.sign({
-      method,
-      protocol: url.protocol,
-      hostname: url.hostname,
-      ...(url.port && { port: Number(url.port) }),
-      path: `${target.base}/@connections/${encodeURIComponent(connectionId)}`,
-      query: {},
-      headers,
-      ...(body && { body }),
-    });
-    const status = await new Promise<{ code: number; text: string }>((resolve, reject) => {
+    const id = encodeURIComponent(connectionId);
+    const path = `${target.base}/@connections/${id}`;
+    const headers = this.#signer.sign(
+      {
+        method,
+        host: target.url.host,
+        path,
+        // Once per frame (a WeakMap hit for every other recipient).
+        payloadHash: body ? this.#payloadHash(body) : EMPTY_SHA256,
+        region: target.region,
+        credentials,
+      },
+      // `.` and `..` are path steps, not ids: let canonicalPath normalise them as the server would.
+      id === '.' || id === '..' ? canonicalPath(path) : target.canonicalBase + canonicalPath(id),
+    );
+    if (body) headers.push('content-length', String(body.byteLength));
+    return new Promise<void>((resolve, reject) => {
+      const fail = (error: Error) => {
+        this.#deadlines.delete(req);
+        reject(error);
+      };
       const req = target.request(
         {
           method,
-          host: url.hostname,
-          port: url.port || undefined,
-          path: signed.path,
-          headers: signed.headers,
+          host: target.url.hostname,
+          port: target.url.port || undefined,
+          path,
+          // Node's raw form: stored as given, without setHeader's per-header bookkeeping.
+          headers,
           agent: target.agent,
-          timeout: this.#timeout,
         },
         (res: IncomingMessage) => {
           const code = res.statusCode ?? 0;
           // A response cut off midway (reset, or our deadline) fails the call.
           res.on('error', fail);
           if (code >= 200 && code < 300) {
+            res.on('end', () => {
+              this.#deadlines.delete(req);
+              resolve();
+            });
             res.resume();
-            res.on('end', () => done({ code, text: '' }));
             return;
           }
           let text = '';
@@ -214,30 +262,48 @@ export class SignedHttpGateway implements Gateway {
           res.on('data', (chunk: string) => {
             if (text.length < 500) text += chunk;
           });
-          res.on('end', () => done({ code, text }));
+          res.on('end', () => {
+            this.#deadlines.delete(req);
+            reject(
+              new ManagementApiError(
+                ERROR_NAMES[code] ?? 'ManagementApiError',
+                code,
+                `${method} @connections/${connectionId}: HTTP ${code} ${text}`.trim(),
+              ),
+            );
+          });
         },
       );
-      // A whole-request deadline, not only the socket's idle timeout: a peer
-      // that trickles bytes or never answers must not hold a post (and the
-      // fan-out slot it takes) past the bound. Its error is a transient one.
-      const deadline = setTimeout(() => req.destroy(requestTimeout(this.#timeout)), this.#timeout);
-      function done(value: { code: number; text: string }) {
-        clearTimeout(deadline);
-        resolve(value);
-      }
-      function fail(error: Error) {
-        clearTimeout(deadline);
-        reject(error);
-      }
-      req.on('timeout', () => req.destroy(requestTimeout(this.#timeout)));
       req.on('error', fail);
+      // A whole-request deadline (not the socket's idle timeout): a peer that
+      // trickles bytes or never answers must not hold a post, and the fan-out
+      // slot it takes, past the bound. Its error is a transient one.
+      this.#watch(req);
       req.end(body);
     });
-    if (status.code >= 200 && status.code < 300) return;
-    throw new ManagementApiError(
-      ERROR_NAMES[status.code] ?? 'ManagementApiError',
-      status.code,
-      `${method} @connections/${connectionId}: HTTP ${status.code} ${status.text}`.trim(),
-    );
+  }
+
+  /**
+   * Bounds every request by requestTimeoutMs with one timer for all of them:
+   * a socket timeout per request (http's `timeout` option) adds and removes
+   * listeners and re-arms a timer on every post, measurable at this rate.
+   */
+  #watch(req: ClientRequest): void {
+    this.#deadlines.set(req, Date.now() + this.#timeout);
+    if (this.#sweeper) return;
+    const every = Math.max(10, Math.min(1_000, Math.floor(this.#timeout / 4)));
+    this.#sweeper = setInterval(() => {
+      const now = Date.now();
+      for (const [req, deadline] of this.#deadlines) {
+        if (deadline > now) continue;
+        this.#deadlines.delete(req);
+        req.destroy(requestTimeout(this.#timeout));
+      }
+      if (this.#deadlines.size === 0) {
+        clearInterval(this.#sweeper);
+        this.#sweeper = undefined;
+      }
+    }, every);
+    this.#sweeper.unref();
   }
 }

@@ -52,6 +52,7 @@ describe('loadConfig', () => {
       },
       deliverFunctionName: 'pushwire-local-deliver',
       region: 'us-east-1',
+      callbackRegion: 'us-east-1',
       replay: { budgetMs: 5_000, graceMs: 2_000 },
     });
   });
@@ -66,6 +67,7 @@ describe('loadConfig', () => {
       JWT_ISSUER: 'https://auth.example.com/',
       JWT_AUDIENCE: 'push',
       WS_CALLBACK_URL: 'http://localhost:3001//',
+      WS_CALLBACK_REGION: 'eu-west-3',
       CONNECTION_TTL_SECONDS: '900',
       HISTORY_SIZE: '0',
       HISTORY_TTL_SECONDS: '60',
@@ -124,6 +126,7 @@ describe('loadConfig', () => {
       },
       deliverFunctionName: 'pushwire-prod-deliver',
       region: 'eu-central-1',
+      callbackRegion: 'eu-west-3',
       replay: { budgetMs: 3_000, graceMs: 1_500 },
       credentials: { accessKeyId: 'ASIAEXAMPLE', secretAccessKey: 'secret', sessionToken: 'token' },
     });

@@ -262,4 +262,50 @@ describe('SignedHttpGateway', () => {
     expect(seen[0]?.remotePort).toBeTypeOf('number');
     expect(new Set(seen.map((s) => s.remotePort)).size).toBe(1);
   });
+
+  it('gives up on a request left unanswered past requestTimeoutMs', async () => {
+    // Prepare: a server that reads the request and never answers.
+    const silent = createServer((req) => req.resume());
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const address = silent.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    try {
+      // Act
+      const outcome = gatewayWith({ requestTimeoutMs: 100 }).post(
+        `http://127.0.0.1:${port}`,
+        'c1',
+        Buffer.from('x'),
+      );
+      // Assess
+      await expect(outcome).rejects.toThrow(/no answer from the management API within 100 ms/);
+    } finally {
+      silent.closeAllConnections();
+      await new Promise<void>((resolve) => silent.close(() => resolve()));
+    }
+  });
+
+  it('asks for credentials once while they are valid, again when they near expiry', async () => {
+    // Prepare: credentials valid for 10 minutes, then for an hour.
+    let asked = 0;
+    const soon = () => new Date(Date.now() + (asked === 1 ? 60_000 : 3_600_000));
+    const gateway = gatewayWith({
+      credentials: async () => {
+        asked++;
+        return { ...credentials, sessionToken: `t${asked}`, expiration: soon() };
+      },
+    });
+    // Act: the first credentials expire within the refresh margin (5 min), so the second post asks again.
+    await Promise.all([1, 2, 3].map((i) => gateway.post(endpoint, `c${i}`, Buffer.from('x'))));
+    await gateway.post(endpoint, 'c4', Buffer.from('x'));
+    await gateway.post(endpoint, 'c5', Buffer.from('x'));
+    // Assess
+    expect(asked).toBe(2);
+    expect(seen.map((s) => s.headers['x-amz-security-token'])).toEqual([
+      't1',
+      't1',
+      't1',
+      't2',
+      't2',
+    ]);
+  });
 });
