@@ -38,19 +38,33 @@ const debugOff = {
 };
 
 /**
- * ioredis carries Redis Cloud's CA certificates for its `tls: { profile }`
- * option (8.5 KB); we never name a profile (rediss:// on ElastiCache chains to
- * public CAs), so the bundles get an empty profile table.
+ * Parts of ioredis that only options we never set reach, each replaced by a
+ * stand-in (build/ioredis-*.cjs) in the bundles, ~19 KB in all:
+ * - Redis Cloud's CA certificates, for `tls: { profile }` (rediss:// on
+ *   ElastiCache chains to public CAs): an empty profile table;
+ * - Sentinel (`sentinels`): ElastiCache and MemoryDB are standalone or
+ *   cluster endpoints; the stand-in throws if ever constructed;
+ * - sharded Pub/Sub subscriber groups (`shardedSubscribers`): we use no
+ *   Pub/Sub; the stand-in throws if ever constructed.
  */
-const noTlsProfiles = {
-  name: 'no-tls-profiles',
+const ioredisStandIns = {
+  '/constants/TLSProfiles': 'ioredis-tls-profiles.cjs',
+  './connectors/SentinelConnector': 'ioredis-no-sentinel.cjs',
+  './SentinelConnector': 'ioredis-no-sentinel.cjs',
+  './ClusterSubscriberGroup': 'ioredis-no-sharded-subscribers.cjs',
+};
+const ioredisOptionalParts = {
+  name: 'ioredis-optional-parts',
   setup(build) {
-    build.onResolve({ filter: /\/constants\/TLSProfiles$/ }, ({ importer }) =>
-      importer.includes(`${join('node_modules', 'ioredis')}`)
-        ? { path: join(__dirname, 'tls-profiles-none.cjs') }
-        : undefined,
+    build.onResolve(
+      { filter: /(\/constants\/TLSProfiles|SentinelConnector|\/ClusterSubscriberGroup)$/ },
+      ({ path, importer }) => {
+        if (!importer.includes(join('node_modules', 'ioredis'))) return undefined;
+        const match = Object.keys(ioredisStandIns).find((suffix) => path.endsWith(suffix));
+        return match ? { path: join(__dirname, ioredisStandIns[match]) } : undefined;
+      },
     );
   },
 };
 
-module.exports = [luaWithoutComments, debugOff, noTlsProfiles];
+module.exports = [luaWithoutComments, debugOff, ioredisOptionalParts];
