@@ -17,6 +17,8 @@ export interface Offline {
   /** Everything serverless-offline printed so far. */
   output(): string;
   stop(): Promise<void>;
+  /** Kills the whole instance at once (SIGKILL to its process group): a crash. */
+  crash(): Promise<void>;
 }
 
 /**
@@ -27,8 +29,14 @@ export interface Offline {
 export async function startOffline(
   redisUrl: string,
   env: Record<string, string> = {},
+  /** Fixed ports (to restart an instance where its clients reconnect); free ones by default. */
+  ports?: { wsPort: number; lambdaPort: number; httpPort: number },
 ): Promise<Offline> {
-  const [wsPort, lambdaPort, httpPort] = [await freePort(), await freePort(), await freePort()];
+  const { wsPort, lambdaPort, httpPort } = ports ?? {
+    wsPort: await freePort(),
+    lambdaPort: await freePort(),
+    httpPort: await freePort(),
+  };
   const buildDir = `.esbuild-test-${wsPort}`;
   const child: ChildProcess = spawn(
     'node_modules/.bin/tsx',
@@ -101,6 +109,15 @@ export async function startOffline(
       return JSON.parse(text) as T;
     },
     output: () => output,
+    crash: async () => {
+      lambda.destroy();
+      if (child.exitCode === null && child.pid !== undefined) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        process.kill(-child.pid, 'SIGKILL');
+        await exited;
+      }
+      rmSync(buildDir, { recursive: true, force: true });
+    },
     stop: async () => {
       lambda.destroy();
       if (child.exitCode === null && child.pid !== undefined) {
