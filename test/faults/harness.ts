@@ -40,45 +40,70 @@ export interface FaultStack {
   mgmt: FaultProxy;
   /** In front of serverless-offline's Lambda Invoke API (publish -> deliver). */
   lambda: FaultProxy;
-  offline: Offline;
+  /** The instance holding the clients' WebSockets. */
+  edge: Offline;
+  /** The instance `publish` is invoked on: `edge` itself, or a second instance. */
+  publisher: Offline;
   /** A client of our own on the same Redis, for DEBUG SLEEP, CLIENT PAUSE and inspection. */
   control: Redis;
   wsUrl(query: Record<string, string>): string;
-  /** Crashes serverless-offline (SIGKILL to its process group) and starts it again on the same ports. */
-  crashAndRestart(beforeRestart?: () => Promise<void>): Promise<void>;
+  /**
+   * Crashes the publisher instance (SIGKILL to its process group: every
+   * invocation in flight dies) and starts it again on the same ports.
+   */
+  crashPublisher(): Promise<void>;
   /** One publish attempt through the Lambda Invoke API, given up after `timeoutMs`. */
   publishOnce(payload: unknown, timeoutMs?: number): Promise<PublishResult>;
 }
 
-export function useFaultStack(env: Record<string, string> = {}): FaultStack {
+type Ports = { wsPort: number; lambdaPort: number; httpPort: number };
+const freePorts = async (): Promise<Ports> => ({
+  wsPort: await freePort(),
+  lambdaPort: await freePort(),
+  httpPort: await freePort(),
+});
+
+/**
+ * Starts the stack for a test file. With `separatePublisher`, `publish` runs
+ * on a second instance sharing the Redis, as on AWS where a publish Lambda
+ * dying does not take the WebSocket API down with it: crashing it leaves the
+ * clients connected.
+ */
+export function useFaultStack(
+  env: Record<string, string> = {},
+  options: { separatePublisher?: boolean } = {},
+): FaultStack {
   const stack = {} as FaultStack;
-  let ports: { wsPort: number; lambdaPort: number; httpPort: number };
-  let offlineEnv: Record<string, string>;
   beforeAll(async () => {
     stack.redis = await RedisProcess.start({ persist: true });
     stack.mgmt = await FaultProxy.start();
     stack.lambda = await FaultProxy.start();
-    ports = { wsPort: await freePort(), lambdaPort: await freePort(), httpPort: await freePort() };
-    offlineEnv = {
+    const edgePorts = await freePorts();
+    const publisherPorts = options.separatePublisher ? await freePorts() : edgePorts;
+    const offlineEnv = {
       ...FAULT_ENV,
       ...env,
       WS_CALLBACK_URL: stack.mgmt.url,
       LAMBDA_ENDPOINT: stack.lambda.url,
     };
-    stack.mgmt.target = `http://127.0.0.1:${ports.wsPort}`;
-    stack.lambda.target = `http://127.0.0.1:${ports.lambdaPort}`;
-    stack.offline = await startOffline(stack.redis.url, offlineEnv, ports);
+    stack.mgmt.target = `http://127.0.0.1:${edgePorts.wsPort}`;
+    stack.lambda.target = `http://127.0.0.1:${publisherPorts.lambdaPort}`;
+    stack.edge = await startOffline(stack.redis.url, offlineEnv, edgePorts);
+    stack.publisher = options.separatePublisher
+      ? await startOffline(stack.redis.url, offlineEnv, publisherPorts)
+      : stack.edge;
     stack.control = new Redis(stack.redis.url, { maxRetriesPerRequest: null });
     stack.control.on('error', () => undefined);
-    stack.wsUrl = (query) => stack.offline.wsUrl(query);
-    stack.crashAndRestart = async (beforeRestart) => {
-      await stack.offline.crash();
-      await beforeRestart?.();
-      stack.offline = await startOffline(stack.redis.url, offlineEnv, ports);
+    stack.wsUrl = (query) => stack.edge.wsUrl(query);
+    stack.crashPublisher = async () => {
+      await stack.publisher.crash();
+      const restarted = await startOffline(stack.redis.url, offlineEnv, publisherPorts);
+      if (stack.edge === stack.publisher) stack.edge = restarted;
+      stack.publisher = restarted;
     };
     stack.publishOnce = async (payload, timeoutMs = 30_000) => {
       const response = await fetch(
-        `http://127.0.0.1:${ports.lambdaPort}/2015-03-31/functions/pushwire-local-publish/invocations`,
+        `http://127.0.0.1:${publisherPorts.lambdaPort}/2015-03-31/functions/pushwire-local-publish/invocations`,
         {
           method: 'POST',
           body: JSON.stringify(payload),
@@ -96,7 +121,8 @@ export function useFaultStack(env: Record<string, string> = {}): FaultStack {
   });
   afterAll(async () => {
     stack.control?.disconnect();
-    await stack.offline?.stop();
+    if (stack.publisher !== stack.edge) await stack.publisher?.stop();
+    await stack.edge?.stop();
     await stack.mgmt?.stop();
     await stack.lambda?.stop();
     await stack.redis?.stop();

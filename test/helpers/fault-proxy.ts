@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   createServer,
   type IncomingMessage,
@@ -11,6 +12,7 @@ import { freePort } from '../../scripts/redis-server.js';
 /**
  * What the proxy does with one request:
  * - `pass`: forward it and relay the answer;
+ * - `delay`: forward it after `ms` (a slow management API);
  * - `status`: answer with this status without forwarding (429 throttling,
  *   5xx, 410 for a connection that is in fact alive);
  * - `reset`: destroy the socket without forwarding (a reset connection);
@@ -22,6 +24,7 @@ import { freePort } from '../../scripts/redis-server.js';
  */
 export type Fault =
   | { kind: 'pass' }
+  | { kind: 'delay'; ms: number }
   | { kind: 'status'; status: number }
   | { kind: 'reset' }
   | { kind: 'lost-answer'; ms: number }
@@ -30,8 +33,34 @@ export type Fault =
 export interface ProxiedRequest {
   method: string;
   path: string;
+  body: Buffer;
   /** The n-th request the proxy has seen (from 1). */
   n: number;
+}
+
+/**
+ * Fails the first `times` attempts of every distinct request (same method,
+ * path and body: a retry of the same post or invoke) with `fault`, then lets
+ * it through: a fault that a retry policy is meant to absorb.
+ */
+export function failFirst(
+  times: number,
+  fault: Fault | ((req: ProxiedRequest) => Fault),
+  applies: (req: ProxiedRequest) => boolean = () => true,
+): (req: ProxiedRequest) => Fault {
+  const attempts = new Map<string, number>();
+  return (req) => {
+    if (!applies(req)) return { kind: 'pass' };
+    const key = createHash('sha1')
+      .update(req.method)
+      .update(req.path)
+      .update(req.body)
+      .digest('hex');
+    const seen = attempts.get(key) ?? 0;
+    attempts.set(key, seen + 1);
+    if (seen >= times) return { kind: 'pass' };
+    return typeof fault === 'function' ? fault(req) : fault;
+  };
 }
 
 /**
@@ -46,6 +75,7 @@ export class FaultProxy {
   decide: (req: ProxiedRequest) => Fault = () => ({ kind: 'pass' });
   readonly counts: Record<Fault['kind'], number> = {
     pass: 0,
+    delay: 0,
     status: 0,
     reset: 0,
     'lost-answer': 0,
@@ -77,9 +107,9 @@ export class FaultProxy {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  /** Faults injected so far (every kind but `pass`). */
+  /** Faults injected so far (every kind but `pass` and `delay`). */
   get injected(): number {
-    return this.#seen - this.counts.pass;
+    return this.#seen - this.counts.pass - this.counts.delay;
   }
 
   reset(): void {
@@ -87,33 +117,41 @@ export class FaultProxy {
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
-    const n = ++this.#seen;
-    const fault = this.decide({ method: req.method ?? 'GET', path: req.url ?? '/', n });
-    this.counts[fault.kind]++;
-    switch (fault.kind) {
-      case 'status':
-        req.resume();
-        res.writeHead(fault.status, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ message: `injected ${fault.status}` }));
-        return;
-      case 'reset':
-        req.socket.destroy();
-        return;
-      case 'function-error':
-        req.resume();
-        res.writeHead(200, {
-          'content-type': 'application/json',
-          'x-amz-function-error': 'Unhandled',
-        });
-        res.end(JSON.stringify({ errorType: 'Error', errorMessage: 'injected worker failure' }));
-        return;
-      case 'pass':
-      case 'lost-answer':
-        this.#forward(req, res, fault.kind === 'lost-answer' ? fault.ms : undefined);
-    }
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const n = ++this.#seen;
+      const fault = this.decide({ method: req.method ?? 'GET', path: req.url ?? '/', body, n });
+      this.counts[fault.kind]++;
+      switch (fault.kind) {
+        case 'status':
+          res.writeHead(fault.status, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ message: `injected ${fault.status}` }));
+          return;
+        case 'reset':
+          req.socket.destroy();
+          return;
+        case 'function-error':
+          res.writeHead(200, {
+            'content-type': 'application/json',
+            'x-amz-function-error': 'Unhandled',
+          });
+          res.end(JSON.stringify({ errorType: 'Error', errorMessage: 'injected worker failure' }));
+          return;
+        case 'delay':
+          setTimeout(() => this.#forward(req, body, res), fault.ms);
+          return;
+        case 'pass':
+          this.#forward(req, body, res);
+          return;
+        case 'lost-answer':
+          this.#forward(req, body, res, fault.ms);
+      }
+    });
   }
 
-  #forward(req: IncomingMessage, res: ServerResponse, loseAnswerAfterMs?: number): void {
+  #forward(req: IncomingMessage, body: Buffer, res: ServerResponse, loseAnswerAfterMs?: number) {
     const target = new URL(this.target);
     const upstream = request(
       {
@@ -134,7 +172,7 @@ export class FaultProxy {
       },
     );
     upstream.on('error', () => req.socket.destroy());
-    req.pipe(upstream);
+    upstream.end(body);
   }
 
   async stop(): Promise<void> {
