@@ -182,6 +182,8 @@ export interface ScenarioReport {
   /** Sum of `failed` over acknowledged publish results. */
   reportedFailed: number;
   faultsInjected: number;
+  /** Error frames the clients received, by code. */
+  errorFrames: Record<string, number>;
   seconds: number;
 }
 
@@ -196,7 +198,7 @@ const TOPIC = 'faults';
  */
 export async function runScenario(stack: FaultStack, spec: Scenario): Promise<ScenarioReport> {
   const started = Date.now();
-  const total = spec.messages ?? 120;
+  const total = spec.messages ?? 90;
   const faultAt = spec.faultAt ?? Math.floor(total / 4);
   const libraryCount = spec.clients ?? 6;
   const plainCount = spec.plainClients ?? 2;
@@ -276,7 +278,7 @@ export async function runScenario(stack: FaultStack, spec: Scenario): Promise<Sc
       0,
     );
   // Let resumes finish: poll until nothing is missing, or give up after a while.
-  const settleDeadline = Date.now() + 30_000;
+  const settleDeadline = Date.now() + 20_000;
   while (missing() > 0 && Date.now() < settleDeadline) await sleep(200);
 
   const stranded = await probeStranded(stack, clients, users, prefix);
@@ -310,6 +312,12 @@ export async function runScenario(stack: FaultStack, spec: Scenario): Promise<Sc
     gaps: clients.reduce((sum, c) => sum + c.gaps, 0),
     reportedFailed: [...acknowledged.values()].reduce((sum, r) => sum + (r.failed ?? 0), 0),
     faultsInjected: stack.mgmt.injected + stack.lambda.injected - faultsBefore,
+    errorFrames: Object.fromEntries(
+      [...new Set(clients.flatMap((c) => [...c.errors.keys()]))].map((code) => [
+        code,
+        clients.reduce((sum, c) => sum + (c.errors.get(code) ?? 0), 0),
+      ]),
+    ),
     seconds: Math.round((Date.now() - started) / 100) / 10,
   };
   await Promise.all(clients.map((c) => c.stop()));
@@ -358,7 +366,7 @@ function record(report: ScenarioReport): void {
     `lost ${report.lost}`,
     `duplicated ${report.duplicated}`,
     `stranded ${report.stranded}`,
-    `(wire dups ${report.wireDuplicates}, reconnections ${report.reconnections}, gaps ${report.gaps}, retries ${report.retries}, faults ${report.faultsInjected}, ${report.seconds} s)`,
+    `(wire dups ${report.wireDuplicates}, reconnections ${report.reconnections}, gaps ${report.gaps}, retries ${report.retries}, faults ${report.faultsInjected}, errors ${JSON.stringify(report.errorFrames)}, ${report.seconds} s)`,
   ].join(' | ');
   console.log(`faults: ${row}`);
   const file = process.env['FAULTS_REPORT'];

@@ -28,9 +28,12 @@ export interface ResumingClientOptions {
    * WebSocket client that reconnects only when the server closes the socket.
    */
   library?: boolean;
-  /** A stream not confirmed (subscribed/resumed) this long after asking is asked again. */
-  confirmAfterMs?: number;
-  /** Resumes after a `recovered:false` answer per stream and connection. */
+  /**
+   * Resumes again after a `recovered:false` answer, at most this many times
+   * per stream and connection: what an app does on the library's `gap` event
+   * when it wants what it missed (history may still hold it, after a replay
+   * that failed).
+   */
   gapRetries?: number;
 }
 
@@ -80,7 +83,6 @@ export class ResumingClient {
       topics: [],
       pingIntervalMs: 1_000,
       library: true,
-      confirmAfterMs: 3_000,
       gapRetries: 2,
       ...options,
     };
@@ -273,15 +275,13 @@ export class ResumingClient {
     this.ready = this.open && [...this.#streams.values()].every((s) => s.confirmed);
   }
 
-  /** Pings, and asks again for any stream left unconfirmed (its answer was an error). */
+  /**
+   * Pings. A stream left unconfirmed (its subscribe or resume answered with
+   * an error, or not at all) is not asked again: the library will not either
+   * (it surfaces errors as events), so a server that leaves a client
+   * half-subscribed shows up in the fault suite as lost messages.
+   */
   #tick(): void {
-    if (!this.open) return;
-    this.#send({ action: 'ping' });
-    const now = Date.now();
-    for (const [stream, state] of this.#streams) {
-      if (!state.confirmed && now - state.askedAt > this.#options.confirmAfterMs) {
-        this.#resume(stream);
-      }
-    }
+    if (this.open) this.#send({ action: 'ping' });
   }
 }
