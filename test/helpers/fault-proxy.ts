@@ -140,7 +140,10 @@ export class FaultProxy {
           res.end(JSON.stringify({ errorType: 'Error', errorMessage: 'injected worker failure' }));
           return;
         case 'delay':
-          setTimeout(() => this.#forward(req, body, res), fault.ms);
+          // A caller that died meanwhile (a crashed publish) never sent it.
+          setTimeout(() => {
+            if (!req.socket.destroyed) this.#forward(req, body, res);
+          }, fault.ms);
           return;
         case 'pass':
           this.#forward(req, body, res);
