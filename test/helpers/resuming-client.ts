@@ -202,6 +202,10 @@ export class ResumingClient {
 
   #onFrame(frame: Frame, connection: number): void {
     switch (frame.type) {
+      case 'batch':
+        // A replay may carry several history messages in one post, in order.
+        for (const message of frame['messages'] as Frame[]) this.#onFrame(message, connection);
+        return;
       case 'message': {
         const id = frame['id'] as string;
         const stream = (frame['topic'] as string | undefined) ?? USER_STREAM;
