@@ -16,7 +16,7 @@ export default defineConfig({
   test: {
     // Two cores: keep parallelism modest; e2e suites start their own servers.
     maxWorkers: 2,
-    // See scripts/local-env.ts: local Node 20 vs Lambda's nodejs22.x.
+    // See scripts/local-env.ts: local Node 20 vs Lambda's nodejs24.x.
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     testTimeout: 20_000,
     hookTimeout: 120_000,
@@ -28,6 +28,17 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/e2e/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 60_000,
+        },
+      },
+      {
+        // The packaged zips under Node 22 and 24 (test/sandbox/zips.test.ts):
+        // `osls package`, then every function run alone, as Lambda runs it.
+        extends: true,
+        test: {
+          name: 'sandbox',
+          include: ['test/sandbox/**/*.test.ts'],
           fileParallelism: false,
           testTimeout: 60_000,
         },

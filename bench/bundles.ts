@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { median, now, root, round } from './common.js';
@@ -41,15 +42,13 @@ function loadTime(file: string): number {
 
 /**
  * Builds every function in functions/ as serverless.yml's custom.esbuild
- * does (bundle, minify, no source map, node20, cjs, .lua as text, the AWS
- * SDK left to the runtime) and times loading each against an empty handler:
- * the load time includes requiring the SDK, as a cold start does.
+ * does (bundle, minify, no source map, node20, cjs, .lua as text, ESM
+ * builds of dependencies first, nothing external) and times loading each
+ * against an empty handler. Built outside the project, so a bundle that
+ * needed anything from node_modules would fail to load here.
  */
 export async function benchBundles(runs: number): Promise<Record<string, BundleRow>> {
-  // Inside the project, so the SDK the bundles leave out (serverless.yml's
-  // `exclude`: the Lambda runtime provides it) resolves from node_modules.
-  const dir = join(root(), 'node_modules', '.cache', `pushwire-bench-bundles-${process.pid}`);
-  mkdirSync(dir, { recursive: true });
+  const dir = mkdtempSync(join(tmpdir(), 'pushwire-bench-bundles-'));
   try {
     const names = readdirSync(join(root(), 'functions'))
       .filter((f) => f.endsWith('.ts'))
@@ -67,7 +66,7 @@ export async function benchBundles(runs: number): Promise<Record<string, BundleR
       platform: 'node',
       format: 'cjs',
       loader: { '.lua': 'text' },
-      external: ['@aws-sdk/*', '@smithy/*'],
+      mainFields: ['module', 'main'],
       logLevel: 'warning',
     });
     const empty = join(dir, 'empty.cjs');

@@ -3,7 +3,7 @@
  * processes (node:cluster, sharing one port) answering Lambda's Invoke API
  * (`POST /2015-03-31/functions/{name}/invocations`, RequestResponse) by
  * calling the real handler of functions/deliver.ts. The publish function's
- * own LambdaClient (lib/delivery/invoker.ts) talks to it through LAMBDA_ENDPOINT.
+ * own signed Lambda Invoke (lib/delivery/lambda-invoke.ts) talks to it through LAMBDA_ENDPOINT.
  * Like a Lambda instance, each worker runs one invocation at a time (the
  * others wait in its queue).
  *

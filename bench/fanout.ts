@@ -4,6 +4,7 @@ import {
   PostToConnectionCommand,
 } from '@aws-sdk/client-apigatewaymanagementapi';
 import type { Redis } from 'ioredis';
+import { credentialsProvider } from '../lib/aws-signing.js';
 import type { Config } from '../lib/config.js';
 import { RedisDedupStore } from '../lib/delivery/dedup.js';
 import type { FanoutLogger } from '../lib/delivery/fanout.js';
@@ -73,7 +74,10 @@ export function publishDeps(redis: Redis, config: Config): PublishDeps {
     dedup: new RedisDedupStore(redis, (id) => registry.keys.dedup(id), config.dedupTtlSeconds),
     // As lib/clients.ts builds it by default (MANAGEMENT_API_CLIENT=http):
     // SigV4-signed keep-alive HTTP, one pool per endpoint.
-    gateway: new SignedHttpGateway(gatewayOptions(config)),
+    gateway: new SignedHttpGateway({
+      ...gatewayOptions(config),
+      credentials: credentialsProvider(config.credentials),
+    }),
     prune: (connectionId) => registry.remove(connectionId),
     logger: countingLogger(),
     concurrency: config.fanout.concurrency,

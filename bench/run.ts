@@ -134,7 +134,7 @@ async function main(): Promise<void> {
   await cleanup(redis);
   let mgmt: MgmtServer | null = null;
 
-  const config = loadConfig({ REDIS_URL: redisUrl, JWT_SECRET, REDIS_PREFIX: PREFIX });
+  const config = loadConfig({ REDIS_URL: redisUrl, JWT_SECRET, REDIS_PREFIX: PREFIX, ...AWS_ENV });
   const results: Results = {
     mode: quick ? 'quick' : 'full',
     date: new Date().toISOString(),

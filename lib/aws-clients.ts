@@ -4,9 +4,10 @@ import type { Gateway, GatewayResult } from './gateway/gateway.js';
 
 /**
  * Clients of AWS services, built once per container and loaded on first use.
- * The SDK modules are not bundled (the Lambda runtime ships them) and cost
- * 50-120 ms each to load, which a `$connect` or `$disconnect` cold start
- * should not pay: they are imported when the first post or invoke needs them.
+ * Both are SigV4-signed keep-alive HTTP over the SDK's signer, bundled into
+ * each zip (README, "Deploying"); the modules behind them are `import()`ed,
+ * which esbuild keeps in lazily initialised wrappers, so a `$connect` or
+ * `$disconnect` cold start never evaluates them.
  */
 
 /** A Gateway whose real adapter (and SDK) is loaded on first use. */
@@ -34,29 +35,32 @@ export const gateway = /* @__PURE__ */ once(
         throttleMaxAttempts: c.fanout.throttleMaxAttempts,
         throttleBudgetMs: c.fanout.throttleBudgetMs,
       };
-      if (c.managementApiClient === 'sdk') {
-        const { AwsGateway } = await import('./gateway/sdk.js');
-        return new AwsGateway(options);
-      }
-      const { SignedHttpGateway } = await import('./gateway/signed.js');
-      return new SignedHttpGateway(options);
+      const [{ SignedHttpGateway }, { credentialsProvider }] = await Promise.all([
+        import('./gateway/signed.js'),
+        import('./aws-signing.js'),
+      ]);
+      return new SignedHttpGateway({ ...options, credentials: credentialsProvider(c.credentials) });
     }),
 );
 
-/** Hands a chunk to the `deliver` worker; the Lambda client loads at the first chunk. */
+/** Hands a chunk to the `deliver` worker (Lambda Invoke); loaded at the first chunk. */
 export const invokeChunk = /* @__PURE__ */ once((): ChunkInvoker => {
   let invoker: Promise<ChunkInvoker> | undefined;
   const load = async () => {
     const c = config();
-    const [{ LambdaClient }, { lambdaChunkInvoker }] = await Promise.all([
-      import('@aws-sdk/client-lambda'),
-      import('./delivery/invoker.js'),
-    ]);
-    const lambda = new LambdaClient({
+    const [{ lambdaChunkInvoker }, { signedLambdaInvoke }, { credentialsProvider }] =
+      await Promise.all([
+        import('./delivery/invoker.js'),
+        import('./delivery/lambda-invoke.js'),
+        import('./aws-signing.js'),
+      ]);
+    const invoke = signedLambdaInvoke({
       region: c.region,
+      credentials: credentialsProvider(c.credentials),
+      maxSockets: c.fanout.parallelChunks,
       ...(c.lambdaEndpoint && { endpoint: c.lambdaEndpoint }),
     });
-    return lambdaChunkInvoker(lambda, c.deliverFunctionName);
+    return lambdaChunkInvoker(invoke, c.deliverFunctionName);
   };
   return async (chunk) => {
     invoker ??= load();

@@ -61,14 +61,14 @@ const EnvSchema = v.object({
   FANOUT_PARALLEL_CHUNKS: int('FANOUT_PARALLEL_CHUNKS', 8, 1, 1_000),
   THROTTLE_MAX_ATTEMPTS: int('THROTTLE_MAX_ATTEMPTS', 5, 1, 20),
   THROTTLE_BUDGET_MS: int('THROTTLE_BUDGET_MS', 5_000, 1),
-  // 'http': signed keep-alive HTTP (fast path); 'sdk': the AWS SDK client.
-  MANAGEMENT_API_CLIENT: v.optional(
-    v.picklist(['http', 'sdk'], 'MANAGEMENT_API_CLIENT must be http or sdk'),
-    'http',
-  ),
   DELIVER_FUNCTION_NAME: v.optional(v.pipe(v.string(), v.minLength(1)), 'pushwire-local-deliver'),
   LAMBDA_ENDPOINT: url('LAMBDA_ENDPOINT'),
   AWS_REGION: v.optional(v.pipe(v.string(), v.minLength(1)), 'us-east-1'),
+  // Lambda sets these from the function's role; they sign management API
+  // posts and Lambda Invoke (lib/aws-signing.ts).
+  AWS_ACCESS_KEY_ID: optionalText,
+  AWS_SECRET_ACCESS_KEY: optionalText,
+  AWS_SESSION_TOKEN: optionalText,
 });
 
 export interface Config {
@@ -85,10 +85,17 @@ export interface Config {
     throttleMaxAttempts: number;
     throttleBudgetMs: number;
   };
-  managementApiClient: 'http' | 'sdk';
   deliverFunctionName: string;
   lambdaEndpoint?: string;
   region: string;
+  /** Absent when the environment has none: signing then fails with their names. */
+  credentials?: AwsCredentials;
+}
+
+export interface AwsCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
 }
 
 type Defined<T> = { [K in keyof T]?: Exclude<T[K], undefined> };
@@ -142,8 +149,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       throttleMaxAttempts: e.THROTTLE_MAX_ATTEMPTS,
       throttleBudgetMs: e.THROTTLE_BUDGET_MS,
     },
-    managementApiClient: e.MANAGEMENT_API_CLIENT,
     deliverFunctionName: e.DELIVER_FUNCTION_NAME,
     region: e.AWS_REGION,
+    ...(e.AWS_ACCESS_KEY_ID &&
+      e.AWS_SECRET_ACCESS_KEY && {
+        credentials: {
+          accessKeyId: e.AWS_ACCESS_KEY_ID,
+          secretAccessKey: e.AWS_SECRET_ACCESS_KEY,
+          ...(e.AWS_SESSION_TOKEN && { sessionToken: e.AWS_SESSION_TOKEN }),
+        },
+      }),
   };
 }

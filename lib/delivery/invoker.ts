@@ -1,6 +1,6 @@
-import { InvokeCommand, type LambdaClient } from '@aws-sdk/client-lambda';
 import * as v from 'valibot';
 import type { ChunkInvoker } from './chunks.js';
+import type { LambdaInvoke } from './lambda-invoke.js';
 
 const Counts = v.object({ delivered: v.number(), gone: v.number(), failed: v.number() });
 
@@ -9,17 +9,12 @@ const Counts = v.object({ delivered: v.number(), gone: v.number(), failed: v.num
  * (RequestResponse, so publish can report the counts). Locally the client
  * points at serverless-offline's Lambda endpoint.
  */
-export function lambdaChunkInvoker(lambda: LambdaClient, functionName: string): ChunkInvoker {
+export function lambdaChunkInvoker(invoke: LambdaInvoke, functionName: string): ChunkInvoker {
   return async (chunk) => {
-    const response = await lambda.send(
-      new InvokeCommand({
-        FunctionName: functionName,
-        Payload: Buffer.from(JSON.stringify(chunk)),
-      }),
-    );
-    const text = response.Payload ? Buffer.from(response.Payload).toString() : '';
-    if (response.FunctionError)
-      throw new Error(`deliver failed: ${response.FunctionError} ${text.slice(0, 300)}`);
+    const response = await invoke(functionName, Buffer.from(JSON.stringify(chunk)));
+    const text = response.payload.toString();
+    if (response.functionError)
+      throw new Error(`deliver failed: ${response.functionError} ${text.slice(0, 300)}`);
     return v.parse(Counts, JSON.parse(text));
   };
 }

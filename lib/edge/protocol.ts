@@ -32,7 +32,7 @@ export type ClientFrame = v.InferOutput<typeof ClientFrame>;
 export const ACTIONS = ['ping', 'subscribe', 'unsubscribe', 'resume'] as const;
 
 export type ServerFrame =
-  | { type: 'pong' }
+  | { type: 'pong'; connectionId: string }
   | { type: 'subscribed'; topic: string }
   | { type: 'unsubscribed'; topic: string }
   | { type: 'resumed'; recovered: boolean; topic?: string }

@@ -1,7 +1,6 @@
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentityProvider, Checksum, SourceData } from '@smithy/types';
 import {
@@ -28,7 +27,8 @@ import {
  */
 export interface SignedHttpGatewayOptions extends Partial<RetryPolicy> {
   region: string;
-  credentials?: AwsCredentialIdentityProvider;
+  /** Lambda's, from the environment: see lib/aws-signing.ts. */
+  credentials: AwsCredentialIdentityProvider;
   /** Sockets per endpoint. */
   maxSockets?: number;
   requestTimeoutMs?: number;
@@ -104,7 +104,7 @@ export class SignedHttpGateway implements Gateway {
 
   constructor(options: SignedHttpGatewayOptions) {
     this.#signer = new SignatureV4({
-      credentials: options.credentials ?? defaultProvider(),
+      credentials: options.credentials,
       region: options.region,
       service: 'execute-api',
       sha256: NodeSha256,

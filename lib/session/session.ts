@@ -111,7 +111,9 @@ export async function handleFrame(
 
   switch (frame.action) {
     case 'ping':
-      return { type: 'pong' };
+      // The connection's own id, so an app can pass it as a publish's
+      // `exceptConnectionId` (Pusher's socket_id); the client library pings first.
+      return { type: 'pong', connectionId };
     case 'subscribe': {
       if (!topicAllowed(frame.topic, connection.allowedTopics)) {
         throw new ForbiddenError(`your token does not allow topic "${frame.topic}"`);

@@ -150,7 +150,7 @@ describe('push, end to end through serverless-offline', () => {
     expect(ttlBefore).toBeLessThan(TTL_SECONDS * 1000 - 1_000);
 
     const reply = await carol.client.request({ action: 'ping' }, () => true);
-    expect(reply).toEqual({ type: 'pong' });
+    expect(reply).toEqual({ type: 'pong', connectionId: carol.connectionId });
 
     expect(await stack.probe.redis.pttl(key)).toBeGreaterThan(ttlBefore + 900);
     expect(await stack.probe.redis.pttl(live)).toBeGreaterThan(liveTtlBefore + 900);
@@ -199,7 +199,10 @@ describe('push, end to end through serverless-offline', () => {
     expect(await stack.probe.redis.pttl(key)).toBeLessThan(ttl - 400);
     expect(await stack.probe.scanKeys()).toEqual(keys);
 
-    expect(await dave.client.request({ action: 'ping' }, () => true)).toEqual({ type: 'pong' });
+    expect(await dave.client.request({ action: 'ping' }, () => true)).toEqual({
+      type: 'pong',
+      connectionId: dave.connectionId,
+    });
     expect(Number(await stack.probe.redis.zscore(live, dave.member))).toBeGreaterThan(
       Number(score),
     );

@@ -88,16 +88,16 @@ export function useFaultStack(
     };
     stack.mgmt.target = `http://127.0.0.1:${edgePorts.wsPort}`;
     stack.lambda.target = `http://127.0.0.1:${publisherPorts.lambdaPort}`;
-    stack.edge = await startOffline(stack.redis.url, offlineEnv, edgePorts);
+    stack.edge = await startOffline(stack.redis.url, offlineEnv, [], edgePorts);
     stack.publisher = options.separatePublisher
-      ? await startOffline(stack.redis.url, offlineEnv, publisherPorts)
+      ? await startOffline(stack.redis.url, offlineEnv, [], publisherPorts)
       : stack.edge;
     stack.control = new Redis(stack.redis.url, { maxRetriesPerRequest: null });
     stack.control.on('error', () => undefined);
     stack.wsUrl = (query) => stack.edge.wsUrl(query);
     stack.crashPublisher = async () => {
       await stack.publisher.crash();
-      const restarted = await startOffline(stack.redis.url, offlineEnv, publisherPorts);
+      const restarted = await startOffline(stack.redis.url, offlineEnv, [], publisherPorts);
       if (stack.edge === stack.publisher) stack.edge = restarted;
       stack.publisher = restarted;
     };

@@ -29,6 +29,8 @@ export interface Offline {
 export async function startOffline(
   redisUrl: string,
   env: Record<string, string> = {},
+  /** More serverless-offline options, e.g. `['--webSocketHardTimeout', '4']`. */
+  args: string[] = [],
   /** Fixed ports (to restart an instance where its clients reconnect); free ones by default. */
   ports?: { wsPort: number; lambdaPort: number; httpPort: number },
 ): Promise<Offline> {
@@ -48,6 +50,7 @@ export async function startOffline(
       String(lambdaPort),
       '--httpPort',
       String(httpPort),
+      ...args,
     ],
     {
       env: {

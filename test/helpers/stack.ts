@@ -20,14 +20,14 @@ export interface Stack {
 }
 
 export function useStack(
-  options: { env?: Record<string, string>; instances?: number } = {},
+  options: { env?: Record<string, string>; instances?: number; args?: string[] } = {},
 ): Stack {
   const stack = { open: [] as TestClient[], instances: [] as Offline[] } as Stack;
   beforeAll(async () => {
     stack.redis = await startRedisServer();
     stack.instances = await Promise.all(
       Array.from({ length: options.instances ?? 1 }, () =>
-        startOffline(stack.redis.url, options.env),
+        startOffline(stack.redis.url, options.env, options.args),
       ),
     );
     stack.offline = stack.instances[0] as Offline;

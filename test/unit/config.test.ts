@@ -34,7 +34,6 @@ describe('loadConfig', () => {
         throttleMaxAttempts: 5,
         throttleBudgetMs: 5_000,
       },
-      managementApiClient: 'http',
       deliverFunctionName: 'pushwire-local-deliver',
       region: 'us-east-1',
     });
@@ -59,10 +58,12 @@ describe('loadConfig', () => {
       FANOUT_PARALLEL_CHUNKS: '4',
       THROTTLE_MAX_ATTEMPTS: '3',
       THROTTLE_BUDGET_MS: '1000',
-      MANAGEMENT_API_CLIENT: 'sdk',
       DELIVER_FUNCTION_NAME: 'pushwire-prod-deliver',
       LAMBDA_ENDPOINT: 'http://localhost:3002',
       AWS_REGION: 'eu-central-1',
+      AWS_ACCESS_KEY_ID: 'ASIAEXAMPLE',
+      AWS_SECRET_ACCESS_KEY: 'secret',
+      AWS_SESSION_TOKEN: 'token',
     };
 
     // Act
@@ -88,9 +89,9 @@ describe('loadConfig', () => {
         throttleMaxAttempts: 3,
         throttleBudgetMs: 1000,
       },
-      managementApiClient: 'sdk',
       deliverFunctionName: 'pushwire-prod-deliver',
       region: 'eu-central-1',
+      credentials: { accessKeyId: 'ASIAEXAMPLE', secretAccessKey: 'secret', sessionToken: 'token' },
     });
   });
 

@@ -1,96 +1,71 @@
-import { InvokeCommand, type InvokeCommandOutput, LambdaClient } from '@aws-sdk/client-lambda';
-import { mockClient } from 'aws-sdk-client-mock';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { DeliverChunk } from '../../lib/delivery/chunks.js';
 import { lambdaChunkInvoker } from '../../lib/delivery/invoker.js';
+import type { InvokeResult, LambdaInvoke } from '../../lib/delivery/lambda-invoke.js';
 
-const lambdaMock = mockClient(LambdaClient);
-const lambda = new LambdaClient({ region: 'us-east-1' });
+// The Invoke call itself (signing, HTTP, errors) is tested in
+// lambda-invoke.test.ts against a local server; here a scripted one.
 const chunk: DeliverChunk = {
   jobs: [{ frame: '{"type":"message"}', recipients: [['c1=', 'https://x.example/prod']] }],
 };
-/** A response payload as the SDK hands it over (a Uint8Array with helpers we do not use). */
-const payload = (value: unknown) =>
-  new TextEncoder().encode(JSON.stringify(value)) as NonNullable<InvokeCommandOutput['Payload']>;
 
-beforeEach(() => {
-  lambdaMock.reset();
-});
+function scripted(answer: () => Promise<InvokeResult>) {
+  const calls: { functionName: string; payload: Uint8Array }[] = [];
+  const invoke: LambdaInvoke = async (functionName, payload) => {
+    calls.push({ functionName, payload });
+    return answer();
+  };
+  return { invoke, calls };
+}
+const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
 describe('lambdaChunkInvoker', () => {
   it('invokes the deliver function with the chunk as JSON and returns its counts', async () => {
     // Prepare
-    lambdaMock
-      .on(InvokeCommand)
-      .resolves({ StatusCode: 200, Payload: payload({ delivered: 3, gone: 1, failed: 0 }) });
-    const invoke = lambdaChunkInvoker(lambda, 'pushwire-prod-deliver');
+    const { invoke, calls } = scripted(async () => ({
+      payload: json({ delivered: 3, gone: 1, failed: 0 }),
+    }));
 
     // Act
-    const counts = await invoke(chunk);
+    const counts = await lambdaChunkInvoker(invoke, 'pushwire-prod-deliver')(chunk);
 
     // Assess
     expect(counts).toEqual({ delivered: 3, gone: 1, failed: 0 });
-    const calls = lambdaMock.commandCalls(InvokeCommand);
     expect(calls).toHaveLength(1);
-    const input = calls[0]?.args[0].input;
-    expect(input?.FunctionName).toBe('pushwire-prod-deliver');
-    expect(JSON.parse(Buffer.from(input?.Payload as Uint8Array).toString())).toEqual(chunk);
-  });
-
-  it('waits for the result (RequestResponse, not an async Event invocation)', async () => {
-    // Prepare
-    lambdaMock
-      .on(InvokeCommand)
-      .resolves({ StatusCode: 200, Payload: payload({ delivered: 0, gone: 0, failed: 0 }) });
-
-    // Act
-    await lambdaChunkInvoker(lambda, 'f')(chunk);
-
-    // Assess
-    const type = lambdaMock.commandCalls(InvokeCommand)[0]?.args[0].input.InvocationType;
-    expect(type === undefined || type === 'RequestResponse').toBe(true);
+    expect(calls[0]?.functionName).toBe('pushwire-prod-deliver');
+    expect(JSON.parse(Buffer.from(calls[0]?.payload as Uint8Array).toString())).toEqual(chunk);
   });
 
   it('throws with the function error and the start of its payload when the worker failed', async () => {
     // Prepare
-    lambdaMock.on(InvokeCommand).resolves({
-      StatusCode: 200,
-      FunctionError: 'Unhandled',
-      Payload: payload({ errorType: 'Error', errorMessage: 'redis unavailable' }),
-    });
-    const invoke = lambdaChunkInvoker(lambda, 'f');
-
+    const { invoke } = scripted(async () => ({
+      functionError: 'Unhandled',
+      payload: json({ errorType: 'Error', errorMessage: 'redis unavailable' }),
+    }));
     // Act
-    const outcome = invoke(chunk);
-
+    const outcome = lambdaChunkInvoker(invoke, 'f')(chunk);
     // Assess
     await expect(outcome).rejects.toThrow(/^deliver failed: Unhandled .*redis unavailable/);
   });
 
   it('throws when the worker answers something other than counts', async () => {
     // Prepare: what invokeErrors returns for a refused chunk
-    lambdaMock.on(InvokeCommand).resolves({
-      StatusCode: 200,
-      Payload: payload({ error: { code: 'invalid_request', message: 'invalid deliver event' } }),
-    });
-    const invoke = lambdaChunkInvoker(lambda, 'f');
-
+    const { invoke } = scripted(async () => ({
+      payload: json({ error: { code: 'invalid_request', message: 'invalid deliver event' } }),
+    }));
     // Act
-    const outcome = invoke(chunk);
-
+    const outcome = lambdaChunkInvoker(invoke, 'f')(chunk);
     // Assess
     await expect(outcome).rejects.toThrow();
   });
 
   it('passes on an error from the Lambda API itself', async () => {
     // Prepare
-    const failure = Object.assign(new Error('Rate exceeded'), { name: 'TooManyRequestsException' });
-    lambdaMock.on(InvokeCommand).rejects(failure);
-    const invoke = lambdaChunkInvoker(lambda, 'f');
-
+    const { invoke } = scripted(async () => {
+      throw Object.assign(new Error('Rate exceeded'), { name: 'TooManyRequestsException' });
+    });
     // Act
-    const outcome = invoke(chunk);
-
+    const outcome = lambdaChunkInvoker(invoke, 'f')(chunk);
     // Assess
     await expect(outcome).rejects.toThrow('Rate exceeded');
   });

@@ -192,7 +192,7 @@ describe('disconnect', () => {
 });
 
 describe('handleFrame', () => {
-  it('answers ping with pong after renewing the connection', async () => {
+  it('answers ping with pong, carrying the connection id, after renewing the connection', async () => {
     // Prepare
     const { registry, methods } = fakeRegistry({ touch: async () => connection() });
 
@@ -200,7 +200,7 @@ describe('handleFrame', () => {
     const reply = await handleFrame('c1', '{"action":"ping"}', sessionDeps(registry));
 
     // Assess
-    expect(reply).toEqual({ type: 'pong' });
+    expect(reply).toEqual({ type: 'pong', connectionId: 'c1' });
     expect(methods()).toEqual(['touch']);
   });
 

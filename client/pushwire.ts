@@ -1,0 +1,504 @@
+/**
+ * The pushwire client: one small ESM file for browsers, React Native and Node
+ * (with a WebSocket class passed in). It does what the wire protocol asks of
+ * every client (README, "Wire protocol" and "Clients"): ping under API
+ * Gateway's idle timeout, reconnect with backoff and a fresh token, resume the
+ * user's stream and every topic from the last cursor seen, re-subscribe, and
+ * hand each message to the app once, in order per stream.
+ *
+ * No runtime dependencies, no DOM types: the host's globals are reached through
+ * the minimal shapes below, so the same file runs on all three hosts. Private
+ * members end in `_`: the build shortens them (esbuild --mangle-props), which
+ * keeps the bundle under 5 KB min+gzip without `#private` fields (React
+ * Native's Hermes does not support those).
+ */
+
+export type State = 'connecting' | 'connected' | 'disconnected' | 'closed';
+
+export interface Message {
+  id: string;
+  data: unknown;
+  /** Set for a topic's messages. */
+  topic?: string;
+  /** Position in its stream (the user's or the topic's); absent for broadcasts. */
+  cursor?: string;
+}
+
+/** History no longer reached back to the last cursor: messages may be missing. */
+export interface Gap {
+  /** The topic; absent for the user's own stream. */
+  topic?: string;
+}
+
+export interface ErrorInfo {
+  code: string;
+  message: string;
+}
+
+export interface Events {
+  message: Message;
+  state: State;
+  gap: Gap;
+  error: ErrorInfo;
+}
+
+/** What the client uses of a WebSocket: the browser's, React Native's, or `ws`'s in Node. */
+export interface SocketLike {
+  onopen: unknown;
+  onmessage: unknown;
+  onclose: unknown;
+  onerror: unknown;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+export type SocketClass = new (url: string) => SocketLike;
+
+/** `localStorage`, React Native's AsyncStorage, or anything with these two methods. */
+export interface StorageLike {
+  getItem(key: string): string | null | undefined | Promise<string | null | undefined>;
+  setItem(key: string, value: string): unknown;
+}
+
+export interface Options {
+  /** The WebSocket API URL, e.g. `wss://abc.execute-api.eu-west-1.amazonaws.com/prod`. */
+  url: string;
+  /** A JWT, or a (possibly async) function called on every connection attempt. */
+  token: string | (() => string | Promise<string>);
+  /** Where cursors are kept across restarts; `localStorage` by default where present; `null`: memory only. */
+  storage?: StorageLike | null;
+  /** `globalThis.WebSocket` by default. */
+  WebSocket?: SocketClass;
+  /** Whose cursors these are (the storage key); by default the token's `sub`, read without verifying. */
+  user?: string;
+  /** Ping period, ms (default 120,000; API Gateway closes a connection idle for 10 minutes). */
+  pingInterval?: number;
+  /** A ping unanswered this long means a dead socket, ms (default 20,000). */
+  pongTimeout?: number;
+  /** First reconnection delay bound, ms (default 1,000); doubles per failed attempt. */
+  minDelay?: number;
+  /** Largest reconnection delay bound, ms (default 30,000). */
+  maxDelay?: number;
+  /** How many recent message ids are remembered to drop duplicates (default 1,000). */
+  dedupeWindow?: number;
+}
+
+interface Frame {
+  type?: string;
+  id?: string;
+  data?: unknown;
+  topic?: string;
+  cursor?: string;
+  connectionId?: string;
+  recovered?: boolean;
+  code?: string;
+  message?: string;
+}
+
+/** The host's optional globals, without depending on DOM or Node types. */
+interface Host {
+  WebSocket?: SocketClass;
+  localStorage?: StorageLike;
+  addEventListener?: (type: string, fn: () => void) => void;
+  removeEventListener?: (type: string, fn: () => void) => void;
+  document?: {
+    visibilityState?: string;
+    addEventListener?: (type: string, fn: () => void) => void;
+    removeEventListener?: (type: string, fn: () => void) => void;
+  };
+}
+declare function setTimeout(fn: () => void, ms?: number): unknown;
+declare function clearTimeout(handle: unknown): void;
+declare function atob(data: string): string;
+
+/** Error codes after which the server has dropped (or will drop) the connection: come back. */
+const RECONNECT_ON = ['unknown_connection', 'token_expired'];
+/**
+ * A stream joined before any of its messages was seen resumes from this long
+ * before it was joined (client and server clocks differ): a drop before the
+ * first message loses nothing, at the price of perhaps replaying a few older
+ * messages (at most the history the server keeps).
+ */
+const CLOCK_SKEW_MS = 300_000;
+/** The user's own stream, among topic names (which are never empty). */
+const USER = '';
+const CURSOR = /^\d{1,16}(-\d{1,16})?$/;
+const TOPIC = /^[\w.:@=-]{1,128}$/;
+
+const host = globalThis as unknown as Host;
+
+/** Two decimal numbers of any length, compared exactly (16 digits overflow a double). */
+const compareNumbers = (x: string, y: string): number => {
+  const a = x.replace(/^0+(?=\d)/, '');
+  const b = y.replace(/^0+(?=\d)/, '');
+  return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
+};
+
+/** Cursors are Redis stream ids `<ms>-<seq>`: negative, zero or positive as `a` is before, at or after `b`. */
+export function compareCursors(a: string, b: string): number {
+  const [am = '0', as = '0'] = a.split('-');
+  const [bm = '0', bs = '0'] = b.split('-');
+  return compareNumbers(am, bm) || compareNumbers(as, bs);
+}
+
+/** The token's `sub`, decoded without verifying (the server verifies); a key, not a proof. */
+function subject(token: string): string | undefined {
+  try {
+    const part = (token.split('.')[1] ?? '').replace(/-/g, '+').replace(/_/g, '/');
+    const sub = (JSON.parse(atob(part)) as { sub?: unknown }).sub;
+    return typeof sub === 'string' ? sub : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+type Listener<K extends keyof Events> = (value: Events[K]) => void;
+
+export class Pushwire {
+  /** The connection's state; `state` events report each change. */
+  state: State = 'disconnected';
+  /** This connection's id, once the server has said it (for a publish's `exceptConnectionId`). */
+  connectionId: string | undefined;
+
+  private o_: Options;
+  private storage_: StorageLike | null | undefined;
+  private ws_: SocketLike | undefined;
+  /** The current socket is open (frames can be sent). */
+  private up_ = false;
+  private stopped_ = true;
+  /** Bumped whenever an attempt is abandoned, so a late token or storage read is ignored. */
+  private attempt_ = 0;
+  /** Consecutive attempts that did not reach `connected`. */
+  private fails_ = 0;
+  private retry_: unknown;
+  private ping_: unknown;
+  private pong_: unknown;
+  private topics_ = new Set<string>();
+  /** Last cursor delivered per stream. */
+  private cursors_: Record<string, string> = {};
+  /** Where a stream with no message seen yet resumes from. */
+  private floors_: Record<string, string> = {};
+  /** Storage key of the cursors in use (by user); undefined: not persisted. */
+  private key_: string | undefined;
+  private loaded_ = false;
+  private seen_ = new Set<string>();
+  private listeners_: { [K in keyof Events]?: Set<Listener<K>> } = {};
+
+  constructor(options: Options) {
+    this.o_ = options;
+    if ('storage' in options) this.storage_ = options.storage;
+    else
+      try {
+        this.storage_ = host.localStorage;
+      } catch {
+        // Some browsers throw on access when storage is disabled.
+      }
+  }
+
+  /** Subscribes to an event; returns a function that unsubscribes. */
+  on<K extends keyof Events>(event: K, listener: Listener<K>): () => void {
+    const set: Set<Listener<K>> = this.listeners_[event] ?? new Set();
+    (this.listeners_ as Record<K, Set<Listener<K>>>)[event] = set;
+    set.add(listener);
+    return () => this.off(event, listener);
+  }
+
+  off<K extends keyof Events>(event: K, listener: Listener<K>): void {
+    this.listeners_[event]?.delete(listener);
+  }
+
+  /** The topics subscribed to (kept across reconnections). */
+  get topics(): string[] {
+    return [...this.topics_];
+  }
+
+  /**
+   * Starts connecting (and keeps reconnecting until `close()`). While waiting
+   * to reconnect, tries at once: call it when a React Native app comes back to
+   * the foreground.
+   */
+  connect(): void {
+    if (!this.stopped_ && this.state !== 'disconnected') return;
+    if (this.stopped_) this.listen_('addEventListener');
+    this.stopped_ = false;
+    this.open_();
+  }
+
+  /** Closes the connection for good (until `connect()`); the only way to reach `closed`. */
+  close(): void {
+    this.stopped_ = true;
+    this.listen_('removeEventListener');
+    this.abandon_();
+    this.closed_(false);
+    this.set_('closed');
+  }
+
+  /** Subscribes to a topic, now and after every reconnection, resuming from its last cursor. */
+  subscribe(topic: string): void {
+    // The server's rule (README, "Client → server frames"): fail here, not at every reconnection.
+    if (!TOPIC.test(topic))
+      throw new TypeError(`pushwire: bad topic name ${JSON.stringify(topic)}`);
+    if (this.topics_.has(topic)) return;
+    this.topics_.add(topic);
+    if (this.up_) this.join_(topic);
+  }
+
+  unsubscribe(topic: string): void {
+    if (!this.topics_.delete(topic)) return;
+    delete this.cursors_[topic];
+    delete this.floors_[topic];
+    this.save_();
+    if (this.up_) this.send_({ action: 'unsubscribe', topic });
+  }
+
+  private emit_<K extends keyof Events>(event: K, value: Events[K]): void {
+    for (const listener of this.listeners_[event] ?? []) {
+      try {
+        listener(value);
+      } catch (error) {
+        // An app's bug must not stop delivery: report it outside our stack.
+        setTimeout(() => {
+          throw error;
+        });
+      }
+    }
+  }
+
+  private set_(state: State): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.emit_('state', state);
+  }
+
+  private async open_(): Promise<void> {
+    const attempt = ++this.attempt_;
+    clearTimeout(this.retry_);
+    this.set_('connecting');
+    let token: string;
+    try {
+      const t = this.o_.token;
+      token = typeof t === 'function' ? await t() : t;
+      if (attempt !== this.attempt_) return;
+      const user = this.o_.user ?? subject(token);
+      const key = user === undefined ? undefined : `pushwire:${this.o_.url}:${user}`;
+      if (!this.loaded_ || key !== this.key_) {
+        let raw: string | null | undefined;
+        try {
+          raw = key !== undefined && this.storage_ ? await this.storage_.getItem(key) : null;
+        } catch {
+          // Unreadable storage: resume from memory only, rather than not connect.
+        }
+        // Only the current attempt applies what it read (a stale one may finish later).
+        if (attempt !== this.attempt_) return;
+        this.load_(key, raw);
+      }
+    } catch (error) {
+      if (attempt !== this.attempt_) return;
+      this.emit_('error', { code: 'token_failed', message: String(error) });
+      this.closed_(false);
+      return;
+    }
+    if (attempt !== this.attempt_) return;
+
+    const since = this.resumeFrom_(USER);
+    const url = `${this.o_.url}${this.o_.url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}${since ? `&since=${since}` : ''}`;
+    let ws: SocketLike;
+    try {
+      ws = new (this.o_.WebSocket ?? (host.WebSocket as SocketClass))(url);
+    } catch (error) {
+      this.emit_('error', { code: 'socket_failed', message: String(error) });
+      this.closed_(false);
+      return;
+    }
+    this.ws_ = ws;
+    ws.onopen = () => {
+      this.up_ = true;
+      // The first frame also starts the replay of `?since=` (API Gateway lets
+      // nobody post to a connection until `$connect` has returned).
+      this.ping_now_();
+      for (const topic of this.topics_) this.join_(topic);
+    };
+    ws.onmessage = (event: { data: unknown }) => this.frame_(event.data);
+    ws.onclose = () => this.closed_(this.state === 'connected');
+    ws.onerror = () => {
+      // A close event follows.
+    };
+  }
+
+  /** Takes the cursors of a user (another user's never mix with them), as read from storage. */
+  private load_(key: string | undefined, raw: string | null | undefined): void {
+    this.key_ = key;
+    this.cursors_ = {};
+    this.floors_ = {};
+    this.seen_.clear();
+    this.loaded_ = true;
+    if (!raw) return;
+    try {
+      const saved = JSON.parse(raw) as { c?: Record<string, string>; f?: Record<string, string> };
+      const valid = (from: Record<string, string> = {}) => {
+        const out: Record<string, string> = {};
+        for (const [stream, cursor] of Object.entries(from))
+          if (typeof cursor === 'string' && CURSOR.test(cursor)) out[stream] = cursor;
+        return out;
+      };
+      this.cursors_ = valid(saved.c);
+      this.floors_ = valid(saved.f);
+    } catch {
+      // Unreadable: start afresh rather than refuse to connect.
+    }
+  }
+
+  private save_(): void {
+    if (this.key_ === undefined || !this.storage_) return;
+    try {
+      const pending = this.storage_.setItem(
+        this.key_,
+        JSON.stringify({ c: this.cursors_, f: this.floors_ }),
+      );
+      (pending as Promise<unknown> | undefined)?.catch?.(() => undefined);
+    } catch {
+      // Full or disabled storage: cursors stay in memory.
+    }
+  }
+
+  /** The cursor a stream resumes from; a stream joined now with none gets a floor for next time. */
+  private resumeFrom_(stream: string): string | undefined {
+    const since = this.cursors_[stream] ?? this.floors_[stream];
+    if (!since) {
+      this.floors_[stream] = `${Date.now() - CLOCK_SKEW_MS}-0`;
+      this.save_();
+    }
+    return since;
+  }
+
+  private join_(topic: string): void {
+    const since = this.resumeFrom_(topic);
+    this.send_({ action: 'subscribe', topic, ...(since && { since }) });
+  }
+
+  private send_(frame: object): void {
+    try {
+      this.ws_?.send(JSON.stringify(frame));
+    } catch {
+      // Not open after all: its close event brings a reconnection.
+    }
+  }
+
+  private ping_now_(): void {
+    if (this.pong_) return;
+    this.send_({ action: 'ping' });
+    this.pong_ = setTimeout(() => this.drop_(), this.o_.pongTimeout ?? 20_000);
+  }
+
+  private frame_(raw: unknown): void {
+    let frame: Frame;
+    try {
+      frame = JSON.parse(String(raw)) as Frame;
+    } catch {
+      return;
+    }
+    const { type, topic } = frame;
+    if (type === 'pong') {
+      clearTimeout(this.pong_);
+      this.pong_ = undefined;
+      this.connectionId = frame.connectionId;
+      clearTimeout(this.ping_);
+      this.ping_ = setTimeout(() => this.ping_now_(), this.o_.pingInterval ?? 120_000);
+      this.fails_ = 0;
+      this.set_('connected');
+    } else if (type === 'message') {
+      this.deliver_(frame);
+    } else if (type === 'resumed') {
+      if (frame.recovered === false && (topic === undefined || this.topics_.has(topic)))
+        this.emit_('gap', topic === undefined ? {} : { topic });
+    } else if (type === 'error') {
+      const code = String(frame.code);
+      // The server has forgotten this connection or its token: come back with a fresh one.
+      if (RECONNECT_ON.includes(code)) this.drop_();
+      else this.emit_('error', { code, message: String(frame.message) });
+    }
+  }
+
+  private deliver_(frame: Frame): void {
+    const { id, topic, cursor } = frame;
+    if (typeof id !== 'string' || this.seen_.has(id)) return;
+    if (topic !== undefined && !this.topics_.has(topic)) return;
+    if (cursor !== undefined) {
+      const stream = topic ?? USER;
+      const last = this.cursors_[stream];
+      // Older than what this stream already delivered: a replay overlapping live delivery.
+      if (last !== undefined && compareCursors(cursor, last) <= 0) return;
+      this.cursors_[stream] = cursor;
+      this.save_();
+    }
+    this.seen_.add(id);
+    if (this.seen_.size > (this.o_.dedupeWindow ?? 1000))
+      this.seen_.delete(this.seen_.values().next().value as string);
+    const message: Message = { id, data: frame.data };
+    if (topic !== undefined) message.topic = topic;
+    if (cursor !== undefined) message.cursor = cursor;
+    this.emit_('message', message);
+  }
+
+  /** Gives up the current socket (dead, or told to go) and reconnects. */
+  private drop_(): void {
+    const connected = this.state === 'connected';
+    this.abandon_();
+    this.closed_(connected);
+  }
+
+  /** Forgets the current socket and any attempt or timer in progress. */
+  private abandon_(): void {
+    const ws = this.ws_;
+    this.attempt_++;
+    this.ws_ = undefined;
+    if (ws) {
+      // Not null: `ws` (Node) throws an 'error' event nobody listens to.
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = () => undefined;
+      try {
+        ws.close();
+      } catch {
+        // Already closing.
+      }
+    }
+  }
+
+  /**
+   * The socket is gone: reconnect unless the app closed. After a working
+   * connection, within `minDelay` (full jitter: a server-wide drop must not
+   * bring every client back in the same instant); a failed attempt gets one
+   * immediate retry (with a fresh token), then exponential backoff with full jitter.
+   */
+  private closed_(wasConnected: boolean): void {
+    this.ws_ = undefined;
+    this.up_ = false;
+    this.connectionId = undefined;
+    clearTimeout(this.retry_);
+    clearTimeout(this.ping_);
+    clearTimeout(this.pong_);
+    this.pong_ = undefined;
+    if (this.stopped_) return;
+    this.set_('disconnected');
+    const min = this.o_.minDelay ?? 1000;
+    const fails = wasConnected ? 0 : ++this.fails_;
+    const bound =
+      fails === 1 ? 0 : Math.min(this.o_.maxDelay ?? 30_000, min * 2 ** Math.max(0, fails - 2));
+    this.retry_ = setTimeout(() => this.open_(), Math.random() * bound);
+  }
+
+  /** Browser hints: back online or visible again means try now; offline means the socket is dead. */
+  private wake_ = (): void => {
+    if (this.stopped_ || host.document?.visibilityState === 'hidden') return;
+    if (this.state === 'disconnected') this.open_();
+    else if (this.state === 'connected') this.ping_now_();
+  };
+
+  private offline_ = (): void => {
+    if (this.ws_) this.drop_();
+  };
+
+  private listen_(method: 'addEventListener' | 'removeEventListener'): void {
+    host[method]?.('online', this.wake_);
+    host[method]?.('offline', this.offline_);
+    host.document?.[method]?.('visibilitychange', this.wake_);
+  }
+}

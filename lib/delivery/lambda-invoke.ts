@@ -1,0 +1,147 @@
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { SignatureV4 } from '@smithy/signature-v4';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
+import { createSigner } from '../aws-signing.js';
+
+/**
+ * Lambda Invoke (RequestResponse) as one SigV4-signed POST to
+ * `/2015-03-31/functions/{name}/invocations`, the call `@aws-sdk/client-lambda`
+ * makes. Why not that client: bundled (the zips carry what they run, see
+ * README "Deploying"), it adds ~540 KB to `publish` (@smithy/core, the
+ * endpoint rules, the client's ~110 KB of operations we never call), which
+ * would take it past its 700 KB target; this is a few KB on the signer that
+ * the management API posts already use.
+ */
+
+/** What one invocation answered. */
+export interface InvokeResult {
+  payload: Buffer;
+  /** `Unhandled` (or `Handled`) when the function itself failed: Lambda still answers 200. */
+  functionError?: string;
+}
+
+export type LambdaInvoke = (functionName: string, payload: Uint8Array) => Promise<InvokeResult>;
+
+/** An error of the Invoke API itself, named and shaped as the SDK's. */
+export class LambdaInvokeError extends Error {
+  readonly $metadata: { httpStatusCode: number };
+  constructor(name: string, status: number, message: string) {
+    super(message);
+    this.name = name;
+    this.$metadata = { httpStatusCode: status };
+  }
+}
+
+export interface SignedLambdaInvokeOptions {
+  region: string;
+  /** Default: the region's public endpoint. Locally, serverless-offline's Lambda port. */
+  endpoint?: string;
+  credentials: AwsCredentialIdentityProvider;
+  /** Sockets kept for invocations (publish runs FANOUT_PARALLEL_CHUNKS at once). */
+  maxSockets?: number;
+  /** Attempts for a throttled invocation (429: it did not run, so a retry is safe), first included. */
+  throttleMaxAttempts?: number;
+  throttleBaseDelayMs?: number;
+  sleep?: (ms: number) => Promise<void>;
+  random?: () => number;
+}
+
+export function lambdaEndpoint(region: string): string {
+  return `https://lambda.${region}.amazonaws.com${region.startsWith('cn-') ? '.cn' : ''}`;
+}
+
+export function signedLambdaInvoke(options: SignedLambdaInvokeOptions): LambdaInvoke {
+  const url = new URL(options.endpoint ?? lambdaEndpoint(options.region));
+  const https = url.protocol === 'https:';
+  const base = url.pathname.replace(/\/+$/, '');
+  const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 50 };
+  const agent = https ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
+  const request = https ? httpsRequest : httpRequest;
+  const signer: SignatureV4 = createSigner('lambda', options.region, options.credentials);
+  const attempts = options.throttleMaxAttempts ?? 3;
+  const baseDelay = options.throttleBaseDelayMs ?? 100;
+  const sleep = options.sleep ?? ((ms: number) => delay(ms));
+  const random = options.random ?? Math.random;
+
+  const once = async (functionName: string, payload: Uint8Array): Promise<InvokeResult> => {
+    const signed = await signer.sign({
+      method: 'POST',
+      protocol: url.protocol,
+      hostname: url.hostname,
+      ...(url.port && { port: Number(url.port) }),
+      path: `${base}/2015-03-31/functions/${encodeURIComponent(functionName)}/invocations`,
+      query: {},
+      headers: {
+        host: url.host,
+        'content-type': 'application/json',
+        'content-length': String(payload.byteLength),
+        'x-amz-invocation-type': 'RequestResponse',
+      },
+      body: payload,
+    });
+    const response = await new Promise<{
+      status: number;
+      headers: IncomingMessage['headers'];
+      body: Buffer;
+    }>((resolve, reject) => {
+      // No socket timeout: a RequestResponse invocation is silent until the
+      // worker returns (up to its own timeout); publish's timeout bounds it.
+      const req = request(
+        {
+          method: 'POST',
+          host: url.hostname,
+          port: url.port || undefined,
+          path: signed.path,
+          headers: signed.headers,
+          agent,
+        },
+        (res: IncomingMessage) => {
+          const parts: Buffer[] = [];
+          res.on('data', (part: Buffer) => parts.push(part));
+          res.on('end', () =>
+            resolve({
+              status: res.statusCode ?? 0,
+              headers: res.headers,
+              body: Buffer.concat(parts),
+            }),
+          );
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(payload);
+    });
+    if (response.status >= 200 && response.status < 300) {
+      const functionError = response.headers['x-amz-function-error'];
+      return {
+        payload: response.body,
+        ...(typeof functionError === 'string' && { functionError }),
+      };
+    }
+    // Lambda names the error in a header (`TooManyRequestsException:<doc url>`).
+    const type = String(response.headers['x-amzn-errortype'] ?? '').split(':')[0];
+    const name =
+      type || (response.status === 429 ? 'TooManyRequestsException' : 'LambdaInvokeError');
+    const text = response.body.toString('utf8', 0, 300);
+    throw new LambdaInvokeError(
+      name,
+      response.status,
+      `Invoke ${functionName}: HTTP ${response.status} ${name} ${text}`.trim(),
+    );
+  };
+
+  return async (functionName, payload) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await once(functionName, payload);
+      } catch (error) {
+        const throttled =
+          error instanceof LambdaInvokeError && error.$metadata.httpStatusCode === 429;
+        if (!throttled || attempt >= attempts) throw error;
+        await sleep(Math.floor(random() * baseDelay * 2 ** (attempt - 1)));
+      }
+    }
+  };
+}

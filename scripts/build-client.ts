@@ -1,0 +1,66 @@
+/**
+ * `npm run build:client` (also run by `prepare`, so `npm install` / `npm ci`
+ * leave a built client): bundles client/pushwire.ts into one minified ESM file,
+ * client/dist/pushwire.js, and writes its type declarations beside it.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { build } from 'esbuild';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const CLIENT_SOURCE = join(root, 'client/pushwire.ts');
+export const CLIENT_BUNDLE = join(root, 'client/dist/pushwire.js');
+/** The issue's budget: 5 KB (5,000 bytes) minified and gzipped. */
+export const CLIENT_SIZE_LIMIT = 5_000;
+
+/** The minified bundle, in memory. */
+export async function bundleClient(): Promise<string> {
+  const result = await build({
+    entryPoints: [CLIENT_SOURCE],
+    bundle: true,
+    minify: true,
+    format: 'esm',
+    // Safari 14, Hermes (React Native), Node 20: no class fields or `#private` left.
+    target: 'es2020',
+    // Private members end in `_` (see client/pushwire.ts).
+    mangleProps: /_$/,
+    legalComments: 'none',
+    write: false,
+  });
+  return result.outputFiles[0]?.text ?? '';
+}
+
+/** Bytes of the bundle as a browser downloads it: gzip at its highest level, as CDNs serve it. */
+export const gzipSize = (code: string): number => gzipSync(code, { level: 9 }).length;
+
+/** Writes the bundle (only when it changed, so concurrent builds never show a torn file). */
+export async function writeClientBundle(): Promise<{ bytes: number; gzip: number }> {
+  const code = await bundleClient();
+  let current = '';
+  try {
+    current = readFileSync(CLIENT_BUNDLE, 'utf8');
+  } catch {}
+  if (current !== code) {
+    mkdirSync(dirname(CLIENT_BUNDLE), { recursive: true });
+    const temp = `${CLIENT_BUNDLE}.${process.pid}.tmp`;
+    writeFileSync(temp, code);
+    // rename is atomic: a reader sees the old file or the new one.
+    renameSync(temp, CLIENT_BUNDLE);
+  }
+  return { bytes: Buffer.byteLength(code), gzip: gzipSize(code) };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const { bytes, gzip } = await writeClientBundle();
+  // Declarations from the same source, checked without DOM or Node types.
+  execFileSync(join(root, 'node_modules/.bin/tsc'), ['-p', join(root, 'client')], {
+    stdio: 'inherit',
+  });
+  console.log(
+    `client/dist/pushwire.js: ${bytes} bytes, ${gzip} bytes min+gzip (limit ${CLIENT_SIZE_LIMIT}); pushwire.d.ts beside it`,
+  );
+  if (gzip > CLIENT_SIZE_LIMIT) process.exit(1);
+}

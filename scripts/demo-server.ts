@@ -1,0 +1,143 @@
+/**
+ * The demo page's server (`npm run demo`), for local use beside `npm start`:
+ * serves demo/index.html and the built client, mints dev tokens with the dev
+ * secret, and publishes through the Lambda Invoke API, as a backend would.
+ * Nothing of it is deployed.
+ */
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { CLIENT_BUNDLE, writeClientBundle } from './build-client.js';
+import { DEV_AWS_ENV } from './local-env.js';
+import { devToken } from './token.js';
+
+const PAGE = join(dirname(fileURLToPath(import.meta.url)), '../demo/index.html');
+/** What a token's `sub` may be (README, "Connecting"), kept short for a demo. */
+const USER = /^[^\s|]{1,64}$/;
+const MAX_BODY_BYTES = 64 * 1024;
+
+export interface DemoOptions {
+  /** Port of the page (0: any free one). */
+  port: number;
+  /** WebSocket URL of pushwire as the browser reaches it, e.g. ws://localhost:3001. */
+  wsUrl: string;
+  /** serverless-offline's Lambda port, where `publish` is invoked. */
+  lambdaPort: number;
+  /** Function name prefix (service-stage-). */
+  functionPrefix?: string;
+}
+
+export interface DemoServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+class BadRequest extends Error {}
+
+async function readJson(request: IncomingMessage): Promise<Record<string, unknown>> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const chunk of request as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) throw new BadRequest(`request body over ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk);
+  }
+  try {
+    const body = JSON.parse(Buffer.concat(chunks).toString()) as unknown;
+    if (typeof body === 'object' && body !== null && !Array.isArray(body))
+      return body as Record<string, unknown>;
+  } catch {}
+  throw new BadRequest('send a JSON object');
+}
+
+function send(response: ServerResponse, status: number, body: unknown, type = 'application/json') {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  response.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+  response.end(text);
+}
+
+export async function startDemoServer(options: DemoOptions): Promise<DemoServer> {
+  // The page loads the client as apps do: the built ESM file.
+  await writeClientBundle();
+  const prefix = options.functionPrefix ?? 'pushwire-local-';
+  const lambda = new LambdaClient({
+    region: DEV_AWS_ENV.AWS_REGION,
+    endpoint: `http://localhost:${options.lambdaPort}`,
+    credentials: {
+      accessKeyId: DEV_AWS_ENV.AWS_ACCESS_KEY_ID,
+      secretAccessKey: DEV_AWS_ENV.AWS_SECRET_ACCESS_KEY,
+    },
+  });
+
+  async function publish(body: Record<string, unknown>): Promise<[number, unknown]> {
+    const { userId, topic, data, exceptConnectionId } = body;
+    if ((typeof userId === 'string') === (typeof topic === 'string'))
+      throw new BadRequest('give either "userId" or "topic"');
+    const event = {
+      ...(typeof userId === 'string' && { userId }),
+      ...(typeof topic === 'string' && { topic }),
+      ...(typeof exceptConnectionId === 'string' && { exceptConnectionId }),
+      data,
+    };
+    const response = await lambda.send(
+      new InvokeCommand({
+        FunctionName: `${prefix}publish`,
+        Payload: Buffer.from(JSON.stringify(event)),
+      }),
+    );
+    const result = JSON.parse(Buffer.from(response.Payload ?? new Uint8Array()).toString());
+    if (response.FunctionError) return [502, { error: { code: 'internal', message: result } }];
+    return [result && typeof result === 'object' && 'error' in result ? 400 : 200, result];
+  }
+
+  const server = createServer((request, response) => {
+    const path = new URL(request.url ?? '/', 'http://demo').pathname;
+    const handle = async () => {
+      if (request.method === 'GET' && (path === '/' || path === '/index.html')) {
+        const page = readFileSync(PAGE, 'utf8').replace('%WS_URL%', options.wsUrl);
+        return send(response, 200, page, 'text/html; charset=utf-8');
+      }
+      if (request.method === 'GET' && path === '/pushwire.js') {
+        return send(response, 200, readFileSync(CLIENT_BUNDLE, 'utf8'), 'text/javascript');
+      }
+      if (request.method === 'POST' && path === '/token') {
+        const { user } = await readJson(request);
+        if (typeof user !== 'string' || !USER.test(user))
+          throw new BadRequest('user: 1-64 characters, no spaces or "|"');
+        // Every topic allowed: a demo, not a policy.
+        return send(response, 200, { token: await devToken(user, { topics: ['*'] }) });
+      }
+      if (request.method === 'POST' && path === '/publish') {
+        const [status, result] = await publish(await readJson(request));
+        return send(response, status, result);
+      }
+      send(response, 404, { error: { code: 'not_found', message: `${request.method} ${path}` } });
+    };
+    handle().catch((error: unknown) => {
+      if (error instanceof BadRequest)
+        return send(response, 400, { error: { code: 'invalid_request', message: error.message } });
+      send(response, 502, {
+        error: {
+          code: 'unavailable',
+          message: `${(error as Error).message} (is \`npm start\` running?)`,
+        },
+      });
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, '127.0.0.1', resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://localhost:${port}`,
+    close: async () => {
+      lambda.destroy();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}

@@ -1,0 +1,698 @@
+/**
+ * The client's state machine, driven through a fake socket and fake timers:
+ * connecting and pinging, reconnecting (backoff with full jitter, one quick
+ * retry of a refused handshake, dead sockets, server-side errors), resuming
+ * every stream from its cursor, exactly-once hand-over, and cursors kept per user.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import {
+  compareCursors,
+  type Events,
+  type Options,
+  Pushwire,
+  type SocketLike,
+  type StorageLike,
+} from '../../client/pushwire.js';
+
+class FakeSocket implements SocketLike {
+  static all: FakeSocket[] = [];
+  onopen: unknown = null;
+  onmessage: unknown = null;
+  onclose: unknown = null;
+  onerror: unknown = null;
+  readonly sent: Record<string, unknown>[] = [];
+  closedByClient = false;
+
+  constructor(readonly url: string) {
+    FakeSocket.all.push(this);
+  }
+
+  send(data: string): void {
+    this.sent.push(JSON.parse(data) as Record<string, unknown>);
+  }
+
+  close(): void {
+    this.closedByClient = true;
+  }
+
+  // The server's side.
+  open(): void {
+    (this.onopen as () => void)();
+  }
+
+  receive(frame: Record<string, unknown>): void {
+    (this.onmessage as (e: { data: unknown }) => void)({ data: JSON.stringify(frame) });
+  }
+
+  drop(): void {
+    (this.onerror as () => void)();
+    (this.onclose as () => void)();
+  }
+
+  /** Opens and answers the first ping, as the server does. */
+  accept(connectionId = 'c1'): void {
+    this.open();
+    this.receive({ type: 'pong', connectionId });
+  }
+
+  get query(): URLSearchParams {
+    return new URL(this.url).searchParams;
+  }
+}
+
+const sockets = () => FakeSocket.all;
+const last = (): FakeSocket => FakeSocket.all.at(-1) as FakeSocket;
+
+/** A JWT-shaped token (the client reads `sub` without verifying). */
+const jwt = (sub: string, n = 0) =>
+  `eyJhbGciOiJIUzI1NiJ9.${Buffer.from(JSON.stringify({ sub, n })).toString('base64url')}.sig`;
+
+class MapStorage implements StorageLike {
+  readonly map = new Map<string, string>();
+  getItem(key: string): string | null {
+    return this.map.get(key) ?? null;
+  }
+  setItem(key: string, value: string): void {
+    this.map.set(key, value);
+  }
+}
+
+function client(options: Partial<Options> = {}) {
+  let tokens = 0;
+  const events: { [K in keyof Events]: Events[K][] } = {
+    message: [],
+    state: [],
+    gap: [],
+    error: [],
+  };
+  const pw = new Pushwire({
+    url: 'ws://push.test',
+    token: () => jwt('alice', ++tokens),
+    WebSocket: FakeSocket,
+    storage: null,
+    ...options,
+  });
+  pw.on('message', (m) => events.message.push(m));
+  pw.on('state', (s) => events.state.push(s));
+  pw.on('gap', (g) => events.gap.push(g));
+  pw.on('error', (e) => events.error.push(e));
+  return { pw, events, tokens: () => tokens };
+}
+
+/** Lets the async parts (token, storage) of an attempt run. */
+const settle = () => vi.advanceTimersByTimeAsync(0);
+
+async function connected(options: Partial<Options> = {}) {
+  const made = client(options);
+  made.pw.connect();
+  await settle();
+  last().accept();
+  return made;
+}
+
+const message = (id: string, cursor?: string, topic?: string) => ({
+  type: 'message',
+  id,
+  data: { id },
+  ...(cursor && { cursor }),
+  ...(topic && { topic }),
+});
+
+beforeEach(() => {
+  FakeSocket.all = [];
+  vi.useFakeTimers({ now: 1_800_000_000_000 });
+  vi.spyOn(Math, 'random').mockReturnValue(1);
+});
+afterEach(() => {
+  vi.useRealTimers();
+  vi.restoreAllMocks();
+  vi.unstubAllGlobals();
+});
+
+describe('connecting', () => {
+  it('opens with a fresh token, pings first, and is connected once the pong names the connection', async () => {
+    // Prepare
+    const { pw, events, tokens } = client();
+
+    // Act
+    pw.connect();
+    await settle();
+    const socket = last();
+    socket.open();
+
+    // Assess
+    expect(tokens()).toBe(1);
+    expect(socket.query.get('token')).toBe(jwt('alice', 1));
+    expect(socket.query.has('since')).toBe(false);
+    expect(socket.sent).toEqual([{ action: 'ping' }]);
+    expect(pw.state).toBe('connecting');
+    socket.receive({ type: 'pong', connectionId: 'conn-1' });
+    expect(pw.state).toBe('connected');
+    expect(pw.connectionId).toBe('conn-1');
+    expect(events.state).toEqual(['connecting', 'connected']);
+  });
+
+  it('keeps the query string of the URL', async () => {
+    const { pw } = client({ url: 'ws://push.test/prod?region=eu' });
+    pw.connect();
+    await settle();
+    expect(last().query.get('region')).toBe('eu');
+    expect(last().query.get('token')).toBe(jwt('alice', 1));
+  });
+
+  it('accepts a plain string token', async () => {
+    const { pw } = client({ token: jwt('bob') });
+    pw.connect();
+    await settle();
+    expect(last().query.get('token')).toBe(jwt('bob'));
+  });
+
+  it('pings every pingInterval while pongs come back', async () => {
+    await connected({ pingInterval: 10_000 });
+    const socket = last();
+    for (let i = 0; i < 3; i++) {
+      await vi.advanceTimersByTimeAsync(9_999);
+      expect(socket.sent.filter((f) => f['action'] === 'ping')).toHaveLength(i + 1);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(socket.sent.filter((f) => f['action'] === 'ping')).toHaveLength(i + 2);
+      socket.receive({ type: 'pong', connectionId: 'c1' });
+    }
+    expect(sockets()).toHaveLength(1);
+  });
+});
+
+describe('reconnecting', () => {
+  it('comes back after a drop within minDelay (full jitter), with a fresh token', async () => {
+    // Prepare
+    vi.mocked(Math.random).mockReturnValue(0.5);
+    const { pw, events, tokens } = await connected({ minDelay: 1_000 });
+
+    // Act
+    last().drop();
+
+    // Assess
+    expect(pw.state).toBe('disconnected');
+    expect(pw.connectionId).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(499);
+    expect(sockets()).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(sockets()).toHaveLength(2);
+    expect(tokens()).toBe(2);
+    expect(last().query.get('token')).toBe(jwt('alice', 2));
+    last().accept('c2');
+    expect(pw.connectionId).toBe('c2');
+    expect(events.state).toEqual([
+      'connecting',
+      'connected',
+      'disconnected',
+      'connecting',
+      'connected',
+    ]);
+  });
+
+  it('retries a refused handshake once at once, then backs off exponentially up to maxDelay', async () => {
+    // Prepare: Math.random() = 1 makes each delay its upper bound.
+    const { pw, tokens } = client({ minDelay: 1_000, maxDelay: 5_000 });
+    pw.connect();
+    await settle();
+
+    // Act + Assess: each attempt is refused (closes before opening).
+    const delays: number[] = [];
+    for (let attempt = 0; attempt < 6; attempt++) {
+      const before = sockets().length;
+      last().drop();
+      let waited = 0;
+      while (sockets().length === before) {
+        await vi.advanceTimersByTimeAsync(waited === 0 ? 0 : 250);
+        waited += 250;
+        if (waited > 60_000) throw new Error('no reconnection');
+      }
+      delays.push(waited - 250);
+    }
+    expect(delays).toEqual([0, 1_000, 2_000, 4_000, 5_000, 5_000]);
+    expect(tokens()).toBe(7);
+
+    // A connection that works resets the backoff.
+    last().accept();
+    last().drop();
+    await vi.advanceTimersByTimeAsync(999);
+    expect(sockets()).toHaveLength(7);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(sockets()).toHaveLength(8);
+  });
+
+  it('treats a ping unanswered within pongTimeout as a dead socket', async () => {
+    const { pw } = await connected({ pingInterval: 10_000, pongTimeout: 3_000, minDelay: 100 });
+    const socket = last();
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(socket.sent.at(-1)).toEqual({ action: 'ping' });
+    await vi.advanceTimersByTimeAsync(2_999);
+    expect(pw.state).toBe('connected');
+    await vi.advanceTimersByTimeAsync(1);
+    expect(socket.closedByClient).toBe(true);
+    expect(pw.state).toBe('disconnected');
+    await vi.advanceTimersByTimeAsync(100);
+    expect(sockets()).toHaveLength(2);
+  });
+
+  it('a first ping unanswered also counts as dead', async () => {
+    const { pw } = client({ pongTimeout: 3_000 });
+    pw.connect();
+    await settle();
+    last().open();
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(sockets()[0]?.closedByClient).toBe(true);
+    // A failed attempt: one immediate retry (a timer of 0 ms).
+    await vi.advanceTimersByTimeAsync(1);
+    expect(sockets()).toHaveLength(2);
+    expect(pw.state).toBe('connecting');
+  });
+
+  it.each(['unknown_connection', 'token_expired'])(
+    'reconnects with a fresh token on %s',
+    async (code) => {
+      const { pw, events, tokens } = await connected({ minDelay: 100 });
+      const socket = last();
+      socket.receive({ type: 'error', code, message: 'go away' });
+      expect(socket.closedByClient).toBe(true);
+      expect(pw.state).toBe('disconnected');
+      await vi.advanceTimersByTimeAsync(100);
+      expect(sockets()).toHaveLength(2);
+      expect(tokens()).toBe(2);
+      expect(events.error).toEqual([]);
+      // The old socket's late frames are ignored.
+      socket.receive(message('late', '5-0'));
+      expect(events.message).toEqual([]);
+    },
+  );
+
+  it('reports other errors and keeps the connection', async () => {
+    const { pw, events } = await connected();
+    last().receive({
+      type: 'error',
+      code: 'forbidden',
+      message: 'your token does not allow topic "x"',
+    });
+    expect(events.error).toEqual([
+      { code: 'forbidden', message: 'your token does not allow topic "x"' },
+    ]);
+    expect(pw.state).toBe('connected');
+    expect(last().closedByClient).toBe(false);
+  });
+
+  it('reports a failing token() and tries again', async () => {
+    let calls = 0;
+    const { pw, events } = client({
+      token: async () => {
+        calls++;
+        if (calls < 3) throw new Error('auth server down');
+        return jwt('alice');
+      },
+      minDelay: 1_000,
+    });
+    pw.connect();
+    // The first failure is retried at once, the second after minDelay.
+    await settle();
+    expect(events.error).toEqual([
+      { code: 'token_failed', message: 'Error: auth server down' },
+      { code: 'token_failed', message: 'Error: auth server down' },
+    ]);
+    expect(sockets()).toHaveLength(0);
+    expect(calls).toBe(2);
+    await vi.advanceTimersByTimeAsync(999);
+    expect(calls).toBe(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(calls).toBe(3);
+    expect(sockets()).toHaveLength(1);
+  });
+
+  it('close() ends in closed and stops reconnecting; connect() starts again', async () => {
+    const { pw, events } = await connected();
+    const socket = last();
+    pw.close();
+    expect(socket.closedByClient).toBe(true);
+    expect(pw.state).toBe('closed');
+    expect(pw.connectionId).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(120_000);
+    expect(sockets()).toHaveLength(1);
+    expect(events.state.at(-1)).toBe('closed');
+
+    pw.connect();
+    await settle();
+    expect(sockets()).toHaveLength(2);
+    expect(pw.state).toBe('connecting');
+  });
+
+  it('close() during a backoff or while the token is fetched stops everything', async () => {
+    let release: (t: string) => void = () => undefined;
+    const { pw } = client({ token: () => new Promise<string>((r) => (release = r)) });
+    pw.connect();
+    await settle();
+    pw.close();
+    release(jwt('alice'));
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(sockets()).toHaveLength(0);
+    expect(pw.state).toBe('closed');
+  });
+
+  it('connect() while waiting to reconnect tries at once (an app back in the foreground)', async () => {
+    const { pw } = await connected({ minDelay: 10_000 });
+    last().drop();
+    await settle();
+    expect(sockets()).toHaveLength(1);
+    pw.connect();
+    await settle();
+    expect(sockets()).toHaveLength(2);
+    pw.connect(); // already connecting: nothing more
+    await settle();
+    expect(sockets()).toHaveLength(2);
+  });
+
+  it('comes back at once when the browser is online again or the page visible; offline drops', async () => {
+    // Prepare: a browser-like host.
+    const listeners = new Map<string, () => void>();
+    const add = (type: string, fn: () => void) => listeners.set(type, fn);
+    const document = {
+      visibilityState: 'visible',
+      addEventListener: add,
+      removeEventListener() {},
+    };
+    vi.stubGlobal('addEventListener', add);
+    vi.stubGlobal('removeEventListener', () => undefined);
+    vi.stubGlobal('document', document);
+    const { pw } = await connected({ minDelay: 10_000 });
+
+    // Act + Assess: back online while waiting.
+    last().drop();
+    listeners.get('online')?.();
+    await settle();
+    expect(sockets()).toHaveLength(2);
+    last().accept();
+
+    // Visible again while connected: a ping checks the socket is alive.
+    const pings = () => last().sent.filter((f) => f['action'] === 'ping').length;
+    expect(pings()).toBe(1);
+    listeners.get('visibilitychange')?.();
+    expect(pings()).toBe(2);
+
+    // Offline: the socket is dead; visible again (not hidden) tries at once.
+    listeners.get('offline')?.();
+    expect(sockets()[1]?.closedByClient).toBe(true);
+    expect(pw.state).toBe('disconnected');
+    document.visibilityState = 'hidden';
+    listeners.get('visibilitychange')?.();
+    await settle();
+    expect(sockets()).toHaveLength(2);
+    document.visibilityState = 'visible';
+    listeners.get('visibilitychange')?.();
+    await settle();
+    expect(sockets()).toHaveLength(3);
+  });
+});
+
+describe('resuming', () => {
+  it('resumes the user stream with ?since= and re-makes every subscription from its cursor', async () => {
+    // Prepare
+    const start = Date.now();
+    const { pw } = client({ minDelay: 1 });
+    pw.subscribe('news');
+    pw.connect();
+    await settle();
+    last().accept();
+    expect(last().sent).toEqual([{ action: 'ping' }, { action: 'subscribe', topic: 'news' }]);
+    vi.setSystemTime(start + 60_000);
+    pw.subscribe('sport');
+    expect(last().sent.at(-1)).toEqual({ action: 'subscribe', topic: 'sport' });
+    last().receive(message('u1', '1800000000100-0'));
+    last().receive(message('n1', '1800000000200-3', 'news'));
+
+    // Act
+    last().drop();
+    await vi.advanceTimersByTimeAsync(1);
+    last().open();
+
+    // Assess: ping first (it starts the user replay), then every topic with its cursor;
+    // a topic with no message yet resumes from just before it was joined.
+    expect(last().query.get('since')).toBe('1800000000100-0');
+    expect(last().sent).toEqual([
+      { action: 'ping' },
+      { action: 'subscribe', topic: 'news', since: '1800000000200-3' },
+      { action: 'subscribe', topic: 'sport', since: `${start + 60_000 - 300_000}-0` },
+    ]);
+  });
+
+  it('a stream with no message yet resumes from before it was first joined', async () => {
+    const start = Date.now();
+    const { pw } = await connected({ minDelay: 1 });
+    vi.setSystemTime(start + 5_000);
+    last().drop();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(last().query.get('since')).toBe(`${start - 300_000}-0`);
+    expect(pw.state).toBe('connecting');
+  });
+
+  it('unsubscribe sends the frame, forgets the cursor and ignores the topic from then on', async () => {
+    const { pw, events } = await connected({ minDelay: 1 });
+    pw.subscribe('news');
+    last().receive(message('n1', '10-0', 'news'));
+    pw.unsubscribe('news');
+    expect(last().sent.at(-1)).toEqual({ action: 'unsubscribe', topic: 'news' });
+    last().receive(message('n2', '11-0', 'news'));
+    last().receive({ type: 'resumed', topic: 'news', recovered: false });
+    expect(events.message.map((m) => m.id)).toEqual(['n1']);
+    expect(events.gap).toEqual([]);
+    expect(pw.topics).toEqual([]);
+    last().drop();
+    await vi.advanceTimersByTimeAsync(1);
+    last().open();
+    expect(last().sent).toEqual([{ action: 'ping' }]);
+  });
+
+  it('refuses a topic name the server would refuse, at once', async () => {
+    const { pw } = await connected();
+    for (const bad of ['', 'has space', 'x'.repeat(129), 'a/b']) {
+      expect(() => pw.subscribe(bad)).toThrow(TypeError);
+    }
+    pw.subscribe('team:42_a.b@c=d-e');
+    expect(pw.topics).toEqual(['team:42_a.b@c=d-e']);
+  });
+
+  it('connects without cursors when storage cannot be read', async () => {
+    const storage: StorageLike = {
+      getItem: () => {
+        throw new Error('SecurityError');
+      },
+      setItem: () => undefined,
+    };
+    const { pw, events } = client({ storage });
+    pw.connect();
+    await settle();
+    expect(sockets()).toHaveLength(1);
+    expect(events.error).toEqual([]);
+    expect(pw.state).toBe('connecting');
+  });
+
+  it('emits gap when the server says a stream was not recovered', async () => {
+    const { pw, events } = await connected();
+    pw.subscribe('news');
+    last().receive({ type: 'resumed', recovered: true });
+    last().receive({ type: 'resumed', topic: 'news', recovered: true });
+    expect(events.gap).toEqual([]);
+    last().receive({ type: 'resumed', recovered: false });
+    last().receive({ type: 'resumed', topic: 'news', recovered: false });
+    expect(events.gap).toEqual([{}, { topic: 'news' }]);
+  });
+});
+
+describe('exactly once, in order', () => {
+  it('drops repeated ids and replays at or before the cursor of their stream', async () => {
+    // Prepare
+    const { pw, events } = await connected();
+    pw.subscribe('news');
+
+    // Act
+    const s = last();
+    s.receive(message('u1', '9-0'));
+    s.receive(message('u1', '9-0')); // a retried publish: same id
+    s.receive(message('u2', '10-0')); // numerically after 9-0 (not as text)
+    s.receive(message('u0', '9-5')); // behind the stream: a replay overlap
+    s.receive(message('n1', '1-0', 'news')); // another stream: its own order
+    s.receive(message('n2', '1-10', 'news')); // seq compared as a number too
+    s.receive(message('n3', '1-9', 'news'));
+    s.receive(message('b1')); // a broadcast: no cursor, deduped by id
+    s.receive(message('b1'));
+
+    // Assess
+    expect(events.message.map((m) => m.id)).toEqual(['u1', 'u2', 'n1', 'n2', 'b1']);
+    expect(events.message[2]).toEqual({
+      id: 'n1',
+      data: { id: 'n1' },
+      topic: 'news',
+      cursor: '1-0',
+    });
+    expect(events.message[4]).toEqual({ id: 'b1', data: { id: 'b1' } });
+  });
+
+  it('remembers ids over a bounded window', async () => {
+    const { events } = await connected({ dedupeWindow: 2 });
+    for (const id of ['a', 'b', 'a', 'c', 'a']) last().receive(message(id));
+    // 'a' was forgotten once 'b' and 'c' came after it.
+    expect(events.message.map((m) => m.id)).toEqual(['a', 'b', 'c', 'a']);
+  });
+
+  it('ignores frames that are not JSON or carry no id', async () => {
+    const { events } = await connected();
+    (last().onmessage as (e: { data: unknown }) => void)({ data: 'not json' });
+    last().receive({ type: 'message', data: 1 });
+    expect(events.message).toEqual([]);
+  });
+
+  it('a listener that throws does not stop delivery to the others', async () => {
+    const { pw, events } = await connected();
+    pw.on('message', () => {
+      throw new Error('app bug');
+    });
+    last().receive(message('m1', '1-0'));
+    last().receive(message('m2', '2-0'));
+    expect(events.message.map((m) => m.id)).toEqual(['m1', 'm2']);
+    expect(() => vi.runOnlyPendingTimers()).toThrow('app bug');
+  });
+
+  it('off() and the function on() returns both unsubscribe', async () => {
+    const { pw } = await connected();
+    const seen: string[] = [];
+    const a = (m: { id: string }) => seen.push(`a:${m.id}`);
+    const stop = pw.on('message', (m) => seen.push(`b:${m.id}`));
+    pw.on('message', a);
+    last().receive(message('m1'));
+    pw.off('message', a);
+    stop();
+    last().receive(message('m2'));
+    expect(seen).toEqual(['b:m1', 'a:m1']);
+  });
+});
+
+describe('cursors kept per user', () => {
+  it('a restart resumes where the last run left off; another user starts afresh', async () => {
+    // Prepare: one run of alice's app.
+    const storage = new MapStorage();
+    const first = await connected({ storage, minDelay: 1 });
+    first.pw.subscribe('news');
+    last().receive(message('u1', '7-0'));
+    last().receive(message('n1', '8-2', 'news'));
+    first.pw.close();
+
+    // Act: the app restarts (a page reload) as alice, then bob uses the device.
+    const again = client({ storage });
+    again.pw.subscribe('news');
+    again.pw.connect();
+    await settle();
+    const alice = last();
+    alice.open();
+    alice.receive(message('u1', '7-0')); // would be a duplicate
+    again.pw.close();
+
+    const bob = client({ storage, token: () => jwt('bob') });
+    bob.pw.subscribe('news');
+    bob.pw.connect();
+    await settle();
+    last().open();
+
+    // Assess
+    expect(alice.query.get('since')).toBe('7-0');
+    expect(alice.sent).toContainEqual({ action: 'subscribe', topic: 'news', since: '8-2' });
+    expect(again.events.message).toEqual([]);
+    expect(last().query.has('since')).toBe(false);
+    expect(last().sent).toContainEqual({ action: 'subscribe', topic: 'news' });
+    expect([...storage.map.keys()].sort()).toEqual([
+      'pushwire:ws://push.test:alice',
+      'pushwire:ws://push.test:bob',
+    ]);
+  });
+
+  it('works with an async storage (React Native AsyncStorage)', async () => {
+    const map = new Map<string, string>();
+    const storage: StorageLike = {
+      getItem: async (key) => map.get(key) ?? null,
+      setItem: async (key, value) => void map.set(key, value),
+    };
+    const first = await connected({ storage });
+    last().receive(message('u1', '42-1'));
+    first.pw.close();
+    await settle();
+
+    const again = client({ storage });
+    again.pw.connect();
+    await settle();
+    expect(last().query.get('since')).toBe('42-1');
+  });
+
+  it('a storage read that finishes after close() and connect() is ignored; the new one is used', async () => {
+    // Prepare: a slow async storage that holds a cursor.
+    const reads: ((value: string) => void)[] = [];
+    const storage: StorageLike = {
+      getItem: () => new Promise<string>((resolve) => reads.push(resolve)),
+      setItem: () => undefined,
+    };
+    const saved = JSON.stringify({ c: { '': '42-0' } });
+    const { pw } = client({ storage });
+
+    // Act
+    pw.connect();
+    await settle();
+    pw.close();
+    pw.connect();
+    await settle();
+    reads[0]?.(saved);
+    await settle();
+    const afterStale = sockets().length;
+    reads[1]?.(saved);
+    await settle();
+
+    // Assess
+    expect(reads).toHaveLength(2);
+    expect(afterStale).toBe(0);
+    expect(sockets()).toHaveLength(1);
+    expect(last().query.get('since')).toBe('42-0');
+  });
+
+  it('the user option names the owner when the token is opaque; a token switch to another user switches cursors', async () => {
+    const storage = new MapStorage();
+    let user = 'carol';
+    const made = await connected({ storage, user: 'carol', minDelay: 1 });
+    last().receive(message('c1', '3-0'));
+    expect(storage.map.has('pushwire:ws://push.test:carol')).toBe(true);
+    made.pw.close();
+
+    // Without the option: the token's sub decides, at every attempt.
+    const switching = client({ storage, token: () => jwt(user), minDelay: 1 });
+    switching.pw.connect();
+    await settle();
+    expect(last().query.get('since')).toBe('3-0');
+    last().accept();
+    user = 'dave';
+    last().drop();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(last().query.has('since')).toBe(false);
+  });
+
+  it('ignores stored values that are not cursors', async () => {
+    const storage = new MapStorage();
+    storage.setItem('pushwire:ws://push.test:alice', JSON.stringify({ c: { '': 'DROP TABLE' } }));
+    const { pw } = client({ storage });
+    pw.connect();
+    await settle();
+    expect(last().query.has('since')).toBe(false);
+  });
+});
+
+describe('compareCursors', () => {
+  it('compares both parts as numbers of any length', () => {
+    expect(compareCursors('9-0', '10-0')).toBeLessThan(0);
+    expect(compareCursors('10-0', '9-9')).toBeGreaterThan(0);
+    expect(compareCursors('5-10', '5-9')).toBeGreaterThan(0);
+    expect(compareCursors('5', '5-0')).toBe(0);
+    expect(compareCursors('9007199254740993-0', '9007199254740992-0')).toBeGreaterThan(0);
+    expect(compareCursors('0', '1-0')).toBeLessThan(0);
+  });
+});
