@@ -65,8 +65,8 @@ const describeError = (error: unknown) => {
  * counted, and the next 'ready' logs "restored" with the count and the
  * outage's length. Our retryStrategy never gives up, so 'end' only follows
  * quit() or disconnect(): nothing to log. A Cluster reports each node's
- * failures as 'node error': each node has its own state, restored when the
- * node is back in the slots map ('+node') or the cluster is ready again.
+ * failures as 'node error': each node has its own state, restored when that
+ * node's own connection is ready again.
  */
 export function watchConnection(client: Redis | Cluster, log: ConnectionLog): void {
   const down = new Map<string, { since: number; failures: number }>();
@@ -95,14 +95,19 @@ export function watchConnection(client: Redis | Cluster, log: ConnectionLog): vo
   const name = client instanceof Cluster ? 'cluster' : 'redis';
   client.on('error', (error: unknown) => lost(name, error));
   client.on('reconnecting', () => lost(name));
-  client.on('ready', () => {
-    for (const key of [...down.keys()]) restored(key);
-  });
+  client.on('ready', () => restored(name));
   if (client instanceof Cluster) {
     client.on('node error', (error: unknown, address?: string) =>
       lost(`node ${address ?? '?'}`, error),
     );
-    client.on('+node', (node: Redis) => restored(`node ${node.options.host}:${node.options.port}`));
+    // A slots refresh re-adds a node that is still down ('+node' fires on
+    // every refresh): only the node's own connection being ready means it is back.
+    const watched = new WeakSet<Redis>();
+    client.on('+node', (node: Redis) => {
+      if (watched.has(node)) return;
+      watched.add(node);
+      node.on('ready', () => restored(`node ${node.options.host}:${node.options.port}`));
+    });
   }
 }
 

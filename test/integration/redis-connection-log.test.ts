@@ -3,8 +3,11 @@
  * attempt: ioredis emits 'error' on every failed attempt, and with no
  * listener Node printed each one ("Unhandled error event", 349 lines in 10 s).
  */
+
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ConnectionLog, createRedis } from '../../lib/clients.js';
+import { type RedisCluster, startRedisCluster } from '../helpers/redis-cluster.js';
 import { RedisProcess } from '../helpers/redis-process.js';
 
 interface Line {
@@ -98,4 +101,39 @@ describe('Redis connection state logging', () => {
     await sleep(200);
     expect(log.lines).toEqual([]);
   });
+
+  it('logs a Cluster node that goes down once, however many attempts fail', async () => {
+    let cluster: RedisCluster | undefined;
+    try {
+      cluster = await startRedisCluster();
+      const log = recorder();
+      const redis = createRedis(cluster.urls, true, undefined, log);
+      let nodeErrors = 0;
+      redis.on('node error', () => nodeErrors++);
+      await redis.set('k', 'v');
+      // One master dies: commands for its slots fail, ioredis keeps retrying it.
+      const victim = cluster.ports[0] as number;
+      const killer = new Redis(victim, '127.0.0.1', { retryStrategy: () => null });
+      killer.on('error', () => undefined);
+      await killer.call('SHUTDOWN', 'NOSAVE').catch(() => undefined);
+      killer.disconnect();
+      for (let i = 0; i < 30 && nodeErrors < 4; i++) {
+        await redis.set(`k${i}`, 'v').catch(() => undefined);
+        await sleep(200);
+      }
+      expect(nodeErrors).toBeGreaterThanOrEqual(4);
+      const victimLines = log.lines.filter((l) => String(l.extra['redis']).endsWith(`:${victim}`));
+      expect(victimLines).toHaveLength(1);
+      expect(victimLines[0]).toMatchObject({
+        level: 'warn',
+        message: 'redis connection lost; reconnecting',
+      });
+      // Every other line is a different node or the cluster as a whole, each once.
+      const keys = log.lines.filter((l) => l.level === 'warn').map((l) => l.extra['redis']);
+      expect(new Set(keys).size).toBe(keys.length);
+      redis.disconnect();
+    } finally {
+      await cluster?.stop();
+    }
+  }, 60_000);
 });
