@@ -20,7 +20,7 @@
  * Settings (environment): SOAK_CLIENTS (1000), SOAK_SECONDS (60),
  * SOAK_DROP_BATCH (clients dropped at once, 20), SOAK_DROP_EVERY_MS (200),
  * SOAK_USER_RATE (user publishes/s, 20), SOAK_TOPIC_RATE (topic publishes/s, 1),
- * SOAK_CONNECT_BATCH (25), SOAK_OUT (a JSON file for the figures).
+ * SOAK_CONNECT_BATCH (10), SOAK_OUT (a JSON file for the figures).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -36,7 +36,7 @@ const DROP_BATCH = num('SOAK_DROP_BATCH', 20);
 const DROP_EVERY_MS = num('SOAK_DROP_EVERY_MS', 200);
 const USER_RATE = num('SOAK_USER_RATE', 20);
 const TOPIC_RATE = num('SOAK_TOPIC_RATE', 1);
-const CONNECT_BATCH = num('SOAK_CONNECT_BATCH', 25);
+const CONNECT_BATCH = num('SOAK_CONNECT_BATCH', 10);
 const CONNECTION_TTL = 20;
 const HISTORY_TTL = 30;
 const DEDUP_TTL = 30;
@@ -67,8 +67,10 @@ async function startPushwire(): Promise<{
   };
   delete env['REDIS_URL'];
   const child = spawn(
-    'node_modules/.bin/tsx',
+    process.execPath,
     [
+      '--import',
+      'tsx',
       'scripts/start.ts',
       '--websocketPort',
       String(wsPort),
@@ -103,7 +105,8 @@ async function startPushwire(): Promise<{
     stop: async () => {
       if (child.exitCode !== null) return;
       const exited = new Promise((resolve) => child.once('exit', resolve));
-      process.kill(child.pid as number, 'SIGTERM');
+      // The whole group, as Ctrl-C does.
+      process.kill(-(child.pid as number), 'SIGTERM');
       await Promise.race([exited, sleep(15_000)]);
     },
   };
@@ -157,7 +160,7 @@ async function main(): Promise<void> {
           pingIntervalMs: PING_MS,
         });
         clients.push(client);
-        batch.push(client.start(120_000));
+        batch.push(client.start(300_000, 30_000));
       }
       await Promise.all(batch);
     }

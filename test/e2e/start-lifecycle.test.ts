@@ -75,9 +75,12 @@ async function start(): Promise<Started> {
   const env: NodeJS.ProcessEnv = { ...process.env, PUSHWIRE_WATCH: '.pushwire-e2e-no-watch/never' };
   delete env['REDIS_URL'];
   delete env['PUSHWIRE_BUILD_DIR'];
+  // What `npm start` runs: one Node process with tsx as its loader.
   const child = spawn(
-    'node_modules/.bin/tsx',
+    process.execPath,
     [
+      '--import',
+      'tsx',
       'scripts/start.ts',
       '--websocketPort',
       String(wsPort),

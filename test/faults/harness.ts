@@ -17,6 +17,7 @@ import type { PublishResult } from '../../lib/delivery/publish.js';
 import { freePort } from '../../scripts/redis-server.js';
 import { devToken } from '../../scripts/token.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
+import { LibraryClient } from '../helpers/library-client.js';
 import { type Offline, startOffline } from '../helpers/offline.js';
 import { RedisProcess } from '../helpers/redis-process.js';
 import { ResumingClient, USER_STREAM } from '../helpers/resuming-client.js';
@@ -135,8 +136,10 @@ export class RefusedError extends Error {}
 
 export interface Scenario {
   name: string;
-  /** Clients that behave as the client library will (each its own user, all on one topic). */
+  /** Test-helper clients that behave as the client library does (each its own user, all on one topic). */
   clients?: number;
+  /** Clients of the real client library (client/dist/pushwire.js). */
+  libraryClients?: number;
   /** Plain WebSocket clients: resume with cursors, but reconnect only when the server closes. */
   plainClients?: number;
   messages?: number;
@@ -150,8 +153,23 @@ export interface Scenario {
   publishTimeoutMs?: number;
 }
 
+/** What the runner needs of a client: the test helper's or the real library's. */
+export type ScenarioClient = Pick<
+  ResumingClient,
+  | 'received'
+  | 'wireDuplicates'
+  | 'connections'
+  | 'gaps'
+  | 'errors'
+  | 'ready'
+  | 'start'
+  | 'stop'
+  | 'drop'
+  | 'waitFor'
+>;
+
 export interface ScenarioRun {
-  clients: ResumingClient[];
+  clients: ScenarioClient[];
   /** How many messages have been published (acknowledged or not) so far. */
   published(): number;
   /** Resolves once `n` messages have been published. */
@@ -200,24 +218,34 @@ export async function runScenario(stack: FaultStack, spec: Scenario): Promise<Sc
   const started = Date.now();
   const total = spec.messages ?? 90;
   const faultAt = spec.faultAt ?? Math.floor(total / 4);
-  const libraryCount = spec.clients ?? 6;
+  const helperCount = spec.clients ?? 3;
+  const libraryCount = spec.libraryClients ?? 3;
   const plainCount = spec.plainClients ?? 2;
   const faultsBefore = stack.mgmt.injected + stack.lambda.injected;
   const prefix = spec.name.replace(/[^A-Za-z0-9]/g, '');
 
-  const clients: ResumingClient[] = [];
+  const clients: ScenarioClient[] = [];
   const users: string[] = [];
-  for (let i = 0; i < libraryCount + plainCount; i++) {
+  for (let i = 0; i < helperCount + libraryCount + plainCount; i++) {
     const userId = `${prefix}-u${i}`;
     users.push(userId);
+    const token = () => devToken(userId, { topics: [TOPIC] });
     clients.push(
-      new ResumingClient({
-        url: (query) => stack.wsUrl(query),
-        token: () => devToken(userId, { topics: [TOPIC] }),
-        topics: [TOPIC],
-        library: i < libraryCount,
-        pingIntervalMs: 1_000,
-      }),
+      i >= helperCount && i < helperCount + libraryCount
+        ? new LibraryClient({
+            url: stack.wsUrl({}).replace(/\?$/, ''),
+            token,
+            user: userId,
+            topics: [TOPIC],
+            pingIntervalMs: 1_000,
+          })
+        : new ResumingClient({
+            url: (query) => stack.wsUrl(query),
+            token,
+            topics: [TOPIC],
+            library: i < helperCount,
+            pingIntervalMs: 1_000,
+          }),
     );
   }
   // One at a time: serverless-offline cold-starts an instance per concurrent
@@ -335,7 +363,7 @@ export async function runScenario(stack: FaultStack, spec: Scenario): Promise<Sc
  */
 async function probeStranded(
   stack: FaultStack,
-  clients: ResumingClient[],
+  clients: ScenarioClient[],
   users: string[],
   prefix: string,
 ): Promise<number> {

@@ -88,13 +88,22 @@ export class ResumingClient {
     };
   }
 
-  /** Connects; resolves once the first connection is open and every topic is subscribed. */
-  async start(timeoutMs = 30_000): Promise<void> {
+  /**
+   * Connects; resolves once the first connection is open and every topic is
+   * subscribed. With `retryAfterMs`, a connection not ready by then (an
+   * answer lost by an overloaded emulator) is dropped and made again.
+   */
+  async start(timeoutMs = 30_000, retryAfterMs = timeoutMs): Promise<void> {
     this.#timer = setInterval(() => this.#tick(), this.#options.pingIntervalMs);
     void this.#connect();
     const deadline = Date.now() + timeoutMs;
+    let retryAt = Date.now() + retryAfterMs;
     while (!this.ready) {
       if (Date.now() > deadline) throw new Error(`client not ready within ${timeoutMs} ms`);
+      if (Date.now() > retryAt) {
+        retryAt = Date.now() + retryAfterMs;
+        this.drop();
+      }
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }
