@@ -21,7 +21,7 @@
  * SOAK_DROP_BATCH (clients dropped at once, 3), SOAK_DROP_EVERY_MS (200),
  * SOAK_USER_RATE (user publishes/s, 5), SOAK_TOPIC_RATE (topic publishes/s, 1),
  * SOAK_CONNECT_BATCH (10), SOAK_PING_MS (30000), SOAK_CONNECTION_TTL (45 s),
- * SOAK_OUT (a JSON file for the figures).
+ * SOAK_PUBLISH_CONCURRENCY (publishes in flight, 2), SOAK_OUT (a JSON file for the figures).
  *
  * The defaults are what serverless-offline sustains on a shared 2-core
  * machine (about 100 invocations/s for $connect/$default): 1,000 clients
@@ -44,6 +44,7 @@ const DROP_EVERY_MS = num('SOAK_DROP_EVERY_MS', 200);
 const USER_RATE = num('SOAK_USER_RATE', 5);
 const TOPIC_RATE = num('SOAK_TOPIC_RATE', 1);
 const CONNECT_BATCH = num('SOAK_CONNECT_BATCH', 10);
+const PUBLISH_CONCURRENCY = num('SOAK_PUBLISH_CONCURRENCY', 2);
 const CONNECTION_TTL = num('SOAK_CONNECTION_TTL', 45);
 const HISTORY_TTL = 30;
 const DEDUP_TTL = 30;
@@ -221,8 +222,10 @@ async function main(): Promise<void> {
         const p = publishOne(pick());
         inFlight.add(p);
         void p.finally(() => inFlight.delete(p));
-        // Bounded: a slow stack slows the publishers rather than piling up requests.
-        while (inFlight.size >= 16) await Promise.race(inFlight);
+        // Bounded: a slow stack slows the publishers rather than piling up
+        // requests; and each concurrent invoke beyond the warm instances
+        // cold-starts another `publish` (seconds each on a loaded machine).
+        while (inFlight.size >= PUBLISH_CONCURRENCY) await Promise.race(inFlight);
         await sleep(Math.max(0, next + every - Date.now()));
       }
     };
