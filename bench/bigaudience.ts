@@ -52,6 +52,9 @@ export async function benchBigAudience(options: {
   const warm = connectionIds(10, 'bw');
   await fillTopic(redis, registry, 'big-warm', warm, mgmt.endpoint);
   await mgmt.register([...ids, ...warm]);
+  // fillTopic writes members directly; record their endpoint as register()
+  // does, or deliver refuses chunks naming it.
+  await redis.sadd(registry.keys.endpoints(), mgmt.endpoint);
 
   const workerPort = await freePort();
   const env = {

@@ -154,7 +154,12 @@ export async function benchChurn(options: {
     const registry = benchRegistry(redis);
     const signed = await tokens(100);
     const verified = createTokenVerifier({ secret: JWT_SECRET });
-    const stub: TokenVerifier = async () => ({ userId: 'churn-stub', topics: ['news'] });
+    const stub: TokenVerifier = async () => ({
+      userId: 'churn-stub',
+      topics: ['news'],
+      expiresAt: Date.now() + 3_600_000,
+      issuedAt: Date.now(),
+    });
     const pair = async (id: string, token: string, verifyToken: TokenVerifier) => {
       await connect(
         { connectionId: id, domainName: '127.0.0.1', stage: 'bench', token },

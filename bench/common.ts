@@ -10,7 +10,7 @@ export const AWS_ENV = {
   AWS_ACCESS_KEY_ID: 'bench',
   AWS_SECRET_ACCESS_KEY: 'bench',
 };
-export const JWT_SECRET = 'pushwire-bench-secret';
+export const JWT_SECRET = 'pushwire-bench-secret-at-least-32-bytes';
 
 export const root = (): string => process.env['PUSHWIRE_ROOT'] ?? process.cwd();
 /** Folder of the bundled bench entries (set by bench/launch.ts). */

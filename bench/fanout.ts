@@ -59,6 +59,7 @@ const gatewayOptions = (config: Config) => ({
   maxSockets: Math.max(50, config.fanout.concurrency),
   throttleMaxAttempts: config.fanout.throttleMaxAttempts,
   throttleBudgetMs: config.fanout.throttleBudgetMs,
+  requestTimeoutMs: config.delivery.managementApiTimeoutMs,
 });
 
 /** Dependencies of publish() as functions/publish.ts builds them, minus the chunk invoker. */
@@ -71,7 +72,10 @@ export function publishDeps(redis: Redis, config: Config): PublishDeps {
   });
   return {
     registry,
-    dedup: new RedisDedupStore(redis, (id) => registry.keys.dedup(id), config.dedupTtlSeconds),
+    dedup: new RedisDedupStore(redis, (id) => registry.keys.dedup(id), {
+      ttlSeconds: config.dedupTtlSeconds,
+      leaseSeconds: config.delivery.publishLeaseSeconds,
+    }),
     // As lib/clients.ts builds it by default (MANAGEMENT_API_CLIENT=http):
     // SigV4-signed keep-alive HTTP, one pool per endpoint.
     gateway: new SignedHttpGateway({
@@ -82,7 +86,9 @@ export function publishDeps(redis: Redis, config: Config): PublishDeps {
     logger: countingLogger(),
     concurrency: config.fanout.concurrency,
     chunkSize: config.fanout.chunk,
+    chunkMaxBytes: config.delivery.chunkMaxBytes,
     parallelChunks: config.fanout.parallelChunks,
+    deliverAttempts: config.delivery.deliverAttempts,
   };
 }
 

@@ -1,7 +1,7 @@
 import middy from '@middy/core';
-import { config, logger, registry, verifyToken } from '../lib/clients.js';
+import { config, loadSecrets, logger, registry, verifyToken } from '../lib/clients.js';
 import { parseWebSocketEvent } from '../lib/edge/events.js';
-import { webSocketErrors } from '../lib/edge/middleware.js';
+import { secretsLoaded, webSocketErrors } from '../lib/edge/middleware.js';
 import { connect } from '../lib/session/session.js';
 
 /** `$connect`: a refused token answers 401 and the handshake fails; nothing is stored. */
@@ -17,8 +17,15 @@ export const handler = middy(async (event: unknown) => {
       ...(query?.['token'] && { token: query['token'] }),
       ...(query?.['since'] && { since: query['since'] }),
     },
-    { registry: registry(), verifyToken: verifyToken(), ...(callbackUrl && { callbackUrl }) },
+    {
+      registry: registry(),
+      verifyToken: verifyToken(),
+      limits: config().limits,
+      ...(callbackUrl && { callbackUrl }),
+    },
   );
   logger().debug('connected', { connectionId: requestContext.connectionId, userId });
   return { statusCode: 200 };
-}).use(webSocketErrors({ logger }));
+})
+  .use(webSocketErrors({ logger }))
+  .use(secretsLoaded(loadSecrets));

@@ -1,8 +1,8 @@
 import middy from '@middy/core';
 import { gateway } from '../lib/aws-clients.js';
-import { logger, registry } from '../lib/clients.js';
+import { config, loadSecrets, logger, registry, verifyToken } from '../lib/clients.js';
 import { frameBody, parseWebSocketEvent } from '../lib/edge/events.js';
-import { webSocketErrors } from '../lib/edge/middleware.js';
+import { secretsLoaded, webSocketErrors } from '../lib/edge/middleware.js';
 import { encodeFrame } from '../lib/edge/protocol.js';
 import { handleFrame } from '../lib/session/session.js';
 
@@ -12,6 +12,10 @@ export const handler = middy(async (event: unknown) => {
   const reply = await handleFrame(parsed.requestContext.connectionId, frameBody(parsed), {
     registry: registry(),
     gateway: gateway(),
+    verifyToken: verifyToken(),
+    limits: config().limits,
   });
   return { statusCode: 200, body: encodeFrame(reply) };
-}).use(webSocketErrors({ logger }));
+})
+  .use(webSocketErrors({ logger, gateway, callbackUrl: () => config().callbackUrl }))
+  .use(secretsLoaded(loadSecrets));

@@ -1,12 +1,12 @@
 import middy from '@middy/core';
 import { gateway, invokeChunk } from '../lib/aws-clients.js';
-import { config, dedup, logger, registry } from '../lib/clients.js';
+import { config, dedup, loadSecrets, logger, registry } from '../lib/clients.js';
 import { publish } from '../lib/delivery/publish.js';
-import { invokeErrors } from '../lib/edge/middleware.js';
+import { invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
 
 /** `publish`: invoked by backend services (Lambda Invoke). See README, "Publishing". */
 export const handler = middy(async (event: unknown) => {
-  const { fanout } = config();
+  const { fanout, delivery } = config();
   const result = await publish(event, {
     registry: registry(),
     dedup: dedup(),
@@ -15,9 +15,13 @@ export const handler = middy(async (event: unknown) => {
     logger: logger(),
     concurrency: fanout.concurrency,
     chunkSize: fanout.chunk,
+    chunkMaxBytes: delivery.chunkMaxBytes,
     parallelChunks: fanout.parallelChunks,
+    deliverAttempts: delivery.deliverAttempts,
     invokeChunk: invokeChunk(),
   });
   logger().info('published', { ...result });
   return result;
-}).use(invokeErrors({ logger }));
+})
+  .use(invokeErrors({ logger }))
+  .use(secretsLoaded(loadSecrets));

@@ -34,6 +34,7 @@ export const gateway = /* @__PURE__ */ once(
         maxSockets: Math.max(50, c.fanout.concurrency),
         throttleMaxAttempts: c.fanout.throttleMaxAttempts,
         throttleBudgetMs: c.fanout.throttleBudgetMs,
+        requestTimeoutMs: c.delivery.managementApiTimeoutMs,
       };
       const [{ SignedHttpGateway }, { credentialsProvider }] = await Promise.all([
         import('./gateway/signed.js'),

@@ -1,10 +1,11 @@
 import type { ConnectionOptions } from 'node:tls';
-import { Logger } from '@aws-lambda-powertools/logger';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { createTokenVerifier } from './auth/tokens.js';
-import { loadConfig } from './config.js';
+import { type Config, loadConfig } from './config.js';
 import { RedisDedupStore } from './delivery/dedup.js';
+import { createLogger } from './logging.js';
 import { RedisRegistry } from './registry/redis.js';
+import { resolveSecrets } from './secrets.js';
 
 /**
  * Everything built once per Lambda container. Each client is created on first
@@ -24,8 +25,58 @@ export const once = <T>(build: () => T): (() => T) => {
 
 export const config = /* @__PURE__ */ once(() => loadConfig());
 
-// Powertools reads its level from POWERTOOLS_LOG_LEVEL / AWS_LAMBDA_LOG_LEVEL itself.
-export const logger = /* @__PURE__ */ once(() => new Logger({ serviceName: 'pushwire' }));
+// Powertools reads its level from POWERTOOLS_LOG_LEVEL / AWS_LAMBDA_LOG_LEVEL itself;
+// its errors are logged through a formatter that keeps payloads and secrets out.
+export const logger = /* @__PURE__ */ once(createLogger);
+
+let resolved: Config | undefined;
+let resolving: Promise<void> | undefined;
+
+/**
+ * Fetches the secrets the config names by parameter (SSM / Secrets Manager),
+ * once per container; every handler awaits it before its work (the
+ * `secretsLoaded` middleware). A failure is not cached: the next invocation
+ * tries again.
+ */
+export function loadSecrets(): Promise<void> {
+  if (resolved) return Promise.resolve();
+  const c = config();
+  // The signer loads only where a secret is named by parameter (deployed).
+  const fetcher = async (name: string) => {
+    const [{ credentialsProvider }, { signedFetcher }] = await Promise.all([
+      import('./aws-signing.js'),
+      import('./secret-fetcher.js'),
+    ]);
+    return signedFetcher({
+      region: c.region,
+      credentials: credentialsProvider(c.credentials),
+      ...(c.secretEndpoints.ssm && { ssmEndpoint: c.secretEndpoints.ssm }),
+      ...(c.secretEndpoints.secretsManager && {
+        secretsManagerEndpoint: c.secretEndpoints.secretsManager,
+      }),
+    })(name);
+  };
+  resolving ??= resolveSecrets(c, fetcher).then(
+    (c) => {
+      resolved = c;
+    },
+    (error: unknown) => {
+      resolving = undefined;
+      throw error;
+    },
+  );
+  return resolving;
+}
+
+/** The config with its secrets. Without parameters to fetch (locally), the plain config. */
+export function settings(): Config {
+  if (resolved) return resolved;
+  const c = config();
+  if (c.jwt.secretParameter ?? c.redis.urlParameter ?? c.redis.passwordParameter) {
+    throw new Error('secrets are named by parameter but not loaded: await loadSecrets() first');
+  }
+  return c;
+}
 
 /** Options suited to Lambda: fail fast rather than hold an invocation hostage. */
 export function redisOptions(url?: string, tls: ConnectionOptions = {}): RedisOptions {
@@ -146,7 +197,7 @@ function buildRedis(urls: string[], cluster: boolean, tls?: ConnectionOptions): 
 }
 
 export const redis = /* @__PURE__ */ once(() =>
-  createRedis(config().redis.urls, config().redis.cluster),
+  createRedis(settings().redis.urls, settings().redis.cluster),
 );
 
 export const registry = /* @__PURE__ */ once(() => {
@@ -160,7 +211,11 @@ export const registry = /* @__PURE__ */ once(() => {
 });
 
 export const dedup = /* @__PURE__ */ once(
-  () => new RedisDedupStore(redis(), (id) => registry().keys.dedup(id), config().dedupTtlSeconds),
+  () =>
+    new RedisDedupStore(redis(), (id) => registry().keys.dedup(id), {
+      ttlSeconds: config().dedupTtlSeconds,
+      leaseSeconds: config().delivery.publishLeaseSeconds,
+    }),
 );
 
-export const verifyToken = /* @__PURE__ */ once(() => createTokenVerifier(config().jwt));
+export const verifyToken = /* @__PURE__ */ once(() => createTokenVerifier(settings().jwt));

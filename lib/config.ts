@@ -1,4 +1,5 @@
 import * as v from 'valibot';
+import { checkTokenOptions } from './auth/tokens.js';
 import { API_GATEWAY_IDLE_SECONDS } from './constants.js';
 import { ConfigError } from './errors.js';
 
@@ -23,15 +24,23 @@ const optionalText = v.optional(v.pipe(v.string(), v.trim(), v.minLength(1)));
 const url = (name: string) =>
   v.optional(v.pipe(v.string(), v.trim(), v.url(`${name} must be a URL`)));
 
-const EnvSchema = v.object({
-  REDIS_URL: v.pipe(
-    v.string('Environment variable REDIS_URL is required'),
-    v.trim(),
-    v.regex(
-      /^rediss?:\/\//,
-      'REDIS_URL must start with redis:// or rediss:// (several, comma-separated, for a cluster)',
+const redisUrl = (name: string) =>
+  v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.regex(
+        /^rediss?:\/\//,
+        `${name} must start with redis:// or rediss:// (several, comma-separated, for a cluster)`,
+      ),
     ),
-  ),
+  );
+const flag = (name: string) =>
+  v.optional(v.picklist(['true', 'false', '1', '0'], `${name} must be true or false`), 'false');
+const isTrue = (s: string) => s === 'true' || s === '1';
+
+const EnvSchema = v.object({
+  REDIS_URL: redisUrl('REDIS_URL'),
   REDIS_CLUSTER: v.optional(
     v.picklist(['true', 'false', '1', '0', ''], 'REDIS_CLUSTER must be true or false'),
     'false',
@@ -61,6 +70,14 @@ const EnvSchema = v.object({
   FANOUT_PARALLEL_CHUNKS: int('FANOUT_PARALLEL_CHUNKS', 8, 1, 1_000),
   THROTTLE_MAX_ATTEMPTS: int('THROTTLE_MAX_ATTEMPTS', 5, 1, 20),
   THROTTLE_BUDGET_MS: int('THROTTLE_BUDGET_MS', 5_000, 1),
+  // Delivery under faults (issue 7): byte-bounded chunks, chunk retries, the
+  // per-request deadline of management API calls, the publish lease.
+  // Lambda's synchronous invoke payload limit is 6 MB; 5 MiB leaves room.
+  FANOUT_CHUNK_MAX_BYTES: int('FANOUT_CHUNK_MAX_BYTES', 5 * 1024 * 1024, 256 * 1024, 6_000_000),
+  DELIVER_ATTEMPTS: int('DELIVER_ATTEMPTS', 2, 1, 10),
+  MANAGEMENT_API_TIMEOUT_MS: int('MANAGEMENT_API_TIMEOUT_MS', 5_000, 100, 120_000),
+  // Just over publish's 300 s function timeout: an attempt that died stops blocking its id then.
+  PUBLISH_LEASE_SECONDS: int('PUBLISH_LEASE_SECONDS', 310, 1, 86_400),
   DELIVER_FUNCTION_NAME: v.optional(v.pipe(v.string(), v.minLength(1)), 'pushwire-local-deliver'),
   LAMBDA_ENDPOINT: url('LAMBDA_ENDPOINT'),
   AWS_REGION: v.optional(v.pipe(v.string(), v.minLength(1)), 'us-east-1'),
@@ -69,11 +86,57 @@ const EnvSchema = v.object({
   AWS_ACCESS_KEY_ID: optionalText,
   AWS_SECRET_ACCESS_KEY: optionalText,
   AWS_SESSION_TOKEN: optionalText,
+  // --- security (issue 9) ---
+  // The serverless stage; anything but `local` is a deployed stage, where
+  // secrets come from parameters and Redis must use TLS.
+  STAGE: v.optional(v.pipe(v.string(), v.minLength(1)), 'local'),
+  // SSM Parameter Store names (or Secrets Manager ARNs) holding secrets.
+  JWT_SECRET_PARAMETER: optionalText,
+  REDIS_URL_PARAMETER: optionalText,
+  REDIS_PASSWORD_PARAMETER: optionalText,
+  REDIS_ALLOW_PLAINTEXT: flag('REDIS_ALLOW_PLAINTEXT'),
+  JWT_MAX_TOKEN_AGE: int('JWT_MAX_TOKEN_AGE', 3_600, 60, 30 * 86_400),
+  JWT_CLOCK_TOLERANCE_SECONDS: int('JWT_CLOCK_TOLERANCE_SECONDS', 30, 0, 300),
+  MAX_TOPICS_PER_CONNECTION: int('MAX_TOPICS_PER_CONNECTION', 100, 1, 10_000),
+  MAX_CONNECTIONS_PER_USER: int('MAX_CONNECTIONS_PER_USER', 50, 1, 100_000),
+  REPLAYS_PER_MINUTE: int('REPLAYS_PER_MINUTE', 10, 1, 10_000),
+  // An endpoint `deliver` may post to besides WS_CALLBACK_URL and the
+  // endpoints the registry recorded connections with.
+  WS_API_ENDPOINT: url('WS_API_ENDPOINT'),
+  // The SDK's standard per-service endpoint overrides (tests' stand-ins).
+  AWS_ENDPOINT_URL_SSM: url('AWS_ENDPOINT_URL_SSM'),
+  AWS_ENDPOINT_URL_SECRETS_MANAGER: url('AWS_ENDPOINT_URL_SECRETS_MANAGER'),
 });
 
 export interface Config {
-  redis: { urls: string[]; cluster: boolean; prefix: string };
-  jwt: { secret?: string; jwksUrl?: string; issuer?: string; audience?: string };
+  redis: {
+    urls: string[];
+    cluster: boolean;
+    prefix: string;
+    /** Parameter holding the whole URL (list); `urls` is empty until it is resolved. */
+    urlParameter?: string;
+    /** Parameter holding the password put into `urls` once resolved. */
+    passwordParameter?: string;
+  };
+  jwt: {
+    secret?: string;
+    /** Parameter holding the HS256 secret; `secret` is unset until it is resolved. */
+    secretParameter?: string;
+    jwksUrl?: string;
+    issuer?: string;
+    audience?: string;
+    maxTokenAgeSeconds: number;
+    clockToleranceSeconds: number;
+  };
+  stage: string;
+  /** Any stage but `local`: secrets by parameter only, TLS to Redis. */
+  deployed: boolean;
+  allowPlaintextRedis: boolean;
+  limits: { topicsPerConnection: number; connectionsPerUser: number; replaysPerMinute: number };
+  /** Endpoints `deliver` may post to (this API's, the callback URL); empty: not restricted. */
+  allowedEndpoints: string[];
+  /** Where secrets are fetched from, when not the region's public endpoints. */
+  secretEndpoints: { ssm?: string; secretsManager?: string };
   callbackUrl?: string;
   connectionTtlSeconds: number;
   history: { size: number; ttlSeconds: number };
@@ -84,6 +147,12 @@ export interface Config {
     parallelChunks: number;
     throttleMaxAttempts: number;
     throttleBudgetMs: number;
+  };
+  delivery: {
+    chunkMaxBytes: number;
+    deliverAttempts: number;
+    managementApiTimeoutMs: number;
+    publishLeaseSeconds: number;
   };
   deliverFunctionName: string;
   lambdaEndpoint?: string;
@@ -107,8 +176,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const present = Object.fromEntries(
     Object.entries(env).filter(([, value]) => value !== undefined && value !== ''),
   );
-  if (present['REDIS_URL'] === undefined)
-    throw new ConfigError('Environment variable REDIS_URL is required');
+  if (present['REDIS_URL'] === undefined && present['REDIS_URL_PARAMETER'] === undefined)
+    throw new ConfigError('Environment variable REDIS_URL (or REDIS_URL_PARAMETER) is required');
   const parsed = v.safeParse(EnvSchema, present);
   if (!parsed.success) {
     const problems = parsed.issues.map((issue) => {
@@ -118,27 +187,52 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`Invalid configuration: ${problems.join('; ')}`);
   }
   const e = parsed.output;
-  if (!e.JWT_SECRET && !e.JWT_JWKS_URL) {
-    throw new ConfigError('Environment variable JWT_SECRET or JWT_JWKS_URL is required');
-  }
-  return {
-    redis: {
-      urls: e.REDIS_URL.split(',')
-        .map((s) => s.trim())
-        .filter(Boolean),
-      cluster: e.REDIS_CLUSTER === 'true' || e.REDIS_CLUSTER === '1',
-      prefix: e.REDIS_PREFIX,
-    },
-    jwt: defined({
+  checkSecrets(e);
+  const jwt = {
+    ...defined({
       secret: e.JWT_SECRET,
+      secretParameter: e.JWT_SECRET_PARAMETER,
       jwksUrl: e.JWT_JWKS_URL,
       issuer: e.JWT_ISSUER,
       audience: e.JWT_AUDIENCE,
     }),
+    maxTokenAgeSeconds: e.JWT_MAX_TOKEN_AGE,
+    clockToleranceSeconds: e.JWT_CLOCK_TOLERANCE_SECONDS,
+  };
+  // A secret still to be fetched is checked (length) once it is resolved.
+  if (jwt.secretParameter === undefined) checkTokenOptions(jwt);
+  const redis = {
+    urls: e.REDIS_URL === undefined ? [] : splitUrls(e.REDIS_URL),
+    cluster: isTrue(e.REDIS_CLUSTER),
+    prefix: e.REDIS_PREFIX,
     ...defined({
-      callbackUrl: e.WS_CALLBACK_URL?.replace(/\/+$/, ''),
-      lambdaEndpoint: e.LAMBDA_ENDPOINT,
+      urlParameter: e.REDIS_URL_PARAMETER,
+      passwordParameter: e.REDIS_PASSWORD_PARAMETER,
     }),
+  };
+  const deployed = e.STAGE !== 'local';
+  const allowPlaintextRedis = isTrue(e.REDIS_ALLOW_PLAINTEXT);
+  checkRedisTransport(redis.urls, { deployed, allowPlaintextRedis });
+  const callbackUrl = e.WS_CALLBACK_URL?.replace(/\/+$/, '');
+  return {
+    redis,
+    jwt,
+    stage: e.STAGE,
+    deployed,
+    allowPlaintextRedis,
+    limits: {
+      topicsPerConnection: e.MAX_TOPICS_PER_CONNECTION,
+      connectionsPerUser: e.MAX_CONNECTIONS_PER_USER,
+      replaysPerMinute: e.REPLAYS_PER_MINUTE,
+    },
+    secretEndpoints: defined({
+      ssm: e.AWS_ENDPOINT_URL_SSM,
+      secretsManager: e.AWS_ENDPOINT_URL_SECRETS_MANAGER,
+    }),
+    allowedEndpoints: [e.WS_API_ENDPOINT?.replace(/\/+$/, ''), callbackUrl].filter(
+      (u): u is string => u !== undefined,
+    ),
+    ...defined({ callbackUrl, lambdaEndpoint: e.LAMBDA_ENDPOINT }),
     connectionTtlSeconds: e.CONNECTION_TTL_SECONDS,
     history: { size: e.HISTORY_SIZE, ttlSeconds: e.HISTORY_TTL_SECONDS },
     dedupTtlSeconds: e.DEDUP_TTL_SECONDS,
@@ -148,6 +242,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       parallelChunks: e.FANOUT_PARALLEL_CHUNKS,
       throttleMaxAttempts: e.THROTTLE_MAX_ATTEMPTS,
       throttleBudgetMs: e.THROTTLE_BUDGET_MS,
+    },
+    delivery: {
+      chunkMaxBytes: e.FANOUT_CHUNK_MAX_BYTES,
+      deliverAttempts: e.DELIVER_ATTEMPTS,
+      managementApiTimeoutMs: e.MANAGEMENT_API_TIMEOUT_MS,
+      publishLeaseSeconds: e.PUBLISH_LEASE_SECONDS,
     },
     deliverFunctionName: e.DELIVER_FUNCTION_NAME,
     region: e.AWS_REGION,
@@ -160,4 +260,60 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         },
       }),
   };
+}
+
+const splitUrls = (list: string): string[] =>
+  list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+
+/**
+ * Where secrets may come from. Deployed, a secret is named by parameter, never
+ * given by value: a value in the environment is also in the CloudFormation
+ * template, the Lambda console and every `get-function-configuration`.
+ */
+function checkSecrets(e: v.InferOutput<typeof EnvSchema>): void {
+  const deployed = e.STAGE !== 'local';
+  if (e.JWT_SECRET !== undefined && e.JWT_SECRET_PARAMETER !== undefined) {
+    throw new ConfigError('JWT_SECRET and JWT_SECRET_PARAMETER are both set: give one');
+  }
+  if (e.JWT_SECRET_PARAMETER !== undefined && e.JWT_JWKS_URL !== undefined) {
+    throw new ConfigError(
+      'JWT_SECRET_PARAMETER and JWT_JWKS_URL are both set: give exactly one (a secret would be ignored)',
+    );
+  }
+  if (e.REDIS_URL !== undefined && e.REDIS_URL_PARAMETER !== undefined) {
+    throw new ConfigError('REDIS_URL and REDIS_URL_PARAMETER are both set: give one');
+  }
+  if (e.REDIS_PASSWORD_PARAMETER !== undefined && e.REDIS_URL === undefined) {
+    throw new ConfigError('REDIS_PASSWORD_PARAMETER needs REDIS_URL (without its password)');
+  }
+  if (deployed && e.JWT_SECRET !== undefined) {
+    throw new ConfigError(
+      `JWT_SECRET must not be given by value on the deployed stage "${e.STAGE}": store it in SSM Parameter Store or Secrets Manager and set JWT_SECRET_PARAMETER`,
+    );
+  }
+  if (
+    e.REDIS_URL !== undefined &&
+    splitUrls(e.REDIS_URL).some((u) => URL.canParse(u) && new URL(u).password !== '') &&
+    (deployed || e.REDIS_PASSWORD_PARAMETER !== undefined)
+  ) {
+    throw new ConfigError(
+      'REDIS_URL must not carry a password on a deployed stage (or beside REDIS_PASSWORD_PARAMETER): use REDIS_PASSWORD_PARAMETER or REDIS_URL_PARAMETER',
+    );
+  }
+}
+
+/** Deployed, Redis traffic (tokens' user ids, every message) goes over TLS unless explicitly allowed. */
+export function checkRedisTransport(
+  urls: readonly string[],
+  options: { deployed: boolean; allowPlaintextRedis: boolean },
+): void {
+  if (!options.deployed || options.allowPlaintextRedis) return;
+  if (urls.some((u) => !u.startsWith('rediss://'))) {
+    throw new ConfigError(
+      'REDIS_URL must be rediss:// (TLS) on a deployed stage; set REDIS_ALLOW_PLAINTEXT=true to accept redis://',
+    );
+  }
 }

@@ -9,18 +9,26 @@ export class PushwireError extends Error {
   readonly code: string;
   readonly status: number;
   readonly expose: boolean;
+  /**
+   * On a WebSocket frame: after the error frame, close the socket (through the
+   * management API), so that any client, not only ours, reconnects. For errors
+   * no later frame on this connection can recover from (`unknown_connection`,
+   * `token_expired`). Only honoured for exposed errors.
+   */
+  readonly closesConnection: boolean;
 
   constructor(
     code: string,
     message: string,
     status: number,
     expose = true,
-    options?: ErrorOptions,
+    options?: ErrorOptions & { closesConnection?: boolean },
   ) {
     super(message, options);
     this.code = code;
     this.status = status;
     this.expose = expose;
+    this.closesConnection = options?.closesConnection ?? false;
   }
 }
 
@@ -40,6 +48,25 @@ export class TooLargeError extends PushwireError {
   }
 }
 
+/**
+ * A publish whose `id` another attempt is still running (its lease, about the
+ * publish timeout, has not run out). Nothing was sent; retry later for the
+ * first attempt's result, or to deliver if that attempt died. A 5xx on
+ * purpose: the invocation fails (it is not answered as a bad request), so
+ * Lambda retries an asynchronous one, and one whose retries all come within
+ * the lease ends in its on-failure destination rather than being dropped.
+ */
+export class PublishInProgressError extends PushwireError {
+  override name = 'PublishInProgressError';
+  constructor(id: string) {
+    super(
+      'in_progress',
+      `a publish with id ${JSON.stringify(id)} is still in progress; retry later for its result`,
+      503,
+    );
+  }
+}
+
 export class UnauthorizedError extends PushwireError {
   override name = 'UnauthorizedError';
   constructor(message = 'a valid token is required') {
@@ -54,11 +81,61 @@ export class ForbiddenError extends PushwireError {
   }
 }
 
-/** The connection the frame came from is not (or no longer) registered. */
+/**
+ * The connection the frame came from is not (or no longer) registered: its
+ * records expired, were removed by a kick, or were lost with Redis's data. No
+ * frame can fix that, so the socket is closed after the error frame; the
+ * client reconnects and is registered afresh.
+ */
 export class UnknownConnectionError extends PushwireError {
   override name = 'UnknownConnectionError';
   constructor(connectionId: string) {
-    super('unknown_connection', `connection ${connectionId} is not registered`, 410);
+    super('unknown_connection', `connection ${connectionId} is not registered`, 410, true, {
+      closesConnection: true,
+    });
+  }
+}
+
+/**
+ * The connection's token has expired: nothing more is delivered to it, and
+ * its next frame is answered with this and the socket is closed, so the
+ * client reconnects with a fresh token.
+ */
+export class TokenExpiredError extends PushwireError {
+  override name = 'TokenExpiredError';
+  constructor() {
+    super('token_expired', 'your token has expired: reconnect with a fresh one', 401, true, {
+      closesConnection: true,
+    });
+  }
+}
+
+/** A per-connection or per-user limit (topics, connections): the request is refused, nothing changes. */
+export class LimitError extends PushwireError {
+  override name = 'LimitError';
+  constructor(code: 'too_many_topics' | 'too_many_connections', message: string) {
+    super(code, message, 429);
+  }
+}
+
+/** Too many requests of one kind in a time window (replays). */
+export class RateLimitedError extends PushwireError {
+  override name = 'RateLimitedError';
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds: number) {
+    super('rate_limited', message, 429);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/**
+ * Something we depend on (the identity provider's JWKS) is unreachable: the
+ * request may succeed if retried, unlike a refused token (401).
+ */
+export class UnavailableError extends PushwireError {
+  override name = 'UnavailableError';
+  constructor(message: string, options?: ErrorOptions) {
+    super('unavailable', message, 503, true, options);
   }
 }
 
@@ -68,9 +145,19 @@ export class ConfigError extends Error {
 }
 
 /** Turns anything thrown into what a caller may see. */
-export function toPublicError(error: unknown): { code: string; message: string; status: number } {
+export function toPublicError(error: unknown): {
+  code: string;
+  message: string;
+  status: number;
+  closesConnection: boolean;
+} {
   if (error instanceof PushwireError && error.expose) {
-    return { code: error.code, message: error.message, status: error.status };
+    return {
+      code: error.code,
+      message: error.message,
+      status: error.status,
+      closesConnection: error.closesConnection,
+    };
   }
-  return { code: 'internal', message: 'internal error', status: 500 };
+  return { code: 'internal', message: 'internal error', status: 500, closesConnection: false };
 }

@@ -2,7 +2,7 @@
  * Shared by the local tools (start, listen, publish, tests): the dev settings
  * serverless-offline needs. Never used in a deployed function.
  */
-export const DEV_JWT_SECRET = 'pushwire-dev-secret-change-me';
+export const DEV_JWT_SECRET = 'pushwire-dev-secret-change-me-before-deploying';
 export const DEV_AWS_ENV = {
   AWS_REGION: 'us-east-1',
   AWS_ACCESS_KEY_ID: 'local',

@@ -13,6 +13,6 @@ export async function devToken(
     .setProtectedHeader({ alg: 'HS256' })
     .setSubject(userId)
     .setIssuedAt()
-    .setExpirationTime(options.expiresIn ?? '2h')
+    .setExpirationTime(options.expiresIn ?? '1h')
     .sign(secret);
 }

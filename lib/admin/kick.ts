@@ -1,15 +1,16 @@
 import pMap from 'p-map';
 import * as v from 'valibot';
-import { MAX_TARGETS, MAX_USER_ID_LENGTH } from '../constants.js';
+import { MAX_TARGETS } from '../constants.js';
 import { type FanoutLogger, reason } from '../delivery/fanout.js';
-import { describeIssues } from '../edge/protocol.js';
+import { describeIssues, UserId } from '../edge/protocol.js';
 import { ValidationError } from '../errors.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { ConnectionRegistry } from '../registry/types.js';
 
 const KickRequestSchema = v.pipe(
   v.strictObject({
-    userId: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_USER_ID_LENGTH))),
+    userId: v.optional(UserId),
+    revoke: v.optional(v.boolean('revoke must be true or false')),
     connectionIds: v.optional(
       v.pipe(v.array(v.pipe(v.string(), v.minLength(1))), v.minLength(1), v.maxLength(MAX_TARGETS)),
     ),
@@ -18,9 +19,12 @@ const KickRequestSchema = v.pipe(
     (r) => (r.userId === undefined) !== (r.connectionIds === undefined),
     'give exactly one of userId, connectionIds',
   ),
+  v.check((r) => !r.revoke || r.userId !== undefined, 'revoke needs a userId'),
 );
 
 export interface KickResult {
+  /** The user's tokens issued until now are refused at `$connect` (kick with `revoke: true`). */
+  revoked?: true;
   connections: number;
   closed: number;
   gone: number;
@@ -35,17 +39,38 @@ export interface KickResult {
  */
 export async function kick(
   input: unknown,
-  deps: { registry: ConnectionRegistry; gateway: Gateway; logger: FanoutLogger },
+  deps: {
+    registry: ConnectionRegistry;
+    gateway: Gateway;
+    logger: FanoutLogger;
+    /**
+     * How long a revocation must be remembered: as long as a token issued
+     * before it could still be valid (JWT_MAX_TOKEN_AGE + clock tolerance).
+     */
+    revocationTtlSeconds?: number;
+    now?: () => number;
+  },
 ): Promise<KickResult> {
   const parsed = v.safeParse(KickRequestSchema, input);
   if (!parsed.success)
     throw new ValidationError(`invalid kick request: ${describeIssues(parsed.issues)}`);
-  const { userId, connectionIds } = parsed.output;
+  const { userId, connectionIds, revoke } = parsed.output;
+  // Revoke before closing: a reconnect racing the kick is refused too.
+  if (revoke && userId !== undefined) {
+    if (deps.revocationTtlSeconds === undefined) throw new Error('kick needs revocationTtlSeconds');
+    await deps.registry.revokeUser(userId, (deps.now ?? Date.now)(), deps.revocationTtlSeconds);
+  }
   const targets =
     userId !== undefined
       ? (await deps.registry.lookupUser(userId)).map((r) => r.connectionId)
       : [...new Set(connectionIds)];
-  const result: KickResult = { connections: targets.length, closed: 0, gone: 0, failed: 0 };
+  const result: KickResult = {
+    ...(revoke && { revoked: true as const }),
+    connections: targets.length,
+    closed: 0,
+    gone: 0,
+    failed: 0,
+  };
   await pMap(
     targets,
     async (connectionId) => {

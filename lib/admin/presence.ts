@@ -1,18 +1,13 @@
 import pMap from 'p-map';
 import * as v from 'valibot';
-import { MAX_TARGETS, MAX_USER_ID_LENGTH } from '../constants.js';
-import { describeIssues, Topic } from '../edge/protocol.js';
+import { MAX_TARGETS } from '../constants.js';
+import { describeIssues, Topic, UserId } from '../edge/protocol.js';
 import { ValidationError } from '../errors.js';
 import type { ConnectionRegistry } from '../registry/types.js';
 
 const PresenceRequestSchema = v.pipe(
   v.strictObject({
-    userIds: v.optional(
-      v.pipe(
-        v.array(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_USER_ID_LENGTH))),
-        v.maxLength(MAX_TARGETS),
-      ),
-    ),
+    userIds: v.optional(v.pipe(v.array(UserId), v.maxLength(MAX_TARGETS))),
     topic: v.optional(Topic),
   }),
   v.check(

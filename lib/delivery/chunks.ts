@@ -2,84 +2,200 @@ import pMap from 'p-map';
 import * as v from 'valibot';
 import { describeIssues } from '../edge/protocol.js';
 import { ValidationError } from '../errors.js';
+import { defaultSleep } from '../gateway/gateway.js';
 import type { Recipient } from '../registry/keys.js';
-import { addCounts, type DeliveryCounts, deliver, emptyCounts, type FanoutDeps } from './fanout.js';
+import {
+  addReports,
+  type DeliveryJob,
+  type DeliveryReport,
+  deliver,
+  emptyReport,
+  type FanoutDeps,
+  logFailures,
+} from './fanout.js';
+import { messageFrame } from './frame.js';
 
-/** A frame (as text) and who gets it: the unit a publish produces. */
+/**
+ * The message one publish sends. Every frame of it carries this id, data and
+ * topic; only the cursor differs, one per history stream (a `userIds` publish
+ * stores the message in each user's stream).
+ */
+export interface Message {
+  id: string;
+  /** `data` as JSON text, serialised once per publish. */
+  dataJson: string;
+  topic?: string;
+}
+
+/** Who gets the message, with the cursor their frame carries: the unit a publish produces. */
 export interface Batch {
-  frame: string;
+  cursor?: string | undefined;
   recipients: Recipient[];
 }
 
+/** Recipients of one cursor inside a chunk; tuples keep the payload small. */
+export interface ChunkJob {
+  cursor?: string;
+  recipients: [connectionId: string, endpoint: string][];
+}
+
 /**
- * What one `deliver` worker invocation receives. Recipients are tuples to keep
- * the invocation payload small: 2,000 of them stay far under Lambda's 6 MB.
+ * What one `deliver` worker invocation receives: the message once, then the
+ * recipients by cursor; the worker rebuilds each frame. A `userIds` publish of
+ * a 120 KB message to 2,000 users is one copy of the data and 2,000 cursors,
+ * not 2,000 frames.
  */
 export interface DeliverChunk {
-  jobs: { frame: string; recipients: [connectionId: string, endpoint: string][] }[];
+  message: Message;
+  jobs: ChunkJob[];
 }
 
-export type ChunkInvoker = (chunk: DeliverChunk) => Promise<DeliveryCounts>;
+export interface SizedChunk extends DeliverChunk {
+  /** Recipients in the chunk. */
+  size: number;
+  /** Bytes of serializeChunk(chunk): what Lambda counts against its invoke payload limit. */
+  bytes: number;
+}
 
-export interface DispatchDeps extends FanoutDeps {
+/** Runs a serialised chunk in a `deliver` worker and answers its report. */
+export type ChunkInvoker = (payload: string) => Promise<DeliveryReport>;
+
+export interface ChunkLimits {
+  /** Most recipients per chunk (FANOUT_CHUNK). */
   chunkSize: number;
+  /** Most bytes per serialised chunk (FANOUT_CHUNK_MAX_BYTES; Lambda's sync invoke limit is 6 MB). */
+  chunkMaxBytes: number;
+}
+
+export interface DispatchDeps extends FanoutDeps, ChunkLimits {
   parallelChunks: number;
+  /** Attempts at a chunk in a worker before it is delivered here instead (DELIVER_ATTEMPTS). */
+  deliverAttempts: number;
   /** Runs a chunk in a `deliver` worker; when absent, chunks are delivered in-process. */
   invokeChunk?: ChunkInvoker;
+  /** Waits between worker attempts; tests hand in their own. */
+  sleep?: (ms: number) => Promise<void>;
 }
 
-export interface DispatchResult extends DeliveryCounts {
+export interface DispatchResult extends DeliveryReport {
   recipients: number;
   /** Chunks handed to `deliver` workers (0 when delivered in-process). */
   chunks: number;
 }
 
-/** Cuts a stream of batches into chunks of at most `size` recipients, lazily. */
+const bytes = (text: string) => Buffer.byteLength(text);
+
+function header(message: Message): string {
+  const topic = message.topic === undefined ? '' : `,"topic":${JSON.stringify(message.topic)}`;
+  return `{"message":{"id":${JSON.stringify(message.id)}${topic},"data":${message.dataJson}},"jobs":[`;
+}
+
+function jobOpening(cursor: string | undefined): string {
+  return cursor === undefined
+    ? '{"recipients":['
+    : `{"cursor":${JSON.stringify(cursor)},"recipients":[`;
+}
+
+/**
+ * The invoke payload of a chunk. The data is embedded as the JSON text it
+ * already is (not as a string, which would escape every quote in it).
+ */
+export function serializeChunk(chunk: DeliverChunk): string {
+  const job = ({ cursor, recipients }: ChunkJob) =>
+    `${jobOpening(cursor)}${recipients.map((r) => JSON.stringify(r)).join(',')}]}`;
+  return `${header(chunk.message)}${chunk.jobs.map(job).join(',')}]}`;
+}
+
+/**
+ * Cuts a stream of batches into chunks of at most `chunkSize` recipients and
+ * at most `chunkMaxBytes` serialised bytes, lazily. The byte count is exact
+ * (tested against serializeChunk), so no chunk can outgrow Lambda's limit
+ * whatever the message size, cursor count or endpoint lengths.
+ */
 export async function* toChunks(
+  message: Message,
   source: AsyncIterable<Batch> | Iterable<Batch>,
-  size: number,
-): AsyncGenerator<DeliverChunk & { size: number }> {
-  let current: DeliverChunk & { size: number } = { jobs: [], size: 0 };
-  for await (const { frame, recipients } of source) {
-    let offset = 0;
-    while (offset < recipients.length) {
-      const take = recipients.slice(offset, offset + size - current.size);
-      offset += take.length;
-      current.jobs.push({ frame, recipients: take.map((r) => [r.connectionId, r.endpoint]) });
-      current.size += take.length;
-      if (current.size >= size) {
+  limits: ChunkLimits,
+): AsyncGenerator<SizedChunk> {
+  const base = bytes(header(message)) + 2; // + ']}'
+  const fresh = (): SizedChunk => ({ message, jobs: [], size: 0, bytes: base });
+  let current = fresh();
+  for await (const { cursor, recipients } of source) {
+    const opening = bytes(jobOpening(cursor)) + 2; // + ']}'
+    let job: ChunkJob | undefined;
+    for (const { connectionId, endpoint } of recipients) {
+      const tuple: [string, string] = [connectionId, endpoint];
+      const tupleBytes = bytes(JSON.stringify(tuple));
+      // A new job costs its opening and closing, plus a comma after a previous job.
+      const cost = job ? tupleBytes + 1 : tupleBytes + opening + (current.jobs.length > 0 ? 1 : 0);
+      if (
+        current.size > 0 &&
+        (current.size >= limits.chunkSize || current.bytes + cost > limits.chunkMaxBytes)
+      ) {
         yield current;
-        current = { jobs: [], size: 0 };
+        current = fresh();
+        job = undefined;
+      }
+      if (!job) {
+        job = cursor === undefined ? { recipients: [] } : { cursor, recipients: [] };
+        current.jobs.push(job);
+        current.bytes += opening + (current.jobs.length > 1 ? 1 : 0);
+      } else {
+        current.bytes += 1;
+      }
+      job.recipients.push(tuple);
+      current.bytes += tupleBytes;
+      current.size++;
+      if (current.bytes > limits.chunkMaxBytes) {
+        throw new Error(
+          `a chunk of one recipient is ${current.bytes} bytes, over FANOUT_CHUNK_MAX_BYTES (${limits.chunkMaxBytes})`,
+        );
       }
     }
   }
   if (current.size > 0) yield current;
 }
 
-export function chunkJobs(chunk: DeliverChunk) {
-  return chunk.jobs.map(({ frame, recipients }) => ({
-    frame: Buffer.from(frame),
-    recipients: recipients.map(([connectionId, endpoint]) => ({ connectionId, endpoint })),
-  }));
+/** A chunk's delivery jobs, each frame built only when its turn comes (memory stays bounded by the concurrency). */
+export function* chunkJobs(chunk: DeliverChunk): Generator<DeliveryJob> {
+  const { id, dataJson, topic } = chunk.message;
+  for (const { cursor, recipients } of chunk.jobs) {
+    yield {
+      frame: Buffer.from(messageFrame(id, dataJson, cursor, topic)),
+      recipients: recipients.map(([connectionId, endpoint]) => ({ connectionId, endpoint })),
+    };
+  }
 }
+
+/** Whether a worker's answer accounts for every recipient of its chunk exactly once. */
+const accountsFor = (report: DeliveryReport, chunk: SizedChunk) =>
+  report.delivered + report.gone + report.failed === chunk.size;
 
 /**
  * Delivers everything a publish produced. An audience that fits in one chunk
  * is delivered here, in this invocation; a larger one is streamed chunk by
  * chunk into parallel `deliver` workers, at most `parallelChunks` at a time,
  * so the publishing process never holds the whole audience.
+ *
+ * A worker that fails as a whole (throws, times out, answers nonsense) is
+ * invoked again, up to `deliverAttempts` in all; if every attempt fails, the
+ * chunk is delivered here. Re-running a chunk may post to some connections
+ * twice (at-least-once; clients dedupe by message id), but only the attempt
+ * that answered is counted, so every recipient is counted once and `failed`
+ * is exactly the connections that did not get the message.
  */
 export async function dispatch(
+  message: Message,
   source: AsyncIterable<Batch> | Iterable<Batch>,
   deps: DispatchDeps,
 ): Promise<DispatchResult> {
-  const chunks = toChunks(source, deps.chunkSize);
+  const chunks = toChunks(message, source, deps);
   const first = await chunks.next();
-  if (first.done) return { ...emptyCounts(), recipients: 0, chunks: 0 };
+  if (first.done) return { ...emptyReport(), recipients: 0, chunks: 0 };
   const second = await chunks.next();
   // The stream again, with the two chunks already read in front.
-  async function* all(): AsyncGenerator<DeliverChunk & { size: number }> {
-    yield first.value as DeliverChunk & { size: number };
+  async function* all(): AsyncGenerator<SizedChunk> {
+    yield first.value as SizedChunk;
     if (second.done) return;
     yield second.value;
     yield* chunks;
@@ -95,11 +211,12 @@ export async function dispatch(
         yield* chunkJobs(chunk);
       }
     }
-    const counts = await deliver(jobs(), deps);
-    return { ...counts, recipients, chunks: 0 };
+    const report = await deliver(jobs(), deps);
+    return { ...report, recipients, chunks: 0 };
   }
 
-  let total = emptyCounts();
+  const sleep = deps.sleep ?? defaultSleep;
+  let total = emptyReport();
   let recipients = 0;
   let count = 0;
   await pMap(
@@ -107,30 +224,49 @@ export async function dispatch(
     async (chunk) => {
       count++;
       recipients += chunk.size;
-      let counts: DeliveryCounts;
-      try {
-        counts = await invoke({ jobs: chunk.jobs });
-      } catch (error) {
-        // A worker that failed as a whole: we cannot know which of its posts
-        // landed, so its recipients count as failed rather than retried (a
-        // retry could deliver twice).
-        deps.logger.warn('deliver worker failed', {
-          recipients: chunk.size,
-          reason: String(error),
-        });
-        counts = { delivered: 0, gone: 0, failed: chunk.size };
+      const payload = serializeChunk(chunk);
+      let report: DeliveryReport | undefined;
+      for (let attempt = 1; attempt <= deps.deliverAttempts && !report; attempt++) {
+        try {
+          const answer = await invoke(payload);
+          if (!accountsFor(answer, chunk)) {
+            throw new Error(
+              `the worker accounted for ${answer.delivered + answer.gone + answer.failed} of ${chunk.size} recipients`,
+            );
+          }
+          report = answer;
+        } catch (error) {
+          deps.logger.warn('deliver worker failed', {
+            attempt,
+            of: deps.deliverAttempts,
+            recipients: chunk.size,
+            bytes: chunk.bytes,
+            reason: error instanceof Error ? error.message : String(error),
+          });
+          if (attempt < deps.deliverAttempts) await sleep(100 * 2 ** (attempt - 1));
+        }
       }
-      total = addCounts(total, counts);
+      // Every attempt failed: this invocation delivers the chunk itself, so
+      // its counts are known connection by connection rather than guessed.
+      report ??= await deliver(chunkJobs(chunk), deps);
+      total = addReports(total, report);
     },
     { concurrency: deps.parallelChunks },
   );
+  // Workers logged their own failures; this line names them for the publish.
+  logFailures(deps.logger, 'publish: connections that did not get the message', total);
   return { ...total, recipients, chunks: count };
 }
 
-const DeliverChunkSchema = v.object({
+const DeliverEventSchema = v.object({
+  message: v.object({
+    id: v.pipe(v.string(), v.minLength(1)),
+    topic: v.optional(v.string()),
+    data: v.unknown(),
+  }),
   jobs: v.array(
     v.object({
-      frame: v.string(),
+      cursor: v.optional(v.string()),
       recipients: v.array(
         v.tuple([v.pipe(v.string(), v.minLength(1)), v.pipe(v.string(), v.url())]),
       ),
@@ -138,9 +274,50 @@ const DeliverChunkSchema = v.object({
   ),
 });
 
+/**
+ * Reads a `deliver` event (the parsed payload of serializeChunk). The data is
+ * serialised again once per chunk: JSON.stringify of parsed JSON.stringify
+ * output gives the same text, so frames match what publish would send.
+ */
 export function parseDeliverChunk(input: unknown): DeliverChunk {
-  const parsed = v.safeParse(DeliverChunkSchema, input);
+  const parsed = v.safeParse(DeliverEventSchema, input);
   if (!parsed.success)
     throw new ValidationError(`invalid deliver event: ${describeIssues(parsed.issues)}`);
-  return parsed.output;
+  const { message, jobs } = parsed.output;
+  if (message.data === undefined) throw new ValidationError('invalid deliver event: no data');
+  return {
+    message: {
+      id: message.id,
+      dataJson: JSON.stringify(message.data),
+      ...(message.topic !== undefined && { topic: message.topic }),
+    },
+    jobs: jobs.map((job) => ({
+      ...(job.cursor !== undefined && { cursor: job.cursor }),
+      recipients: job.recipients,
+    })),
+  };
+}
+
+/**
+ * `deliver` signs its posts with its role and must not be made to sign and
+ * send requests to hosts its invoker picked: every endpoint in a chunk must
+ * be this API's (`allowed`: WS_API_ENDPOINT, WS_CALLBACK_URL) or one the
+ * registry recorded a connection with (another API sharing this Redis). A
+ * chunk naming any other is refused whole, before anything is sent.
+ */
+export async function checkChunkEndpoints(
+  chunk: DeliverChunk,
+  allowed: readonly string[],
+  known: (endpoints: readonly string[]) => Promise<boolean>,
+): Promise<void> {
+  const ours = new Set(allowed);
+  const others = new Set<string>();
+  for (const job of chunk.jobs) {
+    for (const [, endpoint] of job.recipients) if (!ours.has(endpoint)) others.add(endpoint);
+  }
+  if (others.size > 0 && !(await known([...others]))) {
+    throw new ValidationError(
+      "invalid deliver event: a recipient's endpoint is neither this API's nor one a connection was recorded with",
+    );
+  }
 }

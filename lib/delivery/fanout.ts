@@ -20,7 +20,23 @@ export interface FanoutDeps {
   concurrency: number;
 }
 
+/** A connection that did not get the message, and why. */
+export interface Failure {
+  connectionId: string;
+  endpoint: string;
+  reason: string;
+}
+
+/** Counts, and the first failures by name: logs and worker answers stay bounded however many fail. */
+export interface DeliveryReport extends DeliveryCounts {
+  failures: Failure[];
+}
+
+/** How many failed connections a log line or a worker's answer names (the rest are counted). */
+export const MAX_NAMED_FAILURES = 100;
+
 export const emptyCounts = (): DeliveryCounts => ({ delivered: 0, gone: 0, failed: 0 });
+export const emptyReport = (): DeliveryReport => ({ ...emptyCounts(), failures: [] });
 
 export function addCounts(a: DeliveryCounts, b: DeliveryCounts): DeliveryCounts {
   return {
@@ -28,6 +44,25 @@ export function addCounts(a: DeliveryCounts, b: DeliveryCounts): DeliveryCounts 
     gone: a.gone + b.gone,
     failed: a.failed + b.failed,
   };
+}
+
+export function addReports(a: DeliveryReport, b: DeliveryReport): DeliveryReport {
+  return {
+    ...addCounts(a, b),
+    failures: [...a.failures, ...b.failures].slice(0, MAX_NAMED_FAILURES),
+  };
+}
+
+/** One log line for the failures of a delivery: the first MAX_NAMED_FAILURES by name, the rest counted. */
+export function logFailures(logger: FanoutLogger, message: string, report: DeliveryReport): void {
+  if (report.failed === 0) return;
+  logger.warn(message, {
+    failed: report.failed,
+    connections: report.failures,
+    ...(report.failed > report.failures.length && {
+      unnamed: report.failed - report.failures.length,
+    }),
+  });
 }
 
 /** Recipients per management API endpoint (one API Gateway API/stage each). */
@@ -50,15 +85,15 @@ export interface DeliveryJob {
 /**
  * Posts frames to many connections with one bound on concurrency across all
  * of them. Partial failure is the normal case: a gone connection is pruned
- * and counted, any other failure is logged and counted, and neither stops the
- * rest. Recipients are taken endpoint by endpoint, so each API's keep-alive
+ * and counted, any other failure is counted and named in one bounded log line
+ * at the end, and neither stops the rest. Recipients are taken endpoint by endpoint, so each API's keep-alive
  * pool is filled in turn rather than all pools trickling at once.
  */
 export async function deliver(
   jobs: Iterable<DeliveryJob> | AsyncIterable<DeliveryJob>,
   deps: FanoutDeps,
-): Promise<DeliveryCounts> {
-  const counts = emptyCounts();
+): Promise<DeliveryReport> {
+  const counts = emptyReport();
   // Tasks are pulled as slots free up, so a streamed audience is never held
   // whole and the bound stays full from the first post to the last.
   async function* tasks() {
@@ -85,12 +120,17 @@ export async function deliver(
           });
         });
       } catch (error) {
+        // Throttling and transient failures were already retried by the
+        // gateway: this connection did not get the message.
         counts.failed++;
-        deps.logger.warn('delivery failed', { connectionId, endpoint, reason: reason(error) });
+        if (counts.failures.length < MAX_NAMED_FAILURES) {
+          counts.failures.push({ connectionId, endpoint, reason: reason(error) });
+        }
       }
     },
     { concurrency: deps.concurrency },
   );
+  logFailures(deps.logger, 'delivery failed', counts);
   return counts;
 }
 

@@ -2,19 +2,28 @@ import * as v from 'valibot';
 import type { ChunkInvoker } from './chunks.js';
 import type { LambdaInvoke } from './lambda-invoke.js';
 
-const Counts = v.object({ delivered: v.number(), gone: v.number(), failed: v.number() });
+const Report = v.object({
+  delivered: v.number(),
+  gone: v.number(),
+  failed: v.number(),
+  failures: v.optional(
+    v.array(v.object({ connectionId: v.string(), endpoint: v.string(), reason: v.string() })),
+    [],
+  ),
+});
 
 /**
  * Runs a delivery chunk in the `deliver` worker through Lambda Invoke
  * (RequestResponse, so publish can report the counts). Locally the client
- * points at serverless-offline's Lambda endpoint.
+ * points at serverless-offline's Lambda endpoint. The payload is the
+ * serialised chunk as publish cut it, within FANOUT_CHUNK_MAX_BYTES.
  */
 export function lambdaChunkInvoker(invoke: LambdaInvoke, functionName: string): ChunkInvoker {
-  return async (chunk) => {
-    const response = await invoke(functionName, Buffer.from(JSON.stringify(chunk)));
+  return async (payload) => {
+    const response = await invoke(functionName, Buffer.from(payload));
     const text = response.payload.toString();
     if (response.functionError)
       throw new Error(`deliver failed: ${response.functionError} ${text.slice(0, 300)}`);
-    return v.parse(Counts, JSON.parse(text));
+    return v.parse(Report, JSON.parse(text));
   };
 }

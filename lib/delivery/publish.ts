@@ -1,19 +1,23 @@
 import { randomUUID } from 'node:crypto';
 import pMap from 'p-map';
 import * as v from 'valibot';
-import { MAX_MESSAGE_BYTES, MAX_TARGETS, MAX_USER_ID_LENGTH } from '../constants.js';
-import { describeIssues, Topic } from '../edge/protocol.js';
-import { TooLargeError, ValidationError } from '../errors.js';
+import { MAX_MESSAGE_BYTES, MAX_TARGETS } from '../constants.js';
+import { describeIssues, Topic, UserId } from '../edge/protocol.js';
+import { PublishInProgressError, TooLargeError, ValidationError } from '../errors.js';
 import type { Audience, Recipient } from '../registry/keys.js';
 import type { ConnectionRegistry } from '../registry/types.js';
-import { type Batch, type DispatchDeps, dispatch } from './chunks.js';
+import {
+  type Batch,
+  type DispatchDeps,
+  type DispatchResult,
+  dispatch,
+  type Message,
+} from './chunks.js';
 import type { DedupStore } from './dedup.js';
+import { messageFrame } from './frame.js';
 
-const UserId = v.pipe(
-  v.string('user ids are strings'),
-  v.minLength(1),
-  v.maxLength(MAX_USER_ID_LENGTH),
-);
+export { messageFrame };
+
 const ConnectionId = v.pipe(
   v.string('connection ids are strings'),
   v.minLength(1),
@@ -81,7 +85,7 @@ export interface PublishResult {
   stored: boolean;
   /** History cursor, for a single user or a topic. */
   cursor?: string;
-  /** This id was published before; nothing was sent. */
+  /** This id was published (and completed) before; nothing was sent, the counts are the first publish's. */
   duplicate?: true;
 }
 
@@ -101,27 +105,15 @@ export function parsePublishRequest(input: unknown): PublishRequest {
 const MAX_CURSOR = `${'9'.repeat(16)}-${'9'.repeat(16)}`;
 
 /**
- * A message frame as text. Built by concatenation so a large `data` is
- * serialised once per publish, not once per recipient or per user; the
- * result is exactly JSON.stringify({ type, id, topic?, cursor?, data }).
- */
-export function messageFrame(
-  id: string,
-  dataJson: string,
-  cursor?: string,
-  topic?: string,
-): string {
-  return (
-    `{"type":"message","id":${JSON.stringify(id)}` +
-    (topic === undefined ? '' : `,"topic":${JSON.stringify(topic)}`) +
-    (cursor ? `,"cursor":${JSON.stringify(cursor)}` : '') +
-    `,"data":${dataJson}}`
-  );
-}
-
-/**
- * Publishes one message: validates it, refuses a duplicate id, stores it in
- * history (user and topic targets), resolves the audience and delivers.
+ * Publishes one message: validates it, claims its id (when given), stores it
+ * in history (user and topic targets), resolves the audience and delivers.
+ *
+ * With an `id`, every attempt sends the same frame: the history append is
+ * keyed by the id (publish.lua answers the cursor it was first stored under),
+ * so a retry carries the same cursor and history holds the message once. An
+ * attempt that throws gives the id back; one that dies holds it only for its
+ * lease (PUBLISH_LEASE_SECONDS); a retry then delivers to the whole audience
+ * again (at-least-once; clients dedupe by id).
  */
 export async function publish(input: unknown, deps: PublishDeps): Promise<PublishResult> {
   const request = parsePublishRequest(input);
@@ -133,21 +125,21 @@ export async function publish(input: unknown, deps: PublishDeps): Promise<Publis
       `message is ${size} bytes as a frame; API Gateway delivers at most ${MAX_MESSAGE_BYTES}`,
     );
   }
+  if (request.id === undefined) return run(request, id, dataJson, deps);
 
-  if (request.id !== undefined) {
-    const claim = await deps.dedup.claim(id);
-    if (!claim.claimed) {
-      const first = (claim.first ?? {}) as Partial<PublishResult>;
-      return { ...emptyResult(id), ...first, id, duplicate: true };
-    }
+  const claim = await deps.dedup.claim(id);
+  if (claim.state === 'done') {
+    const first = (claim.first ?? {}) as Partial<PublishResult>;
+    return { ...emptyResult(id), ...first, id, duplicate: true };
   }
+  if (claim.state === 'running') throw new PublishInProgressError(id);
   try {
     const result = await run(request, id, dataJson, deps);
-    if (request.id !== undefined) await deps.dedup.complete(id, result);
+    await deps.dedup.complete(id, result);
     return result;
   } catch (error) {
-    // Give the id back so Lambda's retry of this failed publish can deliver.
-    if (request.id !== undefined) await deps.dedup.release(id).catch(() => undefined);
+    // Give the id back so a retry of this failed publish delivers.
+    await deps.dedup.release(id, claim.token).catch(() => undefined);
     throw error;
   }
 }
@@ -162,6 +154,12 @@ const emptyResult = (id: string): PublishResult => ({
   stored: false,
 });
 
+/** A dispatch result as a publish result (the failures it names go to the log, not the caller). */
+function counted(id: string, result: DispatchResult): PublishResult {
+  const { failures: _failures, ...counts } = result;
+  return { ...emptyResult(id), ...counts };
+}
+
 async function run(
   request: PublishRequest,
   id: string,
@@ -172,6 +170,9 @@ async function run(
   const except = request.exceptConnectionId;
   const keep = (r: Recipient) => r.connectionId !== except;
   const entry = `{"id":${JSON.stringify(id)},"data":${dataJson}}`;
+  // Only a caller-given id can be retried, so only that one is recorded per stream.
+  const publishId = request.id;
+  const message: Message = { id, dataJson };
 
   if (request.connectionIds) {
     const ids = [...new Set(request.connectionIds)].filter((c) => c !== except);
@@ -179,38 +180,27 @@ async function run(
     const known = found
       .filter((c) => c !== null)
       .map((c) => ({ connectionId: c.connectionId, endpoint: c.endpoint }));
-    const frame = messageFrame(id, dataJson);
-    const result = await dispatch([{ frame, recipients: known }], deps);
+    const result = counted(id, await dispatch(message, [{ recipients: known }], deps));
     // An id with no record is a connection that no longer exists: gone.
     const unknown = ids.length - known.length;
-    return {
-      ...emptyResult(id),
-      ...result,
-      recipients: result.recipients + unknown,
-      gone: result.gone + unknown,
-    };
+    return { ...result, recipients: result.recipients + unknown, gone: result.gone + unknown };
   }
 
   if (request.broadcast) {
-    const frame = messageFrame(id, dataJson);
-    const result = await dispatch(
-      filtered(registry.scan('all', deps.chunkSize), frame, keep),
-      deps,
-    );
-    return { ...emptyResult(id), ...result };
+    const source = filtered(registry.scan('all', deps.chunkSize), undefined, keep);
+    return counted(id, await dispatch(message, source, deps));
   }
 
   if (request.topic !== undefined) {
     const audience = registry.topicAudience(request.topic);
-    const step = await registry.publish(audience, entry, deps.chunkSize);
-    const frame = messageFrame(id, dataJson, step.cursor, request.topic);
+    const step = await registry.publish(audience, entry, deps.chunkSize, publishId);
+    const cursor = step.cursor || undefined;
     const source = step.members
-      ? [{ frame, recipients: step.members.filter(keep) }]
-      : filtered(registry.scan(audience, deps.chunkSize), frame, keep);
-    const result = await dispatch(source, deps);
+      ? [{ cursor, recipients: step.members.filter(keep) }]
+      : filtered(registry.scan(audience, deps.chunkSize), cursor, keep);
+    const result = await dispatch({ ...message, topic: request.topic }, source, deps);
     return {
-      ...emptyResult(id),
-      ...result,
+      ...counted(id, result),
       stored: step.cursor !== '',
       ...(step.cursor && { cursor: step.cursor }),
     };
@@ -220,27 +210,27 @@ async function run(
   let stored = false;
   let lastCursor = '';
   // Each user's history append and member read is one atomic script; users
-  // are independent, so they run side by side.
+  // are independent, so they run side by side. A batch holds a cursor, not a
+  // frame: 10,000 users of a 120 KB message are not 1.2 GB of frames.
   const batches = await pMap(
     users,
     async (userId): Promise<Batch | AsyncIterable<Batch>> => {
       const audience: Audience = registry.userAudience(userId);
-      const step = await registry.publish(audience, entry, deps.chunkSize);
+      const step = await registry.publish(audience, entry, deps.chunkSize, publishId);
       if (step.cursor) {
         stored = true;
         lastCursor = step.cursor;
       }
-      const frame = messageFrame(id, dataJson, step.cursor);
+      const cursor = step.cursor || undefined;
       return step.members
-        ? { frame, recipients: step.members.filter(keep) }
-        : filtered(registry.scan(audience, deps.chunkSize), frame, keep);
+        ? { cursor, recipients: step.members.filter(keep) }
+        : filtered(registry.scan(audience, deps.chunkSize), cursor, keep);
     },
     { concurrency: 32 },
   );
-  const result = await dispatch(flatten(batches), deps);
+  const result = await dispatch(message, flatten(batches), deps);
   return {
-    ...emptyResult(id),
-    ...result,
+    ...counted(id, result),
     stored,
     ...(users.length === 1 && lastCursor && { cursor: lastCursor }),
   };
@@ -248,10 +238,10 @@ async function run(
 
 async function* filtered(
   source: AsyncIterable<Recipient[]>,
-  frame: string,
+  cursor: string | undefined,
   keep: (r: Recipient) => boolean,
 ): AsyncGenerator<Batch> {
-  for await (const recipients of source) yield { frame, recipients: recipients.filter(keep) };
+  for await (const recipients of source) yield { cursor, recipients: recipients.filter(keep) };
 }
 
 async function* flatten(items: (Batch | AsyncIterable<Batch>)[]): AsyncGenerator<Batch> {

@@ -33,3 +33,8 @@ export function frameBody(event: WebSocketEvent): string | undefined {
   if (event.body == null) return undefined;
   return event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
 }
+
+/** Where the management API of the API holding a connection lives. */
+export function callbackEndpoint(domainName: string, stage: string, callbackUrl?: string): string {
+  return callbackUrl ?? `https://${domainName}/${stage}`;
+}

@@ -1,6 +1,10 @@
 import type { Logger } from '@aws-lambda-powertools/logger';
 import type { MiddlewareObj } from '@middy/core';
+import * as v from 'valibot';
+import { reason } from '../delivery/fanout.js';
 import { PushwireError, toPublicError } from '../errors.js';
+import type { Gateway } from '../gateway/gateway.js';
+import { callbackEndpoint, WebSocketEvent } from './events.js';
 import { encodeFrame } from './protocol.js';
 
 export interface WebSocketResponse {
@@ -8,27 +12,80 @@ export interface WebSocketResponse {
   body?: string;
 }
 
+export interface WebSocketErrorsOptions {
+  logger: () => Logger;
+  /**
+   * The management API, for errors that close the connection (`$default`
+   * only: on `$connect` there is no socket yet, on `$disconnect` none left).
+   * Without it such errors are answered like any other.
+   */
+  gateway?: () => Gateway;
+  /** Fixed callback URL (custom domain, serverless-offline); else derived from the event. */
+  callbackUrl?: () => string | undefined;
+}
+
 /**
  * Maps every error of a WebSocket route to its response in one place: the
  * status (what `$connect` refuses the handshake with) and an error frame as
  * body (what `$default`'s route response sends back). Internal errors are
  * logged whole and shown to the client only as `internal`.
+ *
+ * An error that `closesConnection` (`unknown_connection`, `token_expired`)
+ * is posted to the connection through the management API and the connection
+ * is then closed (DeleteConnection), so any WebSocket client sees the reason
+ * and then a close, and reconnects. The frame cannot go as the route
+ * response: API Gateway sends that after the handler returns, i.e. after the
+ * close. The endpoint comes from this event and is built per request, never
+ * stored in the options, so one request's endpoint cannot leak into the next
+ * warm invocation.
  */
-export function webSocketErrors(options: {
-  logger: () => Logger;
-}): MiddlewareObj<unknown, WebSocketResponse> {
+export function webSocketErrors(
+  options: WebSocketErrorsOptions,
+): MiddlewareObj<unknown, WebSocketResponse> {
   return {
     onError: async (request) => {
       const error = request.error;
       const shown = toPublicError(error);
       if (shown.status >= 500) options.logger().error('request failed', { error: error as Error });
       else options.logger().info('request refused', { code: shown.code, reason: shown.message });
-      request.response = {
-        statusCode: shown.status,
-        body: encodeFrame({ type: 'error', code: shown.code, message: shown.message }),
-      };
+      const body = encodeFrame({ type: 'error', code: shown.code, message: shown.message });
+      if (shown.closesConnection && options.gateway) {
+        const event = v.safeParse(WebSocketEvent, request.event);
+        if (event.success) {
+          const { connectionId, domainName, stage } = event.output.requestContext;
+          const endpoint = callbackEndpoint(domainName, stage, options.callbackUrl?.());
+          await closeWithError(options.gateway(), endpoint, connectionId, body, options.logger());
+          request.response = { statusCode: shown.status };
+          return;
+        }
+      }
+      request.response = { statusCode: shown.status, body };
     },
   };
+}
+
+/**
+ * Posts the error frame, then closes the connection. Best effort: a client
+ * already gone (410) needs neither, and a failure is logged, not thrown (the
+ * frame's error is what this request answers with).
+ */
+async function closeWithError(
+  gateway: Gateway,
+  endpoint: string,
+  connectionId: string,
+  frame: string,
+  logger: Logger,
+): Promise<void> {
+  try {
+    if ((await gateway.post(endpoint, connectionId, Buffer.from(frame))) === 'gone') return;
+    await gateway.close(endpoint, connectionId);
+    logger.info('connection closed after error', { connectionId });
+  } catch (error) {
+    logger.warn('could not close the connection after an error', {
+      connectionId,
+      reason: reason(error),
+    });
+  }
 }
 
 /**
@@ -46,6 +103,20 @@ export function invokeErrors(options: { logger: () => Logger }): MiddlewareObj<u
         return;
       }
       options.logger().error('invocation failed', { error: error as Error });
+    },
+  };
+}
+
+/**
+ * Awaits the secrets named by parameter (SSM, Secrets Manager) before the
+ * handler runs: fetched at the first invocation of a container, then kept.
+ * A failure answers this invocation (as an internal error) and is retried by
+ * the next one.
+ */
+export function secretsLoaded(load: () => Promise<void>): MiddlewareObj<unknown, unknown> {
+  return {
+    before: async () => {
+      await load();
     },
   };
 }

@@ -1,5 +1,5 @@
 import * as v from 'valibot';
-import { MAX_CLIENT_FRAME_BYTES, TOPIC_PATTERN } from '../constants.js';
+import { MAX_CLIENT_FRAME_BYTES, TOPIC_PATTERN, USER_ID_PATTERN } from '../constants.js';
 import { TooLargeError, ValidationError } from '../errors.js';
 import { isCursor } from '../registry/cursor.js';
 
@@ -12,6 +12,14 @@ import { isCursor } from '../registry/cursor.js';
 export const Topic = v.pipe(
   v.string('topic must be a string'),
   v.regex(TOPIC_PATTERN, 'topic must be 1-128 characters of A-Z a-z 0-9 _ . : @ = -'),
+);
+/** A user id, by the one rule shared by token `sub`, publish, presence and kick. */
+export const UserId = v.pipe(
+  v.string('user ids are strings'),
+  v.regex(
+    USER_ID_PATTERN,
+    'a user id is 1-256 printable characters without whitespace, "{", "}" or "|"',
+  ),
 );
 export const CursorSchema = v.pipe(
   v.string('since must be a string cursor'),
@@ -26,16 +34,22 @@ const Subscribe = v.strictObject({
 });
 const Unsubscribe = v.strictObject({ action: v.literal('unsubscribe'), topic: Topic });
 const Resume = v.strictObject({ action: v.literal('resume'), since: CursorSchema });
+/** Refreshes the connection's token in place (same `sub`), before it expires. */
+const Auth = v.strictObject({
+  action: v.literal('auth'),
+  token: v.pipe(v.string('token must be a string'), v.minLength(1), v.maxLength(8_192)),
+});
 
-const ClientFrame = v.variant('action', [Ping, Subscribe, Unsubscribe, Resume]);
+const ClientFrame = v.variant('action', [Ping, Subscribe, Unsubscribe, Resume, Auth]);
 export type ClientFrame = v.InferOutput<typeof ClientFrame>;
-export const ACTIONS = ['ping', 'subscribe', 'unsubscribe', 'resume'] as const;
+export const ACTIONS = ['ping', 'subscribe', 'unsubscribe', 'resume', 'auth'] as const;
 
 export type ServerFrame =
   | { type: 'pong'; connectionId: string }
   | { type: 'subscribed'; topic: string }
   | { type: 'unsubscribed'; topic: string }
   | { type: 'resumed'; recovered: boolean; topic?: string }
+  | { type: 'authenticated'; expiresAt: number }
   | { type: 'message'; id: string; data: unknown; cursor?: string; topic?: string }
   | { type: 'error'; code: string; message: string };
 

@@ -18,6 +18,8 @@ export interface AwsGatewayOptions {
   throttleBudgetMs?: number;
   /** Base of the exponential backoff. */
   throttleBaseDelayMs?: number;
+  /** Deadline of one request, per attempt; a timeout is retried like a 5xx. */
+  requestTimeoutMs?: number;
   /** Builds the client of one endpoint; tests hand in their own. */
   clientFactory?: (endpoint: string) => ApiGatewayManagementApiClient;
   sleep?: (ms: number) => Promise<void>;
@@ -28,7 +30,9 @@ export interface AwsGatewayOptions {
  * Management API adapter. One client per endpoint, built once per container
  * and kept (keep-alive sockets survive between invocations). The SDK's own
  * retries are off: its retry quota would stall a large fan-out under account
- * throttling; throttles get our bounded backoff with full jitter instead.
+ * throttling; throttles, 5xx, resets and timeouts get our bounded backoff with
+ * full jitter instead (the SDK raises a timeout as `TimeoutError`, a reset
+ * with its socket error `code`, a 5xx with `$metadata.httpStatusCode`).
  */
 export class AwsGateway implements Gateway {
   readonly #clients = new Map<string, ApiGatewayManagementApiClient>();
@@ -41,6 +45,7 @@ export class AwsGateway implements Gateway {
       throttleMaxAttempts: 5,
       throttleBudgetMs: 5_000,
       throttleBaseDelayMs: 50,
+      requestTimeoutMs: 5_000,
       sleep: defaultSleep,
       random: Math.random,
       ...options,
@@ -65,8 +70,8 @@ export class AwsGateway implements Gateway {
       requestHandler: new NodeHttpHandler({
         httpAgent: new HttpAgent(agentOptions),
         httpsAgent: new Agent(agentOptions),
-        connectionTimeout: 2_000,
-        requestTimeout: 5_000,
+        connectionTimeout: Math.min(2_000, this.#options.requestTimeoutMs),
+        requestTimeout: this.#options.requestTimeoutMs,
       }),
     });
   }

@@ -22,8 +22,9 @@ import {
  * caps a fan-out at ~10 % of what the wire allows. Here the body's SHA-256 is
  * computed once per frame (not once per recipient), the signing key is
  * cached by the signer, and each post is one request on a pooled socket.
- * Behaviour matches AwsGateway: 410 is 'gone', throttling is retried with the
- * same policy, anything else throws an error shaped like the SDK's.
+ * Behaviour matches AwsGateway: 410 is 'gone', throttling and transient
+ * failures (5xx, resets, timeouts) are retried with the same policy, anything
+ * else throws an error shaped like the SDK's.
  */
 export interface SignedHttpGatewayOptions extends Partial<RetryPolicy> {
   region: string;
@@ -31,6 +32,7 @@ export interface SignedHttpGatewayOptions extends Partial<RetryPolicy> {
   credentials: AwsCredentialIdentityProvider;
   /** Sockets per endpoint. */
   maxSockets?: number;
+  /** Deadline of one request (connect, send, answer), per attempt. */
   requestTimeoutMs?: number;
 }
 
@@ -85,6 +87,14 @@ export class ManagementApiError extends Error {
     this.name = name;
     this.$metadata = { httpStatusCode: status };
   }
+}
+
+/** A request that got no complete answer in time: named as the SDK names it, so it is retried alike. */
+function requestTimeout(ms: number): Error {
+  return Object.assign(new Error(`no answer from the management API within ${ms} ms`), {
+    name: 'TimeoutError',
+    code: 'ETIMEDOUT',
+  });
 }
 
 const ERROR_NAMES: Record<number, string> = {
@@ -191,9 +201,11 @@ export class SignedHttpGateway implements Gateway {
         },
         (res: IncomingMessage) => {
           const code = res.statusCode ?? 0;
+          // A response cut off midway (reset, or our deadline) fails the call.
+          res.on('error', fail);
           if (code >= 200 && code < 300) {
             res.resume();
-            res.on('end', () => resolve({ code, text: '' }));
+            res.on('end', () => done({ code, text: '' }));
             return;
           }
           let text = '';
@@ -201,11 +213,23 @@ export class SignedHttpGateway implements Gateway {
           res.on('data', (chunk: string) => {
             if (text.length < 500) text += chunk;
           });
-          res.on('end', () => resolve({ code, text }));
+          res.on('end', () => done({ code, text }));
         },
       );
-      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.#timeout} ms`)));
-      req.on('error', reject);
+      // A whole-request deadline, not only the socket's idle timeout: a peer
+      // that trickles bytes or never answers must not hold a post (and the
+      // fan-out slot it takes) past the bound. Its error is a transient one.
+      const deadline = setTimeout(() => req.destroy(requestTimeout(this.#timeout)), this.#timeout);
+      function done(value: { code: number; text: string }) {
+        clearTimeout(deadline);
+        resolve(value);
+      }
+      function fail(error: Error) {
+        clearTimeout(deadline);
+        reject(error);
+      }
+      req.on('timeout', () => req.destroy(requestTimeout(this.#timeout)));
+      req.on('error', fail);
       req.end(body);
     });
     if (status.code >= 200 && status.code < 300) return;

@@ -34,15 +34,25 @@ export interface Keys {
   /** ZSET of every live connection, for broadcast. */
   all(): string;
   dedup(publishId: string): string;
+  /** STRING: the history cursor a publish `id` was stored under in this audience's stream. */
+  publishId(audience: Audience, publishId: string): string;
+  /** STRING: when the user's tokens were last revoked (ms); tokens issued before are refused. In the user's slot. */
+  revoked(userId: string): string;
+  /** STRING: replays (resume, subscribe with since) this connection made in the current minute. */
+  connectionReplays(connectionId: string): string;
+  /** SET of the management endpoints connections were recorded with (what `deliver` may post to). */
+  endpoints(): string;
 }
 
 export function createKeys(prefix: string): Keys {
   if (/[{}]/.test(prefix)) throw new Error('a key prefix must not contain { or }');
+  const audienceTag = (kind: AudienceKind, name: string) =>
+    `${prefix}${kind === 'user' ? 'u' : 't'}:{${kind === 'user' ? 'u' : 't'}:${name}}`;
   return {
     connection: (id) => `${prefix}c:{${id}}`,
     connectionTopics: (id) => `${prefix}c:{${id}}:t`,
     audience: (kind, name) => {
-      const tag = `${prefix}${kind === 'user' ? 'u' : 't'}:{${kind === 'user' ? 'u' : 't'}:${name}}`;
+      const tag = audienceTag(kind, name);
       return {
         kind,
         name,
@@ -51,6 +61,11 @@ export function createKeys(prefix: string): Keys {
     },
     all: () => `${prefix}all`,
     dedup: (id) => `${prefix}d:{${id}}`,
+    // Same slot as the audience's stream: publish.lua reads and writes it.
+    publishId: (audience, id) => `${audienceTag(audience.kind, audience.name)}:i:${id}`,
+    revoked: (userId) => `${prefix}u:{u:${userId}}:rv`,
+    connectionReplays: (id) => `${prefix}c:{${id}}:rp`,
+    endpoints: () => `${prefix}endpoints`,
   };
 }
 
@@ -58,6 +73,12 @@ export function createKeys(prefix: string): Keys {
 export interface Recipient {
   connectionId: string;
   endpoint: string;
+  /**
+   * When the connection's token expires (ms). Not part of the member: it
+   * bounds the member's score (its expiry), so a publish skips the member
+   * once the token has expired, at no extra cost.
+   */
+  tokenExpiresAt?: number;
 }
 
 /**

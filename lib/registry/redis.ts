@@ -10,12 +10,16 @@ import {
 } from './keys.js';
 import { defineScripts } from './scripts.js';
 import type {
+  Admission,
   Connection,
   ConnectionRecord,
   ConnectionRegistry,
   PublishStep,
   ResumeStep,
 } from './types.js';
+
+/** API Gateway's 2 h connection lifetime, plus the connection TTL's margin. */
+const ENDPOINTS_TTL_SECONDS = 2 * 3600 + 15 * 60;
 
 export interface RedisRegistryOptions {
   prefix: string;
@@ -49,8 +53,14 @@ export class RedisRegistry implements ConnectionRegistry {
     this.#now = options.now ?? Date.now;
   }
 
-  #expiry(): number {
-    return this.#now() + this.#ttl * 1000;
+  /**
+   * A member's score: when it stops receiving. Never later than its token's
+   * `exp`, so publishes skip a connection whose token has expired with no
+   * extra work (they already skip expired scores).
+   */
+  #expiry(tokenExpiresAt?: number): number {
+    const expiry = this.#now() + this.#ttl * 1000;
+    return tokenExpiresAt === undefined ? expiry : Math.min(expiry, tokenExpiresAt);
   }
 
   userAudience(userId: string): Audience {
@@ -65,7 +75,7 @@ export class RedisRegistry implements ConnectionRegistry {
     const key = this.keys.connection(record.connectionId);
     const member = encodeMember(record);
     const user = this.userAudience(record.userId).keys;
-    const expiry = this.#expiry();
+    const expiry = this.#expiry(record.tokenExpiresAt);
     const fields: Record<string, string> = {
       userId: record.userId,
       endpoint: record.endpoint,
@@ -73,6 +83,7 @@ export class RedisRegistry implements ConnectionRegistry {
       allowedTopics: JSON.stringify(record.allowedTopics),
     };
     if (record.pendingSince !== undefined) fields['pendingSince'] = record.pendingSince;
+    if (record.tokenExpiresAt !== undefined) fields['exp'] = String(record.tokenExpiresAt);
     // The record first (awaited), so a member never points at a record that
     // was not written; then one MULTI per slot, sent together (auto-pipelined).
     await this.#redis.multi().hset(key, fields).expire(key, this.#ttl).exec();
@@ -89,6 +100,13 @@ export class RedisRegistry implements ConnectionRegistry {
         .zadd(this.keys.all(), expiry, member)
         .expire(this.keys.all(), this.#ttl)
         .exec(),
+      // The endpoints `deliver` may post to. A handful per deployment; kept
+      // for API Gateway's 2 h connection lifetime past the last connect.
+      this.#redis
+        .multi()
+        .sadd(this.keys.endpoints(), record.endpoint)
+        .expire(this.keys.endpoints(), ENDPOINTS_TTL_SECONDS)
+        .exec(),
     ]);
   }
 
@@ -103,7 +121,7 @@ export class RedisRegistry implements ConnectionRegistry {
   async touch(connectionId: string): Promise<Connection | null> {
     const connection = await this.get(connectionId);
     if (!connection) return null;
-    const expiry = this.#expiry();
+    const expiry = this.#expiry(connection.tokenExpiresAt);
     const member = encodeMember(connection);
     const renew = (a: Audience) =>
       this.#redis
@@ -145,6 +163,7 @@ export class RedisRegistry implements ConnectionRegistry {
     await this.#redis.del(
       this.keys.connection(connectionId),
       this.keys.connectionTopics(connectionId),
+      this.keys.connectionReplays(connectionId),
     );
     return connection;
   }
@@ -153,21 +172,35 @@ export class RedisRegistry implements ConnectionRegistry {
     return (await this.#redis.hdel(this.keys.connection(connectionId), 'pendingSince')) === 1;
   }
 
-  async subscribe(connection: ConnectionRecord, topic: string, resuming: boolean): Promise<void> {
+  async subscribe(
+    connection: ConnectionRecord,
+    topic: string,
+    resuming: boolean,
+    maxTopics?: number,
+  ): Promise<boolean> {
     const topicsKey = this.keys.connectionTopics(connection.connectionId);
     const a = this.topicAudience(topic).keys;
     const member = encodeMember(connection);
     const target = resuming ? a.resuming : a.live;
     const other = resuming ? a.live : a.resuming;
-    await Promise.all([
-      this.#redis.multi().sadd(topicsKey, topic).expire(topicsKey, this.#ttl).exec(),
+    const join = () =>
       this.#redis
         .multi()
         .zrem(other, member)
-        .zadd(target, this.#expiry(), member)
+        .zadd(target, this.#expiry(connection.tokenExpiresAt), member)
         .expire(target, this.#ttl)
-        .exec(),
-    ]);
+        .exec();
+    if (maxTopics === undefined) {
+      await Promise.all([
+        this.#redis.multi().sadd(topicsKey, topic).expire(topicsKey, this.#ttl).exec(),
+        join(),
+      ]);
+      return true;
+    }
+    // The topic list first: a refused subscribe must not have joined the audience.
+    if ((await this.#redis.pwTopicAdd(topicsKey, topic, maxTopics, this.#ttl)) === 0) return false;
+    await join();
+    return true;
   }
 
   async unsubscribe(connection: ConnectionRecord, topic: string): Promise<boolean> {
@@ -186,7 +219,7 @@ export class RedisRegistry implements ConnectionRegistry {
     await this.#redis
       .multi()
       .zrem(live, member)
-      .zadd(resuming, this.#expiry(), member)
+      .zadd(resuming, this.#expiry(recipient.tokenExpiresAt), member)
       .expire(resuming, this.#ttl)
       .exec();
   }
@@ -206,7 +239,7 @@ export class RedisRegistry implements ConnectionRegistry {
       encodeMember(recipient),
       since,
       batch,
-      this.#expiry(),
+      this.#expiry(recipient.tokenExpiresAt),
       this.#ttl,
     );
     const [state, marker, ...rest] = reply;
@@ -235,6 +268,62 @@ export class RedisRegistry implements ConnectionRegistry {
     return true;
   }
 
+  async admission(userId: string): Promise<Admission> {
+    const { live, resuming } = this.userAudience(userId).keys;
+    const min = `(${this.#now()}`;
+    // One slot (the user's), one round trip.
+    const replies = await this.#redis
+      .pipeline()
+      .get(this.keys.revoked(userId))
+      .zcount(live, min, '+inf')
+      .zcount(resuming, min, '+inf')
+      .exec();
+    const [revoked, live_, resuming_] = (replies ?? []).map(([error, value]) => {
+      if (error) throw error;
+      return value;
+    });
+    return {
+      revokedAt: revoked == null ? null : Number(revoked),
+      connections: Number(live_) + Number(resuming_),
+    };
+  }
+
+  async revokeUser(userId: string, atMs: number, ttlSeconds: number): Promise<void> {
+    await this.#redis.set(this.keys.revoked(userId), String(atMs), 'EX', ttlSeconds);
+  }
+
+  async refreshToken(
+    connectionId: string,
+    tokenExpiresAt: number,
+    allowedTopics: string[],
+  ): Promise<void> {
+    const key = this.keys.connection(connectionId);
+    // With its TTL: a disconnect racing this must not leave a record that never expires.
+    await this.#redis
+      .multi()
+      .hset(key, { exp: String(tokenExpiresAt), allowedTopics: JSON.stringify(allowedTopics) })
+      .expire(key, this.#ttl)
+      .exec();
+    // Re-scores every membership with the new bound.
+    await this.touch(connectionId);
+  }
+
+  async countReplay(connectionId: string): Promise<number> {
+    const key = this.keys.connectionReplays(connectionId);
+    // A fixed one-minute window, started by the first replay in it.
+    const replies = await this.#redis.multi().set(key, '0', 'EX', 60, 'NX').incr(key).exec();
+    const [error, count] = replies?.[1] ?? [new Error('no reply'), 0];
+    if (error) throw error;
+    return Number(count);
+  }
+
+  async endpointsKnown(endpoints: readonly string[]): Promise<boolean> {
+    const distinct = [...new Set(endpoints)];
+    if (distinct.length === 0) return true;
+    const known = await this.#redis.smismember(this.keys.endpoints(), ...distinct);
+    return known.every((k) => k === 1);
+  }
+
   async lookupUser(userId: string): Promise<Recipient[]> {
     const { live, resuming } = this.userAudience(userId).keys;
     const min = `(${this.#now()}`;
@@ -257,17 +346,23 @@ export class RedisRegistry implements ConnectionRegistry {
     audience: Audience,
     entry: string | null,
     inlineLimit: number,
+    publishId?: string,
   ): Promise<PublishStep> {
     const { live, history, lost } = audience.keys;
+    // Without a caller-given id the key is never read or written, but every
+    // key a script may touch is declared (Cluster routes by KEYS).
+    const idKey = this.keys.publishId(audience, publishId ?? '');
     const [cursor, count, ...members] = await this.#redis.pwPublish(
       live,
       history,
       lost,
+      idKey,
       this.#now(),
       entry ?? '',
       this.#historySize,
       this.#historyTtl,
       inlineLimit,
+      publishId === undefined ? '' : '1',
     );
     const step: PublishStep = { cursor, count: Number(count) };
     if (step.count <= inlineLimit) step.members = members.map(decodeMember);
@@ -310,7 +405,7 @@ function toConnection(
   hash: Record<string, string>,
   topics: string[],
 ): Connection | null {
-  const { userId, endpoint, connectedAt, allowedTopics, pendingSince } = hash;
+  const { userId, endpoint, connectedAt, allowedTopics, pendingSince, exp } = hash;
   if (userId === undefined || endpoint === undefined) return null;
   const connection: Connection = {
     connectionId,
@@ -321,5 +416,6 @@ function toConnection(
     topics: topics.sort(),
   };
   if (pendingSince !== undefined) connection.pendingSince = pendingSince;
+  if (exp !== undefined) connection.tokenExpiresAt = Number(exp);
   return connection;
 }

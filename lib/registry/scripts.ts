@@ -1,6 +1,7 @@
 import type { Cluster, Redis, Result } from 'ioredis';
 import publishLua from './scripts/publish.lua';
 import resumeLua from './scripts/resume.lua';
+import topicAddLua from './scripts/topic-add.lua';
 
 /**
  * Registers our Lua scripts on a client. ioredis sends EVALSHA and falls back
@@ -8,8 +9,9 @@ import resumeLua from './scripts/resume.lua';
  */
 export function defineScripts(redis: Redis | Cluster): void {
   if (typeof (redis as Partial<Redis>).pwPublish === 'function') return;
-  redis.defineCommand('pwPublish', { numberOfKeys: 3, lua: publishLua });
+  redis.defineCommand('pwPublish', { numberOfKeys: 4, lua: publishLua });
   redis.defineCommand('pwResume', { numberOfKeys: 4, lua: resumeLua });
+  redis.defineCommand('pwTopicAdd', { numberOfKeys: 1, lua: topicAddLua });
 }
 
 declare module 'ioredis' {
@@ -18,11 +20,13 @@ declare module 'ioredis' {
       live: string,
       history: string,
       lost: string,
+      publishId: string,
       nowMs: number,
       entry: string,
       historySize: number,
       historyTtlSeconds: number,
       inlineLimit: number,
+      recordId: '1' | '',
     ): Result<[string, number, ...string[]], Context>;
     pwResume(
       history: string,
@@ -35,5 +39,11 @@ declare module 'ioredis' {
       expiryMs: number,
       liveTtlSeconds: number,
     ): Result<string[], Context>;
+    pwTopicAdd(
+      topics: string,
+      topic: string,
+      maxTopics: number,
+      ttlSeconds: number,
+    ): Result<number, Context>;
   }
 }

@@ -13,6 +13,16 @@ export interface ConnectionRecord {
   allowedTopics: string[];
   /** A `?since=` cursor given at connect, replayed at the connection's first frame. */
   pendingSince?: string;
+  /** When the connection's token expires (ms): no member score ever exceeds it. */
+  tokenExpiresAt?: number;
+}
+
+/** What `$connect` needs to know about a user before admitting one more connection. */
+export interface Admission {
+  /** When the user's tokens were last revoked (ms), if within the revocation window. */
+  revokedAt: number | null;
+  /** The user's connections now (live or replaying). */
+  connections: number;
 }
 
 export interface Connection extends ConnectionRecord {
@@ -59,8 +69,17 @@ export interface ConnectionRegistry {
 
   userAudience(userId: string): Audience;
   topicAudience(topic: string): Audience;
-  /** Adds a connection to a topic, live or (when about to replay) resuming. */
-  subscribe(connection: ConnectionRecord, topic: string, resuming: boolean): Promise<void>;
+  /**
+   * Adds a connection to a topic, live or (when about to replay) resuming.
+   * With `maxTopics`, a connection already in that many other topics is not
+   * added and false is returned (checked and added atomically).
+   */
+  subscribe(
+    connection: ConnectionRecord,
+    topic: string,
+    resuming: boolean,
+    maxTopics?: number,
+  ): Promise<boolean>;
   unsubscribe(connection: ConnectionRecord, topic: string): Promise<boolean>;
   /** Takes a member out of live delivery until resumeStep() says it caught up. */
   beginResume(audience: Audience, recipient: Recipient): Promise<void>;
@@ -73,10 +92,34 @@ export interface ConnectionRegistry {
   /** Whether history still holds every entry after `since`. */
   recoverable(audience: Audience, since: string): Promise<boolean>;
 
+  /** Revocation and connection count of a user, read in one round trip. */
+  admission(userId: string): Promise<Admission>;
+  /** Refuses the user's tokens issued at or before `atMs`, for `ttlSeconds`. */
+  revokeUser(userId: string, atMs: number, ttlSeconds: number): Promise<void>;
+  /** Stores a refreshed token's expiry and grants, and re-bounds the member scores. */
+  refreshToken(
+    connectionId: string,
+    tokenExpiresAt: number,
+    allowedTopics: string[],
+  ): Promise<void>;
+  /** Counts one replay of this connection in the current minute; returns the count. */
+  countReplay(connectionId: string): Promise<number>;
+  /** Whether every one of these endpoints is one a connection was recorded with (lately). */
+  endpointsKnown(endpoints: readonly string[]): Promise<boolean>;
+
   /** Connections of one user, live or still replaying history, with endpoints. */
   lookupUser(userId: string): Promise<Recipient[]>;
-  /** Stores `entry` in the audience's history (unless null) and reads its live members, atomically. */
-  publish(audience: Audience, entry: string | null, inlineLimit: number): Promise<PublishStep>;
+  /**
+   * Stores `entry` in the audience's history (unless null) and reads its live
+   * members, atomically. With a `publishId` already stored in this stream, it
+   * stores nothing and answers the cursor it was stored under.
+   */
+  publish(
+    audience: Audience,
+    entry: string | null,
+    inlineLimit: number,
+    publishId?: string,
+  ): Promise<PublishStep>;
   /** Streams the live members of an audience (or of everyone) in batches, never all at once. */
   scan(audience: Audience | 'all', batch: number): AsyncIterable<Recipient[]>;
   /** Connected members (live, or catching up on history), expired ones not counted. */

@@ -1,6 +1,15 @@
 import { type Identity, type TokenVerifier, topicAllowed } from '../auth/tokens.js';
+import { callbackEndpoint } from '../edge/events.js';
 import { encodeFrame, parseClientFrame, type ServerFrame } from '../edge/protocol.js';
-import { ForbiddenError, UnknownConnectionError, ValidationError } from '../errors.js';
+import {
+  ForbiddenError,
+  LimitError,
+  RateLimitedError,
+  TokenExpiredError,
+  UnauthorizedError,
+  UnknownConnectionError,
+  ValidationError,
+} from '../errors.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { isCursor } from '../registry/cursor.js';
 import type { Audience, Connection, ConnectionRegistry } from '../registry/types.js';
@@ -13,6 +22,25 @@ export interface SessionDeps {
   verifyToken: TokenVerifier;
   /** Fixed callback URL (custom domain, serverless-offline); else derived from the event. */
   callbackUrl?: string;
+  /** Per-connection and per-user limits; unset ones are not enforced. */
+  limits?: Partial<SessionLimits>;
+  /** Clock (ms), injectable for tests. */
+  now?: () => number;
+}
+
+export interface SessionLimits {
+  topicsPerConnection: number;
+  connectionsPerUser: number;
+  replaysPerMinute: number;
+}
+
+/** Refuses a token of a user revoked after (or in the same second as) it was issued. */
+function checkRevocation(identity: Identity, revokedAt: number | null): void {
+  if (revokedAt !== null && identity.issuedAt <= revokedAt) {
+    throw new UnauthorizedError(
+      "token revoked: this user's tokens issued before the revocation are refused; get a new one",
+    );
+  }
 }
 
 export interface ConnectInput {
@@ -24,19 +52,28 @@ export interface ConnectInput {
   connectedAt?: number;
 }
 
-/** Where the management API of the API holding a connection lives. */
-export function callbackEndpoint(domainName: string, stage: string, callbackUrl?: string): string {
-  return callbackUrl ?? `https://${domainName}/${stage}`;
-}
+export { callbackEndpoint };
 
 /** `$connect`: verify the token, then record the connection. A refused token writes nothing. */
 export async function connect(
   input: ConnectInput,
-  deps: Pick<SessionDeps, 'registry' | 'verifyToken' | 'callbackUrl'>,
+  deps: Pick<SessionDeps, 'registry' | 'verifyToken' | 'callbackUrl' | 'limits'>,
 ): Promise<Identity & { endpoint: string }> {
   const identity = await deps.verifyToken(input.token);
   if (input.since !== undefined && !isCursor(input.since)) {
     throw new ValidationError('since must be a cursor like "1732752000000-0"', 'invalid_cursor');
+  }
+  const admission = await deps.registry.admission(identity.userId);
+  checkRevocation(identity, admission.revokedAt);
+  // Checked, then registered: connects racing each other may pass the limit
+  // by as many as race; the limit is there against one client opening
+  // hundreds, which it still stops.
+  const maxConnections = deps.limits?.connectionsPerUser;
+  if (maxConnections !== undefined && admission.connections >= maxConnections) {
+    throw new LimitError(
+      'too_many_connections',
+      `this user already has ${admission.connections} connections (at most ${maxConnections})`,
+    );
   }
   const endpoint = callbackEndpoint(input.domainName, input.stage, deps.callbackUrl);
   await deps.registry.register({
@@ -45,6 +82,7 @@ export async function connect(
     endpoint,
     connectedAt: input.connectedAt ?? Date.now(),
     allowedTopics: identity.topics,
+    tokenExpiresAt: identity.expiresAt,
     ...(input.since !== undefined && { pendingSince: input.since }),
   });
   return { ...identity, endpoint };
@@ -89,11 +127,18 @@ async function catchUp(
 export async function handleFrame(
   connectionId: string,
   body: string | undefined,
-  deps: Pick<SessionDeps, 'registry' | 'gateway'>,
+  deps: Pick<SessionDeps, 'registry' | 'gateway' | 'limits' | 'now'> &
+    Partial<Pick<SessionDeps, 'verifyToken'>>,
 ): Promise<ServerFrame> {
   const frame = parseClientFrame(body);
   const connection = await deps.registry.touch(connectionId);
   if (!connection) throw new UnknownConnectionError(connectionId);
+  // Its member scores stopped at the token's exp (touch cannot raise them
+  // past it): it receives nothing more, and now it is told and closed.
+  const now = (deps.now ?? Date.now)();
+  if (connection.tokenExpiresAt !== undefined && connection.tokenExpiresAt <= now) {
+    throw new TokenExpiredError();
+  }
 
   // A `?since=` given at connect is replayed here, at the first frame: API
   // Gateway lets nobody post to a connection until `$connect` has returned.
@@ -109,6 +154,13 @@ export async function handleFrame(
     await post(deps, connection, { type: 'resumed', recovered });
   }
 
+  const maxTopics = deps.limits?.topicsPerConnection;
+  const tooManyTopics = () =>
+    new LimitError(
+      'too_many_topics',
+      `a connection may subscribe to at most ${maxTopics} topics: unsubscribe from one first`,
+    );
+
   switch (frame.action) {
     case 'ping':
       // The connection's own id, so an app can pass it as a publish's
@@ -119,10 +171,15 @@ export async function handleFrame(
         throw new ForbiddenError(`your token does not allow topic "${frame.topic}"`);
       }
       if (frame.since === undefined) {
-        await deps.registry.subscribe(connection, frame.topic, false);
+        if (!(await deps.registry.subscribe(connection, frame.topic, false, maxTopics))) {
+          throw tooManyTopics();
+        }
         return { type: 'subscribed', topic: frame.topic };
       }
-      await deps.registry.subscribe(connection, frame.topic, true);
+      await countReplay(deps, connectionId);
+      if (!(await deps.registry.subscribe(connection, frame.topic, true, maxTopics))) {
+        throw tooManyTopics();
+      }
       await post(deps, connection, { type: 'subscribed', topic: frame.topic });
       const audience = deps.registry.topicAudience(frame.topic);
       const recovered = await catchUp(deps, audience, connection, frame.since);
@@ -131,10 +188,53 @@ export async function handleFrame(
     case 'unsubscribe':
       await deps.registry.unsubscribe(connection, frame.topic);
       return { type: 'unsubscribed', topic: frame.topic };
+    case 'auth':
+      return refresh(connection, frame.token, deps);
     case 'resume': {
+      await countReplay(deps, connectionId);
       const audience = deps.registry.userAudience(connection.userId);
       await deps.registry.beginResume(audience, connection);
       return { type: 'resumed', recovered: await catchUp(deps, audience, connection, frame.since) };
     }
   }
+}
+
+/** Replays cost up to a whole history of posts each: bounded per connection per minute. */
+async function countReplay(
+  deps: Pick<SessionDeps, 'registry' | 'limits'>,
+  connectionId: string,
+): Promise<void> {
+  const max = deps.limits?.replaysPerMinute;
+  if (max === undefined) return;
+  if ((await deps.registry.countReplay(connectionId)) > max) {
+    throw new RateLimitedError(
+      `at most ${max} replays (resume, subscribe with since) per connection per minute: try again later`,
+      60,
+    );
+  }
+}
+
+/**
+ * `auth`: a fresh token for the same user extends the connection's life in
+ * place (as Centrifugo's refresh does). Its grants replace the old ones;
+ * topics they no longer allow are left.
+ */
+async function refresh(
+  connection: Connection,
+  token: string,
+  deps: Pick<SessionDeps, 'registry'> & Partial<Pick<SessionDeps, 'verifyToken'>>,
+): Promise<ServerFrame> {
+  if (!deps.verifyToken) throw new Error('handleFrame needs verifyToken for auth frames');
+  const identity = await deps.verifyToken(token);
+  if (identity.userId !== connection.userId) {
+    throw new ForbiddenError(
+      'a refreshed token must be for the same user ("sub") as the connection',
+    );
+  }
+  checkRevocation(identity, (await deps.registry.admission(identity.userId)).revokedAt);
+  await deps.registry.refreshToken(connection.connectionId, identity.expiresAt, identity.topics);
+  for (const topic of connection.topics) {
+    if (!topicAllowed(topic, identity.topics)) await deps.registry.unsubscribe(connection, topic);
+  }
+  return { type: 'authenticated', expiresAt: identity.expiresAt };
 }

@@ -65,6 +65,34 @@ describe('chunked fan-out through the deliver function', () => {
     for (const c of few) expect(ids(c)).toEqual([toFew.id, last.id]);
   });
 
+  it("carries a 120 KB userIds message once per chunk; deliver rebuilds each user's frame with its own cursor", async () => {
+    const users = ['big0', 'big1', 'big2', 'big3', 'big4'];
+    const clients = [];
+    for (const user of users) clients.push(await connectAs(user));
+    const data = { body: 'y'.repeat(120 * 1024), quote: '"a\\b"' };
+    const runsBefore = deliverRuns();
+
+    const result = await publish({ id: 'big-userids-1', userIds: users, data });
+    expect(result).toMatchObject({ recipients: 5, delivered: 5, gone: 0, failed: 0, chunks: 3 });
+    await eventually(() => deliverRuns() - runsBefore >= 3, 5_000, 'three deliver runs');
+
+    await Promise.all(clients.map((c) => c.client.next(isMessage(result.id))));
+    for (const [i, c] of clients.entries()) {
+      const frame = c.client.messages().find(isMessage(result.id));
+      expect(frame).toMatchObject({ type: 'message', id: 'big-userids-1', data });
+      const cursor = frame?.['cursor'] as string;
+      const [last] = await stack.probe.redis.xrevrange(
+        stack.probe.keys.audience('user', users[i] as string).keys.history,
+        '+',
+        '-',
+        'COUNT',
+        1,
+      );
+      // Each user's own stream position (streams are independent: equal ids are possible).
+      expect(cursor).toBe(last?.[0]);
+    }
+  });
+
   it('counts a connection a lost $disconnect left as gone, and deliver prunes it', async () => {
     // The broadcast below must see only this test's connections.
     await stack.probe.waitUntilNoConnections();

@@ -1,8 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { kick } from '../../lib/admin/kick.js';
 import { presence } from '../../lib/admin/presence.js';
-import { RedisDedupStore } from '../../lib/delivery/dedup.js';
+import { chunkJobs, parseDeliverChunk } from '../../lib/delivery/chunks.js';
+import { type DedupStore, RedisDedupStore } from '../../lib/delivery/dedup.js';
+import { deliver } from '../../lib/delivery/fanout.js';
 import { messageFrame, publish } from '../../lib/delivery/publish.js';
+import { PublishInProgressError } from '../../lib/errors.js';
+import type { Gateway } from '../../lib/gateway/gateway.js';
 import type { RedisRegistry } from '../../lib/registry/redis.js';
 import type { ConnectionRecord, ConnectionRegistry } from '../../lib/registry/types.js';
 import { sleep, TOPOLOGIES, useTopologies } from '../helpers/redis-matrix.js';
@@ -26,33 +30,52 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
   const env = envs[topology];
 
   describe('dedup', () => {
-    const store = (registry: RedisRegistry, ttlSeconds = 60) =>
-      new RedisDedupStore(env.redis, (id) => registry.keys.dedup(id), ttlSeconds);
+    /** Waits (real clock) until a key has expired, however slow the machine is. */
+    async function untilGone(key: string, timeoutMs = 10_000): Promise<void> {
+      const deadline = Date.now() + timeoutMs;
+      while ((await env.redis.exists(key)) === 1) {
+        if (Date.now() > deadline) throw new Error(`${key} did not expire within ${timeoutMs} ms`);
+        await sleep(50);
+      }
+    }
 
-    it('claims once, remembers the result, keeps the TTL, and gives a claim back', async () => {
+    const store = (registry: RedisRegistry, ttlSeconds = 60, leaseSeconds = 30) =>
+      new RedisDedupStore(env.redis, (id) => registry.keys.dedup(id), {
+        ttlSeconds,
+        leaseSeconds,
+      });
+
+    it('claims once under a lease, remembers the result for the dedup TTL, and releases only its own claim', async () => {
       const registry = env.registry();
-      const dedup = store(registry);
+      const dedup = store(registry, 60, 30);
       const key = registry.keys.dedup('order-1');
 
-      expect(await dedup.claim('order-1')).toEqual({ claimed: true });
-      expect(await dedup.claim('order-1')).toEqual({ claimed: false, first: null });
-      const ttl = await env.redis.pttl(key);
-      expect(ttl).toBeGreaterThan(0);
-      expect(ttl).toBeLessThanOrEqual(60_000);
+      const claim = await dedup.claim('order-1');
+      expect(claim.state).toBe('claimed');
+      expect(await dedup.claim('order-1')).toEqual({ state: 'running' });
+      // The lease, not the dedup TTL, bounds a claim that is never completed.
+      const leaseTtl = await env.redis.pttl(key);
+      expect(leaseTtl).toBeGreaterThan(25_000);
+      expect(leaseTtl).toBeLessThanOrEqual(30_000);
+
+      // Another attempt's token releases nothing.
+      await dedup.release('order-1', 'someone-else');
+      expect(await dedup.claim('order-1')).toEqual({ state: 'running' });
 
       await dedup.complete('order-1', { id: 'order-1', delivered: 3 });
       expect(await dedup.claim('order-1')).toEqual({
-        claimed: false,
+        state: 'done',
         first: { id: 'order-1', delivered: 3 },
       });
-      expect(await env.redis.pttl(key)).toBeGreaterThan(0);
+      const doneTtl = await env.redis.pttl(key);
+      expect(doneTtl).toBeGreaterThan(30_000);
+      expect(doneTtl).toBeLessThanOrEqual(60_000);
 
-      await dedup.release('order-1');
-      expect(await env.redis.exists(key)).toBe(0);
-      // Completing an id that is no longer claimed writes nothing (no key without TTL).
-      await dedup.complete('order-1', { late: true });
-      expect(await env.redis.exists(key)).toBe(0);
-      expect(await dedup.claim('order-1')).toEqual({ claimed: true });
+      const other = await dedup.claim('order-2');
+      if (other.state !== 'claimed') throw new Error('expected a claim');
+      await dedup.release('order-2', other.token);
+      expect(await env.redis.exists(registry.keys.dedup('order-2'))).toBe(0);
+      expect((await dedup.claim('order-2')).state).toBe('claimed');
     });
 
     it('answers a second publish with the same id from the first result, posting nothing', async () => {
@@ -73,19 +96,23 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
       expect(history).toBe(1);
     });
 
-    it('lets an id be claimed again once its TTL has passed (real clock)', async () => {
+    it('delivers again once the dedup TTL has passed, with the same cursor and still one history entry (real clock)', async () => {
       const registry = env.registry();
       const gateway = new RecordingGateway();
-      const deps = publishDeps(registry, gateway, store(registry, 1));
-      await registerAll(registry, [connection('bob')]);
+      const deps = publishDeps(registry, gateway, store(registry, 2));
+      const [bob] = await registerAll(registry, [connection('bob')]);
 
-      await publish({ id: 'evt-ttl', userId: 'bob', data: 1 }, deps);
+      const first = await publish({ id: 'evt-ttl', userId: 'bob', data: 1 }, deps);
       expect((await publish({ id: 'evt-ttl', userId: 'bob', data: 1 }, deps)).duplicate).toBe(true);
-      await sleep(1_150);
+      await untilGone(registry.keys.dedup('evt-ttl'));
       const again = await publish({ id: 'evt-ttl', userId: 'bob', data: 1 }, deps);
       expect(again.duplicate).toBeUndefined();
-      expect(again.delivered).toBe(1);
-      expect(gateway.posts).toHaveLength(2);
+      expect(again).toMatchObject({ delivered: 1, cursor: first.cursor });
+      const frames = gateway.posts.map((p) => p.frame);
+      expect(frames).toHaveLength(2);
+      expect(frames[1]).toBe(frames[0]);
+      expect(gateway.framesTo(bob?.connectionId as string)[0]?.cursor).toBe(first.cursor);
+      expect(await env.redis.xlen(registry.userAudience('bob').keys.history)).toBe(1);
     });
 
     it('gives the id back when the publish fails, so a retry delivers', async () => {
@@ -111,9 +138,146 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
       expect(retry).toMatchObject({ delivered: 1 });
       expect(retry.duplicate).toBeUndefined();
     });
+
+    it('a retry after an attempt that threw after delivering sends the same frame again, and history holds it once', async () => {
+      const registry = env.registry();
+      const gateway = new RecordingGateway();
+      const records = await registerAll(registry, [
+        connection('dora'),
+        connection('dora'),
+        connection('emil'),
+      ]);
+      await Promise.all(records.map((r) => registry.subscribe(r, 'news', false)));
+      const real = store(registry);
+      // The first attempt delivers everything, then fails to record its result.
+      let failures = 1;
+      const flaky: DedupStore = {
+        claim: (id) => real.claim(id),
+        release: (id, token) => real.release(id, token),
+        complete: async (id, result) => {
+          if (failures-- > 0) throw new Error('connection lost after delivery');
+          await real.complete(id, result);
+        },
+      };
+      for (const request of [
+        { id: 'after-1', userIds: ['dora', 'emil'], data: { n: 1 } },
+        { id: 'after-2', topic: 'news', data: { n: 2 } },
+      ]) {
+        failures = 1;
+        gateway.posts.length = 0;
+        const deps = publishDeps(registry, gateway, flaky);
+        await expect(publish(request, deps)).rejects.toThrow('connection lost after delivery');
+        const firstFrames = gateway.posts.map((p) => `${p.connectionId} ${p.frame}`).sort();
+        expect(firstFrames).toHaveLength(3);
+
+        const retry = await publish(request, deps);
+        expect(retry).toMatchObject({ recipients: 3, delivered: 3, failed: 0 });
+        const retryFrames = gateway.posts
+          .slice(3)
+          .map((p) => `${p.connectionId} ${p.frame}`)
+          .sort();
+        expect(retryFrames).toEqual(firstFrames);
+      }
+      for (const audience of [
+        registry.userAudience('dora'),
+        registry.userAudience('emil'),
+        registry.topicAudience('news'),
+      ]) {
+        expect(await env.redis.xlen(audience.keys.history)).toBe(1);
+      }
+    });
+
+    it('an attempt that died holds its id only for its lease; a retry then reaches every connection with the same frame (real clock)', async () => {
+      const registry = env.registry();
+      const records = await registerAll(registry, [connection('finn'), connection('finn')]);
+      const dedup = store(registry, 60, 2);
+      // The first attempt posts to one connection and then hangs forever:
+      // as good as killed by its timeout mid-fan-out.
+      const dying = new RecordingGateway();
+      let posted = 0;
+      const hang: Gateway = {
+        post: (endpoint, connectionId, data) =>
+          posted++ === 0 ? dying.post(endpoint, connectionId, data) : new Promise(() => undefined),
+        close: (endpoint, connectionId) => dying.close(endpoint, connectionId),
+      };
+      const request = { id: 'killed-1', userId: 'finn', data: 'x' };
+      void publish(request, publishDeps(registry, hang, dedup));
+      const deadline = Date.now() + 5_000;
+      while (dying.posts.length === 0 && Date.now() < deadline) await sleep(10);
+      expect(dying.posts).toHaveLength(1);
+
+      // While its lease runs, a retry is told the publish is in progress.
+      const gateway = new RecordingGateway();
+      const early = publish(request, publishDeps(registry, gateway, dedup));
+      await expect(early).rejects.toBeInstanceOf(PublishInProgressError);
+      expect(gateway.posts).toHaveLength(0);
+
+      await untilGone(registry.keys.dedup('killed-1'));
+      const retry = await publish(request, publishDeps(registry, gateway, dedup));
+      expect(retry).toMatchObject({ recipients: 2, delivered: 2, failed: 0, stored: true });
+      expect(Object.keys(gateway.countsByConnection()).sort()).toEqual(
+        records.map((r) => r.connectionId).sort(),
+      );
+      expect(gateway.posts.map((p) => p.frame)).toContain(dying.posts[0]?.frame);
+      expect(new Set(gateway.posts.map((p) => p.frame)).size).toBe(1);
+      expect(await env.redis.xlen(registry.userAudience('finn').keys.history)).toBe(1);
+      expect(await publish(request, publishDeps(registry, gateway, dedup))).toEqual({
+        ...retry,
+        duplicate: true,
+      });
+    });
   });
 
   describe('delivery', () => {
+    it('re-runs a deliver worker that died midway: every connection reached, none counted twice', async () => {
+      const registry = env.registry();
+      const gateway = new RecordingGateway();
+      const records = await registerAll(
+        registry,
+        Array.from({ length: 50 }, (_, i) => connection(`w${i % 5}`)),
+      );
+      await Promise.all(records.map((r) => registry.subscribe(r, 'ops', false)));
+      // The worker of the second chunk posts to half its recipients, then dies
+      // (as a Lambda killed at its timeout); every other run is a real worker.
+      let runs = 0;
+      const worker = async (payload: string) => {
+        runs++;
+        const chunk = parseDeliverChunk(JSON.parse(payload));
+        const jobs = [...chunkJobs(chunk)];
+        if (runs === 2) {
+          const half = jobs.flatMap((j) => j.recipients.map((r) => ({ frame: j.frame, r })));
+          for (const { frame, r } of half.slice(0, half.length / 2)) {
+            await gateway.post(r.endpoint, r.connectionId, frame);
+          }
+          throw new Error('Task timed out after 120.00 seconds');
+        }
+        return deliver(jobs, {
+          gateway,
+          prune: async () => undefined,
+          logger: { warn: () => undefined },
+          concurrency: 4,
+        });
+      };
+      const deps = { ...publishDeps(registry, gateway, noDedup, 20), invokeChunk: worker };
+
+      const result = await publish({ id: 'ops-1', topic: 'ops', data: 'x' }, deps);
+
+      expect(result).toMatchObject({
+        recipients: 50,
+        delivered: 50,
+        gone: 0,
+        failed: 0,
+        chunks: 3,
+      });
+      expect(runs).toBe(4);
+      const counts = gateway.countsByConnection();
+      expect(Object.keys(counts).sort()).toEqual(records.map((r) => r.connectionId).sort());
+      // The dead worker's half got it twice, the same frame both times.
+      expect(Object.values(counts).filter((n) => n === 2)).toHaveLength(10);
+      expect(new Set(gateway.posts.map((p) => p.frame)).size).toBe(1);
+      expect(deps.warnings.map((w) => w.message)).toEqual(['deliver worker failed']);
+    });
+
     it('reaches both devices of a user, with the cursor in the frame', async () => {
       const registry = env.registry();
       const gateway = new RecordingGateway();

@@ -78,14 +78,16 @@ export function publishDeps(
     logger: { warn: (message, extra) => warnings.push({ message, extra }) },
     concurrency: 8,
     chunkSize,
+    chunkMaxBytes: 5 * 1024 * 1024,
     parallelChunks: 2,
+    deliverAttempts: 2,
     warnings,
   };
 }
 
 /** A dedup store that never sees an id twice, for tests that publish without ids. */
 export const noDedup: DedupStore = {
-  claim: async () => ({ claimed: true }),
+  claim: async () => ({ state: 'claimed', token: 'none' }),
   complete: async () => undefined,
   release: async () => undefined,
 };

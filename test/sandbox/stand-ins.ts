@@ -222,3 +222,69 @@ export class LambdaInvokeStandIn {
     if (this.#listening) await close(this.#listening.server);
   }
 }
+
+/**
+ * SSM Parameter Store's GetParameter (issue 9: secrets by parameter): answers
+ * the parameters it was given, decrypted, and ParameterNotFound otherwise.
+ * Every request must be SigV4-signed for ssm in the region with the role's
+ * session credentials; one that is not is refused (403) and recorded.
+ */
+export class SsmStandIn {
+  readonly reads: string[] = [];
+  readonly signatureFailures: SignatureFailure[] = [];
+  #listening?: Listening;
+
+  private constructor(
+    readonly check: (request: ReceivedRequest) => SigV4Check,
+    readonly parameters: Record<string, string>,
+  ) {}
+
+  static async start(
+    region: string,
+    credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string },
+    parameters: Record<string, string>,
+  ): Promise<SsmStandIn> {
+    const api = new SsmStandIn(checker(credentials, region, 'ssm'), parameters);
+    api.#listening = await listen((request, res) => api.#handle(request, res));
+    return api;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.#listening?.port}`;
+  }
+
+  #handle(request: ReceivedRequest, res: ServerResponse): void {
+    const json = { 'content-type': 'application/x-amz-json-1.1' };
+    if (request.method !== 'POST' || request.headers['x-amz-target'] !== 'AmazonSSM.GetParameter') {
+      res.writeHead(400, json).end(JSON.stringify({ __type: 'UnknownOperationException' }));
+      return;
+    }
+    const check = this.check(request);
+    if (!check.ok) {
+      this.signatureFailures.push({ url: request.url, check });
+      res.writeHead(403, json).end(JSON.stringify({ __type: 'InvalidSignatureException' }));
+      return;
+    }
+    const { Name, WithDecryption } = JSON.parse(request.body.toString('utf8')) as {
+      Name: string;
+      WithDecryption?: boolean;
+    };
+    this.reads.push(Name);
+    const value = this.parameters[Name];
+    if (value === undefined || WithDecryption !== true) {
+      res
+        .writeHead(400, json)
+        .end(
+          JSON.stringify({ __type: 'ParameterNotFound', message: `Parameter ${Name} not found.` }),
+        );
+      return;
+    }
+    res
+      .writeHead(200, json)
+      .end(JSON.stringify({ Parameter: { Name, Type: 'SecureString', Value: value } }));
+  }
+
+  async stop(): Promise<void> {
+    if (this.#listening) await close(this.#listening.server);
+  }
+}

@@ -9,7 +9,7 @@ import { type RedisServer, startRedisServer } from '../../scripts/redis-server.j
 import { devToken } from '../../scripts/token.js';
 import { LambdaSandbox, type Packaged, packageService } from './lambda-sandbox.js';
 import { NODE_VERSIONS, type NodeMajor, nodeBinary } from './node-runtimes.js';
-import { LambdaInvokeStandIn, ManagementApiStandIn } from './stand-ins.js';
+import { LambdaInvokeStandIn, ManagementApiStandIn, SsmStandIn } from './stand-ins.js';
 
 /**
  * The packaged zips (`osls package`), run as Lambda runs them: each unzipped
@@ -23,7 +23,8 @@ import { LambdaInvokeStandIn, ManagementApiStandIn } from './stand-ins.js';
 
 const STAGE = 'prod';
 const REGION = 'eu-west-1';
-const JWT_SECRET = 'sandbox-secret';
+// Read by the functions from the SSM stand-in, never given to them by value.
+const JWT_SECRET = 'sandbox-secret-of-at-least-32-bytes!';
 // What Lambda puts in the environment for the role (a session: a token too).
 const CREDENTIALS = {
   accessKeyId: 'ASIASANDBOXEXAMPLE',
@@ -36,6 +37,7 @@ const FANOUT_CHUNK = 3;
 let redisServer: RedisServer;
 let redis: Redis;
 let mgmt: ManagementApiStandIn;
+let ssm: SsmStandIn;
 let invokeApi: LambdaInvokeStandIn;
 let packaged: Packaged;
 /** The sandbox of the Node version under test: the Invoke API runs `deliver` in it. */
@@ -45,6 +47,10 @@ beforeAll(async () => {
   redisServer = await startRedisServer();
   redis = new Redis(redisServer.url);
   mgmt = await ManagementApiStandIn.start(STAGE, REGION, CREDENTIALS);
+  ssm = await SsmStandIn.start(REGION, CREDENTIALS, {
+    '/pushwire/prod/redis-url': redisServer.url,
+    '/pushwire/prod/jwt-secret': JWT_SECRET,
+  });
   invokeApi = await LambdaInvokeStandIn.start(REGION, CREDENTIALS, async (name, payload) => {
     if (!current) throw new Error('no sandbox running');
     const outcome = await current.invoke(name, payload);
@@ -53,8 +59,11 @@ beforeAll(async () => {
   // The shell a deploy would package from: these end up in the template.
   const dir = mkdtempSync(join(tmpdir(), 'pushwire-package-'));
   packaged = await packageService(dir, STAGE, REGION, {
-    REDIS_URL: redisServer.url,
-    JWT_SECRET,
+    // Secrets by parameter (issue 9): the template names them, the functions
+    // fetch them (signed) at cold start. The private Redis has no TLS.
+    JWT_SECRET_PARAMETER: '/pushwire/prod/jwt-secret',
+    REDIS_ALLOW_PLAINTEXT: 'true',
+    AWS_ENDPOINT_URL_SSM: ssm.url,
     WS_CALLBACK_URL: mgmt.url,
     LAMBDA_ENDPOINT: invokeApi.url,
     FANOUT_CHUNK: String(FANOUT_CHUNK),
@@ -68,6 +77,7 @@ afterAll(async () => {
   await current?.stop();
   await invokeApi?.stop();
   await mgmt?.stop();
+  await ssm?.stop();
   await redis?.quit();
   await redisServer?.stop();
   if (packaged) rmSync(packaged.dir, { recursive: true, force: true });
@@ -222,22 +232,23 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       expect(refused.statusCode).toBe(401);
     });
 
-    it('$default answers ping and subscribe, and a first frame loads no signer', async () => {
+    it('$default answers ping and subscribe, and a first frame posts nothing', async () => {
+      // Prepare
+      const postsBefore = mgmt.posts.length;
       // Act
       const pong = await send(alice1, { action: 'ping' });
       const subscribed = await send(alice1, { action: 'subscribe', topic });
       // Assess
       expect(replyFrame(pong)).toMatchObject({ type: 'pong' });
       expect(replyFrame(subscribed)).toEqual({ type: 'subscribed', topic });
-      // Lazy loading: the cold starts and the frames so far never evaluated
-      // the signed gateway module (the only code in these bundles that
-      // requires node:http and node:https).
+      // The cold starts load the signer once, to read their secrets from SSM
+      // (issue 9: secrets by parameter); the frames so far signed nothing else.
       const loaded = sandbox.loads
         .filter((l) => l.functionKey === 'connect' || l.functionKey === 'default')
         .flatMap((l) => l.requested);
       expect(loaded).toContain('node:crypto');
-      expect(loaded).not.toContain('node:http');
-      expect(loaded).not.toContain('node:https');
+      expect(ssm.reads.length).toBeGreaterThan(0);
+      expect(mgmt.posts.length).toBe(postsBefore);
     });
 
     let firstCursor = '';
@@ -409,6 +420,12 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       expect(sandbox.output()).not.toMatch(/Cannot find module|ERR_MODULE_NOT_FOUND/);
       expect(mgmt.signatureFailures).toEqual([]);
       expect(invokeApi.signatureFailures).toEqual([]);
+      // The secrets came from SSM, signed (issue 9), and nowhere else.
+      expect(ssm.signatureFailures).toEqual([]);
+      expect(new Set(ssm.reads)).toEqual(
+        new Set(['/pushwire/prod/redis-url', '/pushwire/prod/jwt-secret']),
+      );
+      expect(sandbox.output()).not.toContain(JWT_SECRET);
       // Every function ran at least once, cold.
       expect(new Set(sandbox.coldStarts.map((c) => c.functionKey))).toEqual(
         new Set(packaged.functions.keys()),

@@ -2,7 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../lib/config.js';
 import { ConfigError } from '../../lib/errors.js';
 
-const MINIMAL = { REDIS_URL: 'redis://localhost:6379', JWT_SECRET: 'shh' };
+const SECRET = 'a-local-secret-of-at-least-32-bytes';
+const MINIMAL = { REDIS_URL: 'redis://localhost:6379', JWT_SECRET: SECRET };
+const SECURITY_DEFAULTS = {
+  stage: 'local',
+  deployed: false,
+  allowPlaintextRedis: false,
+  limits: { topicsPerConnection: 100, connectionsPerUser: 50, replaysPerMinute: 10 },
+  allowedEndpoints: [],
+  secretEndpoints: {},
+};
 
 /** Runs loadConfig and returns the ConfigError it threw. */
 function refusal(env: Record<string, string | undefined>): ConfigError {
@@ -23,7 +32,8 @@ describe('loadConfig', () => {
     // Assess
     expect(config).toStrictEqual({
       redis: { urls: ['redis://localhost:6379'], cluster: false, prefix: 'pw:' },
-      jwt: { secret: 'shh' },
+      jwt: { secret: SECRET, maxTokenAgeSeconds: 3_600, clockToleranceSeconds: 30 },
+      ...SECURITY_DEFAULTS,
       connectionTtlSeconds: 660,
       history: { size: 100, ttlSeconds: 86_400 },
       dedupTtlSeconds: 86_400,
@@ -33,6 +43,12 @@ describe('loadConfig', () => {
         parallelChunks: 8,
         throttleMaxAttempts: 5,
         throttleBudgetMs: 5_000,
+      },
+      delivery: {
+        chunkMaxBytes: 5 * 1024 * 1024,
+        deliverAttempts: 2,
+        managementApiTimeoutMs: 5_000,
+        publishLeaseSeconds: 310,
       },
       deliverFunctionName: 'pushwire-local-deliver',
       region: 'us-east-1',
@@ -58,6 +74,10 @@ describe('loadConfig', () => {
       FANOUT_PARALLEL_CHUNKS: '4',
       THROTTLE_MAX_ATTEMPTS: '3',
       THROTTLE_BUDGET_MS: '1000',
+      FANOUT_CHUNK_MAX_BYTES: '1000000',
+      DELIVER_ATTEMPTS: '3',
+      MANAGEMENT_API_TIMEOUT_MS: '1500',
+      PUBLISH_LEASE_SECONDS: '60',
       DELIVER_FUNCTION_NAME: 'pushwire-prod-deliver',
       LAMBDA_ENDPOINT: 'http://localhost:3002',
       AWS_REGION: 'eu-central-1',
@@ -76,7 +96,11 @@ describe('loadConfig', () => {
         jwksUrl: 'https://auth.example.com/.well-known/jwks.json',
         issuer: 'https://auth.example.com/',
         audience: 'push',
+        maxTokenAgeSeconds: 3_600,
+        clockToleranceSeconds: 30,
       },
+      ...SECURITY_DEFAULTS,
+      allowedEndpoints: ['http://localhost:3001'],
       callbackUrl: 'http://localhost:3001',
       lambdaEndpoint: 'http://localhost:3002',
       connectionTtlSeconds: 900,
@@ -89,10 +113,24 @@ describe('loadConfig', () => {
         throttleMaxAttempts: 3,
         throttleBudgetMs: 1000,
       },
+      delivery: {
+        chunkMaxBytes: 1_000_000,
+        deliverAttempts: 3,
+        managementApiTimeoutMs: 1_500,
+        publishLeaseSeconds: 60,
+      },
       deliverFunctionName: 'pushwire-prod-deliver',
       region: 'eu-central-1',
       credentials: { accessKeyId: 'ASIAEXAMPLE', secretAccessKey: 'secret', sessionToken: 'token' },
     });
+  });
+
+  it('refuses a FANOUT_CHUNK_MAX_BYTES above what Lambda accepts in one invocation', () => {
+    // Act
+    const load = () => loadConfig({ ...MINIMAL, FANOUT_CHUNK_MAX_BYTES: '7000000' });
+
+    // Assess
+    expect(load).toThrow('FANOUT_CHUNK_MAX_BYTES must be an integer from 262144 to 6000000');
   });
 
   it.each([
@@ -134,12 +172,14 @@ describe('loadConfig', () => {
     const error = refusal({ ...MINIMAL, REDIS_URL: '' });
 
     // Assess
-    expect(error.message).toBe('Environment variable REDIS_URL is required');
+    expect(error.message).toBe(
+      'Environment variable REDIS_URL (or REDIS_URL_PARAMETER) is required',
+    );
   });
 
   it('refuses a missing REDIS_URL and names it', () => {
     // Act
-    const error = refusal({ JWT_SECRET: 'shh' });
+    const error = refusal({ JWT_SECRET: SECRET });
 
     // Assess
     expect(error).toBeInstanceOf(ConfigError);

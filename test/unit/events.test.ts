@@ -126,18 +126,21 @@ describe('frameBody', () => {
 
 describe('toPublicError', () => {
   it.each([
-    [new ValidationError('bad frame', 'invalid_frame'), 'invalid_frame', 400],
-    [new TooLargeError('too big'), 'too_large', 413],
-    [new UnauthorizedError(), 'unauthorized', 401],
-    [new ForbiddenError('not yours'), 'forbidden', 403],
-    [new UnknownConnectionError('c1='), 'unknown_connection', 410],
-  ])('shows %s with its code, status and message', (error, code, status) => {
-    // Act
-    const shown = toPublicError(error);
+    [new ValidationError('bad frame', 'invalid_frame'), 'invalid_frame', 400, false],
+    [new TooLargeError('too big'), 'too_large', 413, false],
+    [new UnauthorizedError(), 'unauthorized', 401, false],
+    [new ForbiddenError('not yours'), 'forbidden', 403, false],
+    [new UnknownConnectionError('c1='), 'unknown_connection', 410, true],
+  ])(
+    'shows %s with its code, status, message and whether it closes the socket',
+    (error, code, status, closes) => {
+      // Act
+      const shown = toPublicError(error);
 
-    // Assess
-    expect(shown).toEqual({ code, status, message: error.message });
-  });
+      // Assess
+      expect(shown).toEqual({ code, status, message: error.message, closesConnection: closes });
+    },
+  );
 
   it.each([
     ['a plain Error', new Error('ECONNREFUSED 10.0.0.1:6379')],
@@ -150,7 +153,12 @@ describe('toPublicError', () => {
     const shown = toPublicError(error);
 
     // Assess
-    expect(shown).toEqual({ code: 'internal', message: 'internal error', status: 500 });
+    expect(shown).toEqual({
+      code: 'internal',
+      message: 'internal error',
+      status: 500,
+      closesConnection: false,
+    });
   });
 
   it('says which connection is unknown', () => {

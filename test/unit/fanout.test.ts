@@ -88,7 +88,7 @@ describe('deliver', () => {
     });
 
     // Assess
-    expect(counts).toEqual({ delivered: 3, gone: 0, failed: 0 });
+    expect(counts).toEqual({ delivered: 3, gone: 0, failed: 0, failures: [] });
     expect(postedIds().sort()).toEqual(['a1', 'a2', 'a3']);
     const frames = api
       .commandCalls(PostToConnectionCommand)
@@ -115,7 +115,7 @@ describe('deliver', () => {
 
     // Assess
     expect(pruned).toEqual(['dead']);
-    expect(counts).toEqual({ delivered: 2, gone: 1, failed: 0 });
+    expect(counts).toEqual({ delivered: 2, gone: 1, failed: 0, failures: [] });
   });
 
   it('keeps going and counts exactly when some posts are gone and some fail', async () => {
@@ -123,7 +123,13 @@ describe('deliver', () => {
     api.on(PostToConnectionCommand).resolves({});
     api.on(PostToConnectionCommand, { ConnectionId: 'g1' }).rejects(gone());
     api.on(PostToConnectionCommand, { ConnectionId: 'g2' }).rejects(gone());
-    api.on(PostToConnectionCommand, { ConnectionId: 'bad' }).rejects(serverError('kaput'));
+    // A 403 is not retried (a 5xx would be, see gateway.test.ts), so each id is posted once.
+    api.on(PostToConnectionCommand, { ConnectionId: 'bad' }).rejects(
+      Object.assign(new Error('Forbidden'), {
+        name: 'ForbiddenException',
+        $metadata: { httpStatusCode: 403 },
+      }),
+    );
     const { prune, pruned } = recordingPrune();
     const { logger } = recordingLogger();
     const ids = ['ok1', 'g1', 'bad', 'ok2', 'g2', 'ok3'];
@@ -137,12 +143,12 @@ describe('deliver', () => {
     });
 
     // Assess: every recipient was tried, even those after the failure
-    expect(counts).toEqual({ delivered: 3, gone: 2, failed: 1 });
+    expect(counts).toMatchObject({ delivered: 3, gone: 2, failed: 1 });
     expect(postedIds()).toEqual(ids);
     expect(pruned.sort()).toEqual(['g1', 'g2']);
   });
 
-  it('logs a failed delivery with the connection id, endpoint and reason, and does not prune it', async () => {
+  it('names a failed delivery (connection id, endpoint, reason) in its report and one log line, and does not prune it', async () => {
     // Prepare
     api.on(PostToConnectionCommand).resolves({});
     api.on(PostToConnectionCommand, { ConnectionId: 'bad' }).rejects(serverError('kaput'));
@@ -150,7 +156,7 @@ describe('deliver', () => {
     const { logger, warnings } = recordingLogger();
 
     // Act
-    await deliver([job('m', [...at(EP_A, 'good'), ...at(EP_B, 'bad')])], {
+    const report = await deliver([job('m', [...at(EP_A, 'good'), ...at(EP_B, 'bad')])], {
       gateway: noWaitGateway(),
       prune,
       logger,
@@ -159,16 +165,43 @@ describe('deliver', () => {
 
     // Assess
     expect(pruned).toEqual([]);
+    const failure = {
+      connectionId: 'bad',
+      endpoint: EP_B,
+      reason: 'InternalServerErrorException (HTTP 500): kaput',
+    };
+    expect(report).toEqual({ delivered: 1, gone: 0, failed: 1, failures: [failure] });
     expect(warnings).toEqual([
-      {
-        message: 'delivery failed',
-        extra: {
-          connectionId: 'bad',
-          endpoint: EP_B,
-          reason: 'InternalServerErrorException (HTTP 500): kaput',
-        },
-      },
+      { message: 'delivery failed', extra: { failed: 1, connections: [failure] } },
     ]);
+  });
+
+  it('keeps its log bounded however many fail: the first 100 by name, the rest counted', async () => {
+    // Prepare
+    api.on(PostToConnectionCommand).rejects(
+      Object.assign(new Error('Forbidden'), {
+        name: 'ForbiddenException',
+        $metadata: { httpStatusCode: 403 },
+      }),
+    );
+    const { prune } = recordingPrune();
+    const { logger, warnings } = recordingLogger();
+    const ids = Array.from({ length: 250 }, (_, i) => `f${i}`);
+
+    // Act
+    const report = await deliver([job('m', at(EP_A, ...ids))], {
+      gateway: noWaitGateway(),
+      prune,
+      logger,
+      concurrency: 10,
+    });
+
+    // Assess
+    expect(report.failed).toBe(250);
+    expect(report.failures).toHaveLength(100);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.extra).toMatchObject({ failed: 250, unnamed: 150 });
+    expect(warnings[0]?.extra['connections']).toHaveLength(100);
   });
 
   it('still counts a gone connection when pruning it fails, and logs the prune failure', async () => {
@@ -187,7 +220,7 @@ describe('deliver', () => {
     });
 
     // Assess
-    expect(counts).toEqual({ delivered: 0, gone: 1, failed: 0 });
+    expect(counts).toEqual({ delivered: 0, gone: 1, failed: 0, failures: [] });
     expect(warnings).toEqual([
       {
         message: 'could not prune a gone connection',
@@ -296,7 +329,7 @@ describe('deliver', () => {
     });
 
     // Assess
-    expect(counts).toEqual({ delivered: 0, gone: 0, failed: 0 });
+    expect(counts).toEqual({ delivered: 0, gone: 0, failed: 0, failures: [] });
     expect(api.send.callCount).toBe(0);
   });
 });

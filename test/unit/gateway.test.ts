@@ -8,7 +8,7 @@ import {
 } from '@aws-sdk/client-apigatewaymanagementapi';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { isGone, isThrottled } from '../../lib/gateway/gateway.js';
+import { isGone, isThrottled, isTransient } from '../../lib/gateway/gateway.js';
 import { AwsGateway, type AwsGatewayOptions } from '../../lib/gateway/sdk.js';
 
 const ENDPOINT = 'https://abc123.execute-api.eu-west-1.amazonaws.com/prod';
@@ -116,9 +116,67 @@ describe('AwsGateway.post', () => {
     expect(result).toBe('gone');
   });
 
-  it('throws a 500 unchanged and does not retry it', async () => {
+  it('retries a 500 with the same backoff as throttling and returns ok once a retry succeeds', async () => {
+    // Prepare
+    api.on(PostToConnectionCommand).rejectsOnce(serverError()).resolves({});
+    const { gateway, sleeps } = gatewayWithRecordedSleeps();
+
+    // Act
+    const result = await gateway.post(ENDPOINT, 'conn-1=', data);
+
+    // Assess
+    expect(result).toBe('ok');
+    expect(api.commandCalls(PostToConnectionCommand)).toHaveLength(2);
+    expect(sleeps).toEqual([25]);
+  });
+
+  it.each([
+    ['a reset socket', () => Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })],
+    ['a hung-up socket', () => new Error('socket hang up')],
+    [
+      "the SDK's request timeout",
+      () => Object.assign(new Error('socket timed out'), { name: 'TimeoutError' }),
+    ],
+    [
+      'a 503 without a modelled name',
+      () => Object.assign(new Error('Service Unavailable'), { $metadata: { httpStatusCode: 503 } }),
+    ],
+  ])('retries %s and returns ok once a retry succeeds', async (_label, failure) => {
+    // Prepare
+    api.on(PostToConnectionCommand).rejectsOnce(failure()).rejectsOnce(failure()).resolves({});
+    const { gateway, sleeps } = gatewayWithRecordedSleeps();
+
+    // Act
+    const result = await gateway.post(ENDPOINT, 'conn-1=', data);
+
+    // Assess
+    expect(result).toBe('ok');
+    expect(api.commandCalls(PostToConnectionCommand)).toHaveLength(3);
+    expect(sleeps).toEqual([25, 50]);
+  });
+
+  it('gives up on a 5xx after throttleMaxAttempts and throws it unchanged', async () => {
     // Prepare
     const error = serverError();
+    api.on(PostToConnectionCommand).rejects(error);
+    const { gateway } = gatewayWithRecordedSleeps({ throttleMaxAttempts: 3 });
+
+    // Act
+    const outcome = gateway.post(ENDPOINT, 'conn-1=', data);
+
+    // Assess
+    await expect(outcome).rejects.toBe(error);
+    expect(api.commandCalls(PostToConnectionCommand)).toHaveLength(3);
+  });
+
+  it('throws a 403 unchanged and does not retry it', async () => {
+    // Prepare
+    const error = new ApiGatewayManagementApiServiceException({
+      name: 'ForbiddenException',
+      $fault: 'client',
+      message: 'Forbidden',
+      $metadata: { httpStatusCode: 403 },
+    });
     api.on(PostToConnectionCommand).rejects(error);
     const { gateway, sleeps } = gatewayWithRecordedSleeps();
 
@@ -401,6 +459,29 @@ describe('AwsGateway.close', () => {
     expect(result).toBe('ok');
     expect(api.commandCalls(DeleteConnectionCommand)).toHaveLength(2);
     expect(sleeps).toHaveLength(1);
+  });
+});
+
+describe('isTransient', () => {
+  it.each([
+    ['500', serverError(), true],
+    ['502', Object.assign(new Error('x'), { $metadata: { httpStatusCode: 502 } }), true],
+    ['504', Object.assign(new Error('x'), { $metadata: { httpStatusCode: 504 } }), true],
+    ['TimeoutError', Object.assign(new Error('x'), { name: 'TimeoutError' }), true],
+    ['ECONNRESET', Object.assign(new Error('x'), { code: 'ECONNRESET' }), true],
+    ['ECONNREFUSED', Object.assign(new Error('x'), { code: 'ECONNREFUSED' }), true],
+    ['EPIPE', Object.assign(new Error('x'), { code: 'EPIPE' }), true],
+    ['socket hang up', new Error('socket hang up'), true],
+    ['429', throttled(), false],
+    ['410', gone(), false],
+    ['403', Object.assign(new Error('x'), { $metadata: { httpStatusCode: 403 } }), false],
+    ['413', Object.assign(new Error('x'), { $metadata: { httpStatusCode: 413 } }), false],
+    ['a plain Error', new Error('bug'), false],
+    ['null', null, false],
+    ['a string', 'ECONNRESET', false],
+  ])('isTransient(%s) is %s', (_label, error, expected) => {
+    // Act + Assess
+    expect(isTransient(error)).toBe(expected);
   });
 });
 

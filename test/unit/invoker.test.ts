@@ -1,13 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import type { DeliverChunk } from '../../lib/delivery/chunks.js';
+import { serializeChunk } from '../../lib/delivery/chunks.js';
 import { lambdaChunkInvoker } from '../../lib/delivery/invoker.js';
 import type { InvokeResult, LambdaInvoke } from '../../lib/delivery/lambda-invoke.js';
 
 // The Invoke call itself (signing, HTTP, errors) is tested in
 // lambda-invoke.test.ts against a local server; here a scripted one.
-const chunk: DeliverChunk = {
-  jobs: [{ frame: '{"type":"message"}', recipients: [['c1=', 'https://x.example/prod']] }],
-};
+const chunk = serializeChunk({
+  message: { id: 'm1', dataJson: '{"n":1}' },
+  jobs: [{ cursor: '1-0', recipients: [['c1=', 'https://x.example/prod']] }],
+});
 
 function scripted(answer: () => Promise<InvokeResult>) {
   const calls: { functionName: string; payload: Uint8Array }[] = [];
@@ -20,7 +21,7 @@ function scripted(answer: () => Promise<InvokeResult>) {
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
 describe('lambdaChunkInvoker', () => {
-  it('invokes the deliver function with the chunk as JSON and returns its counts', async () => {
+  it('invokes the deliver function with the serialised chunk and returns its counts', async () => {
     // Prepare
     const { invoke, calls } = scripted(async () => ({
       payload: json({ delivered: 3, gone: 1, failed: 0 }),
@@ -30,10 +31,26 @@ describe('lambdaChunkInvoker', () => {
     const counts = await lambdaChunkInvoker(invoke, 'pushwire-prod-deliver')(chunk);
 
     // Assess
-    expect(counts).toEqual({ delivered: 3, gone: 1, failed: 0 });
+    expect(counts).toEqual({ delivered: 3, gone: 1, failed: 0, failures: [] });
     expect(calls).toHaveLength(1);
     expect(calls[0]?.functionName).toBe('pushwire-prod-deliver');
-    expect(JSON.parse(Buffer.from(calls[0]?.payload as Uint8Array).toString())).toEqual(chunk);
+    expect(Buffer.from(calls[0]?.payload as Uint8Array).toString()).toBe(chunk);
+  });
+
+  it('passes on the failures a worker names', async () => {
+    // Prepare
+    const failures = [
+      { connectionId: 'c1=', endpoint: 'https://x.example/prod', reason: 'HTTP 500' },
+    ];
+    const { invoke } = scripted(async () => ({
+      payload: json({ delivered: 0, gone: 0, failed: 1, failures }),
+    }));
+
+    // Act
+    const report = await lambdaChunkInvoker(invoke, 'f')(chunk);
+
+    // Assess
+    expect(report).toEqual({ delivered: 0, gone: 0, failed: 1, failures });
   });
 
   it('throws with the function error and the start of its payload when the worker failed', async () => {

@@ -1,7 +1,13 @@
 import { Logger } from '@aws-lambda-powertools/logger';
+import {
+  ApiGatewayManagementApiClient,
+  DeleteConnectionCommand,
+  PostToConnectionCommand,
+} from '@aws-sdk/client-apigatewaymanagementapi';
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
-import { describe, expect, it, vi } from 'vitest';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   invokeErrors,
   type WebSocketResponse,
@@ -15,6 +21,7 @@ import {
   UnknownConnectionError,
   ValidationError,
 } from '../../lib/errors.js';
+import { AwsGateway } from '../../lib/gateway/sdk.js';
 
 /** A Lambda context without getRemainingTimeInMillis, so middy sets no timeout. */
 const context = {
@@ -29,6 +36,7 @@ function spiedLogger() {
     logger,
     error: vi.spyOn(logger, 'error'),
     info: vi.spyOn(logger, 'info'),
+    warn: vi.spyOn(logger, 'warn'),
   };
 }
 
@@ -133,6 +141,166 @@ describe('webSocketErrors', () => {
 
     // Assess
     expect(response).toEqual({ statusCode: 200, body: '{"type":"pong"}' });
+  });
+});
+
+describe('webSocketErrors: errors that close the connection', () => {
+  const api = mockClient(ApiGatewayManagementApiClient);
+  const gateway = new AwsGateway({ region: 'eu-west-1', sleep: async () => undefined });
+  /** A `$default` event as API Gateway sends it (cloned per test). */
+  const frameEvent = () => ({
+    requestContext: {
+      connectionId: 'c1=',
+      domainName: 'abc.execute-api.eu-west-1.amazonaws.com',
+      stage: 'prod',
+    },
+    body: '{"action":"ping"}',
+  });
+  const sent = () =>
+    api.calls().map((call) => {
+      const input = call.args[0].input as { ConnectionId: string; Data?: Uint8Array };
+      return {
+        command: call.args[0].constructor.name,
+        connectionId: input.ConnectionId,
+        ...(input.Data && { frame: JSON.parse(Buffer.from(input.Data).toString('utf8')) }),
+      };
+    });
+
+  beforeEach(() => {
+    api.reset();
+    api.on(PostToConnectionCommand).resolves({});
+    api.on(DeleteConnectionCommand).resolves({});
+  });
+
+  it('posts the unknown_connection frame to the connection, then closes it, and answers without a body', async () => {
+    // Prepare
+    const { logger } = spiedLogger();
+    const handler = middy(throwing(new UnknownConnectionError('c1='))).use(
+      webSocketErrors({ logger: () => logger, gateway: () => gateway }),
+    );
+
+    // Act
+    const response = await handler(frameEvent(), context);
+
+    // Assess
+    expect(sent()).toEqual([
+      {
+        command: 'PostToConnectionCommand',
+        connectionId: 'c1=',
+        frame: {
+          type: 'error',
+          code: 'unknown_connection',
+          message: 'connection c1= is not registered',
+        },
+      },
+      { command: 'DeleteConnectionCommand', connectionId: 'c1=' },
+    ]);
+    expect(await api.call(0).thisValue.config.endpoint?.()).toMatchObject({
+      hostname: 'abc.execute-api.eu-west-1.amazonaws.com',
+      path: '/prod',
+    });
+    expect(response).toEqual({ statusCode: 410 });
+  });
+
+  it('uses the configured callback URL, read per request', async () => {
+    // Prepare
+    const { logger } = spiedLogger();
+    let callbackUrl = 'http://localhost:3001';
+    const handler = middy(throwing(new UnknownConnectionError('c1='))).use(
+      webSocketErrors({
+        logger: () => logger,
+        gateway: () => gateway,
+        callbackUrl: () => callbackUrl,
+      }),
+    );
+
+    // Act
+    await handler(frameEvent(), context);
+    callbackUrl = 'http://localhost:4001';
+    await handler(frameEvent(), context);
+
+    // Assess
+    const endpoints = await Promise.all(
+      api.calls().map(async (call) => (await call.thisValue.config.endpoint?.())?.port),
+    );
+    expect(endpoints).toEqual([3001, 3001, 4001, 4001]);
+  });
+
+  it('does not close a connection that is already gone', async () => {
+    // Prepare
+    api.on(PostToConnectionCommand).rejects(
+      Object.assign(new Error('gone'), {
+        name: 'GoneException',
+        $metadata: { httpStatusCode: 410 },
+      }),
+    );
+    const { logger } = spiedLogger();
+    const handler = middy(throwing(new UnknownConnectionError('c1='))).use(
+      webSocketErrors({ logger: () => logger, gateway: () => gateway }),
+    );
+
+    // Act
+    const response = await handler(frameEvent(), context);
+
+    // Assess
+    expect(api.commandCalls(DeleteConnectionCommand)).toHaveLength(0);
+    expect(response).toEqual({ statusCode: 410 });
+  });
+
+  it('logs a management API failure and still answers the error', async () => {
+    // Prepare
+    api.on(PostToConnectionCommand).rejects(
+      Object.assign(new Error('boom'), {
+        name: 'InternalServerError',
+        $metadata: { httpStatusCode: 500 },
+      }),
+    );
+    const { logger, warn } = spiedLogger();
+    const handler = middy(throwing(new UnknownConnectionError('c1='))).use(
+      webSocketErrors({ logger: () => logger, gateway: () => gateway }),
+    );
+
+    // Act
+    const response = await handler(frameEvent(), context);
+
+    // Assess
+    expect(response).toEqual({ statusCode: 410 });
+    expect(warn).toHaveBeenCalledWith('could not close the connection after an error', {
+      connectionId: 'c1=',
+      reason: expect.stringContaining('HTTP 500'),
+    });
+  });
+
+  it('answers errors that do not close the connection with the frame as body, calling nothing', async () => {
+    // Prepare
+    const { logger } = spiedLogger();
+    const handler = middy(throwing(new ForbiddenError('no'))).use(
+      webSocketErrors({ logger: () => logger, gateway: () => gateway }),
+    );
+
+    // Act
+    const response = await handler(frameEvent(), context);
+
+    // Assess
+    expect(api.calls()).toHaveLength(0);
+    expect(response.statusCode).toBe(403);
+    expect(JSON.parse(response.body as string)).toMatchObject({ code: 'forbidden' });
+  });
+
+  it('honours closesConnection only for errors shown to the client', async () => {
+    // Prepare
+    const hidden = new PushwireError('x', 'secret', 410, false, { closesConnection: true });
+    const { logger } = spiedLogger();
+    const handler = middy(throwing(hidden)).use(
+      webSocketErrors({ logger: () => logger, gateway: () => gateway }),
+    );
+
+    // Act
+    const response = await handler(frameEvent(), context);
+
+    // Assess
+    expect(api.calls()).toHaveLength(0);
+    expect(JSON.parse(response.body as string)).toMatchObject({ code: 'internal' });
   });
 });
 

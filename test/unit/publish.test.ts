@@ -13,7 +13,7 @@ import {
   parsePublishRequest,
   publish,
 } from '../../lib/delivery/publish.js';
-import { TooLargeError, ValidationError } from '../../lib/errors.js';
+import { PublishInProgressError, TooLargeError, ValidationError } from '../../lib/errors.js';
 import { AwsGateway } from '../../lib/gateway/sdk.js';
 import { createKeys, type Recipient } from '../../lib/registry/keys.js';
 import type { ConnectionRegistry, PublishStep } from '../../lib/registry/types.js';
@@ -242,22 +242,25 @@ describe('messageFrame', () => {
 // publish() with hand-written fakes of its ports (registry, dedup) and the
 // real AwsGateway over a mocked management API client.
 
-/** A dedup fake that records calls and claims ids the first time it sees them. */
+/** A dedup fake that records calls and claims ids the first time it sees them ('running' while pending). */
 function fakeDedup(seen: Map<string, unknown> = new Map()) {
   const calls: string[] = [];
   const dedup: DedupStore = {
     claim: async (id) => {
       calls.push(`claim:${id}`);
-      if (seen.has(id)) return { claimed: false, first: seen.get(id) };
+      if (seen.has(id)) {
+        const first = seen.get(id);
+        return first === null ? { state: 'running' } : { state: 'done', first };
+      }
       seen.set(id, null);
-      return { claimed: true };
+      return { state: 'claimed', token: `token-${id}` };
     },
     complete: async (id, result) => {
       calls.push(`complete:${id}`);
       seen.set(id, result);
     },
-    release: async (id) => {
-      calls.push(`release:${id}`);
+    release: async (id, token) => {
+      calls.push(`release:${id}:${token}`);
       seen.delete(id);
     },
   };
@@ -273,7 +276,9 @@ function publishDeps(registry: ConnectionRegistry, dedup: DedupStore): PublishDe
     logger: { warn: () => undefined },
     concurrency: 4,
     chunkSize: 100,
+    chunkMaxBytes: 5 * 1024 * 1024,
     parallelChunks: 2,
+    deliverAttempts: 2,
   };
 }
 
@@ -492,7 +497,41 @@ describe('publish with fake ports', () => {
 
     // Assess
     await expect(outcome).rejects.toBe(failure);
-    expect(calls).toEqual(['claim:retry-me', 'release:retry-me']);
+    expect(calls).toEqual(['claim:retry-me', 'release:retry-me:token-retry-me']);
+  });
+
+  it('refuses a publish whose id another attempt still holds, sending and storing nothing', async () => {
+    // Prepare: the first attempt claimed the id and has not completed
+    const { registry, calls: registryCalls } = userRegistry({
+      cursor: '1-0',
+      count: 1,
+      members: [member('c1')],
+    });
+    const { dedup } = fakeDedup(new Map([['busy', null]]));
+
+    // Act
+    const outcome = publish({ id: 'busy', userId: 'u1', data: 1 }, publishDeps(registry, dedup));
+
+    // Assess
+    const error = await outcome.catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PublishInProgressError);
+    expect(error).toMatchObject({ code: 'in_progress', status: 503, expose: true });
+    expect(registryCalls).toEqual([]);
+    expect(api.commandCalls(PostToConnectionCommand)).toHaveLength(0);
+  });
+
+  it('hands the caller-given id to the registry so a retry gets the cursor it was stored under', async () => {
+    // Prepare
+    const { registry, calls } = userRegistry({ cursor: '5-0', count: 0, members: [] });
+    const { dedup } = fakeDedup();
+
+    // Act
+    await publish({ id: 'order-7', userIds: ['u1', 'u2'], data: 1 }, publishDeps(registry, dedup));
+    await publish({ userId: 'u3', data: 1 }, publishDeps(registry, dedup));
+
+    // Assess: the 4th argument of registry.publish is the id, only when the caller gave one
+    const publishes = calls.filter((c) => c.method === 'publish').map((c) => c.args[3]);
+    expect(publishes).toEqual(['order-7', 'order-7', undefined]);
   });
 
   it('counts connection ids with no record as gone and skips the excepted one', async () => {

@@ -28,6 +28,7 @@ const sign = (sub: string, topics?: string[]) =>
   new SignJWT(topics ? { topics } : {})
     .setProtectedHeader({ alg: 'HS256' })
     .setSubject(sub)
+    .setIssuedAt()
     .setExpirationTime('5m')
     .sign(new TextEncoder().encode(SECRET));
 
@@ -83,6 +84,7 @@ describe('connect', () => {
     // Prepare
     const registered: ConnectionRecord[] = [];
     const { registry } = fakeRegistry({
+      admission: async () => ({ revokedAt: null, connections: 0 }),
       register: async (record) => {
         registered.push(record);
       },
@@ -101,7 +103,7 @@ describe('connect', () => {
     );
 
     // Assess
-    expect(identity).toEqual({ userId: 'alice', topics: ['news'], endpoint: EP });
+    expect(identity).toMatchObject({ userId: 'alice', topics: ['news'], endpoint: EP });
     expect(registered).toStrictEqual([
       {
         connectionId: 'c1',
@@ -109,6 +111,7 @@ describe('connect', () => {
         endpoint: EP,
         connectedAt: 42,
         allowedTopics: ['news'],
+        tokenExpiresAt: identity.expiresAt,
       },
     ]);
   });
@@ -117,6 +120,7 @@ describe('connect', () => {
     // Prepare
     const registered: ConnectionRecord[] = [];
     const { registry } = fakeRegistry({
+      admission: async () => ({ revokedAt: null, connections: 0 }),
       register: async (record) => {
         registered.push(record);
       },
@@ -235,6 +239,7 @@ describe('handleFrame', () => {
       touch: async () => connection(),
       subscribe: async (_c, topic, resuming) => {
         subscribed.push([topic, resuming]);
+        return true;
       },
     });
 

@@ -22,12 +22,26 @@ let server: Server;
 let endpoint: string;
 let seen: Seen[];
 let answers: number[];
+/** Requests whose socket the server destroys instead of answering (a connection reset). */
+let resetNext = 0;
 
 beforeAll(async () => {
   server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      if (resetNext > 0) {
+        resetNext--;
+        seen.push({
+          method: req.method ?? '',
+          url: req.url ?? '',
+          headers: req.headers,
+          body: Buffer.concat(chunks),
+          remotePort: req.socket.remotePort,
+        });
+        req.socket.destroy();
+        return;
+      }
       seen.push({
         method: req.method ?? '',
         url: req.url ?? '',
@@ -35,7 +49,16 @@ beforeAll(async () => {
         body: Buffer.concat(chunks),
         remotePort: req.socket.remotePort,
       });
-      res.writeHead(answers.shift() ?? 200);
+      const code = answers.shift() ?? 200;
+      // 0: never answer (a management API that hangs); the client's deadline must end it.
+      if (code === 0) return;
+      // -1: answer 200 and start the body, then never finish it (a trickling peer).
+      if (code === -1) {
+        res.writeHead(200, { 'content-length': '100' });
+        res.write('{');
+        return;
+      }
+      res.writeHead(code);
       res.end('{"message":"scripted"}');
     });
   });
@@ -43,10 +66,17 @@ beforeAll(async () => {
   const address = server.address();
   endpoint = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/prod`;
 });
-afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+afterAll(
+  () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+);
 beforeEach(() => {
   seen = [];
   answers = [];
+  resetNext = 0;
 });
 
 const gatewayWith = (extra: Partial<ConstructorParameters<typeof SignedHttpGateway>[0]> = {}) =>
@@ -159,10 +189,63 @@ describe('SignedHttpGateway', () => {
     expect(seen).toHaveLength(3);
   });
 
-  it('throws on any other failure without retrying, naming the status', async () => {
-    answers = [500];
-    await expect(gatewayWith().post(endpoint, 'c1', Buffer.from('x'))).rejects.toThrow(/HTTP 500/);
+  it('retries a 5xx like throttling and then succeeds', async () => {
+    answers = [500, 503, 200];
+    expect(await gatewayWith().post(endpoint, 'c1', Buffer.from('x'))).toBe('ok');
+    expect(seen).toHaveLength(3);
+  });
+
+  it('gives up on a 5xx after the attempts allowed, naming the status', async () => {
+    answers = [502, 502];
+    const error = await gatewayWith({ throttleMaxAttempts: 2 })
+      .post(endpoint, 'c1', Buffer.from('x'))
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ManagementApiError);
+    expect((error as ManagementApiError).message).toMatch(/HTTP 502/);
+    expect(seen).toHaveLength(2);
+  });
+
+  it('throws on a 4xx other than 410 and 429 without retrying, naming the status', async () => {
+    answers = [403];
+    await expect(gatewayWith().post(endpoint, 'c1', Buffer.from('x'))).rejects.toThrow(/HTTP 403/);
     expect(seen).toHaveLength(1);
+  });
+
+  it('ends a request that gets no answer at its deadline and retries it', async () => {
+    answers = [0, 200];
+    const started = Date.now();
+    const result = await gatewayWith({ requestTimeoutMs: 300 }).post(
+      endpoint,
+      'c1',
+      Buffer.from('x'),
+    );
+    expect(result).toBe('ok');
+    expect(seen).toHaveLength(2);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+  });
+
+  it('gives up on a management API that never answers, with a TimeoutError', async () => {
+    answers = [0, 0];
+    const error = await gatewayWith({ requestTimeoutMs: 200, throttleMaxAttempts: 2 })
+      .post(endpoint, 'c1', Buffer.from('x'))
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'TimeoutError', code: 'ETIMEDOUT' });
+    expect(seen).toHaveLength(2);
+  });
+
+  it('ends a request whose answer starts but never finishes, at the same deadline', async () => {
+    answers = [-1, -1];
+    const error = await gatewayWith({ requestTimeoutMs: 200, throttleMaxAttempts: 2 })
+      .post(endpoint, 'c1', Buffer.from('x'))
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'TimeoutError' });
+    expect(seen).toHaveLength(2);
+  });
+
+  it('retries a post whose connection the server resets', async () => {
+    resetNext = 1;
+    expect(await gatewayWith().post(endpoint, 'c1', Buffer.from('x'))).toBe('ok');
+    expect(seen).toHaveLength(2);
   });
 
   it('closes a connection with DELETE', async () => {

@@ -6,11 +6,13 @@
 -- KEYS[1] - live members ZSET (member "connectionId|endpoint", score = expiry ms)
 -- KEYS[2] - history STREAM
 -- KEYS[3] - lost marker STRING (id of the newest entry ever trimmed)
+-- KEYS[4] - publish id STRING (cursor of the entry this publish id was stored as)
 -- ARGV[1] - now, ms since epoch
 -- ARGV[2] - history entry (JSON), or "" to keep no history
 -- ARGV[3] - history size (entries kept)
 -- ARGV[4] - history TTL, seconds (also the age limit of an entry)
 -- ARGV[5] - inline limit: members are returned only when there are at most this many
+-- ARGV[6] - "1" when KEYS[4] is a publish id to record (a publish with an `id`), else ""
 -- Returns { cursor or "", number of live members, members... }
 
 local now = tonumber(ARGV[1])
@@ -18,9 +20,21 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 
 local cursor = ''
 local size = tonumber(ARGV[3])
-if ARGV[2] ~= '' and size > 0 then
+-- A publish id seen before on this stream (a retried publish) gets the cursor
+-- it was stored under and is not appended again: every attempt sends the same
+-- frame, and history holds the message once.
+local known = false
+if ARGV[6] == '1' then
+  known = redis.call('GET', KEYS[4])
+end
+if known then
+  cursor = known
+elseif ARGV[2] ~= '' and size > 0 then
   local ttl = tonumber(ARGV[4])
   cursor = redis.call('XADD', KEYS[2], '*', 'm', ARGV[2])
+  if ARGV[6] == '1' then
+    redis.call('SET', KEYS[4], cursor, 'EX', ttl)
+  end
 
   -- Age: drop entries older than the TTL, remembering the newest one dropped.
   local minid = string.format('%.0f', now - ttl * 1000) .. '-0'

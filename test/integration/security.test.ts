@@ -1,0 +1,205 @@
+import { describe, expect, it } from 'vitest';
+import type { RedisRegistry } from '../../lib/registry/redis.js';
+import { handleFrame } from '../../lib/session/session.js';
+import { callsDelta, TOPOLOGIES, testClock, useTopologies } from '../helpers/redis-matrix.js';
+import { connection, RecordingGateway } from './support.js';
+
+const envs = useTopologies();
+
+describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
+  const env = envs[topology];
+
+  describe("token exp bounds a connection's member scores", () => {
+    it('never scores a member past its token exp, so publishes and lookups skip it once expired', async () => {
+      // Prepare
+      const clock = testClock();
+      const registry = env.registry({ now: clock.now, connectionTtlSeconds: 600 });
+      const exp = clock.now() + 5_000;
+      const record = connection('exp-user', { tokenExpiresAt: exp });
+      await registry.register(record);
+      await registry.subscribe(record, 'news', false);
+      const member = `${record.connectionId}|${record.endpoint}`;
+
+      // Act
+      await registry.touch(record.connectionId);
+      const userScore = Number(
+        await env.redis.zscore(registry.userAudience('exp-user').keys.live, member),
+      );
+      const topicScore = Number(
+        await env.redis.zscore(registry.topicAudience('news').keys.live, member),
+      );
+      const beforeExp = await registry.lookupUser('exp-user');
+      clock.advance(5_001);
+      const afterExp = await registry.lookupUser('exp-user');
+      const published = await registry.publish(registry.topicAudience('news'), null, 100);
+
+      // Assess
+      expect(userScore).toBe(exp);
+      expect(topicScore).toBe(exp);
+      expect(beforeExp.map((r) => r.connectionId)).toEqual([record.connectionId]);
+      expect(afterExp).toEqual([]);
+      expect(published.count).toBe(0);
+    });
+
+    it('raises the bound when the token is refreshed', async () => {
+      // Prepare
+      const clock = testClock();
+      const registry = env.registry({ now: clock.now, connectionTtlSeconds: 600 });
+      const record = connection('refresh-user', { tokenExpiresAt: clock.now() + 5_000 });
+      await registry.register(record);
+      const newExp = clock.now() + 60_000;
+
+      // Act
+      await registry.refreshToken(record.connectionId, newExp, ['news']);
+      const stored = await registry.get(record.connectionId);
+      const score = Number(
+        await env.redis.zscore(
+          registry.userAudience('refresh-user').keys.live,
+          `${record.connectionId}|${record.endpoint}`,
+        ),
+      );
+
+      // Assess
+      expect(stored?.tokenExpiresAt).toBe(newExp);
+      expect(stored?.allowedTopics).toEqual(['news']);
+      expect(score).toBe(newExp);
+    });
+  });
+
+  describe('topics per connection', () => {
+    it('admits exactly the limit of topics even when subscribes race', async () => {
+      // Prepare
+      const registry = env.registry();
+      const record = connection('topic-racer');
+      await registry.register(record);
+      const topics = Array.from({ length: 20 }, (_, i) => `race-${i}`);
+
+      // Act
+      const outcomes = await Promise.all(
+        topics.map((t) => registry.subscribe(record, t, false, 5)),
+      );
+      const stored = await registry.get(record.connectionId);
+
+      // Assess
+      expect(outcomes.filter(Boolean)).toHaveLength(5);
+      expect(stored?.topics).toHaveLength(5);
+      // A refused topic's audience was not joined.
+      const refused = topics.filter((_, i) => !outcomes[i]);
+      const counts = await Promise.all(
+        refused.map((t) => registry.countConnected(registry.topicAudience(t))),
+      );
+      expect(counts.every((c) => c === 0)).toBe(true);
+    });
+
+    it('accepts a repeated subscribe to a topic it has, at the limit', async () => {
+      // Prepare
+      const registry = env.registry();
+      const record = connection('topic-repeat');
+      await registry.register(record);
+      await registry.subscribe(record, 'a', false, 1);
+
+      // Act
+      const again = await registry.subscribe(record, 'a', false, 1);
+      const other = await registry.subscribe(record, 'b', false, 1);
+
+      // Assess
+      expect(again).toBe(true);
+      expect(other).toBe(false);
+    });
+  });
+
+  describe('admission, revocation and replay counts', () => {
+    it('reads the revocation and the connection count in one go', async () => {
+      // Prepare
+      const registry = env.registry();
+      await registry.register(connection('adm-user'));
+      await registry.register(connection('adm-user', { pendingSince: '0-0' }));
+
+      // Act
+      const before = await registry.admission('adm-user');
+      await registry.revokeUser('adm-user', 1234, 60);
+      const after = await registry.admission('adm-user');
+      const ttl = await env.redis.ttl(registry.keys.revoked('adm-user'));
+
+      // Assess
+      expect(before).toEqual({ revokedAt: null, connections: 2 });
+      expect(after).toEqual({ revokedAt: 1234, connections: 2 });
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(60);
+    });
+
+    it('knows the endpoints connections were recorded with, and no others', async () => {
+      // Prepare
+      const registry = env.registry();
+      const record = connection('ep-user', { endpoint: 'https://recorded.example/prod' });
+      await registry.register(record);
+
+      // Act
+      const recorded = await registry.endpointsKnown([record.endpoint, record.endpoint]);
+      const mixed = await registry.endpointsKnown([record.endpoint, 'https://attacker.example/x']);
+
+      // Assess
+      expect(recorded).toBe(true);
+      expect(mixed).toBe(false);
+      expect(await env.redis.ttl(registry.keys.endpoints())).toBeGreaterThan(7_200);
+    });
+
+    it('counts replays in a window that expires', async () => {
+      // Prepare
+      const registry = env.registry();
+      const record = connection('replay-user');
+
+      // Act
+      const counts = [];
+      for (let i = 0; i < 3; i++) counts.push(await registry.countReplay(record.connectionId));
+      const ttl = await env.redis.ttl(registry.keys.connectionReplays(record.connectionId));
+
+      // Assess
+      expect(counts).toEqual([1, 2, 3]);
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(60);
+    });
+  });
+
+  describe('ping cost', () => {
+    /** Redis commands one ping costs a connection subscribed to `topics` topics. */
+    async function pingCommands(registry: RedisRegistry, topics: number): Promise<number> {
+      const record = connection(`ping-${topics}`);
+      await registry.register(record);
+      for (let i = 0; i < topics; i++) await registry.subscribe(record, `pc-${i}`, false, 100);
+      const deps = {
+        registry,
+        gateway: new RecordingGateway(),
+        limits: { topicsPerConnection: 100 },
+      };
+      const before = await env.commandCalls();
+      await handleFrame(record.connectionId, '{"action":"ping"}', deps);
+      const delta = callsDelta(before, await env.commandCalls());
+      return Object.values(delta).reduce((a, b) => a + b, 0);
+    }
+
+    it('grows linearly with topics and stays bounded by the topic limit', async () => {
+      // Prepare
+      const registry = env.registry();
+
+      // Act
+      const none = await pingCommands(registry, 0);
+      const ten = await pingCommands(registry, 10);
+      const atLimit = await pingCommands(registry, 100);
+      // A client cannot go past the limit: the 101st subscribe is refused.
+      const record = connection('ping-over');
+      await registry.register(record);
+      for (let i = 0; i < 100; i++) await registry.subscribe(record, `po-${i}`, false, 100);
+      const over = await registry.subscribe(record, 'po-100', false, 100);
+
+      // Assess
+      const perTopic = (ten - none) / 10;
+      expect(perTopic).toBeGreaterThan(0);
+      expect(atLimit).toBe(none + perTopic * 100);
+      expect(over).toBe(false);
+      console.log(
+        `[${topology}] ping cost (Redis commands): 0 topics ${none}, 10 topics ${ten}, 100 topics ${atLimit} (${perTopic} per topic)`,
+      );
+    });
+  });
+});
