@@ -33,6 +33,10 @@ export const FAULT_ENV: Record<string, string> = {
   FANOUT_CHUNK: '4',
   FANOUT_PARALLEL_CHUNKS: '4',
   LOG_LEVEL: 'WARN',
+  // A publish attempt that failed without releasing its id (Redis unreachable
+  // at that moment) or died holds the id for the lease: 310 s by default
+  // (publish's timeout); a scenario cannot wait that long for the retry.
+  PUBLISH_LEASE_SECONDS: '8',
 };
 
 export interface FaultStack {
@@ -166,6 +170,7 @@ export type ScenarioClient = Pick<
   | 'stop'
   | 'drop'
   | 'waitFor'
+  | 'connectionId'
 >;
 
 export interface ScenarioRun {

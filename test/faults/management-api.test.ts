@@ -85,25 +85,29 @@ describe('management API faults', () => {
   });
 
   it('410 for live connections: the server forgets them; they must come back', async () => {
-    // The first three connections posted to in the window are reported gone, once.
+    // One client of each kind (test helper, real library, plain WebSocket)
+    // is reported gone at its next post, once.
     const victims = new Set<string>();
     const report = await runScenario(stack, {
       name: 'mgmt API 410 for live connections',
-      fault: (_s, run) =>
-        window(
+      fault: (_s, run) => {
+        for (const i of [0, 3, 6]) {
+          const id = run.clients[i]?.connectionId;
+          if (id) victims.add(`/@connections/${encodeURIComponent(id)}`);
+        }
+        return window(
           run,
           30,
           failFirst(
             1,
-            (req) => {
-              if (victims.size < 3) victims.add(req.path);
-              return victims.has(req.path) ? { kind: 'status', status: 410 } : { kind: 'pass' };
-            },
-            isPost,
+            { kind: 'status', status: 410 },
+            (req) => isPost(req) && victims.has(req.path),
           ),
-        ),
+        );
+      },
     });
     expect(victims.size).toBe(3);
+    expect(report.reconnections).toBeGreaterThanOrEqual(3);
     expectPromiseKept(report);
   });
 });

@@ -9,9 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { failFirst, type ProxiedRequest } from '../helpers/fault-proxy.js';
 import { expectPromiseKept, runScenario, sleep, useFaultStack } from './harness.js';
 
-// A killed attempt holds its id for PUBLISH_LEASE_SECONDS (about publish's
-// timeout, 300 s, on AWS): short here, or the retry would wait minutes.
-const stack = useFaultStack({ PUBLISH_LEASE_SECONDS: '8' }, { separatePublisher: true });
+// A killed attempt holds its id for PUBLISH_LEASE_SECONDS: 8 s here (see FAULT_ENV).
+const stack = useFaultStack({}, { separatePublisher: true });
 
 const isDeliver = (req: ProxiedRequest) => req.path.includes('/functions/pushwire-local-deliver/');
 

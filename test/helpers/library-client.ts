@@ -97,6 +97,10 @@ export class LibraryClient {
     });
   }
 
+  get connectionId(): string | undefined {
+    return this.#pw.connectionId;
+  }
+
   /** Open, and every topic answered on this connection. */
   get ready(): boolean {
     return (

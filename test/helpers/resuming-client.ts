@@ -68,6 +68,8 @@ export class ResumingClient {
   readonly cursors = new Map<string, string>();
   /** Open and every stream confirmed on the current connection. */
   ready = false;
+  /** The current connection's id, once a `pong` has said it. */
+  connectionId: string | undefined;
 
   readonly #options: Required<Omit<ResumingClientOptions, 'topics'>> & { topics: string[] };
   #ws: WebSocket | undefined;
@@ -162,6 +164,7 @@ export class ResumingClient {
     // dedupe by id makes that safe, and nothing published meanwhile is lost.
     if (!first) query['since'] = userCursor ?? '0';
     this.ready = false;
+    this.connectionId = undefined;
     this.#streams = new Map();
     const ws = new WebSocket(this.#options.url(query));
     this.#ws = ws;
@@ -262,6 +265,9 @@ export class ResumingClient {
         this.#updateReady();
         return;
       }
+      case 'pong':
+        if (typeof frame['connectionId'] === 'string') this.connectionId = frame['connectionId'];
+        return;
       case 'error': {
         const code = String(frame['code']);
         this.errors.set(code, (this.errors.get(code) ?? 0) + 1);
