@@ -51,7 +51,7 @@ for (const n of sizes) {
   for (let i = 0; i < n; i += 200) {
     await Promise.all(
       Array.from({ length: Math.min(200, n - i) }, (_, j) =>
-        registry.subscribe(record, `t-${i + j}`, false),
+        registry.subscribe(record, `t-${i + j}`),
       ),
     );
   }

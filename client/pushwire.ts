@@ -3,8 +3,11 @@
  * (with a WebSocket class passed in). It does what the wire protocol asks of
  * every client (README, "Wire protocol" and "Clients"): ping under API
  * Gateway's idle timeout, reconnect with backoff and a fresh token, resume the
- * user's stream and every topic from the last cursor seen, re-subscribe, and
- * hand each message to the app once, in order per stream.
+ * user's stream and every topic from a little before the last cursor seen
+ * (`reorderWindow`), re-subscribe, and hand each message to the app once.
+ * Messages published one after another reach the app in order per stream (the
+ * server posts them in that order); messages of concurrent publishes may
+ * arrive, and are handed over, in arrival order rather than cursor order.
  *
  * No runtime dependencies, no DOM types: the host's globals are reached through
  * the minimal shapes below, so the same file runs on all three hosts. Private
@@ -80,6 +83,13 @@ export interface Options {
   maxDelay?: number;
   /** How many recent message ids are remembered to drop duplicates (default 1,000). */
   dedupeWindow?: number;
+  /**
+   * How late (in cursor time, ms) a message may arrive after one published
+   * later on its stream (default 5,000: a post retried through the server's
+   * whole backoff budget). A stream resumes from this long before its newest
+   * cursor, so a message overtaken just before a drop is not skipped.
+   */
+  reorderWindow?: number;
 }
 
 interface Frame {
@@ -90,6 +100,8 @@ interface Frame {
   cursor?: string;
   connectionId?: string;
   recovered?: boolean;
+  /** Replay `batch`: several message frames in one. */
+  messages?: Frame[];
   code?: string;
   message?: string;
 }
@@ -173,8 +185,21 @@ export class Pushwire {
   private ping_: unknown;
   private pong_: unknown;
   private topics_ = new Set<string>();
-  /** Last cursor delivered per stream. */
+  /**
+   * Where each stream resumes from: every message at or before it has been
+   * handed over (the newest cursor minus `reorderWindow`, see `settle_`).
+   */
   private cursors_: Record<string, string> = {};
+  /** Newest cursor handed over per stream. */
+  private max_: Record<string, string> = {};
+  /**
+   * Per stream, the ids (with their cursors) handed over after its resume
+   * point: what a resume from there replays again is dropped by these, however
+   * many messages that is. Persisted with the cursors.
+   */
+  private wins_: Record<string, Record<string, string>> = {};
+  /** Streams whose replay has not ended yet (no `resumed`): their resume point stays put. */
+  private pending_ = new Set<string>();
   /** Where a stream with no message seen yet resumes from. */
   private floors_: Record<string, string> = {};
   /** Storage key of the cursors in use (by user); undefined: not persisted. */
@@ -244,10 +269,17 @@ export class Pushwire {
 
   unsubscribe(topic: string): void {
     if (!this.topics_.delete(topic)) return;
-    delete this.cursors_[topic];
-    delete this.floors_[topic];
+    this.forget_(topic);
     this.save_();
     if (this.up_) this.send_({ action: 'unsubscribe', topic });
+  }
+
+  private forget_(stream: string): void {
+    delete this.cursors_[stream];
+    delete this.floors_[stream];
+    delete this.max_[stream];
+    delete this.wins_[stream];
+    this.pending_.delete(stream);
   }
 
   private emit_<K extends keyof Events>(event: K, value: Events[K]): void {
@@ -329,11 +361,19 @@ export class Pushwire {
     this.key_ = key;
     this.cursors_ = {};
     this.floors_ = {};
+    this.max_ = {};
+    this.wins_ = {};
+    this.pending_.clear();
     this.seen_.clear();
     this.loaded_ = true;
     if (!raw) return;
     try {
-      const saved = JSON.parse(raw) as { c?: Record<string, string>; f?: Record<string, string> };
+      const saved = JSON.parse(raw) as {
+        c?: Record<string, string>;
+        f?: Record<string, string>;
+        m?: Record<string, string>;
+        w?: Record<string, Record<string, string>>;
+      };
       const valid = (from: Record<string, string> = {}) => {
         const out: Record<string, string> = {};
         for (const [stream, cursor] of Object.entries(from))
@@ -342,6 +382,9 @@ export class Pushwire {
       };
       this.cursors_ = valid(saved.c);
       this.floors_ = valid(saved.f);
+      this.max_ = valid(saved.m);
+      for (const [stream, win] of Object.entries(saved.w ?? {}))
+        if (win && typeof win === 'object') this.wins_[stream] = valid(win);
     } catch {
       // Unreadable: start afresh rather than refuse to connect.
     }
@@ -352,7 +395,7 @@ export class Pushwire {
     try {
       const pending = this.storage_.setItem(
         this.key_,
-        JSON.stringify({ c: this.cursors_, f: this.floors_ }),
+        JSON.stringify({ c: this.cursors_, f: this.floors_, m: this.max_, w: this.wins_ }),
       );
       (pending as Promise<unknown> | undefined)?.catch?.(() => undefined);
     } catch {
@@ -366,8 +409,30 @@ export class Pushwire {
     if (!since) {
       this.floors_[stream] = `${Date.now() - CLOCK_SKEW_MS}-0`;
       this.save_();
-    }
+    } else this.pending_.add(stream);
     return since;
+  }
+
+  /**
+   * Moves a stream's resume point up to `reorderWindow` before its newest
+   * cursor (never back, and not while a replay of it is under way: replayed
+   * messages come in order, but until `resumed` says the replay is done the
+   * point it started from is the one known to be safe), and forgets the ids
+   * the window no longer needs.
+   */
+  private settle_(stream: string): void {
+    const max = this.max_[stream];
+    if (max === undefined || this.pending_.has(stream)) return;
+    const ms = max.split('-')[0] as string;
+    const w = this.o_.reorderWindow ?? 5000;
+    // Cursor times are ms since 1970: exact as doubles.
+    const point = `${Math.max(0, Number(ms) - w)}-0`;
+    const current = this.cursors_[stream];
+    const resume = current === undefined || compareCursors(point, current) > 0 ? point : current;
+    this.cursors_[stream] = resume;
+    const win = this.wins_[stream] ?? {};
+    for (const [id, cursor] of Object.entries(win))
+      if (compareCursors(cursor, resume) <= 0) delete win[id];
   }
 
   private join_(topic: string): void {
@@ -407,9 +472,31 @@ export class Pushwire {
       this.set_('connected');
     } else if (type === 'message') {
       this.deliver_(frame);
+    } else if (type === 'batch') {
+      for (const m of frame.messages ?? []) this.deliver_(m);
     } else if (type === 'resumed') {
-      if (frame.recovered === false && (topic === undefined || this.topics_.has(topic)))
-        this.emit_('gap', topic === undefined ? {} : { topic });
+      const stream = topic ?? USER;
+      if (topic !== undefined && !this.topics_.has(topic)) return;
+      if (frame.recovered === false && frame.cursor !== undefined && CURSOR.test(frame.cursor)) {
+        // The replay stopped early (out of time, a failure): everything up to
+        // `cursor` came; resume again from there (what came live meanwhile
+        // comes again and is dropped by id). Still replaying: the point stays there.
+        this.cursors_[stream] = frame.cursor;
+        this.pending_.add(stream);
+        this.settle_(stream);
+        this.save_();
+        this.send_(
+          topic === undefined
+            ? { action: 'resume', since: frame.cursor }
+            : { action: 'subscribe', topic, since: frame.cursor },
+        );
+        return;
+      }
+      // The replay is over: the resume point may move on.
+      this.pending_.delete(stream);
+      this.settle_(stream);
+      this.save_();
+      if (frame.recovered === false) this.emit_('gap', topic === undefined ? {} : { topic });
     } else if (type === 'error') {
       const code = String(frame.code);
       // The server has forgotten this connection or its token: come back with a fresh one.
@@ -418,16 +505,33 @@ export class Pushwire {
     }
   }
 
+  /**
+   * Hands a message over unless its id was handed over before: within the
+   * last `dedupeWindow` ids, or among its stream's ids after the stream's
+   * resume point (all of what a resume replays again). A message older than
+   * one already handed over is not a duplicate for that: publishes side by
+   * side post independently, so the later may overtake the earlier; it is
+   * handed over late rather than lost.
+   */
   private deliver_(frame: Frame): void {
     const { id, topic, cursor } = frame;
+    const stream = topic ?? USER;
     if (typeof id !== 'string' || this.seen_.has(id)) return;
     if (topic !== undefined && !this.topics_.has(topic)) return;
-    if (cursor !== undefined) {
-      const stream = topic ?? USER;
-      const last = this.cursors_[stream];
-      // Older than what this stream already delivered: a replay overlapping live delivery.
-      if (last !== undefined && compareCursors(cursor, last) <= 0) return;
-      this.cursors_[stream] = cursor;
+    if (cursor !== undefined && CURSOR.test(cursor)) {
+      const win = this.wins_[stream] ?? {};
+      if (win[id] !== undefined) return;
+      this.wins_[stream] = win;
+      win[id] = cursor;
+      const max = this.max_[stream];
+      if (max === undefined || compareCursors(cursor, max) > 0) this.max_[stream] = cursor;
+      // A replay that never ends (no `resumed`) must not grow the window forever.
+      if (
+        this.pending_.has(stream) &&
+        Object.keys(win).length > 10 * (this.o_.dedupeWindow ?? 1000)
+      )
+        this.pending_.delete(stream);
+      this.settle_(stream);
       this.save_();
     }
     this.seen_.add(id);

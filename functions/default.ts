@@ -1,4 +1,5 @@
 import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
 import { gateway } from '../lib/aws-clients.js';
 import { config, loadSecrets, logger, registry, verifyToken } from '../lib/clients.js';
 import { frameBody, parseWebSocketEvent } from '../lib/edge/events.js';
@@ -7,13 +8,18 @@ import { encodeFrame } from '../lib/edge/protocol.js';
 import { handleFrame } from '../lib/session/session.js';
 
 /** `$default`: every client frame. The returned body is the reply frame (a two-way route). */
-export const handler = middy(async (event: unknown) => {
+export const handler = middy(async (event: unknown, context: Context) => {
   const parsed = parseWebSocketEvent(event);
   const reply = await handleFrame(parsed.requestContext.connectionId, frameBody(parsed), {
     registry: registry(),
     gateway: gateway(),
     verifyToken: verifyToken(),
     limits: config().limits,
+    replay: config().replay,
+    logger: logger(),
+    ...(typeof context?.getRemainingTimeInMillis === 'function' && {
+      remainingMs: () => context.getRemainingTimeInMillis(),
+    }),
   });
   return { statusCode: 200, body: encodeFrame(reply) };
 })

@@ -207,6 +207,7 @@ export const registry = /* @__PURE__ */ once(() => {
     connectionTtlSeconds: c.connectionTtlSeconds,
     historySize: c.history.size,
     historyTtlSeconds: c.history.ttlSeconds,
+    pendingLeaseMs: c.replay.budgetMs + c.replay.graceMs,
   });
 });
 

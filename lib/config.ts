@@ -81,6 +81,11 @@ const EnvSchema = v.object({
   DELIVER_FUNCTION_NAME: v.optional(v.pipe(v.string(), v.minLength(1)), 'pushwire-local-deliver'),
   LAMBDA_ENDPOINT: url('LAMBDA_ENDPOINT'),
   AWS_REGION: v.optional(v.pipe(v.string(), v.minLength(1)), 'us-east-1'),
+  // Replay (issue 7): a replay gives up after the budget (the connection goes
+  // live, told to resume); past budget + grace a replay that died no longer
+  // keeps publishes away from its connection. Well under $default's 29 s.
+  REPLAY_BUDGET_MS: int('REPLAY_BUDGET_MS', 5_000, 100, 25_000),
+  REPLAY_LEASE_GRACE_MS: int('REPLAY_LEASE_GRACE_MS', 2_000, 100, 60_000),
   // Lambda sets these from the function's role; they sign management API
   // posts and Lambda Invoke (lib/aws-signing.ts).
   AWS_ACCESS_KEY_ID: optionalText,
@@ -157,6 +162,7 @@ export interface Config {
   deliverFunctionName: string;
   lambdaEndpoint?: string;
   region: string;
+  replay: { budgetMs: number; graceMs: number };
   /** Absent when the environment has none: signing then fails with their names. */
   credentials?: AwsCredentials;
 }
@@ -251,6 +257,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     deliverFunctionName: e.DELIVER_FUNCTION_NAME,
     region: e.AWS_REGION,
+    replay: { budgetMs: e.REPLAY_BUDGET_MS, graceMs: e.REPLAY_LEASE_GRACE_MS },
     ...(e.AWS_ACCESS_KEY_ID &&
       e.AWS_SECRET_ACCESS_KEY && {
         credentials: {

@@ -44,13 +44,29 @@ const ClientFrame = v.variant('action', [Ping, Subscribe, Unsubscribe, Resume, A
 export type ClientFrame = v.InferOutput<typeof ClientFrame>;
 export const ACTIONS = ['ping', 'subscribe', 'unsubscribe', 'resume', 'auth'] as const;
 
+export type MessageFrame = {
+  type: 'message';
+  id: string;
+  data: unknown;
+  cursor?: string;
+  topic?: string;
+};
+
 export type ServerFrame =
   | { type: 'pong'; connectionId: string }
   | { type: 'subscribed'; topic: string }
   | { type: 'unsubscribed'; topic: string }
-  | { type: 'resumed'; recovered: boolean; topic?: string }
+  /**
+   * The end of a replay. `recovered`: every message after `since` was
+   * replayed. `cursor` (only when the replay stopped before catching up: it
+   * failed or ran out of time): the last cursor replayed; the connection is
+   * live again, and a resume (or subscribe) from `cursor` fetches the rest.
+   */
+  | { type: 'resumed'; recovered: boolean; topic?: string; cursor?: string }
+  | MessageFrame
+  /** Several history messages in one post, in cursor order (replay only). */
+  | { type: 'batch'; messages: MessageFrame[] }
   | { type: 'authenticated'; expiresAt: number }
-  | { type: 'message'; id: string; data: unknown; cursor?: string; topic?: string }
   | { type: 'error'; code: string; message: string };
 
 export function parseClientFrame(body: string | undefined): ClientFrame {

@@ -11,8 +11,13 @@
 export interface AudienceKeys {
   /** ZSET of live members (`connectionId|endpoint`), scored by expiry time in ms. */
   live: string;
-  /** ZSET of members replaying history; publish skips them until they catch up. */
+  /** ZSET of members replaying history, scored by expiry; publish skips them until they catch up. */
   resuming: string;
+  /**
+   * ZSET: the replay lease of each resuming member (lease end in ms). Past it,
+   * the member counts as live again, whatever became of its replay.
+   */
+  leases: string;
   /** STREAM of the last messages (the history behind cursors). */
   history: string;
   /** STRING: id of the newest history entry ever trimmed away. */
@@ -56,7 +61,13 @@ export function createKeys(prefix: string): Keys {
       return {
         kind,
         name,
-        keys: { live: `${tag}:c`, resuming: `${tag}:r`, history: `${tag}:h`, lost: `${tag}:l` },
+        keys: {
+          live: `${tag}:c`,
+          resuming: `${tag}:r`,
+          leases: `${tag}:rl`,
+          history: `${tag}:h`,
+          lost: `${tag}:l`,
+        },
       };
     },
     all: () => `${prefix}all`,

@@ -15,7 +15,9 @@ import type {
   ConnectionRecord,
   ConnectionRegistry,
   PublishStep,
+  ResumeLimits,
   ResumeStep,
+  SubscribeOutcome,
 } from './types.js';
 
 /** API Gateway's 2 h connection lifetime, plus the connection TTL's margin. */
@@ -26,6 +28,12 @@ export interface RedisRegistryOptions {
   connectionTtlSeconds: number;
   historySize: number;
   historyTtlSeconds: number;
+  /**
+   * Replay lease of a connection registered with `?since=` (ms): until its
+   * first frame starts the replay, publishes skip it; past the lease they
+   * no longer do. Default 7 s (the default replay budget and grace).
+   */
+  pendingLeaseMs?: number;
   /** Clock, injectable for tests. */
   now?: () => number;
 }
@@ -41,6 +49,7 @@ export class RedisRegistry implements ConnectionRegistry {
   readonly #ttl: number;
   readonly #historySize: number;
   readonly #historyTtl: number;
+  readonly #pendingLeaseMs: number;
   readonly #now: () => number;
 
   constructor(redis: Redis | Cluster, options: RedisRegistryOptions) {
@@ -50,6 +59,7 @@ export class RedisRegistry implements ConnectionRegistry {
     this.#ttl = options.connectionTtlSeconds;
     this.#historySize = options.historySize;
     this.#historyTtl = options.historyTtlSeconds;
+    this.#pendingLeaseMs = options.pendingLeaseMs ?? 7_000;
     this.#now = options.now ?? Date.now;
   }
 
@@ -75,6 +85,9 @@ export class RedisRegistry implements ConnectionRegistry {
     const key = this.keys.connection(record.connectionId);
     const member = encodeMember(record);
     const user = this.userAudience(record.userId).keys;
+    const now = this.#now();
+    // Computed before the record's EXPIRE runs: a member never outlives its
+    // record; and never its token (capped at exp).
     const expiry = this.#expiry(record.tokenExpiresAt);
     const fields: Record<string, string> = {
       userId: record.userId,
@@ -87,16 +100,26 @@ export class RedisRegistry implements ConnectionRegistry {
     // The record first (awaited), so a member never points at a record that
     // was not written; then one MULTI per slot, sent together (auto-pipelined).
     await this.#redis.multi().hset(key, fields).expire(key, this.#ttl).exec();
+    const userStep = this.#redis.multi();
+    if (record.pendingSince === undefined) {
+      userStep.zadd(user.live, expiry, member).expire(user.live, this.#ttl);
+    } else {
+      // A connection that will replay history joins its user's resuming set,
+      // so live publishes skip it until replay has caught up, or until its
+      // lease runs out (it never sent the frame that starts the replay).
+      userStep
+        .zadd(user.resuming, expiry, member)
+        .zadd(user.leases, now + this.#pendingLeaseMs, member)
+        .expire(user.resuming, this.#ttl)
+        .expire(user.leases, this.#ttl);
+    }
     await Promise.all([
+      userStep.exec(),
       this.#redis
         .multi()
-        // A connection that will replay history joins its user's resuming set,
-        // so live publishes skip it until replay has caught up.
-        .zadd(record.pendingSince === undefined ? user.live : user.resuming, expiry, member)
-        .expire(record.pendingSince === undefined ? user.live : user.resuming, this.#ttl)
-        .exec(),
-      this.#redis
-        .multi()
+        // Connections whose $disconnect never came leave the broadcast set here,
+        // not only when someone broadcasts.
+        .zremrangebyscore(this.keys.all(), '-inf', now)
         .zadd(this.keys.all(), expiry, member)
         .expire(this.keys.all(), this.#ttl)
         .exec(),
@@ -121,17 +144,14 @@ export class RedisRegistry implements ConnectionRegistry {
   async touch(connectionId: string): Promise<Connection | null> {
     const connection = await this.get(connectionId);
     if (!connection) return null;
+    const now = this.#now();
     const expiry = this.#expiry(connection.tokenExpiresAt);
     const member = encodeMember(connection);
-    const renew = (a: Audience) =>
-      this.#redis
-        .multi()
-        .zadd(a.keys.live, 'XX', expiry, member)
-        .zadd(a.keys.resuming, 'XX', expiry, member)
-        .expire(a.keys.live, this.#ttl)
-        .expire(a.keys.resuming, this.#ttl)
-        .exec();
-    await Promise.all([
+    // Renews only members that are there (a removal racing this frame is not
+    // undone) and makes live a member whose replay lease ran out.
+    const renew = ({ keys: k }: Audience) =>
+      this.#redis.pwRenew(k.live, k.resuming, k.leases, member, expiry, now, this.#ttl);
+    const [, , inUserSet] = await Promise.all([
       this.#redis
         .multi()
         .expire(this.keys.connection(connectionId), this.#ttl)
@@ -145,15 +165,41 @@ export class RedisRegistry implements ConnectionRegistry {
       renew(this.userAudience(connection.userId)),
       ...connection.topics.map((topic) => renew(this.topicAudience(topic))),
     ]);
+    // Every registered connection is in its user's live or resuming set until
+    // it is removed. A record without that membership was half lost (a Redis
+    // Cluster failover that lost the user's slot but not the record's): the
+    // connection could never be reached. Forget it, so the client is told
+    // unknown_connection, is disconnected, and reconnects whole.
+    // (Unless its token expired: its members' scores stopped at exp and a
+    // publish may have pruned them; the frame is answered token_expired.)
+    const expired = connection.tokenExpiresAt !== undefined && connection.tokenExpiresAt <= now;
+    if (inUserSet === 0 && !expired) {
+      await this.remove(connectionId);
+      return null;
+    }
     return connection;
   }
 
   async remove(connectionId: string): Promise<Connection | null> {
-    const connection = await this.get(connectionId);
+    // Marks the record closing and reads it in one step: a subscribe racing
+    // this removal either added its topic before (and is read here) or sees
+    // the mark and takes its member back (see subscribe).
+    const reply = await this.#redis.pwClose(
+      this.keys.connection(connectionId),
+      this.keys.connectionTopics(connectionId),
+    );
+    const [flat, topics] = reply;
+    const connection =
+      flat && topics ? toConnection(connectionId, pairs(flat), topics, true) : null;
     if (!connection) return null;
     const member = encodeMember(connection);
-    const leave = (a: Audience) =>
-      this.#redis.multi().zrem(a.keys.live, member).zrem(a.keys.resuming, member).exec();
+    const leave = ({ keys: k }: Audience) =>
+      this.#redis
+        .multi()
+        .zrem(k.live, member)
+        .zrem(k.resuming, member)
+        .zrem(k.leases, member)
+        .exec();
     await Promise.all([
       leave(this.userAudience(connection.userId)),
       ...connection.topics.map((topic) => leave(this.topicAudience(topic))),
@@ -172,35 +218,60 @@ export class RedisRegistry implements ConnectionRegistry {
     return (await this.#redis.hdel(this.keys.connection(connectionId), 'pendingSince')) === 1;
   }
 
+  /**
+   * Three steps, because the record and the topic's sets live in different
+   * cluster slots: (1) add the topic to the record's list, only if the record
+   * exists and is not being removed, and within `maxTopics` (atomically, so
+   * racing subscribes cannot pass it together); (2) add the member; (3) check the record
+   * again and take the member back if it is gone or closing. Against remove()
+   * (mark closing and read the topics; remove memberships; delete the record):
+   * if (1) came after the mark, nothing is created; if before, remove() read
+   * the topic, and either its ZREM comes after (2), or (3) comes after the
+   * mark and takes the member back. Only a subscribe killed between (2) and
+   * (3), racing a removal, can leave a member behind, and its score (set
+   * before (1) renewed the record) makes it expire no later than the record
+   * would have: publishes skip it from then on and prune it.
+   */
   async subscribe(
     connection: ConnectionRecord,
     topic: string,
-    resuming: boolean,
+    leaseEnd?: number,
     maxTopics?: number,
-  ): Promise<boolean> {
-    const topicsKey = this.keys.connectionTopics(connection.connectionId);
+  ): Promise<SubscribeOutcome> {
+    const record = this.keys.connection(connection.connectionId);
     const a = this.topicAudience(topic).keys;
     const member = encodeMember(connection);
-    const target = resuming ? a.resuming : a.live;
-    const other = resuming ? a.live : a.resuming;
-    const join = () =>
-      this.#redis
-        .multi()
-        .zrem(other, member)
-        .zadd(target, this.#expiry(connection.tokenExpiresAt), member)
-        .expire(target, this.#ttl)
-        .exec();
-    if (maxTopics === undefined) {
-      await Promise.all([
-        this.#redis.multi().sadd(topicsKey, topic).expire(topicsKey, this.#ttl).exec(),
-        join(),
-      ]);
-      return true;
+    const expiry = this.#expiry(connection.tokenExpiresAt);
+    const attached = await this.#redis.pwAttach(
+      record,
+      this.keys.connectionTopics(connection.connectionId),
+      topic,
+      this.#ttl,
+      maxTopics ?? 0,
+    );
+    // The topic list first: a refused subscribe has joined no audience.
+    if (attached === -1) return 'too_many_topics';
+    if (attached !== 1) return 'gone';
+    const add = this.#redis.multi();
+    if (leaseEnd === undefined) {
+      add.zrem(a.resuming, member).zrem(a.leases, member).zadd(a.live, expiry, member);
+      add.expire(a.live, this.#ttl);
+    } else {
+      add.zrem(a.live, member).zadd(a.resuming, expiry, member).zadd(a.leases, leaseEnd, member);
+      add.expire(a.resuming, this.#ttl).expire(a.leases, this.#ttl);
     }
-    // The topic list first: a refused subscribe must not have joined the audience.
-    if ((await this.#redis.pwTopicAdd(topicsKey, topic, maxTopics, this.#ttl)) === 0) return false;
-    await join();
-    return true;
+    await add.exec();
+    const [userId, closing] = await this.#redis.hmget(record, 'userId', 'closing');
+    if (userId === null || closing !== null) {
+      await this.#redis
+        .multi()
+        .zrem(a.live, member)
+        .zrem(a.resuming, member)
+        .zrem(a.leases, member)
+        .exec();
+      return 'gone';
+    }
+    return 'subscribed';
   }
 
   async unsubscribe(connection: ConnectionRecord, topic: string): Promise<boolean> {
@@ -208,49 +279,81 @@ export class RedisRegistry implements ConnectionRegistry {
     const member = encodeMember(connection);
     const [removed] = await Promise.all([
       this.#redis.srem(this.keys.connectionTopics(connection.connectionId), topic),
-      this.#redis.multi().zrem(a.live, member).zrem(a.resuming, member).exec(),
+      this.#redis
+        .multi()
+        .zrem(a.live, member)
+        .zrem(a.resuming, member)
+        .zrem(a.leases, member)
+        .exec(),
     ]);
     return removed > 0;
   }
 
-  async beginResume(audience: Audience, recipient: Recipient): Promise<void> {
-    const member = encodeMember(recipient);
-    const { live, resuming } = audience.keys;
-    await this.#redis
-      .multi()
-      .zrem(live, member)
-      .zadd(resuming, this.#expiry(recipient.tokenExpiresAt), member)
-      .expire(resuming, this.#ttl)
-      .exec();
+  async beginResume(audience: Audience, recipient: Recipient, leaseEnd: number): Promise<boolean> {
+    const { live, resuming, leases } = audience.keys;
+    const begun = await this.#redis.pwBeginResume(
+      live,
+      resuming,
+      leases,
+      encodeMember(recipient),
+      this.#now(),
+      leaseEnd,
+      this.#ttl,
+    );
+    return begun === 1;
+  }
+
+  async endResume(audience: Audience, recipient: Recipient): Promise<void> {
+    const { live, resuming, leases } = audience.keys;
+    await this.#redis.pwRescue(
+      live,
+      resuming,
+      leases,
+      this.#now(),
+      this.#ttl,
+      encodeMember(recipient),
+    );
   }
 
   async resumeStep(
     audience: Audience,
     recipient: Recipient,
     since: string,
-    batch: number,
+    limits: ResumeLimits,
   ): Promise<ResumeStep> {
-    const { history, live, resuming, lost } = audience.keys;
+    const { history, live, resuming, lost, leases } = audience.keys;
     const reply = await this.#redis.pwResume(
       history,
       live,
       resuming,
       lost,
+      leases,
       encodeMember(recipient),
       since,
-      batch,
-      this.#expiry(recipient.tokenExpiresAt),
+      limits.entries,
+      limits.bytes,
+      limits.entryOverhead,
+      this.#now(),
       this.#ttl,
+      limits.handOffWhenFits ? '1' : '0',
     );
     const [state, marker, ...rest] = reply;
     if (state === 'live' || state === 'gone') return { state };
+    if (state !== 'more' && state !== 'last' && state !== 'rest') {
+      throw new Error(`unexpected resume step ${state}`);
+    }
     const entries: { cursor: string; entry: string }[] = [];
     for (let i = 0; i + 1 < rest.length; i += 2) {
       entries.push({ cursor: rest[i] as string, entry: rest[i + 1] as string });
     }
+    const step: Extract<ResumeStep, { entries: unknown }> = {
+      state: state === 'rest' ? 'more' : state,
+      entries,
+    };
+    if (state === 'rest') step.rest = true;
     // Read atomically with the batch: entries after `since` were trimmed unread.
-    if (marker && compareCursors(marker, since) > 0) return { state: 'more', entries, gap: true };
-    return { state: 'more', entries };
+    if (marker && compareCursors(marker, since) > 0) step.gap = true;
+    return step;
   }
 
   async recoverable(audience: Audience, since: string): Promise<boolean> {
@@ -349,21 +452,28 @@ export class RedisRegistry implements ConnectionRegistry {
     publishId?: string,
   ): Promise<PublishStep> {
     const { live, history, lost } = audience.keys;
+    const now = this.#now();
     // Without a caller-given id the key is never read or written, but every
     // key a script may touch is declared (Cluster routes by KEYS).
     const idKey = this.keys.publishId(audience, publishId ?? '');
-    const [cursor, count, ...members] = await this.#redis.pwPublish(
-      live,
-      history,
-      lost,
-      idKey,
-      this.#now(),
-      entry ?? '',
-      this.#historySize,
-      this.#historyTtl,
-      inlineLimit,
-      publishId === undefined ? '' : '1',
-    );
+    // Members whose replay lease ran out are live again before this publish
+    // reads the live set: sent in the same pipeline (one round trip), and a
+    // no-op unless some replay died. See rescue.lua.
+    const [, [cursor, count, ...members]] = await Promise.all([
+      this.#redis.pwRescue(live, audience.keys.resuming, audience.keys.leases, now, this.#ttl, ''),
+      this.#redis.pwPublish(
+        live,
+        history,
+        lost,
+        idKey,
+        now,
+        entry ?? '',
+        this.#historySize,
+        this.#historyTtl,
+        inlineLimit,
+        publishId === undefined ? '' : '1',
+      ),
+    ]);
     const step: PublishStep = { cursor, count: Number(count) };
     if (step.count <= inlineLimit) step.members = members.map(decodeMember);
     return step;
@@ -400,13 +510,23 @@ export class RedisRegistry implements ConnectionRegistry {
   }
 }
 
+/** HGETALL's flat [field, value, ...] reply (as a script returns it) as an object. */
+function pairs(flat: string[]): Record<string, string> {
+  const hash: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) hash[flat[i] as string] = flat[i + 1] as string;
+  return hash;
+}
+
+/** A record being removed (marked closing) is unknown to everyone but remove() itself. */
 function toConnection(
   connectionId: string,
   hash: Record<string, string>,
   topics: string[],
+  closing = false,
 ): Connection | null {
   const { userId, endpoint, connectedAt, allowedTopics, pendingSince, exp } = hash;
   if (userId === undefined || endpoint === undefined) return null;
+  if (hash['closing'] !== undefined && !closing) return null;
   const connection: Connection = {
     connectionId,
     userId,

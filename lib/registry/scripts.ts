@@ -1,7 +1,11 @@
 import type { Cluster, Redis, Result } from 'ioredis';
+import attachLua from './scripts/attach.lua';
+import beginResumeLua from './scripts/begin-resume.lua';
+import closeLua from './scripts/close.lua';
 import publishLua from './scripts/publish.lua';
+import renewLua from './scripts/renew.lua';
+import rescueLua from './scripts/rescue.lua';
 import resumeLua from './scripts/resume.lua';
-import topicAddLua from './scripts/topic-add.lua';
 
 /**
  * Registers our Lua scripts on a client. ioredis sends EVALSHA and falls back
@@ -10,8 +14,12 @@ import topicAddLua from './scripts/topic-add.lua';
 export function defineScripts(redis: Redis | Cluster): void {
   if (typeof (redis as Partial<Redis>).pwPublish === 'function') return;
   redis.defineCommand('pwPublish', { numberOfKeys: 4, lua: publishLua });
-  redis.defineCommand('pwResume', { numberOfKeys: 4, lua: resumeLua });
-  redis.defineCommand('pwTopicAdd', { numberOfKeys: 1, lua: topicAddLua });
+  redis.defineCommand('pwResume', { numberOfKeys: 5, lua: resumeLua });
+  redis.defineCommand('pwBeginResume', { numberOfKeys: 3, lua: beginResumeLua });
+  redis.defineCommand('pwRescue', { numberOfKeys: 3, lua: rescueLua });
+  redis.defineCommand('pwRenew', { numberOfKeys: 3, lua: renewLua });
+  redis.defineCommand('pwAttach', { numberOfKeys: 2, lua: attachLua });
+  redis.defineCommand('pwClose', { numberOfKeys: 2, lua: closeLua });
 }
 
 declare module 'ioredis' {
@@ -33,17 +41,49 @@ declare module 'ioredis' {
       live: string,
       resuming: string,
       lost: string,
+      leases: string,
       member: string,
       since: string,
-      batch: number,
-      expiryMs: number,
+      maxEntries: number,
+      maxBytes: number,
+      entryOverhead: number,
+      nowMs: number,
       liveTtlSeconds: number,
+      handOffWhenFits: '0' | '1',
     ): Result<string[], Context>;
-    pwTopicAdd(
-      topics: string,
-      topic: string,
-      maxTopics: number,
+    pwBeginResume(
+      live: string,
+      resuming: string,
+      leases: string,
+      member: string,
+      nowMs: number,
+      leaseEndMs: number,
       ttlSeconds: number,
     ): Result<number, Context>;
+    pwRescue(
+      live: string,
+      resuming: string,
+      leases: string,
+      nowMs: number,
+      liveTtlSeconds: number,
+      member: string,
+    ): Result<number, Context>;
+    pwRenew(
+      live: string,
+      resuming: string,
+      leases: string,
+      member: string,
+      expiryMs: number,
+      nowMs: number,
+      ttlSeconds: number,
+    ): Result<number, Context>;
+    pwAttach(
+      record: string,
+      topics: string,
+      topic: string,
+      ttlSeconds: number,
+      maxTopics: number,
+    ): Result<number, Context>;
+    pwClose(record: string, topics: string): Result<[] | [string[], string[]], Context>;
   }
 }

@@ -25,6 +25,22 @@ export interface Admission {
   connections: number;
 }
 
+/** How much one replay step may return: what one post to the connection can carry. */
+export interface ResumeLimits {
+  entries: number;
+  /** Bytes, counted as the sum of (cursor + entry + entryOverhead) over the batch. */
+  bytes: number;
+  /** Bytes a frame adds around each entry (type, cursor and topic fields). */
+  entryOverhead: number;
+  /**
+   * Go live with the batch that holds all that remains (always converges),
+   * rather than only at a read that finds nothing left (exact order).
+   */
+  handOffWhenFits: boolean;
+}
+
+export type SubscribeOutcome = 'subscribed' | 'gone' | 'too_many_topics';
+
 export interface Connection extends ConnectionRecord {
   /** Topics the connection is subscribed to. */
   topics: string[];
@@ -41,12 +57,20 @@ export interface PublishStep {
 
 export type ResumeStep =
   | {
-      state: 'more';
+      /**
+       * 'more': a batch, and more remain (the member is still resuming).
+       * 'last': all that remained (maybe nothing); the member went live in the same step.
+       */
+      state: 'more' | 'last';
       entries: { cursor: string; entry: string }[];
+      /** ('more' only) This batch is all that remained when it was read. */
+      rest?: true;
       /** History was trimmed past `since` before this batch was read: entries were missed. */
       gap?: true;
     }
+  /** Already live: a replay side by side caught up first. */
   | { state: 'live' }
+  /** In neither set: removed, kicked or expired. */
   | { state: 'gone' };
 
 /**
@@ -70,24 +94,32 @@ export interface ConnectionRegistry {
   userAudience(userId: string): Audience;
   topicAudience(topic: string): Audience;
   /**
-   * Adds a connection to a topic, live or (when about to replay) resuming.
-   * With `maxTopics`, a connection already in that many other topics is not
-   * added and false is returned (checked and added atomically).
+   * Adds a connection to a topic: live, or (given the end of a replay lease,
+   * when about to replay) resuming. 'gone', having left nothing behind, when
+   * the connection's record is gone or being removed; with `maxTopics`,
+   * 'too_many_topics' (joining nothing) when the connection already has that
+   * many other topics (checked and added atomically).
    */
   subscribe(
     connection: ConnectionRecord,
     topic: string,
-    resuming: boolean,
+    leaseEnd?: number,
     maxTopics?: number,
-  ): Promise<boolean>;
+  ): Promise<SubscribeOutcome>;
   unsubscribe(connection: ConnectionRecord, topic: string): Promise<boolean>;
-  /** Takes a member out of live delivery until resumeStep() says it caught up. */
-  beginResume(audience: Audience, recipient: Recipient): Promise<void>;
+  /**
+   * Takes a member out of live delivery until resumeStep() says it caught up,
+   * or at the latest until `leaseEnd` (ms), when it counts as live again. False,
+   * creating nothing, when the member is not in the audience (removed, expired).
+   */
+  beginResume(audience: Audience, recipient: Recipient, leaseEnd: number): Promise<boolean>;
+  /** Gives a replay up: the member is live again (whatever history it did not get). */
+  endResume(audience: Audience, recipient: Recipient): Promise<void>;
   resumeStep(
     audience: Audience,
     recipient: Recipient,
     since: string,
-    batch: number,
+    limits: ResumeLimits,
   ): Promise<ResumeStep>;
   /** Whether history still holds every entry after `since`. */
   recoverable(audience: Audience, since: string): Promise<boolean>;

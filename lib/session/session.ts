@@ -24,6 +24,11 @@ export interface SessionDeps {
   callbackUrl?: string;
   /** Per-connection and per-user limits; unset ones are not enforced. */
   limits?: Partial<SessionLimits>;
+  /** Time bounds of a replay (defaults: DEFAULT_REPLAY). */
+  replay?: ReplayBounds;
+  /** Time this invocation has left (Lambda's context.getRemainingTimeInMillis). */
+  remainingMs?: () => number;
+  logger?: { warn(message: string, extra: Record<string, unknown>): void };
   /** Clock (ms), injectable for tests. */
   now?: () => number;
 }
@@ -42,6 +47,21 @@ function checkRevocation(identity: Identity, revokedAt: number | null): void {
     );
   }
 }
+
+export interface ReplayBounds {
+  /** Longest a replay may run before it gives up and makes the connection live. */
+  budgetMs: number;
+  /**
+   * Added to the budget for the lease: a post started just before the
+   * deadline may finish, and clocks of functions may differ a little.
+   */
+  graceMs: number;
+}
+
+export const DEFAULT_REPLAY: ReplayBounds = { budgetMs: 5_000, graceMs: 2_000 };
+
+/** Left to the handler after the replay's deadline, to answer and close the invocation. */
+const ANSWER_MARGIN_MS = 1_000;
 
 export interface ConnectInput {
   connectionId: string;
@@ -108,16 +128,61 @@ async function post(
   );
 }
 
-/** Replays history to a connection, then makes it live; a connection gone meanwhile is an error. */
+type FrameDeps = Pick<
+  SessionDeps,
+  'registry' | 'gateway' | 'replay' | 'remainingMs' | 'logger' | 'now' | 'limits'
+> &
+  Partial<Pick<SessionDeps, 'verifyToken'>>;
+
+/** When a replay starting now must stop, and when its lease ends. */
+function replayWindow(deps: FrameDeps): { deadline: number; leaseEnd: number } {
+  const { budgetMs, graceMs } = deps.replay ?? DEFAULT_REPLAY;
+  const now = (deps.now ?? Date.now)();
+  const left = deps.remainingMs ? deps.remainingMs() - ANSWER_MARGIN_MS : budgetMs;
+  const deadline = now + Math.max(0, Math.min(budgetMs, left));
+  return { deadline, leaseEnd: deadline + graceMs };
+}
+
+/**
+ * Replays history to a connection, then makes it live. Whatever happens, the
+ * connection ends up live (or, if even that failed, live at its lease's end):
+ * the reply says whether everything was replayed and, if the replay stopped
+ * early, where to resume from. A connection gone meanwhile is an error.
+ */
 async function catchUp(
-  deps: Pick<SessionDeps, 'registry' | 'gateway'>,
+  deps: FrameDeps,
   audience: Audience,
   connection: Connection,
   since: string,
-): Promise<boolean> {
-  const outcome = await replay(audience, connection, since, deps);
+  window: { deadline: number; leaseEnd: number } | 'begin',
+): Promise<{ recovered: boolean; cursor?: string }> {
+  let bounds = window;
+  if (bounds === 'begin') {
+    bounds = replayWindow(deps);
+    if (!(await deps.registry.beginResume(audience, connection, bounds.leaseEnd))) {
+      throw new UnknownConnectionError(connection.connectionId);
+    }
+  }
+  const outcome = await replay(
+    audience,
+    connection,
+    since,
+    { ...deps, ...(deps.now && { now: deps.now }) },
+    bounds.deadline,
+  );
   if (outcome.gone) throw new UnknownConnectionError(connection.connectionId);
-  return outcome.recovered;
+  if (outcome.complete) return { recovered: outcome.recovered };
+  deps.logger?.warn('replay stopped before catching up; the connection is live again', {
+    connectionId: connection.connectionId,
+    stream: `${audience.kind}:${audience.name}`,
+    replayed: outcome.replayed,
+    cursor: outcome.cursor,
+    reason:
+      outcome.stoppedBy instanceof Error
+        ? `${outcome.stoppedBy.name}: ${outcome.stoppedBy.message}`
+        : String(outcome.stoppedBy),
+  });
+  return { recovered: false, cursor: outcome.cursor };
 }
 
 /**
@@ -127,8 +192,7 @@ async function catchUp(
 export async function handleFrame(
   connectionId: string,
   body: string | undefined,
-  deps: Pick<SessionDeps, 'registry' | 'gateway' | 'limits' | 'now'> &
-    Partial<Pick<SessionDeps, 'verifyToken'>>,
+  deps: FrameDeps,
 ): Promise<ServerFrame> {
   const frame = parseClientFrame(body);
   const connection = await deps.registry.touch(connectionId);
@@ -150,8 +214,16 @@ export async function handleFrame(
     (await deps.registry.clearPendingSince(connectionId))
   ) {
     const audience = deps.registry.userAudience(connection.userId);
-    const recovered = await catchUp(deps, audience, connection, connection.pendingSince);
-    await post(deps, connection, { type: 'resumed', recovered });
+    // beginResume again: renews the lease taken at connect (the first frame
+    // may come late), and takes the member back if that lease ran out.
+    const result = await catchUp(deps, audience, connection, connection.pendingSince, 'begin');
+    // Not fatal to the frame: the connection is live whatever this says.
+    await post(deps, connection, { type: 'resumed', ...result }).catch((error: unknown) =>
+      deps.logger?.warn('could not post resumed', {
+        connectionId,
+        reason: error instanceof Error ? error.message : String(error),
+      }),
+    );
   }
 
   const maxTopics = deps.limits?.topicsPerConnection;
@@ -171,19 +243,36 @@ export async function handleFrame(
         throw new ForbiddenError(`your token does not allow topic "${frame.topic}"`);
       }
       if (frame.since === undefined) {
-        if (!(await deps.registry.subscribe(connection, frame.topic, false, maxTopics))) {
-          throw tooManyTopics();
-        }
+        const outcome = await deps.registry.subscribe(
+          connection,
+          frame.topic,
+          undefined,
+          maxTopics,
+        );
+        if (outcome === 'too_many_topics') throw tooManyTopics();
+        if (outcome === 'gone') throw new UnknownConnectionError(connectionId);
         return { type: 'subscribed', topic: frame.topic };
       }
       await countReplay(deps, connectionId);
-      if (!(await deps.registry.subscribe(connection, frame.topic, true, maxTopics))) {
-        throw tooManyTopics();
-      }
-      await post(deps, connection, { type: 'subscribed', topic: frame.topic });
+      const window = replayWindow(deps);
+      const outcome = await deps.registry.subscribe(
+        connection,
+        frame.topic,
+        window.leaseEnd,
+        maxTopics,
+      );
+      if (outcome === 'too_many_topics') throw tooManyTopics();
+      if (outcome === 'gone') throw new UnknownConnectionError(connectionId);
       const audience = deps.registry.topicAudience(frame.topic);
-      const recovered = await catchUp(deps, audience, connection, frame.since);
-      return { type: 'resumed', topic: frame.topic, recovered };
+      // From here the member is resuming: whatever fails, catchUp makes it live.
+      const posted = await post(deps, connection, { type: 'subscribed', topic: frame.topic }).then(
+        () => true,
+        () => false,
+      );
+      const result = posted
+        ? await catchUp(deps, audience, connection, frame.since, window)
+        : await giveUp(deps, audience, connection, frame.since);
+      return { type: 'resumed', topic: frame.topic, ...result };
     }
     case 'unsubscribe':
       await deps.registry.unsubscribe(connection, frame.topic);
@@ -193,8 +282,8 @@ export async function handleFrame(
     case 'resume': {
       await countReplay(deps, connectionId);
       const audience = deps.registry.userAudience(connection.userId);
-      await deps.registry.beginResume(audience, connection);
-      return { type: 'resumed', recovered: await catchUp(deps, audience, connection, frame.since) };
+      const result = await catchUp(deps, audience, connection, frame.since, 'begin');
+      return { type: 'resumed', ...result };
     }
   }
 }
@@ -237,4 +326,15 @@ async function refresh(
     if (!topicAllowed(topic, identity.topics)) await deps.registry.unsubscribe(connection, topic);
   }
   return { type: 'authenticated', expiresAt: identity.expiresAt };
+}
+
+/** A replay that could not even start: live again, told to resume from where it asked. */
+async function giveUp(
+  deps: FrameDeps,
+  audience: Audience,
+  connection: Connection,
+  since: string,
+): Promise<{ recovered: false; cursor: string }> {
+  await deps.registry.endResume(audience, connection).catch(() => undefined);
+  return { recovered: false, cursor: since };
 }

@@ -124,6 +124,8 @@ async function settle(client: TestClient): Promise<void> {
 }
 
 const isPong = (f: Frame) => f.type === 'pong';
+/** The reply to a ping (it carries the connection's id). */
+const PONG = { type: 'pong', connectionId: expect.any(String) };
 
 describe('history and resume (HISTORY_SIZE 100)', () => {
   let stack: Stack;
@@ -156,7 +158,7 @@ describe('history and resume (HISTORY_SIZE 100)', () => {
     expect(frames).toEqual([
       ...missed.map((r, i) => message(r, { n: i + 1 })),
       { type: 'resumed', recovered: true },
-      { type: 'pong', connectionId: expect.any(String) },
+      PONG,
     ]);
     expect(await stack.members('user', 'h-ann')).toEqual({ live: 1, resuming: 0 });
 
@@ -165,10 +167,7 @@ describe('history and resume (HISTORY_SIZE 100)', () => {
     const live = await stack.publish({ userId: 'h-ann', data: { n: 5 } });
     expect(live).toMatchObject({ recipients: 1, delivered: 1, stored: true });
     await settle(client);
-    expect(client.frames.slice(from)).toEqual([
-      message(live, { n: 5 }),
-      { type: 'pong', connectionId: expect.any(String) },
-    ]);
+    expect(client.frames.slice(from)).toEqual([message(live, { n: 5 }), PONG]);
     expect(client.messages().map((m) => m['data'])).toEqual([1, 2, 3, 4, 5].map((n) => ({ n })));
   });
 
@@ -272,9 +271,7 @@ describe('history and resume (HISTORY_SIZE 100)', () => {
 
     const client = await stack.connect('h-ben');
     // Without since, nothing is replayed.
-    expect(await exchange(client, { action: 'ping' }, isPong)).toEqual([
-      { type: 'pong', connectionId: expect.any(String) },
-    ]);
+    expect(await exchange(client, { action: 'ping' }, isPong)).toEqual([PONG]);
 
     const frames = await exchange(client, { action: 'resume', since }, (f) => f.type === 'resumed');
     expect(frames).toEqual([
@@ -372,7 +369,7 @@ describe('history shorter than the gap (HISTORY_SIZE 3)', () => {
     expect(await exchange(client, { action: 'ping' }, isPong)).toEqual([
       ...missed.slice(2).map((r, i) => message(r, { n: i + 3 })),
       { type: 'resumed', recovered: false },
-      { type: 'pong', connectionId: expect.any(String) },
+      PONG,
     ]);
 
     // From the newest trimmed message on, nothing is missing: recovered.

@@ -15,16 +15,13 @@ export class TestClient {
   private constructor(ws: WebSocket) {
     this.ws = ws;
     ws.on('message', (data) => {
-      const frame = JSON.parse(data.toString()) as Frame;
-      this.frames.push(frame);
-      const index = this.frames.length - 1;
-      this.#waiters = this.#waiters.filter((w) => {
-        if (index >= w.from && w.match(frame)) {
-          w.resolve(frame);
-          return false;
-        }
-        return true;
-      });
+      const received = JSON.parse(data.toString()) as Frame;
+      // A replay `batch` carries several messages in one WebSocket message:
+      // recorded as the message frames it carries, in order (counted apart).
+      if (received.type === 'batch') this.batches++;
+      const frames = received.type === 'batch' ? (received['messages'] as Frame[]) : [received];
+      if (received.type === 'batch') for (const frame of frames) this.batched.add(frame);
+      for (const frame of frames) this.#receive(frame);
     });
     ws.on('close', () => {
       this.closed = true;
@@ -40,6 +37,23 @@ export class TestClient {
         reject(new HandshakeRefused(res.statusCode ?? 0)),
       );
       ws.once('error', reject);
+    });
+  }
+
+  /** How many replay `batch` frames arrived (their messages are in `frames`). */
+  batches = 0;
+  /** The message frames that arrived inside a `batch`. */
+  readonly batched = new WeakSet<Frame>();
+
+  #receive(frame: Frame): void {
+    this.frames.push(frame);
+    const index = this.frames.length - 1;
+    this.#waiters = this.#waiters.filter((w) => {
+      if (index >= w.from && w.match(frame)) {
+        w.resolve(frame);
+        return false;
+      }
+      return true;
     });
   }
 

@@ -74,7 +74,10 @@ export async function startOffline(
     );
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
-      if (output.includes('[websocket] listening')) {
+      // Not '[websocket] listening': serverless-offline prints that before
+      // the HTTP server the WebSocket server rides on is listening (they
+      // start side by side), so a client connecting at once could be refused.
+      if (output.includes('[http for websocket] listening')) {
         clearTimeout(timer);
         resolve();
       }

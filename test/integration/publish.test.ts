@@ -147,7 +147,7 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
         connection('dora'),
         connection('emil'),
       ]);
-      await Promise.all(records.map((r) => registry.subscribe(r, 'news', false)));
+      await Promise.all(records.map((r) => registry.subscribe(r, 'news')));
       const real = store(registry);
       // The first attempt delivers everything, then fails to record its result.
       let failures = 1;
@@ -236,7 +236,7 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
         registry,
         Array.from({ length: 50 }, (_, i) => connection(`w${i % 5}`)),
       );
-      await Promise.all(records.map((r) => registry.subscribe(r, 'ops', false)));
+      await Promise.all(records.map((r) => registry.subscribe(r, 'ops')));
       // The worker of the second chunk posts to half its recipients, then dies
       // (as a Lambda killed at its timeout); every other run is a real worker.
       let runs = 0;
@@ -375,7 +375,7 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
           registry,
           Array.from({ length: members }, (_, i) => connection(`fan${i % 7}`)),
         );
-        await Promise.all(records.map((r) => registry.subscribe(r, 'news', false)));
+        await Promise.all(records.map((r) => registry.subscribe(r, 'news')));
         const outsider = connection('outsider');
         await registry.register(outsider);
 
@@ -405,7 +405,7 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
         registry,
         Array.from({ length: 12 }, (_, i) => connection(`b${i % 4}`)),
       );
-      await registry.subscribe(records[0] as ConnectionRecord, 'news', false);
+      await registry.subscribe(records[0] as ConnectionRecord, 'news');
       const result = await publish(
         { broadcast: true, data: 'all' },
         publishDeps(registry, gateway, noDedup, 5),
@@ -442,8 +442,8 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
       ]);
       const v = vanished as ConnectionRecord;
       const a = alive as ConnectionRecord;
-      await registry.subscribe(v, 'news', false);
-      await registry.subscribe(a, 'news', false);
+      await registry.subscribe(v, 'news');
+      await registry.subscribe(a, 'news');
       gateway.gone.add(v.connectionId);
 
       const result = await publish(
@@ -468,7 +468,7 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
         connection('ann'),
         connection('ben'),
       ]);
-      for (const r of [a1, b1]) await registry.subscribe(r as ConnectionRecord, 'room:p', false);
+      for (const r of [a1, b1]) await registry.subscribe(r as ConnectionRecord, 'room:p');
       expect(
         await presence({ userIds: ['ann', 'ben', 'cid'], topic: 'room:p' }, { registry }),
       ).toEqual({
@@ -503,7 +503,7 @@ describe.each(TOPOLOGIES)('publish on %s Redis', (topology) => {
         connection('lou'),
       ]);
       const kims = records.slice(0, 3);
-      await registry.subscribe(kims[0] as ConnectionRecord, 'news', false);
+      await registry.subscribe(kims[0] as ConnectionRecord, 'news');
 
       const result = await kick({ userId: 'kim' }, { registry, gateway, logger });
       expect(result).toEqual({ connections: 3, closed: 3, gone: 0, failed: 0 });

@@ -152,7 +152,7 @@ describe.each(TOPOLOGIES)('registry on %s Redis', (topology) => {
       const registry = env.registry({ connectionTtlSeconds: 2 });
       const record = connection('frank');
       await registry.register(record);
-      await registry.subscribe(record, 'news', false);
+      await registry.subscribe(record, 'news');
       const keys = registry.keys;
       for (const key of [
         keys.all(),
@@ -172,7 +172,7 @@ describe.each(TOPOLOGIES)('registry on %s Redis', (topology) => {
       const registry = env.registry({ connectionTtlSeconds: 60, now: clock.now });
       const record = connection('gina');
       await registry.register(record);
-      await registry.subscribe(record, 'room:1', false);
+      await registry.subscribe(record, 'room:1');
       const member = encodeMember(record);
       const keys = [
         registry.keys.all(),
@@ -213,11 +213,11 @@ describe.each(TOPOLOGIES)('registry on %s Redis', (topology) => {
       const gateway = new RecordingGateway();
       const quiet = connection('hank');
       await registry.register(quiet);
-      await registry.subscribe(quiet, 'news', false);
+      await registry.subscribe(quiet, 'news');
       clock.advance(61_000);
       const fresh = connection('hank');
       await registry.register(fresh);
-      await registry.subscribe(fresh, 'news', false);
+      await registry.subscribe(fresh, 'news');
 
       expect(await registry.lookupUser('hank')).toEqual([
         { connectionId: fresh.connectionId, endpoint: fresh.endpoint },
@@ -247,7 +247,7 @@ describe.each(TOPOLOGIES)('registry on %s Redis', (topology) => {
       const registry = env.registry({ connectionTtlSeconds: 1 });
       const record = connection('ivan');
       await registry.register(record);
-      await registry.subscribe(record, 'room:ttl', false);
+      await registry.subscribe(record, 'room:ttl');
       expect(await registry.countConnected(registry.topicAudience('room:ttl'))).toBe(1);
 
       await sleep(1_200);
@@ -288,9 +288,9 @@ describe.each(TOPOLOGIES)('registry on %s Redis', (topology) => {
       const gone = connection('judy');
       const stays = connection('judy');
       await Promise.all([registry.register(gone), registry.register(stays)]);
-      await registry.subscribe(gone, 'news', false);
-      await registry.subscribe(gone, 'room:a', true);
-      await registry.subscribe(stays, 'news', false);
+      await registry.subscribe(gone, 'news');
+      await registry.subscribe(gone, 'room:a', Date.now() + 60_000);
+      await registry.subscribe(stays, 'news');
       const member = encodeMember(gone);
 
       const removed = await registry.remove(gone.connectionId);
@@ -342,7 +342,7 @@ describe.each(TOPOLOGIES)('registry on %s Redis', (topology) => {
       const topic = registry.topicAudience('room:7');
       const member = encodeMember(record);
 
-      await registry.subscribe(record, 'room:7', false);
+      await registry.subscribe(record, 'room:7');
       expect(await env.redis.zscore(topic.keys.live, member)).not.toBeNull();
       expect((await registry.get(record.connectionId))?.topics).toEqual(['room:7']);
       expect(await registry.countConnected(topic)).toBe(1);
@@ -361,13 +361,13 @@ describe.each(TOPOLOGIES)('registry on %s Redis', (topology) => {
       const topic = registry.topicAudience('room:8');
       const member = encodeMember(record);
 
-      await registry.subscribe(record, 'room:8', true);
+      await registry.subscribe(record, 'room:8', Date.now() + 60_000);
       expect(await env.redis.zscore(topic.keys.live, member)).toBeNull();
       expect(await env.redis.zscore(topic.keys.resuming, member)).not.toBeNull();
       // Catching up is still being a member: presence counts it.
       expect(await registry.countConnected(topic)).toBe(1);
 
-      await registry.subscribe(record, 'room:8', false);
+      await registry.subscribe(record, 'room:8');
       expect(await env.redis.zscore(topic.keys.live, member)).not.toBeNull();
       expect(await env.redis.zscore(topic.keys.resuming, member)).toBeNull();
 
@@ -382,8 +382,8 @@ describe.each(TOPOLOGIES)('registry on %s Redis', (topology) => {
       const other = connection('otto');
       await Promise.all([registry.register(record), registry.register(other)]);
       const topics = ['news', 'room:1', 'room:2', 'room:3'];
-      for (const t of topics) await registry.subscribe(record, t, false);
-      await registry.subscribe(other, 'room:2', false);
+      for (const t of topics) await registry.subscribe(record, t);
+      await registry.subscribe(other, 'room:2');
 
       await registry.remove(record.connectionId);
       for (const t of topics) {

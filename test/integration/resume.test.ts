@@ -3,11 +3,17 @@ import { publish } from '../../lib/delivery/publish.js';
 import { compareCursors } from '../../lib/registry/cursor.js';
 import { encodeMember } from '../../lib/registry/keys.js';
 import type { RedisRegistry } from '../../lib/registry/redis.js';
-import { replay } from '../../lib/session/resume.js';
+import { type ResumeDeps, replay } from '../../lib/session/resume.js';
 import { sleep, TOPOLOGIES, useTopologies } from '../helpers/redis-matrix.js';
 import { connection, type Frame, noDedup, publishDeps, RecordingGateway } from './support.js';
 
 const envs = useTopologies();
+
+/** A lease and a deadline far enough away not to matter (tests of the bounds set their own). */
+const lease = () => Date.now() + 60_000;
+const run = (
+  ...args: [Parameters<typeof replay>[0], Parameters<typeof replay>[1], string, ResumeDeps]
+) => replay(...args, Date.now() + 30_000);
 
 const ids = (frames: Frame[]) => frames.map((f) => f.id);
 
@@ -39,7 +45,7 @@ describe.each(TOPOLOGIES)('resume on %s Redis', (topology) => {
     const m2 = await publish({ id: 'm2', userId: 'alice', data: 2 }, deps);
     expect(m2.recipients).toBe(2);
 
-    await registry.beginResume(audience, resumes);
+    await registry.beginResume(audience, resumes, lease());
     const member = encodeMember(resumes);
     expect(await env.redis.zscore(audience.keys.live, member)).toBeNull();
     expect(await env.redis.zscore(audience.keys.resuming, member)).not.toBeNull();
@@ -50,12 +56,12 @@ describe.each(TOPOLOGIES)('resume on %s Redis', (topology) => {
     expect(m4).toMatchObject({ recipients: 1, delivered: 1 });
     expect(ids(gateway.framesTo(resumes.connectionId))).toEqual(['m1', 'm2']);
 
-    const outcome = await replay(audience, resumes, m2.cursor as string, {
+    const outcome = await run(audience, resumes, m2.cursor as string, {
       registry,
       gateway,
       batch: 1,
     });
-    expect(outcome).toEqual({ recovered: true, replayed: 2, gone: false });
+    expect(outcome).toMatchObject({ recovered: true, replayed: 2, gone: false });
     expect(await env.redis.zscore(audience.keys.live, member)).not.toBeNull();
     expect(await env.redis.zscore(audience.keys.resuming, member)).toBeNull();
 
@@ -83,15 +89,15 @@ describe.each(TOPOLOGIES)('resume on %s Redis', (topology) => {
     for (let i = 1; i <= 7; i++) {
       cursors.push((await publish({ id: `t${i}`, topic: 'room:1', data: i }, deps)).cursor ?? '');
     }
-    await registry.subscribe(record, 'room:1', true);
+    await registry.subscribe(record, 'room:1', Date.now() + 60_000);
     expect(await env.redis.zcard(audience.keys.live)).toBe(0);
 
-    const outcome = await replay(audience, record, cursors[1] as string, {
+    const outcome = await run(audience, record, cursors[1] as string, {
       registry,
       gateway,
       batch: 2,
     });
-    expect(outcome).toEqual({ recovered: true, replayed: 5, gone: false });
+    expect(outcome).toMatchObject({ recovered: true, replayed: 5, gone: false });
     const frames = gateway.framesTo(record.connectionId);
     expect(ids(frames)).toEqual(['t3', 't4', 't5', 't6', 't7']);
     expect(frames.map((f) => f.cursor)).toEqual(cursors.slice(2));
@@ -109,9 +115,9 @@ describe.each(TOPOLOGIES)('resume on %s Redis', (topology) => {
     for (let i = 1; i <= 4; i++) await publish({ id: `c${i}`, userId: 'carol', data: i }, deps);
     gateway.posts.length = 0;
 
-    await registry.beginResume(audience, record);
-    const outcome = await replay(audience, record, '0', { registry, gateway });
-    expect(outcome).toEqual({ recovered: false, replayed: 2, gone: false });
+    await registry.beginResume(audience, record, lease());
+    const outcome = await run(audience, record, '0', { registry, gateway });
+    expect(outcome).toMatchObject({ recovered: false, replayed: 2, gone: false });
     expect(ids(gateway.framesTo(record.connectionId))).toEqual(['c3', 'c4']);
   });
 
@@ -122,12 +128,12 @@ describe.each(TOPOLOGIES)('resume on %s Redis', (topology) => {
     const audience = registry.userAudience('dave');
     const record = connection('dave');
     await registry.register(record);
-    await registry.beginResume(audience, record);
+    await registry.beginResume(audience, record, lease());
     for (let i = 1; i <= 3; i++) await publish({ userId: 'dave', data: i }, deps);
 
     gateway.gone.add(record.connectionId);
-    const outcome = await replay(audience, record, '0', { registry, gateway });
-    expect(outcome).toEqual({ recovered: true, replayed: 0, gone: true });
+    const outcome = await run(audience, record, '0', { registry, gateway });
+    expect(outcome).toMatchObject({ recovered: true, replayed: 0, gone: true });
     expect(await registry.get(record.connectionId)).toBeNull();
     expect(await env.redis.zcard(audience.keys.resuming)).toBe(0);
     expect(await env.redis.zcard(audience.keys.live)).toBe(0);
@@ -139,10 +145,10 @@ describe.each(TOPOLOGIES)('resume on %s Redis', (topology) => {
     const audience = registry.userAudience('erin');
     const record = connection('erin');
     await registry.register(record);
-    await registry.beginResume(audience, record);
+    await registry.beginResume(audience, record, lease());
     await registry.remove(record.connectionId);
 
-    const outcome = await replay(audience, record, '0', { registry, gateway });
+    const outcome = await run(audience, record, '0', { registry, gateway });
     expect(outcome).toMatchObject({ replayed: 0, gone: true });
     expect(await env.redis.zcard(audience.keys.live)).toBe(0);
   });
@@ -158,7 +164,7 @@ describe.each(TOPOLOGIES)('resume on %s Redis', (topology) => {
 
     const f2 = await publish({ id: 'f2', userId: 'fay', data: 2 }, deps);
     expect(f2.recipients).toBe(0);
-    await replay(audience, record, record.pendingSince as string, { registry, gateway });
+    await run(audience, record, record.pendingSince as string, { registry, gateway });
     const f3 = await publish({ id: 'f3', userId: 'fay', data: 3 }, deps);
     expect(f3.recipients).toBe(1);
     expect(ids(gateway.framesTo(record.connectionId))).toEqual(['f2', 'f3']);
@@ -172,7 +178,7 @@ describe.each(TOPOLOGIES)('resume on %s Redis', (topology) => {
     const record = connection('jay');
     await registry.register(record);
     const since = (await publish({ id: 'j0', userId: 'jay', data: 0 }, deps)).cursor as string;
-    await registry.beginResume(audience, record);
+    await registry.beginResume(audience, record, lease());
     await publish({ id: 'j1', userId: 'jay', data: 1 }, deps);
     await publish({ id: 'j2', userId: 'jay', data: 2 }, deps);
     // Everything after `since` is still there when the replay starts ...
@@ -189,12 +195,12 @@ describe.each(TOPOLOGIES)('resume on %s Redis', (topology) => {
       }
       return post(endpoint, connectionId, data);
     };
-    const outcome = await replay(audience, record, since, { registry, gateway, batch: 1 });
+    const outcome = await run(audience, record, since, { registry, gateway, batch: 1 });
 
     const got = ids(gateway.framesTo(record.connectionId));
     expect(got).toEqual(['j0', 'j1', 'j8', 'j9', 'j10']);
     // j2..j7 never reached the client: the replay must not claim it recovered everything.
-    expect(outcome).toEqual({ recovered: false, replayed: 4, gone: false });
+    expect(outcome).toMatchObject({ recovered: false, replayed: 4, gone: false });
   });
 
   it('delivers every message exactly once and in order while publishes race a replay', async () => {
@@ -207,7 +213,7 @@ describe.each(TOPOLOGIES)('resume on %s Redis', (topology) => {
     gateway.delayMs = () => Math.floor(Math.random() * 3);
 
     const since = (await publish({ id: 'p0', userId: 'gus', data: 0 }, deps)).cursor as string;
-    await registry.beginResume(audience, resumes);
+    await registry.beginResume(audience, resumes, lease());
     const published: string[] = [];
     let n = 1;
     const publishOne = async () => {
@@ -229,7 +235,7 @@ describe.each(TOPOLOGIES)('resume on %s Redis', (topology) => {
         if (n > 200) throw new Error('replay never caught up');
       }
     })();
-    const outcome = await replay(audience, resumes, since, { registry, gateway, batch: 3 }).finally(
+    const outcome = await run(audience, resumes, since, { registry, gateway, batch: 3 }).finally(
       () => {
         replayDone = true;
       },
@@ -256,11 +262,11 @@ describe.each(TOPOLOGIES)('resume on %s Redis', (topology) => {
     const record = connection('hal');
     const watcher = connection('ida');
     await Promise.all([registry.register(record), registry.register(watcher)]);
-    await registry.subscribe(watcher, 'room:race', false);
+    await registry.subscribe(watcher, 'room:race');
     gateway.delayMs = () => Math.floor(Math.random() * 3);
 
     const since = (await publish({ id: 'r0', topic: 'room:race', data: 0 }, deps)).cursor as string;
-    await registry.subscribe(record, 'room:race', true);
+    await registry.subscribe(record, 'room:race', Date.now() + 60_000);
     const published: string[] = [];
     const publisher = async (name: string, count: number) => {
       for (let i = 0; i < count; i++) {
@@ -272,7 +278,7 @@ describe.each(TOPOLOGIES)('resume on %s Redis', (topology) => {
     const backlog = publisher('b', 8);
     await sleep(5);
     const [outcome] = await Promise.all([
-      replay(audience, record, since, { registry, gateway, batch: 2 }),
+      run(audience, record, since, { registry, gateway, batch: 2 }),
       backlog,
       publisher('x', 15),
       publisher('y', 15),

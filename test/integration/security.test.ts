@@ -17,7 +17,7 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
       const exp = clock.now() + 5_000;
       const record = connection('exp-user', { tokenExpiresAt: exp });
       await registry.register(record);
-      await registry.subscribe(record, 'news', false);
+      await registry.subscribe(record, 'news');
       const member = `${record.connectionId}|${record.endpoint}`;
 
       // Act
@@ -76,15 +76,15 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
 
       // Act
       const outcomes = await Promise.all(
-        topics.map((t) => registry.subscribe(record, t, false, 5)),
+        topics.map((t) => registry.subscribe(record, t, undefined, 5)),
       );
       const stored = await registry.get(record.connectionId);
 
       // Assess
-      expect(outcomes.filter(Boolean)).toHaveLength(5);
+      expect(outcomes.filter((o) => o === 'subscribed')).toHaveLength(5);
       expect(stored?.topics).toHaveLength(5);
       // A refused topic's audience was not joined.
-      const refused = topics.filter((_, i) => !outcomes[i]);
+      const refused = topics.filter((_, i) => outcomes[i] !== 'subscribed');
       const counts = await Promise.all(
         refused.map((t) => registry.countConnected(registry.topicAudience(t))),
       );
@@ -96,15 +96,15 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
       const registry = env.registry();
       const record = connection('topic-repeat');
       await registry.register(record);
-      await registry.subscribe(record, 'a', false, 1);
+      await registry.subscribe(record, 'a', undefined, 1);
 
       // Act
-      const again = await registry.subscribe(record, 'a', false, 1);
-      const other = await registry.subscribe(record, 'b', false, 1);
+      const again = await registry.subscribe(record, 'a', undefined, 1);
+      const other = await registry.subscribe(record, 'b', undefined, 1);
 
       // Assess
-      expect(again).toBe(true);
-      expect(other).toBe(false);
+      expect(again).toBe('subscribed');
+      expect(other).toBe('too_many_topics');
     });
   });
 
@@ -166,7 +166,7 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
     async function pingCommands(registry: RedisRegistry, topics: number): Promise<number> {
       const record = connection(`ping-${topics}`);
       await registry.register(record);
-      for (let i = 0; i < topics; i++) await registry.subscribe(record, `pc-${i}`, false, 100);
+      for (let i = 0; i < topics; i++) await registry.subscribe(record, `pc-${i}`, undefined, 100);
       const deps = {
         registry,
         gateway: new RecordingGateway(),
@@ -189,14 +189,14 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
       // A client cannot go past the limit: the 101st subscribe is refused.
       const record = connection('ping-over');
       await registry.register(record);
-      for (let i = 0; i < 100; i++) await registry.subscribe(record, `po-${i}`, false, 100);
-      const over = await registry.subscribe(record, 'po-100', false, 100);
+      for (let i = 0; i < 100; i++) await registry.subscribe(record, `po-${i}`, undefined, 100);
+      const over = await registry.subscribe(record, 'po-100', undefined, 100);
 
       // Assess
       const perTopic = (ten - none) / 10;
       expect(perTopic).toBeGreaterThan(0);
       expect(atLimit).toBe(none + perTopic * 100);
-      expect(over).toBe(false);
+      expect(over).toBe('too_many_topics');
       console.log(
         `[${topology}] ping cost (Redis commands): 0 topics ${none}, 10 topics ${ten}, 100 topics ${atLimit} (${perTopic} per topic)`,
       );

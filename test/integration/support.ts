@@ -35,11 +35,11 @@ export class RecordingGateway implements Gateway {
     return 'ok';
   }
 
-  /** Parsed frames posted to one connection, in posting order. */
+  /** Parsed frames posted to one connection, in posting order, with replay batches unpacked. */
   framesTo(connectionId: string): Frame[] {
     return this.posts
       .filter((p) => p.connectionId === connectionId)
-      .map((p) => JSON.parse(p.frame) as Frame);
+      .flatMap((p) => unpack(JSON.parse(p.frame) as Frame | BatchFrame));
   }
 
   /** How many posts each connection received. */
@@ -57,6 +57,15 @@ export interface Frame {
   cursor?: string;
   topic?: string;
 }
+
+export interface BatchFrame {
+  type: 'batch';
+  messages: Frame[];
+}
+
+/** The message frames one posted frame carries (a replay `batch` carries several). */
+export const unpack = (frame: Frame | BatchFrame): Frame[] =>
+  frame.type === 'batch' ? (frame as BatchFrame).messages : [frame as Frame];
 
 export interface TestDeps extends PublishDeps {
   warnings: { message: string; extra: Record<string, unknown> }[];

@@ -431,12 +431,13 @@ describe('resuming', () => {
     await vi.advanceTimersByTimeAsync(1);
     last().open();
 
-    // Assess: ping first (it starts the user replay), then every topic with its cursor;
-    // a topic with no message yet resumes from just before it was joined.
-    expect(last().query.get('since')).toBe('1800000000100-0');
+    // Assess: ping first (it starts the user replay), then every topic from
+    // reorderWindow (5 s) before its newest cursor; a topic with no message yet
+    // resumes from just before it was joined.
+    expect(last().query.get('since')).toBe('1799999995100-0');
     expect(last().sent).toEqual([
       { action: 'ping' },
-      { action: 'subscribe', topic: 'news', since: '1800000000200-3' },
+      { action: 'subscribe', topic: 'news', since: '1799999995200-0' },
       { action: 'subscribe', topic: 'sport', since: `${start + 60_000 - 300_000}-0` },
     ]);
   });
@@ -504,8 +505,49 @@ describe('resuming', () => {
   });
 });
 
+describe('replays that come in batches or stop early (issue 7)', () => {
+  it('delivers each message of a replay batch, in order, with the usual dedupe', async () => {
+    // Prepare
+    const { events } = await connected();
+
+    // Act
+    last().receive(message('u1', '5-0'));
+    last().receive({
+      type: 'batch',
+      messages: [message('u1', '5-0'), message('u2', '6-0'), message('u3', '7-0')],
+    });
+
+    // Assess
+    expect(events.message.map((m) => m.id)).toEqual(['u1', 'u2', 'u3']);
+  });
+
+  it('resumes again from the cursor of a replay that stopped early, without a gap event', async () => {
+    // Prepare
+    const { pw, events } = await connected();
+    pw.subscribe('news');
+    const s = last();
+    s.receive(message('u1', '5-0'));
+    s.receive(message('n1', '5-0', 'news'));
+
+    // Act: both replays stopped after 5-0 and 9-0; live messages came on meanwhile.
+    s.receive(message('u9', '20-0'));
+    s.receive({ type: 'resumed', recovered: false, cursor: '5-0' });
+    s.receive({ type: 'resumed', topic: 'news', recovered: false, cursor: '9-0' });
+
+    // Assess
+    expect(events.gap).toEqual([]);
+    expect(s.sent.slice(-2)).toEqual([
+      { action: 'resume', since: '5-0' },
+      { action: 'subscribe', topic: 'news', since: '9-0' },
+    ]);
+    // The rest of the user's stream arrives, then what came live before is dropped by id.
+    s.receive({ type: 'batch', messages: [message('u6', '6-0'), message('u9', '20-0')] });
+    expect(events.message.map((m) => m.id)).toEqual(['u1', 'n1', 'u9', 'u6']);
+  });
+});
+
 describe('exactly once, in order', () => {
-  it('drops repeated ids and replays at or before the cursor of their stream', async () => {
+  it('drops repeated ids; hands over a message older than one already delivered (overtaken) late', async () => {
     // Prepare
     const { pw, events } = await connected();
     pw.subscribe('news');
@@ -515,22 +557,24 @@ describe('exactly once, in order', () => {
     s.receive(message('u1', '9-0'));
     s.receive(message('u1', '9-0')); // a retried publish: same id
     s.receive(message('u2', '10-0')); // numerically after 9-0 (not as text)
-    s.receive(message('u0', '9-5')); // behind the stream: a replay overlap
-    s.receive(message('n1', '1-0', 'news')); // another stream: its own order
-    s.receive(message('n2', '1-10', 'news')); // seq compared as a number too
+    s.receive(message('u0', '9-5')); // behind the stream, new id: overtaken, delivered late
+    s.receive(message('u0', '9-5'));
+    s.receive(message('n1', '1-0', 'news')); // another stream
+    s.receive(message('n2', '1-10', 'news'));
     s.receive(message('n3', '1-9', 'news'));
+    s.receive(message('n2', '1-10', 'news'));
     s.receive(message('b1')); // a broadcast: no cursor, deduped by id
     s.receive(message('b1'));
 
     // Assess
-    expect(events.message.map((m) => m.id)).toEqual(['u1', 'u2', 'n1', 'n2', 'b1']);
-    expect(events.message[2]).toEqual({
+    expect(events.message.map((m) => m.id)).toEqual(['u1', 'u2', 'u0', 'n1', 'n2', 'n3', 'b1']);
+    expect(events.message[3]).toEqual({
       id: 'n1',
       data: { id: 'n1' },
       topic: 'news',
       cursor: '1-0',
     });
-    expect(events.message[4]).toEqual({ id: 'b1', data: { id: 'b1' } });
+    expect(events.message[6]).toEqual({ id: 'b1', data: { id: 'b1' } });
   });
 
   it('remembers ids over a bounded window', async () => {
@@ -578,8 +622,8 @@ describe('cursors kept per user', () => {
     const storage = new MapStorage();
     const first = await connected({ storage, minDelay: 1 });
     first.pw.subscribe('news');
-    last().receive(message('u1', '7-0'));
-    last().receive(message('n1', '8-2', 'news'));
+    last().receive(message('u1', '1800000000007-0'));
+    last().receive(message('n1', '1800000000008-2', 'news'));
     first.pw.close();
 
     // Act: the app restarts (a page reload) as alice, then bob uses the device.
@@ -589,7 +633,8 @@ describe('cursors kept per user', () => {
     await settle();
     const alice = last();
     alice.open();
-    alice.receive(message('u1', '7-0')); // would be a duplicate
+    alice.receive(message('u1', '1800000000007-0')); // a duplicate (the ids are kept too)
+    alice.receive(message('n1', '1800000000008-2', 'news'));
     again.pw.close();
 
     const bob = client({ storage, token: () => jwt('bob') });
@@ -599,8 +644,12 @@ describe('cursors kept per user', () => {
     last().open();
 
     // Assess
-    expect(alice.query.get('since')).toBe('7-0');
-    expect(alice.sent).toContainEqual({ action: 'subscribe', topic: 'news', since: '8-2' });
+    expect(alice.query.get('since')).toBe('1799999995007-0');
+    expect(alice.sent).toContainEqual({
+      action: 'subscribe',
+      topic: 'news',
+      since: '1799999995008-0',
+    });
     expect(again.events.message).toEqual([]);
     expect(last().query.has('since')).toBe(false);
     expect(last().sent).toContainEqual({ action: 'subscribe', topic: 'news' });
@@ -617,14 +666,14 @@ describe('cursors kept per user', () => {
       setItem: async (key, value) => void map.set(key, value),
     };
     const first = await connected({ storage });
-    last().receive(message('u1', '42-1'));
+    last().receive(message('u1', '1800000000042-1'));
     first.pw.close();
     await settle();
 
     const again = client({ storage });
     again.pw.connect();
     await settle();
-    expect(last().query.get('since')).toBe('42-1');
+    expect(last().query.get('since')).toBe('1799999995042-0');
   });
 
   it('a storage read that finishes after close() and connect() is ignored; the new one is used', async () => {
@@ -660,7 +709,7 @@ describe('cursors kept per user', () => {
     const storage = new MapStorage();
     let user = 'carol';
     const made = await connected({ storage, user: 'carol', minDelay: 1 });
-    last().receive(message('c1', '3-0'));
+    last().receive(message('c1', '1800000000003-0'));
     expect(storage.map.has('pushwire:ws://push.test:carol')).toBe(true);
     made.pw.close();
 
@@ -668,7 +717,7 @@ describe('cursors kept per user', () => {
     const switching = client({ storage, token: () => jwt(user), minDelay: 1 });
     switching.pw.connect();
     await settle();
-    expect(last().query.get('since')).toBe('3-0');
+    expect(last().query.get('since')).toBe('1799999995003-0');
     last().accept();
     user = 'dave';
     last().drop();
@@ -694,5 +743,192 @@ describe('compareCursors', () => {
     expect(compareCursors('5', '5-0')).toBe(0);
     expect(compareCursors('9007199254740993-0', '9007199254740992-0')).toBeGreaterThan(0);
     expect(compareCursors('0', '1-0')).toBeLessThan(0);
+  });
+});
+
+describe('concurrent publishes: messages out of cursor order', () => {
+  /** A cursor `ms` after the fake clock's start (Redis stream ids are `<ms>-<seq>`). */
+  const at = (ms: number, seq = 0) => `${1_800_000_000_000 + ms}-${seq}`;
+  const reconnect = async () => {
+    last().drop();
+    await vi.advanceTimersByTimeAsync(1);
+    last().open();
+  };
+
+  it('hands over every live message once, in arrival order, whatever its cursor', async () => {
+    // Prepare
+    const { pw, events } = await connected();
+    pw.subscribe('news');
+    const s = last();
+
+    // Act: publishes side by side overtake each other; some frames come twice.
+    s.receive(message('u1', at(100)));
+    s.receive(message('u3', at(300)));
+    s.receive(message('u2', at(200))); // overtaken by u3
+    s.receive(message('u3', at(300)));
+    s.receive(message('n2', at(100, 1), 'news'));
+    s.receive(message('n1', at(100, 0), 'news')); // same ms, lower seq
+    s.receive(message('u0', at(50))); // overtaken by all of them
+    s.receive(message('u2', at(200)));
+    s.receive(message('n1', at(100, 0), 'news'));
+
+    // Assess
+    expect(events.message.map((m) => [m.id, m.cursor])).toEqual([
+      ['u1', at(100)],
+      ['u3', at(300)],
+      ['u2', at(200)],
+      ['n2', at(100, 1)],
+      ['n1', at(100, 0)],
+      ['u0', at(50)],
+    ]);
+  });
+
+  it('a drop right after an overtaking message resumes early enough to get the overtaken one', async () => {
+    // Prepare: u2 (200) is still on its way when u3 (300) arrives, and the socket drops.
+    const { pw, events } = await connected({ minDelay: 1 });
+    pw.subscribe('news');
+    last().receive(message('u1', at(100)));
+    last().receive(message('u3', at(300)));
+    last().receive(message('n3', at(300), 'news'));
+
+    // Act
+    await reconnect();
+
+    // Assess: both streams resume reorderWindow (5 s) before their newest cursor,
+    // so the replay includes what was overtaken: only it is new.
+    const since = last().query.get('since') as string;
+    expect(since).toBe(at(300 - 5_000));
+    expect(compareCursors(since, at(200))).toBeLessThan(0);
+    expect(last().sent).toContainEqual({ action: 'subscribe', topic: 'news', since });
+    last().receive({
+      type: 'batch',
+      messages: [message('u1', at(100)), message('u2', at(200)), message('u3', at(300))],
+    });
+    last().receive({ type: 'resumed', recovered: true });
+    last().receive({
+      type: 'batch',
+      messages: [message('n2', at(200), 'news'), message('n3', at(300), 'news')],
+    });
+    last().receive({ type: 'resumed', topic: 'news', recovered: true });
+    expect(events.message.map((m) => m.id)).toEqual(['u1', 'u3', 'n3', 'u2', 'n2']);
+    expect(events.gap).toEqual([]);
+  });
+
+  it('the reorder window is an option', async () => {
+    const { events } = await connected({ minDelay: 1, reorderWindow: 250 });
+    last().receive(message('u3', at(300)));
+    await reconnect();
+    expect(last().query.get('since')).toBe(at(50));
+    last().receive(message('u2', at(200)));
+    expect(events.message.map((m) => m.id)).toEqual(['u3', 'u2']);
+  });
+
+  it('the duplicates a widened resume replays are dropped, however many and however small dedupeWindow', async () => {
+    // Prepare: 50 messages within the reorder window; ids remembered: only 10.
+    const { events } = await connected({ minDelay: 1, dedupeWindow: 10 });
+    const sent = Array.from({ length: 50 }, (_, n) => message(`u${n}`, at(1_000 + n * 10)));
+    for (const m of sent.filter((_, n) => n !== 25)) last().receive(m); // u25 overtaken
+
+    // Act
+    await reconnect();
+    last().receive({ type: 'batch', messages: sent });
+    last().receive({ type: 'resumed', recovered: true });
+
+    // Assess
+    const ids = events.message.map((m) => m.id);
+    expect(ids).toHaveLength(50);
+    expect(new Set(ids).size).toBe(50);
+    expect(ids.at(-1)).toBe('u25');
+  });
+
+  it('across a restart too: the ids after the resume point are kept in storage', async () => {
+    // Prepare
+    const storage = new MapStorage();
+    const first = await connected({ storage });
+    first.pw.subscribe('news');
+    last().receive(message('n1', at(100), 'news'));
+    last().receive(message('n3', at(300), 'news'));
+    first.pw.close();
+
+    // Act
+    const again = client({ storage });
+    again.pw.subscribe('news');
+    again.pw.connect();
+    await settle();
+    last().open();
+    last().receive({
+      type: 'batch',
+      messages: [
+        message('n1', at(100), 'news'),
+        message('n2', at(200), 'news'),
+        message('n3', at(300), 'news'),
+      ],
+    });
+
+    // Assess
+    expect(last().sent).toContainEqual({ action: 'subscribe', topic: 'news', since: at(-4_700) });
+    expect(again.events.message.map((m) => m.id)).toEqual(['n2']);
+  });
+
+  it('forgets ids once the resume point has passed them', async () => {
+    const storage = new MapStorage();
+    await connected({ storage });
+    last().receive(message('u1', at(100)));
+    last().receive(message('u2', at(200)));
+    last().receive(message('u3', at(5_150)));
+    const saved = JSON.parse(storage.map.get('pushwire:ws://push.test:alice') as string);
+    // The resume point is 150: u1 (100) is behind it, u2 and u3 are not.
+    expect(saved.c['']).toBe(at(150));
+    expect(Object.keys(saved.w[''])).toEqual(['u2', 'u3']);
+  });
+
+  it('while a replay is under way the resume point stays where it started; then it moves on', async () => {
+    // Prepare
+    const { events } = await connected({ minDelay: 1 });
+    last().receive(message('u1', at(100)));
+    await reconnect(); // resumes from at(-4_900)
+
+    // Act: the replay brings messages far ahead, then the socket drops before `resumed`.
+    last().receive({
+      type: 'batch',
+      messages: [message('u2', at(20_000)), message('u3', at(30_000))],
+    });
+    await reconnect();
+    const duringReplay = last().query.get('since');
+    last().receive({
+      type: 'batch',
+      messages: [message('u2', at(20_000)), message('u3', at(30_000))],
+    });
+    last().receive({ type: 'resumed', recovered: true });
+    await reconnect();
+
+    // Assess
+    expect(duringReplay).toBe(at(-4_900));
+    expect(last().query.get('since')).toBe(at(25_000));
+    expect(events.message.map((m) => m.id)).toEqual(['u1', 'u2', 'u3']);
+  });
+
+  it('a replay that stopped early resumes from its cursor, and again from there after a drop', async () => {
+    // Prepare
+    const { events } = await connected({ minDelay: 1 });
+    last().receive(message('u1', at(100)));
+    await reconnect();
+    last().receive({ type: 'batch', messages: [message('u2', at(20_000))] });
+
+    // Act: it stopped at u2; a live message came in the meantime; the socket drops.
+    last().receive(message('u9', at(90_000)));
+    last().receive({ type: 'resumed', recovered: false, cursor: at(20_000) });
+    expect(last().sent.at(-1)).toEqual({ action: 'resume', since: at(20_000) });
+    last().receive(message('u10', at(91_000)));
+    await reconnect();
+
+    // Assess: what was between u2 and u9 is still to come.
+    expect(last().query.get('since')).toBe(at(20_000));
+    last().receive({
+      type: 'batch',
+      messages: [message('u3', at(30_000)), message('u9', at(90_000)), message('u10', at(91_000))],
+    });
+    expect(events.message.map((m) => m.id)).toEqual(['u1', 'u2', 'u9', 'u10', 'u3']);
+    expect(events.gap).toEqual([]);
   });
 });

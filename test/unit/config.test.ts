@@ -52,6 +52,7 @@ describe('loadConfig', () => {
       },
       deliverFunctionName: 'pushwire-local-deliver',
       region: 'us-east-1',
+      replay: { budgetMs: 5_000, graceMs: 2_000 },
     });
   });
 
@@ -81,6 +82,8 @@ describe('loadConfig', () => {
       DELIVER_FUNCTION_NAME: 'pushwire-prod-deliver',
       LAMBDA_ENDPOINT: 'http://localhost:3002',
       AWS_REGION: 'eu-central-1',
+      REPLAY_BUDGET_MS: '3000',
+      REPLAY_LEASE_GRACE_MS: '1500',
       AWS_ACCESS_KEY_ID: 'ASIAEXAMPLE',
       AWS_SECRET_ACCESS_KEY: 'secret',
       AWS_SESSION_TOKEN: 'token',
@@ -121,6 +124,7 @@ describe('loadConfig', () => {
       },
       deliverFunctionName: 'pushwire-prod-deliver',
       region: 'eu-central-1',
+      replay: { budgetMs: 3_000, graceMs: 1_500 },
       credentials: { accessKeyId: 'ASIAEXAMPLE', secretAccessKey: 'secret', sessionToken: 'token' },
     });
   });

@@ -22,10 +22,11 @@ const name = fc.stringMatching(/^[A-Za-z0-9_.:@=+/-]{1,40}$/);
 describe('hash tags of keys', () => {
   it("puts all of one user's keys in one slot, tagged u:<userId>", () => {
     // Act
-    const { live, resuming, history, lost } = keys.audience('user', 'alice').keys;
+    const { live, resuming, leases, history, lost } = keys.audience('user', 'alice').keys;
 
     // Assess
-    expect([live, resuming, history, lost].map(hashTag)).toEqual([
+    expect([live, resuming, leases, history, lost].map(hashTag)).toEqual([
+      'u:alice',
       'u:alice',
       'u:alice',
       'u:alice',
@@ -35,10 +36,11 @@ describe('hash tags of keys', () => {
 
   it("puts all of one topic's keys in one slot, tagged t:<topic>", () => {
     // Act
-    const { live, resuming, history, lost } = keys.audience('topic', 'team:42').keys;
+    const { live, resuming, leases, history, lost } = keys.audience('topic', 'team:42').keys;
 
     // Assess
-    expect([live, resuming, history, lost].map(hashTag)).toEqual([
+    expect([live, resuming, leases, history, lost].map(hashTag)).toEqual([
+      't:team:42',
       't:team:42',
       't:team:42',
       't:team:42',
@@ -62,7 +64,7 @@ describe('hash tags of keys', () => {
     const all = Object.values(keys.audience('user', 'alice').keys);
 
     // Assess
-    expect(new Set(all).size).toBe(4);
+    expect(new Set(all).size).toBe(5);
   });
 
   it('keeps each audience in one slot for any name, even one containing braces', () => {

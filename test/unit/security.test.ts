@@ -234,7 +234,8 @@ describe('$default: limits', () => {
     // Prepare
     const { registry } = fakeRegistry({
       touch: async () => connection(),
-      subscribe: async (_c, _topic, _resuming, max) => max !== 2,
+      subscribe: async (_c, _topic, _leaseEnd, max) =>
+        max !== 2 ? 'subscribed' : 'too_many_topics',
     });
 
     // Act

@@ -14,7 +14,7 @@ import {
 } from '../../lib/errors.js';
 import { AwsGateway } from '../../lib/gateway/sdk.js';
 import { createKeys } from '../../lib/registry/keys.js';
-import type { Connection, ConnectionRecord } from '../../lib/registry/types.js';
+import type { Connection, ConnectionRecord, ConnectionRegistry } from '../../lib/registry/types.js';
 import { callbackEndpoint, connect, disconnect, handleFrame } from '../../lib/session/session.js';
 import { fakeRegistry } from './fakes.js';
 
@@ -234,12 +234,12 @@ describe('handleFrame', () => {
 
   it('subscribes to a topic the token allows by prefix', async () => {
     // Prepare
-    const subscribed: [string, boolean][] = [];
+    const subscribed: [string, number | undefined][] = [];
     const { registry } = fakeRegistry({
       touch: async () => connection(),
-      subscribe: async (_c, topic, resuming) => {
-        subscribed.push([topic, resuming]);
-        return true;
+      subscribe: async (_c, topic, leaseEnd) => {
+        subscribed.push([topic, leaseEnd]);
+        return 'subscribed';
       },
     });
 
@@ -252,7 +252,7 @@ describe('handleFrame', () => {
 
     // Assess
     expect(reply).toEqual({ type: 'subscribed', topic: 'team:42:alerts' });
-    expect(subscribed).toEqual([['team:42:alerts', false]]);
+    expect(subscribed).toEqual([['team:42:alerts', undefined]]);
   });
 
   it('refuses a topic the token does not allow, naming it, and subscribes nothing', async () => {
@@ -305,7 +305,7 @@ describe('handleFrame', () => {
     const { registry } = fakeRegistry({
       touch: async () => connection(),
       userAudience: (userId) => keys.audience('user', userId),
-      beginResume: async () => undefined,
+      beginResume: async () => true,
       recoverable: async () => true,
       resumeStep: async (_audience, _recipient, since) => {
         sinces.push(since);
@@ -322,9 +322,236 @@ describe('handleFrame', () => {
     const frames = api
       .commandCalls(PostToConnectionCommand)
       .map((c) => JSON.parse(Buffer.from(c.args[0].input.Data as Uint8Array).toString()));
+    // One step's entries go in one post, as a batch, in order.
     expect(frames).toEqual([
-      { type: 'message', id: 'm1', cursor: '5-0', data: { n: 1 } },
-      { type: 'message', id: 'm2', cursor: '6-0', data: { n: 2 } },
+      {
+        type: 'batch',
+        messages: [
+          { type: 'message', id: 'm1', cursor: '5-0', data: { n: 1 } },
+          { type: 'message', id: 'm2', cursor: '6-0', data: { n: 2 } },
+        ],
+      },
     ]);
+  });
+});
+
+describe('handleFrame: a replay never strands the connection', () => {
+  const entries = (from: number, count: number) =>
+    Array.from({ length: count }, (_, i) => ({
+      cursor: `${from + i}-0`,
+      entry: `{"id":"m${from + i}","data":${from + i}}`,
+    }));
+
+  /** A registry whose replay steps hand out `steps` in turn, recording every call. */
+  function replaying(steps: Awaited<ReturnType<ConnectionRegistry['resumeStep']>>[]) {
+    return fakeRegistry({
+      touch: async () => connection(),
+      userAudience: (userId) => keys.audience('user', userId),
+      topicAudience: (topic) => keys.audience('topic', topic),
+      beginResume: async () => true,
+      subscribe: async () => 'subscribed',
+      endResume: async () => undefined,
+      recoverable: async () => true,
+      resumeStep: async () => steps.shift() ?? { state: 'last', entries: [] },
+    });
+  }
+
+  it('gives up when a post fails: live again, resumed says recovered:false and where to resume from', async () => {
+    // Prepare
+    api.reset();
+    api
+      .on(PostToConnectionCommand)
+      .resolvesOnce({})
+      .rejects(
+        Object.assign(new Error('internal'), {
+          name: 'InternalServerErrorException',
+          $metadata: { httpStatusCode: 500 },
+        }),
+      );
+    const { registry, methods } = replaying([
+      { state: 'more', entries: entries(5, 1) },
+      { state: 'more', entries: entries(6, 2) },
+    ]);
+
+    // Act
+    const reply = await handleFrame(
+      'c1',
+      '{"action":"resume","since":"4-0"}',
+      sessionDeps(registry),
+    );
+
+    // Assess
+    expect(reply).toEqual({ type: 'resumed', recovered: false, cursor: '5-0' });
+    expect(methods()).toEqual([
+      'touch',
+      'userAudience',
+      'beginResume',
+      'recoverable',
+      'resumeStep',
+      'resumeStep',
+      'endResume',
+    ]);
+  });
+
+  it('gives up when a Redis step throws', async () => {
+    // Prepare
+    const { registry, methods } = fakeRegistry({
+      touch: async () => connection(),
+      userAudience: (userId) => keys.audience('user', userId),
+      beginResume: async () => true,
+      endResume: async () => undefined,
+      recoverable: async () => true,
+      resumeStep: async () => {
+        throw new Error('Command timed out');
+      },
+    });
+
+    // Act
+    const reply = await handleFrame(
+      'c1',
+      '{"action":"resume","since":"4-0"}',
+      sessionDeps(registry),
+    );
+
+    // Assess
+    expect(reply).toEqual({ type: 'resumed', recovered: false, cursor: '4-0' });
+    expect(methods().at(-1)).toBe('endResume');
+  });
+
+  it('stops at the budget: no step starts after the deadline', async () => {
+    // Prepare
+    let clock = 1_000_000;
+    const { registry, calls } = fakeRegistry({
+      touch: async () => connection(),
+      userAudience: (userId) => keys.audience('user', userId),
+      beginResume: async () => true,
+      endResume: async () => undefined,
+      recoverable: async () => true,
+      resumeStep: async (_a, _r, since) => {
+        clock += 400; // each step (read and post) takes 400 ms of the budget
+        const n = Number(since.split('-')[0]) + 1;
+        return { state: 'more', entries: entries(n, 1) };
+      },
+    });
+
+    // Act
+    const reply = await handleFrame('c1', '{"action":"resume","since":"4-0"}', {
+      ...sessionDeps(registry),
+      replay: { budgetMs: 1_000, graceMs: 500 },
+      now: () => clock,
+    });
+
+    // Assess
+    const steps = calls.filter((c) => c.method === 'resumeStep');
+    expect(steps).toHaveLength(3);
+    expect(reply).toEqual({ type: 'resumed', recovered: false, cursor: '7-0' });
+    // The lease outlasts the deadline by the grace.
+    expect(calls.find((c) => c.method === 'beginResume')?.args[2]).toBe(1_000_000 + 1_000 + 500);
+  });
+
+  it('does not trust a member found live by a step that ran past the deadline (its lease may have run out)', async () => {
+    // Prepare
+    let clock = 1_000_000;
+    const { registry } = fakeRegistry({
+      touch: async () => connection(),
+      userAudience: (userId) => keys.audience('user', userId),
+      beginResume: async () => true,
+      endResume: async () => undefined,
+      recoverable: async () => true,
+      resumeStep: async () => {
+        clock += 9_000; // Redis answered very late: past the deadline and the lease
+        return { state: 'live' };
+      },
+    });
+
+    // Act
+    const reply = await handleFrame('c1', '{"action":"resume","since":"4-0"}', {
+      ...sessionDeps(registry),
+      replay: { budgetMs: 5_000, graceMs: 2_000 },
+      now: () => clock,
+    });
+
+    // Assess
+    expect(reply).toEqual({ type: 'resumed', recovered: false, cursor: '4-0' });
+  });
+
+  it('bounds the replay by the time the invocation has left', async () => {
+    // Prepare
+    const { registry, calls } = replaying([{ state: 'last', entries: [] }]);
+
+    // Act
+    await handleFrame('c1', '{"action":"resume","since":"4-0"}', {
+      ...sessionDeps(registry),
+      replay: { budgetMs: 5_000, graceMs: 2_000 },
+      remainingMs: () => 3_000,
+      now: () => 10_000,
+    });
+
+    // Assess: deadline = now + (3000 - 1000 answer margin), lease = deadline + grace
+    expect(calls.find((c) => c.method === 'beginResume')?.args[2]).toBe(10_000 + 2_000 + 2_000);
+  });
+
+  it('answers recovered:true and no cursor when the replay hands off', async () => {
+    // Prepare
+    const { registry } = replaying([
+      { state: 'more', entries: entries(5, 2) },
+      { state: 'last', entries: entries(7, 1) },
+    ]);
+
+    // Act
+    const reply = await handleFrame(
+      'c1',
+      '{"action":"subscribe","topic":"news","since":"4-0"}',
+      sessionDeps(registry),
+    );
+
+    // Assess
+    expect(reply).toEqual({ type: 'resumed', topic: 'news', recovered: true });
+    const posted = api
+      .commandCalls(PostToConnectionCommand)
+      .map((c) => JSON.parse(Buffer.from(c.args[0].input.Data as Uint8Array).toString()));
+    expect(posted[0]).toEqual({ type: 'subscribed', topic: 'news' });
+    expect(posted[2]).toEqual({ type: 'message', id: 'm7', topic: 'news', cursor: '7-0', data: 7 });
+  });
+
+  it('creates nothing and closes for a subscribe whose record vanished meanwhile', async () => {
+    // Prepare
+    const { registry, methods } = fakeRegistry({
+      touch: async () => connection(),
+      subscribe: async () => 'gone',
+    });
+
+    // Act
+    const error = await refusal(
+      handleFrame(
+        'c1',
+        '{"action":"subscribe","topic":"news","since":"4-0"}',
+        sessionDeps(registry),
+      ),
+    );
+
+    // Assess
+    expect(error).toBeInstanceOf(UnknownConnectionError);
+    expect(error.closesConnection).toBe(true);
+    expect(methods()).toEqual(['touch', 'subscribe']);
+    expect(api.commandCalls(PostToConnectionCommand)).toHaveLength(0);
+  });
+
+  it('refuses a resume for a member no longer in its audience', async () => {
+    // Prepare
+    const { registry, methods } = fakeRegistry({
+      touch: async () => connection(),
+      userAudience: (userId) => keys.audience('user', userId),
+      beginResume: async () => false,
+    });
+
+    // Act
+    const error = await refusal(
+      handleFrame('c1', '{"action":"resume","since":"4-0"}', sessionDeps(registry)),
+    );
+
+    // Assess
+    expect(error).toBeInstanceOf(UnknownConnectionError);
+    expect(methods()).toEqual(['touch', 'userAudience', 'beginResume']);
   });
 });

@@ -1,0 +1,26 @@
+-- Adds a topic to a connection's topic list, only while its record exists
+-- and is not being removed (remove() marks it "closing" before it takes the
+-- memberships away), and only within the connection's topic limit (a
+-- repeated subscribe to a topic it has is fine). Atomic, so frames handled
+-- side by side cannot together pass the limit. Renews both TTLs.
+--
+-- KEYS[1] - connection record HASH
+-- KEYS[2] - connection topics SET
+-- ARGV[1] - topic
+-- ARGV[2] - TTL, seconds
+-- ARGV[3] - most topics allowed (0: no limit)
+-- Returns 1 when added (or already there), 0 when the connection is unknown,
+-- -1 when the connection already has as many topics as it may.
+
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'closing') == 1 then
+  return 0
+end
+local max = tonumber(ARGV[3])
+if max > 0 and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 and
+    redis.call('SCARD', KEYS[2]) >= max then
+  return -1
+end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
