@@ -210,8 +210,6 @@ export interface ScenarioReport {
   seconds: number;
 }
 
-const TOPIC = 'faults';
-
 /**
  * Runs one scenario: connects the clients, publishes numbered messages (to
  * each client's user, and to the shared topic) while the fault runs, waits
@@ -228,6 +226,10 @@ export async function runScenario(stack: FaultStack, spec: Scenario): Promise<Sc
   const plainCount = spec.plainClients ?? 2;
   const faultsBefore = stack.mgmt.injected + stack.lambda.injected;
   const prefix = spec.name.replace(/[^A-Za-z0-9]/g, '');
+  // Each scenario its own topic: a resume from before the first message seen
+  // (the library resumes from its join time minus a clock-skew margin) must
+  // not replay an earlier scenario's messages into this one's counts.
+  const TOPIC = `${prefix}-topic`;
 
   const clients: ScenarioClient[] = [];
   const users: string[] = [];
@@ -325,6 +327,7 @@ export async function runScenario(stack: FaultStack, spec: Scenario): Promise<Sc
     delivered += ids.filter((id) => c.received.has(id)).length;
     const numbers = new Map<number, number>();
     for (const r of c.received.values()) {
+      if (!r.id.startsWith(`${prefix}-`)) continue;
       const n = (r.data as { n?: number }).n;
       if (typeof n === 'number') numbers.set(n, (numbers.get(n) ?? 0) + 1);
     }
