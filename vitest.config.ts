@@ -43,6 +43,17 @@ export default defineConfig({
           testTimeout: 60_000,
         },
       },
+      // The fault-injection suite (issue 7): real serverless-offline and Redis
+      // with faults injected; `npm run test:faults` runs it alone.
+      {
+        extends: true,
+        test: {
+          name: 'faults',
+          include: ['test/faults/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 180_000,
+        },
+      },
     ],
   },
 });

@@ -94,12 +94,90 @@ export function redisOptions(url?: string, tls: ConnectionOptions = {}): RedisOp
   };
 }
 
-/** `tls` adds TLS options (a private CA in tests) for rediss:// URLs. */
+/** Where connection state changes are logged: the Powertools logger, or a recorder in tests. */
+export interface ConnectionLog {
+  info(message: string, extra: Record<string, unknown>): void;
+  warn(message: string, extra: Record<string, unknown>): void;
+}
+
+/** An error as logged: never the whole object, which for ioredis can carry command arguments. */
+const describeError = (error: unknown) => {
+  const e = error as { name?: string; message?: string; code?: string };
+  return { name: e?.name ?? 'Error', message: e?.message ?? String(error), code: e?.code };
+};
+
+/**
+ * Logs a Redis client's connection state once per change rather than once
+ * per reconnect attempt. ioredis emits 'error' on every failed attempt (every
+ * 100 ms-1 s with our retryStrategy while Redis is down), and an 'error' with
+ * no listener is printed by Node as "Unhandled error event" each time: 349
+ * lines in 10 s of outage. Here the first failure (or the first reconnect,
+ * for a connection dropped without an error) logs "lost", later ones are only
+ * counted, and the next 'ready' logs "restored" with the count and the
+ * outage's length. Our retryStrategy never gives up, so 'end' only follows
+ * quit() or disconnect(): nothing to log. A Cluster reports each node's
+ * failures as 'node error': each node has its own state, restored when that
+ * node's own connection is ready again.
+ */
+export function watchConnection(client: Redis | Cluster, log: ConnectionLog): void {
+  const down = new Map<string, { since: number; failures: number }>();
+  const lost = (key: string, error?: unknown) => {
+    const outage = down.get(key);
+    if (outage) {
+      if (error !== undefined) outage.failures++;
+      return;
+    }
+    down.set(key, { since: Date.now(), failures: error === undefined ? 0 : 1 });
+    log.warn('redis connection lost; reconnecting', {
+      redis: key,
+      ...(error !== undefined && { error: describeError(error) }),
+    });
+  };
+  const restored = (key: string) => {
+    const outage = down.get(key);
+    if (!outage) return;
+    down.delete(key);
+    log.info('redis connection restored', {
+      redis: key,
+      downMs: Date.now() - outage.since,
+      failedAttempts: outage.failures,
+    });
+  };
+  const name = client instanceof Cluster ? 'cluster' : 'redis';
+  client.on('error', (error: unknown) => lost(name, error));
+  client.on('reconnecting', () => lost(name));
+  client.on('ready', () => restored(name));
+  if (client instanceof Cluster) {
+    client.on('node error', (error: unknown, address?: string) =>
+      lost(`node ${address ?? '?'}`, error),
+    );
+    // A slots refresh re-adds a node that is still down ('+node' fires on
+    // every refresh): only the node's own connection being ready means it is back.
+    const watched = new WeakSet<Redis>();
+    client.on('+node', (node: Redis) => {
+      if (watched.has(node)) return;
+      watched.add(node);
+      node.on('ready', () => restored(`node ${node.options.host}:${node.options.port}`));
+    });
+  }
+}
+
+/**
+ * `tls` adds TLS options (a private CA in tests) for rediss:// URLs; `log`
+ * receives connection state changes (see watchConnection).
+ */
 export function createRedis(
   urls: string[],
   cluster: boolean,
   tls?: ConnectionOptions,
+  log: ConnectionLog = logger(),
 ): Redis | Cluster {
+  const client = buildRedis(urls, cluster, tls);
+  watchConnection(client, log);
+  return client;
+}
+
+function buildRedis(urls: string[], cluster: boolean, tls?: ConnectionOptions): Redis | Cluster {
   if (!cluster) return new Redis(urls[0] as string, redisOptions(urls[0], tls));
   const nodes = urls.map((u) => {
     const { hostname, port } = new URL(u);

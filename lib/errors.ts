@@ -159,5 +159,10 @@ export function toPublicError(error: unknown): {
       closesConnection: error.closesConnection,
     };
   }
-  return { code: 'internal', message: 'internal error', status: 500, closesConnection: false };
+  // Something failed on our side (Redis blocked or down, the management API
+  // failing): what a frame did may be half done (a subscribe without its
+  // answer, a replay cut short), so the socket is closed after the error
+  // frame and any client reconnects, resuming and re-subscribing from its
+  // cursors, rather than going on with a subscription it may not have.
+  return { code: 'internal', message: 'internal error', status: 500, closesConnection: true };
 }

@@ -25,6 +25,8 @@ export interface RedisServer {
   port: number;
   url: string;
   process: ChildProcess;
+  /** Its working directory (a fresh temporary one), removed by stop(). */
+  dir: string;
   stop(): Promise<void>;
 }
 
@@ -72,9 +74,11 @@ export async function startRedisServer(extraArgs: string[] = []): Promise<RedisS
     port,
     url: `redis://127.0.0.1:${port}`,
     process: child,
+    dir,
     stop: () =>
       new Promise<void>((resolve) => {
-        if (child.exitCode !== null) {
+        // Killed by a signal, a process has no exit code but a signal code.
+        if (child.exitCode !== null || child.signalCode !== null) {
           rmSync(dir, { recursive: true, force: true });
           resolve();
           return;

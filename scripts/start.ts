@@ -143,13 +143,50 @@ const watch = (chunk: Buffer) => {
 child.stdout?.on('data', watch);
 child.stderr?.on('data', watch);
 
+// --- Every exit path stops both children and removes the temporary folders ---
+// (the private Redis's working folder and this instance's build folder):
+// Ctrl-C, SIGTERM, serverless-offline exiting or crashing, the private Redis
+// dying, and an error of this script itself. Only SIGKILL escapes.
 let stopping = false;
-async function stop(code: number) {
+const removeTemporaryFolders = () => {
+  if (redis) rmSync(redis.dir, { recursive: true, force: true });
+  rmSync(buildDir, { recursive: true, force: true });
+};
+async function stop(code: number, why?: string) {
   if (stopping) return;
   stopping = true;
-  if (child.exitCode === null) child.kill('SIGTERM');
+  if (why) console.error(`pushwire: ${why}`);
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    // serverless-offline stops its workers on SIGTERM; do not wait forever.
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5_000))]);
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
   await redis?.stop();
+  removeTemporaryFolders();
   process.exit(code);
 }
-child.on('exit', (code) => void stop(code ?? 0));
-for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void stop(0));
+child.on('exit', (code, signal) => {
+  if (stopping) return;
+  if (code === 0) void stop(0);
+  else void stop(code ?? 1, `serverless-offline exited (${signal ?? `code ${code}`}); stopped.`);
+});
+redis?.process.on('exit', (code, signal) => {
+  // Ctrl-C reaches redis-server too (same process group): give our own
+  // SIGINT handler the moment it needs to say this is a shutdown.
+  setTimeout(() => {
+    if (stopping) return;
+    void stop(
+      1,
+      `the private redis-server (${redis?.url}) exited unexpectedly (${signal ?? `code ${code}`}); ` +
+        'pushwire cannot run without it, so it stopped. Run `npm start` again, or set REDIS_URL ' +
+        'to a Redis you manage.',
+    );
+  }, 200);
+});
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+  process.on(signal, () => void stop(0));
+process.on('uncaughtException', (error) => void stop(1, `failed: ${error.stack ?? error}`));
+// Last resort if process.exit is called from elsewhere: nothing async runs here.
+process.on('exit', removeTemporaryFolders);

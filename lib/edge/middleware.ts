@@ -35,8 +35,8 @@ export interface WebSocketErrorsOptions {
  * body (what `$default`'s route response sends back). Internal errors are
  * logged whole and shown to the client only as `internal`.
  *
- * An error that `closesConnection` (`unknown_connection`, `token_expired`)
- * is posted to the connection through the management API and the connection
+ * An error that `closesConnection` (`unknown_connection`, `token_expired`,
+ * and `internal`: see toPublicError) is posted to the connection through the management API and the connection
  * is then closed (DeleteConnection), so any WebSocket client sees the reason
  * and then a close, and reconnects. The frame cannot go as the route
  * response: API Gateway sends that after the handler returns, i.e. after the

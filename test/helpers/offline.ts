@@ -19,6 +19,8 @@ export interface Offline {
   /** Everything serverless-offline printed so far. */
   output(): string;
   stop(): Promise<void>;
+  /** Kills the whole instance at once (SIGKILL to its process group): a crash. */
+  crash(): Promise<void>;
 }
 
 /**
@@ -31,8 +33,14 @@ export async function startOffline(
   env: Record<string, string> = {},
   /** More serverless-offline options, e.g. `['--webSocketHardTimeout', '4']`. */
   args: string[] = [],
+  /** Fixed ports (to restart an instance where its clients reconnect); free ones by default. */
+  ports?: { wsPort: number; lambdaPort: number; httpPort: number },
 ): Promise<Offline> {
-  const [wsPort, lambdaPort, httpPort] = [await freePort(), await freePort(), await freePort()];
+  const { wsPort, lambdaPort, httpPort } = ports ?? {
+    wsPort: await freePort(),
+    lambdaPort: await freePort(),
+    httpPort: await freePort(),
+  };
   const buildDir = `.esbuild-test-${wsPort}`;
   const child: ChildProcess = spawn(
     'node_modules/.bin/tsx',
@@ -110,6 +118,15 @@ export async function startOffline(
       return JSON.parse(text) as T;
     },
     output: () => output,
+    crash: async () => {
+      lambda.destroy();
+      if (child.exitCode === null && child.pid !== undefined) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        process.kill(-child.pid, 'SIGKILL');
+        await exited;
+      }
+      rmSync(buildDir, { recursive: true, force: true });
+    },
     stop: async () => {
       lambda.destroy();
       if (child.exitCode === null && child.pid !== undefined) {

@@ -172,7 +172,7 @@ describe('toPublicError', () => {
       code: 'internal',
       message: 'internal error',
       status: 500,
-      closesConnection: false,
+      closesConnection: true,
     });
   });
 

@@ -287,9 +287,11 @@ describe('webSocketErrors: errors that close the connection', () => {
     expect(JSON.parse(response.body as string)).toMatchObject({ code: 'forbidden' });
   });
 
-  it('honours closesConnection only for errors shown to the client', async () => {
+  it('closes the connection after an internal error too, showing only internal', async () => {
     // Prepare
-    const hidden = new PushwireError('x', 'secret', 410, false, { closesConnection: true });
+    // A frame that failed on our side may be half done (a subscribe without
+    // its answer): the client is closed and reconnects, re-subscribing.
+    const hidden = new PushwireError('x', 'secret', 410, false, { closesConnection: false });
     const { logger } = spiedLogger();
     const handler = middy(throwing(hidden)).use(
       webSocketErrors({ logger: () => logger, gateway: () => gateway }),
@@ -299,8 +301,15 @@ describe('webSocketErrors: errors that close the connection', () => {
     const response = await handler(frameEvent(), context);
 
     // Assess
-    expect(api.calls()).toHaveLength(0);
-    expect(JSON.parse(response.body as string)).toMatchObject({ code: 'internal' });
+    expect(sent()).toEqual([
+      {
+        command: 'PostToConnectionCommand',
+        connectionId: 'c1=',
+        frame: { type: 'error', code: 'internal', message: 'internal error' },
+      },
+      { command: 'DeleteConnectionCommand', connectionId: 'c1=' },
+    ]);
+    expect(response).toEqual({ statusCode: 500 });
   });
 });
 

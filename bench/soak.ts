@@ -1,0 +1,365 @@
+/**
+ * `npm run soak`: the delivery promise under churn, through `npm start`.
+ *
+ * Starts pushwire as a user does (scripts/start.ts: serverless-offline and a
+ * private Redis) on free ports, with short TTLs; connects SOAK_CLIENTS clients
+ * (each its own user, all on one shared topic) that behave as the client
+ * library will (test/helpers/resuming-client.ts: cursors per stream,
+ * `?since=` + first ping, `subscribe` with `since`, dedupe by id); for
+ * SOAK_SECONDS keeps dropping them (abruptly, a batch at a time) so each
+ * reconnects with its last cursors, while services publish to random users
+ * and to the shared topic (ids on every message, retried with the same id).
+ * Then checks: every client got every message of its user and of the topic
+ * (lost 0), no numbered message twice after dedupe by id (duplicated 0); and
+ * once everyone has disconnected and the TTLs have passed, Redis is back to
+ * its baseline key count and memory.
+ *
+ * serverless-offline cold-starts an instance per concurrent invocation (as
+ * Lambda does), so clients connect and are dropped in bounded batches.
+ *
+ * Settings (environment): SOAK_CLIENTS (1000), SOAK_SECONDS (60),
+ * SOAK_DROP_BATCH (clients dropped at once, 3), SOAK_DROP_EVERY_MS (200),
+ * SOAK_USER_RATE (user publishes/s, 5), SOAK_TOPIC_RATE (topic publishes/s, 1),
+ * SOAK_CONNECT_BATCH (10), SOAK_PING_MS (30000), SOAK_CONNECTION_TTL (45 s),
+ * SOAK_PUBLISH_CONCURRENCY (publishes in flight, 2), SOAK_OUT (a JSON file for the figures).
+ *
+ * The defaults are what serverless-offline sustains on a shared 2-core
+ * machine (about 100 invocations/s for $connect/$default): 1,000 clients
+ * pinging every 30 s, 15 reconnections/s (each a $connect, a first frame and
+ * a subscribe, plus replay posts). Twenty drops every 200 ms (each client
+ * every ~10 s) queued thousands of invocations and publishes timed out.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { Redis } from 'ioredis';
+import { freePort } from '../scripts/redis-server.js';
+import { devToken } from '../scripts/token.js';
+import { ResumingClient } from '../test/helpers/resuming-client.js';
+
+const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
+const CLIENTS = num('SOAK_CLIENTS', 1_000);
+const SECONDS = num('SOAK_SECONDS', 60);
+const DROP_BATCH = num('SOAK_DROP_BATCH', 3);
+const DROP_EVERY_MS = num('SOAK_DROP_EVERY_MS', 200);
+const USER_RATE = num('SOAK_USER_RATE', 5);
+const TOPIC_RATE = num('SOAK_TOPIC_RATE', 1);
+const CONNECT_BATCH = num('SOAK_CONNECT_BATCH', 10);
+const PUBLISH_CONCURRENCY = num('SOAK_PUBLISH_CONCURRENCY', 2);
+const CONNECTION_TTL = num('SOAK_CONNECTION_TTL', 45);
+const HISTORY_TTL = 30;
+const DEDUP_TTL = 30;
+const PING_MS = num('SOAK_PING_MS', 30_000);
+const TOPIC = 'soak-news';
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const log = (message: string) =>
+  console.log(`[soak ${new Date().toISOString().slice(11, 19)}] ${message}`);
+
+async function startPushwire(): Promise<{
+  child: ChildProcess;
+  wsPort: number;
+  lambdaPort: number;
+  redisUrl: string;
+  stop: () => Promise<void>;
+}> {
+  const [wsPort, lambdaPort, httpPort] = [await freePort(), await freePort(), await freePort()];
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    CONNECTION_TTL_SECONDS: String(CONNECTION_TTL),
+    HISTORY_TTL_SECONDS: String(HISTORY_TTL),
+    DEDUP_TTL_SECONDS: String(DEDUP_TTL),
+    // A client away for a while on a busy machine must still find its gap in history.
+    HISTORY_SIZE: '1000',
+    LOG_LEVEL: 'WARN',
+    PUSHWIRE_WATCH: '.pushwire-soak-no-watch/never',
+  };
+  delete env['REDIS_URL'];
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      'scripts/start.ts',
+      '--websocketPort',
+      String(wsPort),
+      '--lambdaPort',
+      String(lambdaPort),
+      '--httpPort',
+      String(httpPort),
+    ],
+    { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+  );
+  let output = '';
+  const collect = (chunk: Buffer) => {
+    output += chunk.toString();
+    if (output.length > 1_000_000) output = output.slice(-200_000);
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  const deadline = Date.now() + 120_000;
+  while (!output.includes('pushwire is up')) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      throw new Error(`npm start did not come up:\n${output.slice(-3000)}`);
+    }
+    await sleep(100);
+  }
+  const redisUrl = output.match(/private redis-server at (redis:\/\/[\d.:]+)/)?.[1];
+  if (!redisUrl) throw new Error('could not find the private Redis URL in the output');
+  return {
+    child,
+    wsPort,
+    lambdaPort,
+    redisUrl,
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      // The whole group, as Ctrl-C does.
+      process.kill(-(child.pid as number), 'SIGTERM');
+      await Promise.race([exited, sleep(15_000)]);
+    },
+  };
+}
+
+/**
+ * Keys, and memory: `used_memory_dataset` is what the data takes
+ * (used_memory minus Redis's overhead: client buffers, which grow with every
+ * open connection of the functions' instances, the Lua script cache, the
+ * startup allocation), so it is what must come back to its baseline.
+ */
+async function redisFigures(
+  redis: Redis,
+): Promise<{ keys: number; usedMemory: number; dataset: number; clients: number }> {
+  const info = await redis.info();
+  const field = (name: string) =>
+    Number(info.match(new RegExp(`^${name}:(\\d+)`, 'm'))?.[1] ?? Number.NaN);
+  return {
+    keys: await redis.dbsize(),
+    usedMemory: field('used_memory'),
+    dataset: field('used_memory_dataset'),
+    clients: field('connected_clients'),
+  };
+}
+
+async function main(): Promise<void> {
+  log(`starting npm start (CONNECTION_TTL ${CONNECTION_TTL} s, HISTORY_TTL ${HISTORY_TTL} s)`);
+  const pushwire = await startPushwire();
+  const redis = new Redis(pushwire.redisUrl);
+  try {
+    const baseline = await redisFigures(redis);
+    log(
+      `baseline: ${baseline.keys} keys, used_memory ${baseline.usedMemory} B, dataset ${baseline.dataset} B`,
+    );
+
+    const publishUrl = `http://127.0.0.1:${pushwire.lambdaPort}/2015-03-31/functions/pushwire-local-publish/invocations`;
+    const wsUrl = (query: Record<string, string>) =>
+      `ws://localhost:${pushwire.wsPort}?${new URLSearchParams(query)}`;
+
+    // Clients, connected in bounded batches.
+    const clients: ResumingClient[] = [];
+    const started = Date.now();
+    for (let i = 0; i < CLIENTS; i += CONNECT_BATCH) {
+      const batch = [];
+      for (let j = i; j < Math.min(CLIENTS, i + CONNECT_BATCH); j++) {
+        const userId = `soak-u${j}`;
+        const client = new ResumingClient({
+          url: wsUrl,
+          token: () => devToken(userId, { topics: [TOPIC] }),
+          topics: [TOPIC],
+          pingIntervalMs: PING_MS,
+        });
+        clients.push(client);
+        batch.push(client.start(300_000, 30_000));
+      }
+      await Promise.all(batch);
+    }
+    log(`${CLIENTS} clients connected in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+
+    // Publishers: numbered messages with ids, retried with the same id.
+    const acknowledged = new Map<number, string>(); // n -> audience (user id or TOPIC)
+    let retries = 0;
+    let attempts = 0;
+    let seq = 0;
+    const publishLatencies: number[] = [];
+    async function publishOne(target: string): Promise<void> {
+      const n = seq++;
+      const payload = {
+        id: `soak-${n}`,
+        data: { n },
+        ...(target === TOPIC ? { topic: TOPIC } : { userId: target }),
+      };
+      const deadline = Date.now() + 60_000;
+      const t0 = Date.now();
+      for (;;) {
+        attempts++;
+        try {
+          const response = await fetch(publishUrl, {
+            method: 'POST',
+            body: JSON.stringify(payload),
+            signal: AbortSignal.timeout(30_000),
+          });
+          const text = await response.text();
+          if (response.ok && !response.headers.get('x-amz-function-error')) {
+            const result = JSON.parse(text) as { error?: unknown };
+            if (result.error) throw new Error(`refused: ${text}`);
+            acknowledged.set(n, target);
+            publishLatencies.push(Date.now() - t0);
+            return;
+          }
+        } catch (error) {
+          if (String(error).includes('refused:')) throw error;
+        }
+        if (Date.now() > deadline) return;
+        retries++;
+        await sleep(200 + Math.random() * 300);
+      }
+    }
+    const end = Date.now() + SECONDS * 1_000;
+    const inFlight = new Set<Promise<void>>();
+    const loop = async (rate: number, pick: () => string) => {
+      if (rate <= 0) return;
+      const every = 1_000 / rate;
+      for (let next = Date.now(); Date.now() < end; next += every) {
+        const p = publishOne(pick());
+        inFlight.add(p);
+        void p.finally(() => inFlight.delete(p));
+        // Bounded: a slow stack slows the publishers rather than piling up
+        // requests; and each concurrent invoke beyond the warm instances
+        // cold-starts another `publish` (seconds each on a loaded machine).
+        while (inFlight.size >= PUBLISH_CONCURRENCY) await Promise.race(inFlight);
+        await sleep(Math.max(0, next + every - Date.now()));
+      }
+    };
+    let drops = 0;
+    const churn = async () => {
+      let cursor = 0;
+      while (Date.now() < end) {
+        for (let k = 0; k < DROP_BATCH; k++) {
+          clients[cursor % CLIENTS]?.drop();
+          cursor++;
+          drops++;
+        }
+        await sleep(DROP_EVERY_MS);
+      }
+    };
+    log(
+      `soaking for ${SECONDS} s: ${USER_RATE} user publishes/s, ${TOPIC_RATE} topic publishes/s, ` +
+        `dropping ${DROP_BATCH} clients every ${DROP_EVERY_MS} ms`,
+    );
+    await Promise.all([
+      loop(USER_RATE, () => `soak-u${Math.floor(Math.random() * CLIENTS)}`),
+      loop(TOPIC_RATE, () => TOPIC),
+      churn(),
+    ]);
+    await Promise.all(inFlight);
+    log(`published ${acknowledged.size}/${seq} (${retries} retries); ${drops} drops; settling`);
+
+    // Settle: every client reconnected and caught up.
+    const expectedOf = (i: number) =>
+      [...acknowledged].filter(([, t]) => t === TOPIC || t === `soak-u${i}`).map(([n]) => n);
+    const missing = () =>
+      clients.reduce(
+        (sum, c, i) => sum + expectedOf(i).filter((n) => !c.received.has(`soak-${n}`)).length,
+        0,
+      );
+    const settleDeadline = Date.now() + 120_000;
+    let left = missing();
+    while (left > 0 && Date.now() < settleDeadline) {
+      await sleep(1_000);
+      left = missing();
+    }
+
+    let expected = 0;
+    let delivered = 0;
+    let duplicated = 0;
+    for (const [i, c] of clients.entries()) {
+      const ns = expectedOf(i);
+      expected += ns.length;
+      delivered += ns.filter((n) => c.received.has(`soak-${n}`)).length;
+      const seen = new Map<number, number>();
+      for (const r of c.received.values()) {
+        const n = (r.data as { n: number }).n;
+        seen.set(n, (seen.get(n) ?? 0) + 1);
+      }
+      duplicated += [...seen.values()].filter((count) => count > 1).length;
+    }
+    const reconnections = clients.reduce((sum, c) => sum + c.connections - 1, 0);
+    const wireDuplicates = clients.reduce((sum, c) => sum + c.wireDuplicates, 0);
+    const gaps = clients.reduce((sum, c) => sum + c.gaps, 0);
+    const errors: Record<string, number> = {};
+    for (const c of clients)
+      for (const [code, k] of c.errors) errors[code] = (errors[code] ?? 0) + k;
+    const atPeak = await redisFigures(redis);
+    log(
+      `delivered ${delivered}/${expected}, lost ${expected - delivered}, duplicated ${duplicated} ` +
+        `(wire duplicates removed by id: ${wireDuplicates}), reconnections ${reconnections}, gaps ${gaps}`,
+    );
+
+    // Everyone leaves; records expire.
+    for (let i = 0; i < clients.length; i += CONNECT_BATCH) {
+      await Promise.all(clients.slice(i, i + CONNECT_BATCH).map((c) => c.stop()));
+    }
+    const leftAt = Date.now();
+    const waitUntil = leftAt + (Math.max(CONNECTION_TTL, HISTORY_TTL, DEDUP_TTL) + 30) * 1_000;
+    let after = await redisFigures(redis);
+    while (after.keys > baseline.keys && Date.now() < waitUntil) {
+      await sleep(1_000);
+      after = await redisFigures(redis);
+    }
+    const backAfterS = Math.round((Date.now() - leftAt) / 1000);
+    log(
+      `after everyone left: ${after.keys} keys (baseline ${baseline.keys}) after ${backAfterS} s, ` +
+        `dataset ${after.dataset} B (baseline ${baseline.dataset} B, at peak ${atPeak.dataset} B), ` +
+        `used_memory ${after.usedMemory} B (baseline ${baseline.usedMemory} B, at peak ${atPeak.usedMemory} B; ` +
+        `${after.clients} Redis clients open, ${baseline.clients} at baseline)`,
+    );
+
+    const sorted = [...publishLatencies].sort((a, b) => a - b);
+    const figures = {
+      clients: CLIENTS,
+      seconds: SECONDS,
+      settings: {
+        dropBatch: DROP_BATCH,
+        dropEveryMs: DROP_EVERY_MS,
+        userRate: USER_RATE,
+        topicRate: TOPIC_RATE,
+        connectionTtlS: CONNECTION_TTL,
+        historyTtlS: HISTORY_TTL,
+        dedupTtlS: DEDUP_TTL,
+        pingMs: PING_MS,
+      },
+      published: acknowledged.size,
+      unacknowledged: seq - acknowledged.size,
+      publishAttempts: attempts,
+      publishRetries: retries,
+      publishP50Ms: sorted[Math.floor(sorted.length * 0.5)] ?? null,
+      publishP99Ms: sorted[Math.floor(sorted.length * 0.99)] ?? null,
+      drops,
+      reconnections,
+      expected,
+      delivered,
+      lost: expected - delivered,
+      duplicated,
+      wireDuplicates,
+      gaps,
+      errorFrames: errors,
+      redis: { baseline, atPeak, after, backToBaselineAfterS: backAfterS },
+    };
+    console.log(JSON.stringify(figures, null, 2));
+    if (process.env['SOAK_OUT'])
+      writeFileSync(process.env['SOAK_OUT'], JSON.stringify(figures, null, 2));
+    // The dataset back within 10 KB of its baseline: allocator rounding, not records.
+    const ok =
+      figures.lost === 0 &&
+      figures.duplicated === 0 &&
+      figures.unacknowledged === 0 &&
+      after.keys === baseline.keys &&
+      after.dataset - baseline.dataset < 10_240;
+    log(ok ? 'PASS' : 'FAIL');
+    process.exitCode = ok ? 0 : 1;
+  } finally {
+    redis.disconnect();
+    await pushwire.stop();
+  }
+}
+
+await main();
