@@ -28,8 +28,18 @@ async function window(
   options: { dropClients?: boolean } = {},
 ): Promise<void> {
   stack.mgmt.decide = decide;
+  const before = run.clients.map((c) => c.connections);
   if (options.dropClients) for (const c of run.clients) c.drop(300);
   await run.publishedAtLeast(run.published() + messages);
+  if (options.dropClients) {
+    // The faults are meant to meet the replays too: on a fast machine the
+    // messages are out before the clients are back, so the window lasts
+    // until every client has reconnected (bounded), and a little longer.
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline && run.clients.some((c, i) => c.connections <= (before[i] ?? 0)))
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  }
   stack.mgmt.reset();
 }
 
