@@ -21,6 +21,7 @@
  * SOAK_DROP_BATCH (clients dropped at once, 3), SOAK_DROP_EVERY_MS (200),
  * SOAK_USER_RATE (user publishes/s, 5), SOAK_TOPIC_RATE (topic publishes/s, 1),
  * SOAK_CONNECT_BATCH (10), SOAK_PING_MS (30000), SOAK_CONNECTION_TTL (45 s),
+ * SOAK_HISTORY_TTL (30 s),
  * SOAK_PUBLISH_CONCURRENCY (publishes in flight, 2), SOAK_OUT (a JSON file for the figures).
  *
  * The defaults are what serverless-offline sustains on a shared 2-core
@@ -46,7 +47,7 @@ const TOPIC_RATE = num('SOAK_TOPIC_RATE', 1);
 const CONNECT_BATCH = num('SOAK_CONNECT_BATCH', 10);
 const PUBLISH_CONCURRENCY = num('SOAK_PUBLISH_CONCURRENCY', 2);
 const CONNECTION_TTL = num('SOAK_CONNECTION_TTL', 45);
-const HISTORY_TTL = 30;
+const HISTORY_TTL = num('SOAK_HISTORY_TTL', 30);
 const DEDUP_TTL = 30;
 const PING_MS = num('SOAK_PING_MS', 30_000);
 const TOPIC = 'soak-news';
@@ -306,6 +307,13 @@ async function main(): Promise<void> {
       after = await redisFigures(redis);
     }
     const backAfterS = Math.round((Date.now() - leftAt) / 1000);
+    // Where the memory left after everyone went sits (MEMORY STATS, bytes).
+    const stats = (await redis.call('MEMORY', 'STATS')) as unknown[];
+    const memoryStats: Record<string, number> = {};
+    for (let i = 0; i + 1 < stats.length; i += 2) {
+      const value = stats[i + 1];
+      if (typeof value === 'number') memoryStats[String(stats[i])] = value;
+    }
     log(
       `after everyone left: ${after.keys} keys (baseline ${baseline.keys}) after ${backAfterS} s, ` +
         `dataset ${after.dataset} B (baseline ${baseline.dataset} B, at peak ${atPeak.dataset} B), ` +
@@ -342,7 +350,7 @@ async function main(): Promise<void> {
       wireDuplicates,
       gaps,
       errorFrames: errors,
-      redis: { baseline, atPeak, after, backToBaselineAfterS: backAfterS },
+      redis: { baseline, atPeak, after, backToBaselineAfterS: backAfterS, memoryStats },
     };
     console.log(JSON.stringify(figures, null, 2));
     if (process.env['SOAK_OUT'])
