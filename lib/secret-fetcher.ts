@@ -1,7 +1,5 @@
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
-import { createSigner } from './aws-signing.js';
+import { createSigner, regionalEndpoint, signedPost } from './aws-signing.js';
 import type { SecretFetcher } from './secrets.js';
 
 export interface SignedFetcherOptions {
@@ -32,7 +30,7 @@ export function signedFetcher(options: SignedFetcherOptions): SecretFetcher {
     const service = secretsManager ? 'secretsmanager' : 'ssm';
     const endpoint =
       (secretsManager ? options.secretsManagerEndpoint : options.ssmEndpoint) ??
-      `https://${service}.${region}.amazonaws.com${region.startsWith('cn-') ? '.cn' : ''}`;
+      regionalEndpoint(service, region);
     const reply = await signedJsonPost(
       endpoint,
       service,
@@ -69,43 +67,14 @@ async function signedJsonPost(
 ): Promise<unknown> {
   const url = new URL(endpoint);
   const payload = Buffer.from(JSON.stringify(body));
-  const signed = await createSigner(service, region, credentials).sign({
-    method: 'POST',
-    protocol: url.protocol,
-    hostname: url.hostname,
-    ...(url.port && { port: Number(url.port) }),
-    path: url.pathname || '/',
-    query: {},
-    headers: {
-      host: url.host,
-      'content-type': 'application/x-amz-json-1.1',
-      'content-length': String(payload.byteLength),
-      'x-amz-target': target,
-    },
-    body: payload,
-  });
-  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
-  const response = await new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
-    const req = request(
-      {
-        method: 'POST',
-        host: url.hostname,
-        port: url.port || undefined,
-        path: signed.path,
-        headers: signed.headers,
-        timeout: 5_000,
-      },
-      (res: IncomingMessage) => {
-        const parts: Buffer[] = [];
-        res.on('data', (part: Buffer) => parts.push(part));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
-        res.on('error', reject);
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`${service} did not answer within 5 s`)));
-    req.on('error', reject);
-    req.end(payload);
-  });
+  const response = await signedPost(
+    createSigner(service, region, credentials),
+    url,
+    url.pathname || '/',
+    { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': target },
+    payload,
+    { timeoutMs: 5_000 },
+  );
   let json: { __type?: unknown; message?: unknown; Message?: unknown } = {};
   try {
     json = JSON.parse(response.body.toString('utf8'));

@@ -1,9 +1,9 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
-import { createSigner } from '../aws-signing.js';
+import { createSigner, regionalEndpoint, signedPost } from '../aws-signing.js';
 
 /**
  * Lambda Invoke (RequestResponse) as one SigV4-signed POST to
@@ -49,7 +49,7 @@ export interface SignedLambdaInvokeOptions {
 }
 
 export function lambdaEndpoint(region: string): string {
-  return `https://lambda.${region}.amazonaws.com${region.startsWith('cn-') ? '.cn' : ''}`;
+  return regionalEndpoint('lambda', region);
 }
 
 export function signedLambdaInvoke(options: SignedLambdaInvokeOptions): LambdaInvoke {
@@ -58,7 +58,6 @@ export function signedLambdaInvoke(options: SignedLambdaInvokeOptions): LambdaIn
   const base = url.pathname.replace(/\/+$/, '');
   const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 50 };
   const agent = https ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
-  const request = https ? httpsRequest : httpRequest;
   const signer: SignatureV4 = createSigner('lambda', options.region, options.credentials);
   const attempts = options.throttleMaxAttempts ?? 3;
   const baseDelay = options.throttleBaseDelayMs ?? 100;
@@ -66,53 +65,16 @@ export function signedLambdaInvoke(options: SignedLambdaInvokeOptions): LambdaIn
   const random = options.random ?? Math.random;
 
   const once = async (functionName: string, payload: Uint8Array): Promise<InvokeResult> => {
-    const signed = await signer.sign({
-      method: 'POST',
-      protocol: url.protocol,
-      hostname: url.hostname,
-      ...(url.port && { port: Number(url.port) }),
-      path: `${base}/2015-03-31/functions/${encodeURIComponent(functionName)}/invocations`,
-      query: {},
-      headers: {
-        host: url.host,
-        'content-type': 'application/json',
-        'content-length': String(payload.byteLength),
-        'x-amz-invocation-type': 'RequestResponse',
-      },
-      body: payload,
-    });
-    const response = await new Promise<{
-      status: number;
-      headers: IncomingMessage['headers'];
-      body: Buffer;
-    }>((resolve, reject) => {
-      // No socket timeout: a RequestResponse invocation is silent until the
-      // worker returns (up to its own timeout); publish's timeout bounds it.
-      const req = request(
-        {
-          method: 'POST',
-          host: url.hostname,
-          port: url.port || undefined,
-          path: signed.path,
-          headers: signed.headers,
-          agent,
-        },
-        (res: IncomingMessage) => {
-          const parts: Buffer[] = [];
-          res.on('data', (part: Buffer) => parts.push(part));
-          res.on('end', () =>
-            resolve({
-              status: res.statusCode ?? 0,
-              headers: res.headers,
-              body: Buffer.concat(parts),
-            }),
-          );
-          res.on('error', reject);
-        },
-      );
-      req.on('error', reject);
-      req.end(payload);
-    });
+    // No socket timeout: a RequestResponse invocation is silent until the
+    // worker returns (up to its own timeout); publish's timeout bounds it.
+    const response = await signedPost(
+      signer,
+      url,
+      `${base}/2015-03-31/functions/${encodeURIComponent(functionName)}/invocations`,
+      { 'content-type': 'application/json', 'x-amz-invocation-type': 'RequestResponse' },
+      payload,
+      { agent },
+    );
     if (response.status >= 200 && response.status < 300) {
       const functionError = response.headers['x-amz-function-error'];
       return {
