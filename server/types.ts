@@ -47,9 +47,13 @@ export interface PresenceResult {
   topic?: { name: string; members: number };
 }
 
-export type KickRequest = { userId: string } | { connectionIds: string[] };
+export type KickRequest =
+  /** `revoke`: also refuse, at `$connect`, every token of the user issued until now. */
+  { userId: string; revoke?: boolean } | { connectionIds: string[] };
 
 export interface KickResult {
+  /** The user's tokens issued until now are refused (kick with `revoke: true`). */
+  revoked?: true;
   connections: number;
   closed: number;
   gone: number;
