@@ -30,11 +30,11 @@
  * a subscribe, plus replay posts). Twenty drops every 200 ms (each client
  * every ~10 s) queued thousands of invocations and publishes timed out.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
-import { freePort } from '../scripts/redis-server.js';
 import { devToken } from '../scripts/token.js';
+import { spawnNpmStart } from '../test/helpers/npm-start.js';
 import { ResumingClient } from '../test/helpers/resuming-client.js';
 
 const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
@@ -63,7 +63,6 @@ async function startPushwire(): Promise<{
   redisUrl: string;
   stop: () => Promise<void>;
 }> {
-  const [wsPort, lambdaPort, httpPort] = [await freePort(), await freePort(), await freePort()];
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     CONNECTION_TTL_SECONDS: String(CONNECTION_TTL),
@@ -75,36 +74,15 @@ async function startPushwire(): Promise<{
     PUSHWIRE_WATCH: '.pushwire-soak-no-watch/never',
   };
   delete env['REDIS_URL'];
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      'scripts/start.ts',
-      '--websocketPort',
-      String(wsPort),
-      '--lambdaPort',
-      String(lambdaPort),
-      '--httpPort',
-      String(httpPort),
-    ],
-    { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
-  );
-  let output = '';
-  const collect = (chunk: Buffer) => {
-    output += chunk.toString();
-    if (output.length > 1_000_000) output = output.slice(-200_000);
-  };
-  child.stdout?.on('data', collect);
-  child.stderr?.on('data', collect);
+  const { child, wsPort, lambdaPort, output } = await spawnNpmStart(env);
   const deadline = Date.now() + 120_000;
-  while (!output.includes('pushwire is up')) {
+  while (!output().includes('pushwire is up')) {
     if (child.exitCode !== null || Date.now() > deadline) {
-      throw new Error(`npm start did not come up:\n${output.slice(-3000)}`);
+      throw new Error(`npm start did not come up:\n${output().slice(-3000)}`);
     }
     await sleep(100);
   }
-  const redisUrl = output.match(/private redis-server at (redis:\/\/[\d.:]+)/)?.[1];
+  const redisUrl = output().match(/private redis-server at (redis:\/\/[\d.:]+)/)?.[1];
   if (!redisUrl) throw new Error('could not find the private Redis URL in the output');
   return {
     child,

@@ -4,11 +4,11 @@
  * crashing, it stops the other child, removes the Redis folder and its build
  * folder, and says why when it was not asked to stop.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { existsSync, readlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { freePort } from '../../scripts/redis-server.js';
+import { spawnNpmStart } from '../helpers/npm-start.js';
 import { eventually } from '../helpers/offline.js';
 
 interface Started {
@@ -71,38 +71,15 @@ const listening = (port: number) =>
   });
 
 async function start(): Promise<Started> {
-  const [wsPort, lambdaPort, httpPort] = [await freePort(), await freePort(), await freePort()];
   const env: NodeJS.ProcessEnv = { ...process.env, PUSHWIRE_WATCH: '.pushwire-e2e-no-watch/never' };
   delete env['REDIS_URL'];
   delete env['PUSHWIRE_BUILD_DIR'];
-  // What `npm start` runs: one Node process with tsx as its loader.
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      'scripts/start.ts',
-      '--websocketPort',
-      String(wsPort),
-      '--lambdaPort',
-      String(lambdaPort),
-      '--httpPort',
-      String(httpPort),
-    ],
-    { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
-  );
-  let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  child.stderr?.on('data', (chunk: Buffer) => {
-    output += chunk.toString();
-  });
+  const { child, wsPort, output } = await spawnNpmStart(env);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
   running = { child } as Started;
-  await eventually(() => output.includes('pushwire is up'), 90_000, 'pushwire is up', 100);
+  await eventually(() => output().includes('pushwire is up'), 90_000, 'pushwire is up', 100);
   const tree = descendants(child.pid as number);
   const redis = tree.find((p) => p.args.startsWith('redis-server'));
   const offline = tree.find((p) => p.args.includes('osls offline'));
@@ -112,7 +89,7 @@ async function start(): Promise<Started> {
   running = {
     child,
     wsPort,
-    output: () => output,
+    output,
     redisPid: redis.pid,
     redisDir,
     buildDir: `.esbuild-${wsPort}`,
