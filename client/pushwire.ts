@@ -77,6 +77,12 @@ export interface Options {
   pingInterval?: number;
   /** A ping unanswered this long means a dead socket, ms (default 20,000). */
   pongTimeout?: number;
+  /**
+   * A connection attempt not open within this long is given up and made
+   * again, ms (default 30,000: API Gateway gives up on `$connect` after 29 s;
+   * a WebSocket of its own may wait far longer on a network that drops packets).
+   */
+  connectTimeout?: number;
   /** First reconnection delay bound, ms (default 1,000); doubles per failed attempt. */
   minDelay?: number;
   /** Largest reconnection delay bound, ms (default 30,000). */
@@ -342,8 +348,12 @@ export class Pushwire {
       return;
     }
     this.ws_ = ws;
+    // Until it opens, the pong timer waits for the handshake instead.
+    this.pong_ = setTimeout(() => this.drop_(), this.o_.connectTimeout ?? 30_000);
     ws.onopen = () => {
       this.up_ = true;
+      clearTimeout(this.pong_);
+      this.pong_ = undefined;
       // The first frame also starts the replay of `?since=` (API Gateway lets
       // nobody post to a connection until `$connect` has returned).
       this.ping_now_();

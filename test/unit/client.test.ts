@@ -255,6 +255,28 @@ describe('reconnecting', () => {
     expect(sockets()).toHaveLength(2);
   });
 
+  it('gives up an attempt whose handshake does not finish within connectTimeout', async () => {
+    const { pw } = client({ connectTimeout: 5_000, minDelay: 100 });
+    pw.connect();
+    await settle();
+    expect(sockets()).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(4_999);
+    expect(sockets()[0]?.closedByClient).toBe(false);
+    expect(pw.state).toBe('connecting');
+    await vi.advanceTimersByTimeAsync(1);
+    expect(sockets()[0]?.closedByClient).toBe(true);
+    // A failed attempt: one immediate retry, which opens and pings at once.
+    await vi.advanceTimersByTimeAsync(1);
+    expect(sockets()).toHaveLength(2);
+    last().open();
+    expect(last().sent[0]).toEqual({ action: 'ping' });
+    // Open in time: the timer is the pong's now, not the handshake's.
+    last().receive({ type: 'pong', connectionId: 'c2' });
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(pw.state).toBe('connected');
+    expect(last().closedByClient).toBe(false);
+  });
+
   it('a first ping unanswered also counts as dead', async () => {
     const { pw } = client({ pongTimeout: 3_000 });
     pw.connect();
