@@ -47,6 +47,13 @@ export interface Keys {
   connectionReplays(connectionId: string): string;
   /** SET of the management endpoints connections were recorded with (what `deliver` may post to). */
   endpoints(): string;
+  /**
+   * STRING: when this Redis's data began (ms, Redis's clock), set by the
+   * first $connect that finds it missing (endpoint.lua), so it moves on when
+   * Redis loses its data. Hash-tagged into the endpoints key's slot; no TTL: one key per
+   * deployment.
+   */
+  epoch(): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -77,6 +84,7 @@ export function createKeys(prefix: string): Keys {
     revoked: (userId) => `${prefix}u:{u:${userId}}:rv`,
     connectionReplays: (id) => `${prefix}c:{${id}}:rp`,
     endpoints: () => `${prefix}endpoints`,
+    epoch: () => `${prefix}{${prefix}endpoints}:epoch`,
   };
 }
 

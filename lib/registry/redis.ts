@@ -123,13 +123,16 @@ export class RedisRegistry implements ConnectionRegistry {
         .zadd(this.keys.all(), expiry, member)
         .expire(this.keys.all(), this.#ttl)
         .exec(),
-      // The endpoints `deliver` may post to. A handful per deployment; kept
-      // for API Gateway's 2 h connection lifetime past the last connect.
-      this.#redis
-        .multi()
-        .sadd(this.keys.endpoints(), record.endpoint)
-        .expire(this.keys.endpoints(), ENDPOINTS_TTL_SECONDS)
-        .exec(),
+      // The endpoints `deliver` may post to (a handful per deployment; kept
+      // for API Gateway's 2 h connection lifetime past the last connect) and,
+      // before any message this connection can receive, the epoch that
+      // recoverable() checks.
+      this.#redis.pwEndpoint(
+        this.keys.endpoints(),
+        this.keys.epoch(),
+        record.endpoint,
+        ENDPOINTS_TTL_SECONDS,
+      ),
     ]);
   }
 
@@ -360,10 +363,15 @@ export class RedisRegistry implements ConnectionRegistry {
     const cursor = parseCursor(since);
     // No history kept: nothing can be replayed, so nothing is known to be complete.
     if (this.#historySize === 0) return false;
-    const [lost, exists] = await Promise.all([
+    const [lost, exists, epoch] = await Promise.all([
       this.#redis.get(audience.keys.lost),
       this.#redis.exists(audience.keys.history),
+      this.#redis.get(this.keys.epoch()),
     ]);
+    // From before Redis's data began (it restarted empty, or was flushed):
+    // whatever was published between `since` and then is gone with it. (No
+    // epoch: no $connect since the data began; a resume comes after one.)
+    if (epoch !== null && cursor.ms < Number(epoch)) return false;
     if (lost !== null && compareCursors(since, lost) < 0) return false;
     // With no history at all, nothing after `since` can have existed unless it
     // is old enough to have expired: every message renews the stream's TTL.

@@ -2,6 +2,7 @@ import type { Cluster, Redis, Result } from 'ioredis';
 import attachLua from './scripts/attach.lua';
 import beginResumeLua from './scripts/begin-resume.lua';
 import closeLua from './scripts/close.lua';
+import endpointLua from './scripts/endpoint.lua';
 import publishLua from './scripts/publish.lua';
 import renewLua from './scripts/renew.lua';
 import rescueLua from './scripts/rescue.lua';
@@ -20,10 +21,17 @@ export function defineScripts(redis: Redis | Cluster): void {
   redis.defineCommand('pwRenew', { numberOfKeys: 3, lua: renewLua });
   redis.defineCommand('pwAttach', { numberOfKeys: 2, lua: attachLua });
   redis.defineCommand('pwClose', { numberOfKeys: 2, lua: closeLua });
+  redis.defineCommand('pwEndpoint', { numberOfKeys: 2, lua: endpointLua });
 }
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
+    pwEndpoint(
+      endpoints: string,
+      epoch: string,
+      endpoint: string,
+      endpointsTtlSeconds: number,
+    ): Result<number, Context>;
     pwPublish(
       live: string,
       history: string,

@@ -83,9 +83,11 @@ describe('session healing', () => {
     expect(result).toMatchObject({ recipients: 1, delivered: 1 });
     await client.next((f) => f.type === 'message' && f['data'] === 'reached');
     expect(await stack.probe.redis.zscore(k.resuming, member)).toBeNull();
-    // And the message it missed meanwhile is in history: a resume fetches it.
+    // And the message it missed meanwhile is in history: a resume fetches it
+    // (from the start of this Redis's data: its epoch, marked at $connect).
+    const epoch = await stack.probe.redis.get(stack.probe.keys.epoch());
     const resumed = await client.request(
-      { action: 'resume', since: '0' },
+      { action: 'resume', since: `${epoch}-0` },
       (f) => f.type === 'resumed',
     );
     expect(resumed).toEqual({ type: 'resumed', recovered: true });

@@ -143,6 +143,49 @@ describe.each(TOPOLOGIES)('history on %s Redis', (topology) => {
     expect(await registry.recoverable(audience, `${now - 1_000}-5`)).toBe(false);
   });
 
+  it('after Redis loses its data, a cursor from before is not recoverable, one from after is', async () => {
+    const registry = env.registry();
+    const audience = registry.userAudience('erin');
+    await registry.register(connection('erin'));
+    const epoch = await env.redis.get(registry.keys.epoch());
+    expect(Number(epoch)).toBeGreaterThan(Date.now() - 60_000);
+    const [before] = (await publishMany(registry, 'erin', 2)) as [string, string];
+    expect(await registry.recoverable(audience, before)).toBe(true);
+    // A later $connect leaves the epoch as it was.
+    await registry.register(connection('erin'));
+    expect(await env.redis.get(registry.keys.epoch())).toBe(epoch);
+    await sleep(5);
+
+    // Redis restarts empty: the history, the epoch and the endpoints are gone.
+    for (const key of [audience.keys.history, registry.keys.epoch(), registry.keys.endpoints()]) {
+      await env.redis.del(key);
+    }
+    // The client comes back ($connect marks a new epoch) and resumes from
+    // `before`: whatever followed it went with the data, and nothing says so
+    // but the epoch (there is no history, and `before` is recent).
+    await registry.register(connection('erin'));
+    expect(Number(await env.redis.get(registry.keys.epoch()))).toBeGreaterThan(Number(epoch));
+    expect(await registry.recoverable(audience, before)).toBe(false);
+    // New messages make a new history: `before` still is not recoverable,
+    // a cursor of the new epoch is.
+    const [after] = (await publishMany(registry, 'erin', 1, 3)) as [string];
+    expect(await registry.recoverable(audience, before)).toBe(false);
+    expect(await registry.recoverable(audience, after)).toBe(true);
+  });
+
+  it('a deployment upgraded in place (endpoints recorded, no epoch yet) doubts no cursor', async () => {
+    const registry = env.registry();
+    const audience = registry.userAudience('fay');
+    await registry.register(connection('fay'));
+    const [cursor] = (await publishMany(registry, 'fay', 1)) as [string];
+    // As a version before epochs left it.
+    await env.redis.del(registry.keys.epoch());
+    await sleep(5);
+    await registry.register(connection('fay'));
+    expect(await env.redis.get(registry.keys.epoch())).toBe('0');
+    expect(await registry.recoverable(audience, cursor)).toBe(true);
+  });
+
   it('lets the history expire after historyTtlSeconds without messages (real clock)', async () => {
     const registry = env.registry({ historyTtlSeconds: 1 });
     const audience = registry.userAudience('dora');
