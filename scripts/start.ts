@@ -14,13 +14,12 @@ import { ConfigError } from '../lib/errors.js';
 import { DEV_AWS_ENV, DEV_JWT_SECRET } from './local-env.js';
 import { type RedisServer, startRedisServer } from './redis-server.js';
 
-// --- issue 10: our own options, taken out before the rest goes to serverless-offline ---
+// Our own options, taken out before the rest goes to serverless-offline.
 const QUIET_FLAGS = new Set(['--quiet', '-q']);
 const quiet =
   process.argv.slice(2).some((a) => QUIET_FLAGS.has(a)) ||
   ['1', 'true'].includes(process.env['PUSHWIRE_QUIET'] ?? '');
 const args = process.argv.slice(2).filter((a) => !QUIET_FLAGS.has(a));
-// --- end issue 10 ---
 const { values } = parseArgs({
   args,
   strict: false,
@@ -35,7 +34,7 @@ const wsPort = String(values.websocketPort ?? 3001);
 const lambdaPort = String(values.lambdaPort ?? 3002);
 const httpPort = String(values.httpPort ?? 3000);
 
-// --- issue 10: the region, and the configuration checked before anything starts ---
+// The region, and the configuration checked before anything starts.
 // serverless-offline replaces AWS_REGION with the provider's region, which is
 // `--region` (default us-east-1): pass a chosen AWS_REGION on as --region.
 const region =
@@ -68,7 +67,6 @@ try {
   console.error(`pushwire: not starting: ${error.message}`);
   process.exit(1);
 }
-// --- end issue 10 ---
 
 let redis: RedisServer | undefined;
 let redisUrl = process.env['REDIS_URL'];
@@ -93,7 +91,7 @@ const child = spawn('node_modules/.bin/osls', ['offline', 'start', '--stage', 'l
   stdio: ['inherit', 'pipe', 'pipe'],
 });
 let announced = false;
-// --- issue 10: quiet mode keeps pushwire's own lines (JSON logs, EMF metrics) and problems ---
+// Quiet mode keeps pushwire's own lines (JSON logs, EMF metrics) and problems.
 // Known and explained in the README ("HTTP API"): no signature is checked locally.
 const KNOWN = /does not support the AWS_IAM authorization type/;
 const ours = (line: string) =>
@@ -109,19 +107,17 @@ for (const [stream, out] of [
       if (ours(line)) out.write(`${line}\n`);
     });
 }
-// --- end issue 10 ---
-// --- issue 10: up means the WebSocket and the HTTP API both listen (they start side by side).
+// Up means the WebSocket and the HTTP API both listen (they start side by side).
 // serverless-offline says "[websocket] listening" before the server behind it
-// binds the port; "[http for websocket] listening" comes once it has. ---
+// binds the port; "[http for websocket] listening" comes once it has.
 const ready = { websocket: false, http: false };
-// --- end issue 10 ---
 const watch = (chunk: Buffer) => {
   const text = chunk.toString();
   if (text.includes('[http for websocket] listening')) ready.websocket = true;
   if (text.includes('Server ready:')) ready.http = true;
   if (!announced && ready.websocket && ready.http) {
     announced = true;
-    // --- issue 10: commands that work on the ports this instance uses ---
+    // Commands that work on the ports this instance uses.
     const listenPort = wsPort === '3001' ? '' : ` --port ${wsPort}`;
     const publishPort = lambdaPort === '3002' ? '' : ` --lambda-port ${lambdaPort}`;
     console.log(
@@ -137,7 +133,6 @@ const watch = (chunk: Buffer) => {
         '',
       ].join('\n'),
     );
-    // --- end issue 10 ---
   }
 };
 child.stdout?.on('data', watch);
