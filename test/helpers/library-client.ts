@@ -15,10 +15,30 @@ export class LibraryClient {
   wireDuplicates = 0;
   connections = 0;
   gaps = 0;
+  /**
+   * Of `gaps`, those on a stream this client had received nothing from yet:
+   * it resumed from the library's floor (its join time minus a clock-skew
+   * margin), and with no history left the server cannot tell whether anything
+   * was published (and expired) since then.
+   */
+  gapsBeforeAnyMessage = 0;
+  /** Every `gap`: when, on which stream, and the cursor the resume that reported it started from. */
+  readonly gapLog: { at: number; stream: string; since: string | undefined }[] = [];
+  /** Per stream, the `since` of the last resume asked for (URL or frame). */
+  readonly #since = new Map<string, string | undefined>();
   readonly errors = new Map<string, number>();
+  /**
+   * With `trace`: what happened on the wire, in order (opens, closes, every
+   * reply that is not a message), so a soak can show what a client went
+   * through around a message it lost.
+   */
+  readonly trace: { at: number; event: string }[] = [];
+  readonly #tracing: boolean;
   readonly #pw: Pushwire;
   readonly #topics: string[];
   #socket: WebSocket | undefined;
+  /** The newest socket, open or still connecting. */
+  #latest: WebSocket | undefined;
   #awayUntil = 0;
   #confirmed = new Set<string>();
   #seenOnWire = new Set<string>();
@@ -30,8 +50,10 @@ export class LibraryClient {
     user: string;
     topics: string[];
     pingIntervalMs?: number;
+    trace?: boolean;
   }) {
     this.#topics = options.topics;
+    this.#tracing = options.trace ?? false;
     const client = this;
     // What the library constructs for every attempt.
     class WatchedSocket extends WebSocket {
@@ -66,22 +88,63 @@ export class LibraryClient {
       this.received.set(m.id, received);
       for (const listener of [...this.#listeners]) listener(received);
     });
-    this.#pw.on('gap', () => this.gaps++);
+    this.#pw.on('gap', (gap) => {
+      this.gaps++;
+      const stream = gap.topic ?? USER_STREAM;
+      if (![...this.received.values()].some((r) => r.stream === stream)) {
+        this.gapsBeforeAnyMessage++;
+      }
+      this.gapLog.push({ at: Date.now(), stream, since: this.#since.get(stream) });
+      this.#note(`gap ${stream}`);
+    });
     this.#pw.on('error', (e) => this.errors.set(e.code, (this.errors.get(e.code) ?? 0) + 1));
   }
 
+  #note(event: string): void {
+    if (this.#tracing) this.trace.push({ at: Date.now(), event });
+  }
+
   #watch(socket: WebSocket): void {
+    this.#latest = socket;
     socket.on('open', () => {
       this.#socket = socket;
       this.connections++;
       this.#confirmed = new Set();
+      const since = new URL(socket.url).searchParams.get('since') ?? undefined;
+      this.#since.set(USER_STREAM, since);
+      this.#note(`open #${this.connections} since=${since ?? ''}`);
     });
+    socket.on('close', (code) => this.#note(`close ${code}`));
+    const send = socket.send.bind(socket);
+    socket.send = ((data: unknown, ...rest: never[]) => {
+      this.#note(`> ${String(data).slice(0, 200)}`);
+      try {
+        const frame = JSON.parse(String(data)) as {
+          action?: string;
+          topic?: string;
+          since?: string;
+        };
+        if (frame.action === 'resume') this.#since.set(USER_STREAM, frame.since);
+        if (frame.action === 'subscribe') this.#since.set(frame.topic ?? '', frame.since);
+      } catch {
+        // Not JSON: not ours to read.
+      }
+      return (send as (...args: unknown[]) => void)(data, ...rest);
+    }) as typeof socket.send;
     socket.on('message', (raw) => {
       let frame: { type?: string; id?: string; topic?: string; messages?: { id: string }[] };
       try {
         frame = JSON.parse(raw.toString());
       } catch {
         return;
+      }
+      if (this.#tracing) {
+        const text = raw.toString();
+        if (frame.type === 'message')
+          this.#note(`message ${frame.id} ${text.match(/"cursor":"([^"]+)"/)?.[1] ?? ''}`);
+        else if (frame.type === 'batch')
+          this.#note(`batch ${frame.messages?.map((m) => m.id).join(',')}`);
+        else this.#note(text.slice(0, 200));
       }
       const ids =
         frame.type === 'message' ? [frame.id] : frame.type === 'batch' ? frame.messages : [];
@@ -139,8 +202,10 @@ export class LibraryClient {
   }
 
   drop(awayMs = 0): void {
+    this.#note('drop');
     this.#awayUntil = Date.now() + awayMs;
-    this.#socket?.terminate();
+    // The attempt under way too, if any: a lost network fails it as well.
+    (this.#latest ?? this.#socket)?.terminate();
   }
 
   async stop(): Promise<void> {
