@@ -105,6 +105,8 @@ interface Frame {
   topic?: string;
   cursor?: string;
   connectionId?: string;
+  /** In `pong`: when the server's Redis data began (ms). */
+  epoch?: string;
   recovered?: boolean;
   /** Replay `batch`: several message frames in one. */
   messages?: Frame[];
@@ -141,6 +143,7 @@ const CLOCK_SKEW_MS = 300_000;
 const USER = '';
 const CURSOR = /^\d{1,16}(-\d{1,16})?$/;
 const TOPIC = /^[\w.:@=-]{1,128}$/;
+const EPOCH = /^\d{1,16}$/;
 
 const host = globalThis as unknown as Host;
 
@@ -208,6 +211,8 @@ export class Pushwire {
   private pending_ = new Set<string>();
   /** Where a stream with no message seen yet resumes from. */
   private floors_: Record<string, string> = {};
+  /** When the server's data began (its `pong` says): no stream holds anything older. */
+  private epoch_: string | undefined;
   /** Storage key of the cursors in use (by user); undefined: not persisted. */
   private key_: string | undefined;
   private loaded_ = false;
@@ -373,6 +378,7 @@ export class Pushwire {
     this.floors_ = {};
     this.max_ = {};
     this.wins_ = {};
+    this.epoch_ = undefined;
     this.pending_.clear();
     this.seen_.clear();
     this.loaded_ = true;
@@ -383,6 +389,7 @@ export class Pushwire {
         f?: Record<string, string>;
         m?: Record<string, string>;
         w?: Record<string, Record<string, string>>;
+        e?: string;
       };
       const valid = (from: Record<string, string> = {}) => {
         const out: Record<string, string> = {};
@@ -393,6 +400,7 @@ export class Pushwire {
       this.cursors_ = valid(saved.c);
       this.floors_ = valid(saved.f);
       this.max_ = valid(saved.m);
+      if (typeof saved.e === 'string' && EPOCH.test(saved.e)) this.epoch_ = saved.e;
       for (const [stream, win] of Object.entries(saved.w ?? {}))
         if (win && typeof win === 'object') this.wins_[stream] = valid(win);
     } catch {
@@ -405,7 +413,13 @@ export class Pushwire {
     try {
       const pending = this.storage_.setItem(
         this.key_,
-        JSON.stringify({ c: this.cursors_, f: this.floors_, m: this.max_, w: this.wins_ }),
+        JSON.stringify({
+          c: this.cursors_,
+          f: this.floors_,
+          m: this.max_,
+          w: this.wins_,
+          e: this.epoch_,
+        }),
       );
       (pending as Promise<unknown> | undefined)?.catch?.(() => undefined);
     } catch {
@@ -415,7 +429,21 @@ export class Pushwire {
 
   /** The cursor a stream resumes from; a stream joined now with none gets a floor for next time. */
   private resumeFrom_(stream: string): string | undefined {
-    const since = this.cursors_[stream] ?? this.floors_[stream];
+    let since = this.cursors_[stream] ?? this.floors_[stream];
+    // Nothing the server holds is older than its epoch, so a resume point
+    // (a floor, or the newest cursor minus reorderWindow) before it is moved
+    // up to it: a new server's first minutes then bring no false `gap`. Not
+    // when the newest message seen is older: its data was lost, and a resume
+    // from there is answered recovered:false, a `gap`, as it should be.
+    const start = this.epoch_ && `${this.epoch_}-0`;
+    const max = this.max_[stream];
+    if (
+      since &&
+      start &&
+      compareCursors(since, start) < 0 &&
+      (max === undefined || compareCursors(max, start) >= 0)
+    )
+      since = start;
     if (!since) {
       this.floors_[stream] = `${Date.now() - CLOCK_SKEW_MS}-0`;
       this.save_();
@@ -476,6 +504,14 @@ export class Pushwire {
       clearTimeout(this.pong_);
       this.pong_ = undefined;
       this.connectionId = frame.connectionId;
+      if (
+        typeof frame.epoch === 'string' &&
+        EPOCH.test(frame.epoch) &&
+        frame.epoch !== this.epoch_
+      ) {
+        this.epoch_ = frame.epoch;
+        this.save_();
+      }
       clearTimeout(this.ping_);
       this.ping_ = setTimeout(() => this.ping_now_(), this.o_.pingInterval ?? 120_000);
       this.fails_ = 0;

@@ -53,7 +53,7 @@ export type MessageFrame = {
 };
 
 export type ServerFrame =
-  | { type: 'pong'; connectionId: string }
+  | { type: 'pong'; connectionId: string; epoch?: string }
   | { type: 'subscribed'; topic: string }
   | { type: 'unsubscribed'; topic: string }
   /**

@@ -51,6 +51,7 @@ export class RedisRegistry implements ConnectionRegistry {
   readonly #historyTtl: number;
   readonly #pendingLeaseMs: number;
   readonly #now: () => number;
+  #epochMarked = false;
 
   constructor(redis: Redis | Cluster, options: RedisRegistryOptions) {
     defineScripts(redis);
@@ -379,6 +380,10 @@ export class RedisRegistry implements ConnectionRegistry {
     return true;
   }
 
+  async epoch(): Promise<string | null> {
+    return this.#redis.get(this.keys.epoch());
+  }
+
   async admission(userId: string): Promise<Admission> {
     const { live, resuming } = this.userAudience(userId).keys;
     const min = `(${this.#now()}`;
@@ -464,6 +469,13 @@ export class RedisRegistry implements ConnectionRegistry {
     // Without a caller-given id the key is never read or written, but every
     // key a script may touch is declared (Cluster routes by KEYS).
     const idKey = this.keys.publishId(audience, publishId ?? '');
+    // Once per instance, before its first history entry: the epoch (see
+    // endpoint.lua), so a new deployment's first messages are not older
+    // than it. After a data loss, the first $connect marks it anew.
+    if (entry !== null && !this.#epochMarked) {
+      await this.#redis.pwEndpoint(this.keys.endpoints(), this.keys.epoch(), '', 0);
+      this.#epochMarked = true;
+    }
     // Members whose replay lease ran out are live again before this publish
     // reads the live set: sent in the same pipeline (one round trip), and a
     // no-op unless some replay died. See rescue.lua.

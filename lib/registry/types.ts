@@ -123,6 +123,8 @@ export interface ConnectionRegistry {
   ): Promise<ResumeStep>;
   /** Whether history still holds every entry after `since`. */
   recoverable(audience: Audience, since: string): Promise<boolean>;
+  /** When this Redis's data began (ms since 1970, as a string), once a $connect or publish has marked it. */
+  epoch(): Promise<string | null>;
 
   /** Revocation and connection count of a user, read in one round trip. */
   admission(userId: string): Promise<Admission>;

@@ -237,10 +237,18 @@ export async function handleFrame(
     );
 
   switch (frame.action) {
-    case 'ping':
+    case 'ping': {
       // The connection's own id, so an app can pass it as a publish's
-      // `exceptConnectionId` (Pusher's socket_id); the client library pings first.
-      return { type: 'pong', connectionId };
+      // `exceptConnectionId` (Pusher's socket_id); the client library pings
+      // first. And the epoch (when this Redis's data began): no stream holds
+      // anything older, so a client need never resume from before it, unless
+      // what it last saw is older (then its data was lost, and a resume from
+      // there is told so).
+      const marked = await readEpoch(deps);
+      return marked === null
+        ? { type: 'pong', connectionId }
+        : { type: 'pong', connectionId, epoch: marked };
+    }
     case 'subscribe': {
       if (!topicAllowed(frame.topic, connection.allowedTopics)) {
         throw new ForbiddenError(`your token does not allow topic "${frame.topic}"`);
@@ -288,6 +296,15 @@ export async function handleFrame(
       const result = await catchUp(deps, audience, connection, frame.since, 'begin');
       return { type: 'resumed', ...result };
     }
+  }
+}
+
+/** The epoch for a pong; a pong goes without it if it cannot be read (pings must not fail on it). */
+async function readEpoch(deps: Pick<SessionDeps, 'registry'>): Promise<string | null> {
+  try {
+    return await deps.registry.epoch();
+  } catch {
+    return null;
   }
 }
 

@@ -106,11 +106,14 @@ async function check({ targets, drops }: { targets: boolean[]; drops: Drop[] }):
   let client = await TestClient.connect(offline.wsUrl({ token }));
   connections.push(client);
   await client.request({ action: 'subscribe', topic }, (f) => f.type === 'subscribed');
+  // A stream not heard from yet resumes from the start of this Redis's data
+  // (its epoch, marked at the first $connect): everything it holds.
+  const start = `${await redis.get(keys.epoch())}-0`;
 
   /** Reconnects with the last cursors seen; resolves when both streams have resumed (or the socket closed). */
   async function reconnect(): Promise<{ done: Promise<void> }> {
-    const userSince = lastCursor('user') ?? '0';
-    const topicSince = lastCursor('topic') ?? '0';
+    const userSince = lastCursor('user') ?? start;
+    const topicSince = lastCursor('topic') ?? start;
     client = await TestClient.connect(offline.wsUrl({ token, since: userSince }));
     connections.push(client);
     const current = client;
@@ -174,11 +177,11 @@ async function check({ targets, drops }: { targets: boolean[]; drops: Drop[] }):
   await client.request({ action: 'ping' }, (f) => f.type === 'pong');
   const before = received().length;
   const finalUser = await client.request(
-    { action: 'resume', since: lastCursor('user') ?? '0' },
+    { action: 'resume', since: lastCursor('user') ?? start },
     (f) => f.type === 'resumed' && f['topic'] === undefined,
   );
   const finalTopic = await client.request(
-    { action: 'subscribe', topic, since: lastCursor('topic') ?? '0' },
+    { action: 'subscribe', topic, since: lastCursor('topic') ?? start },
     (f) => f.type === 'resumed' && f['topic'] === topic,
   );
   expect(received().length, 'the final resume replayed messages live delivery had lost').toBe(

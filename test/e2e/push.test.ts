@@ -150,7 +150,11 @@ describe('push, end to end through serverless-offline', () => {
     expect(ttlBefore).toBeLessThan(TTL_SECONDS * 1000 - 1_000);
 
     const reply = await carol.client.request({ action: 'ping' }, () => true);
-    expect(reply).toEqual({ type: 'pong', connectionId: carol.connectionId });
+    expect(reply).toEqual({
+      type: 'pong',
+      connectionId: carol.connectionId,
+      epoch: expect.any(String),
+    });
 
     expect(await stack.probe.redis.pttl(key)).toBeGreaterThan(ttlBefore + 900);
     expect(await stack.probe.redis.pttl(live)).toBeGreaterThan(liveTtlBefore + 900);
@@ -202,6 +206,7 @@ describe('push, end to end through serverless-offline', () => {
     expect(await dave.client.request({ action: 'ping' }, () => true)).toEqual({
       type: 'pong',
       connectionId: dave.connectionId,
+      epoch: expect.any(String),
     });
     expect(Number(await stack.probe.redis.zscore(live, dave.member))).toBeGreaterThan(
       Number(score),

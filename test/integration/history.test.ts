@@ -99,6 +99,9 @@ describe.each(TOPOLOGIES)('history on %s Redis', (topology) => {
     const registry = env.registry({ historyTtlSeconds: 60 });
     const audience = registry.userAudience('carol');
     const now = Date.now();
+    // A deployment whose data began 10 minutes ago (its first publish or
+    // $connect would have marked the epoch then).
+    await env.redis.set(registry.keys.epoch(), String(now - 600_000));
     // Entries written a while ago (the stream id is the time it was written).
     const veryOld = await env.redis.xadd(
       audience.keys.history,
@@ -171,6 +174,19 @@ describe.each(TOPOLOGIES)('history on %s Redis', (topology) => {
     const [after] = (await publishMany(registry, 'erin', 1, 3)) as [string];
     expect(await registry.recoverable(audience, before)).toBe(false);
     expect(await registry.recoverable(audience, after)).toBe(true);
+  });
+
+  it('a new deployment publishing before anyone connects marks the epoch before its first entry', async () => {
+    const registry = env.registry();
+    expect(await env.redis.get(registry.keys.epoch())).toBeNull();
+    const [first] = (await publishMany(registry, 'gus', 1)) as [string];
+    const epoch = Number(await env.redis.get(registry.keys.epoch()));
+    expect(epoch).toBeGreaterThan(0);
+    expect(epoch).toBeLessThanOrEqual(Number(first.split('-')[0]));
+    // The user connects later and resumes from the first message: nothing doubted.
+    await registry.register(connection('gus'));
+    expect(Number(await env.redis.get(registry.keys.epoch()))).toBe(epoch);
+    expect(await registry.recoverable(registry.userAudience('gus'), first)).toBe(true);
   });
 
   it('a deployment upgraded in place (endpoints recorded, no epoch yet) doubts no cursor', async () => {

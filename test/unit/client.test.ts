@@ -474,6 +474,49 @@ describe('resuming', () => {
     expect(pw.state).toBe('connecting');
   });
 
+  it("resumes from no earlier than the server's epoch, unless what it last saw is older", async () => {
+    // Prepare: a new server (its epoch 2 s after the client joined), a topic
+    // with a message 1 s after the epoch, another with none yet.
+    const start = Date.now();
+    const epoch = start + 2_000;
+    const { pw } = client({ minDelay: 1 });
+    pw.subscribe('news');
+    pw.subscribe('sport');
+    pw.connect();
+    await settle();
+    last().open();
+    last().receive({ type: 'pong', connectionId: 'c1', epoch: String(epoch) });
+    last().receive(message('n1', `${epoch + 1_000}-0`, 'news'));
+
+    // Act
+    last().drop();
+    await vi.advanceTimersByTimeAsync(1);
+    last().open();
+
+    // Assess: the floors (5 min back) and the news point (5 s back) start at the epoch.
+    expect(last().query.get('since')).toBe(`${epoch}-0`);
+    expect(last().sent).toEqual([
+      { action: 'ping' },
+      { action: 'subscribe', topic: 'news', since: `${epoch}-0` },
+      { action: 'subscribe', topic: 'sport', since: `${epoch}-0` },
+    ]);
+
+    // The server lost its data: a later epoch. What was seen before it is
+    // not moved up (the server answers recovered:false from there); a stream
+    // with nothing seen still is.
+    const later = epoch + 60_000;
+    last().receive({ type: 'pong', connectionId: 'c2', epoch: String(later) });
+    last().drop();
+    await vi.advanceTimersByTimeAsync(1);
+    last().open();
+    expect(last().query.get('since')).toBe(`${later}-0`);
+    expect(last().sent).toEqual([
+      { action: 'ping' },
+      { action: 'subscribe', topic: 'news', since: `${epoch + 1_000 - 5_000}-0` },
+      { action: 'subscribe', topic: 'sport', since: `${later}-0` },
+    ]);
+  });
+
   it('unsubscribe sends the frame, forgets the cursor and ignores the topic from then on', async () => {
     const { pw, events } = await connected({ minDelay: 1 });
     pw.subscribe('news');

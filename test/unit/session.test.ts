@@ -196,16 +196,27 @@ describe('disconnect', () => {
 });
 
 describe('handleFrame', () => {
-  it('answers ping with pong, carrying the connection id, after renewing the connection', async () => {
+  it('answers ping with pong, carrying the connection id and the epoch, after renewing the connection', async () => {
     // Prepare
-    const { registry, methods } = fakeRegistry({ touch: async () => connection() });
+    const { registry, methods } = fakeRegistry({
+      touch: async () => connection(),
+      epoch: async () => '1700000000000',
+    });
 
     // Act
     const reply = await handleFrame('c1', '{"action":"ping"}', sessionDeps(registry));
 
     // Assess
-    expect(reply).toEqual({ type: 'pong', connectionId: 'c1' });
-    expect(methods()).toEqual(['touch']);
+    expect(reply).toEqual({ type: 'pong', connectionId: 'c1', epoch: '1700000000000' });
+    expect(methods().sort()).toEqual(['epoch', 'touch']);
+  });
+
+  it('answers ping without an epoch when none is marked, or it cannot be read', async () => {
+    for (const epoch of [async () => null, async () => Promise.reject(new Error('down'))]) {
+      const { registry } = fakeRegistry({ touch: async () => connection(), epoch });
+      const reply = await handleFrame('c1', '{"action":"ping"}', sessionDeps(registry));
+      expect(reply).toEqual({ type: 'pong', connectionId: 'c1' });
+    }
   });
 
   it('refuses a bad frame without touching the registry', async () => {
