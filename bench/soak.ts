@@ -1,8 +1,9 @@
 /**
  * `npm run soak`: the delivery promise under churn, through `npm start`.
  *
- * Starts pushwire as a user does (scripts/start.ts: serverless-offline and a
- * private Redis) on free ports, with short TTLs; connects SOAK_CLIENTS clients
+ * Starts pushwire as a user does (scripts/start.ts, serverless-offline) on
+ * free ports, on a redis-server of its own (so the memory can be read once
+ * pushwire has stopped), with short TTLs; connects SOAK_CLIENTS clients
  * (each its own user, all on one shared topic) of the real client library
  * (client/dist/pushwire.js, through test/helpers/library-client.ts, which
  * watches its wire: cursors per stream, `?since=` + first ping, `subscribe`
@@ -11,9 +12,10 @@
  * reconnects with its last cursors, while services publish to random users
  * and to the shared topic (ids on every message, retried with the same id).
  * Then checks: every client got every message of its user and of the topic
- * (lost 0), no numbered message twice after dedupe by id (duplicated 0); and
- * once everyone has disconnected and the TTLs have passed, Redis is back to
- * its baseline key count and memory.
+ * (lost 0; each loss is classed and the first ones traced), no message handed
+ * to the app twice (duplicated 0); once everyone has disconnected and the
+ * TTLs have passed, no key is left but the deployment's own two; and once
+ * pushwire has stopped, the dataset memory is back to its baseline.
  *
  * serverless-offline cold-starts an instance per concurrent invocation (as
  * Lambda does), so clients connect and are dropped in bounded batches.
@@ -300,8 +302,6 @@ async function main(): Promise<void> {
     const errors: Record<string, number> = {};
     for (const c of clients)
       for (const [code, k] of c.errors) errors[code] = (errors[code] ?? 0) + k;
-    // What each client that lost a message went through around it: the
-    // trace from 3 s before it was published to 3 s after it was acknowledged.
     // A message lost with a `gap` told (on its stream, after it was
     // published, by a resume from before it) is lost outside the promise when
     // that resume started from further back than the history window: history
@@ -315,6 +315,8 @@ async function main(): Promise<void> {
           g.at >= at &&
           (g.since === undefined || cursor === undefined || compareCursors(g.since, cursor) < 0),
       );
+    // Each lost pair, classed, with what its client went through from 8 s
+    // before the publish was acknowledged to 8 s after.
     const lostPairs: {
       n: number;
       client: number;

@@ -49,9 +49,9 @@ export interface Keys {
   endpoints(): string;
   /**
    * STRING: when this Redis's data began (ms, Redis's clock), set by the
-   * first $connect that finds it missing (endpoint.lua), so it moves on when
-   * Redis loses its data. Hash-tagged into the endpoints key's slot; no TTL: one key per
-   * deployment.
+   * first $connect (or a publish instance's first stored publish) that finds
+   * it missing (endpoint.lua), so it moves on when Redis loses its data.
+   * Hash-tagged into the endpoints key's slot; no TTL: one key per deployment.
    */
   epoch(): string;
 }
