@@ -79,6 +79,8 @@ export class ResumingClient {
   #retryDelayMs = 100;
   #awayUntil = 0;
   #listeners: ((r: Received) => void)[] = [];
+  /** The server's epoch, from its last pong. */
+  #epoch: string | undefined;
 
   constructor(options: ResumingClientOptions) {
     this.#options = {
@@ -160,9 +162,11 @@ export class ResumingClient {
     const first = connection === 1;
     const query: Record<string, string> = { token: await this.#options.token() };
     const userCursor = this.cursors.get(USER_STREAM);
-    // A stream never heard from is resumed from the start of its history:
-    // dedupe by id makes that safe, and nothing published meanwhile is lost.
-    if (!first) query['since'] = userCursor ?? '0';
+    // A stream never heard from is resumed from the start of its history
+    // (the server's epoch, as its pong says: nothing there is older; `0`
+    // before any pong): dedupe by id makes that safe, and nothing published
+    // meanwhile is lost.
+    if (!first) query['since'] = userCursor ?? this.#start();
     this.ready = false;
     this.connectionId = undefined;
     this.#streams = new Map();
@@ -196,7 +200,7 @@ export class ResumingClient {
   }
 
   #subscribe(topic: string, resume: boolean): void {
-    const since = this.cursors.get(topic) ?? '0';
+    const since = this.cursors.get(topic) ?? this.#start();
     this.#send(resume ? { action: 'subscribe', topic, since } : { action: 'subscribe', topic });
     const awaiting = resume ? 'resumed' : 'subscribed';
     const state = this.#streams.get(topic);
@@ -267,6 +271,7 @@ export class ResumingClient {
       }
       case 'pong':
         if (typeof frame['connectionId'] === 'string') this.connectionId = frame['connectionId'];
+        if (typeof frame['epoch'] === 'string') this.#epoch = frame['epoch'];
         return;
       case 'error': {
         const code = String(frame['code']);
@@ -284,10 +289,15 @@ export class ResumingClient {
 
   #resume(stream: string): void {
     if (stream === USER_STREAM) {
-      this.#send({ action: 'resume', since: this.cursors.get(USER_STREAM) ?? '0' });
+      this.#send({ action: 'resume', since: this.cursors.get(USER_STREAM) ?? this.#start() });
       const state = this.#streams.get(USER_STREAM);
       if (state) state.askedAt = Date.now();
     } else this.#subscribe(stream, true);
+  }
+
+  /** Where a stream never heard from resumes: the server's epoch, or the beginning. */
+  #start(): string {
+    return this.#epoch === undefined ? '0' : `${this.#epoch}-0`;
   }
 
   #updateReady(): void {
