@@ -28,9 +28,9 @@ export class LibraryClient {
   readonly #since = new Map<string, string | undefined>();
   readonly errors = new Map<string, number>();
   /**
-   * With `trace`: what happened on the wire, in order (opens, closes, every
-   * reply that is not a message), so a soak can show what a client went
-   * through around a message it lost.
+   * With `trace`: what happened on the wire, in order (drops, opens, closes,
+   * frames sent, message ids and cursors, every other reply), so a soak can
+   * show what a client went through around a message it lost.
    */
   readonly trace: { at: number; event: string }[] = [];
   readonly #tracing: boolean;
