@@ -31,27 +31,18 @@ export interface RedisServer {
 }
 
 /**
- * Starts a private `redis-server` (from PATH) on a free port, keeping nothing
- * on disk, and resolves once it accepts connections.
+ * Spawns `redis-server` (from PATH) on 127.0.0.1:`port` with `dir` as its
+ * working directory and these settings, and resolves once it accepts
+ * connections.
  */
-export async function startRedisServer(extraArgs: string[] = []): Promise<RedisServer> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'pushwire-redis-'));
+export async function spawnRedisServer(
+  port: number,
+  dir: string,
+  settings: string[],
+): Promise<ChildProcess> {
   const child = spawn(
     'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--dir',
-      dir,
-      ...extraArgs,
-    ],
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, ...settings],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   await new Promise<void>((resolve, reject) => {
@@ -70,6 +61,23 @@ export async function startRedisServer(extraArgs: string[] = []): Promise<RedisS
       reject(new Error(`redis-server exited with ${code}: ${output.slice(-500)}`)),
     );
   });
+  return child;
+}
+
+/**
+ * Starts a private `redis-server` on a free port, keeping nothing on disk,
+ * and resolves once it accepts connections.
+ */
+export async function startRedisServer(extraArgs: string[] = []): Promise<RedisServer> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'pushwire-redis-'));
+  const child = await spawnRedisServer(port, dir, [
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    ...extraArgs,
+  ]);
   return {
     port,
     url: `redis://127.0.0.1:${port}`,

@@ -1,8 +1,8 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../scripts/redis-server.js';
+import { freePort, spawnRedisServer } from '../../scripts/redis-server.js';
 
 /**
  * A private `redis-server` that a test can kill, restart on the same port
@@ -45,34 +45,11 @@ export class RedisProcess {
     const persistence = this.#persist
       ? ['--appendonly', 'yes', '--appendfsync', 'always', '--save', '']
       : ['--appendonly', 'no', '--save', ''];
-    const child = spawn(
-      'redis-server',
-      [
-        '--port',
-        String(this.port),
-        '--bind',
-        '127.0.0.1',
-        '--dir',
-        this.dir,
-        '--enable-debug-command',
-        'yes',
-        ...persistence,
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    this.#child = child;
-    await new Promise<void>((resolve, reject) => {
-      let output = '';
-      const onData = (chunk: Buffer) => {
-        output += chunk.toString();
-        if (output.includes('Ready to accept connections')) resolve();
-      };
-      child.stdout?.on('data', onData);
-      child.once('error', reject);
-      child.once('exit', (code) =>
-        reject(new Error(`redis-server exited with ${code}: ${output.slice(-500)}`)),
-      );
-    });
+    this.#child = await spawnRedisServer(this.port, this.dir, [
+      '--enable-debug-command',
+      'yes',
+      ...persistence,
+    ]);
   }
 
   /** Kills the server (SIGKILL by default: a crash, nothing flushed that was not already). */
