@@ -82,14 +82,8 @@ async function startPushwire(redisUrl: string): Promise<{
     LOG_LEVEL: 'WARN',
     PUSHWIRE_WATCH: '.pushwire-soak-no-watch/never',
   };
-  const { child, wsPort, lambdaPort, output } = await spawnNpmStart(env);
-  const deadline = Date.now() + 120_000;
-  while (!output().includes('pushwire is up')) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      throw new Error(`npm start did not come up:\n${output().slice(-3000)}`);
-    }
-    await sleep(100);
-  }
+  const { child, wsPort, lambdaPort, whenUp } = await spawnNpmStart(env);
+  await whenUp(120_000);
   return {
     child,
     wsPort,

@@ -1,6 +1,5 @@
-import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { freePort } from '../../scripts/redis-server.js';
+import { spawnNpmStart } from '../helpers/npm-start.js';
 
 /**
  * A configuration that would be unsafe stops `npm start` before anything
@@ -13,39 +12,19 @@ import { freePort } from '../../scripts/redis-server.js';
 const SHORT = 'sixteen-bytes-xx';
 
 /** Runs `npm start`'s script to its exit; resolves with the exit code and everything it printed. */
-function start(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+async function start(
+  env: Record<string, string>,
+): Promise<{ code: number | null; output: string }> {
+  const { child, output } = await spawnNpmStart({ ...process.env, ...env });
   return new Promise((resolve, reject) => {
-    void (async () => {
-      const ports = [await freePort(), await freePort(), await freePort()].map(String);
-      const child = spawn(
-        'node_modules/.bin/tsx',
-        [
-          'scripts/start.ts',
-          '--websocketPort',
-          ports[0] as string,
-          '--lambdaPort',
-          ports[1] as string,
-          '--httpPort',
-          ports[2] as string,
-        ],
-        { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-      let output = '';
-      child.stdout.on('data', (chunk: Buffer) => {
-        output += chunk.toString();
-      });
-      child.stderr.on('data', (chunk: Buffer) => {
-        output += chunk.toString();
-      });
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        reject(new Error(`npm start did not stop on a bad configuration:\n${output}`));
-      }, 30_000);
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        resolve({ code, output });
-      });
-    })().catch(reject);
+    const timer = setTimeout(() => {
+      process.kill(-(child.pid as number), 'SIGKILL');
+      reject(new Error(`npm start did not stop on a bad configuration:\n${output()}`));
+    }, 30_000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output: output() });
+    });
   });
 }
 

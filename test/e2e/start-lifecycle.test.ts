@@ -74,12 +74,12 @@ async function start(): Promise<Started> {
   const env: NodeJS.ProcessEnv = { ...process.env, PUSHWIRE_WATCH: '.pushwire-e2e-no-watch/never' };
   delete env['REDIS_URL'];
   delete env['PUSHWIRE_BUILD_DIR'];
-  const { child, wsPort, output } = await spawnNpmStart(env);
+  const { child, wsPort, output, whenUp } = await spawnNpmStart(env);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
   running = { child } as Started;
-  await eventually(() => output().includes('pushwire is up'), 90_000, 'pushwire is up', 100);
+  await whenUp(90_000);
   const tree = descendants(child.pid as number);
   const redis = tree.find((p) => p.args.startsWith('redis-server'));
   const offline = tree.find((p) => p.args.includes('osls offline'));

@@ -14,10 +14,10 @@ import { appendFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect } from 'vitest';
 import type { PublishResult } from '../../lib/delivery/publish.js';
-import { freePort } from '../../scripts/redis-server.js';
 import { devToken } from '../../scripts/token.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { LibraryClient } from '../helpers/library-client.js';
+import { freePorts } from '../helpers/npm-start.js';
 import { type Offline, startOffline } from '../helpers/offline.js';
 import { RedisProcess } from '../helpers/redis-process.js';
 import { ResumingClient, USER_STREAM } from '../helpers/resuming-client.js';
@@ -60,13 +60,6 @@ export interface FaultStack {
   /** One publish attempt through the Lambda Invoke API, given up after `timeoutMs`. */
   publishOnce(payload: unknown, timeoutMs?: number): Promise<PublishResult>;
 }
-
-type Ports = { wsPort: number; lambdaPort: number; httpPort: number };
-const freePorts = async (): Promise<Ports> => ({
-  wsPort: await freePort(),
-  lambdaPort: await freePort(),
-  httpPort: await freePort(),
-});
 
 /**
  * Starts the stack for a test file. With `separatePublisher`, `publish` runs

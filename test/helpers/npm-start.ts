@@ -1,22 +1,41 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { freePort } from '../../scripts/redis-server.js';
 
-export interface NpmStart {
-  child: ChildProcess;
+export interface Ports {
   wsPort: number;
   lambdaPort: number;
   httpPort: number;
+}
+
+export interface NpmStart extends Ports {
+  child: ChildProcess;
   /** Everything it printed so far (its last 200 KB once past 1 MB). */
   output(): string;
+  /**
+   * Resolves once it says "pushwire is up" (scripts/start.ts prints it when
+   * the WebSocket server's port is open and the HTTP API listens); rejects if
+   * it exits first or takes longer than `timeoutMs`.
+   */
+  whenUp(timeoutMs: number): Promise<void>;
+}
+
+/** Three free ports: WebSocket, Lambda Invoke API, HTTP API. */
+export async function freePorts(): Promise<Ports> {
+  return { wsPort: await freePort(), lambdaPort: await freePort(), httpPort: await freePort() };
 }
 
 /**
  * Runs scripts/start.ts as `npm start` does (one Node process with tsx as its
- * loader) on free ports, in its own process group so a caller can signal the
- * whole group as Ctrl-C does. `env` is its whole environment.
+ * loader), in its own process group so a caller can signal the whole group as
+ * Ctrl-C does. `env` is its whole environment; `ports` are free ones unless
+ * given (to restart an instance where its clients reconnect); `args` go on to
+ * serverless-offline.
  */
-export async function spawnNpmStart(env: NodeJS.ProcessEnv): Promise<NpmStart> {
-  const [wsPort, lambdaPort, httpPort] = [await freePort(), await freePort(), await freePort()];
+export async function spawnNpmStart(
+  env: NodeJS.ProcessEnv,
+  options: { ports?: Ports; args?: string[] } = {},
+): Promise<NpmStart> {
+  const { wsPort, lambdaPort, httpPort } = options.ports ?? (await freePorts());
   const child = spawn(
     process.execPath,
     [
@@ -29,15 +48,41 @@ export async function spawnNpmStart(env: NodeJS.ProcessEnv): Promise<NpmStart> {
       String(lambdaPort),
       '--httpPort',
       String(httpPort),
+      ...(options.args ?? []),
     ],
     { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
   );
   let output = '';
+  const waiters = new Set<() => void>();
   const collect = (chunk: Buffer) => {
     output += chunk.toString();
     if (output.length > 1_000_000) output = output.slice(-200_000);
+    for (const check of waiters) check();
   };
   child.stdout?.on('data', collect);
   child.stderr?.on('data', collect);
-  return { child, wsPort, lambdaPort, httpPort, output: () => output };
+  const whenUp = (timeoutMs: number) =>
+    new Promise<void>((resolve, reject) => {
+      const done = (error?: Error) => {
+        clearTimeout(timer);
+        waiters.delete(check);
+        child.off('exit', onExit);
+        if (error) reject(error);
+        else resolve();
+      };
+      const check = () => {
+        if (output.includes('pushwire is up')) done();
+      };
+      const onExit = (code: number | null) =>
+        done(new Error(`npm start exited with ${code}:\n${output.slice(-3000)}`));
+      const timer = setTimeout(
+        () =>
+          done(new Error(`npm start was not up within ${timeoutMs} ms:\n${output.slice(-3000)}`)),
+        timeoutMs,
+      );
+      waiters.add(check);
+      child.once('exit', onExit);
+      check();
+    });
+  return { child, wsPort, lambdaPort, httpPort, output: () => output, whenUp };
 }

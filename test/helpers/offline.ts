@@ -1,11 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { Redis } from 'ioredis';
 import { createKeys, type Keys } from '../../lib/registry/keys.js';
 import { DEV_AWS_ENV } from '../../scripts/local-env.js';
-import { freePort } from '../../scripts/redis-server.js';
 import { TestClient } from './client.js';
+import { freePorts, type Ports, spawnNpmStart } from './npm-start.js';
 
 export interface Offline {
   wsPort: number;
@@ -34,63 +33,23 @@ export async function startOffline(
   /** More serverless-offline options, e.g. `['--webSocketHardTimeout', '4']`. */
   args: string[] = [],
   /** Fixed ports (to restart an instance where its clients reconnect); free ones by default. */
-  ports?: { wsPort: number; lambdaPort: number; httpPort: number },
+  ports?: Ports,
 ): Promise<Offline> {
-  const { wsPort, lambdaPort, httpPort } = ports ?? {
-    wsPort: await freePort(),
-    lambdaPort: await freePort(),
-    httpPort: await freePort(),
-  };
-  const buildDir = `.esbuild-test-${wsPort}`;
-  const child: ChildProcess = spawn(
-    'node_modules/.bin/tsx',
-    [
-      'scripts/start.ts',
-      '--websocketPort',
-      String(wsPort),
-      '--lambdaPort',
-      String(lambdaPort),
-      '--httpPort',
-      String(httpPort),
-      ...args,
-    ],
+  const fixed = ports ?? (await freePorts());
+  const buildDir = `.esbuild-test-${fixed.wsPort}`;
+  const { child, wsPort, lambdaPort, httpPort, output, whenUp } = await spawnNpmStart(
     {
-      env: {
-        // One fixed build: an edit anywhere in the tree during a run must not
-        // reload the functions (that kills invocations in flight).
-        PUSHWIRE_WATCH: '.pushwire-e2e-no-watch/never',
-        ...process.env,
-        ...env,
-        REDIS_URL: redisUrl,
-        PUSHWIRE_BUILD_DIR: buildDir,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
+      // One fixed build: an edit anywhere in the tree during a run must not
+      // reload the functions (that kills invocations in flight).
+      PUSHWIRE_WATCH: '.pushwire-e2e-no-watch/never',
+      ...process.env,
+      ...env,
+      REDIS_URL: redisUrl,
+      PUSHWIRE_BUILD_DIR: buildDir,
     },
+    { ports: fixed, args },
   );
-  let output = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`serverless-offline did not start:\n${output.slice(-3000)}`)),
-      90_000,
-    );
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      // Printed by scripts/start.ts once the WebSocket server's port is open
-      // ('[http for websocket] listening'; serverless-offline's own
-      // '[websocket] listening' comes before it) and the HTTP API listens.
-      if (output.includes('pushwire is up')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`serverless-offline exited with ${code}:\n${output.slice(-3000)}`));
-    });
-  });
+  await whenUp(90_000);
 
   const lambda = new LambdaClient({
     region: DEV_AWS_ENV.AWS_REGION,
@@ -117,7 +76,7 @@ export async function startOffline(
       if (response.FunctionError) throw new Error(`${functionKey} failed: ${text}`);
       return JSON.parse(text) as T;
     },
-    output: () => output,
+    output,
     crash: async () => {
       lambda.destroy();
       if (child.exitCode === null && child.pid !== undefined) {
@@ -131,7 +90,7 @@ export async function startOffline(
       lambda.destroy();
       if (child.exitCode === null && child.pid !== undefined) {
         const exited = new Promise((resolve) => child.once('exit', resolve));
-        // The whole process group: tsx, osls and the workers it started.
+        // The whole process group: scripts/start.ts, osls and the workers it started.
         process.kill(-child.pid, 'SIGTERM');
         await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5_000))]);
         if (child.exitCode === null) process.kill(-child.pid, 'SIGKILL');
