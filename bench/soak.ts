@@ -43,6 +43,7 @@ import { devToken } from '../scripts/token.js';
 import { LibraryClient } from '../test/helpers/library-client.js';
 import { spawnNpmStart } from '../test/helpers/npm-start.js';
 import { USER_STREAM } from '../test/helpers/resuming-client.js';
+import { missingPairs, tally } from '../test/helpers/tally.js';
 
 const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 const CLIENTS = num('SOAK_CLIENTS', 1_000);
@@ -263,32 +264,12 @@ async function main(): Promise<void> {
     // Settle: every client reconnected and caught up.
     const expectedOf = (i: number) =>
       [...acknowledged].filter(([, t]) => t === TOPIC || t === `soak-u${i}`).map(([n]) => n);
-    const missing = () =>
-      clients.reduce(
-        (sum, c, i) => sum + expectedOf(i).filter((n) => !c.received.has(`soak-${n}`)).length,
-        0,
-      );
+    const expectedIds = (i: number) => expectedOf(i).map((n) => `soak-${n}`);
     const settleDeadline = Date.now() + 120_000;
-    let left = missing();
-    while (left > 0 && Date.now() < settleDeadline) {
+    while (missingPairs(clients, expectedIds) > 0 && Date.now() < settleDeadline) {
       await sleep(1_000);
-      left = missing();
     }
-
-    let expected = 0;
-    let delivered = 0;
-    let duplicated = 0;
-    for (const [i, c] of clients.entries()) {
-      const ns = expectedOf(i);
-      expected += ns.length;
-      delivered += ns.filter((n) => c.received.has(`soak-${n}`)).length;
-      const seen = new Map<number, number>();
-      for (const r of c.received.values()) {
-        const n = (r.data as { n: number }).n;
-        seen.set(n, (seen.get(n) ?? 0) + 1);
-      }
-      duplicated += [...seen.values()].filter((count) => count > 1).length;
-    }
+    const { expected, delivered, duplicated } = tally(clients, expectedIds, 'soak');
     const reconnections = clients.reduce((sum, c) => sum + c.connections - 1, 0);
     const wireDuplicates = clients.reduce((sum, c) => sum + c.wireDuplicates, 0);
     const gaps = clients.reduce((sum, c) => sum + c.gaps, 0);

@@ -21,6 +21,7 @@ import { freePorts } from '../helpers/npm-start.js';
 import { type Offline, startOffline } from '../helpers/offline.js';
 import { RedisProcess } from '../helpers/redis-process.js';
 import { ResumingClient, USER_STREAM } from '../helpers/resuming-client.js';
+import { missingPairs, tally } from '../helpers/tally.js';
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -300,32 +301,13 @@ export async function runScenario(stack: FaultStack, spec: Scenario): Promise<Sc
     [...acknowledged.keys()]
       .filter((n) => audience(n) === TOPIC || audience(n) === users[i])
       .map((n) => `${prefix}-${n}`);
-  const missing = () =>
-    clients.reduce(
-      (sum, c, i) => sum + expectedOf(i).filter((id) => !c.received.has(id)).length,
-      0,
-    );
   // Let resumes finish: poll until nothing is missing, or give up after a while.
   const settleDeadline = Date.now() + 20_000;
-  while (missing() > 0 && Date.now() < settleDeadline) await sleep(200);
+  while (missingPairs(clients, expectedOf) > 0 && Date.now() < settleDeadline) await sleep(200);
 
   const stranded = await probeStranded(stack, clients, users, prefix);
 
-  let expected = 0;
-  let delivered = 0;
-  let duplicated = 0;
-  for (const [i, c] of clients.entries()) {
-    const ids = expectedOf(i);
-    expected += ids.length;
-    delivered += ids.filter((id) => c.received.has(id)).length;
-    const numbers = new Map<number, number>();
-    for (const r of c.received.values()) {
-      if (!r.id.startsWith(`${prefix}-`)) continue;
-      const n = (r.data as { n?: number }).n;
-      if (typeof n === 'number') numbers.set(n, (numbers.get(n) ?? 0) + 1);
-    }
-    duplicated += [...numbers.values()].filter((count) => count > 1).length;
-  }
+  const { expected, delivered, duplicated } = tally(clients, expectedOf, prefix);
   const report: ScenarioReport = {
     scenario: spec.name,
     published: acknowledged.size,
