@@ -118,13 +118,18 @@ export class LimitError extends PushwireError {
   }
 }
 
-/** Too many requests of one kind in a time window (replays). */
+/**
+ * Too many requests of one kind in a time window (replays). Its error frame
+ * says when to retry (`retryAfter`, seconds) and, for a refused subscribe,
+ * which `topic`, so a client can retry just that one.
+ */
 export class RateLimitedError extends PushwireError {
   override name = 'RateLimitedError';
-  readonly retryAfterSeconds: number;
-  constructor(message: string, retryAfterSeconds: number) {
+  /** What the error frame adds: `retryAfter` (seconds) and a refused subscribe's `topic`. */
+  readonly extra: { retryAfter: number; topic?: string };
+  constructor(message: string, retryAfter: number, topic?: string) {
     super('rate_limited', message, 429);
-    this.retryAfterSeconds = retryAfterSeconds;
+    this.extra = topic === undefined ? { retryAfter } : { retryAfter, topic };
   }
 }
 
@@ -150,6 +155,8 @@ export function toPublicError(error: unknown): {
   message: string;
   status: number;
   closesConnection: boolean;
+  /** Fields the error frame carries besides code and message. */
+  extra?: { retryAfter: number; topic?: string };
 } {
   if (error instanceof PushwireError && error.expose) {
     return {
@@ -157,6 +164,7 @@ export function toPublicError(error: unknown): {
       message: error.message,
       status: error.status,
       closesConnection: error.closesConnection,
+      ...(error instanceof RateLimitedError && { extra: error.extra }),
     };
   }
   // Something failed on our side (Redis blocked or down, the management API

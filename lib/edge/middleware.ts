@@ -73,7 +73,12 @@ export function webSocketErrors(
         if (options.route === 'connect' && options.metrics)
           recordBy(options.metrics(), 'HandshakesRefused', 'reason', shown.code);
       }
-      const body = encodeFrame({ type: 'error', code: shown.code, message: shown.message });
+      const body = encodeFrame({
+        type: 'error',
+        code: shown.code,
+        message: shown.message,
+        ...shown.extra,
+      });
       if (shown.closesConnection && options.gateway) {
         const event = v.safeParse(WebSocketEvent, request.event);
         if (event.success) {

@@ -67,7 +67,11 @@ export type ServerFrame =
   /** Several history messages in one post, in cursor order (replay only). */
   | { type: 'batch'; messages: MessageFrame[] }
   | { type: 'authenticated'; expiresAt: number }
-  | { type: 'error'; code: string; message: string };
+  /**
+   * `retryAfter` (seconds) and `topic` (a refused subscribe's) come with
+   * `rate_limited`: a client retries that topic after it.
+   */
+  | { type: 'error'; code: string; message: string; retryAfter?: number; topic?: string };
 
 export function parseClientFrame(body: string | undefined): ClientFrame {
   if (body === undefined || body === '')

@@ -45,6 +45,8 @@ export interface Keys {
   revoked(userId: string): string;
   /** STRING: replays (resume, subscribe with since) this connection made in the current minute. */
   connectionReplays(connectionId: string): string;
+  /** SET of the streams (topics, '' for the user's) this connection has replayed at least once. */
+  connectionReplayed(connectionId: string): string;
   /** SET of the management endpoints connections were recorded with (what `deliver` may post to). */
   endpoints(): string;
   /**
@@ -83,6 +85,7 @@ export function createKeys(prefix: string): Keys {
     publishId: (audience, id) => `${audienceTag(audience.kind, audience.name)}:i:${id}`,
     revoked: (userId) => `${prefix}u:{u:${userId}}:rv`,
     connectionReplays: (id) => `${prefix}c:{${id}}:rp`,
+    connectionReplayed: (id) => `${prefix}c:{${id}}:rs`,
     endpoints: () => `${prefix}endpoints`,
     epoch: () => `${prefix}{${prefix}endpoints}:epoch`,
   };

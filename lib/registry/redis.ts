@@ -214,6 +214,7 @@ export class RedisRegistry implements ConnectionRegistry {
       this.keys.connection(connectionId),
       this.keys.connectionTopics(connectionId),
       this.keys.connectionReplays(connectionId),
+      this.keys.connectionReplayed(connectionId),
     );
     return connection;
   }
@@ -424,7 +425,19 @@ export class RedisRegistry implements ConnectionRegistry {
     await this.touch(connectionId);
   }
 
-  async countReplay(connectionId: string): Promise<number> {
+  async countReplay(connectionId: string, stream?: string, freeStreams = 0): Promise<number> {
+    if (stream !== undefined && freeStreams) {
+      const streams = this.keys.connectionReplayed(connectionId);
+      // Lives as long as the connection's record (remove() deletes it with it).
+      // A failed command reads as not free: the replay is counted.
+      const [[, added], [, size]] = (await this.#redis
+        .multi()
+        .sadd(streams, stream)
+        .scard(streams)
+        .expire(streams, this.#ttl)
+        .exec()) as [[unknown, number], [unknown, number]];
+      if (added === 1 && Number(size) <= freeStreams) return 0;
+    }
     const key = this.keys.connectionReplays(connectionId);
     // A fixed one-minute window, started by the first replay in it.
     const replies = await this.#redis.multi().set(key, '0', 'EX', 60, 'NX').incr(key).exec();

@@ -136,8 +136,14 @@ export interface ConnectionRegistry {
     tokenExpiresAt: number,
     allowedTopics: string[],
   ): Promise<void>;
-  /** Counts one replay of this connection in the current minute; returns the count. */
-  countReplay(connectionId: string): Promise<number>;
+  /**
+   * Counts one replay of this connection in the current minute; returns the
+   * count. With `stream` (a topic, or '' for the user's own stream), the
+   * first replay of each of the connection's first `freeStreams` streams is
+   * free (returns 0): a reconnection resubscribing every topic from its cursor
+   * costs one replay per stream, already bounded by the topic limit.
+   */
+  countReplay(connectionId: string, stream?: string, freeStreams?: number): Promise<number>;
   /** Whether every one of these endpoints is one a connection was recorded with (lately). */
   endpointsKnown(endpoints: readonly string[]): Promise<boolean>;
 

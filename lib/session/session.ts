@@ -264,7 +264,7 @@ export async function handleFrame(
         if (outcome === 'gone') throw new UnknownConnectionError(connectionId);
         return { type: 'subscribed', topic: frame.topic };
       }
-      await countReplay(deps, connectionId);
+      await countReplay(deps, connectionId, frame.topic);
       const window = replayWindow(deps);
       const outcome = await deps.registry.subscribe(
         connection,
@@ -308,17 +308,30 @@ async function readEpoch(deps: Pick<SessionDeps, 'registry'>): Promise<string | 
   }
 }
 
-/** Replays cost up to a whole history of posts each: bounded per connection per minute. */
+/**
+ * Replays cost up to a whole history of posts each: bounded per connection
+ * per minute. The first replay of each stream on a connection is free (for
+ * as many streams as a connection may have: its topics and its own): a
+ * client reconnecting with all its topics resubscribes each from its cursor,
+ * and refusing the 11th of those would lose that topic's messages until the
+ * client retried. Those replays cost what a reconnection costs, which the
+ * topic and connection limits already bound. `topic`: the stream replayed
+ * (undefined: the user's own).
+ */
 async function countReplay(
   deps: Pick<SessionDeps, 'registry' | 'limits'>,
   connectionId: string,
+  topic?: string,
 ): Promise<void> {
   const max = deps.limits?.replaysPerMinute;
   if (max === undefined) return;
-  if ((await deps.registry.countReplay(connectionId)) > max) {
+  // 60: the window's length (registry.countReplay), the longest a refused replay must wait.
+  const free = (deps.limits?.topicsPerConnection ?? 100) + 1;
+  if ((await deps.registry.countReplay(connectionId, topic ?? '', free)) > max) {
     throw new RateLimitedError(
       `at most ${max} replays (resume, subscribe with since) per connection per minute: try again later`,
       60,
+      topic,
     );
   }
 }

@@ -159,6 +159,56 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
       expect(ttl).toBeGreaterThan(0);
       expect(ttl).toBeLessThanOrEqual(60);
     });
+    it('lets a reconnection resubscribe every topic from its cursor (first replay of each stream is free); counts repeats (issue 21, item 1)', async () => {
+      // Prepare: the defaults, 10 replays a minute and 100 topics; 12 topics with history.
+      const registry = env.registry();
+      const record = connection('many-topics', { allowedTopics: ['*'] });
+      await registry.register(record);
+      const deps = {
+        registry,
+        gateway: new RecordingGateway(),
+        limits: { topicsPerConnection: 100, replaysPerMinute: 10 },
+      };
+      const subscribe = (topic: string) =>
+        handleFrame(
+          record.connectionId,
+          JSON.stringify({ action: 'subscribe', topic, since: '0-0' }),
+          deps,
+        ).catch((error: { code?: string; extra?: object }) => error);
+
+      // Act
+      const first = [];
+      for (let i = 0; i < 12; i++) first.push(await subscribe(`many-${i}`));
+      const repeats = [];
+      for (let i = 0; i < 11; i++) repeats.push(await subscribe('many-0'));
+
+      // Assess: all 12 replayed; repeats of one stream count, the 11th is refused with when and which.
+      expect(first.map((f) => (f as { type?: string }).type)).toEqual(Array(12).fill('resumed'));
+      expect(repeats.slice(0, 10).map((f) => (f as { type?: string }).type)).toEqual(
+        Array(10).fill('resumed'),
+      );
+      expect(repeats[10]).toMatchObject({
+        code: 'rate_limited',
+        extra: { retryAfter: 60, topic: 'many-0' },
+      });
+    });
+
+    it('counts a stream free only once, and no more streams free than the topic limit allows', async () => {
+      // Prepare
+      const registry = env.registry();
+      const record = connection('free-streams');
+
+      // Act
+      const counts = [
+        await registry.countReplay(record.connectionId, 't:a', 2),
+        await registry.countReplay(record.connectionId, 't:b', 2),
+        await registry.countReplay(record.connectionId, 't:a', 2),
+        await registry.countReplay(record.connectionId, 't:c', 2),
+      ];
+
+      // Assess
+      expect(counts).toEqual([0, 0, 1, 2]);
+    });
   });
 
   describe('ping cost', () => {

@@ -16,6 +16,7 @@ import {
 import {
   ForbiddenError,
   PushwireError,
+  RateLimitedError,
   TooLargeError,
   UnauthorizedError,
   UnknownConnectionError,
@@ -92,6 +93,27 @@ describe('webSocketErrors', () => {
       message: thrown.message,
     });
     expect(info).toHaveBeenCalledWith('request refused', { code, reason: thrown.message });
+  });
+
+  it('answers rate_limited with when to retry and, for a subscribe, which topic (issue 21, item 1)', async () => {
+    // Prepare
+    const { logger } = spiedLogger();
+    const handler = middy(throwing(new RateLimitedError('too many replays', 60, 'news'))).use(
+      webSocketErrors({ logger: () => logger }),
+    );
+
+    // Act
+    const response = await handler({}, context);
+
+    // Assess
+    expect(response.statusCode).toBe(429);
+    expect(JSON.parse(response.body as string)).toEqual({
+      type: 'error',
+      code: 'rate_limited',
+      message: 'too many replays',
+      retryAfter: 60,
+      topic: 'news',
+    });
   });
 
   it('answers an unexpected Error with 500 internal, without leaking its message, and logs it whole', async () => {
