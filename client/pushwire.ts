@@ -36,6 +36,8 @@ export interface Gap {
 export interface ErrorInfo {
   code: string;
   message: string;
+  /** The topic a refused subscribe was for (`rate_limited`: the library retries it). */
+  topic?: string;
 }
 
 export interface Events {
@@ -96,7 +98,21 @@ export interface Options {
    * cursor, so a message overtaken just before a drop is not skipped.
    */
   reorderWindow?: number;
+  /**
+   * Cursors are written to storage at most this often, ms (default 1,000),
+   * and when the page is hidden or left, and at `close()`.
+   */
+  saveInterval?: number;
+  /**
+   * A stream not subscribed to and not heard from for this long is dropped
+   * from storage, ms (default 86,400,000: the server's default
+   * HISTORY_TTL_SECONDS, beyond which its history cannot resume it anyway).
+   */
+  keepFor?: number;
 }
+
+/** A stream's state as stored: resume point, newest cursor ('' if none), ids after the resume point, last active (ms). */
+type Saved = [string, string, Record<string, string>, number];
 
 interface Frame {
   type?: string;
@@ -112,6 +128,8 @@ interface Frame {
   messages?: Frame[];
   code?: string;
   message?: string;
+  /** In `rate_limited`: seconds to wait before retrying. */
+  retryAfter?: number;
 }
 
 /** The host's optional globals, without depending on DOM or Node types. */
@@ -209,8 +227,21 @@ export class Pushwire {
   private wins_: Record<string, Record<string, string>> = {};
   /** Streams whose replay has not ended yet (no `resumed`): their resume point stays put. */
   private pending_ = new Set<string>();
-  /** Where a stream with no message seen yet resumes from. */
-  private floors_: Record<string, string> = {};
+  /** When each stream was last joined or heard from (ms): streams idle past `keepFor` are dropped. */
+  private at_: Record<string, number> = {};
+  /** Streams unsubscribed since the last write (so what another tab wrote is not kept for them). */
+  private dropped_ = new Set<string>();
+  /** The pending write (`saveInterval`). */
+  private saving_: unknown;
+  /** A write failed and was reported: report the next failure only after a success. */
+  private failed_ = false;
+  /** When the current socket was made (ms), to bound how far before its pong's cursor anything was posted. */
+  private opened_ = 0;
+  /** Streams whose replay the server refused (`rate_limited`), retried by one timer. */
+  private refusedSet_ = new Set<string>();
+  private limit_: unknown;
+  /** Consecutive refusals, for the retry's backoff. */
+  private limits_ = 0;
   /** When the server's data began (its `pong` says): no stream holds anything older. */
   private epoch_: string | undefined;
   /** Storage key of the cursors in use (by user); undefined: not persisted. */
@@ -265,6 +296,7 @@ export class Pushwire {
     this.listen_('removeEventListener');
     this.abandon_();
     this.closed_(false);
+    this.flush_();
     this.set_('closed');
   }
 
@@ -287,10 +319,11 @@ export class Pushwire {
 
   private forget_(stream: string): void {
     delete this.cursors_[stream];
-    delete this.floors_[stream];
     delete this.max_[stream];
     delete this.wins_[stream];
+    delete this.at_[stream];
     this.pending_.delete(stream);
+    this.dropped_.add(stream);
   }
 
   private emit_<K extends keyof Events>(event: K, value: Events[K]): void {
@@ -319,16 +352,25 @@ export class Pushwire {
     let token: string;
     try {
       const t = this.o_.token;
-      token = typeof t === 'function' ? await t() : t;
+      token = typeof t === 'function' ? await this.within_(t(), 'token()') : t;
       if (attempt !== this.attempt_) return;
       const user = this.o_.user ?? subject(token);
       const key = user === undefined ? undefined : `pushwire:${this.o_.url}:${user}`;
       if (!this.loaded_ || key !== this.key_) {
+        // What the previous user's streams had not written yet goes under their key.
+        this.flush_();
         let raw: string | null | undefined;
         try {
-          raw = key !== undefined && this.storage_ ? await this.storage_.getItem(key) : null;
-        } catch {
-          // Unreadable storage: resume from memory only, rather than not connect.
+          raw =
+            key !== undefined && this.storage_
+              ? await this.within_(this.storage_.getItem(key), 'storage.getItem')
+              : null;
+        } catch (error) {
+          // Unreadable (or never answering) storage: connect from memory
+          // only, and write nothing over what it may still hold.
+          if (attempt !== this.attempt_) return;
+          this.storage_ = null;
+          this.fail_(error);
         }
         // Only the current attempt applies what it read (a stale one may finish later).
         if (attempt !== this.attempt_) return;
@@ -353,6 +395,7 @@ export class Pushwire {
       return;
     }
     this.ws_ = ws;
+    this.opened_ = Date.now();
     // Until it opens, the pong timer waits for the handshake instead.
     this.pong_ = setTimeout(() => this.drop_(), this.o_.connectTimeout ?? 30_000);
     ws.onopen = () => {
@@ -375,61 +418,135 @@ export class Pushwire {
   private load_(key: string | undefined, raw: string | null | undefined): void {
     this.key_ = key;
     this.cursors_ = {};
-    this.floors_ = {};
     this.max_ = {};
     this.wins_ = {};
+    this.at_ = {};
     this.epoch_ = undefined;
     this.pending_.clear();
     this.seen_.clear();
+    this.dropped_.clear();
     this.loaded_ = true;
-    if (!raw) return;
+    const saved = this.parse_(raw);
+    if (saved.e) this.epoch_ = saved.e;
+    for (const [stream, [c, m, w, t]] of Object.entries(saved.s)) {
+      this.cursors_[stream] = c;
+      if (m) this.max_[stream] = m;
+      this.wins_[stream] = w;
+      this.at_[stream] = t;
+    }
+  }
+
+  /** Stored state, checked: what is not a cursor is left out; unreadable is empty. */
+  private parse_(raw: unknown): { e?: string; s: Record<string, Saved> } {
+    const s: Record<string, Saved> = {};
+    let e: string | undefined;
     try {
-      const saved = JSON.parse(raw) as {
+      const saved = JSON.parse(String(raw)) as {
+        s?: Record<string, Saved>;
+        e?: string;
+        // Written by earlier versions: one map per field.
         c?: Record<string, string>;
         f?: Record<string, string>;
         m?: Record<string, string>;
         w?: Record<string, Record<string, string>>;
-        e?: string;
       };
-      const valid = (from: Record<string, string> = {}) => {
-        const out: Record<string, string> = {};
-        for (const [stream, cursor] of Object.entries(from))
-          if (typeof cursor === 'string' && CURSOR.test(cursor)) out[stream] = cursor;
-        return out;
-      };
-      this.cursors_ = valid(saved.c);
-      this.floors_ = valid(saved.f);
-      this.max_ = valid(saved.m);
-      if (typeof saved.e === 'string' && EPOCH.test(saved.e)) this.epoch_ = saved.e;
-      for (const [stream, win] of Object.entries(saved.w ?? {}))
-        if (win && typeof win === 'object') this.wins_[stream] = valid(win);
+      const ok = (c: unknown): c is string => typeof c === 'string' && CURSOR.test(c);
+      const now = Date.now();
+      const streams = saved.s ?? {};
+      for (const [stream, c] of Object.entries({ ...saved.f, ...saved.c }))
+        streams[stream] = [c, saved.m?.[stream] ?? '', saved.w?.[stream] ?? {}, now];
+      for (const [stream, v] of Object.entries(streams)) {
+        if (!Array.isArray(v) || !ok(v[0])) continue;
+        const w: Record<string, string> = {};
+        for (const [id, c] of Object.entries(v[2] ?? {})) if (ok(c)) w[id] = c;
+        s[stream] = [v[0], ok(v[1]) ? v[1] : '', w, typeof v[3] === 'number' ? v[3] : now];
+      }
+      if (typeof saved.e === 'string' && EPOCH.test(saved.e)) e = saved.e;
     } catch {
       // Unreadable: start afresh rather than refuse to connect.
     }
+    return e ? { e, s } : { s };
   }
 
+  /** Asks for a write of the state, at most one per `saveInterval`. */
   private save_(): void {
-    if (this.key_ === undefined || !this.storage_) return;
+    if (this.saving_ === undefined && this.key_ !== undefined && this.storage_)
+      this.saving_ = setTimeout(this.flush_, this.o_.saveInterval ?? 1000);
+  }
+
+  /**
+   * Writes the state now: this tab's streams, merged per stream with what
+   * other tabs sharing the storage wrote (a stream both hold keeps the one
+   * further on), less streams idle past `keepFor`. A failing write is
+   * reported once (as `error` `storage_failed`) until one succeeds again.
+   */
+  private flush_ = (): void => {
+    clearTimeout(this.saving_);
+    this.saving_ = undefined;
+    const key = this.key_;
+    const storage = this.storage_;
+    if (key === undefined || !storage) return;
+    const out: Record<string, Saved> = {};
+    const ahead = (a: Saved, b: Saved) => compareCursors(a[1] || a[0], b[1] || b[0]) > 0;
+    for (const [stream, c] of Object.entries(this.cursors_))
+      out[stream] = [c, this.max_[stream] ?? '', this.wins_[stream] ?? {}, this.at_[stream] ?? 0];
+    let theirs: unknown;
     try {
-      const pending = this.storage_.setItem(
-        this.key_,
-        JSON.stringify({
-          c: this.cursors_,
-          f: this.floors_,
-          m: this.max_,
-          w: this.wins_,
-          e: this.epoch_,
-        }),
+      // Only a synchronous storage (localStorage, shared by tabs) is merged with.
+      theirs = storage.getItem(key);
+    } catch {}
+    if (typeof theirs === 'string')
+      for (const [stream, v] of Object.entries(this.parse_(theirs).s)) {
+        const mine = out[stream];
+        if (!this.dropped_.has(stream) && (!mine || ahead(v, mine))) out[stream] = v;
+      }
+    this.dropped_.clear();
+    const now = Date.now();
+    for (const [stream, v] of Object.entries(out))
+      if (
+        stream !== USER &&
+        !this.topics_.has(stream) &&
+        now - v[3] > (this.o_.keepFor ?? 86_400_000)
+      ) {
+        delete out[stream];
+        if (this.cursors_[stream]) this.forget_(stream);
+      }
+    try {
+      const written = storage.setItem(key, JSON.stringify({ s: out, e: this.epoch_ }));
+      (written as Promise<unknown> | undefined)?.then?.(
+        () => (this.failed_ = false),
+        (error: unknown) => this.fail_(error),
       );
-      (pending as Promise<unknown> | undefined)?.catch?.(() => undefined);
-    } catch {
+      if (!(written as Promise<unknown> | undefined)?.then) this.failed_ = false;
+    } catch (error) {
       // Full or disabled storage: cursors stay in memory.
+      this.fail_(error);
     }
+  };
+
+  /** Reports a storage failure, once until storage works again. */
+  private fail_(error: unknown): void {
+    if (this.failed_) return;
+    this.failed_ = true;
+    this.emit_('error', { code: 'storage_failed', message: String(error) });
+  }
+
+  /** `value`, or a rejection if it has not settled within `connectTimeout`: no await of the connection path waits for ever. */
+  private within_<T>(value: T | Promise<T>, what: string): Promise<T> {
+    const ms = this.o_.connectTimeout ?? 30_000;
+    let timer: unknown;
+    return Promise.race([
+      value,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
+      }),
+    ]).finally(() => clearTimeout(timer));
   }
 
   /** The cursor a stream resumes from; a stream joined now with none gets a floor for next time. */
   private resumeFrom_(stream: string): string | undefined {
-    let since = this.cursors_[stream] ?? this.floors_[stream];
+    this.at_[stream] = Date.now();
+    let since = this.cursors_[stream];
     // Nothing the server holds is older than its epoch, so a resume point
     // (a floor, or the newest cursor minus reorderWindow) before it is moved
     // up to it: a new server's first minutes then bring no false `gap`. Not
@@ -444,10 +561,9 @@ export class Pushwire {
       (max === undefined || compareCursors(max, start) >= 0)
     )
       since = start;
-    if (!since) {
-      this.floors_[stream] = `${Date.now() - CLOCK_SKEW_MS}-0`;
-      this.save_();
-    } else this.pending_.add(stream);
+    if (!since) this.cursors_[stream] = `${Date.now() - CLOCK_SKEW_MS}-0`;
+    else this.pending_.add(stream);
+    this.save_();
     return since;
   }
 
@@ -460,6 +576,7 @@ export class Pushwire {
    */
   private settle_(stream: string): void {
     const max = this.max_[stream];
+    this.at_[stream] = Date.now();
     if (max === undefined || this.pending_.has(stream)) return;
     const ms = max.split('-')[0] as string;
     const w = this.o_.reorderWindow ?? 5000;
@@ -512,10 +629,20 @@ export class Pushwire {
         this.epoch_ = frame.epoch;
         this.save_();
       }
+      // The first pong's cursor: the user's stream when the ping was handled.
+      // Posts to this connection began at its $connect, no earlier than the
+      // socket was made: a stream heard nothing from resumes from that long
+      // (and a second) before the cursor, not from the time floor.
+      if (this.state !== 'connected')
+        this.start_(USER, frame.cursor, Date.now() - this.opened_ + 1000);
       clearTimeout(this.ping_);
       this.ping_ = setTimeout(() => this.ping_now_(), this.o_.pingInterval ?? 120_000);
       this.fails_ = 0;
       this.set_('connected');
+    } else if (type === 'subscribed') {
+      // The topic's position when this connection joined it: everything
+      // after comes live (or by replay); nothing before is owed.
+      if (topic !== undefined && this.topics_.has(topic)) this.start_(topic, frame.cursor, 0);
     } else if (type === 'message') {
       this.deliver_(frame);
     } else if (type === 'batch') {
@@ -539,6 +666,7 @@ export class Pushwire {
         return;
       }
       // The replay is over: the resume point may move on.
+      this.limits_ = 0;
       this.pending_.delete(stream);
       this.settle_(stream);
       this.save_();
@@ -547,8 +675,59 @@ export class Pushwire {
       const code = String(frame.code);
       // The server has forgotten this connection or its token: come back with a fresh one.
       if (RECONNECT_ON.includes(code)) this.drop_();
-      else this.emit_('error', { code, message: String(frame.message) });
+      else {
+        // A refused replay (a subscribe, or the user's resume): retried after `retryAfter`.
+        if (code === 'rate_limited') this.refused_(topic ?? USER, frame.retryAfter);
+        this.emit_('error', {
+          code,
+          message: String(frame.message),
+          ...(topic !== undefined && { topic }),
+        });
+      }
     }
+  }
+
+  /**
+   * A stream joined without `since` on this connection gets its exact
+   * starting point from the server (`back`: how long before `cursor` posts
+   * may have begun): it replaces a time floor, and lifts a resume point
+   * below it (nothing published before the join is owed, so a replay must
+   * not hand it over after what came live).
+   */
+  private start_(stream: string, cursor: string | undefined, back: number): void {
+    if (typeof cursor !== 'string' || !CURSOR.test(cursor) || this.pending_.has(stream)) return;
+    const start = back ? `${Math.max(0, Number(cursor.split('-')[0]) - back)}-0` : cursor;
+    const current = this.cursors_[stream];
+    if (this.max_[stream] === undefined || !current || compareCursors(start, current) > 0) {
+      this.cursors_[stream] = start;
+      this.save_();
+    }
+  }
+
+  /** Retries refused replays after `retryAfter` seconds plus a backoff that grows per refusal (full jitter). */
+  private refused_(stream: string, retryAfter: unknown): void {
+    this.refusedSet_.add(stream);
+    if (this.limit_ !== undefined) return;
+    const wait = typeof retryAfter === 'number' && retryAfter > 0 ? retryAfter * 1000 : 60_000;
+    const backoff = Math.min(
+      this.o_.maxDelay ?? 30_000,
+      (this.o_.minDelay ?? 1000) * 2 ** this.limits_++,
+    );
+    this.limit_ = setTimeout(
+      () => {
+        this.limit_ = undefined;
+        for (const s of this.refusedSet_) {
+          this.refusedSet_.delete(s);
+          if (s !== USER) {
+            if (this.topics_.has(s)) this.join_(s);
+          } else {
+            const since = this.cursors_[USER];
+            if (since) this.send_({ action: 'resume', since });
+          }
+        }
+      },
+      wait + Math.random() * backoff,
+    );
   }
 
   /**
@@ -625,6 +804,10 @@ export class Pushwire {
     clearTimeout(this.retry_);
     clearTimeout(this.ping_);
     clearTimeout(this.pong_);
+    clearTimeout(this.limit_);
+    this.limit_ = undefined;
+    // A new connection joins every stream again.
+    this.refusedSet_.clear();
     this.pong_ = undefined;
     if (this.stopped_) return;
     this.set_('disconnected');
@@ -637,6 +820,8 @@ export class Pushwire {
 
   /** Browser hints: back online or visible again means try now; offline means the socket is dead. */
   private wake_ = (): void => {
+    // Hidden: the page may be frozen or closed next; write the cursors now.
+    if (host.document?.visibilityState === 'hidden') this.flush_();
     if (this.stopped_ || host.document?.visibilityState === 'hidden') return;
     if (this.state === 'disconnected') this.open_();
     else if (this.state === 'connected') this.ping_now_();
@@ -649,6 +834,7 @@ export class Pushwire {
   private listen_(method: 'addEventListener' | 'removeEventListener'): void {
     host[method]?.('online', this.wake_);
     host[method]?.('offline', this.offline_);
+    host[method]?.('pagehide', this.flush_);
     host.document?.[method]?.('visibilitychange', this.wake_);
   }
 }

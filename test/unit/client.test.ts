@@ -543,7 +543,7 @@ describe('resuming', () => {
     expect(pw.topics).toEqual(['team:42_a.b@c=d-e']);
   });
 
-  it('connects without cursors when storage cannot be read', async () => {
+  it('connects without cursors when storage cannot be read, and says so once', async () => {
     const storage: StorageLike = {
       getItem: () => {
         throw new Error('SecurityError');
@@ -554,7 +554,7 @@ describe('resuming', () => {
     pw.connect();
     await settle();
     expect(sockets()).toHaveLength(1);
-    expect(events.error).toEqual([]);
+    expect(events.error).toEqual([{ code: 'storage_failed', message: 'Error: SecurityError' }]);
     expect(pw.state).toBe('connecting');
   });
 
@@ -707,6 +707,7 @@ describe('cursors kept per user', () => {
     bob.pw.connect();
     await settle();
     last().open();
+    await vi.advanceTimersByTimeAsync(1_000);
 
     // Assess
     expect(alice.query.get('since')).toBe('1799999995007-0');
@@ -775,6 +776,7 @@ describe('cursors kept per user', () => {
     let user = 'carol';
     const made = await connected({ storage, user: 'carol', minDelay: 1 });
     last().receive(message('c1', '1800000000003-0'));
+    await vi.advanceTimersByTimeAsync(1_000);
     expect(storage.map.has('pushwire:ws://push.test:carol')).toBe(true);
     made.pw.close();
 
@@ -941,10 +943,11 @@ describe('concurrent publishes: messages out of cursor order', () => {
     last().receive(message('u1', at(100)));
     last().receive(message('u2', at(200)));
     last().receive(message('u3', at(5_150)));
+    await vi.advanceTimersByTimeAsync(1_000);
     const saved = JSON.parse(storage.map.get('pushwire:ws://push.test:alice') as string);
     // The resume point is 150: u1 (100) is behind it, u2 and u3 are not.
-    expect(saved.c['']).toBe(at(150));
-    expect(Object.keys(saved.w[''])).toEqual(['u2', 'u3']);
+    expect(saved.s[''][0]).toBe(at(150));
+    expect(Object.keys(saved.s[''][2])).toEqual(['u2', 'u3']);
   });
 
   it('while a replay is under way the resume point stays where it started; then it moves on', async () => {
