@@ -1000,3 +1000,257 @@ describe('concurrent publishes: messages out of cursor order', () => {
     expect(events.gap).toEqual([]);
   });
 });
+
+describe('no silent loss, no false alarm (issue 21)', () => {
+  const KEY = 'pushwire:ws://push.test:alice';
+
+  it('retries a subscribe refused as rate_limited after retryAfter (with backoff), and reports it', async () => {
+    // Prepare: Math.random() = 1, so the retry comes at retryAfter + minDelay.
+    const { pw, events } = await connected({ minDelay: 1_000 });
+    pw.subscribe('news');
+    const socket = last();
+
+    // Act
+    socket.receive({
+      type: 'error',
+      code: 'rate_limited',
+      message: 'too many replays',
+      retryAfter: 5,
+      topic: 'news',
+    });
+    await vi.advanceTimersByTimeAsync(5_999);
+    const before = socket.sent.filter((f) => f['action'] === 'subscribe').length;
+    await vi.advanceTimersByTimeAsync(1);
+    const after = socket.sent.filter((f) => f['action'] === 'subscribe').length;
+
+    // Assess
+    expect(events.error).toEqual([
+      { code: 'rate_limited', message: 'too many replays', topic: 'news' },
+    ]);
+    expect([before, after]).toEqual([1, 2]);
+    expect(socket.sent.at(-1)).toMatchObject({ action: 'subscribe', topic: 'news' });
+  });
+
+  it('a topic joined afresh starts from the cursor `subscribed` gives, so a message published before the join is never replayed after later ones (item 7)', async () => {
+    // Prepare: news joined without since; message 0 went out before the member
+    // was written (not delivered), 1..8 came live, within the reorder window.
+    const { pw, events } = await connected({ minDelay: 1 });
+    pw.subscribe('news');
+    last().receive({ type: 'subscribed', topic: 'news', cursor: '1800000000100-0' });
+    for (let n = 1; n <= 8; n++) last().receive(message(`n${n}`, `18000000001${n}0-0`, 'news'));
+
+    // Act: a drop; the resubscribe must not reach back before the join.
+    last().drop();
+    await vi.advanceTimersByTimeAsync(1);
+    last().accept('c2');
+
+    // Assess
+    expect(last().sent).toContainEqual({
+      action: 'subscribe',
+      topic: 'news',
+      since: '1800000000100-0',
+    });
+    expect(events.message.map((m) => m.id)).toEqual([
+      'n1',
+      'n2',
+      'n3',
+      'n4',
+      'n5',
+      'n6',
+      'n7',
+      'n8',
+    ]);
+  });
+
+  it('a topic heard nothing from resumes from its `subscribed` cursor, not the 5-minute floor (no false gap)', async () => {
+    const { pw } = await connected({ minDelay: 1 });
+    pw.subscribe('quiet');
+    last().receive({ type: 'subscribed', topic: 'quiet', cursor: '1700000000000-3' });
+    last().drop();
+    await vi.advanceTimersByTimeAsync(1);
+    last().accept('c2');
+    expect(last().sent).toContainEqual({
+      action: 'subscribe',
+      topic: 'quiet',
+      since: '1700000000000-3',
+    });
+  });
+
+  it("the user's stream heard nothing from resumes from the first pong's cursor, less the time the connection took", async () => {
+    // Prepare
+    const { pw } = client({ minDelay: 1 });
+    pw.connect();
+    await settle();
+    await vi.advanceTimersByTimeAsync(2_000);
+    last().open();
+    last().receive({ type: 'pong', connectionId: 'c1', cursor: '1800000005000-7' });
+
+    // Act
+    last().drop();
+    await vi.advanceTimersByTimeAsync(1);
+
+    // Assess: 5000 - 2000 (socket made to pong) - 1000 (margin).
+    expect(last().query.get('since')).toBe('1800000002000-0');
+    expect(pw.state).toBe('connecting');
+  });
+
+  it('gives up a token() that never settles after connectTimeout, reports it and tries again', async () => {
+    // Prepare
+    let calls = 0;
+    const { pw, events } = client({
+      token: () => {
+        calls++;
+        return new Promise<string>(() => undefined);
+      },
+      connectTimeout: 10_000,
+      minDelay: 1,
+    });
+
+    // Act
+    pw.connect();
+    await vi.advanceTimersByTimeAsync(10_000);
+    await vi.advanceTimersByTimeAsync(1);
+
+    // Assess
+    expect(events.error[0]).toMatchObject({ code: 'token_failed' });
+    expect(events.state).toEqual(['connecting', 'disconnected', 'connecting']);
+    expect(calls).toBe(2);
+  });
+
+  it('connects without storage when storage.getItem never settles, and reports it', async () => {
+    // Prepare
+    const storage: StorageLike = {
+      getItem: () => new Promise<string>(() => undefined),
+      setItem: vi.fn(),
+    };
+    const { pw, events } = client({ storage, connectTimeout: 10_000 });
+
+    // Act
+    pw.connect();
+    await vi.advanceTimersByTimeAsync(10_000);
+    last().accept();
+    last().receive(message('u1', '1800000000001-0'));
+    await vi.advanceTimersByTimeAsync(5_000);
+
+    // Assess
+    expect(pw.state).toBe('connected');
+    expect(events.error).toEqual([
+      { code: 'storage_failed', message: 'Error: storage.getItem did not settle within 10000 ms' },
+    ]);
+    expect(storage.setItem).not.toHaveBeenCalled();
+  });
+
+  it('reports a failing setItem once, as an error, and goes on delivering', async () => {
+    // Prepare
+    const storage: StorageLike = {
+      getItem: () => null,
+      setItem: () => {
+        throw new Error('QuotaExceededError');
+      },
+    };
+    const { events } = await connected({ storage });
+
+    // Act
+    for (let n = 0; n < 5; n++) {
+      last().receive(message(`u${n}`, `180000000000${n}-0`));
+      await vi.advanceTimersByTimeAsync(1_000);
+    }
+
+    // Assess
+    expect(events.message).toHaveLength(5);
+    expect(events.error).toEqual([
+      { code: 'storage_failed', message: 'Error: QuotaExceededError' },
+    ]);
+  });
+
+  it('writes its state at a bounded rate, not once per message (item 8)', async () => {
+    // Prepare
+    const storage = new MapStorage();
+    const setItem = vi.spyOn(storage, 'setItem');
+    await connected({ storage });
+
+    // Act: 1,000 messages within one second.
+    for (let n = 0; n < 1_000; n++) last().receive(message(`u${n}`, `${1_800_000_000_000 + n}-0`));
+    await vi.advanceTimersByTimeAsync(1_000);
+
+    // Assess
+    expect(setItem.mock.calls.length).toBeLessThanOrEqual(2);
+    expect(JSON.parse(storage.map.get(KEY) as string).s[''][1]).toBe('1800000000999-0');
+  });
+
+  it("two tabs on one storage keep each other's streams; a reloaded tab resumes its topic (item 5)", async () => {
+    // Prepare: tab A on topic a, tab B on topic b, one storage.
+    const storage = new MapStorage();
+    const a = await connected({ storage });
+    a.pw.subscribe('a');
+    const socketA = last();
+    const b = await connected({ storage });
+    b.pw.subscribe('b');
+    const socketB = last();
+
+    // Act: both receive and write, B after A, A after B; then B reloads.
+    socketA.receive(message('a1', '1800000000010-0', 'a'));
+    socketB.receive(message('b1', '1800000000020-0', 'b'));
+    await vi.advanceTimersByTimeAsync(1_000);
+    socketA.receive(message('a2', '1800000000030-0', 'a'));
+    await vi.advanceTimersByTimeAsync(1_000);
+    b.pw.close();
+    const reloaded = client({ storage });
+    reloaded.pw.subscribe('b');
+    reloaded.pw.connect();
+    await settle();
+    last().accept('c3');
+
+    // Assess
+    const saved = JSON.parse(storage.map.get(KEY) as string).s;
+    expect(Object.keys(saved).sort()).toEqual(['', 'a', 'b']);
+    expect(last().sent).toContainEqual({
+      action: 'subscribe',
+      topic: 'b',
+      since: '1799999995020-0',
+    });
+    a.pw.close();
+  });
+
+  it('an unsubscribed topic leaves storage, even though another tab stored it before', async () => {
+    const storage = new MapStorage();
+    const { pw } = await connected({ storage });
+    pw.subscribe('gone');
+    last().receive(message('g1', '1800000000010-0', 'gone'));
+    await vi.advanceTimersByTimeAsync(1_000);
+    pw.unsubscribe('gone');
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(Object.keys(JSON.parse(storage.map.get(KEY) as string).s)).toEqual(['']);
+  });
+
+  it('drops from storage streams not subscribed to and idle longer than keepFor; keeps subscribed ones', async () => {
+    // Prepare: stored state of three topics, last active 2 days ago.
+    const storage = new MapStorage();
+    const old = Date.now() - 2 * 86_400_000;
+    storage.setItem(
+      KEY,
+      JSON.stringify({
+        s: {
+          kept: ['1700000000000-0', '', {}, old],
+          stale: ['1700000000000-0', '', {}, old],
+          fresh: ['1700000000000-0', '', {}, Date.now() - 1_000],
+        },
+      }),
+    );
+    const { pw } = client({ storage });
+    pw.subscribe('kept');
+
+    // Act
+    pw.connect();
+    await settle();
+    last().accept();
+    await vi.advanceTimersByTimeAsync(1_000);
+
+    // Assess
+    expect(Object.keys(JSON.parse(storage.map.get(KEY) as string).s).sort()).toEqual([
+      '',
+      'fresh',
+      'kept',
+    ]);
+  });
+});
