@@ -336,6 +336,33 @@ async function main(): Promise<void> {
       }
     }
     const lostBy = (kind: string) => lostPairs.filter((p) => p.kind === kind).length;
+    // Every gap, by cause (issue 21, "no false alarms"): it told of a message
+    // this client lost; its resume started before the history window (history
+    // expired, a loss was possible); it came on a stream nothing had come from
+    // yet (its start was a time floor, not a cursor); or none of these: a
+    // false alarm.
+    const telling = new Set<object>();
+    for (const [i, c] of clients.entries())
+      for (const n of expectedOf(i).filter((n) => !c.received.has(`soak-${n}`))) {
+        const published = publishes.get(n);
+        const audience = acknowledged.get(n) as string;
+        const gap = toldOf(
+          c,
+          audience === TOPIC ? TOPIC : USER_STREAM,
+          published?.sentAt ?? 0,
+          published?.cursor,
+        );
+        if (gap) telling.add(gap);
+      }
+    const gapCauses = { toldALoss: 0, historyExpired: 0, beforeAnyMessage: 0, falseAlarm: 0 };
+    for (const c of clients)
+      for (const g of c.gapLog) {
+        if (telling.has(g)) gapCauses.toldALoss++;
+        else if (g.since !== undefined && parseCursor(g.since).ms < g.at - windowMs)
+          gapCauses.historyExpired++;
+        else if (g.beforeAnyMessage) gapCauses.beforeAnyMessage++;
+        else gapCauses.falseAlarm++;
+      }
     for (const pair of lostPairs
       .filter((p) => p.kind === 'silent' || p.kind === 'told')
       .slice(0, 20)) {
@@ -351,7 +378,8 @@ async function main(): Promise<void> {
         `told by a gap after the history window had passed ${lostBy('expired')}; ` +
         `on clients still not back at the end ${lostBy('away')}), duplicated ${duplicated} ` +
         `(wire duplicates removed by id: ${wireDuplicates}), reconnections ${reconnections}, gaps ${gaps} ` +
-        `(${gapsBeforeAnyMessage} on a stream nothing had come from yet)`,
+        `(${gapsBeforeAnyMessage} on a stream nothing had come from yet); gaps by cause ` +
+        `${JSON.stringify(gapCauses)}`,
     );
 
     // Everyone leaves; records expire.
@@ -434,6 +462,7 @@ async function main(): Promise<void> {
       wireDuplicates,
       gaps,
       gapsBeforeAnyMessage,
+      gapCauses,
       errorFrames: errors,
       lostPairs: lostPairs.slice(0, 100),
       redis: {

@@ -22,8 +22,16 @@ export class LibraryClient {
    * was published (and expired) since then.
    */
   gapsBeforeAnyMessage = 0;
-  /** Every `gap`: when, on which stream, and the cursor the resume that reported it started from. */
-  readonly gapLog: { at: number; stream: string; since: string | undefined }[] = [];
+  /**
+   * Every `gap`: when, on which stream, the cursor the resume that reported
+   * it started from, and whether nothing had come from that stream yet.
+   */
+  readonly gapLog: {
+    at: number;
+    stream: string;
+    since: string | undefined;
+    beforeAnyMessage: boolean;
+  }[] = [];
   /** Per stream, the `since` of the last resume asked for (URL or frame). */
   readonly #since = new Map<string, string | undefined>();
   readonly errors = new Map<string, number>();
@@ -91,10 +99,14 @@ export class LibraryClient {
     this.#pw.on('gap', (gap) => {
       this.gaps++;
       const stream = gap.topic ?? USER_STREAM;
-      if (![...this.received.values()].some((r) => r.stream === stream)) {
-        this.gapsBeforeAnyMessage++;
-      }
-      this.gapLog.push({ at: Date.now(), stream, since: this.#since.get(stream) });
+      const beforeAnyMessage = ![...this.received.values()].some((r) => r.stream === stream);
+      if (beforeAnyMessage) this.gapsBeforeAnyMessage++;
+      this.gapLog.push({
+        at: Date.now(),
+        stream,
+        since: this.#since.get(stream),
+        beforeAnyMessage,
+      });
       this.#note(`gap ${stream}`);
     });
     this.#pw.on('error', (e) => this.errors.set(e.code, (this.errors.get(e.code) ?? 0) + 1));
