@@ -29,7 +29,7 @@ const totals = { runs: 0, actions: 0, tasks: 0, publishes: 0, handed: 0, gaps: 0
 
 const property = fc.asyncProperty(
   worldArb,
-  fc.array(commandArb(without), { maxLength: maxCommands }),
+  fc.array(commandArb(without), { maxLength: maxCommands, size: 'max' }),
   fc.integer({ min: 0, max: 2 ** 31 - 1 }),
   async (params, commands: Command[], seed) => {
     const world = await World.create({ ...params, seed }, redis.url);

@@ -262,6 +262,8 @@ export interface WorldParams {
   historySize: number;
   replaysPerMinute: number;
   tokenLifetimeSeconds: number;
+  /** Short, so a stream can go quiet for longer than it within the run's virtual minutes. */
+  historyTtlSeconds: number;
   seed: number;
 }
 
@@ -368,7 +370,7 @@ export class World {
       prefix: PREFIX,
       connectionTtlSeconds: 660,
       historySize: this.params.historySize,
-      historyTtlSeconds: 86_400,
+      historyTtlSeconds: this.params.historyTtlSeconds,
       pendingLeaseMs: 7_000,
     });
   }
@@ -854,14 +856,6 @@ export class World {
 
   grant(user: number, topic: number): void {
     this.grants[user]?.add(topic);
-  }
-
-  /** A stream quiet for longer than HISTORY_TTL_SECONDS: its keys expired whole. */
-  async expireStream(kind: 'u' | 't', name: string): Promise<void> {
-    const tag = `${PREFIX}${kind}:{${kind}:${name}}`;
-    const keys = await this.redis.keys(`${tag.replace(/[*?[\]\\]/g, '\\$&')}:[hl]`);
-    const ids = await this.redis.keys(`${tag.replace(/[*?[\]\\]/g, '\\$&')}:i:*`);
-    if (keys.length + ids.length > 0) await this.redis.del(...keys, ...ids);
   }
 
   /** Redis restarts empty (its data and scripts gone; connections reset). */
