@@ -147,6 +147,12 @@ const EPOCH = /^\d{1,16}$/;
 
 const host = globalThis as unknown as Host;
 
+/**
+ * A record keyed by stream (topic names such as `constructor` or `__proto__`
+ * are legal) or message id: no prototype, so no name reads an inherited member.
+ */
+const dict = <T>(): Record<string, T> => Object.create(null);
+
 /** Two decimal numbers of any length, compared exactly (16 digits overflow a double). */
 const compareNumbers = (x: string, y: string): number => {
   const a = x.replace(/^0+(?=\d)/, '');
@@ -198,19 +204,19 @@ export class Pushwire {
    * Where each stream resumes from: every message at or before it has been
    * handed over (the newest cursor minus `reorderWindow`, see `settle_`).
    */
-  private cursors_: Record<string, string> = {};
+  private cursors_: Record<string, string> = dict();
   /** Newest cursor handed over per stream. */
-  private max_: Record<string, string> = {};
+  private max_: Record<string, string> = dict();
   /**
    * Per stream, the ids (with their cursors) handed over after its resume
    * point: what a resume from there replays again is dropped by these, however
    * many messages that is. Persisted with the cursors.
    */
-  private wins_: Record<string, Record<string, string>> = {};
+  private wins_: Record<string, Record<string, string>> = dict();
   /** Streams whose replay has not ended yet (no `resumed`): their resume point stays put. */
   private pending_ = new Set<string>();
   /** Where a stream with no message seen yet resumes from. */
-  private floors_: Record<string, string> = {};
+  private floors_: Record<string, string> = dict();
   /** When the server's data began (its `pong` says): no stream holds anything older. */
   private epoch_: string | undefined;
   /** Storage key of the cursors in use (by user); undefined: not persisted. */
@@ -374,10 +380,10 @@ export class Pushwire {
   /** Takes the cursors of a user (another user's never mix with them), as read from storage. */
   private load_(key: string | undefined, raw: string | null | undefined): void {
     this.key_ = key;
-    this.cursors_ = {};
-    this.floors_ = {};
-    this.max_ = {};
-    this.wins_ = {};
+    this.cursors_ = dict();
+    this.floors_ = dict();
+    this.max_ = dict();
+    this.wins_ = dict();
     this.epoch_ = undefined;
     this.pending_.clear();
     this.seen_.clear();
@@ -392,7 +398,7 @@ export class Pushwire {
         e?: string;
       };
       const valid = (from: Record<string, string> = {}) => {
-        const out: Record<string, string> = {};
+        const out: Record<string, string> = dict();
         for (const [stream, cursor] of Object.entries(from))
           if (typeof cursor === 'string' && CURSOR.test(cursor)) out[stream] = cursor;
         return out;
@@ -468,7 +474,7 @@ export class Pushwire {
     const current = this.cursors_[stream];
     const resume = current === undefined || compareCursors(point, current) > 0 ? point : current;
     this.cursors_[stream] = resume;
-    const win = this.wins_[stream] ?? {};
+    const win = this.wins_[stream] ?? dict();
     for (const [id, cursor] of Object.entries(win))
       if (compareCursors(cursor, resume) <= 0) delete win[id];
   }
@@ -565,7 +571,7 @@ export class Pushwire {
     if (typeof id !== 'string' || this.seen_.has(id)) return;
     if (topic !== undefined && !this.topics_.has(topic)) return;
     if (cursor !== undefined && CURSOR.test(cursor)) {
-      const win = this.wins_[stream] ?? {};
+      const win = this.wins_[stream] ?? dict();
       if (win[id] !== undefined) return;
       this.wins_[stream] = win;
       win[id] = cursor;
