@@ -27,8 +27,28 @@ export type Command =
   | { c: 'redisLoss' }
   | { c: 'storageFull'; storage: number; on: boolean };
 
-/** Command kinds that can be left out (MODEL_WITHOUT=kick,faults), e.g. while a known defect is open. */
-export type Kind = Command['c'];
+/**
+ * What can be left out (MODEL_WITHOUT=faults,quiet), e.g. while a known defect
+ * is open: a command kind, or a feature of the world: `sharedStorage` (tabs of
+ * one user on one storage), `rateLimit` (a replay limit low enough to hit).
+ */
+export type Kind = Command['c'] | 'sharedStorage' | 'rateLimit' | 'revocationLoss';
+
+/**
+ * Left out of `npm test` while the defect they find is open (issue 21's item
+ * numbers); the long run (`npm run test:model`) leaves nothing out. Remove an
+ * entry when its fix lands.
+ */
+export const KNOWN_OPEN: Record<string, string> = {
+  faults: 'items 3 and 4: a post that times out or finally fails is neither retried nor told',
+  quiet: 'item 2: a stream recreated after expiring resumes as recovered:true',
+  sharedStorage: 'item 5: tabs on one storage overwrite each other (ids of one hide the other)',
+  rateLimit: 'item 1: a rate-limited re-subscribe is never retried',
+  storageFull:
+    'item 8: a storage that refuses writes is not reported, so a reload hands messages over again',
+  revocationLoss:
+    'found by the model: a revocation does not outlive Redis losing its data (left out: the oracle forgets it too)',
+};
 
 const userId = fc
   .string({ unit: 'binary', minLength: 1, maxLength: 256 })
@@ -36,27 +56,32 @@ const userId = fc
 const topicName = fc.stringMatching(TOPIC_PATTERN);
 const publishId = fc.stringMatching(/^[A-Za-z0-9_.:-]{1,120}$/);
 
-export const worldArb: fc.Arbitrary<Omit<WorldParams, 'seed'>> = fc
-  .record({
-    users: fc.uniqueArray(userId, { minLength: 1, maxLength: 3 }),
-    topics: fc.uniqueArray(topicName, { minLength: 1, maxLength: 5 }),
-    tabs: fc.array(fc.record({ user: fc.nat(), storage: fc.nat() }), {
-      minLength: 1,
-      maxLength: 4,
-    }),
-    grants: fc.array(fc.array(fc.nat()), { minLength: 3, maxLength: 3 }),
-    wildcard: fc.array(fc.boolean(), { minLength: 3, maxLength: 3 }),
-    asyncStorage: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
-    historySize: fc.oneof(fc.integer({ min: 1, max: 8 }), fc.constant(100)),
-    replaysPerMinute: fc.oneof(fc.integer({ min: 1, max: 6 }), fc.constant(10)),
-    tokenLifetimeSeconds: fc.integer({ min: 20, max: 900 }),
-    historyTtlSeconds: fc.integer({ min: 10, max: 60 }),
-  })
-  .map((w) => ({
-    ...w,
-    tabs: w.tabs.map((t) => ({ user: t.user % w.users.length, storage: t.storage % 4 })),
-    grants: w.grants.map((g) => [...new Set(g.map((t) => t % w.topics.length))]),
-  }));
+export const worldArb = (without: ReadonlySet<Kind>): fc.Arbitrary<Omit<WorldParams, 'seed'>> =>
+  fc
+    .record({
+      users: fc.uniqueArray(userId, { minLength: 1, maxLength: 3 }),
+      topics: fc.uniqueArray(topicName, { minLength: 1, maxLength: 5 }),
+      tabs: fc.array(fc.record({ user: fc.nat(), storage: fc.nat() }), {
+        minLength: 1,
+        maxLength: 4,
+      }),
+      grants: fc.array(fc.array(fc.nat()), { minLength: 3, maxLength: 3 }),
+      wildcard: fc.array(fc.boolean(), { minLength: 3, maxLength: 3 }),
+      asyncStorage: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
+      historySize: fc.oneof(fc.integer({ min: 1, max: 8 }), fc.constant(100)),
+      replaysPerMinute: fc.oneof(fc.integer({ min: 1, max: 6 }), fc.constant(10)),
+      tokenLifetimeSeconds: fc.integer({ min: 20, max: 900 }),
+      historyTtlSeconds: fc.integer({ min: 10, max: 60 }),
+    })
+    .map((w) => ({
+      ...w,
+      tabs: w.tabs.map((t, i) => ({
+        user: t.user % w.users.length,
+        storage: without.has('sharedStorage') ? i : t.storage % 4,
+      })),
+      replaysPerMinute: without.has('rateLimit') ? 10_000 : w.replaysPerMinute,
+      grants: w.grants.map((g) => [...new Set(g.map((t) => t % w.topics.length))]),
+    }));
 
 /** Any JSON, or a padded one of any size up to past the frame limit (refused ones are told). */
 const data: fc.Arbitrary<unknown> = fc.oneof(
@@ -67,7 +92,12 @@ const data: fc.Arbitrary<unknown> = fc.oneof(
   },
 );
 
-const fault: fc.Arbitrary<Fault> = fc.constantFrom('error', 'throttle', 'timeout', 'timeout-landed');
+const fault: fc.Arbitrary<Fault> = fc.constantFrom(
+  'error',
+  'throttle',
+  'timeout',
+  'timeout-landed',
+);
 
 export function commandArb(without: ReadonlySet<Kind>): fc.Arbitrary<Command> {
   const all: { weight: number; kind: Kind; arbitrary: fc.Arbitrary<Command> }[] = [
@@ -108,7 +138,11 @@ export function commandArb(without: ReadonlySet<Kind>): fc.Arbitrary<Command> {
     {
       weight: 4,
       kind: 'subscribe',
-      arbitrary: fc.record({ c: fc.constant('subscribe' as const), tab: fc.nat(), topic: fc.nat() }),
+      arbitrary: fc.record({
+        c: fc.constant('subscribe' as const),
+        tab: fc.nat(),
+        topic: fc.nat(),
+      }),
     },
     {
       weight: 1,
@@ -122,7 +156,10 @@ export function commandArb(without: ReadonlySet<Kind>): fc.Arbitrary<Command> {
     {
       weight: 8,
       kind: 'run',
-      arbitrary: fc.record({ c: fc.constant('run' as const), tasks: fc.integer({ min: 1, max: 30 }) }),
+      arbitrary: fc.record({
+        c: fc.constant('run' as const),
+        tasks: fc.integer({ min: 1, max: 30 }),
+      }),
     },
     {
       weight: 3,
@@ -145,7 +182,11 @@ export function commandArb(without: ReadonlySet<Kind>): fc.Arbitrary<Command> {
     {
       weight: 1,
       kind: 'kick',
-      arbitrary: fc.record({ c: fc.constant('kick' as const), user: fc.nat(), revoke: fc.boolean() }),
+      arbitrary: fc.record({
+        c: fc.constant('kick' as const),
+        user: fc.nat(),
+        revoke: fc.boolean(),
+      }),
     },
     {
       weight: 1,
@@ -200,7 +241,8 @@ export async function apply(world: World, command: Command, ids: string[]): Prom
   const tab = (n: number) => world.tabs[n % world.tabs.length] as World['tabs'][number];
   const unique = (id: string | undefined) => {
     if (id === undefined) return undefined;
-    const made = `${id}.${ids.length}`;
+    // The id as drawn (any legal one, `constructor` included) unless already used.
+    const made = ids.includes(id) ? `${id}.${ids.length}` : id;
     ids.push(made);
     return made;
   };
@@ -259,9 +301,11 @@ export async function apply(world: World, command: Command, ids: string[]): Prom
       return;
     }
     case 'redisLoss':
-      return world.redisLosesData();
+      return world.redisLosesData(world.without.has('revocationLoss'));
     case 'storageFull': {
-      const storage = world.tabs.find((t) => t.storage === world.storages[command.storage])?.storage;
+      const storage = world.tabs.find(
+        (t) => t.storage === world.storages[command.storage],
+      )?.storage;
       if (storage) storage.full = command.on;
       return;
     }

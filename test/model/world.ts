@@ -292,6 +292,8 @@ export class World {
   readonly ungrantedAt = new Map<string, number>();
   readonly revokedAt = new Map<number, number>();
   faults: { conn: string | undefined; fault: Fault }[] = [];
+  /** Features left out (MODEL_WITHOUT); see commands.ts. */
+  without: ReadonlySet<string> = new Set();
   storages: ModelStorage[] = [];
   /** Publish requests that carried an id, for retries. */
   readonly #withIds: { request: Record<string, unknown>; dataJson: string }[] = [];
@@ -424,8 +426,7 @@ export class World {
     client.on('message', (m) => {
       tab.handed.push({
         id: m.id,
-        stream:
-          m.topic === undefined ? 'u' : `t:${this.params.topics.indexOf(m.topic)}:${m.topic}`,
+        stream: m.topic === undefined ? 'u' : `t:${this.params.topics.indexOf(m.topic)}:${m.topic}`,
         ...(m.cursor !== undefined && { cursor: m.cursor }),
         seq: ++this.seq,
         dataJson: JSON.stringify(m.data),
@@ -549,7 +550,10 @@ export class World {
       if (claims && revoked !== undefined && claims.iat * 1000 <= revoked)
         this.violations.push({ kind: 'revoked', detail: `${what} after its token was revoked` });
       if (claims && m.topic !== undefined && !topicAllowed(m.topic, claims.topics))
-        this.violations.push({ kind: 'ungranted', detail: `${what}: token does not grant ${m.topic}` });
+        this.violations.push({
+          kind: 'ungranted',
+          detail: `${what}: token does not grant ${m.topic}`,
+        });
       if (claims && claims.exp * 1000 < this.clock.now)
         this.violations.push({ kind: 'expired', detail: `${what} after its token expired` });
     }
@@ -767,7 +771,8 @@ export class World {
     else this.#withIds.push({ request, dataJson });
     const seq = ++this.seq;
     const streams: Published['streams'] = [];
-    const users = (request['userIds'] as number[] | undefined) ??
+    const users =
+      (request['userIds'] as number[] | undefined) ??
       (request['userId'] === undefined ? [] : [request['userId'] as number]);
     for (const user of users) {
       const tabs = new Set(
@@ -859,7 +864,8 @@ export class World {
   }
 
   /** Redis restarts empty (its data and scripts gone; connections reset). */
-  async redisLosesData(): Promise<void> {
+  async redisLosesData(forgetRevocations: boolean): Promise<void> {
+    if (forgetRevocations) this.revokedAt.clear();
     await this.redis.flushall();
     await this.redis.script('FLUSH');
     await this.redis.client('KILL', 'TYPE', 'normal').catch(() => undefined);
@@ -905,8 +911,10 @@ export class World {
           if (before === undefined || cmp(h.cursor, before) > 0) newest.set(h.stream, h.cursor);
         }
       }
+      // Told that its storage fails (an `error`), a tab may get a message again after a reload.
+      const told = tab.errors.find((e) => /storage/.test(e.code))?.seq ?? Number.POSITIVE_INFINITY;
       for (const [key, list] of counts)
-        if (list.length > 1)
+        if (list.length > 1 && (list[1] as Handed).seq < told)
           out.push({
             kind: 'duplicate',
             detail: `tab ${tab.index} got ${key.replace('\u0000', ' ')} ${list.length} times`,
