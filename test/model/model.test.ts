@@ -7,7 +7,7 @@
  * publish); no revoked, expired or ungranted connection was posted a message;
  * per stream, messages came in order; nothing stayed stuck.
  *
- * `npm test` runs a short version (MODEL_RUNS, default 12); `npm run
+ * `npm test` runs a short version (MODEL_RUNS, default 100); `npm run
  * test:model` runs the long one: fresh seeds for MODEL_MINUTES (default 5),
  * each failure shrunk and recorded, then all reported. Replay one with
  * MODEL_SEED=<seed> MODEL_PATH=<path> (printed with every failure).
@@ -76,7 +76,7 @@ describe('model: no silent loss (issue 21)', () => {
     async () => {
       const seed = env['MODEL_SEED'] === undefined ? undefined : Number(env['MODEL_SEED']);
       await fc.assert(property, {
-        numRuns: Number(env['MODEL_RUNS'] ?? 12),
+        numRuns: Number(env['MODEL_RUNS'] ?? 100),
         ...(seed !== undefined && { seed }),
         ...(env['MODEL_PATH'] && { path: env['MODEL_PATH'] }),
         endOnFailure: env['MODEL_PATH'] !== undefined,

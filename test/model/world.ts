@@ -896,6 +896,12 @@ export class World {
   check(): Violation[] {
     const out = [...this.violations];
     for (const tab of this.tabs) {
+      // Order is promised for what the tab subscribed to: a message published
+      // before its subscription began may come late from a resume's floor.
+      const intended = new Set<string>();
+      for (const p of this.published)
+        for (const s of p.streams)
+          if (s.tabs.has(tab.index)) intended.add(`${s.stream}\u0000${p.id}`);
       const counts = new Map<string, Handed[]>();
       const newest = new Map<StreamKey, string>();
       for (const h of tab.handed) {
@@ -903,7 +909,7 @@ export class World {
         counts.set(key, [...(counts.get(key) ?? []), h]);
         const before = newest.get(h.stream);
         if (h.cursor !== undefined) {
-          if (before !== undefined && cmp(h.cursor, before) < 0)
+          if (before !== undefined && cmp(h.cursor, before) < 0 && intended.has(key))
             out.push({
               kind: 'order',
               detail: `tab ${tab.index} got ${h.id} (${h.cursor}) after ${before} on ${h.stream}`,
