@@ -16,7 +16,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisProcess } from '../helpers/redis-process.js';
-import { apply, type Command, commandArb, KNOWN_OPEN, type Kind, worldArb } from './commands.js';
+import { apply, type Command, commandArb, type Kind, KNOWN_OPEN, worldArb } from './commands.js';
 import { World } from './world.js';
 
 const env = process.env;

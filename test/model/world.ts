@@ -511,7 +511,7 @@ export class World {
         this.clock.move(MANAGEMENT_TIMEOUT_MS);
         return fail('TimeoutError');
       }
-      if (!conn || !conn.open || conn.closed) return fail('GoneException', 410);
+      if (!conn?.open || conn.closed) return fail('GoneException', 410);
       if (data) this.#land(conn, Buffer.from(data).toString('utf8'));
       else this.closeConn(conn, 'server');
       if (fault === 'timeout-landed') {
