@@ -43,6 +43,17 @@ export default defineConfig({
           testTimeout: 60_000,
         },
       },
+      // The model-based test (issue 21): `npm test` runs a short version,
+      // `npm run test:model` the long one (PUSHWIRE_MODEL=long).
+      {
+        extends: true,
+        test: {
+          name: 'model',
+          include: ['test/model/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 300_000,
+        },
+      },
       // The fault-injection suite (issue 7): real serverless-offline and Redis
       // with faults injected; `npm run test:faults` runs it alone.
       {

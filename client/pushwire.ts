@@ -165,6 +165,12 @@ const EPOCH = /^\d{1,16}$/;
 
 const host = globalThis as unknown as Host;
 
+/**
+ * A record keyed by stream (topic names such as `constructor` or `__proto__`
+ * are legal) or message id: no prototype, so no name reads an inherited member.
+ */
+const dict = <T>(): Record<string, T> => Object.create(null);
+
 /** Two decimal numbers of any length, compared exactly (16 digits overflow a double). */
 const compareNumbers = (x: string, y: string): number => {
   const a = x.replace(/^0+(?=\d)/, '');
@@ -216,19 +222,19 @@ export class Pushwire {
    * Where each stream resumes from: every message at or before it has been
    * handed over (the newest cursor minus `reorderWindow`, see `settle_`).
    */
-  private cursors_: Record<string, string> = {};
+  private cursors_: Record<string, string> = dict();
   /** Newest cursor handed over per stream. */
-  private max_: Record<string, string> = {};
+  private max_: Record<string, string> = dict();
   /**
    * Per stream, the ids (with their cursors) handed over after its resume
    * point: what a resume from there replays again is dropped by these, however
    * many messages that is. Persisted with the cursors.
    */
-  private wins_: Record<string, Record<string, string>> = {};
+  private wins_: Record<string, Record<string, string>> = dict();
   /** Streams whose replay has not ended yet (no `resumed`): their resume point stays put. */
   private pending_ = new Set<string>();
   /** When each stream was last joined or heard from (ms): streams idle past `keepFor` are dropped. */
-  private at_: Record<string, number> = {};
+  private at_: Record<string, number> = dict();
   /** Streams unsubscribed since the last write (so what another tab wrote is not kept for them). */
   private dropped_ = new Set<string>();
   /** The pending write (`saveInterval`). */
@@ -417,10 +423,10 @@ export class Pushwire {
   /** Takes the cursors of a user (another user's never mix with them), as read from storage. */
   private load_(key: string | undefined, raw: string | null | undefined): void {
     this.key_ = key;
-    this.cursors_ = {};
-    this.max_ = {};
-    this.wins_ = {};
-    this.at_ = {};
+    this.cursors_ = dict();
+    this.max_ = dict();
+    this.wins_ = dict();
+    this.at_ = dict();
     this.epoch_ = undefined;
     this.pending_.clear();
     this.seen_.clear();
@@ -438,7 +444,7 @@ export class Pushwire {
 
   /** Stored state, checked: what is not a cursor is left out; unreadable is empty. */
   private parse_(raw: unknown): { e?: string; s: Record<string, Saved> } {
-    const s: Record<string, Saved> = {};
+    const s: Record<string, Saved> = dict();
     let e: string | undefined;
     try {
       const saved = JSON.parse(String(raw)) as {
@@ -452,12 +458,12 @@ export class Pushwire {
       };
       const ok = (c: unknown): c is string => typeof c === 'string' && CURSOR.test(c);
       const now = Date.now();
-      const streams = saved.s ?? {};
+      const streams: Record<string, unknown> = Object.assign(dict(), saved.s);
       for (const [stream, c] of Object.entries({ ...saved.f, ...saved.c }))
         streams[stream] = [c, saved.m?.[stream] ?? '', saved.w?.[stream] ?? {}, now];
       for (const [stream, v] of Object.entries(streams)) {
         if (!Array.isArray(v) || !ok(v[0])) continue;
-        const w: Record<string, string> = {};
+        const w: Record<string, string> = dict();
         for (const [id, c] of Object.entries(v[2] ?? {})) if (ok(c)) w[id] = c;
         s[stream] = [v[0], ok(v[1]) ? v[1] : '', w, typeof v[3] === 'number' ? v[3] : now];
       }
@@ -486,7 +492,7 @@ export class Pushwire {
     const key = this.key_;
     const storage = this.storage_;
     if (key === undefined || !storage) return;
-    const out: Record<string, Saved> = {};
+    const out: Record<string, Saved> = dict();
     const ahead = (a: Saved, b: Saved) => compareCursors(a[1] || a[0], b[1] || b[0]) > 0;
     for (const [stream, c] of Object.entries(this.cursors_))
       out[stream] = [c, this.max_[stream] ?? '', this.wins_[stream] ?? {}, this.at_[stream] ?? 0];
@@ -585,7 +591,7 @@ export class Pushwire {
     const current = this.cursors_[stream];
     const resume = current === undefined || compareCursors(point, current) > 0 ? point : current;
     this.cursors_[stream] = resume;
-    const win = this.wins_[stream] ?? {};
+    const win = this.wins_[stream] ?? dict();
     for (const [id, cursor] of Object.entries(win))
       if (compareCursors(cursor, resume) <= 0) delete win[id];
   }
@@ -744,7 +750,7 @@ export class Pushwire {
     if (typeof id !== 'string' || this.seen_.has(id)) return;
     if (topic !== undefined && !this.topics_.has(topic)) return;
     if (cursor !== undefined && CURSOR.test(cursor)) {
-      const win = this.wins_[stream] ?? {};
+      const win = this.wins_[stream] ?? dict();
       if (win[id] !== undefined) return;
       this.wins_[stream] = win;
       win[id] = cursor;

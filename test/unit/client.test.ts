@@ -1254,3 +1254,29 @@ describe('no silent loss, no false alarm (issue 21)', () => {
     ]);
   });
 });
+
+describe('names that are also Object.prototype members (found by the model test, issue 21)', () => {
+  it('subscribes to and resumes topics named like prototype members, and hands over ids like them', async () => {
+    const storage = new MapStorage();
+    const { pw, events } = await connected({ storage });
+    // Legal topic names and publish ids ([\w.:@=-]), and JSON keys of saved state.
+    const names = ['valueOf', 'constructor', '__proto__', 'toString', 'hasOwnProperty'];
+    for (const name of names) pw.subscribe(name);
+    const subscribes = last().sent.filter((f) => f['action'] === 'subscribe');
+    expect(subscribes.map((f) => f['topic'])).toEqual(names);
+    for (const f of subscribes) expect(f['since']).toBeUndefined();
+    for (const [i, name] of names.entries()) {
+      last().receive(message(name, `18000000${i}0000-0`, name));
+      last().receive(message(`${name}-u`, `18000000${i}0000-0`));
+    }
+    expect(events.message.map((m) => m.id)).toEqual(names.flatMap((name) => [name, `${name}-u`]));
+    // After a drop, every topic resumes from its own cursor (minus reorderWindow).
+    last().drop();
+    await vi.advanceTimersByTimeAsync(1000);
+    last().accept('c2');
+    const again = last().sent.filter((f) => f['action'] === 'subscribe');
+    expect(again.map((f) => [f['topic'], f['since']])).toEqual(
+      names.map((name, i) => [name, `${18000000 * 10 ** 5 + i * 10 ** 4 - 5000}-0`]),
+    );
+  });
+});
