@@ -114,9 +114,12 @@ const EnvSchema = v.object({
   MAX_TOPICS_PER_CONNECTION: int('MAX_TOPICS_PER_CONNECTION', 100, 1, 10_000),
   MAX_CONNECTIONS_PER_USER: int('MAX_CONNECTIONS_PER_USER', 50, 1, 100_000),
   REPLAYS_PER_MINUTE: int('REPLAYS_PER_MINUTE', 10, 1, 10_000),
-  // An endpoint `deliver` may post to besides WS_CALLBACK_URL and the
-  // endpoints the registry recorded connections with.
+  // This API's endpoint (the template sets it): `deliver` may post to it,
+  // WS_CALLBACK_URL and the peers' (WS_PEERS) and to no other endpoint.
   WS_API_ENDPOINT: url('WS_API_ENDPOINT'),
+  // The other APIs sharing this Redis (docs/deploying.md; build/peers.cjs
+  // reads the same setting to grant the roles ManageConnections on them).
+  WS_PEERS: v.optional(v.string()),
   // The SDK's standard per-service endpoint overrides (tests' stand-ins).
   AWS_ENDPOINT_URL_SSM: url('AWS_ENDPOINT_URL_SSM'),
   AWS_ENDPOINT_URL_SECRETS_MANAGER: url('AWS_ENDPOINT_URL_SECRETS_MANAGER'),
@@ -147,8 +150,15 @@ export interface Config {
   deployed: boolean;
   allowPlaintextRedis: boolean;
   limits: { topicsPerConnection: number; connectionsPerUser: number; replaysPerMinute: number };
-  /** Endpoints `deliver` may post to (this API's, the callback URL); empty: not restricted. */
+  /** Endpoints `deliver` may post to: this API's, the callback URL, the peers'. */
   allowedEndpoints: string[];
+  /**
+   * `deliver` may also post to any endpoint the registry recorded a
+   * connection with: `npm start` (no IAM), or WS_PEERS=account.
+   */
+  acceptRecordedEndpoints: boolean;
+  /** Signing region of each peer endpoint (WS_PEERS): a custom domain names none. */
+  peerRegions: Record<string, string>;
   /** Where secrets are fetched from, when not the region's public endpoints. */
   secretEndpoints: { ssm?: string; secretsManager?: string };
   callbackUrl?: string;
@@ -234,6 +244,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const allowPlaintextRedis = isTrue(e.REDIS_ALLOW_PLAINTEXT);
   checkRedisTransport(redis.urls, { deployed, allowPlaintextRedis });
   const callbackUrl = e.WS_CALLBACK_URL?.replace(/\/+$/, '');
+  const peers = parsePeers(e.WS_PEERS);
   return {
     redis,
     jwt,
@@ -249,9 +260,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       ssm: e.AWS_ENDPOINT_URL_SSM,
       secretsManager: e.AWS_ENDPOINT_URL_SECRETS_MANAGER,
     }),
-    allowedEndpoints: [e.WS_API_ENDPOINT?.replace(/\/+$/, ''), callbackUrl].filter(
-      (u): u is string => u !== undefined,
-    ),
+    allowedEndpoints: [
+      e.WS_API_ENDPOINT?.replace(/\/+$/, ''),
+      callbackUrl,
+      ...Object.keys(peers.regions),
+    ].filter((u): u is string => u !== undefined),
+    acceptRecordedEndpoints: !deployed || peers.account,
+    peerRegions: peers.regions,
     ...defined({ callbackUrl, lambdaEndpoint: e.LAMBDA_ENDPOINT }),
     connectionTtlSeconds: e.CONNECTION_TTL_SECONDS,
     history: { size: e.HISTORY_SIZE, ttlSeconds: e.HISTORY_TTL_SECONDS },
@@ -282,6 +297,33 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         },
       }),
   };
+}
+
+/**
+ * WS_PEERS: comma-separated `https://{api}.execute-api.{region}.amazonaws.com/{stage}`,
+ * `{url}={region}:{api}/{stage}` (a custom domain) or `account`. The same
+ * grammar as build/peers.cjs, which grants the roles these APIs
+ * (test/unit/peers.test.ts holds the two to it).
+ */
+export function parsePeers(text = ''): { account: boolean; regions: Record<string, string> } {
+  const region = REGION_NAME.source.slice(1, -1);
+  const api = new RegExp(
+    `^(https://[a-z0-9]+\\.execute-api\\.(${region})\\.amazonaws\\.com(?:\\.cn)?/[\\w-]+)$`,
+  );
+  const explicit = new RegExp(`^(https?://[^=\\s]+)=(${region}):[a-z0-9]+/[\\w-]+$`);
+  const regions: Record<string, string> = {};
+  let account = false;
+  for (const raw of text.split(',')) {
+    const entry = raw.trim().replace(/\/+$/, '');
+    const m = api.exec(entry) ?? explicit.exec(entry);
+    if (entry === 'account') account = true;
+    else if (m) regions[(m[1] as string).replace(/\/+$/, '')] = m[2] as string;
+    else if (entry)
+      throw new ConfigError(
+        `WS_PEERS: "${entry}" is not https://{api}.execute-api.{region}.amazonaws.com/{stage}, {url}={region}:{api}/{stage} or account`,
+      );
+  }
+  return { account, regions };
 }
 
 const splitUrls = (list: string): string[] =>
