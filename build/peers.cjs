@@ -56,7 +56,12 @@ function resources(method, stage, text) {
   const arn = (region, api, apiStage) => ({
     'Fn::Sub': `arn:\${AWS::Partition}:execute-api:${region}:\${AWS::AccountId}:${api}/${apiStage}/${method}/@connections/*`,
   });
-  if (account) return [arn('*', '*', '*')];
+  // Every API, stage and method: IAM takes no wildcard for an API id followed
+  // by a path (`*/*/POST/...`; iam-simulate refuses it as AWS documents), so
+  // `account` cannot keep a post-only role from closing (docs/deploying.md).
+  if (account)
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: CloudFormation Fn::Sub placeholders
+    return [{ 'Fn::Sub': 'arn:${AWS::Partition}:execute-api:*:${AWS::AccountId}:*' }];
   return [
     // biome-ignore lint/suspicious/noTemplateCurlyInString: CloudFormation Fn::Sub placeholders
     arn('${AWS::Region}', '${WebsocketsApi}', stage),

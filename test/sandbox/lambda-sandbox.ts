@@ -24,9 +24,19 @@ export interface PackagedFunction {
 
 export interface Packaged {
   dir: string;
+  stage: string;
   region: string;
   functions: Map<string, PackagedFunction>;
+  /** The packaged CloudFormation template, as written (test/sandbox/iam.ts reads its roles). */
+  template: Template;
 }
+
+export interface Template {
+  Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
+}
+
+/** What CloudFormation would put for a value with intrinsic functions (test/sandbox/iam.ts). */
+export type Resolve = (value: unknown) => unknown;
 
 /**
  * `osls package` exactly as a deploy does, into `dir` (not .serverless, so a
@@ -38,18 +48,24 @@ export async function packageService(
   stage: string,
   region: string,
   env: Record<string, string>,
+  resolve: (template: Template) => Resolve,
 ): Promise<Packaged> {
   await run(
     'node_modules/.bin/osls',
     ['package', '--stage', stage, '--region', region, '--package', dir],
     {
-      env: { ...process.env, ...env, PUSHWIRE_BUILD_DIR: `.esbuild-sandbox-${process.pid}` },
+      env: {
+        ...process.env,
+        ...env,
+        PUSHWIRE_BUILD_DIR: `.esbuild-sandbox-${process.pid}-${stage}-${region}`,
+      },
       maxBuffer: 16 << 20,
     },
   );
   const template = JSON.parse(
     readFileSync(join(dir, 'cloudformation-template-update-stack.json'), 'utf8'),
-  ) as { Resources: Record<string, { Type: string; Properties: Record<string, unknown> }> };
+  ) as Template;
+  const resolved = resolve(template);
   const functions = new Map<string, PackagedFunction>();
   for (const resource of Object.values(template.Resources)) {
     if (resource.Type !== 'AWS::Lambda::Function') continue;
@@ -63,9 +79,11 @@ export async function packageService(
       Code: { S3Key: string };
     };
     const environment: Record<string, string> = {};
-    for (const [name, value] of Object.entries(p.Environment?.Variables ?? {})) {
+    for (const [name, raw] of Object.entries(p.Environment?.Variables ?? {})) {
+      // As CloudFormation would set it (WS_API_ENDPOINT names the API's id).
+      const value = resolved(raw);
       if (typeof value !== 'string')
-        throw new Error(`${p.FunctionName}: ${name} is not a plain string in the template`);
+        throw new Error(`${p.FunctionName}: ${name} does not resolve to a string`);
       environment[name] = value;
     }
     const zip = basename(p.Code.S3Key);
@@ -81,7 +99,7 @@ export async function packageService(
       zip: join(dir, zip),
     });
   }
-  return { dir, region, functions };
+  return { dir, stage, region, functions, template };
 }
 
 /** Folders on the way from `dir` to the root that hold a node_modules. */
@@ -135,8 +153,12 @@ export interface SandboxOptions {
   root: string;
   node: string;
   region: string;
-  /** The role's credentials, as Lambda puts them in the environment. */
-  credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string };
+  /** Each function's session of its role, as Lambda puts it in the environment. */
+  credentials: (fn: PackagedFunction) => {
+    accessKeyId: string;
+    secretAccessKey: string;
+    sessionToken: string;
+  };
   /** Concurrent instances a function may have (each cold-starts, as on Lambda). */
   maxInstances?: number;
 }
@@ -199,7 +221,8 @@ export class LambdaSandbox {
   }
 
   #environment(fn: PackagedFunction): Record<string, string> {
-    const { region, credentials } = this.#options;
+    const { region } = this.#options;
+    const credentials = this.#options.credentials(fn);
     const taskRoot = join(this.#options.root, 'task', fn.key);
     // What Lambda sets for a function, besides the template's variables
     // (AWS docs, "Defined runtime environment variables"). NODE_PATH is

@@ -81,10 +81,10 @@ describe('WS_PEERS', () => {
       // biome-ignore lint/suspicious/noTemplateCurlyInString: CloudFormation Fn::Sub placeholders
       'arn:${AWS::Partition}:execute-api:ap-south-1:${AWS::AccountId}:def/live/POST/@connections/*',
     ]);
-    // `account`: every WebSocket API of the account, in every region (one resource).
+    // `account`: every API of the account, in every region (one resource, any method).
     expect(build.resources('DELETE', 'prod', 'account').map((r) => r['Fn::Sub'])).toEqual([
       // biome-ignore lint/suspicious/noTemplateCurlyInString: CloudFormation Fn::Sub placeholders
-      'arn:${AWS::Partition}:execute-api:*:${AWS::AccountId}:*/*/DELETE/@connections/*',
+      'arn:${AWS::Partition}:execute-api:*:${AWS::AccountId}:*',
     ]);
   });
 
