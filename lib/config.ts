@@ -2,7 +2,7 @@ import * as v from 'valibot';
 import { checkTokenOptions } from './auth/tokens.js';
 import { API_GATEWAY_IDLE_SECONDS } from './constants.js';
 import { ConfigError } from './errors.js';
-import { REGION_NAME } from './gateway/region.js';
+import { REGION_NAME, regionInHost } from './gateway/region.js';
 
 /**
  * The only reader of process.env. Everything is validated once, at cold start,
@@ -301,27 +301,23 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
 /**
  * WS_PEERS: comma-separated `https://{api}.execute-api.{region}.amazonaws.com/{stage}`,
- * `{url}={region}:{api}/{stage}` (a custom domain) or `account`. The same
- * grammar as build/peers.cjs, which grants the roles these APIs
- * (test/unit/peers.test.ts holds the two to it).
+ * `{url}={region}:{api}/{stage}` (a custom domain) or `account`. Read in
+ * full, strictly, by build/peers.cjs at package time (a template cannot
+ * carry a malformed one); here only what the functions need, kept small for
+ * the `default` bundle: each peer's endpoint and signing region.
+ * test/unit/peers.test.ts holds the two readings to each other.
  */
 export function parsePeers(text = ''): { account: boolean; regions: Record<string, string> } {
-  const region = REGION_NAME.source.slice(1, -1);
-  const api = new RegExp(
-    `^(https://[a-z0-9]+\\.execute-api\\.(${region})\\.amazonaws\\.com(?:\\.cn)?/[\\w-]+)$`,
-  );
-  const explicit = new RegExp(`^(https?://[^=\\s]+)=(${region}):[a-z0-9]+/[\\w-]+$`);
   const regions: Record<string, string> = {};
   let account = false;
   for (const raw of text.split(',')) {
-    const entry = raw.trim().replace(/\/+$/, '');
-    const m = api.exec(entry) ?? explicit.exec(entry);
-    if (entry === 'account') account = true;
-    else if (m) regions[(m[1] as string).replace(/\/+$/, '')] = m[2] as string;
-    else if (entry)
-      throw new ConfigError(
-        `WS_PEERS: "${entry}" is not https://{api}.execute-api.{region}.amazonaws.com/{stage}, {url}={region}:{api}/{stage} or account`,
-      );
+    const [url = '', api] = raw.trim().split('=');
+    const endpoint = url.replace(/\/+$/, '');
+    const region = api ? api.split(':')[0] : regionInHost(endpoint);
+    if (endpoint === 'account' && !api) account = true;
+    else if (region && REGION_NAME.test(region) && URL.canParse(endpoint))
+      regions[endpoint] = region;
+    else if (endpoint) throw new ConfigError(`WS_PEERS: "${raw.trim()}" is not a peer`);
   }
   return { account, regions };
 }

@@ -90,6 +90,8 @@ export function resolver(facts: StackFacts): (template: Template) => Resolve {
         return `arn:aws:iam::${ACCOUNT_ID}:role/${facts.name}-${name}`;
       if (resource?.Type === 'AWS::SQS::Queue' && attribute === 'Arn')
         return `arn:aws:sqs:${facts.region}:${ACCOUNT_ID}:${resource.Properties['QueueName']}`;
+      if (resource?.Type === 'AWS::Lambda::Function' && attribute === 'Arn')
+        return `arn:aws:lambda:${facts.region}:${ACCOUNT_ID}:function:${resource.Properties['FunctionName']}`;
       throw new Error(`Fn::GetAtt ${name}.${attribute}: not resolved by the sandbox`);
     };
     const resolve: Resolve = (value) => {

@@ -403,19 +403,6 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       expect(A.mgmt.signatureFailures).toEqual([]);
     });
 
-    it('a frame from a connection the registry does not hold is answered and closed (DELETE)', async () => {
-      // Prepare: API Gateway holds it, Redis does not (its records expired)
-      const stray = newConnectionId();
-      A.mgmt.open(stray);
-      // Act
-      await send(stray, { action: 'subscribe', topic });
-      // Assess
-      expect(A.mgmt.postsTo(stray)).toEqual([
-        expect.objectContaining({ type: 'error', code: 'unknown_connection' }),
-      ]);
-      expect(A.mgmt.deletes).toContain(stray);
-    });
-
     it('a resume replays what came after its cursor, posted through the gateway', async () => {
       // Prepare
       const before = A.mgmt.postsTo(alice2).length;
@@ -434,6 +421,19 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       // The first post evaluated the signed gateway, and only then.
       expect(sandbox.loads.at(-1)).toMatchObject({ functionKey: 'default', phase: 'invoke' });
       expect(sandbox.loads.at(-1)?.requested).toContain('node:http');
+    });
+
+    it('a frame from a connection the registry does not hold is answered and closed (DELETE)', async () => {
+      // Prepare: API Gateway holds it, Redis does not (its records expired)
+      const stray = newConnectionId();
+      A.mgmt.open(stray);
+      // Act
+      await send(stray, { action: 'subscribe', topic });
+      // Assess
+      expect(A.mgmt.postsTo(stray)).toEqual([
+        expect.objectContaining({ type: 'error', code: 'unknown_connection' }),
+      ]);
+      expect(A.mgmt.deletes).toContain(stray);
     });
 
     it('publish to a topic larger than a chunk goes through deliver workers, invoked signed', async () => {

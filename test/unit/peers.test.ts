@@ -53,15 +53,21 @@ describe('WS_PEERS', () => {
 
   it.each([
     'https://abc.example.com/prod',
-    'https://abc.execute-api.us-east-1.amazonaws.com',
     'https://ws.example.com=useast1:abc/prod',
-    'https://ws.example.com=us-east-1:abc',
-    'ftp://x=us-east-1:abc/prod',
+    'not a url=us-east-1:abc/prod',
     '*',
   ])('both refuse %j and name the setting', (text) => {
     expect(() => build.parsePeers(text)).toThrow(/WS_PEERS/);
     expect(() => parsePeers(text)).toThrow(ConfigError);
     expect(() => loadConfig({ ...DEPLOYED, WS_PEERS: text })).toThrow(/WS_PEERS: ".*" is not/);
+  });
+
+  it.each([
+    'https://abc.execute-api.us-east-1.amazonaws.com',
+    'https://ws.example.com=us-east-1:abc',
+    'ftp://x=us-east-1:abc/prod',
+  ])('packaging refuses %j (no stage or API to grant): no template carries it', (text) => {
+    expect(() => build.parsePeers(text)).toThrow(/WS_PEERS: ".*" is not/);
   });
 
   it('grants ManageConnections on this API and on each peer, for one method', () => {
