@@ -1,7 +1,18 @@
 import { type ChildProcess, execFile, fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { isBuiltin } from 'node:module';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import JSZip from 'jszip';
@@ -38,9 +49,19 @@ export interface Template {
 /** What CloudFormation would put for a value with intrinsic functions (test/sandbox/iam.ts). */
 export type Resolve = (value: unknown) => unknown;
 
+/** What `osls package` reads from the project (serverless.yml and what it names). */
+const SERVICE_SOURCES = [
+  'serverless.yml',
+  'package.json',
+  'tsconfig.json',
+  'functions',
+  'lib',
+  'build',
+];
+
 /**
- * `osls package` exactly as a deploy does, into `dir` (not .serverless, so a
- * developer's own package is left alone), with `env` as the shell that
+ * `osls package` exactly as a deploy does, into `dir`, from a copy of the
+ * project (a developer's own .serverless is left alone), with `env` as the shell that
  * packages would have it; returns the functions the template declares.
  */
 export async function packageService(
@@ -48,24 +69,30 @@ export async function packageService(
   stage: string,
   region: string,
   env: Record<string, string>,
-  resolve: (template: Template) => Resolve,
+  resolveWith: (template: Template) => Resolve,
 ): Promise<Packaged> {
-  await run(
-    'node_modules/.bin/osls',
-    ['package', '--stage', stage, '--region', region, '--package', dir],
-    {
-      env: {
-        ...process.env,
-        ...env,
-        PUSHWIRE_BUILD_DIR: `.esbuild-sandbox-${process.pid}-${stage}-${region}`,
-      },
-      maxBuffer: 16 << 20,
-    },
-  );
+  // osls writes and then removes <service>/.serverless even with --package:
+  // two packages at once (or a developer's own) would race there. Each runs
+  // in its own copy of the source, node_modules linked, as a deploy would.
+  const service = mkdtempSync(join(tmpdir(), `pushwire-service-${stage}-${region}-`));
+  try {
+    for (const entry of SERVICE_SOURCES)
+      cpSync(resolve(entry), join(service, entry), { recursive: true });
+    symlinkSync(resolve('node_modules'), join(service, 'node_modules'), 'dir');
+    await run(
+      join(service, 'node_modules/.bin/osls'),
+      ['package', '--stage', stage, '--region', region, '--package', dir],
+      { cwd: service, env: { ...process.env, ...env }, maxBuffer: 16 << 20 },
+    ).catch((error: Error & { stdout?: string; stderr?: string }) => {
+      throw new Error(`osls package failed: ${error.message}\n${error.stdout}\n${error.stderr}`);
+    });
+  } finally {
+    rmSync(service, { recursive: true, force: true });
+  }
   const template = JSON.parse(
     readFileSync(join(dir, 'cloudformation-template-update-stack.json'), 'utf8'),
   ) as Template;
-  const resolved = resolve(template);
+  const resolved = resolveWith(template);
   const functions = new Map<string, PackagedFunction>();
   for (const resource of Object.values(template.Resources)) {
     if (resource.Type !== 'AWS::Lambda::Function') continue;

@@ -841,7 +841,22 @@ describe("IAM: every request was allowed by its function's own role, and each gr
     expect(log.requests.length).toBeGreaterThan(100);
     const refused = log.requests
       .filter((r) => !r.allowed)
-      .map((r) => `${who(r)} was refused ${r.action} on ${r.resource}: grant it in its role`);
+      .map((r) => {
+        const iam = stackOf(r.stack).iam;
+        const role = iam.roleOf.get(r.functionKey) as string;
+        // The statements of the role granting that action: the one to widen.
+        const near = [
+          ...new Set(
+            iam
+              .grants(role)
+              .filter((g) => g.action === r.action)
+              .map((g) => `${g.policy} ${g.statement}`),
+          ),
+        ];
+        return `${who(r)} was refused ${r.action} on ${r.resource}: ${
+          near.length > 0 ? `add it to ${near.join(' or ')}` : `grant ${r.action} in ${role}`
+        }`;
+      });
     expect(refused).toEqual([]);
     // Each kind of call was made, by each stack.
     for (const stack of ['a', 'b'])
