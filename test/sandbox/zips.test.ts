@@ -71,6 +71,10 @@ const stacks = new Map<string, Stack>();
 const stackOf = (name: string) => stacks.get(name) as Stack;
 let A: Stack;
 let B: Stack;
+/** Removed after the run, packaged or not. */
+const packageDirs: string[] = [];
+/** Stopped after the run, packaged or not. */
+const started: Awaited<ReturnType<typeof startStandIns>>[] = [];
 
 const grantKey = (
   stack: string,
@@ -118,6 +122,7 @@ async function packageStack(
 ): Promise<Stack> {
   const { facts } = self;
   const dir = mkdtempSync(join(tmpdir(), `pushwire-package-${facts.name}-`));
+  packageDirs.push(dir);
   // The shell a deploy would package from: these end up in the template.
   const packaged = await packageService(
     dir,
@@ -145,6 +150,7 @@ beforeAll(async () => {
   redisServer = await startRedisServer();
   redis = new Redis(redisServer.url);
   const [a, b] = await Promise.all([startStandIns(STACK_A), startStandIns(STACK_B)]);
+  started.push(a, b);
   // Both stacks from the same source, side by side (each its own build folder).
   [A, B] = await Promise.all([packageStack(a, b), packageStack(b, a)]);
   stacks.set('a', A);
@@ -154,15 +160,14 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  for (const stack of [A, B]) {
-    if (!stack) continue;
-    await stack.current?.stop();
+  for (const stack of [A, B]) await stack?.current?.stop();
+  for (const stack of started) {
     await stack.invokeApi.stop();
     await stack.mgmt.stop();
     await stack.ssm.stop();
     await stack.secrets.stop();
-    rmSync(stack.packaged.dir, { recursive: true, force: true });
   }
+  for (const dir of packageDirs) rmSync(dir, { recursive: true, force: true });
   await redis?.quit();
   await redisServer?.stop();
 });
