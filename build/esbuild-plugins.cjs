@@ -60,19 +60,25 @@ const debugOff = {
  * - Sentinel (`sentinels`): ElastiCache and MemoryDB are standalone or
  *   cluster endpoints; the stand-in throws if ever constructed;
  * - sharded Pub/Sub subscriber groups (`shardedSubscribers`): we use no
- *   Pub/Sub; the stand-in throws if ever constructed.
+ *   Pub/Sub; the stand-in throws if ever constructed;
+ * - scan streams (`scanStream`, `sscanStream`, ...): lib/registry walks sets
+ *   with SSCAN and its own cursor; the stand-in throws if ever constructed.
  */
 const ioredisStandIns = {
   '/constants/TLSProfiles': 'ioredis-tls-profiles.cjs',
   './connectors/SentinelConnector': 'ioredis-no-sentinel.cjs',
   './SentinelConnector': 'ioredis-no-sentinel.cjs',
   './ClusterSubscriberGroup': 'ioredis-no-sharded-subscribers.cjs',
+  './ScanStream': 'ioredis-no-scan-stream.cjs',
 };
 const ioredisOptionalParts = {
   name: 'ioredis-optional-parts',
   setup(build) {
     build.onResolve(
-      { filter: /(\/constants\/TLSProfiles|SentinelConnector|\/ClusterSubscriberGroup)$/ },
+      {
+        filter:
+          /(\/constants\/TLSProfiles|SentinelConnector|\/ClusterSubscriberGroup|\/ScanStream)$/,
+      },
       ({ path, importer }) => {
         if (!importer.includes(join('node_modules', 'ioredis'))) return undefined;
         const match = Object.keys(ioredisStandIns).find((suffix) => path.endsWith(suffix));

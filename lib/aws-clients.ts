@@ -33,6 +33,7 @@ export const gateway = /* @__PURE__ */ once(
       const options = {
         // Execute-api endpoints are signed for the region in their host name.
         region: c.callbackRegion,
+        regions: c.peerRegions,
         maxSockets: Math.max(50, c.fanout.concurrency),
         throttleMaxAttempts: c.fanout.throttleMaxAttempts,
         throttleBudgetMs: c.fanout.throttleBudgetMs,

@@ -2,7 +2,7 @@ import * as v from 'valibot';
 import { checkTokenOptions } from './auth/tokens.js';
 import { API_GATEWAY_IDLE_SECONDS } from './constants.js';
 import { ConfigError } from './errors.js';
-import { REGION_NAME } from './gateway/region.js';
+import { REGION_NAME, regionInHost } from './gateway/region.js';
 
 /**
  * The only reader of process.env. Everything is validated once, at cold start,
@@ -114,9 +114,12 @@ const EnvSchema = v.object({
   MAX_TOPICS_PER_CONNECTION: int('MAX_TOPICS_PER_CONNECTION', 100, 1, 10_000),
   MAX_CONNECTIONS_PER_USER: int('MAX_CONNECTIONS_PER_USER', 50, 1, 100_000),
   REPLAYS_PER_MINUTE: int('REPLAYS_PER_MINUTE', 10, 1, 10_000),
-  // An endpoint `deliver` may post to besides WS_CALLBACK_URL and the
-  // endpoints the registry recorded connections with.
+  // This API's endpoint (the template sets it): `deliver` may post to it,
+  // WS_CALLBACK_URL and the peers' (WS_PEERS) and to no other endpoint.
   WS_API_ENDPOINT: url('WS_API_ENDPOINT'),
+  // The other APIs sharing this Redis (docs/deploying.md; build/peers.cjs
+  // reads the same setting to grant the roles ManageConnections on them).
+  WS_PEERS: v.optional(v.string()),
   // The SDK's standard per-service endpoint overrides (tests' stand-ins).
   AWS_ENDPOINT_URL_SSM: url('AWS_ENDPOINT_URL_SSM'),
   AWS_ENDPOINT_URL_SECRETS_MANAGER: url('AWS_ENDPOINT_URL_SECRETS_MANAGER'),
@@ -147,8 +150,15 @@ export interface Config {
   deployed: boolean;
   allowPlaintextRedis: boolean;
   limits: { topicsPerConnection: number; connectionsPerUser: number; replaysPerMinute: number };
-  /** Endpoints `deliver` may post to (this API's, the callback URL); empty: not restricted. */
+  /** Endpoints `deliver` may post to: this API's, the callback URL, the peers'. */
   allowedEndpoints: string[];
+  /**
+   * `deliver` may also post to any endpoint the registry recorded a
+   * connection with: `npm start` (no IAM), or WS_PEERS=account.
+   */
+  acceptRecordedEndpoints: boolean;
+  /** Signing region of each peer endpoint (WS_PEERS): a custom domain names none. */
+  peerRegions: Record<string, string>;
   /** Where secrets are fetched from, when not the region's public endpoints. */
   secretEndpoints: { ssm?: string; secretsManager?: string };
   callbackUrl?: string;
@@ -234,6 +244,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const allowPlaintextRedis = isTrue(e.REDIS_ALLOW_PLAINTEXT);
   checkRedisTransport(redis.urls, { deployed, allowPlaintextRedis });
   const callbackUrl = e.WS_CALLBACK_URL?.replace(/\/+$/, '');
+  const peers = parsePeers(e.WS_PEERS);
   return {
     redis,
     jwt,
@@ -249,9 +260,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       ssm: e.AWS_ENDPOINT_URL_SSM,
       secretsManager: e.AWS_ENDPOINT_URL_SECRETS_MANAGER,
     }),
-    allowedEndpoints: [e.WS_API_ENDPOINT?.replace(/\/+$/, ''), callbackUrl].filter(
-      (u): u is string => u !== undefined,
-    ),
+    allowedEndpoints: [
+      e.WS_API_ENDPOINT?.replace(/\/+$/, ''),
+      callbackUrl,
+      ...Object.keys(peers.regions),
+    ].filter((u): u is string => u !== undefined),
+    acceptRecordedEndpoints: !deployed || peers.account,
+    peerRegions: peers.regions,
     ...defined({ callbackUrl, lambdaEndpoint: e.LAMBDA_ENDPOINT }),
     connectionTtlSeconds: e.CONNECTION_TTL_SECONDS,
     history: { size: e.HISTORY_SIZE, ttlSeconds: e.HISTORY_TTL_SECONDS },
@@ -282,6 +297,29 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         },
       }),
   };
+}
+
+/**
+ * WS_PEERS: comma-separated `https://{api}.execute-api.{region}.amazonaws.com/{stage}`,
+ * `{url}={region}:{api}/{stage}` (a custom domain) or `account`. Read in
+ * full, strictly, by build/peers.cjs at package time (a template cannot
+ * carry a malformed one); here only what the functions need, kept small for
+ * the `default` bundle: each peer's endpoint and signing region.
+ * test/unit/peers.test.ts holds the two readings to each other.
+ */
+export function parsePeers(text = ''): { account: boolean; regions: Record<string, string> } {
+  const regions: Record<string, string> = {};
+  let account = false;
+  for (const raw of text.split(',')) {
+    const [url = '', api] = raw.trim().split('=');
+    const endpoint = url.replace(/\/+$/, '');
+    const region = api ? api.split(':')[0] : regionInHost(endpoint);
+    if (endpoint === 'account' && !api) account = true;
+    else if (region && REGION_NAME.test(region) && URL.canParse(endpoint))
+      regions[endpoint] = region;
+    else if (endpoint) throw new ConfigError(`WS_PEERS: "${raw.trim()}" is not a peer`);
+  }
+  return { account, regions };
 }
 
 const splitUrls = (list: string): string[] =>

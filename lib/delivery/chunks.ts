@@ -301,23 +301,25 @@ export function parseDeliverChunk(input: unknown): DeliverChunk {
 /**
  * `deliver` signs its posts with its role and must not be made to sign and
  * send requests to hosts its invoker picked: every endpoint in a chunk must
- * be this API's (`allowed`: WS_API_ENDPOINT, WS_CALLBACK_URL) or one the
- * registry recorded a connection with (another API sharing this Redis). A
- * chunk naming any other is refused whole, before anything is sent.
+ * be one `allowed` names (this API's, WS_CALLBACK_URL, the peers of
+ * WS_PEERS: exactly the APIs the role may post to) or, given `known`, one the
+ * registry recorded a connection with (`npm start`; WS_PEERS=account, whose
+ * role may post to any API of the account). A chunk naming any other is
+ * refused whole, before anything is sent.
  */
 export async function checkChunkEndpoints(
   chunk: DeliverChunk,
   allowed: readonly string[],
-  known: (endpoints: readonly string[]) => Promise<boolean>,
+  known?: (endpoints: readonly string[]) => Promise<boolean>,
 ): Promise<void> {
   const ours = new Set(allowed);
   const others = new Set<string>();
   for (const job of chunk.jobs) {
     for (const [, endpoint] of job.recipients) if (!ours.has(endpoint)) others.add(endpoint);
   }
-  if (others.size > 0 && !(await known([...others]))) {
+  if (others.size > 0 && !(await known?.([...others]))) {
     throw new ValidationError(
-      "invalid deliver event: a recipient's endpoint is neither this API's nor one a connection was recorded with",
+      `invalid deliver event: a recipient's endpoint is neither this API's nor a peer's${known ? ' nor one a connection was recorded with' : ' (WS_PEERS)'}`,
     );
   }
 }

@@ -39,6 +39,11 @@ export interface SignedHttpGatewayOptions extends Partial<RetryPolicy> {
    * serverless-offline). An execute-api host is signed for its own region.
    */
   region: string;
+  /**
+   * Signing region of named endpoints (the peers of WS_PEERS): a peer's
+   * custom domain names no region, and may be in another one than ours.
+   */
+  regions?: Readonly<Record<string, string>>;
   /** Lambda's, from the environment: see lib/aws-signing.ts. */
   credentials: AwsCredentialIdentityProvider;
   /** Sockets per endpoint. */
@@ -102,6 +107,7 @@ export class SignedHttpGateway implements Gateway {
   readonly #maxSockets: number;
   readonly #timeout: number;
   readonly #region: string;
+  readonly #regions: Readonly<Record<string, string>>;
   readonly #lookup: LookupFunction | undefined;
   /** Requests in flight and when each must have been answered (one sweep, not a timer each). */
   readonly #deadlines = new Map<ClientRequest, number>();
@@ -121,6 +127,7 @@ export class SignedHttpGateway implements Gateway {
     this.#maxSockets = options.maxSockets ?? 256;
     this.#timeout = options.requestTimeoutMs ?? 5_000;
     this.#region = options.region;
+    this.#regions = options.regions ?? {};
     this.#lookup = options.lookup;
   }
 
@@ -139,7 +146,7 @@ export class SignedHttpGateway implements Gateway {
         url,
         base,
         canonicalBase: canonicalPath(`${base}/@connections/x`).slice(0, -1),
-        region: regionOf(endpoint, this.#region),
+        region: this.#regions[endpoint] ?? regionOf(endpoint, this.#region),
         agent: https ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions),
         request: https ? httpsRequest : httpRequest,
       };

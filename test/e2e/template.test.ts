@@ -16,6 +16,9 @@ const JWT_SECRET = 'known-jwt-secret-3b9f0c6e1a2d4f5e6a7b8c9d';
 const REDIS_PASSWORD = 'knownRedisPassword7c1e9a';
 const REDIS_URL = `rediss://:${REDIS_PASSWORD}@cache.example:6379`;
 
+const PEERS =
+  'https://abc123def4.execute-api.us-east-1.amazonaws.com/prod, https://ws-eu.example.com=eu-central-1:xyz789/live';
+
 let dir: string;
 
 beforeAll(async () => {
@@ -29,6 +32,8 @@ beforeAll(async () => {
         JWT_SECRET,
         REDIS_URL,
         REDIS_PASSWORD,
+        // Two peers (docs/deploying.md): cfn-lint sees their grants too.
+        WS_PEERS: PEERS,
         PUSHWIRE_BUILD_DIR: join(dir, 'build'),
       },
       maxBuffer: 16 * 1024 * 1024,
@@ -101,12 +106,18 @@ describe('osls package (stage prod)', () => {
     expect(actions(roleOf('Connect'))).toEqual([]);
     expect(roleOf('Disconnect')).toBe(roleOf('Connect'));
     expect(roleOf('Presence')).toBe(roleOf('Connect'));
+    // $default answers only its caller: this API; the others this API and both peers.
     expect(methods(roleOf('Default'))).toEqual(['POST/@connections', 'DELETE/@connections']);
-    expect(methods(roleOf('Publish'))).toEqual(['POST/@connections']);
+    expect(methods(roleOf('Publish'))).toEqual(Array(3).fill('POST/@connections'));
     expect(actions(roleOf('Publish'))).toContain('"Action":"lambda:InvokeFunction"');
-    expect(methods(roleOf('Deliver'))).toEqual(['POST/@connections']);
+    expect(methods(roleOf('Deliver'))).toEqual(Array(3).fill('POST/@connections'));
     expect(actions(roleOf('Deliver'))).not.toContain('"Action":"lambda:InvokeFunction"');
-    expect(methods(roleOf('Kick'))).toEqual(['DELETE/@connections']);
+    expect(methods(roleOf('Kick'))).toEqual(Array(3).fill('DELETE/@connections'));
+    expect(JSON.stringify(r[roleOf('Kick')].Properties.Policies)).toContain(
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: CloudFormation Fn::Sub placeholders
+      ':execute-api:eu-central-1:${AWS::AccountId}:xyz789/live/DELETE/@connections/*',
+    );
+    expect(r.DeliverLambdaFunction.Properties.Environment.Variables.WS_PEERS).toBe(PEERS);
     expect(JSON.stringify(template)).not.toContain('AWSLambdaVPCAccessExecutionRole');
     for (const fn of ['Connect', 'Disconnect', 'Default']) {
       expect(r[`${fn}LambdaPermissionWebsockets`].Properties.SourceArn).toBeDefined();

@@ -1,7 +1,18 @@
 import { type ChildProcess, execFile, fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { isBuiltin } from 'node:module';
+import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import JSZip from 'jszip';
@@ -24,13 +35,33 @@ export interface PackagedFunction {
 
 export interface Packaged {
   dir: string;
+  stage: string;
   region: string;
   functions: Map<string, PackagedFunction>;
+  /** The packaged CloudFormation template, as written (test/sandbox/iam.ts reads its roles). */
+  template: Template;
 }
 
+export interface Template {
+  Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
+}
+
+/** What CloudFormation would put for a value with intrinsic functions (test/sandbox/iam.ts). */
+export type Resolve = (value: unknown) => unknown;
+
+/** What `osls package` reads from the project (serverless.yml and what it names). */
+const SERVICE_SOURCES = [
+  'serverless.yml',
+  'package.json',
+  'tsconfig.json',
+  'functions',
+  'lib',
+  'build',
+];
+
 /**
- * `osls package` exactly as a deploy does, into `dir` (not .serverless, so a
- * developer's own package is left alone), with `env` as the shell that
+ * `osls package` exactly as a deploy does, into `dir`, from a copy of the
+ * project (a developer's own .serverless is left alone), with `env` as the shell that
  * packages would have it; returns the functions the template declares.
  */
 export async function packageService(
@@ -38,18 +69,30 @@ export async function packageService(
   stage: string,
   region: string,
   env: Record<string, string>,
+  resolveWith: (template: Template) => Resolve,
 ): Promise<Packaged> {
-  await run(
-    'node_modules/.bin/osls',
-    ['package', '--stage', stage, '--region', region, '--package', dir],
-    {
-      env: { ...process.env, ...env, PUSHWIRE_BUILD_DIR: `.esbuild-sandbox-${process.pid}` },
-      maxBuffer: 16 << 20,
-    },
-  );
+  // osls writes and then removes <service>/.serverless even with --package:
+  // two packages at once (or a developer's own) would race there. Each runs
+  // in its own copy of the source, node_modules linked, as a deploy would.
+  const service = mkdtempSync(join(tmpdir(), `pushwire-service-${stage}-${region}-`));
+  try {
+    for (const entry of SERVICE_SOURCES)
+      cpSync(resolve(entry), join(service, entry), { recursive: true });
+    symlinkSync(resolve('node_modules'), join(service, 'node_modules'), 'dir');
+    await run(
+      join(service, 'node_modules/.bin/osls'),
+      ['package', '--stage', stage, '--region', region, '--package', dir],
+      { cwd: service, env: { ...process.env, ...env }, maxBuffer: 16 << 20 },
+    ).catch((error: Error & { stdout?: string; stderr?: string }) => {
+      throw new Error(`osls package failed: ${error.message}\n${error.stdout}\n${error.stderr}`);
+    });
+  } finally {
+    rmSync(service, { recursive: true, force: true });
+  }
   const template = JSON.parse(
     readFileSync(join(dir, 'cloudformation-template-update-stack.json'), 'utf8'),
-  ) as { Resources: Record<string, { Type: string; Properties: Record<string, unknown> }> };
+  ) as Template;
+  const resolved = resolveWith(template);
   const functions = new Map<string, PackagedFunction>();
   for (const resource of Object.values(template.Resources)) {
     if (resource.Type !== 'AWS::Lambda::Function') continue;
@@ -63,9 +106,11 @@ export async function packageService(
       Code: { S3Key: string };
     };
     const environment: Record<string, string> = {};
-    for (const [name, value] of Object.entries(p.Environment?.Variables ?? {})) {
+    for (const [name, raw] of Object.entries(p.Environment?.Variables ?? {})) {
+      // As CloudFormation would set it (WS_API_ENDPOINT names the API's id).
+      const value = resolved(raw);
       if (typeof value !== 'string')
-        throw new Error(`${p.FunctionName}: ${name} is not a plain string in the template`);
+        throw new Error(`${p.FunctionName}: ${name} does not resolve to a string`);
       environment[name] = value;
     }
     const zip = basename(p.Code.S3Key);
@@ -81,7 +126,7 @@ export async function packageService(
       zip: join(dir, zip),
     });
   }
-  return { dir, region, functions };
+  return { dir, stage, region, functions, template };
 }
 
 /** Folders on the way from `dir` to the root that hold a node_modules. */
@@ -135,8 +180,12 @@ export interface SandboxOptions {
   root: string;
   node: string;
   region: string;
-  /** The role's credentials, as Lambda puts them in the environment. */
-  credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string };
+  /** Each function's session of its role, as Lambda puts it in the environment. */
+  credentials: (fn: PackagedFunction) => {
+    accessKeyId: string;
+    secretAccessKey: string;
+    sessionToken: string;
+  };
   /** Concurrent instances a function may have (each cold-starts, as on Lambda). */
   maxInstances?: number;
 }
@@ -199,7 +248,8 @@ export class LambdaSandbox {
   }
 
   #environment(fn: PackagedFunction): Record<string, string> {
-    const { region, credentials } = this.#options;
+    const { region } = this.#options;
+    const credentials = this.#options.credentials(fn);
     const taskRoot = join(this.#options.root, 'task', fn.key);
     // What Lambda sets for a function, besides the template's variables
     // (AWS docs, "Defined runtime environment variables"). NODE_PATH is

@@ -41,23 +41,110 @@ const close = (server: Server) =>
     server.close(() => resolve());
   });
 
-/** Checks a request is SigV4-signed with `credentials` for `service` in `region`. */
-function checker(
-  credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string },
-  region: string,
-  service: string,
-) {
+export interface SessionCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken: string;
+}
+
+/**
+ * The credentials Lambda hands each function: a session of its role. Each
+ * function of each stack gets its own key here, so a stand-in knows from a
+ * request's signature which function made it (and so which role it holds).
+ */
+export class Keyring {
+  readonly #byKey = new Map<string, SessionCredentials & { stack: string; functionKey: string }>();
+
+  issue(stack: string, functionKey: string): SessionCredentials {
+    const id = `ASIA${stack}${functionKey}`.toUpperCase().replace(/[^A-Z0-9]/g, '');
+    const credentials = {
+      accessKeyId: id,
+      secretAccessKey: `sandbox/${stack}/${functionKey}+key=EXAMPLE`,
+      sessionToken: `IQoJb3JpZ2luX2Vj//${stack}-${functionKey}+session=`,
+    };
+    this.#byKey.set(id, { ...credentials, stack, functionKey });
+    return credentials;
+  }
+
+  lookup(accessKeyId: string) {
+    return this.#byKey.get(accessKeyId);
+  }
+}
+
+/**
+ * One AWS request as IAM would see it: who (the function whose session
+ * signed it), the action, the resource ARN built from the request itself,
+ * and the request's condition keys. `allowed` is what the authorizer said.
+ */
+export interface AwsRequest {
+  stack: string;
+  functionKey: string;
+  action: string;
+  resource: string;
+  context: Record<string, string>;
+  allowed: boolean;
+}
+
+/** Decides a signed request as IAM would (test/sandbox/iam.ts); absent: everything is allowed. */
+export type Authorize = (request: Omit<AwsRequest, 'allowed'>) => Promise<boolean> | boolean;
+
+/** Where every stand-in records the requests it authorized (or refused). */
+export interface RequestLog {
+  requests: AwsRequest[];
+  authorize?: Authorize;
+}
+
+export const ACCOUNT_ID = '123456789012';
+
+/** Checks a request is SigV4-signed by a session of the keyring for `service` in `region`. */
+function checker(keyring: Keyring, region: string, service: string) {
   return (request: ReceivedRequest): SigV4Check => {
-    const check = verifySigV4(request, (id) =>
-      id === credentials.accessKeyId ? credentials.secretAccessKey : undefined,
-    );
+    const check = verifySigV4(request, (id) => keyring.lookup(id)?.secretAccessKey);
     if (!check.ok) return check;
     if (check.region !== region || check.service !== service)
       return { ...check, ok: false, reason: `signed for ${check.service} in ${check.region}` };
-    if (request.headers['x-amz-security-token'] !== credentials.sessionToken)
+    const session = keyring.lookup(check.accessKeyId ?? '');
+    if (request.headers['x-amz-security-token'] !== session?.sessionToken)
       return { ...check, ok: false, reason: 'no session token (x-amz-security-token)' };
     return check;
   };
+}
+
+/**
+ * Records a signed request with its action and resource, asks the log's
+ * authorizer, and says whether to go on; a refused one is answered 403
+ * AccessDeniedException, as AWS answers it.
+ */
+async function authorized(
+  log: RequestLog | undefined,
+  check: SigV4Check,
+  keyring: Keyring,
+  what: { action: string; resource: string; region: string },
+  res: ServerResponse,
+): Promise<boolean> {
+  if (!log) return true;
+  const session = keyring.lookup(check.accessKeyId ?? '');
+  if (!session) throw new Error(`no session for ${check.accessKeyId}`);
+  const request = {
+    stack: session.stack,
+    functionKey: session.functionKey,
+    action: what.action,
+    resource: what.resource,
+    context: {
+      'aws:RequestedRegion': what.region,
+      'aws:PrincipalAccount': ACCOUNT_ID,
+    },
+  };
+  const allowed = (await log.authorize?.(request)) ?? true;
+  log.requests.push({ ...request, allowed });
+  if (!allowed)
+    res
+      .writeHead(403, {
+        'content-type': 'application/json',
+        'x-amzn-errortype': 'AccessDeniedException',
+      })
+      .end(JSON.stringify({ __type: 'AccessDeniedException', message: 'not authorized' }));
+  return allowed;
 }
 
 export interface Post {
@@ -80,19 +167,35 @@ export class ManagementApiStandIn {
   readonly #open = new Set<string>();
   #listening?: Listening;
 
-  constructor(
+  private constructor(
     readonly stage: string,
-    readonly check: (request: ReceivedRequest) => SigV4Check,
-  ) {}
+    readonly region: string,
+    readonly apiId: string,
+    readonly keyring: Keyring,
+    readonly log: RequestLog | undefined,
+  ) {
+    this.check = checker(keyring, region, 'execute-api');
+  }
 
-  static async start(
-    stage: string,
-    region: string,
-    credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string },
-  ): Promise<ManagementApiStandIn> {
-    const api = new ManagementApiStandIn(stage, checker(credentials, region, 'execute-api'));
+  readonly check: (request: ReceivedRequest) => SigV4Check;
+
+  /** The API `apiId` of `stage` in `region`; signed requests are recorded in `log`. */
+  static async start(options: {
+    stage: string;
+    region: string;
+    apiId: string;
+    keyring: Keyring;
+    log?: RequestLog;
+  }): Promise<ManagementApiStandIn> {
+    const { stage, region, apiId, keyring, log } = options;
+    const api = new ManagementApiStandIn(stage, region, apiId, keyring, log);
     api.#listening = await listen((request, res) => api.#handle(request, res));
     return api;
+  }
+
+  /** The ARN IAM authorizes a call to a connection of this API against. */
+  arn(method: string, connectionId: string): string {
+    return `arn:aws:execute-api:${this.region}:${ACCOUNT_ID}:${this.apiId}/${this.stage}/${method}/@connections/${connectionId}`;
   }
 
   /** The callback URL the functions record (what WS_CALLBACK_URL says). */
@@ -114,7 +217,7 @@ export class ManagementApiStandIn {
     return this.posts.filter((p) => p.connectionId === connectionId).map((p) => JSON.parse(p.data));
   }
 
-  #handle(request: ReceivedRequest, res: ServerResponse): void {
+  async #handle(request: ReceivedRequest, res: ServerResponse): Promise<void> {
     const match = new RegExp(`^/${this.stage}/@connections/([^/?]+)$`).exec(request.url);
     if (!match) {
       res.writeHead(404, { 'x-amzn-errortype': 'NotFoundException' }).end('{}');
@@ -127,6 +230,9 @@ export class ManagementApiStandIn {
       return;
     }
     const connectionId = decodeURIComponent(match[1] as string);
+    const resource = this.arn(request.method, connectionId);
+    const what = { action: 'execute-api:ManageConnections', resource, region: this.region };
+    if (!(await authorized(this.log, check, this.keyring, what, res))) return;
     if (!this.#open.has(connectionId)) {
       res.writeHead(410, { 'x-amzn-errortype': 'GoneException' }).end('{"message":null}');
       return;
@@ -165,19 +271,25 @@ export class LambdaInvokeStandIn {
   #listening?: Listening;
 
   private constructor(
-    readonly check: (request: ReceivedRequest) => SigV4Check,
+    readonly region: string,
+    readonly keyring: Keyring,
+    readonly log: RequestLog | undefined,
     readonly run: (
       functionName: string,
       payload: unknown,
     ) => Promise<{ ok: true; result: unknown } | { ok: false; error: unknown }>,
-  ) {}
+  ) {
+    this.check = checker(keyring, region, 'lambda');
+  }
+
+  readonly check: (request: ReceivedRequest) => SigV4Check;
 
   static async start(
-    region: string,
-    credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string },
+    options: { region: string; keyring: Keyring; log?: RequestLog },
     run: LambdaInvokeStandIn['run'],
   ): Promise<LambdaInvokeStandIn> {
-    const api = new LambdaInvokeStandIn(checker(credentials, region, 'lambda'), run);
+    const { region, keyring, log } = options;
+    const api = new LambdaInvokeStandIn(region, keyring, log, run);
     api.#listening = await listen((request, res) => api.#handle(request, res));
     return api;
   }
@@ -204,6 +316,11 @@ export class LambdaInvokeStandIn {
       return;
     }
     const functionName = decodeURIComponent(match[1] as string);
+    const resource = functionName.startsWith('arn:')
+      ? functionName
+      : `arn:aws:lambda:${this.region}:${ACCOUNT_ID}:function:${functionName}`;
+    const what = { action: 'lambda:InvokeFunction', resource, region: this.region };
+    if (!(await authorized(this.log, check, this.keyring, what, res))) return;
     const payload = JSON.parse(request.body.toString('utf8')) as unknown;
     this.invocations.push({ functionName, payload });
     const outcome = await this.run(functionName, payload);
@@ -235,16 +352,22 @@ export class SsmStandIn {
   #listening?: Listening;
 
   private constructor(
-    readonly check: (request: ReceivedRequest) => SigV4Check,
+    readonly region: string,
+    readonly keyring: Keyring,
+    readonly log: RequestLog | undefined,
     readonly parameters: Record<string, string>,
-  ) {}
+  ) {
+    this.check = checker(keyring, region, 'ssm');
+  }
+
+  readonly check: (request: ReceivedRequest) => SigV4Check;
 
   static async start(
-    region: string,
-    credentials: { accessKeyId: string; secretAccessKey: string; sessionToken: string },
+    options: { region: string; keyring: Keyring; log?: RequestLog },
     parameters: Record<string, string>,
   ): Promise<SsmStandIn> {
-    const api = new SsmStandIn(checker(credentials, region, 'ssm'), parameters);
+    const { region, keyring, log } = options;
+    const api = new SsmStandIn(region, keyring, log, parameters);
     api.#listening = await listen((request, res) => api.#handle(request, res));
     return api;
   }
@@ -253,7 +376,7 @@ export class SsmStandIn {
     return `http://127.0.0.1:${this.#listening?.port}`;
   }
 
-  #handle(request: ReceivedRequest, res: ServerResponse): void {
+  async #handle(request: ReceivedRequest, res: ServerResponse): Promise<void> {
     const json = { 'content-type': 'application/x-amz-json-1.1' };
     if (request.method !== 'POST' || request.headers['x-amz-target'] !== 'AmazonSSM.GetParameter') {
       res.writeHead(400, json).end(JSON.stringify({ __type: 'UnknownOperationException' }));
@@ -269,6 +392,11 @@ export class SsmStandIn {
       Name: string;
       WithDecryption?: boolean;
     };
+    const resource = Name.startsWith('arn:')
+      ? Name
+      : `arn:aws:ssm:${this.region}:${ACCOUNT_ID}:parameter${Name.startsWith('/') ? '' : '/'}${Name}`;
+    const what = { action: 'ssm:GetParameter', resource, region: this.region };
+    if (!(await authorized(this.log, check, this.keyring, what, res))) return;
     this.reads.push(Name);
     const value = this.parameters[Name];
     if (value === undefined || WithDecryption !== true) {
@@ -282,6 +410,79 @@ export class SsmStandIn {
     res
       .writeHead(200, json)
       .end(JSON.stringify({ Parameter: { Name, Type: 'SecureString', Value: value } }));
+  }
+
+  async stop(): Promise<void> {
+    if (this.#listening) await close(this.#listening.server);
+  }
+}
+
+/**
+ * Secrets Manager's GetSecretValue: answers the secrets it was given (by
+ * full ARN, as AWS names them: `…:secret:{name}-{6 random characters}`),
+ * ResourceNotFoundException otherwise. Signed for secretsmanager in the
+ * region by a session of the keyring, or refused (403) and recorded.
+ */
+export class SecretsManagerStandIn {
+  readonly reads: string[] = [];
+  readonly signatureFailures: SignatureFailure[] = [];
+  readonly check: (request: ReceivedRequest) => SigV4Check;
+  #listening?: Listening;
+
+  private constructor(
+    readonly region: string,
+    readonly keyring: Keyring,
+    readonly log: RequestLog | undefined,
+    readonly secrets: Record<string, string>,
+  ) {
+    this.check = checker(keyring, region, 'secretsmanager');
+  }
+
+  static async start(
+    options: { region: string; keyring: Keyring; log?: RequestLog },
+    secrets: Record<string, string>,
+  ): Promise<SecretsManagerStandIn> {
+    const { region, keyring, log } = options;
+    const api = new SecretsManagerStandIn(region, keyring, log, secrets);
+    api.#listening = await listen((request, res) => api.#handle(request, res));
+    return api;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.#listening?.port}`;
+  }
+
+  async #handle(request: ReceivedRequest, res: ServerResponse): Promise<void> {
+    const json = { 'content-type': 'application/x-amz-json-1.1' };
+    if (
+      request.method !== 'POST' ||
+      request.headers['x-amz-target'] !== 'secretsmanager.GetSecretValue'
+    ) {
+      res.writeHead(400, json).end(JSON.stringify({ __type: 'UnknownOperationException' }));
+      return;
+    }
+    const check = this.check(request);
+    if (!check.ok) {
+      this.signatureFailures.push({ url: request.url, check });
+      res.writeHead(403, json).end(JSON.stringify({ __type: 'InvalidSignatureException' }));
+      return;
+    }
+    const { SecretId } = JSON.parse(request.body.toString('utf8')) as { SecretId: string };
+    const what = {
+      action: 'secretsmanager:GetSecretValue',
+      resource: SecretId,
+      region: this.region,
+    };
+    if (!(await authorized(this.log, check, this.keyring, what, res))) return;
+    this.reads.push(SecretId);
+    const value = this.secrets[SecretId];
+    if (value === undefined) {
+      res
+        .writeHead(400, json)
+        .end(JSON.stringify({ __type: 'ResourceNotFoundException', message: 'not found' }));
+      return;
+    }
+    res.writeHead(200, json).end(JSON.stringify({ ARN: SecretId, SecretString: value }));
   }
 
   async stop(): Promise<void> {

@@ -7,84 +7,188 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUNDLE_LIMITS } from '../../bench/bundles.js';
 import { type RedisServer, startRedisServer } from '../../scripts/redis-server.js';
 import { devToken } from '../../scripts/token.js';
+import { resolver, type StackFacts, StackIam } from './iam.js';
 import { LambdaSandbox, type Packaged, packageService } from './lambda-sandbox.js';
 import { NODE_VERSIONS, type NodeMajor, nodeBinary } from './node-runtimes.js';
-import { LambdaInvokeStandIn, ManagementApiStandIn, SsmStandIn } from './stand-ins.js';
+import {
+  ACCOUNT_ID,
+  Keyring,
+  LambdaInvokeStandIn,
+  ManagementApiStandIn,
+  type RequestLog,
+  SecretsManagerStandIn,
+  SsmStandIn,
+} from './stand-ins.js';
 
 /**
  * The packaged zips (`osls package`), run as Lambda runs them: each unzipped
  * alone with no node_modules above it, under Node 22 and Node 24, with only
  * the environment Lambda gives a function. The AWS APIs are local stand-ins
- * that check every request's SigV4 signature; Redis is a private server.
- * It proves the zips carry everything they load and that the whole path
- * works from them; it cannot prove IAM permissions, VPC networking or the
- * real API Gateway (README, "Deploying").
+ * that check every request's SigV4 signature and record it as IAM sees it
+ * (action, resource ARN built from the request, condition keys); each is
+ * decided by the packaged template's own policies for the role of the
+ * function that signed it (test/sandbox/iam.ts, iam-simulate), and refused
+ * (403) when they do not allow it. Two stacks are packaged from this source,
+ * in two stages and two regions, each naming the other in WS_PEERS, and
+ * share one private Redis. It cannot prove VPC networking or the real API
+ * Gateway (docs/deploying.md).
  */
 
-const STAGE = 'prod';
-const REGION = 'eu-west-1';
-// Read by the functions from the SSM stand-in, never given to them by value.
-const JWT_SECRET = 'sandbox-secret-of-at-least-32-bytes!';
-// What Lambda puts in the environment for the role (a session: a token too).
-const CREDENTIALS = {
-  accessKeyId: 'ASIASANDBOXEXAMPLE',
-  secretAccessKey: 'sandbox/secret+key=EXAMPLE',
-  sessionToken: 'IQoJb3JpZ2luX2VjEXAMPLE//session+token=',
+const STACK_A: StackFacts = { name: 'a', stage: 'prod', region: 'eu-west-1', apiId: 'aaaa1111aa' };
+const STACK_B: StackFacts = {
+  name: 'b',
+  stage: 'canary',
+  region: 'us-east-1',
+  apiId: 'bbbb2222bb',
 };
-const DOMAIN = 'abc123def4.execute-api.eu-west-1.amazonaws.com';
 const FANOUT_CHUNK = 3;
+
+/** One stack: its stand-ins, its package, its IAM, the sandbox running it now. */
+interface Stack {
+  facts: StackFacts;
+  /** Read by the functions from Secrets Manager, never given to them by value. */
+  jwtSecret: string;
+  jwtSecretArn: string;
+  redisUrlParameter: string;
+  domain: string;
+  mgmt: ManagementApiStandIn;
+  ssm: SsmStandIn;
+  secrets: SecretsManagerStandIn;
+  invokeApi: LambdaInvokeStandIn;
+  packaged: Packaged;
+  iam: StackIam;
+  current?: LambdaSandbox | undefined;
+}
 
 let redisServer: RedisServer;
 let redis: Redis;
-let mgmt: ManagementApiStandIn;
-let ssm: SsmStandIn;
-let invokeApi: LambdaInvokeStandIn;
-let packaged: Packaged;
-/** The sandbox of the Node version under test: the Invoke API runs `deliver` in it. */
-let current: LambdaSandbox | undefined;
+const keyring = new Keyring();
+/** Every AWS request any function of either stack made, as IAM decided it. */
+const log: RequestLog = { requests: [] };
+/** `stack|role|policy|statement|action|resource` of every grant some request used. */
+const used = new Set<string>();
+const stacks = new Map<string, Stack>();
+const stackOf = (name: string) => stacks.get(name) as Stack;
+let A: Stack;
+let B: Stack;
+/** Removed after the run, packaged or not. */
+const packageDirs: string[] = [];
+/** Stopped after the run, packaged or not. */
+const started: Awaited<ReturnType<typeof startStandIns>>[] = [];
+
+const grantKey = (
+  stack: string,
+  g: { role: string; policy: string; statement: string; action: string; resource: string },
+) => [stack, g.role, g.policy, g.statement, g.action, g.resource].join('|');
+
+log.authorize = async (request) => {
+  const stack = stackOf(request.stack);
+  const role = stack.iam.roleOf.get(request.functionKey) as string;
+  const decision = await stack.iam.decide(role, request);
+  for (const grant of decision.grants) used.add(grantKey(request.stack, grant));
+  return decision.allowed;
+};
+
+async function startStandIns(facts: StackFacts) {
+  const options = { region: facts.region, keyring, log };
+  const jwtSecret = `sandbox-secret-of-at-least-32-bytes-${facts.name}!`;
+  const jwtSecretArn = `arn:aws:secretsmanager:${facts.region}:${ACCOUNT_ID}:secret:pushwire/${facts.stage}/jwt-secret-Ab12Cd`;
+  const redisUrlParameter = `/pushwire/${facts.stage}/redis-url`;
+  return {
+    facts,
+    jwtSecret,
+    jwtSecretArn,
+    redisUrlParameter,
+    domain: `${facts.apiId}.execute-api.${facts.region}.amazonaws.com`,
+    mgmt: await ManagementApiStandIn.start({ ...options, stage: facts.stage, apiId: facts.apiId }),
+    ssm: await SsmStandIn.start(options, { [redisUrlParameter]: redisServer.url }),
+    secrets: await SecretsManagerStandIn.start(options, { [jwtSecretArn]: jwtSecret }),
+    invokeApi: await LambdaInvokeStandIn.start(options, async (name, payload) => {
+      const sandbox = stackOf(facts.name).current;
+      if (!sandbox) throw new Error('no sandbox running');
+      const outcome = await sandbox.invoke(name, payload);
+      return outcome.ok ? outcome : { ok: false, error: outcome.error };
+    }),
+  };
+}
+
+/** `{url}={region}:{api}/{stage}`: the peer's callback URL names no region (as a custom domain). */
+const peerEntry = (stack: Omit<Stack, 'packaged' | 'iam'>) =>
+  `${stack.mgmt.url}=${stack.facts.region}:${stack.facts.apiId}/${stack.facts.stage}`;
+
+async function packageStack(
+  self: Omit<Stack, 'packaged' | 'iam'>,
+  peer: Omit<Stack, 'packaged' | 'iam'>,
+): Promise<Stack> {
+  const { facts } = self;
+  const dir = mkdtempSync(join(tmpdir(), `pushwire-package-${facts.name}-`));
+  packageDirs.push(dir);
+  // The shell a deploy would package from: these end up in the template.
+  const packaged = await packageService(
+    dir,
+    facts.stage,
+    facts.region,
+    {
+      // Secrets by parameter (issue 9): the Redis URL in SSM, the JWT secret
+      // in Secrets Manager, so every role reads from both. No TLS here.
+      JWT_SECRET_PARAMETER: self.jwtSecretArn,
+      REDIS_ALLOW_PLAINTEXT: 'true',
+      AWS_ENDPOINT_URL_SSM: self.ssm.url,
+      AWS_ENDPOINT_URL_SECRETS_MANAGER: self.secrets.url,
+      WS_CALLBACK_URL: self.mgmt.url,
+      LAMBDA_ENDPOINT: self.invokeApi.url,
+      FANOUT_CHUNK: String(FANOUT_CHUNK),
+      FANOUT_PARALLEL_CHUNKS: '2',
+      WS_PEERS: peerEntry(peer),
+    },
+    resolver(facts),
+  );
+  return { ...self, packaged, iam: new StackIam(facts, packaged) };
+}
 
 beforeAll(async () => {
   redisServer = await startRedisServer();
   redis = new Redis(redisServer.url);
-  mgmt = await ManagementApiStandIn.start(STAGE, REGION, CREDENTIALS);
-  ssm = await SsmStandIn.start(REGION, CREDENTIALS, {
-    '/pushwire/prod/redis-url': redisServer.url,
-    '/pushwire/prod/jwt-secret': JWT_SECRET,
-  });
-  invokeApi = await LambdaInvokeStandIn.start(REGION, CREDENTIALS, async (name, payload) => {
-    if (!current) throw new Error('no sandbox running');
-    const outcome = await current.invoke(name, payload);
-    return outcome.ok ? outcome : { ok: false, error: outcome.error };
-  });
-  // The shell a deploy would package from: these end up in the template.
-  const dir = mkdtempSync(join(tmpdir(), 'pushwire-package-'));
-  packaged = await packageService(dir, STAGE, REGION, {
-    // Secrets by parameter (issue 9): the template names them, the functions
-    // fetch them (signed) at cold start. The private Redis has no TLS.
-    JWT_SECRET_PARAMETER: '/pushwire/prod/jwt-secret',
-    REDIS_ALLOW_PLAINTEXT: 'true',
-    AWS_ENDPOINT_URL_SSM: ssm.url,
-    WS_CALLBACK_URL: mgmt.url,
-    LAMBDA_ENDPOINT: invokeApi.url,
-    FANOUT_CHUNK: String(FANOUT_CHUNK),
-    FANOUT_PARALLEL_CHUNKS: '2',
-  });
+  const [a, b] = await Promise.all([startStandIns(STACK_A), startStandIns(STACK_B)]);
+  started.push(a, b);
+  // Both stacks from the same source, side by side (each its own build folder).
+  [A, B] = await Promise.all([packageStack(a, b), packageStack(b, a)]);
+  stacks.set('a', A);
+  stacks.set('b', B);
   // Both runtimes up front (fetched through npm once, then cached).
   await Promise.all(Object.keys(NODE_VERSIONS).map((m) => nodeBinary(Number(m) as NodeMajor)));
 }, 300_000);
 
 afterAll(async () => {
-  await current?.stop();
-  await invokeApi?.stop();
-  await mgmt?.stop();
-  await ssm?.stop();
+  for (const stack of [A, B]) await stack?.current?.stop();
+  for (const stack of started) {
+    await stack.invokeApi.stop();
+    await stack.mgmt.stop();
+    await stack.ssm.stop();
+    await stack.secrets.stop();
+  }
+  for (const dir of packageDirs) rmSync(dir, { recursive: true, force: true });
   await redis?.quit();
   await redisServer?.stop();
-  if (packaged) rmSync(packaged.dir, { recursive: true, force: true });
 });
 
+/** A sandbox running `stack`'s zips on `major`, each function with its own session of its role. */
+async function startSandbox(stack: Stack, major: NodeMajor, root: string): Promise<LambdaSandbox> {
+  const sandbox = await LambdaSandbox.create(
+    {
+      root,
+      node: await nodeBinary(major),
+      region: stack.facts.region,
+      credentials: (fn) => keyring.issue(stack.facts.name, fn.key),
+    },
+    stack.packaged,
+  );
+  stack.current = sandbox;
+  return sandbox;
+}
+
 it('packages every function for a Node runtime the sandbox runs, its environment in plain strings', () => {
-  const keys = [...packaged.functions.keys()].sort();
+  const keys = [...A.packaged.functions.keys()].sort();
   expect(keys).toEqual([
     'connect',
     'default',
@@ -96,15 +200,22 @@ it('packages every function for a Node runtime the sandbox runs, its environment
     'publish',
     'queue',
   ]);
-  for (const fn of packaged.functions.values()) {
-    expect(Object.keys(NODE_VERSIONS).map((m) => `nodejs${m}.x`)).toContain(fn.runtime);
-    expect(fn.environment['WS_CALLBACK_URL']).toBe(mgmt.url);
-    expect(fn.environment['FANOUT_CHUNK']).toBe(String(FANOUT_CHUNK));
+  for (const stack of [A, B]) {
+    expect([...stack.packaged.functions.keys()].sort()).toEqual(keys);
+    for (const fn of stack.packaged.functions.values()) {
+      expect(Object.keys(NODE_VERSIONS).map((m) => `nodejs${m}.x`)).toContain(fn.runtime);
+      expect(fn.environment['WS_CALLBACK_URL']).toBe(stack.mgmt.url);
+      expect(fn.environment['FANOUT_CHUNK']).toBe(String(FANOUT_CHUNK));
+      // The template names this API's own endpoint (deliver's allow-list).
+      expect(fn.environment['WS_API_ENDPOINT']).toBe(
+        `https://${stack.domain}/${stack.facts.stage}`,
+      );
+    }
   }
 });
 
 it('keeps each zip within its bundle size target (one .cjs file, 1 KB = 1,000 bytes)', async () => {
-  for (const fn of packaged.functions.values()) {
+  for (const fn of A.packaged.functions.values()) {
     const zip = await JSZip.loadAsync(readFileSync(fn.zip));
     const files = Object.values(zip.files).filter((f) => !f.dir);
     expect(files.map((f) => f.name)).toEqual([`functions/${fn.key}.cjs`]);
@@ -117,7 +228,7 @@ it('keeps each zip within its bundle size target (one .cjs file, 1 KB = 1,000 by
 let connections = 0;
 const newConnectionId = () => `Sbx${(++connections).toString(36)}Conn=`;
 
-function requestContext(connectionId: string, routeKey: string, eventType: string) {
+function requestContext(stack: Stack, connectionId: string, routeKey: string, eventType: string) {
   const now = Date.now();
   return {
     routeKey,
@@ -125,42 +236,42 @@ function requestContext(connectionId: string, routeKey: string, eventType: strin
     messageDirection: 'IN',
     extendedRequestId: `ext-${now}`,
     requestTime: new Date(now).toUTCString(),
-    stage: STAGE,
+    stage: stack.facts.stage,
     connectedAt: now,
     requestTimeEpoch: now,
     identity: { sourceIp: '203.0.113.7', userAgent: 'sandbox' },
     requestId: `req-${now}`,
-    domainName: DOMAIN,
+    domainName: stack.domain,
     connectionId,
-    apiId: 'abc123def4',
+    apiId: stack.facts.apiId,
   };
 }
 
-const connectEvent = (connectionId: string, query: Record<string, string>) => ({
-  headers: { Host: DOMAIN, 'Sec-WebSocket-Version': '13' },
-  multiValueHeaders: { Host: [DOMAIN], 'Sec-WebSocket-Version': ['13'] },
+const connectEvent = (stack: Stack, connectionId: string, query: Record<string, string>) => ({
+  headers: { Host: stack.domain, 'Sec-WebSocket-Version': '13' },
+  multiValueHeaders: { Host: [stack.domain], 'Sec-WebSocket-Version': ['13'] },
   queryStringParameters: query,
   multiValueQueryStringParameters: Object.fromEntries(
     Object.entries(query).map(([k, v]) => [k, [v]]),
   ),
-  requestContext: requestContext(connectionId, '$connect', 'CONNECT'),
+  requestContext: requestContext(stack, connectionId, '$connect', 'CONNECT'),
   isBase64Encoded: false,
 });
 
-const frameEvent = (connectionId: string, frame: unknown) => ({
+const frameEvent = (stack: Stack, connectionId: string, frame: unknown) => ({
   requestContext: {
-    ...requestContext(connectionId, '$default', 'MESSAGE'),
+    ...requestContext(stack, connectionId, '$default', 'MESSAGE'),
     messageId: `msg-${Date.now()}`,
   },
   body: JSON.stringify(frame),
   isBase64Encoded: false,
 });
 
-const disconnectEvent = (connectionId: string) => ({
-  headers: { Host: DOMAIN },
-  multiValueHeaders: { Host: [DOMAIN] },
+const disconnectEvent = (stack: Stack, connectionId: string) => ({
+  headers: { Host: stack.domain },
+  multiValueHeaders: { Host: [stack.domain] },
   requestContext: {
-    ...requestContext(connectionId, '$disconnect', 'DISCONNECT'),
+    ...requestContext(stack, connectionId, '$disconnect', 'DISCONNECT'),
     disconnectStatusCode: 1001,
     disconnectReason: 'Going away',
   },
@@ -185,27 +296,26 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
     /** $connect as API Gateway runs it; on 200 the stand-in holds the connection. */
     async function connect(userId: string, topics: string[] = []): Promise<string> {
       const connectionId = newConnectionId();
-      const token = await devToken(userId, { secret: JWT_SECRET, topics });
-      const reply = await sandbox.invokeOk<Reply>('connect', connectEvent(connectionId, { token }));
+      const token = await devToken(userId, { secret: A.jwtSecret, topics });
+      const reply = await sandbox.invokeOk<Reply>(
+        'connect',
+        connectEvent(A, connectionId, { token }),
+      );
       expect(reply.statusCode).toBe(200);
-      mgmt.open(connectionId);
+      A.mgmt.open(connectionId);
       return connectionId;
     }
     const send = (connectionId: string, frame: unknown) =>
-      sandbox.invokeOk<Reply>('default', frameEvent(connectionId, frame));
+      sandbox.invokeOk<Reply>('default', frameEvent(A, connectionId, frame));
 
     beforeAll(async () => {
       root = mkdtempSync(join(tmpdir(), `pushwire-sandbox-node${major}-`));
-      sandbox = await LambdaSandbox.create(
-        { root, node: await nodeBinary(major), region: REGION, credentials: CREDENTIALS },
-        packaged,
-      );
-      current = sandbox;
+      sandbox = await startSandbox(A, major, root);
     }, 120_000);
 
     afterAll(async () => {
       await sandbox?.stop();
-      if (current === sandbox) current = undefined;
+      if (A.current === sandbox) A.current = undefined;
       rmSync(root, { recursive: true, force: true });
     });
 
@@ -229,14 +339,14 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       bob = await connect(user('bob'));
       const refused = await sandbox.invokeOk<Reply>(
         'connect',
-        connectEvent(newConnectionId(), { token: 'not.a.token' }),
+        connectEvent(A, newConnectionId(), { token: 'not.a.token' }),
       );
       expect(refused.statusCode).toBe(401);
     });
 
     it('$default answers ping and subscribe, and a first frame posts nothing', async () => {
       // Prepare
-      const postsBefore = mgmt.posts.length;
+      const postsBefore = A.mgmt.posts.length;
       // Act
       const pong = await send(alice1, { action: 'ping' });
       const subscribed = await send(alice1, { action: 'subscribe', topic });
@@ -249,8 +359,9 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
         .filter((l) => l.functionKey === 'connect' || l.functionKey === 'default')
         .flatMap((l) => l.requested);
       expect(loaded).toContain('node:crypto');
-      expect(ssm.reads.length).toBeGreaterThan(0);
-      expect(mgmt.posts.length).toBe(postsBefore);
+      expect(A.ssm.reads.length).toBeGreaterThan(0);
+      expect(A.secrets.reads.length).toBeGreaterThan(0);
+      expect(A.mgmt.posts.length).toBe(postsBefore);
     });
 
     let firstCursor = '';
@@ -285,7 +396,7 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       firstCursor = first['cursor'] as string;
       secondCursor = second['cursor'] as string;
       for (const connectionId of [alice1, alice2])
-        expect(mgmt.postsTo(connectionId)).toEqual([
+        expect(A.mgmt.postsTo(connectionId)).toEqual([
           { type: 'message', id: first['id'], cursor: firstCursor, data: { n: 1 } },
           {
             type: 'message',
@@ -294,17 +405,17 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
             data: { n: 2, text: 'é ✓' },
           },
         ]);
-      expect(mgmt.signatureFailures).toEqual([]);
+      expect(A.mgmt.signatureFailures).toEqual([]);
     });
 
     it('a resume replays what came after its cursor, posted through the gateway', async () => {
       // Prepare
-      const before = mgmt.postsTo(alice2).length;
+      const before = A.mgmt.postsTo(alice2).length;
       // Act
       const reply = await send(alice2, { action: 'resume', since: firstCursor });
       // Assess
       expect(replyFrame(reply)).toEqual({ type: 'resumed', recovered: true });
-      expect(mgmt.postsTo(alice2).slice(before)).toEqual([
+      expect(A.mgmt.postsTo(alice2).slice(before)).toEqual([
         {
           type: 'message',
           id: `second-${major}`,
@@ -317,6 +428,19 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       expect(sandbox.loads.at(-1)?.requested).toContain('node:http');
     });
 
+    it('a frame from a connection the registry does not hold is answered and closed (DELETE)', async () => {
+      // Prepare: API Gateway holds it, Redis does not (its records expired)
+      const stray = newConnectionId();
+      A.mgmt.open(stray);
+      // Act
+      await send(stray, { action: 'subscribe', topic });
+      // Assess
+      expect(A.mgmt.postsTo(stray)).toEqual([
+        expect.objectContaining({ type: 'error', code: 'unknown_connection' }),
+      ]);
+      expect(A.mgmt.deletes).toContain(stray);
+    });
+
     it('publish to a topic larger than a chunk goes through deliver workers, invoked signed', async () => {
       // Prepare: 7 more members, 8 in all: three chunks of at most 3
       for (let i = 0; i < 7; i++) {
@@ -327,7 +451,7 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
           topic,
         });
       }
-      const invocationsBefore = invokeApi.invocations.length;
+      const invocationsBefore = A.invokeApi.invocations.length;
       // Act
       const result = await sandbox.invokeOk<Record<string, unknown>>('publish', {
         topic,
@@ -342,13 +466,13 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
         chunks: 3,
         stored: true,
       });
-      const invocations = invokeApi.invocations.slice(invocationsBefore);
+      const invocations = A.invokeApi.invocations.slice(invocationsBefore);
       expect(invocations).toHaveLength(3);
       for (const invocation of invocations)
-        expect(invocation.functionName).toBe(`pushwire-${STAGE}-deliver`);
-      expect(invokeApi.signatureFailures).toEqual([]);
+        expect(invocation.functionName).toBe(`pushwire-${A.facts.stage}-deliver`);
+      expect(A.invokeApi.signatureFailures).toEqual([]);
       for (const connectionId of [alice1, ...members])
-        expect(mgmt.postsTo(connectionId).at(-1)).toMatchObject({
+        expect(A.mgmt.postsTo(connectionId).at(-1)).toMatchObject({
           type: 'message',
           topic,
           data: { headline: 'chunked' },
@@ -359,7 +483,7 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
     it('a connection that went away is pruned at the next publish (410)', async () => {
       // Prepare
       const gone = members.pop() as string;
-      mgmt.drop(gone);
+      A.mgmt.drop(gone);
       // Act
       const result = await sandbox.invokeOk<Record<string, unknown>>('publish', {
         topic,
@@ -383,8 +507,8 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
         requestContext: {
           resourcePath: '/publish',
           httpMethod: 'POST',
-          stage: STAGE,
-          identity: { userArn: 'arn:aws:iam::123456789012:role/orders' },
+          stage: A.facts.stage,
+          identity: { userArn: `arn:aws:iam::${ACCOUNT_ID}:role/orders` },
         },
         body,
         isBase64Encoded: false,
@@ -400,7 +524,10 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       // Assess
       expect(ok.statusCode).toBe(200);
       expect(replyFrame(ok)).toMatchObject({ id: `http-${major}`, delivered: 2 });
-      expect(mgmt.postsTo(alice1).at(-1)).toMatchObject({ id: `http-${major}`, data: 'via http' });
+      expect(A.mgmt.postsTo(alice1).at(-1)).toMatchObject({
+        id: `http-${major}`,
+        data: 'via http',
+      });
       expect(bad.statusCode).toBe(400);
       expect(replyFrame(bad)).toMatchObject({ error: { code: 'invalid_request' } });
     });
@@ -415,8 +542,8 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
         messageAttributes: {},
         md5OfBody: '0',
         eventSource: 'aws:sqs',
-        eventSourceARN: `arn:aws:sqs:${REGION}:123456789012:pushwire-${STAGE}-publish`,
-        awsRegion: REGION,
+        eventSourceARN: `arn:aws:sqs:${A.facts.region}:${ACCOUNT_ID}:pushwire-${A.facts.stage}-publish`,
+        awsRegion: A.facts.region,
       });
 
       // Act
@@ -432,7 +559,7 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
 
       // Assess
       expect(reply).toEqual({ batchItemFailures: [{ itemIdentifier: `bad-${major}` }] });
-      expect(mgmt.postsTo(alice1).at(-1)).toMatchObject({ id: `q-${major}`, data: 'via sqs' });
+      expect(A.mgmt.postsTo(alice1).at(-1)).toMatchObject({ id: `q-${major}`, data: 'via sqs' });
     });
 
     it('presence counts users and topic members', async () => {
@@ -457,14 +584,14 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       });
       // Assess
       expect(result).toEqual({ connections: 1, closed: 1, gone: 0, failed: 0 });
-      expect(mgmt.deletes).toContain(bob);
-      expect(mgmt.signatureFailures).toEqual([]);
+      expect(A.mgmt.deletes).toContain(bob);
+      expect(A.mgmt.signatureFailures).toEqual([]);
     });
 
     it('$disconnect removes the connection', async () => {
       // Act
-      const reply = await sandbox.invokeOk<Reply>('disconnect', disconnectEvent(alice2));
-      mgmt.drop(alice2);
+      const reply = await sandbox.invokeOk<Reply>('disconnect', disconnectEvent(A, alice2));
+      A.mgmt.drop(alice2);
       const presence = await sandbox.invokeOk<Record<string, unknown>>('presence', {
         userIds: [user('alice'), user('bob')],
       });
@@ -482,18 +609,453 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       expect(sandbox.foreignModules).toEqual([]);
       expect(sandbox.problems).toEqual([]);
       expect(sandbox.output()).not.toMatch(/Cannot find module|ERR_MODULE_NOT_FOUND/);
-      expect(mgmt.signatureFailures).toEqual([]);
-      expect(invokeApi.signatureFailures).toEqual([]);
-      // The secrets came from SSM, signed (issue 9), and nowhere else.
-      expect(ssm.signatureFailures).toEqual([]);
-      expect(new Set(ssm.reads)).toEqual(
-        new Set(['/pushwire/prod/redis-url', '/pushwire/prod/jwt-secret']),
-      );
-      expect(sandbox.output()).not.toContain(JWT_SECRET);
+      expect(A.mgmt.signatureFailures).toEqual([]);
+      expect(A.invokeApi.signatureFailures).toEqual([]);
+      // The secrets came from SSM and Secrets Manager, signed (issue 9), and nowhere else.
+      expect(A.ssm.signatureFailures).toEqual([]);
+      expect(A.secrets.signatureFailures).toEqual([]);
+      expect(new Set(A.ssm.reads)).toEqual(new Set([A.redisUrlParameter]));
+      expect(new Set(A.secrets.reads)).toEqual(new Set([A.jwtSecretArn]));
+      expect(sandbox.output()).not.toContain(A.jwtSecret);
       // Every function ran at least once, cold.
       expect(new Set(sandbox.coldStarts.map((c) => c.functionKey))).toEqual(
-        new Set(packaged.functions.keys()),
+        new Set(A.packaged.functions.keys()),
       );
     });
   },
 );
+
+describe('two stacks (two stages, two regions) sharing one Redis, each naming the other in WS_PEERS', () => {
+  const major: NodeMajor = 24;
+  const roots: string[] = [];
+  const topic = 'both-stacks';
+  const users = { carol: 'carol-2stacks', dave: 'dave-2stacks', erin: 'erin-2stacks' };
+  /** Connections by stack and user. */
+  const held = new Map<string, string[]>();
+
+  async function connect(stack: Stack, userId: string, topics: string[] = []): Promise<string> {
+    const connectionId = newConnectionId();
+    const token = await devToken(userId, { secret: stack.jwtSecret, topics });
+    const sandbox = stack.current as LambdaSandbox;
+    const reply = await sandbox.invokeOk<Reply>(
+      'connect',
+      connectEvent(stack, connectionId, { token }),
+    );
+    expect(reply.statusCode).toBe(200);
+    stack.mgmt.open(connectionId);
+    held.set(`${stack.facts.name}:${userId}`, [
+      ...(held.get(`${stack.facts.name}:${userId}`) ?? []),
+      connectionId,
+    ]);
+    return connectionId;
+  }
+  const on = (stack: Stack, userId: string) => held.get(`${stack.facts.name}:${userId}`) ?? [];
+  const invoke = <T = Record<string, unknown>>(stack: Stack, fn: string, event: unknown) =>
+    (stack.current as LambdaSandbox).invokeOk<T>(fn, event);
+  const rest = (stack: Stack, path: string, body: unknown) => ({
+    resource: path,
+    path,
+    httpMethod: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    requestContext: {
+      resourcePath: path,
+      httpMethod: 'POST',
+      stage: stack.facts.stage,
+      identity: { userArn: `arn:aws:iam::${ACCOUNT_ID}:role/orders` },
+    },
+    body: JSON.stringify(body),
+    isBase64Encoded: false,
+  });
+
+  beforeAll(async () => {
+    for (const stack of [A, B]) {
+      const root = mkdtempSync(join(tmpdir(), `pushwire-sandbox-${stack.facts.name}-`));
+      roots.push(root);
+      await startSandbox(stack, major, root);
+    }
+    // carol on both APIs; 4 members of the topic on each (8: three chunks of 3)
+    for (const stack of [A, B]) {
+      await connect(stack, users.carol);
+      await connect(stack, users.dave);
+      await connect(stack, users.erin);
+      for (let i = 0; i < 4; i++) {
+        const id = await connect(stack, `member${i}-${stack.facts.name}-2stacks`, [topic]);
+        const reply = await (stack.current as LambdaSandbox).invokeOk<Reply>(
+          'default',
+          frameEvent(stack, id, { action: 'subscribe', topic }),
+        );
+        expect(replyFrame(reply)).toEqual({ type: 'subscribed', topic });
+      }
+    }
+  }, 180_000);
+
+  afterAll(async () => {
+    for (const stack of [A, B]) {
+      await stack.current?.stop();
+      stack.current = undefined;
+    }
+    for (const root of roots) rmSync(root, { recursive: true, force: true });
+  });
+
+  const members = (stack: Stack) =>
+    [0, 1, 2, 3].flatMap((i) => on(stack, `member${i}-${stack.facts.name}-2stacks`));
+
+  it.each([
+    ['A', 'B'],
+    ['B', 'A'],
+  ])(
+    'a publish handled by %s reaches the user on both APIs (publish, http, queue)',
+    async (self, other) => {
+      const [here, there] = self === 'A' ? [A, B] : [B, A];
+      // Act
+      const direct = await invoke(here, 'publish', { userId: users.carol, data: `direct-${self}` });
+      const viaHttp = await invoke<Reply>(
+        here,
+        'http',
+        rest(here, '/publish', { userId: users.carol, data: `http-${self}` }),
+      );
+      const viaQueue = await invoke<{ batchItemFailures: unknown[] }>(here, 'queue', {
+        Records: [
+          {
+            messageId: `q-${self}`,
+            receiptHandle: `AQEB-q-${self}`,
+            body: JSON.stringify({ userId: users.carol, data: `queue-${self}` }),
+            attributes: { ApproximateReceiveCount: '1', SentTimestamp: String(Date.now()) },
+            messageAttributes: {},
+            md5OfBody: '0',
+            eventSource: 'aws:sqs',
+            eventSourceARN: `arn:aws:sqs:${here.facts.region}:${ACCOUNT_ID}:pushwire-${here.facts.stage}-publish`,
+            awsRegion: here.facts.region,
+          },
+        ],
+      });
+      // Assess: one connection on each API, each post allowed by the poster's role
+      expect(direct).toMatchObject({ recipients: 2, delivered: 2, failed: 0 });
+      expect(replyFrame(viaHttp)).toMatchObject({ recipients: 2, delivered: 2, failed: 0 });
+      expect(viaQueue).toEqual({ batchItemFailures: [] });
+      for (const stack of [here, there])
+        for (const id of on(stack, users.carol))
+          expect(stack.mgmt.postsTo(id).map((m) => (m as { data: unknown }).data)).toEqual(
+            expect.arrayContaining([`direct-${self}`, `http-${self}`, `queue-${self}`]),
+          );
+      expect(other).not.toBe(self);
+    },
+  );
+
+  it.each([
+    ['A', 'B'],
+    ['B', 'A'],
+  ])(
+    'a topic publish handled by %s is chunked to its deliver workers, which post to both APIs',
+    async (self) => {
+      const here = self === 'A' ? A : B;
+      const invocationsBefore = here.invokeApi.invocations.length;
+      // Act: through publish, then through the http function
+      const direct = await invoke(here, 'publish', { topic, data: `topic-${self}` });
+      const viaHttp = await invoke<Reply>(
+        here,
+        'http',
+        rest(here, '/publish', { topic, data: `topic-http-${self}` }),
+      );
+      // Assess
+      expect(direct).toMatchObject({ recipients: 8, delivered: 8, failed: 0, chunks: 3 });
+      expect(replyFrame(viaHttp)).toMatchObject({
+        recipients: 8,
+        delivered: 8,
+        failed: 0,
+        chunks: 3,
+      });
+      expect(here.invokeApi.invocations.length - invocationsBefore).toBe(6);
+      for (const stack of [A, B])
+        for (const id of members(stack))
+          expect(stack.mgmt.postsTo(id).map((m) => (m as { data: unknown }).data)).toEqual(
+            expect.arrayContaining([`topic-${self}`, `topic-http-${self}`]),
+          );
+    },
+  );
+
+  it.each([
+    ['A', 'dave'],
+    ['B', 'erin'],
+  ])(
+    'kick handled by %s closes the user on both APIs (kick, then http /kick)',
+    async (self, who) => {
+      const here = self === 'A' ? A : B;
+      const userId = users[who as 'dave' | 'erin'];
+      // Act
+      const kicked = await invoke(here, 'kick', { userId });
+      for (const stack of [A, B]) await connect(stack, userId);
+      const viaHttp = await invoke<Reply>(here, 'http', rest(here, '/kick', { userId }));
+      // Assess
+      expect(kicked).toEqual({ connections: 2, closed: 2, gone: 0, failed: 0 });
+      expect(replyFrame(viaHttp)).toMatchObject({ connections: 2, closed: 2, failed: 0 });
+      for (const stack of [A, B])
+        for (const id of on(stack, userId)) expect(stack.mgmt.deletes).toContain(id);
+    },
+  );
+
+  it.each([['A'], ['B']])(
+    'on %s, $default replays and closes only its own connections',
+    async (self) => {
+      const here = self === 'A' ? A : B;
+      const own = on(here, users.carol)[0] as string;
+      const stray = newConnectionId();
+      here.mgmt.open(stray);
+      // Act
+      const resumed = await invoke<Reply>(
+        here,
+        'default',
+        frameEvent(here, own, { action: 'resume', since: '0-0' }),
+      );
+      await invoke<Reply>(here, 'default', frameEvent(here, stray, { action: 'ping' }));
+      await invoke<Reply>(here, 'default', frameEvent(here, stray, { action: 'subscribe', topic }));
+      // Assess
+      expect(replyFrame(resumed)).toMatchObject({ type: 'resumed' });
+      expect(here.mgmt.deletes).toContain(stray);
+    },
+  );
+
+  it('presence and $disconnect on either stack see the connections of both', async () => {
+    const presence = await invoke(B, 'presence', { userIds: [users.carol], topic });
+    expect(presence).toEqual({
+      users: { [users.carol]: { online: true, connections: 2 } },
+      topic: { name: topic, members: 8 },
+    });
+    const id = on(A, users.carol)[0] as string;
+    expect((await invoke<Reply>(A, 'disconnect', disconnectEvent(A, id))).statusCode).toBe(200);
+    expect(await invoke(B, 'presence', { userIds: [users.carol] })).toEqual({
+      users: { [users.carol]: { online: true, connections: 1 } },
+    });
+  });
+
+  it('nothing failed, crashed or was refused for its signature, in either stack', () => {
+    for (const stack of [A, B]) {
+      expect(stack.current?.problems).toEqual([]);
+      expect(stack.current?.foreignModules).toEqual([]);
+      for (const api of [stack.mgmt, stack.invokeApi, stack.ssm, stack.secrets])
+        expect(api.signatureFailures).toEqual([]);
+    }
+  });
+});
+
+describe("IAM: every request was allowed by its function's own role, and each grant was used", () => {
+  const who = (r: { stack: string; functionKey: string }) =>
+    `${r.stack}:${r.functionKey} (${stackOf(r.stack).iam.roleOf.get(r.functionKey)})`;
+
+  it('every AWS request any function made was allowed by the role of that function', () => {
+    expect(log.requests.length).toBeGreaterThan(100);
+    const refused = log.requests
+      .filter((r) => !r.allowed)
+      .map((r) => {
+        const iam = stackOf(r.stack).iam;
+        const role = iam.roleOf.get(r.functionKey) as string;
+        // The statements of the role granting that action: the one to widen.
+        const near = [
+          ...new Set(
+            iam
+              .grants(role)
+              .filter((g) => g.action === r.action)
+              .map((g) => `${g.policy} ${g.statement}`),
+          ),
+        ];
+        return `${who(r)} was refused ${r.action} on ${r.resource}: ${
+          near.length > 0 ? `add it to ${near.join(' or ')}` : `grant ${r.action} in ${role}`
+        }`;
+      });
+    expect(refused).toEqual([]);
+    // Each kind of call was made, by each stack.
+    for (const stack of ['a', 'b'])
+      expect(new Set(log.requests.filter((r) => r.stack === stack).map((r) => r.action))).toEqual(
+        new Set([
+          'execute-api:ManageConnections',
+          'lambda:InvokeFunction',
+          'ssm:GetParameter',
+          'secretsmanager:GetSecretValue',
+        ]),
+      );
+    // Posts crossed to the peer in both directions.
+    expect(
+      log.requests.some((r) => r.stack === 'a' && r.resource.includes(`:${STACK_B.apiId}/`)),
+    ).toBe(true);
+    expect(
+      log.requests.some((r) => r.stack === 'b' && r.resource.includes(`:${STACK_A.apiId}/`)),
+    ).toBe(true);
+  });
+
+  it("grants nothing that no function of the role used (Lambda's own uses excepted, each checked)", () => {
+    const unused: string[] = [];
+    for (const stack of [A, B]) {
+      const name = stack.facts.name;
+      for (const [role] of stack.iam.policies) {
+        const fns = [...stack.iam.roleOf].filter(([, r]) => r === role).map(([fn]) => fn);
+        if (fns.length === 0) continue;
+        for (const grant of stack.iam.grants(role)) {
+          if (used.has(grantKey(name, grant))) continue;
+          // Used by Lambda for the function, not by its code: logs (every
+          // function), X-Ray segments (active tracing), polling its queue.
+          if (grant.policy === 'AWSLambdaBasicExecutionRole') continue;
+          if (grant.statement === 'WriteTraces' && fns.every((fn) => stack.iam.traced.has(fn)))
+            continue;
+          if (
+            grant.statement === 'ConsumePublishQueue' &&
+            fns.some((fn) => stack.iam.polledQueues.get(fn)?.includes(grant.resource))
+          )
+            continue;
+          unused.push(
+            `${name}: ${role} grants ${grant.action} on ${grant.resource} (${grant.policy}, statement ${grant.statement}) and none of ${fns.join(', ')} used it: remove it`,
+          );
+        }
+      }
+    }
+    expect(unused).toEqual([]);
+  });
+
+  it('a role without a statement its function uses would be refused, naming it (the check can fail)', async () => {
+    const post = log.requests.find(
+      (r) =>
+        r.stack === 'a' && r.functionKey === 'deliver' && r.resource.includes(`:${STACK_B.apiId}/`),
+    );
+    expect(post).toBeDefined();
+    const request = post as (typeof log.requests)[number];
+    const policy = 'PushwireDeliverRole/post';
+    const decision = await A.iam.decide('PushwireDeliverRole', request, {
+      policy,
+      statement: 'PostToConnections',
+    });
+    expect(decision.allowed).toBe(false);
+    expect((await A.iam.decide('PushwireDeliverRole', request)).grants).toEqual([
+      expect.objectContaining({ policy, statement: 'PostToConnections' }),
+    ]);
+  });
+
+  it('refuses what must be refused, to every role it names', async () => {
+    const ctx = (region: string) => ({
+      'aws:RequestedRegion': region,
+      'aws:PrincipalAccount': ACCOUNT_ID,
+    });
+    const connection = (
+      stack: StackFacts,
+      method: string,
+      api = stack.apiId,
+      stage = stack.stage,
+    ) =>
+      `arn:aws:execute-api:${stack.region}:${ACCOUNT_ID}:${api}/${stage}/${method}/@connections/Xyz=`;
+    const mustRefuse: {
+      stack: Stack;
+      roles: string[];
+      action: string;
+      resource: string;
+      why: string;
+    }[] = [];
+    for (const [stack, other] of [
+      [A, B],
+      [B, A],
+    ] as const) {
+      const everyRole = [...stack.iam.policies.keys()];
+      const f = stack.facts;
+      mustRefuse.push(
+        {
+          stack,
+          roles: ['PushwireRegistryRole'],
+          action: 'execute-api:ManageConnections',
+          resource: connection(f, 'POST'),
+          why: "$connect's role posting to a connection",
+        },
+        {
+          stack,
+          roles: ['PushwireDeliverRole'],
+          action: 'lambda:InvokeFunction',
+          resource: `arn:aws:lambda:${f.region}:${ACCOUNT_ID}:function:pushwire-${f.stage}-deliver`,
+          why: 'deliver invoking (itself)',
+        },
+        {
+          stack,
+          roles: ['PushwireDeliverRole'],
+          action: 'lambda:InvokeFunction',
+          resource: `arn:aws:lambda:${f.region}:${ACCOUNT_ID}:function:pushwire-${f.stage}-publish`,
+          why: 'deliver invoking anything',
+        },
+        {
+          stack,
+          roles: ['PushwireDeliverRole'],
+          action: 'execute-api:ManageConnections',
+          resource: connection(f, 'DELETE'),
+          why: 'deliver closing',
+        },
+        {
+          stack,
+          roles: ['PushwireKickRole'],
+          action: 'execute-api:ManageConnections',
+          resource: connection(f, 'POST'),
+          why: 'kick posting',
+        },
+        {
+          stack,
+          roles: ['PushwireClientRole'],
+          action: 'execute-api:ManageConnections',
+          resource: connection(other.facts, 'POST'),
+          why: '$default posting to a peer',
+        },
+        {
+          stack,
+          roles: everyRole,
+          action: 'ssm:GetParameter',
+          resource: `arn:aws:ssm:${f.region}:${ACCOUNT_ID}:parameter/pushwire/${other.facts.stage}/redis-url`,
+          why: "reading another stage's parameter",
+        },
+        {
+          stack,
+          roles: everyRole,
+          action: 'ssm:GetParameter',
+          resource: `arn:aws:ssm:${f.region}:${ACCOUNT_ID}:parameter/pushwire/staging/jwt-secret`,
+          why: "reading another stage's parameter",
+        },
+        {
+          stack,
+          roles: everyRole,
+          action: 'secretsmanager:GetSecretValue',
+          resource: other.jwtSecretArn.replace(other.facts.region, f.region),
+          why: "reading another stage's secret",
+        },
+        {
+          stack,
+          roles: everyRole,
+          action: 'execute-api:ManageConnections',
+          resource: connection(f, 'POST', 'zzzz9999zz'),
+          why: 'posting to an API outside the peers',
+        },
+        {
+          stack,
+          roles: everyRole,
+          action: 'execute-api:ManageConnections',
+          resource: connection(f, 'DELETE', 'zzzz9999zz'),
+          why: 'closing on an API outside the peers',
+        },
+        {
+          stack,
+          roles: everyRole,
+          action: 'execute-api:ManageConnections',
+          resource: connection(other.facts, 'POST', other.facts.apiId, 'dev'),
+          why: "posting to another stage of a peer's API",
+        },
+      );
+    }
+    const allowed: string[] = [];
+    let evaluated = 0;
+    for (const m of mustRefuse)
+      for (const role of m.roles) {
+        const decision = await m.stack.iam.decide(role, {
+          action: m.action,
+          resource: m.resource,
+          context: ctx(m.stack.facts.region),
+        });
+        evaluated++;
+        if (decision.allowed)
+          allowed.push(
+            `${m.stack.facts.name}: ${role} may ${m.action} on ${m.resource} (${m.why}), by ${decision.grants.map((g) => `${g.policy} ${g.statement}`).join(', ')}`,
+          );
+      }
+    expect(allowed).toEqual([]);
+    expect(evaluated).toBeGreaterThan(60);
+  });
+});

@@ -10,6 +10,8 @@ const SECURITY_DEFAULTS = {
   allowPlaintextRedis: false,
   limits: { topicsPerConnection: 100, connectionsPerUser: 50, replaysPerMinute: 10 },
   allowedEndpoints: [],
+  acceptRecordedEndpoints: true,
+  peerRegions: {},
   secretEndpoints: {},
 };
 

@@ -420,6 +420,21 @@ describe('deliver posts only to endpoints it knows', () => {
       checkChunkEndpoints(chunk('https://other.example/prod'), [EP], async () => true),
     ).resolves.toBeUndefined();
   });
+
+  it('without a registry check (WS_PEERS lists the peers), refuses any endpoint not listed', async () => {
+    // Act
+    const error = await refusal(checkChunkEndpoints(chunk(EP, 'https://other.example/prod'), [EP]));
+
+    // Assess: the role may post to the listed APIs only, so deliver posts to no other
+    expect(error.code).toBe('invalid_request');
+    expect(error.message).toContain('WS_PEERS');
+    await expect(
+      checkChunkEndpoints(chunk(EP, 'https://other.example/prod'), [
+        EP,
+        'https://other.example/prod',
+      ]),
+    ).resolves.toBeUndefined();
+  });
 });
 
 describe('secretsLoaded', () => {

@@ -126,6 +126,20 @@ describe('SignedHttpGateway', () => {
     });
   });
 
+  it("signs a post to a peer's endpoint (a custom domain, WS_PEERS) for the peer's region", async () => {
+    // Prepare: the peer's URL names no region; WS_PEERS says us-east-1
+    const gateway = gatewayWith({ regions: { [endpoint]: 'us-east-1' } });
+    // Act
+    await gateway.post(endpoint, 'c1', Buffer.from('hello'));
+    // Assess: signed for the peer's region, not ours (API Gateway refuses any other)
+    const secretFor = (id: string) =>
+      id === credentials.accessKeyId ? credentials.secretAccessKey : undefined;
+    expect(verifySigV4(seen[0] as Seen, secretFor)).toMatchObject({
+      ok: true,
+      region: 'us-east-1',
+    });
+  });
+
   it('answers gone on 410, as for a connection that no longer exists', async () => {
     answers = [410];
     expect(await gatewayWith().post(endpoint, 'dead', Buffer.from('x'))).toBe('gone');
