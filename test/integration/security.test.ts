@@ -50,7 +50,11 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
       const newExp = clock.now() + 60_000;
 
       // Act
-      await registry.refreshToken(record.connectionId, newExp, ['news']);
+      await registry.refreshToken(record.connectionId, {
+        expiresAt: newExp,
+        issuedAt: clock.now(),
+        topics: ['news'],
+      });
       const stored = await registry.get(record.connectionId);
       const score = Number(
         await env.redis.zscore(
