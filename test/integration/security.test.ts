@@ -74,7 +74,7 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
     it('admits exactly the limit of topics even when subscribes race', async () => {
       // Prepare
       const registry = env.registry();
-      const record = connection('topic-racer');
+      const record = connection('topic-racer', { allowedTopics: ['*'] });
       await registry.register(record);
       const topics = Array.from({ length: 20 }, (_, i) => `race-${i}`);
 
@@ -98,7 +98,7 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
     it('accepts a repeated subscribe to a topic it has, at the limit', async () => {
       // Prepare
       const registry = env.registry();
-      const record = connection('topic-repeat');
+      const record = connection('topic-repeat', { allowedTopics: ['*'] });
       await registry.register(record);
       await registry.subscribe(record, 'a', undefined, 1);
 
@@ -168,7 +168,7 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
   describe('ping cost', () => {
     /** Redis commands one ping costs a connection subscribed to `topics` topics. */
     async function pingCommands(registry: RedisRegistry, topics: number): Promise<number> {
-      const record = connection(`ping-${topics}`);
+      const record = connection(`ping-${topics}`, { allowedTopics: ['*'] });
       await registry.register(record);
       for (let i = 0; i < topics; i++) await registry.subscribe(record, `pc-${i}`, undefined, 100);
       const deps = {
@@ -191,7 +191,7 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
       const ten = await pingCommands(registry, 10);
       const atLimit = await pingCommands(registry, 100);
       // A client cannot go past the limit: the 101st subscribe is refused.
-      const record = connection('ping-over');
+      const record = connection('ping-over', { allowedTopics: ['*'] });
       await registry.register(record);
       for (let i = 0; i < 100; i++) await registry.subscribe(record, `po-${i}`, undefined, 100);
       const over = await registry.subscribe(record, 'po-100', undefined, 100);
