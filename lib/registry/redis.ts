@@ -11,7 +11,6 @@ import {
 } from './keys.js';
 import { defineScripts } from './scripts.js';
 import type {
-  Admission,
   Connection,
   ConnectionRecord,
   ConnectionRegistry,
@@ -412,26 +411,6 @@ export class RedisRegistry implements ConnectionRegistry {
 
   async epoch(): Promise<string | null> {
     return this.#redis.get(this.keys.epoch());
-  }
-
-  async admission(userId: string): Promise<Admission> {
-    const { live, resuming } = this.userAudience(userId).keys;
-    const min = `(${this.#now()}`;
-    // One slot (the user's), one round trip.
-    const replies = await this.#redis
-      .pipeline()
-      .get(this.keys.revoked(userId))
-      .zcount(live, min, '+inf')
-      .zcount(resuming, min, '+inf')
-      .exec();
-    const [revoked, live_, resuming_] = (replies ?? []).map(([error, value]) => {
-      if (error) throw error;
-      return value;
-    });
-    return {
-      revokedAt: revoked == null ? null : Number(revoked),
-      connections: Number(live_) + Number(resuming_),
-    };
   }
 
   async revokeUser(userId: string, atMs: number, ttlSeconds: number): Promise<void> {

@@ -26,14 +26,6 @@ export interface ConnectionRecord {
  */
 export type RegisterOutcome = 'registered' | 'revoked' | 'too_many_connections';
 
-/** What `$connect` needs to know about a user before admitting one more connection. */
-export interface Admission {
-  /** When the user's tokens were last revoked (ms), if within the revocation window. */
-  revokedAt: number | null;
-  /** The user's connections now (live or replaying). */
-  connections: number;
-}
-
 /** How much one replay step may return: what one post to the connection can carry. */
 export interface ResumeLimits {
   entries: number;
@@ -152,8 +144,6 @@ export interface ConnectionRegistry {
   /** When this Redis's data began (ms since 1970, as a string), once a $connect or publish has marked it. */
   epoch(): Promise<string | null>;
 
-  /** Revocation and connection count of a user, read in one round trip. */
-  admission(userId: string): Promise<Admission>;
   /** Refuses the user's tokens issued at or before `atMs`, for `ttlSeconds`. */
   revokeUser(userId: string, atMs: number, ttlSeconds: number): Promise<void>;
   /**

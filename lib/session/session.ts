@@ -380,7 +380,9 @@ async function refresh(
       'a refreshed token must be for the same user ("sub") as the connection',
     );
   }
-  if (revoked(identity.issuedAt, (await deps.registry.admission(identity.userId)).revokedAt)) {
+  // The revocation as this frame's touch read it: a kick after that removes
+  // the connection, and the refresh below then finds it gone.
+  if (revoked(identity.issuedAt, connection.revokedAt)) {
     throw new UnauthorizedError(REVOKED);
   }
   if (!(await deps.registry.refreshToken(connection.connectionId, identity))) {

@@ -201,7 +201,7 @@ describe.each(TOPOLOGIES)('races on %s Redis', (topology) => {
       expect(new Set(results.filter((r) => r.status === 'rejected').map(codeOf))).toEqual(
         new Set(['too_many_connections']),
       );
-      expect((await registry.admission('crowd')).connections).toBe(5);
+      expect(await registry.countConnected(registry.userAudience('crowd'))).toBe(5);
       expect(await registry.lookupUser('crowd')).toHaveLength(5);
       expect(leftovers.filter((l) => l.record !== 0 || l.all !== null)).toEqual([]);
     });

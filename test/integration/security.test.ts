@@ -112,22 +112,22 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
     });
   });
 
-  describe('admission, revocation and replay counts', () => {
-    it('reads the revocation and the connection count in one go', async () => {
+  describe('revocation, endpoints and replay counts', () => {
+    it("reads the user's revocation with each frame's touch, and forgets it after its TTL", async () => {
       // Prepare
       const registry = env.registry();
-      await registry.register(connection('adm-user'));
-      await registry.register(connection('adm-user', { pendingSince: '0-0' }));
+      const record = connection('adm-user');
+      await registry.register(record);
 
       // Act
-      const before = await registry.admission('adm-user');
+      const before = await registry.touch(record.connectionId);
       await registry.revokeUser('adm-user', 1234, 60);
-      const after = await registry.admission('adm-user');
+      const after = await registry.touch(record.connectionId);
       const ttl = await env.redis.ttl(registry.keys.revoked('adm-user'));
 
       // Assess
-      expect(before).toEqual({ revokedAt: null, connections: 2 });
-      expect(after).toEqual({ revokedAt: 1234, connections: 2 });
+      expect(before?.revokedAt).toBeUndefined();
+      expect(after?.revokedAt).toBe(1234);
       expect(ttl).toBeGreaterThan(0);
       expect(ttl).toBeLessThanOrEqual(60);
     });
