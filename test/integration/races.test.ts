@@ -144,6 +144,32 @@ describe.each(TOPOLOGIES)('races on %s Redis', (topology) => {
       expect(await holds(registry, record.connectionId, 'room:2')).toBe(true);
     });
 
+    it("bounds a topic's member by the token exp stored last, even when a refresh raised it mid-subscribe", async () => {
+      // Prepare: the subscribing frame read exp E1; a refresh stored E2 and
+      // re-scored the memberships before this subscribe wrote its member
+      const registry = env.registry({ connectionTtlSeconds: 600 });
+      const e1 = Date.now() + 10_000;
+      const e2 = Date.now() + 300_000;
+      const stale = connection('rescored', { tokenExpiresAt: e1 });
+      await registry.register(stale);
+      await registry.refreshToken(stale.connectionId, {
+        expiresAt: e2,
+        issuedAt: Date.now(),
+        topics: ['news'],
+      });
+
+      // Act
+      const outcome = await registry.subscribe(stale, 'news');
+      const score = await env.redis.zscore(
+        registry.topicAudience('news').keys.live,
+        `${stale.connectionId}|${ENDPOINT_A}`,
+      );
+
+      // Assess: not E1, past which publishes would skip and prune it
+      expect(outcome).toBe('subscribed');
+      expect(Number(score)).toBe(e2);
+    });
+
     it('applies the same grant rule in Redis as topicAllowed() does', async () => {
       // Prepare
       const registry = env.registry();
