@@ -364,6 +364,29 @@ describe('$default: limits', () => {
     expect(error.status).toBe(429);
   });
 
+  it.each([
+    ['forbidden', { type: 'error', code: 'forbidden' }],
+    ['left', { type: 'unsubscribed', topic: 'news' }],
+  ] as const)(
+    'answers a subscribe the registry found %s where it wrote the topic',
+    async (outcome, answer) => {
+      // Prepare: the frame's grants allowed it; the stored ones (a refresh) did not, or an unsubscribe won
+      const { registry } = fakeRegistry({
+        touch: async () => connection(),
+        subscribe: async () => outcome,
+      });
+
+      // Act
+      const reply = await handleFrame('c1', '{"action":"subscribe","topic":"news"}', {
+        registry,
+        gateway: noGateway,
+      }).catch((e: PushwireError) => ({ type: 'error', code: e.code }));
+
+      // Assess
+      expect(reply).toEqual(answer);
+    },
+  );
+
   it('refuses a resume over the replay limit with rate_limited, before any replay work', async () => {
     // Prepare
     const { registry, methods } = fakeRegistry({
