@@ -110,6 +110,19 @@ export class TokenExpiredError extends PushwireError {
   }
 }
 
+/**
+ * The user's tokens were revoked (kick with revoke) at or after this
+ * connection's was issued: like `token_expired`, answered and closed.
+ */
+export class TokenRevokedError extends PushwireError {
+  override name = 'TokenRevokedError';
+  constructor() {
+    super('token_revoked', 'your token was revoked: reconnect with a new one', 401, true, {
+      closesConnection: true,
+    });
+  }
+}
+
 /** A per-connection or per-user limit (topics, connections): the request is refused, nothing changes. */
 export class LimitError extends PushwireError {
   override name = 'LimitError';

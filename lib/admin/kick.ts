@@ -55,7 +55,10 @@ export async function kick(
   if (!parsed.success)
     throw new ValidationError(`invalid kick request: ${describeIssues(parsed.issues)}`);
   const { userId, connectionIds, revoke } = parsed.output;
-  // Revoke before closing: a reconnect racing the kick is refused too.
+  // Revoke before looking the user up: a $connect adds its member only after
+  // checking the revocation in the same script (admit.lua, the user's slot),
+  // so it is either found below and closed, or refused. A connection this
+  // kick cannot remove or close is refused at its next frame.
   if (revoke && userId !== undefined) {
     if (deps.revocationTtlSeconds === undefined) throw new Error('kick needs revocationTtlSeconds');
     await deps.registry.revokeUser(userId, (deps.now ?? Date.now)(), deps.revocationTtlSeconds);

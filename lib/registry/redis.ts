@@ -1,4 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
+import { topicAllowed } from '../auth/tokens.js';
 import { compareCursors, parseCursor } from './cursor.js';
 import {
   type Audience,
@@ -10,11 +11,11 @@ import {
 } from './keys.js';
 import { defineScripts } from './scripts.js';
 import type {
-  Admission,
   Connection,
   ConnectionRecord,
   ConnectionRegistry,
   PublishStep,
+  RegisterOutcome,
   ResumeLimits,
   ResumeStep,
   SubscribeOutcome,
@@ -82,7 +83,7 @@ export class RedisRegistry implements ConnectionRegistry {
     return this.keys.audience('topic', topic);
   }
 
-  async register(record: ConnectionRecord): Promise<void> {
+  async register(record: ConnectionRecord, maxConnections = 0): Promise<RegisterOutcome> {
     const key = this.keys.connection(record.connectionId);
     const member = encodeMember(record);
     const user = this.userAudience(record.userId).keys;
@@ -98,24 +99,28 @@ export class RedisRegistry implements ConnectionRegistry {
     };
     if (record.pendingSince !== undefined) fields['pendingSince'] = record.pendingSince;
     if (record.tokenExpiresAt !== undefined) fields['exp'] = String(record.tokenExpiresAt);
+    if (record.tokenIssuedAt !== undefined) fields['iat'] = String(record.tokenIssuedAt);
     // The record first (awaited), so a member never points at a record that
-    // was not written; then one MULTI per slot, sent together (auto-pipelined).
+    // was not written; then one step per slot, sent together (auto-pipelined).
     await this.#redis.multi().hset(key, fields).expire(key, this.#ttl).exec();
-    const userStep = this.#redis.multi();
-    if (record.pendingSince === undefined) {
-      userStep.zadd(user.live, expiry, member).expire(user.live, this.#ttl);
-    } else {
+    const [admitted] = await Promise.all([
+      // Revocation and the per-user cap, checked where the member is added.
       // A connection that will replay history joins its user's resuming set,
       // so live publishes skip it until replay has caught up, or until its
       // lease runs out (it never sent the frame that starts the replay).
-      userStep
-        .zadd(user.resuming, expiry, member)
-        .zadd(user.leases, now + this.#pendingLeaseMs, member)
-        .expire(user.resuming, this.#ttl)
-        .expire(user.leases, this.#ttl);
-    }
-    await Promise.all([
-      userStep.exec(),
+      this.#redis.pwAdmit(
+        user.live,
+        user.resuming,
+        user.leases,
+        this.keys.revoked(record.userId),
+        member,
+        expiry,
+        now,
+        this.#ttl,
+        record.tokenIssuedAt ?? 0,
+        maxConnections,
+        record.pendingSince === undefined ? '' : now + this.#pendingLeaseMs,
+      ),
       this.#redis
         .multi()
         // Connections whose $disconnect never came leave the broadcast set here,
@@ -135,6 +140,10 @@ export class RedisRegistry implements ConnectionRegistry {
         ENDPOINTS_TTL_SECONDS,
       ),
     ]);
+    if (admitted === 1) return 'registered';
+    // Refused: nothing of it stays (the broadcast set was written side by side).
+    await Promise.all([this.#redis.zrem(this.keys.all(), member), this.#redis.del(key)]);
+    return admitted === -1 ? 'revoked' : 'too_many_connections';
   }
 
   async get(connectionId: string): Promise<Connection | null> {
@@ -155,7 +164,9 @@ export class RedisRegistry implements ConnectionRegistry {
     // undone) and makes live a member whose replay lease ran out.
     const renew = ({ keys: k }: Audience) =>
       this.#redis.pwRenew(k.live, k.resuming, k.leases, member, expiry, now, this.#ttl);
-    const [, , inUserSet] = await Promise.all([
+    const [revokedAt, , , inUserSet] = await Promise.all([
+      // For the frame's revocation check, in the same round trip.
+      this.#redis.get(this.keys.revoked(connection.userId)),
       this.#redis
         .multi()
         .expire(this.keys.connection(connectionId), this.#ttl)
@@ -181,6 +192,7 @@ export class RedisRegistry implements ConnectionRegistry {
       await this.remove(connectionId);
       return null;
     }
+    if (revokedAt !== null) connection.revokedAt = Number(revokedAt);
     return connection;
   }
 
@@ -226,16 +238,23 @@ export class RedisRegistry implements ConnectionRegistry {
   /**
    * Three steps, because the record and the topic's sets live in different
    * cluster slots: (1) add the topic to the record's list, only if the record
-   * exists and is not being removed, and within `maxTopics` (atomically, so
-   * racing subscribes cannot pass it together); (2) add the member; (3) check the record
-   * again and take the member back if it is gone or closing. Against remove()
-   * (mark closing and read the topics; remove memberships; delete the record):
-   * if (1) came after the mark, nothing is created; if before, remove() read
-   * the topic, and either its ZREM comes after (2), or (3) comes after the
-   * mark and takes the member back. Only a subscribe killed between (2) and
-   * (3), racing a removal, can leave a member behind, and its score (set
-   * before (1) renewed the record) makes it expire no later than the record
-   * would have: publishes skip it from then on and prune it.
+   * exists and is not being removed, its stored grants allow the topic, and
+   * within `maxTopics` (atomically, so racing subscribes cannot pass it
+   * together); (2) add the member; (3) check the record again and take the
+   * member back if it is gone or closing, or if the topic has left its list.
+   * Against remove() (mark closing and read the topics; remove memberships;
+   * delete the record): if (1) came after the mark, nothing is created; if
+   * before, remove() read the topic, and either its ZREM comes after (2), or
+   * (3) comes after the mark and takes the member back. Against an `auth`
+   * refresh (store the new grants and read the topics, atomically; take the
+   * ones they refuse out of the list; then out of their audiences): if (1)
+   * came after the grants were stored, it refuses the topic; if before, the
+   * refresh read it, and either its ZREM comes after (2), or (3) comes after
+   * the topic left the list and takes the member back. Only a subscribe
+   * killed between (2) and (3), racing a removal, can leave a member behind,
+   * and its score (set before (1) renewed the record) makes it expire no
+   * later than the record would have: publishes skip it from then on and
+   * prune it.
    */
   async subscribe(
     connection: ConnectionRecord,
@@ -244,20 +263,17 @@ export class RedisRegistry implements ConnectionRegistry {
     maxTopics?: number,
   ): Promise<SubscribeOutcome> {
     const record = this.keys.connection(connection.connectionId);
+    const topics = this.keys.connectionTopics(connection.connectionId);
     const a = this.topicAudience(topic).keys;
     const member = encodeMember(connection);
     const expiry = this.#expiry(connection.tokenExpiresAt);
-    const attached = await this.#redis.pwAttach(
-      record,
-      this.keys.connectionTopics(connection.connectionId),
-      topic,
-      this.#ttl,
-      maxTopics ?? 0,
-    );
+    const attached = await this.#redis.pwAttach(record, topics, topic, this.#ttl, maxTopics ?? 0);
     // The topic list first: a refused subscribe has joined no audience.
     if (attached === -1) return 'too_many_topics';
+    if (attached === -2) return 'forbidden';
     if (attached !== 1) return 'gone';
     const add = this.#redis.multi();
+    const scores = leaseEnd === undefined ? a.live : a.resuming;
     if (leaseEnd === undefined) {
       add.zrem(a.resuming, member).zrem(a.leases, member).zadd(a.live, expiry, member);
       add.expire(a.live, this.#ttl);
@@ -266,15 +282,28 @@ export class RedisRegistry implements ConnectionRegistry {
       add.expire(a.resuming, this.#ttl).expire(a.leases, this.#ttl);
     }
     await add.exec();
-    const [userId, closing] = await this.#redis.hmget(record, 'userId', 'closing');
-    if (userId === null || closing !== null) {
+    // One slot (the record's): one MULTI.
+    const check = await this.#redis
+      .multi()
+      .hmget(record, 'userId', 'closing', 'exp', 'allowedTopics')
+      .sismember(topics, topic)
+      .exec();
+    const [[, fields], [, listed]] = check as [[null, (string | null)[]], [null, number]];
+    const [userId, closing, exp, grants] = fields;
+    if (userId === null || closing !== null || listed === 0) {
       await this.#redis
         .multi()
         .zrem(a.live, member)
         .zrem(a.resuming, member)
         .zrem(a.leases, member)
         .exec();
-      return 'gone';
+      if (userId === null || closing !== null) return 'gone';
+      return topicAllowed(topic, JSON.parse(grants ?? '[]') as string[]) ? 'left' : 'forbidden';
+    }
+    // A refresh that stored a later exp after this subscribe read the old one
+    // re-scored the memberships it could see; (2) may have come after that.
+    if (exp !== null && Number(exp) !== connection.tokenExpiresAt) {
+      await this.#redis.zadd(scores, 'XX', this.#expiry(Number(exp)), member);
     }
     return 'subscribed';
   }
@@ -385,44 +414,46 @@ export class RedisRegistry implements ConnectionRegistry {
     return this.#redis.get(this.keys.epoch());
   }
 
-  async admission(userId: string): Promise<Admission> {
-    const { live, resuming } = this.userAudience(userId).keys;
-    const min = `(${this.#now()}`;
-    // One slot (the user's), one round trip.
-    const replies = await this.#redis
-      .pipeline()
-      .get(this.keys.revoked(userId))
-      .zcount(live, min, '+inf')
-      .zcount(resuming, min, '+inf')
-      .exec();
-    const [revoked, live_, resuming_] = (replies ?? []).map(([error, value]) => {
-      if (error) throw error;
-      return value;
-    });
-    return {
-      revokedAt: revoked == null ? null : Number(revoked),
-      connections: Number(live_) + Number(resuming_),
-    };
-  }
-
   async revokeUser(userId: string, atMs: number, ttlSeconds: number): Promise<void> {
     await this.#redis.set(this.keys.revoked(userId), String(atMs), 'EX', ttlSeconds);
   }
 
   async refreshToken(
     connectionId: string,
-    tokenExpiresAt: number,
-    allowedTopics: string[],
-  ): Promise<void> {
-    const key = this.keys.connection(connectionId);
-    // With its TTL: a disconnect racing this must not leave a record that never expires.
-    await this.#redis
-      .multi()
-      .hset(key, { exp: String(tokenExpiresAt), allowedTopics: JSON.stringify(allowedTopics) })
-      .expire(key, this.#ttl)
-      .exec();
+    token: { expiresAt: number; issuedAt: number; topics: string[] },
+  ): Promise<boolean> {
+    const topics = this.keys.connectionTopics(connectionId);
+    const listed = await this.#redis.pwRefresh(
+      this.keys.connection(connectionId),
+      topics,
+      token.expiresAt,
+      JSON.stringify(token.topics),
+      this.#ttl,
+      token.issuedAt,
+    );
+    if (listed === null) return false;
+    const refused = listed.filter((topic) => !topicAllowed(topic, token.topics));
+    if (refused.length > 0) {
+      // Out of the list first, then out of the audiences (see subscribe).
+      const [endpoint] = await Promise.all([
+        this.#redis.hget(this.keys.connection(connectionId), 'endpoint'),
+        this.#redis.srem(topics, ...refused),
+      ]);
+      const member = encodeMember({ connectionId, endpoint: endpoint ?? '' });
+      await Promise.all(
+        refused.map((topic) => {
+          const a = this.topicAudience(topic).keys;
+          return this.#redis
+            .multi()
+            .zrem(a.live, member)
+            .zrem(a.resuming, member)
+            .zrem(a.leases, member)
+            .exec();
+        }),
+      );
+    }
     // Re-scores every membership with the new bound.
-    await this.touch(connectionId);
+    return (await this.touch(connectionId)) !== null;
   }
 
   async countReplay(connectionId: string, stream?: string, freeStreams = 0): Promise<number> {
@@ -557,7 +588,7 @@ function toConnection(
   topics: string[],
   closing = false,
 ): Connection | null {
-  const { userId, endpoint, connectedAt, allowedTopics, pendingSince, exp } = hash;
+  const { userId, endpoint, connectedAt, allowedTopics, pendingSince, exp, iat } = hash;
   if (userId === undefined || endpoint === undefined) return null;
   if (hash['closing'] !== undefined && !closing) return null;
   const connection: Connection = {
@@ -570,5 +601,6 @@ function toConnection(
   };
   if (pendingSince !== undefined) connection.pendingSince = pendingSince;
   if (exp !== undefined) connection.tokenExpiresAt = Number(exp);
+  if (iat !== undefined) connection.tokenIssuedAt = Number(iat);
   return connection;
 }

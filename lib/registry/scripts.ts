@@ -1,9 +1,11 @@
 import type { Cluster, Redis, Result } from 'ioredis';
+import admitLua from './scripts/admit.lua';
 import attachLua from './scripts/attach.lua';
 import beginResumeLua from './scripts/begin-resume.lua';
 import closeLua from './scripts/close.lua';
 import endpointLua from './scripts/endpoint.lua';
 import publishLua from './scripts/publish.lua';
+import refreshLua from './scripts/refresh.lua';
 import renewLua from './scripts/renew.lua';
 import rescueLua from './scripts/rescue.lua';
 import resumeLua from './scripts/resume.lua';
@@ -20,6 +22,8 @@ export function defineScripts(redis: Redis | Cluster): void {
   redis.defineCommand('pwRescue', { numberOfKeys: 3, lua: rescueLua });
   redis.defineCommand('pwRenew', { numberOfKeys: 3, lua: renewLua });
   redis.defineCommand('pwAttach', { numberOfKeys: 2, lua: attachLua });
+  redis.defineCommand('pwAdmit', { numberOfKeys: 4, lua: admitLua });
+  redis.defineCommand('pwRefresh', { numberOfKeys: 2, lua: refreshLua });
   redis.defineCommand('pwClose', { numberOfKeys: 2, lua: closeLua });
   redis.defineCommand('pwEndpoint', { numberOfKeys: 2, lua: endpointLua });
 }
@@ -93,5 +97,26 @@ declare module 'ioredis' {
       maxTopics: number,
     ): Result<number, Context>;
     pwClose(record: string, topics: string): Result<[] | [string[], string[]], Context>;
+    pwAdmit(
+      live: string,
+      resuming: string,
+      leases: string,
+      revoked: string,
+      member: string,
+      expiryMs: number,
+      nowMs: number,
+      ttlSeconds: number,
+      issuedAtMs: number,
+      maxConnections: number,
+      leaseEndMs: number | '',
+    ): Result<number, Context>;
+    pwRefresh(
+      record: string,
+      topics: string,
+      tokenExpiresAt: number,
+      allowedTopics: string,
+      ttlSeconds: number,
+      issuedAtMs: number,
+    ): Result<string[] | null, Context>;
   }
 }

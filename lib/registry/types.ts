@@ -15,15 +15,16 @@ export interface ConnectionRecord {
   pendingSince?: string;
   /** When the connection's token expires (ms): no member score ever exceeds it. */
   tokenExpiresAt?: number;
+  /** When the connection's token was issued (its `iat`, ms): a revocation at or after it refuses it. */
+  tokenIssuedAt?: number;
 }
 
-/** What `$connect` needs to know about a user before admitting one more connection. */
-export interface Admission {
-  /** When the user's tokens were last revoked (ms), if within the revocation window. */
-  revokedAt: number | null;
-  /** The user's connections now (live or replaying). */
-  connections: number;
-}
+/**
+ * What register() did: admitted the connection, or refused it (writing
+ * nothing) because the user's tokens were revoked at or after this one was
+ * issued, or because the user already has as many connections as allowed.
+ */
+export type RegisterOutcome = 'registered' | 'revoked' | 'too_many_connections';
 
 /** How much one replay step may return: what one post to the connection can carry. */
 export interface ResumeLimits {
@@ -39,11 +40,18 @@ export interface ResumeLimits {
   handOffWhenFits: boolean;
 }
 
-export type SubscribeOutcome = 'subscribed' | 'gone' | 'too_many_topics';
+/**
+ * 'forbidden': the grants stored with the connection (an `auth` refresh may
+ * have replaced them) do not allow the topic. 'left': the topic left the
+ * connection's list while it was being joined (an unsubscribe side by side).
+ */
+export type SubscribeOutcome = 'subscribed' | 'gone' | 'too_many_topics' | 'forbidden' | 'left';
 
 export interface Connection extends ConnectionRecord {
   /** Topics the connection is subscribed to. */
   topics: string[];
+  /** (touch() only) When the user's tokens were last revoked (ms), if they were lately. */
+  revokedAt?: number;
 }
 
 export interface PublishStep {
@@ -79,9 +87,18 @@ export type ResumeStep =
  * port keeps `lib/` logic independent of how it is stored.
  */
 export interface ConnectionRegistry {
-  register(record: ConnectionRecord): Promise<void>;
+  /**
+   * Records a connection, unless its user's tokens were revoked at or after
+   * it was issued or (with `maxConnections`) the user already has that many
+   * connections: checked and added atomically, so neither a kick with revoke
+   * nor connects racing this one can slip past. A refused one leaves nothing.
+   */
+  register(record: ConnectionRecord, maxConnections?: number): Promise<RegisterOutcome>;
   get(connectionId: string): Promise<Connection | null>;
-  /** Renews every TTL of a connection; null when it is not registered. */
+  /**
+   * Renews every TTL of a connection; null when it is not registered. Reads
+   * the user's revocation in the same round trip (`revokedAt`).
+   */
   touch(connectionId: string): Promise<Connection | null>;
   /** Removes a connection everywhere. Idempotent: null when nothing was there. */
   remove(connectionId: string): Promise<Connection | null>;
@@ -98,7 +115,8 @@ export interface ConnectionRegistry {
    * when about to replay) resuming. 'gone', having left nothing behind, when
    * the connection's record is gone or being removed; with `maxTopics`,
    * 'too_many_topics' (joining nothing) when the connection already has that
-   * many other topics (checked and added atomically).
+   * many other topics (checked and added atomically); 'forbidden' (joining
+   * nothing) when the grants stored in the record now do not allow the topic.
    */
   subscribe(
     connection: ConnectionRecord,
@@ -126,16 +144,18 @@ export interface ConnectionRegistry {
   /** When this Redis's data began (ms since 1970, as a string), once a $connect or publish has marked it. */
   epoch(): Promise<string | null>;
 
-  /** Revocation and connection count of a user, read in one round trip. */
-  admission(userId: string): Promise<Admission>;
   /** Refuses the user's tokens issued at or before `atMs`, for `ttlSeconds`. */
   revokeUser(userId: string, atMs: number, ttlSeconds: number): Promise<void>;
-  /** Stores a refreshed token's expiry and grants, and re-bounds the member scores. */
+  /**
+   * Stores a refreshed token's expiry, issue time and grants, leaves the topics they do
+   * not allow (read atomically with the write, so a subscribe side by side
+   * cannot keep one), and re-bounds the member scores. False, writing
+   * nothing, when the connection is unknown or being removed.
+   */
   refreshToken(
     connectionId: string,
-    tokenExpiresAt: number,
-    allowedTopics: string[],
-  ): Promise<void>;
+    token: { expiresAt: number; issuedAt: number; topics: string[] },
+  ): Promise<boolean>;
   /**
    * Counts one replay of this connection in the current minute; returns the
    * count. With `stream` (a topic, or '' for the user's own stream), the

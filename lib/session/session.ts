@@ -6,6 +6,7 @@ import {
   LimitError,
   RateLimitedError,
   TokenExpiredError,
+  TokenRevokedError,
   UnauthorizedError,
   UnknownConnectionError,
   ValidationError,
@@ -41,14 +42,22 @@ export interface SessionLimits {
   replaysPerMinute: number;
 }
 
-/** Refuses a token of a user revoked after (or in the same second as) it was issued. */
-function checkRevocation(identity: Identity, revokedAt: number | null): void {
-  if (revokedAt !== null && identity.issuedAt <= revokedAt) {
-    throw new UnauthorizedError(
-      "token revoked: this user's tokens issued before the revocation are refused; get a new one",
-    );
-  }
-}
+/** Whether a token issued at `issuedAt` is refused by a revocation at `revokedAt` (same second included). */
+const revoked = (issuedAt?: number, revokedAt?: number | null): boolean =>
+  issuedAt !== undefined && revokedAt != null && issuedAt <= revokedAt;
+
+/**
+ * Whether a token has expired, by our clock, with no tolerance: the one rule
+ * for the handshake, a refresh and every frame. (JWT_CLOCK_TOLERANCE_SECONDS
+ * forgives an `iat` a little in the future; an `exp` it forgave would be
+ * accepted at `$connect` only to be closed at the first frame, its member
+ * scores already past.)
+ */
+const expired = (expiresAt: number | undefined, now: number): boolean =>
+  expiresAt !== undefined && expiresAt <= now;
+
+const REVOKED =
+  "token revoked: this user's tokens issued before the revocation are refused; get a new one";
 
 export interface ReplayBounds {
   /** Longest a replay may run before it gives up and makes the connection live. */
@@ -76,37 +85,52 @@ export interface ConnectInput {
 
 export { callbackEndpoint };
 
-/** `$connect`: verify the token, then record the connection. A refused token writes nothing. */
+/**
+ * `$connect`: verify the token, then record the connection. A refused token
+ * writes nothing, and neither does a `$connect` that fails half-way: API
+ * Gateway sends no `$disconnect` for a connection whose `$connect` failed.
+ */
 export async function connect(
   input: ConnectInput,
-  deps: Pick<SessionDeps, 'registry' | 'verifyToken' | 'callbackUrl' | 'limits'>,
+  deps: Pick<SessionDeps, 'registry' | 'verifyToken' | 'callbackUrl' | 'limits' | 'now'>,
 ): Promise<Identity & { endpoint: string }> {
   const identity = await deps.verifyToken(input.token);
+  if (expired(identity.expiresAt, (deps.now ?? Date.now)())) {
+    throw new UnauthorizedError('token expired');
+  }
   if (input.since !== undefined && !isCursor(input.since)) {
     throw new ValidationError('since must be a cursor like "1732752000000-0"', 'invalid_cursor');
   }
-  const admission = await deps.registry.admission(identity.userId);
-  checkRevocation(identity, admission.revokedAt);
-  // Checked, then registered: connects racing each other may pass the limit
-  // by as many as race; the limit is there against one client opening
-  // hundreds, which it still stops.
+  const endpoint = callbackEndpoint(input.domainName, input.stage, deps.callbackUrl);
   const maxConnections = deps.limits?.connectionsPerUser;
-  if (maxConnections !== undefined && admission.connections >= maxConnections) {
+  // Revocation and the per-user cap are checked where the member is added
+  // (atomically; see admit.lua), so a kick with revoke or connects racing
+  // this one cannot slip past them.
+  const outcome = await deps.registry
+    .register(
+      {
+        connectionId: input.connectionId,
+        userId: identity.userId,
+        endpoint,
+        connectedAt: input.connectedAt ?? Date.now(),
+        allowedTopics: identity.topics,
+        tokenExpiresAt: identity.expiresAt,
+        tokenIssuedAt: identity.issuedAt,
+        ...(input.since !== undefined && { pendingSince: input.since }),
+      },
+      maxConnections,
+    )
+    .catch(async (error: unknown) => {
+      await deps.registry.remove(input.connectionId).catch(() => undefined);
+      throw error;
+    });
+  if (outcome === 'revoked') throw new UnauthorizedError(REVOKED);
+  if (outcome === 'too_many_connections') {
     throw new LimitError(
       'too_many_connections',
-      `this user already has ${admission.connections} connections (at most ${maxConnections})`,
+      `this user already has ${maxConnections} connections (at most ${maxConnections})`,
     );
   }
-  const endpoint = callbackEndpoint(input.domainName, input.stage, deps.callbackUrl);
-  await deps.registry.register({
-    connectionId: input.connectionId,
-    userId: identity.userId,
-    endpoint,
-    connectedAt: input.connectedAt ?? Date.now(),
-    allowedTopics: identity.topics,
-    tokenExpiresAt: identity.expiresAt,
-    ...(input.since !== undefined && { pendingSince: input.since }),
-  });
   return { ...identity, endpoint };
 }
 
@@ -202,9 +226,14 @@ export async function handleFrame(
   if (!connection) throw new UnknownConnectionError(connectionId);
   // Its member scores stopped at the token's exp (touch cannot raise them
   // past it): it receives nothing more, and now it is told and closed.
-  const now = (deps.now ?? Date.now)();
-  if (connection.tokenExpiresAt !== undefined && connection.tokenExpiresAt <= now) {
+  if (expired(connection.tokenExpiresAt, (deps.now ?? Date.now)())) {
     throw new TokenExpiredError();
+  }
+  // Revoked since it connected (or refreshed), and not closed by the kick
+  // (its close or removal failed): forgotten, told and closed now.
+  if (revoked(connection.tokenIssuedAt, connection.revokedAt)) {
+    await deps.registry.remove(connectionId);
+    throw new TokenRevokedError();
   }
 
   // A `?since=` given at connect is replayed here, at the first frame: API
@@ -250,9 +279,11 @@ export async function handleFrame(
         : { type: 'pong', connectionId, epoch: marked };
     }
     case 'subscribe': {
-      if (!topicAllowed(frame.topic, connection.allowedTopics)) {
-        throw new ForbiddenError(`your token does not allow topic "${frame.topic}"`);
-      }
+      // Checked here against the grants read above (no Redis work for a
+      // plainly forbidden topic), and again where the topic is written.
+      const forbidden = () =>
+        new ForbiddenError(`your token does not allow topic "${frame.topic}"`);
+      if (!topicAllowed(frame.topic, connection.allowedTopics)) throw forbidden();
       if (frame.since === undefined) {
         const outcome = await deps.registry.subscribe(
           connection,
@@ -262,6 +293,8 @@ export async function handleFrame(
         );
         if (outcome === 'too_many_topics') throw tooManyTopics();
         if (outcome === 'gone') throw new UnknownConnectionError(connectionId);
+        if (outcome === 'forbidden') throw forbidden();
+        if (outcome === 'left') return { type: 'unsubscribed', topic: frame.topic };
         return { type: 'subscribed', topic: frame.topic };
       }
       await countReplay(deps, connectionId, frame.topic);
@@ -274,6 +307,8 @@ export async function handleFrame(
       );
       if (outcome === 'too_many_topics') throw tooManyTopics();
       if (outcome === 'gone') throw new UnknownConnectionError(connectionId);
+      if (outcome === 'forbidden') throw forbidden();
+      if (outcome === 'left') return { type: 'unsubscribed', topic: frame.topic };
       const audience = deps.registry.topicAudience(frame.topic);
       // From here the member is resuming: whatever fails, catchUp makes it live.
       const posted = await post(deps, connection, { type: 'subscribed', topic: frame.topic }).then(
@@ -339,24 +374,32 @@ async function countReplay(
 /**
  * `auth`: a fresh token for the same user extends the connection's life in
  * place (as Centrifugo's refresh does). Its grants replace the old ones;
- * topics they no longer allow are left.
+ * topics they no longer allow are left, including one a subscribe side by
+ * side is adding (the registry stores the grants and reads the topics in one
+ * step, and a subscribe checks the stored grants).
  */
 async function refresh(
   connection: Connection,
   token: string,
-  deps: Pick<SessionDeps, 'registry'> & Partial<Pick<SessionDeps, 'verifyToken'>>,
+  deps: Pick<SessionDeps, 'registry' | 'now'> & Partial<Pick<SessionDeps, 'verifyToken'>>,
 ): Promise<ServerFrame> {
   if (!deps.verifyToken) throw new Error('handleFrame needs verifyToken for auth frames');
   const identity = await deps.verifyToken(token);
+  if (expired(identity.expiresAt, (deps.now ?? Date.now)())) {
+    throw new UnauthorizedError('token expired');
+  }
   if (identity.userId !== connection.userId) {
     throw new ForbiddenError(
       'a refreshed token must be for the same user ("sub") as the connection',
     );
   }
-  checkRevocation(identity, (await deps.registry.admission(identity.userId)).revokedAt);
-  await deps.registry.refreshToken(connection.connectionId, identity.expiresAt, identity.topics);
-  for (const topic of connection.topics) {
-    if (!topicAllowed(topic, identity.topics)) await deps.registry.unsubscribe(connection, topic);
+  // The revocation as this frame's touch read it: a kick after that removes
+  // the connection, and the refresh below then finds it gone.
+  if (revoked(identity.issuedAt, connection.revokedAt)) {
+    throw new UnauthorizedError(REVOKED);
+  }
+  if (!(await deps.registry.refreshToken(connection.connectionId, identity))) {
+    throw new UnknownConnectionError(connection.connectionId);
   }
   return { type: 'authenticated', expiresAt: identity.expiresAt };
 }

@@ -4,7 +4,7 @@ import { DEV_JWT_SECRET } from '../../scripts/local-env.js';
 import { devToken } from '../../scripts/token.js';
 import { HandshakeRefused, TestClient } from '../helpers/client.js';
 import { eventually } from '../helpers/offline.js';
-import { publishOk, useStack } from '../helpers/stack.js';
+import { connectTracked, publishOk, useStack } from '../helpers/stack.js';
 
 /**
  * Every refusal of issue 9, end to end: `npm start`'s serverless-offline,
@@ -184,6 +184,90 @@ describe('limits', () => {
     expect(first.type).toBe('resumed');
     expect(second.type).toBe('resumed');
     expect(third).toMatchObject({ code: 'rate_limited' });
+  });
+});
+
+describe('races (issue 21, item 6)', () => {
+  it('opens at most MAX_CONNECTIONS_PER_USER sockets when 16 connects of one user race, cold or warm', async () => {
+    // Prepare: a first burst starts 16 `$connect` instances (cold); the
+    // second finds them idle (warm), so its handlers run side by side.
+    const jwt = await token('crowd');
+    const burst = async () => {
+      const clients = await Promise.all(
+        Array.from({ length: 16 }, () =>
+          TestClient.connect(stack.offline.wsUrl({ token: jwt })).then(
+            (c) => c,
+            (e: unknown) => (e instanceof HandshakeRefused ? e.status : `error ${String(e)}`),
+          ),
+        ),
+      );
+      const live = (await stack.probe.userLive('crowd')).size;
+      const opened = clients.filter((c): c is TestClient => c instanceof TestClient);
+      await Promise.all(opened.map((c) => c.close()));
+      await eventually(
+        async () => (await stack.probe.userLive('crowd')).size === 0,
+        20_000,
+        'the burst to disconnect',
+      );
+      return { opened: opened.length, refused: clients.filter((c) => c === 429).length, live };
+    };
+
+    // Act
+    const cold = await burst();
+    const warm = await burst();
+
+    // Assess
+    expect(cold).toEqual({ opened: 2, refused: 14, live: 2 });
+    expect(warm).toEqual({ opened: 2, refused: 14, live: 2 });
+  });
+
+  it('never keeps a topic subscribed back to back with an auth whose token no longer grants it', async () => {
+    for (let round = 0; round < 8; round++) {
+      // Prepare: granted both topics; the refreshed token grants only the second
+      const user = `regrant-${round}`;
+      const topic = `regrant:${round}:a`;
+      const tracked = await connectTracked(
+        stack,
+        stack.offline,
+        user,
+        await token(user, { topics: [topic, 'regrant:b'] }),
+      );
+      const narrower = await token(user, { topics: ['regrant:b'] });
+      const replied = (f: { type: string }) =>
+        ['authenticated', 'subscribed', 'unsubscribed', 'error'].includes(f.type);
+
+      // Act: sent back to back, as a plain WebSocket client may
+      tracked.client.send({ action: 'auth', token: narrower });
+      tracked.client.send({ action: 'subscribe', topic });
+      await eventually(
+        () => tracked.client.frames.filter(replied).length >= 2,
+        10_000,
+        'both replies',
+      );
+      const published = await publishOk(stack.offline, { topic, data: round });
+      const listed = await stack.probe.redis.sismember(
+        stack.probe.keys.connectionTopics(tracked.connectionId),
+        topic,
+      );
+
+      // Assess
+      expect(tracked.client.frames.filter(replied).map((f) => f.type)).toContain('authenticated');
+      expect(published.recipients).toBe(0);
+      expect(listed).toBe(0);
+      await tracked.client.close();
+    }
+  });
+
+  it('refuses at $connect a token past its exp by less than the clock tolerance, storing nothing', async () => {
+    // Prepare: jose forgives 30 s; the first frame would call it expired
+    const iat = nowSeconds() - 60;
+
+    // Act
+    const status = await refusedWith(await token('just-expired', { iat, exp: nowSeconds() - 5 }));
+
+    // Assess
+    expect(status).toBe(401);
+    expect(await stack.probe.scanKeys('*just-expired*')).toEqual([]);
   });
 });
 

@@ -50,7 +50,11 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
       const newExp = clock.now() + 60_000;
 
       // Act
-      await registry.refreshToken(record.connectionId, newExp, ['news']);
+      await registry.refreshToken(record.connectionId, {
+        expiresAt: newExp,
+        issuedAt: clock.now(),
+        topics: ['news'],
+      });
       const stored = await registry.get(record.connectionId);
       const score = Number(
         await env.redis.zscore(
@@ -70,7 +74,7 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
     it('admits exactly the limit of topics even when subscribes race', async () => {
       // Prepare
       const registry = env.registry();
-      const record = connection('topic-racer');
+      const record = connection('topic-racer', { allowedTopics: ['*'] });
       await registry.register(record);
       const topics = Array.from({ length: 20 }, (_, i) => `race-${i}`);
 
@@ -94,7 +98,7 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
     it('accepts a repeated subscribe to a topic it has, at the limit', async () => {
       // Prepare
       const registry = env.registry();
-      const record = connection('topic-repeat');
+      const record = connection('topic-repeat', { allowedTopics: ['*'] });
       await registry.register(record);
       await registry.subscribe(record, 'a', undefined, 1);
 
@@ -108,22 +112,22 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
     });
   });
 
-  describe('admission, revocation and replay counts', () => {
-    it('reads the revocation and the connection count in one go', async () => {
+  describe('revocation, endpoints and replay counts', () => {
+    it("reads the user's revocation with each frame's touch, and forgets it after its TTL", async () => {
       // Prepare
       const registry = env.registry();
-      await registry.register(connection('adm-user'));
-      await registry.register(connection('adm-user', { pendingSince: '0-0' }));
+      const record = connection('adm-user');
+      await registry.register(record);
 
       // Act
-      const before = await registry.admission('adm-user');
+      const before = await registry.touch(record.connectionId);
       await registry.revokeUser('adm-user', 1234, 60);
-      const after = await registry.admission('adm-user');
+      const after = await registry.touch(record.connectionId);
       const ttl = await env.redis.ttl(registry.keys.revoked('adm-user'));
 
       // Assess
-      expect(before).toEqual({ revokedAt: null, connections: 2 });
-      expect(after).toEqual({ revokedAt: 1234, connections: 2 });
+      expect(before?.revokedAt).toBeUndefined();
+      expect(after?.revokedAt).toBe(1234);
       expect(ttl).toBeGreaterThan(0);
       expect(ttl).toBeLessThanOrEqual(60);
     });
@@ -214,7 +218,7 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
   describe('ping cost', () => {
     /** Redis commands one ping costs a connection subscribed to `topics` topics. */
     async function pingCommands(registry: RedisRegistry, topics: number): Promise<number> {
-      const record = connection(`ping-${topics}`);
+      const record = connection(`ping-${topics}`, { allowedTopics: ['*'] });
       await registry.register(record);
       for (let i = 0; i < topics; i++) await registry.subscribe(record, `pc-${i}`, undefined, 100);
       const deps = {
@@ -237,7 +241,7 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
       const ten = await pingCommands(registry, 10);
       const atLimit = await pingCommands(registry, 100);
       // A client cannot go past the limit: the 101st subscribe is refused.
-      const record = connection('ping-over');
+      const record = connection('ping-over', { allowedTopics: ['*'] });
       await registry.register(record);
       for (let i = 0; i < 100; i++) await registry.subscribe(record, `po-${i}`, undefined, 100);
       const over = await registry.subscribe(record, 'po-100', undefined, 100);

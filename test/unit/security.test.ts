@@ -68,11 +68,15 @@ const connectInput = async (token: string) => ({
 });
 
 describe('$connect refusals', () => {
-  it('refuses a token issued before the user was revoked, and registers nothing', async () => {
+  it('refuses a token the registry finds revoked where it adds the member, with 401', async () => {
     // Prepare
     const iat = Math.floor(Date.now() / 1000) - 10;
+    const registered: unknown[] = [];
     const { registry, methods } = fakeRegistry({
-      admission: async () => ({ revokedAt: iat * 1000 + 5_000, connections: 0 }),
+      register: async (...args) => {
+        registered.push(args);
+        return 'revoked';
+      },
     });
 
     // Act
@@ -83,29 +87,16 @@ describe('$connect refusals', () => {
     // Assess
     expect(error.code).toBe('unauthorized');
     expect(error.message).toMatch(/^token revoked/);
-    expect(methods()).toEqual(['admission']);
+    expect(methods()).toEqual(['register']);
+    // The token's iat goes with the record: the registry compares it with the revocation.
+    expect(registered).toEqual([
+      [expect.objectContaining({ tokenIssuedAt: iat * 1000 }), undefined],
+    ]);
   });
 
-  it('accepts a token issued after the revocation', async () => {
+  it('refuses a connection over the per-user limit with too_many_connections, the limit passed to register', async () => {
     // Prepare
-    const iat = Math.floor(Date.now() / 1000);
-    const { registry, methods } = fakeRegistry({
-      admission: async () => ({ revokedAt: (iat - 5) * 1000, connections: 0 }),
-      register: async () => undefined,
-    });
-
-    // Act
-    await connect(await connectInput(await sign('alice', { iat })), { registry, verifyToken });
-
-    // Assess
-    expect(methods()).toEqual(['admission', 'register']);
-  });
-
-  it('refuses a connection over the per-user limit with too_many_connections', async () => {
-    // Prepare
-    const { registry, methods } = fakeRegistry({
-      admission: async () => ({ revokedAt: null, connections: 3 }),
-    });
+    const { registry, calls } = fakeRegistry({ register: async () => 'too_many_connections' });
 
     // Act
     const error = await refusal(
@@ -119,7 +110,49 @@ describe('$connect refusals', () => {
     // Assess
     expect(error.code).toBe('too_many_connections');
     expect(error.status).toBe(429);
-    expect(methods()).toEqual(['admission']);
+    expect(calls.map((c) => [c.method, c.args[1]])).toEqual([['register', 3]]);
+  });
+
+  it('takes back whatever a register that failed half-way wrote (no $disconnect will come)', async () => {
+    // Prepare
+    const { registry, calls } = fakeRegistry({
+      register: async () => {
+        throw new Error("READONLY You can't write against a read only replica.");
+      },
+      remove: async () => null,
+    });
+
+    // Act
+    const error = await connect(await connectInput(await sign('alice')), {
+      registry,
+      verifyToken,
+    }).catch((e: unknown) => e);
+
+    // Assess: the original failure (a 500), after the removal of connection c9
+    expect((error as Error).message).toMatch(/READONLY/);
+    expect(calls.map((c) => [c.method, c.args[0]])).toEqual([
+      ['register', expect.objectContaining({ connectionId: 'c9' })],
+      ['remove', 'c9'],
+    ]);
+  });
+
+  it('refuses a token past its exp but within the clock tolerance with 401, writing nothing', async () => {
+    // Prepare: jose accepts it (30 s tolerance); the first frame would call it expired
+    const iat = Math.floor(Date.now() / 1000) - 60;
+    const { registry, calls } = fakeRegistry();
+
+    // Act
+    const error = await refusal(
+      connect(await connectInput(await sign('alice', { iat, exp: iat + 55 })), {
+        registry,
+        verifyToken,
+      }),
+    );
+
+    // Assess
+    expect(error.code).toBe('unauthorized');
+    expect(error.message).toBe('token expired');
+    expect(calls).toEqual([]);
   });
 });
 
@@ -156,18 +189,13 @@ describe('$default: token expiry binds the connection', () => {
     expect(reply).toEqual({ type: 'pong', connectionId: 'c1' });
   });
 
-  it('refreshes in place with a token of the same user, dropping topics it no longer grants', async () => {
+  it('refreshes in place with a token of the same user: the registry stores it and leaves what it no longer grants', async () => {
     // Prepare
     const refreshed: unknown[] = [];
-    const left: string[] = [];
-    const { registry } = fakeRegistry({
+    const { registry, methods } = fakeRegistry({
       touch: async () => connection({ topics: ['news', 'team:42:a'] }),
-      admission: async () => ({ revokedAt: null, connections: 1 }),
       refreshToken: async (...args) => {
         refreshed.push(args);
-      },
-      unsubscribe: async (_c, topic) => {
-        left.push(topic);
         return true;
       },
     });
@@ -181,10 +209,93 @@ describe('$default: token expiry binds the connection', () => {
       verifyToken,
     });
 
-    // Assess
+    // Assess: no unsubscribe from a topic list read before the grants changed
     expect(reply).toEqual({ type: 'authenticated', expiresAt: (iat + 600) * 1000 });
-    expect(refreshed).toEqual([['c1', (iat + 600) * 1000, ['news']]]);
-    expect(left).toEqual(['team:42:a']);
+    expect(refreshed).toEqual([
+      [
+        'c1',
+        expect.objectContaining({
+          expiresAt: (iat + 600) * 1000,
+          issuedAt: iat * 1000,
+          topics: ['news'],
+        }),
+      ],
+    ]);
+    expect(methods()).toEqual(['touch', 'refreshToken']);
+  });
+
+  it('answers a refresh of a connection removed meanwhile with unknown_connection', async () => {
+    // Prepare
+    const { registry } = fakeRegistry({
+      touch: async () => connection(),
+      refreshToken: async () => false,
+    });
+
+    // Act
+    const error = await refusal(
+      handleFrame('c1', JSON.stringify({ action: 'auth', token: await sign('alice') }), {
+        registry,
+        gateway: noGateway,
+        verifyToken,
+      }),
+    );
+
+    // Assess
+    expect(error.code).toBe('unknown_connection');
+  });
+
+  it('refuses a refresh with a token past its exp but within the clock tolerance', async () => {
+    // Prepare
+    const { registry, methods } = fakeRegistry({ touch: async () => connection() });
+    const iat = Math.floor(Date.now() / 1000) - 60;
+
+    // Act
+    const error = await refusal(
+      handleFrame(
+        'c1',
+        JSON.stringify({ action: 'auth', token: await sign('alice', { iat, exp: iat + 55 }) }),
+        { registry, gateway: noGateway, verifyToken },
+      ),
+    );
+
+    // Assess
+    expect(error.message).toBe('token expired');
+    expect(methods()).toEqual(['touch']);
+  });
+
+  it('closes a connection whose token was revoked since, at its next frame, and forgets it', async () => {
+    // Prepare: the kick that revoked it did not close it (its removal failed)
+    const { registry, methods } = fakeRegistry({
+      touch: async () => connection({ tokenIssuedAt: NOW - 60_000, revokedAt: NOW - 60_000 }),
+      remove: async () => connection(),
+    });
+
+    // Act
+    const error = await refusal(
+      handleFrame('c1', '{"action":"ping"}', { registry, gateway: noGateway, now: () => NOW }),
+    );
+
+    // Assess
+    expect(error.code).toBe('token_revoked');
+    expect(error.closesConnection).toBe(true);
+    expect(methods()).toEqual(['touch', 'remove']);
+  });
+
+  it('serves a connection whose token was issued after the revocation', async () => {
+    // Prepare
+    const { registry } = fakeRegistry({
+      touch: async () => connection({ tokenIssuedAt: NOW - 1_000, revokedAt: NOW - 2_000 }),
+    });
+
+    // Act
+    const reply = await handleFrame('c1', '{"action":"ping"}', {
+      registry,
+      gateway: noGateway,
+      now: () => NOW,
+    });
+
+    // Assess
+    expect(reply).toEqual({ type: 'pong', connectionId: 'c1' });
   });
 
   it("refuses a refresh with another user's token as forbidden and changes nothing", async () => {
@@ -210,8 +321,8 @@ describe('$default: token expiry binds the connection', () => {
     // Prepare
     const iat = Math.floor(Date.now() / 1000) - 5;
     const { registry, methods } = fakeRegistry({
-      touch: async () => connection(),
-      admission: async () => ({ revokedAt: Date.now(), connections: 1 }),
+      // (A connection whose own token's iat is unknown: only the new token is checked.)
+      touch: async () => connection({ revokedAt: Date.now() }),
     });
 
     // Act
@@ -225,7 +336,8 @@ describe('$default: token expiry binds the connection', () => {
 
     // Assess
     expect(error.code).toBe('unauthorized');
-    expect(methods()).toEqual(['touch', 'admission']);
+    expect(error.message).toMatch(/^token revoked/);
+    expect(methods()).toEqual(['touch']);
   });
 });
 
@@ -251,6 +363,29 @@ describe('$default: limits', () => {
     expect(error.code).toBe('too_many_topics');
     expect(error.status).toBe(429);
   });
+
+  it.each([
+    ['forbidden', { type: 'error', code: 'forbidden' }],
+    ['left', { type: 'unsubscribed', topic: 'news' }],
+  ] as const)(
+    'answers a subscribe the registry found %s where it wrote the topic',
+    async (outcome, answer) => {
+      // Prepare: the frame's grants allowed it; the stored ones (a refresh) did not, or an unsubscribe won
+      const { registry } = fakeRegistry({
+        touch: async () => connection(),
+        subscribe: async () => outcome,
+      });
+
+      // Act
+      const reply = await handleFrame('c1', '{"action":"subscribe","topic":"news"}', {
+        registry,
+        gateway: noGateway,
+      }).catch((e: PushwireError) => ({ type: 'error', code: e.code }));
+
+      // Assess
+      expect(reply).toEqual(answer);
+    },
+  );
 
   it('refuses a resume over the replay limit with rate_limited, before any replay work', async () => {
     // Prepare

@@ -84,9 +84,9 @@ describe('connect', () => {
     // Prepare
     const registered: ConnectionRecord[] = [];
     const { registry } = fakeRegistry({
-      admission: async () => ({ revokedAt: null, connections: 0 }),
       register: async (record) => {
         registered.push(record);
+        return 'registered';
       },
     });
 
@@ -112,6 +112,7 @@ describe('connect', () => {
         connectedAt: 42,
         allowedTopics: ['news'],
         tokenExpiresAt: identity.expiresAt,
+        tokenIssuedAt: identity.issuedAt,
       },
     ]);
   });
@@ -120,9 +121,9 @@ describe('connect', () => {
     // Prepare
     const registered: ConnectionRecord[] = [];
     const { registry } = fakeRegistry({
-      admission: async () => ({ revokedAt: null, connections: 0 }),
       register: async (record) => {
         registered.push(record);
+        return 'registered';
       },
     });
 
