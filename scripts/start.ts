@@ -12,7 +12,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
 import { DEV_AWS_ENV, DEV_JWT_SECRET } from './local-env.js';
-import { type RedisServer, startRedisServer } from './redis-server.js';
+import { checkRedis, maskRedisUrl, type RedisServer, startRedisServer } from './redis-server.js';
 
 // Our own options, taken out before the rest goes to serverless-offline.
 const QUIET_FLAGS = new Set(['--quiet', '-q']);
@@ -71,13 +71,26 @@ try {
 let redis: RedisServer | undefined;
 let redisUrl = process.env['REDIS_URL'];
 if (!redisUrl) {
-  redis = await startRedisServer();
+  try {
+    redis = await startRedisServer();
+  } catch (error) {
+    // A missing redis-server is a set-up step, not a crash: the message only.
+    console.error(`pushwire: not starting: ${error instanceof Error ? error.message : error}`);
+    process.exit(1);
+  }
   redisUrl = redis.url;
   console.log(
     `pushwire: no REDIS_URL given, started a private redis-server at ${redisUrl} (stops with this process)`,
   );
 } else {
-  console.log(`pushwire: using Redis at ${redisUrl.replace(/\/\/[^@]*@/, '//***@')}`);
+  // A REDIS_URL that answers nothing would otherwise start "up" and answer
+  // every handshake 500 and every publish `internal`.
+  const problem = await checkRedis(redisUrl, baseEnv['REDIS_CLUSTER'] === 'true');
+  if (problem) {
+    console.error(`pushwire: not starting: ${problem}`);
+    process.exit(1);
+  }
+  console.log(`pushwire: using Redis at ${maskRedisUrl(redisUrl)}`);
 }
 
 const env: Record<string, string | undefined> = { ...baseEnv, REDIS_URL: redisUrl };
