@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
-import { DEV_AWS_ENV, DEV_JWT_SECRET } from './local-env.js';
+import { DEV_AWS_ENV, DEV_JWT_SECRET, nodeSupportNotice } from './local-env.js';
 import { checkRedis, maskRedisUrl, type RedisServer, startRedisServer } from './redis-server.js';
 
 // Our own options, taken out before the rest goes to serverless-offline.
@@ -33,6 +33,9 @@ const { values } = parseArgs({
 const wsPort = String(values.websocketPort ?? 3001);
 const lambdaPort = String(values.lambdaPort ?? 3002);
 const httpPort = String(values.httpPort ?? 3000);
+
+const nodeNotice = nodeSupportNotice(process.version);
+if (nodeNotice) console.error(nodeNotice);
 
 // The region, and the configuration checked before anything starts.
 // serverless-offline replaces AWS_REGION with the provider's region, which is
