@@ -108,7 +108,7 @@ const child = spawn('node_modules/.bin/osls', ['offline', 'start', '--stage', 'l
 });
 let announced = false;
 // Quiet mode keeps pushwire's own lines (JSON logs, EMF metrics) and problems.
-// Known and explained in the README ("HTTP API"): no signature is checked locally.
+// Known and explained in docs/services.md ("HTTP API"): no signature is checked locally.
 const KNOWN = /does not support the AWS_IAM authorization type/;
 const ours = (line: string) =>
   line.trimStart().startsWith('{') || (/error|warn|exception|✖/i.test(line) && !KNOWN.test(line));
