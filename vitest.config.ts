@@ -16,7 +16,7 @@ export default defineConfig({
   test: {
     // Two cores: keep parallelism modest; e2e suites start their own servers.
     maxWorkers: 2,
-    // See scripts/local-env.ts: local Node 20 vs Lambda's nodejs24.x.
+    // See scripts/local-env.ts (nodeSupportNotice): tests still run on Node 20.
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     testTimeout: 20_000,
     hookTimeout: 120_000,

@@ -6,7 +6,7 @@ import { operations } from '../lib/edge/operations.js';
 import { metrics, withMetrics } from '../lib/observability/metrics.js';
 import { withTracing } from '../lib/observability/tracing.js';
 
-/** `http`: POST /publish, /presence, /kick (IAM-authorized API Gateway). See README, "HTTP API". */
+/** `http`: POST /publish, /presence, /kick (IAM-authorized API Gateway). See docs/services.md, "HTTP API". */
 export const handler = middy(async (event: unknown) =>
   handleHttp(event, { operations, logger: logger(), metrics: metrics() }),
 )

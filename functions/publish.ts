@@ -5,7 +5,7 @@ import { publishObserved } from '../lib/edge/operations.js';
 import { metrics, withMetrics } from '../lib/observability/metrics.js';
 import { withTracing } from '../lib/observability/tracing.js';
 
-/** `publish`: invoked by backend services (Lambda Invoke). See README, "Backend API". */
+/** `publish`: invoked by backend services (Lambda Invoke). See docs/services.md. */
 export const handler = middy(async (event: unknown) => publishObserved(event))
   .use(withMetrics())
   .use(withTracing())

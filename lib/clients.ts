@@ -143,7 +143,9 @@ export function watchConnection(client: Redis | Cluster, log: ConnectionLog): vo
       failedAttempts: outage.failures,
     });
   };
-  const name = client instanceof Cluster ? 'cluster' : 'redis';
+  // The host is named, never the URL: it may carry a password.
+  const name =
+    client instanceof Cluster ? 'cluster' : `${client.options.host}:${client.options.port}`;
   client.on('error', (error: unknown) => lost(name, error));
   client.on('reconnecting', () => lost(name));
   client.on('ready', () => restored(name));

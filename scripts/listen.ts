@@ -25,9 +25,51 @@ ws.on('open', () => {
   setInterval(() => ws.send(JSON.stringify({ action: 'ping' })), 5 * 60_000).unref();
 });
 ws.on('message', (data) => console.log(data.toString()));
+/**
+ * Why a handshake is refused, by status (docs/protocol-reference.md, "Connecting"). API Gateway
+ * and serverless-offline give a refused client only the status (the
+ * `$connect` function's error frame is dropped), so a body or an
+ * `x-pushwire-error` header is printed when there is one, and the status is
+ * explained as the server defines it.
+ */
+const REFUSALS: Record<number, string> = {
+  400: 'the server refused `since`: it is not a cursor (<ms>-<seq>, e.g. 1732752000000-0)',
+  401:
+    'the server refused the token (missing, malformed, badly signed, expired, too long-lived or ' +
+    'revoked). listen signs it with ' +
+    (process.env['JWT_SECRET']
+      ? 'JWT_SECRET from this shell'
+      : 'the dev secret (JWT_SECRET is not set in this shell)') +
+    ': npm start must run with the same JWT_SECRET',
+  429: 'this user already has MAX_CONNECTIONS_PER_USER connections',
+  500: 'the server failed (e.g. it cannot reach Redis)',
+  502: 'the $connect function failed or is missing',
+  503: "the identity provider's key set (JWT_JWKS_URL) could not be fetched: retry",
+};
 ws.on('unexpected-response', (_req, res) => {
-  console.error(`connection refused: HTTP ${res.statusCode}`);
-  process.exit(1);
+  let body = '';
+  res.setEncoding('utf8');
+  res.on('data', (chunk: string) => {
+    body += chunk;
+  });
+  res.on('end', () => {
+    const status = res.statusCode ?? 0;
+    const header = res.headers['x-pushwire-error'];
+    // A body that only repeats the status line (what `ws` writes) says nothing more.
+    const text = body.trim() === res.statusMessage ? '' : body.trim();
+    const said = [header && `x-pushwire-error: ${header}`, text].filter(Boolean).join('; ');
+    console.error(
+      [
+        `connection refused: HTTP ${status} ${res.statusMessage ?? ''}`.trimEnd(),
+        `  ${REFUSALS[status] ?? 'see the status codes in docs/protocol-reference.md, "Connecting"'}.`,
+        said
+          ? `  the server said: ${said}`
+          : '  the server sent no body (a refused handshake carries only its status); the exact ' +
+            'reason is the "handshake refused" line in npm start\'s output.',
+      ].join('\n'),
+    );
+    process.exit(1);
+  });
 });
 ws.on('error', (error) => {
   console.error(`connection failed: ${error.message} (is \`npm start\` running?)`);

@@ -7,7 +7,25 @@ export const DEV_AWS_ENV = {
   AWS_REGION: 'us-east-1',
   AWS_ACCESS_KEY_ID: 'local',
   AWS_SECRET_ACCESS_KEY: 'local',
-  // Local runs are on Node 20 while Lambda runs nodejs24.x: the SDK's notice
-  // that it will require Node 22 is known and only noise here.
+  // On Node 20 the SDK warns in every function's output; npm start says it
+  // once instead (nodeSupportNotice).
   AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
 };
+
+/**
+ * The Node versions pushwire supports, locally and on Lambda (package.json
+ * `engines`): 22 and 24, the runtimes the sandbox test runs the zips on and
+ * the docs test runs `npm start` on. Node 20 left maintenance on 30 April
+ * 2026 and the AWS SDK warns on it; npm start and the tests still run there.
+ */
+export const MIN_NODE_MAJOR = 22;
+
+/** What npm start says about a Node it does not support, or undefined. */
+export function nodeSupportNotice(version: string): string | undefined {
+  const major = Number(/^v?(\d+)/.exec(version)?.[1]);
+  if (major >= MIN_NODE_MAJOR) return undefined;
+  return (
+    `pushwire: Node ${version} is not supported (Node 20 reached end of life in April 2026; ` +
+    `use Node 22 or 24). npm start still runs on it; the AWS SDK's warning about it is silenced.`
+  );
+}

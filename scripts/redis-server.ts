@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 
 /** A free TCP port on loopback, as the OS hands one out. */
 export function freePort(): Promise<number> {
@@ -52,9 +53,14 @@ export async function spawnRedisServer(
       if (output.includes('Ready to accept connections')) resolve();
     };
     child.stdout?.on('data', onData);
-    child.once('error', (error) =>
+    child.once('error', (error: NodeJS.ErrnoException) =>
       reject(
-        new Error(`could not start redis-server (is it installed and on PATH?): ${error.message}`),
+        new Error(
+          error.code === 'ENOENT'
+            ? 'redis-server is not on PATH. Install it (Debian/Ubuntu: apt-get install ' +
+                'redis-server; macOS: brew install redis), or set REDIS_URL to a Redis you run.'
+            : `could not start redis-server: ${error.message}`,
+        ),
       ),
     );
     child.once('exit', (code) =>
@@ -98,4 +104,57 @@ export async function startRedisServer(extraArgs: string[] = []): Promise<RedisS
         child.kill('SIGTERM');
       }),
   };
+}
+
+/** A Redis URL (or comma-separated URLs) as it may be printed: credentials masked. */
+export function maskRedisUrl(url: string): string {
+  return url.replace(/\/\/[^@/]*@/g, '//***@');
+}
+
+/**
+ * Connects once to `url` (the first of several, for a cluster) and sends
+ * PING, within `timeoutMs`. Resolves to what is wrong, naming the URL with its
+ * credentials masked, or to undefined when Redis answered.
+ */
+export async function checkRedis(
+  url: string,
+  cluster: boolean,
+  timeoutMs = 3_000,
+): Promise<string | undefined> {
+  const first = (cluster ? url.split(',')[0] : url)?.trim() ?? '';
+  const shown = maskRedisUrl(url);
+  let client: Redis;
+  try {
+    client = new Redis(first, {
+      lazyConnect: true,
+      connectTimeout: timeoutMs,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      enableOfflineQueue: false,
+      ...(first.startsWith('rediss://') && { tls: {} }),
+    });
+  } catch (error) {
+    return `REDIS_URL ${shown} is not a Redis URL: ${(error as Error).message}`;
+  }
+  // connect() rejects with only "Connection is closed."; the cause comes as 'error'.
+  let cause: { message?: string; code?: string } | undefined;
+  client.on('error', (error: { message?: string; code?: string }) => {
+    cause ??= error;
+  });
+  try {
+    await client.connect();
+    await client.ping();
+    return undefined;
+  } catch (error) {
+    const e = cause ?? (error as { message?: string; code?: string });
+    const why = (
+      e.code && !e.message?.includes(e.code) ? `${e.code} ${e.message}` : e.message
+    )?.replace(/\.$/, '');
+    return (
+      `cannot reach Redis at REDIS_URL=${shown}: ${why}. ` +
+      'Start that Redis, fix REDIS_URL, or unset it and npm start runs a private redis-server.'
+    );
+  } finally {
+    client.disconnect();
+  }
 }

@@ -11,8 +11,8 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
-import { DEV_AWS_ENV, DEV_JWT_SECRET } from './local-env.js';
-import { type RedisServer, startRedisServer } from './redis-server.js';
+import { DEV_AWS_ENV, DEV_JWT_SECRET, nodeSupportNotice } from './local-env.js';
+import { checkRedis, maskRedisUrl, type RedisServer, startRedisServer } from './redis-server.js';
 
 // Our own options, taken out before the rest goes to serverless-offline.
 const QUIET_FLAGS = new Set(['--quiet', '-q']);
@@ -33,6 +33,9 @@ const { values } = parseArgs({
 const wsPort = String(values.websocketPort ?? 3001);
 const lambdaPort = String(values.lambdaPort ?? 3002);
 const httpPort = String(values.httpPort ?? 3000);
+
+const nodeNotice = nodeSupportNotice(process.version);
+if (nodeNotice) console.error(nodeNotice);
 
 // The region, and the configuration checked before anything starts.
 // serverless-offline replaces AWS_REGION with the provider's region, which is
@@ -71,13 +74,26 @@ try {
 let redis: RedisServer | undefined;
 let redisUrl = process.env['REDIS_URL'];
 if (!redisUrl) {
-  redis = await startRedisServer();
+  try {
+    redis = await startRedisServer();
+  } catch (error) {
+    // A missing redis-server is a set-up step, not a crash: the message only.
+    console.error(`pushwire: not starting: ${error instanceof Error ? error.message : error}`);
+    process.exit(1);
+  }
   redisUrl = redis.url;
   console.log(
     `pushwire: no REDIS_URL given, started a private redis-server at ${redisUrl} (stops with this process)`,
   );
 } else {
-  console.log(`pushwire: using Redis at ${redisUrl.replace(/\/\/[^@]*@/, '//***@')}`);
+  // A REDIS_URL that answers nothing would otherwise start "up" and answer
+  // every handshake 500 and every publish `internal`.
+  const problem = await checkRedis(redisUrl, baseEnv['REDIS_CLUSTER'] === 'true');
+  if (problem) {
+    console.error(`pushwire: not starting: ${problem}`);
+    process.exit(1);
+  }
+  console.log(`pushwire: using Redis at ${maskRedisUrl(redisUrl)}`);
 }
 
 const env: Record<string, string | undefined> = { ...baseEnv, REDIS_URL: redisUrl };
@@ -92,7 +108,7 @@ const child = spawn('node_modules/.bin/osls', ['offline', 'start', '--stage', 'l
 });
 let announced = false;
 // Quiet mode keeps pushwire's own lines (JSON logs, EMF metrics) and problems.
-// Known and explained in the README ("HTTP API"): no signature is checked locally.
+// Known and explained in docs/services.md ("HTTP API"): no signature is checked locally.
 const KNOWN = /does not support the AWS_IAM authorization type/;
 const ours = (line: string) =>
   line.trimStart().startsWith('{') || (/error|warn|exception|✖/i.test(line) && !KNOWN.test(line));

@@ -64,9 +64,12 @@ class MethodNotAllowedError extends PushwireError {
 }
 
 function route(event: v.InferOutput<typeof HttpEvent>): Route {
-  const path = event.resource ?? event.rawPath ?? event.path ?? '';
-  const name = path.split('/').filter(Boolean).pop() ?? '';
-  if (!(ROUTES as readonly string[]).includes(name)) throw new NotFoundError(path || '/');
+  // The resource routes (`/{proxy+}` catches every other path); the path is
+  // what the caller asked for.
+  const resource = event.resource ?? event.rawPath ?? event.path ?? '';
+  const name = resource.split('/').filter(Boolean).pop() ?? '';
+  if (!(ROUTES as readonly string[]).includes(name))
+    throw new NotFoundError(event.path ?? event.rawPath ?? (resource || '/'));
   const method = event.httpMethod ?? event.requestContext?.http?.method ?? 'POST';
   if (method !== 'POST') throw new MethodNotAllowedError(method);
   return name as Route;

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { delimiter, dirname } from 'node:path';
 import { freePort } from '../../scripts/redis-server.js';
 
 export interface Ports {
@@ -29,15 +30,19 @@ export async function freePorts(): Promise<Ports> {
  * loader), in its own process group so a caller can signal the whole group as
  * Ctrl-C does. `env` is its whole environment; `ports` are free ones unless
  * given (to restart an instance where its clients reconnect); `args` go on to
- * serverless-offline.
+ * serverless-offline; `node` is the Node binary to run it all on (default: this one).
  */
 export async function spawnNpmStart(
   env: NodeJS.ProcessEnv,
-  options: { ports?: Ports; args?: string[] } = {},
+  options: { ports?: Ports; args?: string[]; node?: string } = {},
 ): Promise<NpmStart> {
   const { wsPort, lambdaPort, httpPort } = options.ports ?? (await freePorts());
+  // Another Node binary runs this script and, first on PATH, serverless-offline
+  // (node_modules/.bin/osls starts with `#!/usr/bin/env node`) and the functions.
+  const node = options.node ?? process.execPath;
+  if (options.node) env = { ...env, PATH: `${dirname(node)}${delimiter}${env['PATH'] ?? ''}` };
   const child = spawn(
-    process.execPath,
+    node,
     [
       '--import',
       'tsx',

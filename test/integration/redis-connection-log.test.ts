@@ -65,6 +65,8 @@ describe('Redis connection state logging', () => {
       level: 'warn',
       message: 'redis connection lost; reconnecting',
     });
+    // Names the server it lost (a REDIS_URL pointing at nothing said only "redis").
+    expect(duringOutage[0]?.extra['redis']).toBe(new URL(server.url).host);
     expect(log.lines).toHaveLength(2);
     expect(log.lines[1]).toMatchObject({ level: 'info', message: 'redis connection restored' });
     expect(log.lines[1]?.extra['failedAttempts']).toBeGreaterThanOrEqual(4);

@@ -20,7 +20,7 @@ const CACHE = resolve('node_modules', '.cache', 'pushwire-node');
  * Path of a Node binary of that major version, fetched through npm on first
  * use. The official builds are published on the npm registry as
  * `node-<platform>-<arch>` packages (the `node` package's install script
- * fetches one; npm 11 does not run install scripts, so we take it directly):
+ * fetches one; we take it directly, so nothing depends on an install script):
  * `npm pack` puts the tarball through npm's own cache (~/.npm), so a fresh
  * clone on the same machine does not download it again, and only `bin/node`
  * is extracted, into node_modules/.cache/pushwire-node/.

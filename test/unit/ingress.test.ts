@@ -130,6 +130,23 @@ describe('HTTP API', () => {
     });
     expect(calls).toEqual([]);
   });
+
+  it('answers a path caught by the /{proxy+} resource with 404 naming the path asked for', async () => {
+    // Prepare
+    const { operations, calls } = fakeOperations();
+    const event = restEvent('/{proxy+}', '{}', { path: '/publish/extra' });
+
+    // Act
+    const response = await handleHttp(event, { operations, logger: quietLogger });
+
+    // Assess
+    expect(response.statusCode).toBe(404);
+    expect(JSON.parse(response.body).error).toEqual({
+      code: 'not_found',
+      message: 'no route /publish/extra: POST /publish, /presence or /kick',
+    });
+    expect(calls).toEqual([]);
+  });
 });
 
 /** An SQS record as Lambda's event source mapping delivers it. */
