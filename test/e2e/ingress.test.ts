@@ -3,6 +3,7 @@ import { DEV_AWS_ENV } from '../../scripts/local-env.js';
 import { devToken } from '../../scripts/token.js';
 import { createPushwire, InvalidRequestError, TooLargeError } from '../../server/index.js';
 import { HandshakeRefused, TestClient } from '../helpers/client.js';
+import { contractFetch } from '../helpers/contract.js';
 import { eventually, type TrackedClient } from '../helpers/offline.js';
 import { connectTracked, isMessage, messageIds, useStack } from '../helpers/stack.js';
 
@@ -20,7 +21,7 @@ async function connectAs(userId: string): Promise<TrackedClient> {
 }
 /** POSTs to the HTTP API; the JSON answer is typed loosely, as a test reads it. */
 async function http(path: string, body: string) {
-  const response = await fetch(`http://localhost:${stack.offline.httpPort}${path}`, {
+  const response = await contractFetch(`http://localhost:${stack.offline.httpPort}${path}`, {
     method: 'POST',
     body,
   });
@@ -138,7 +139,7 @@ describe('server SDK', () => {
     // Prepare
     const dan = await connectAs('sdk-dan');
     const pushwire = createPushwire({
-      http: { url: `http://localhost:${stack.offline.httpPort}` },
+      http: { url: `http://localhost:${stack.offline.httpPort}`, fetch: contractFetch },
     });
 
     // Act

@@ -1,4 +1,5 @@
 import WebSocket from 'ws';
+import { checkServerMessage } from './contract.js';
 
 export type Frame = Record<string, unknown> & { type: string };
 
@@ -15,6 +16,8 @@ export class TestClient {
   private constructor(ws: WebSocket) {
     this.ws = ws;
     ws.on('message', (data) => {
+      // Every frame the server sends must be one docs/asyncapi.yaml describes.
+      checkServerMessage(data.toString());
       const received = JSON.parse(data.toString()) as Frame;
       // A replay `batch` carries several messages in one WebSocket message:
       // recorded as the message frames it carries, in order (counted apart).

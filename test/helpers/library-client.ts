@@ -1,5 +1,6 @@
 import WebSocket from 'ws';
 import { Pushwire } from '../../client/dist/pushwire.js';
+import { checkClientMessage, checkServerMessage } from './contract.js';
 import { type Received, USER_STREAM } from './resuming-client.js';
 
 /**
@@ -118,6 +119,9 @@ export class LibraryClient {
     const send = socket.send.bind(socket);
     socket.send = ((data: unknown, ...rest: never[]) => {
       this.#note(`> ${String(data).slice(0, 200)}`);
+      // Every action the library sends must be one docs/asyncapi.yaml describes
+      // (recorded: the library swallows a throw from send).
+      checkClientMessage(String(data));
       try {
         const frame = JSON.parse(String(data)) as {
           action?: string;
@@ -132,6 +136,7 @@ export class LibraryClient {
       return (send as (...args: unknown[]) => void)(data, ...rest);
     }) as typeof socket.send;
     socket.on('message', (raw) => {
+      checkServerMessage(raw.toString());
       let frame: { type?: string; id?: string; topic?: string; messages?: { id: string }[] };
       try {
         frame = JSON.parse(raw.toString());
