@@ -36,6 +36,10 @@ export interface Gap {
 export interface ErrorInfo {
   code: string;
   message: string;
+  /** The topic whose `subscribe` this error answers (matched by the frame's `ref`). */
+  topic?: string;
+  /** With `rate_limited`: seconds until a retry may succeed (a topic's subscribe is retried then). */
+  retryAfter?: number;
 }
 
 export interface Events {
@@ -98,7 +102,8 @@ export interface Options {
   reorderWindow?: number;
 }
 
-interface Frame {
+/** A server frame as the client reads it (docs/asyncapi.yaml; test/unit/contract.test.ts). */
+export interface Frame {
   type?: string;
   id?: string;
   data?: unknown;
@@ -112,6 +117,12 @@ interface Frame {
   messages?: Frame[];
   code?: string;
   message?: string;
+  /** The `ref` of the client frame this answers (docs/protocol.md PW-F3). */
+  ref?: string;
+  /** In a `rate_limited` error: seconds. */
+  retryAfter?: number;
+  /** In `authenticated` (not used: this client reconnects with a fresh token instead). */
+  expiresAt?: number;
 }
 
 /** The host's optional globals, without depending on DOM or Node types. */
@@ -217,6 +228,9 @@ export class Pushwire {
   private key_: string | undefined;
   private loaded_ = false;
   private seen_ = new Set<string>();
+  /** Per topic, the `ref` of its last `subscribe`: an error carrying it answers that topic. */
+  private refs_: Record<string, string> = {};
+  private n_ = 0;
   private listeners_: { [K in keyof Events]?: Set<Listener<K>> } = {};
 
   constructor(options: Options) {
@@ -290,6 +304,7 @@ export class Pushwire {
     delete this.floors_[stream];
     delete this.max_[stream];
     delete this.wins_[stream];
+    delete this.refs_[stream];
     this.pending_.delete(stream);
   }
 
@@ -475,7 +490,9 @@ export class Pushwire {
 
   private join_(topic: string): void {
     const since = this.resumeFrom_(topic);
-    this.send_({ action: 'subscribe', topic, ...(since && { since }) });
+    const ref = String(++this.n_);
+    this.refs_[topic] = ref;
+    this.send_({ action: 'subscribe', topic, ...(since && { since }), ref });
   }
 
   private send_(frame: object): void {
@@ -546,8 +563,21 @@ export class Pushwire {
     } else if (type === 'error') {
       const code = String(frame.code);
       // The server has forgotten this connection or its token: come back with a fresh one.
-      if (RECONNECT_ON.includes(code)) this.drop_();
-      else this.emit_('error', { code, message: String(frame.message) });
+      if (RECONNECT_ON.includes(code)) {
+        this.drop_();
+        return;
+      }
+      const info: ErrorInfo = { code, message: String(frame.message) };
+      const t = Object.keys(this.refs_).find((k) => this.refs_[k] === frame.ref);
+      const wait = frame.retryAfter;
+      if (t !== undefined) info.topic = t;
+      if (typeof wait === 'number') info.retryAfter = wait;
+      // A refused replay leaves the topic unjoined on this socket: ask again when allowed.
+      if (t !== undefined && code === 'rate_limited' && wait) {
+        const ws = this.ws_;
+        setTimeout(() => ws === this.ws_ && this.topics_.has(t) && this.join_(t), wait * 1000);
+      }
+      this.emit_('error', info);
     }
   }
 
