@@ -120,8 +120,8 @@ export class LibraryClient {
     socket.send = ((data: unknown, ...rest: never[]) => {
       this.#note(`> ${String(data).slice(0, 200)}`);
       // Every action the library sends must be one docs/asyncapi.yaml describes
-      // (recorded: the library swallows a throw from send).
-      checkClientMessage(String(data));
+      // (recorded, and thrown outside the library, which would swallow it).
+      queueMicrotask(() => checkClientMessage(String(data)));
       try {
         const frame = JSON.parse(String(data)) as {
           action?: string;
@@ -136,7 +136,8 @@ export class LibraryClient {
       return (send as (...args: unknown[]) => void)(data, ...rest);
     }) as typeof socket.send;
     socket.on('message', (raw) => {
-      checkServerMessage(raw.toString());
+      // After the library has had the frame too (listeners run in order).
+      queueMicrotask(() => checkServerMessage(raw.toString()));
       let frame: { type?: string; id?: string; topic?: string; messages?: { id: string }[] };
       try {
         frame = JSON.parse(raw.toString());

@@ -189,8 +189,8 @@ export class ResumingClient {
       this.#updateReady();
     });
     ws.on('message', (raw) => {
-      checkServerMessage(raw.toString());
       this.#onFrame(JSON.parse(raw.toString()) as Frame, connection);
+      checkServerMessage(raw.toString());
     });
     ws.on('error', () => undefined);
     ws.on('close', () => {
