@@ -99,6 +99,8 @@ describe('HTTP API', () => {
     expect(before.users['http-bob']).toEqual({ online: true, connections: 1 });
     expect(kicked).toMatchObject({ connections: 1, closed: 1 });
     await eventually(() => bob.client.closed, 10_000, 'kicked client closed');
+    // PW-X2: before the close (which carries no code), a last frame says why.
+    expect(bob.client.frames.at(-1)).toMatchObject({ type: 'error', code: 'kicked' });
   });
 });
 
