@@ -221,6 +221,14 @@ export const contractFetch: typeof fetch = async (input, init) => {
   const response = await fetch(input, init);
   const url = new URL(input instanceof Request ? input.url : String(input));
   const operation = url.pathname.split('/').filter(Boolean).pop() as HttpOperation;
+  const method = (init?.method ?? 'GET').toUpperCase();
+  if (method !== 'POST' || !openapi.paths[`/${operation}`]) {
+    // docs/protocol.md PW-S5: a wrong path or method is 404 or 405, its body
+    // the gateway's own where API Gateway (or serverless-offline) answers.
+    if (response.status !== 404 && response.status !== 405)
+      report(`${method} ${url.pathname} → ${response.status}: only 404 or 405 is documented`);
+    return response;
+  }
   const text = await response.clone().text();
   let request: unknown;
   let body: unknown;

@@ -134,10 +134,12 @@ describe('the check fails on what the contract does not describe', () => {
   });
 
   it('an HTTP answer with an undocumented status or shape is a violation', async () => {
-    // Prepare: /publish answers 202 (undocumented); /presence a result with an extra field.
+    // Prepare: /publish answers 202 (undocumented); /presence a result with
+    // an extra field; a wrong path 200 (only 404 or 405 is documented).
     const server = createServer((request, response) => {
       response.setHeader('content-type', 'application/json');
       if (request.url === '/publish') response.writeHead(202).end('{}');
+      else if (request.url === '/nope') response.end('{}');
       else response.end('{"users":{},"extra":1}');
     });
     await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
@@ -154,6 +156,7 @@ describe('the check fails on what the contract does not describe', () => {
           body: '{"userId":"a","data":1}',
         });
         await contractFetch(`${base}/presence`, { method: 'POST', body: '{"userIds":["a"]}' });
+        await contractFetch(`${base}/nope`, { method: 'POST', body: '{}' });
       },
     );
 
@@ -161,6 +164,7 @@ describe('the check fails on what the contract does not describe', () => {
     expect(seen).toEqual([
       expect.stringContaining('status 202 is not documented'),
       expect.stringContaining('must NOT have additional properties'),
+      expect.stringContaining('POST /nope → 200: only 404 or 405 is documented'),
     ]);
   });
 });
