@@ -38,6 +38,8 @@ export interface ErrorInfo {
   message: string;
   /** The topic a refused subscribe was for (`rate_limited`: the library retries it). */
   topic?: string;
+  /** With `rate_limited`: seconds until a retry may succeed (the library retries then). */
+  retryAfter?: number;
 }
 
 export interface Events {
@@ -114,7 +116,8 @@ export interface Options {
 /** A stream's state as stored: resume point, newest cursor ('' if none), ids after the resume point, last active (ms). */
 type Saved = [string, string, Record<string, string>, number];
 
-interface Frame {
+/** A server frame as the client reads it (docs/asyncapi.yaml; test/unit/contract.test.ts). */
+export interface Frame {
   type?: string;
   id?: string;
   data?: unknown;
@@ -128,8 +131,12 @@ interface Frame {
   messages?: Frame[];
   code?: string;
   message?: string;
-  /** In `rate_limited`: seconds to wait before retrying. */
+  /** The `ref` of the client frame this answers (docs/protocol.md PW-F3). */
+  ref?: string;
+  /** In a `rate_limited` error: seconds. */
   retryAfter?: number;
+  /** In `authenticated` (not used: this client reconnects with a fresh token instead). */
+  expiresAt?: number;
 }
 
 /** The host's optional globals, without depending on DOM or Node types. */
@@ -254,6 +261,9 @@ export class Pushwire {
   private key_: string | undefined;
   private loaded_ = false;
   private seen_ = new Set<string>();
+  /** Per topic, the `ref` of its last `subscribe`: an error carrying it answers that topic. */
+  private refs_: Record<string, string> = dict();
+  private n_ = 0;
   private listeners_: { [K in keyof Events]?: Set<Listener<K>> } = {};
 
   constructor(options: Options) {
@@ -328,6 +338,7 @@ export class Pushwire {
     delete this.max_[stream];
     delete this.wins_[stream];
     delete this.at_[stream];
+    delete this.refs_[stream];
     this.pending_.delete(stream);
     this.dropped_.add(stream);
   }
@@ -598,7 +609,9 @@ export class Pushwire {
 
   private join_(topic: string): void {
     const since = this.resumeFrom_(topic);
-    this.send_({ action: 'subscribe', topic, ...(since && { since }) });
+    const ref = String(++this.n_);
+    this.refs_[topic] = ref;
+    this.send_({ action: 'subscribe', topic, ...(since && { since }), ref });
   }
 
   private send_(frame: object): void {
@@ -682,13 +695,14 @@ export class Pushwire {
       // The server has forgotten this connection or its token: come back with a fresh one.
       if (RECONNECT_ON.includes(code)) this.drop_();
       else {
+        // Which topic it answers: the server names a refused replay's; else the frame's `ref`.
+        const t = topic ?? Object.keys(this.refs_).find((k) => this.refs_[k] === frame.ref);
         // A refused replay (a subscribe, or the user's resume): retried after `retryAfter`.
-        if (code === 'rate_limited') this.refused_(topic ?? USER, frame.retryAfter);
-        this.emit_('error', {
-          code,
-          message: String(frame.message),
-          ...(topic !== undefined && { topic }),
-        });
+        if (code === 'rate_limited') this.refused_(t ?? USER, frame.retryAfter);
+        const info: ErrorInfo = { code, message: String(frame.message) };
+        if (t !== undefined) info.topic = t;
+        if (typeof frame.retryAfter === 'number') info.retryAfter = frame.retryAfter;
+        this.emit_('error', info);
       }
     }
   }

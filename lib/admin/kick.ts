@@ -2,7 +2,7 @@ import pMap from 'p-map';
 import * as v from 'valibot';
 import { MAX_TARGETS } from '../constants.js';
 import { type FanoutLogger, reason } from '../delivery/fanout.js';
-import { describeIssues, UserId } from '../edge/protocol.js';
+import { describeIssues, encodeFrame, UserId } from '../edge/protocol.js';
 import { ValidationError } from '../errors.js';
 import type { Gateway } from '../gateway/gateway.js';
 import type { ConnectionRegistry } from '../registry/types.js';
@@ -67,6 +67,17 @@ export async function kick(
     userId !== undefined
       ? (await deps.registry.lookupUser(userId)).map((r) => r.connectionId)
       : [...new Set(connectionIds)];
+  const farewell = Buffer.from(
+    encodeFrame(
+      revoke
+        ? {
+            type: 'error',
+            code: 'revoked',
+            message: "this user's tokens were revoked: sign in again",
+          }
+        : { type: 'error', code: 'kicked', message: 'the server closed this connection' },
+    ),
+  );
   const result: KickResult = {
     ...(revoke && { revoked: true as const }),
     connections: targets.length,
@@ -82,6 +93,12 @@ export async function kick(
         result.gone++;
         return;
       }
+      try {
+        // API Gateway's DeleteConnection carries no close code or reason, so
+        // the reason goes first as a last frame (docs/protocol.md PW-X2).
+        // Best effort: a client that misses it still sees the close.
+        await deps.gateway.post(connection.endpoint, connectionId, farewell);
+      } catch {}
       try {
         const outcome = await deps.gateway.close(connection.endpoint, connectionId);
         if (outcome === 'ok') result.closed++;

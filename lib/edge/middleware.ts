@@ -2,10 +2,10 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import type { MiddlewareObj } from '@middy/core';
 import * as v from 'valibot';
 import { reason } from '../delivery/fanout.js';
-import { PushwireError, toPublicError } from '../errors.js';
+import { PushwireError, type RateLimitedError, toPublicError } from '../errors.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { type MetricsRecorder, recordBy } from '../observability/metrics.js';
-import { callbackEndpoint, WebSocketEvent } from './events.js';
+import { callbackEndpoint, frameBody, WebSocketEvent } from './events.js';
 import { encodeFrame } from './protocol.js';
 
 export interface WebSocketResponse {
@@ -78,6 +78,7 @@ export function webSocketErrors(
         code: shown.code,
         message: shown.message,
         ...shown.extra,
+        ref: refOf(request.event),
       });
       if (shown.closesConnection && options.gateway) {
         const event = v.safeParse(WebSocketEvent, request.event);
@@ -92,6 +93,14 @@ export function webSocketErrors(
       request.response = { statusCode: shown.status, body };
     },
   };
+}
+
+/** The `ref` of the frame an error answers (PW-F3), if it had a valid one. */
+function refOf(event: unknown): string | undefined {
+  try {
+    const { ref } = JSON.parse(frameBody(event as WebSocketEvent) as string);
+    if (typeof ref === 'string' && ref && ref.length < 65) return ref;
+  } catch {}
 }
 
 /**

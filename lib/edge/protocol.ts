@@ -26,21 +26,26 @@ export const CursorSchema = v.pipe(
   v.check(isCursor, 'since must be a cursor like "1732752000000-0"'),
 );
 
-const Ping = v.strictObject({ action: v.literal('ping') });
+/** A client's tag for a frame: its reply, and an error answering it, carry it back (PW-F3). */
+const Ref = v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(64)));
+
+const Ping = v.strictObject({ action: v.literal('ping'), ref: Ref });
 const Subscribe = v.strictObject({
   action: v.literal('subscribe'),
   topic: Topic,
   since: v.optional(CursorSchema),
+  ref: Ref,
 });
-const Unsubscribe = v.strictObject({ action: v.literal('unsubscribe'), topic: Topic });
-const Resume = v.strictObject({ action: v.literal('resume'), since: CursorSchema });
+const Unsubscribe = v.strictObject({ action: v.literal('unsubscribe'), topic: Topic, ref: Ref });
+const Resume = v.strictObject({ action: v.literal('resume'), since: CursorSchema, ref: Ref });
 /** Refreshes the connection's token in place (same `sub`), before it expires. */
 const Auth = v.strictObject({
   action: v.literal('auth'),
   token: v.pipe(v.string('token must be a string'), v.minLength(1), v.maxLength(8_192)),
+  ref: Ref,
 });
 
-const ClientFrame = v.variant('action', [Ping, Subscribe, Unsubscribe, Resume, Auth]);
+export const ClientFrame = v.variant('action', [Ping, Subscribe, Unsubscribe, Resume, Auth]);
 export type ClientFrame = v.InferOutput<typeof ClientFrame>;
 export const ACTIONS = ['ping', 'subscribe', 'unsubscribe', 'resume', 'auth'] as const;
 
@@ -52,9 +57,13 @@ export type MessageFrame = {
   topic?: string;
 };
 
-export type ServerFrame =
-  | { type: 'pong'; connectionId: string; epoch?: string }
-  | { type: 'subscribed'; topic: string }
+/** A client frame's `ref`, echoed by the reply to it (left out of the JSON when undefined). */
+type Ref = { ref?: string | undefined };
+
+/** A reply to a client frame (or an error answering one). */
+export type ReplyFrame = (
+  | { type: 'pong'; connectionId: string; epoch?: string; cursor?: string }
+  | { type: 'subscribed'; topic: string; cursor?: string }
   | { type: 'unsubscribed'; topic: string }
   /**
    * The end of a replay. `recovered`: every message after `since` was
@@ -63,15 +72,54 @@ export type ServerFrame =
    * live again, and a resume (or subscribe) from `cursor` fetches the rest.
    */
   | { type: 'resumed'; recovered: boolean; topic?: string; cursor?: string }
+  | { type: 'authenticated'; expiresAt: number }
+  /** `retryAfter` (seconds): with `rate_limited`. */
+  | {
+      type: 'error';
+      code: string;
+      message: string;
+      retryAfter?: number | undefined;
+      /** A refused subscribe's topic (with `rate_limited`). */
+      topic?: string | undefined;
+    }
+) &
+  Ref;
+
+/**
+ * Frames the server sends: docs/asyncapi.yaml describes each, and
+ * test/unit/contract.test.ts checks that these types and the client frame
+ * schemas above say the same. `cursor` in `pong` and `subscribed` is
+ * docs/protocol.md PW-R4.
+ */
+export type ServerFrame =
+  | ReplyFrame
   | MessageFrame
   /** Several history messages in one post, in cursor order (replay only). */
-  | { type: 'batch'; messages: MessageFrame[] }
-  | { type: 'authenticated'; expiresAt: number }
-  /**
-   * `retryAfter` (seconds) and `topic` (a refused subscribe's) come with
-   * `rate_limited`: a client retries that topic after it.
-   */
-  | { type: 'error'; code: string; message: string; retryAfter?: number; topic?: string };
+  | { type: 'batch'; messages: MessageFrame[] };
+
+/**
+ * Every `code` an error frame may carry (docs/protocol.md PW-E2): the
+ * document's enum; test/unit/contract.test.ts checks they agree.
+ */
+export const ERROR_CODES = [
+  'invalid_json',
+  'unknown_action',
+  'invalid_frame',
+  'invalid_cursor',
+  'too_large',
+  'invalid_request',
+  'forbidden',
+  'too_many_topics',
+  'rate_limited',
+  'token_expired',
+  'unknown_connection',
+  'unauthorized',
+  'unavailable',
+  'internal',
+  'kicked',
+  'revoked',
+  'token_revoked',
+] as const;
 
 export function parseClientFrame(body: string | undefined): ClientFrame {
   if (body === undefined || body === '')

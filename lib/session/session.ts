@@ -1,6 +1,12 @@
 import { type Identity, type TokenVerifier, topicAllowed } from '../auth/tokens.js';
 import { callbackEndpoint } from '../edge/events.js';
-import { encodeFrame, parseClientFrame, type ServerFrame } from '../edge/protocol.js';
+import {
+  type ClientFrame,
+  encodeFrame,
+  parseClientFrame,
+  type ReplyFrame,
+  type ServerFrame,
+} from '../edge/protocol.js';
 import {
   ForbiddenError,
   LimitError,
@@ -220,8 +226,17 @@ export async function handleFrame(
   connectionId: string,
   body: string | undefined,
   deps: FrameDeps,
-): Promise<ServerFrame> {
+): Promise<ReplyFrame> {
   const frame = parseClientFrame(body);
+  // The reply carries the frame's `ref` (PW-F3); errors get it in webSocketErrors.
+  return { ...(await answer(connectionId, frame, deps)), ref: frame.ref };
+}
+
+async function answer(
+  connectionId: string,
+  frame: ClientFrame,
+  deps: FrameDeps,
+): Promise<ReplyFrame> {
   const connection = await deps.registry.touch(connectionId);
   if (!connection) throw new UnknownConnectionError(connectionId);
   // Its member scores stopped at the token's exp (touch cannot raise them
@@ -311,7 +326,11 @@ export async function handleFrame(
       if (outcome === 'left') return { type: 'unsubscribed', topic: frame.topic };
       const audience = deps.registry.topicAudience(frame.topic);
       // From here the member is resuming: whatever fails, catchUp makes it live.
-      const posted = await post(deps, connection, { type: 'subscribed', topic: frame.topic }).then(
+      const posted = await post(deps, connection, {
+        type: 'subscribed',
+        topic: frame.topic,
+        ref: frame.ref,
+      }).then(
         () => true,
         () => false,
       );
@@ -382,7 +401,7 @@ async function refresh(
   connection: Connection,
   token: string,
   deps: Pick<SessionDeps, 'registry' | 'now'> & Partial<Pick<SessionDeps, 'verifyToken'>>,
-): Promise<ServerFrame> {
+): Promise<ReplyFrame> {
   if (!deps.verifyToken) throw new Error('handleFrame needs verifyToken for auth frames');
   const identity = await deps.verifyToken(token);
   if (expired(identity.expiresAt, (deps.now ?? Date.now)())) {

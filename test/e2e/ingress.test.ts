@@ -3,6 +3,7 @@ import { DEV_AWS_ENV } from '../../scripts/local-env.js';
 import { devToken } from '../../scripts/token.js';
 import { createPushwire, InvalidRequestError, TooLargeError } from '../../server/index.js';
 import { HandshakeRefused, TestClient } from '../helpers/client.js';
+import { contractFetch } from '../helpers/contract.js';
 import { eventually, type TrackedClient } from '../helpers/offline.js';
 import { connectTracked, isMessage, messageIds, useStack } from '../helpers/stack.js';
 
@@ -20,7 +21,7 @@ async function connectAs(userId: string): Promise<TrackedClient> {
 }
 /** POSTs to the HTTP API; the JSON answer is typed loosely, as a test reads it. */
 async function http(path: string, body: string) {
-  const response = await fetch(`http://localhost:${stack.offline.httpPort}${path}`, {
+  const response = await contractFetch(`http://localhost:${stack.offline.httpPort}${path}`, {
     method: 'POST',
     body,
   });
@@ -98,6 +99,8 @@ describe('HTTP API', () => {
     expect(before.users['http-bob']).toEqual({ online: true, connections: 1 });
     expect(kicked).toMatchObject({ connections: 1, closed: 1 });
     await eventually(() => bob.client.closed, 10_000, 'kicked client closed');
+    // PW-X2: before the close (which carries no code), a last frame says why.
+    expect(bob.client.frames.at(-1)).toMatchObject({ type: 'error', code: 'kicked' });
   });
 });
 
@@ -138,7 +141,7 @@ describe('server SDK', () => {
     // Prepare
     const dan = await connectAs('sdk-dan');
     const pushwire = createPushwire({
-      http: { url: `http://localhost:${stack.offline.httpPort}` },
+      http: { url: `http://localhost:${stack.offline.httpPort}`, fetch: contractFetch },
     });
 
     // Act

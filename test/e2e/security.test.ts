@@ -103,6 +103,8 @@ describe('tokens', () => {
 
     // Assess
     expect(kicked).toMatchObject({ revoked: true, connections: 1, closed: 1 });
+    // PW-X2: the close carries no code (API Gateway cannot), so a last frame says why.
+    expect(client.frames.at(-1)).toMatchObject({ type: 'error', code: 'revoked' });
     expect(reuse).toBe(401);
     await eventually(
       () => stack.offline.output().includes('token revoked'),
@@ -176,14 +178,15 @@ describe('limits', () => {
     const first = await client.request({ action: 'resume', since: '0-0' }, isType('resumed'));
     const second = await client.request({ action: 'resume', since: '0-0' }, isType('resumed'));
     const third = await client.request(
-      { action: 'resume', since: '0-0' },
+      { action: 'resume', since: '0-0', ref: 'third' },
       (f) => f.type === 'error',
     );
 
     // Assess
     expect(first.type).toBe('resumed');
     expect(second.type).toBe('resumed');
-    expect(third).toMatchObject({ code: 'rate_limited' });
+    // PW-E3, PW-F3: how long to wait, and which frame it answers.
+    expect(third).toMatchObject({ code: 'rate_limited', retryAfter: 60, ref: 'third' });
   });
 });
 

@@ -1,4 +1,5 @@
 import WebSocket from 'ws';
+import { checkServerMessage } from './contract.js';
 
 export type Frame = Record<string, unknown> & { type: string };
 
@@ -22,6 +23,9 @@ export class TestClient {
       const frames = received.type === 'batch' ? (received['messages'] as Frame[]) : [received];
       if (received.type === 'batch') for (const frame of frames) this.batched.add(frame);
       for (const frame of frames) this.#receive(frame);
+      // Every frame the server sends must be one docs/asyncapi.yaml describes
+      // (checked once recorded, so the test goes on to fail in useStack's afterEach).
+      checkServerMessage(data.toString());
     });
     ws.on('close', () => {
       this.closed = true;

@@ -1,5 +1,6 @@
 import WebSocket from 'ws';
 import { Pushwire } from '../../client/dist/pushwire.js';
+import { checkClientMessage, checkServerMessage } from './contract.js';
 import { type Received, USER_STREAM } from './resuming-client.js';
 
 /**
@@ -130,6 +131,9 @@ export class LibraryClient {
     const send = socket.send.bind(socket);
     socket.send = ((data: unknown, ...rest: never[]) => {
       this.#note(`> ${String(data).slice(0, 200)}`);
+      // Every action the library sends must be one docs/asyncapi.yaml describes
+      // (recorded, and thrown outside the library, which would swallow it).
+      queueMicrotask(() => checkClientMessage(String(data)));
       try {
         const frame = JSON.parse(String(data)) as {
           action?: string;
@@ -144,6 +148,8 @@ export class LibraryClient {
       return (send as (...args: unknown[]) => void)(data, ...rest);
     }) as typeof socket.send;
     socket.on('message', (raw) => {
+      // After the library has had the frame too (listeners run in order).
+      queueMicrotask(() => checkServerMessage(raw.toString()));
       let frame: { type?: string; id?: string; topic?: string; messages?: { id: string }[] };
       try {
         frame = JSON.parse(raw.toString());

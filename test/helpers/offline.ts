@@ -4,6 +4,7 @@ import { Redis } from 'ioredis';
 import { createKeys, type Keys } from '../../lib/registry/keys.js';
 import { DEV_AWS_ENV } from '../../scripts/local-env.js';
 import { TestClient } from './client.js';
+import { checkHttpExchange, ERROR_STATUS, type HttpOperation } from './contract.js';
 import { freePorts, type Ports, spawnNpmStart } from './npm-start.js';
 
 export interface Offline {
@@ -74,7 +75,15 @@ export async function startOffline(
       );
       const text = Buffer.from(response.Payload ?? new Uint8Array()).toString();
       if (response.FunctionError) throw new Error(`${functionKey} failed: ${text}`);
-      return JSON.parse(text) as T;
+      const result = JSON.parse(text) as T;
+      // The service operations take and answer what the HTTP API does
+      // (docs/openapi.yaml): a refusal as the error body of its status.
+      if (functionKey === 'publish' || functionKey === 'presence' || functionKey === 'kick') {
+        const error = (result as { error?: { code?: string } } | null)?.error;
+        const status = error ? (ERROR_STATUS[String(error.code)] ?? 0) : 200;
+        checkHttpExchange(functionKey as HttpOperation, payload, status, result);
+      }
+      return result;
     },
     output,
     crash: async () => {

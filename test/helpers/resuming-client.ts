@@ -1,5 +1,6 @@
 import WebSocket from 'ws';
 import { compareCursors } from '../../lib/registry/cursor.js';
+import { checkClientMessage, checkServerMessage } from './contract.js';
 
 /** The user stream's key in per-stream maps; topics are keyed by name. */
 export const USER_STREAM = '';
@@ -175,7 +176,9 @@ export class ResumingClient {
     ws.on('open', () => {
       this.#retryDelayMs = 100;
       // The first frame: answers pong and triggers the `?since=` replay.
-      ws.send(JSON.stringify({ action: 'ping' }));
+      const ping = JSON.stringify({ action: 'ping' });
+      checkClientMessage(ping);
+      ws.send(ping);
       this.#streams.set(USER_STREAM, {
         confirmed: first,
         askedAt: Date.now(),
@@ -185,7 +188,10 @@ export class ResumingClient {
       for (const topic of this.#options.topics) this.#subscribe(topic, !first);
       this.#updateReady();
     });
-    ws.on('message', (raw) => this.#onFrame(JSON.parse(raw.toString()) as Frame, connection));
+    ws.on('message', (raw) => {
+      this.#onFrame(JSON.parse(raw.toString()) as Frame, connection);
+      checkServerMessage(raw.toString());
+    });
     ws.on('error', () => undefined);
     ws.on('close', () => {
       if (this.#ws !== ws) return;
@@ -213,7 +219,9 @@ export class ResumingClient {
   }
 
   #send(frame: unknown): void {
-    if (this.#ws?.readyState === WebSocket.OPEN) this.#ws.send(JSON.stringify(frame));
+    const text = JSON.stringify(frame);
+    checkClientMessage(text);
+    if (this.#ws?.readyState === WebSocket.OPEN) this.#ws.send(text);
   }
 
   #onFrame(frame: Frame, connection: number): void {

@@ -2,6 +2,7 @@ import { afterAll, afterEach, beforeAll } from 'vitest';
 import type { PublishResult } from '../../lib/delivery/publish.js';
 import { type RedisServer, startRedisServer } from '../../scripts/redis-server.js';
 import type { Frame, TestClient } from './client.js';
+import { assertContractKept } from './contract.js';
 import { type Offline, RegistryProbe, startOffline, type TrackedClient } from './offline.js';
 
 /**
@@ -36,6 +37,8 @@ export function useStack(
   afterEach(async () => {
     await Promise.all(stack.open.map((c) => c.close()));
     stack.open = [];
+    // Any frame or HTTP exchange docs/ does not describe fails the test that saw it.
+    assertContractKept();
   });
   afterAll(async () => {
     await stack.probe?.quit();

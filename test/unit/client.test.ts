@@ -13,6 +13,7 @@ import {
   type SocketLike,
   type StorageLike,
 } from '../../client/pushwire.js';
+import { checkClientMessage } from '../helpers/contract.js';
 
 class FakeSocket implements SocketLike {
   static all: FakeSocket[] = [];
@@ -20,7 +21,9 @@ class FakeSocket implements SocketLike {
   onmessage: unknown = null;
   onclose: unknown = null;
   onerror: unknown = null;
+  /** Frames sent, without their `ref` (kept in `refs`, by action). */
   readonly sent: Record<string, unknown>[] = [];
+  readonly refs: { action: unknown; ref: unknown }[] = [];
   closedByClient = false;
 
   constructor(readonly url: string) {
@@ -28,7 +31,11 @@ class FakeSocket implements SocketLike {
   }
 
   send(data: string): void {
-    this.sent.push(JSON.parse(data) as Record<string, unknown>);
+    // Every frame the client sends must be one docs/asyncapi.yaml describes.
+    checkClientMessage(data);
+    const { ref, ...frame } = JSON.parse(data) as Record<string, unknown>;
+    this.sent.push(frame);
+    if (ref !== undefined) this.refs.push({ action: frame['action'], ref });
   }
 
   close(): void {
@@ -429,6 +436,48 @@ describe('reconnecting', () => {
     listeners.get('visibilitychange')?.();
     await settle();
     expect(sockets()).toHaveLength(3);
+  });
+});
+
+describe('ref and retryAfter (docs/protocol.md PW-F3, PW-E3)', () => {
+  it("tags each subscribe with a ref, and an error carrying it names the subscribe's topic", async () => {
+    // Prepare
+    const { pw } = await connected();
+    const errors: Events['error'][] = [];
+    pw.on('error', (e) => errors.push(e));
+
+    // Act
+    pw.subscribe('news');
+    pw.subscribe('secret');
+    const [news, secret] = last().refs.filter((r) => r.action === 'subscribe');
+    last().receive({ type: 'error', code: 'forbidden', message: 'no', ref: secret?.ref });
+
+    // Assess
+    expect(news?.ref).not.toEqual(secret?.ref);
+    expect(errors).toEqual([{ code: 'forbidden', message: 'no', topic: 'secret' }]);
+  });
+
+  it('a rate_limited subscribe is sent again after retryAfter seconds, not before', async () => {
+    // Prepare
+    const { pw } = await connected();
+    const errors: Events['error'][] = [];
+    pw.on('error', (e) => errors.push(e));
+    pw.subscribe('news');
+    const subscribes = () => last().sent.filter((f) => f['action'] === 'subscribe').length;
+    const ref = last().refs.at(-1)?.ref;
+
+    // Act
+    last().receive({ type: 'error', code: 'rate_limited', message: 'wait', retryAfter: 30, ref });
+    await vi.advanceTimersByTimeAsync(29_000);
+    const before = subscribes();
+    await vi.advanceTimersByTimeAsync(1_000);
+
+    // Assess
+    expect(errors).toEqual([
+      { code: 'rate_limited', message: 'wait', topic: 'news', retryAfter: 30 },
+    ]);
+    expect(before).toBe(1);
+    expect(subscribes()).toBe(2);
   });
 });
 

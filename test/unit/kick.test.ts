@@ -3,6 +3,7 @@ import {
   ApiGatewayManagementApiServiceException,
   DeleteConnectionCommand,
   GoneException,
+  PostToConnectionCommand,
 } from '@aws-sdk/client-apigatewaymanagementapi';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -45,9 +46,56 @@ const closedIds = () =>
 beforeEach(() => {
   api.reset();
   api.on(DeleteConnectionCommand).resolves({});
+  api.on(PostToConnectionCommand).resolves({});
 });
+const lastFrames = () =>
+  api
+    .commandCalls(PostToConnectionCommand)
+    .map((c) => JSON.parse(Buffer.from(c.args[0].input.Data as Uint8Array).toString()));
 
 describe('kick', () => {
+  it('posts a last frame naming why before it closes: kicked, or revoked (PW-X2)', async () => {
+    // Prepare
+    const { registry } = registryWith('c1');
+    const { logger } = recordingLogger();
+
+    // Act
+    await kick({ connectionIds: ['c1'] }, { registry, gateway: gateway(), logger });
+    const kicked = lastFrames();
+    api.resetHistory();
+    const held = connection('c2');
+    const { registry: revoking } = fakeRegistry({
+      revokeUser: async () => undefined,
+      lookupUser: async () => [{ connectionId: 'c2', endpoint: EP }],
+      remove: async () => held,
+    });
+    await kick(
+      { userId: 'u1', revoke: true },
+      { registry: revoking, gateway: gateway(), logger, revocationTtlSeconds: 60 },
+    );
+
+    // Assess
+    expect(kicked).toEqual([
+      { type: 'error', code: 'kicked', message: 'the server closed this connection' },
+    ]);
+    expect(lastFrames()).toMatchObject([{ type: 'error', code: 'revoked' }]);
+    expect(closedIds()).toEqual(['c2']);
+  });
+
+  it('still closes when the last frame cannot be posted', async () => {
+    // Prepare
+    api.on(PostToConnectionCommand).rejects(new Error('boom'));
+    const { registry } = registryWith('c1');
+    const { logger } = recordingLogger();
+
+    // Act
+    const result = await kick({ connectionIds: ['c1'] }, { registry, gateway: gateway(), logger });
+
+    // Assess
+    expect(result).toMatchObject({ closed: 1, failed: 0 });
+    expect(closedIds()).toEqual(['c1']);
+  });
+
   it('closes and removes every connection of a user', async () => {
     // Prepare
     const { registry, calls } = registryWith('c1', 'c2');

@@ -47,6 +47,50 @@ const throwing = (error: unknown) => async (): Promise<WebSocketResponse> => {
 };
 
 describe('webSocketErrors', () => {
+  it("echoes the refused frame's ref and a rate_limited error's retryAfter (PW-F3, PW-E3)", async () => {
+    // Prepare
+    const { logger } = spiedLogger();
+    const handler = (error: unknown) =>
+      middy(throwing(error)).use(webSocketErrors({ logger: () => logger }));
+    const event = (body: unknown) => ({
+      requestContext: { connectionId: 'c1=' },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+
+    // Act
+    const limited = await handler(new RateLimitedError('at most 10 replays', 60))(
+      event({ action: 'resume', since: '1-0', ref: 'r-7' }),
+      context,
+    );
+    const unknown = await handler(new ValidationError('unknown action', 'unknown_action'))(
+      event({ action: 'nope', ref: 'r-8' }),
+      context,
+    );
+    const badRef = await handler(new ValidationError('ref', 'invalid_frame'))(
+      event({ action: 'ping', ref: 'x'.repeat(65) }),
+      context,
+    );
+    const notJson = await handler(new ValidationError('not JSON', 'invalid_json'))(
+      event('{"ref":"r-9"'),
+      context,
+    );
+
+    // Assess
+    expect(JSON.parse(limited.body as string)).toEqual({
+      type: 'error',
+      code: 'rate_limited',
+      message: 'at most 10 replays',
+      retryAfter: 60,
+      ref: 'r-7',
+    });
+    expect(JSON.parse(unknown.body as string)).toMatchObject({
+      code: 'unknown_action',
+      ref: 'r-8',
+    });
+    expect(JSON.parse(badRef.body as string)).not.toHaveProperty('ref');
+    expect(JSON.parse(notJson.body as string)).not.toHaveProperty('ref');
+  });
+
   it('answers a ForbiddenError with 403 and an error frame naming the reason', async () => {
     // Prepare
     const { logger, error: logError } = spiedLogger();

@@ -227,3 +227,24 @@ describe('encodeFrame', () => {
     expect(JSON.parse(text)).toEqual({ type: 'error', code: 'forbidden', message: 'no "x"' });
   });
 });
+
+describe('ref (docs/protocol.md PW-F3)', () => {
+  it('every action takes a ref of 1-64 characters, and refuses any other', () => {
+    for (const frame of [
+      { action: 'ping' },
+      { action: 'subscribe', topic: 'news' },
+      { action: 'unsubscribe', topic: 'news' },
+      { action: 'resume', since: '1-0' },
+      { action: 'auth', token: 't' },
+    ]) {
+      expect(parseClientFrame(JSON.stringify({ ...frame, ref: 'x'.repeat(64) }))).toEqual({
+        ...frame,
+        ref: 'x'.repeat(64),
+      });
+      for (const ref of ['', 'x'.repeat(65), 7])
+        expect(() => parseClientFrame(JSON.stringify({ ...frame, ref }))).toThrow(
+          expect.objectContaining({ code: 'invalid_frame' }),
+        );
+    }
+  });
+});

@@ -6,6 +6,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { SignJWT } from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createTokenVerifier } from '../../lib/auth/tokens.js';
+import { encodeFrame } from '../../lib/edge/protocol.js';
 import {
   ForbiddenError,
   PushwireError,
@@ -210,6 +211,19 @@ describe('handleFrame', () => {
     // Assess
     expect(reply).toEqual({ type: 'pong', connectionId: 'c1', epoch: '1700000000000' });
     expect(methods().sort()).toEqual(['epoch', 'touch']);
+  });
+
+  it('echoes the ref of the frame it answers, and adds none when there was none (PW-F3)', async () => {
+    // Prepare
+    const { registry } = fakeRegistry({ touch: async () => connection(), epoch: async () => null });
+
+    // Act
+    const tagged = await handleFrame('c1', '{"action":"ping","ref":"p-1"}', sessionDeps(registry));
+    const untagged = await handleFrame('c1', '{"action":"ping"}', sessionDeps(registry));
+
+    // Assess: the wire text, where an undefined ref is left out
+    expect(encodeFrame(tagged)).toBe('{"type":"pong","connectionId":"c1","ref":"p-1"}');
+    expect(encodeFrame(untagged)).toBe('{"type":"pong","connectionId":"c1"}');
   });
 
   it('answers ping without an epoch when none is marked, or it cannot be read', async () => {
@@ -524,6 +538,31 @@ describe('handleFrame: a replay never strands the connection', () => {
 
     // Assess: deadline = now + (3000 - 1000 answer margin), lease = deadline + grace
     expect(calls.find((c) => c.method === 'beginResume')?.args[2]).toBe(10_000 + 2_000 + 2_000);
+  });
+
+  it("carries a subscribe's ref on its subscribed and its resumed (PW-F3)", async () => {
+    // Prepare
+    const { registry } = replaying([{ state: 'last', entries: entries(5, 1) }]);
+
+    // Act
+    const reply = await handleFrame(
+      'c1',
+      '{"action":"subscribe","topic":"news","since":"4-0","ref":"s-1"}',
+      sessionDeps(registry),
+    );
+
+    // Assess
+    expect(JSON.parse(encodeFrame(reply))).toEqual({
+      type: 'resumed',
+      topic: 'news',
+      recovered: true,
+      ref: 's-1',
+    });
+    const posted = api
+      .commandCalls(PostToConnectionCommand)
+      .map((c) => JSON.parse(Buffer.from(c.args[0].input.Data as Uint8Array).toString()));
+    expect(posted[0]).toEqual({ type: 'subscribed', topic: 'news', ref: 's-1' });
+    expect(posted[1]).not.toHaveProperty('ref');
   });
 
   it('answers recovered:true and no cursor when the replay hands off', async () => {
