@@ -470,7 +470,8 @@ describe('ref and retryAfter (docs/protocol.md PW-F3, PW-E3)', () => {
     last().receive({ type: 'error', code: 'rate_limited', message: 'wait', retryAfter: 30, ref });
     await vi.advanceTimersByTimeAsync(29_000);
     const before = subscribes();
-    await vi.advanceTimersByTimeAsync(1_000);
+    // retryAfter, then the library's own backoff (full jitter, at most maxDelay).
+    await vi.advanceTimersByTimeAsync(31_000);
 
     // Assess
     expect(errors).toEqual([
@@ -1074,7 +1075,7 @@ describe('no silent loss, no false alarm (issue 21)', () => {
 
     // Assess
     expect(events.error).toEqual([
-      { code: 'rate_limited', message: 'too many replays', topic: 'news' },
+      { code: 'rate_limited', message: 'too many replays', topic: 'news', retryAfter: 5 },
     ]);
     expect([before, after]).toEqual([1, 2]);
     expect(socket.sent.at(-1)).toMatchObject({ action: 'subscribe', topic: 'news' });

@@ -29,6 +29,8 @@ describe('npm configuration', () => {
       'es5-ext': false,
       // Builds from source only with npm_config_build_from_source; prebuilt otherwise.
       '@parcel/watcher': false,
+      // Telemetry sent at install (brought in by @asyncapi/parser, a dev dependency).
+      '@scarf/scarf': false,
     });
   });
 });
