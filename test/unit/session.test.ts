@@ -1,5 +1,6 @@
 import {
   ApiGatewayManagementApiClient,
+  DeleteConnectionCommand,
   PostToConnectionCommand,
 } from '@aws-sdk/client-apigatewaymanagementapi';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -389,6 +390,50 @@ describe('handleFrame: a replay never strands the connection', () => {
       resumeStep: async () => steps.shift() ?? { state: 'last', entries: [] },
     });
   }
+
+  it('closes a connection whose ?since replay failed and whose resumed could not be posted either (issue 21, item 4)', async () => {
+    // Prepare: the management API fails every post for a while; the close goes through
+    api.reset();
+    api.on(PostToConnectionCommand).rejects(
+      Object.assign(new Error('internal'), {
+        name: 'InternalServerErrorException',
+        $metadata: { httpStatusCode: 500 },
+      }),
+    );
+    api.on(DeleteConnectionCommand).resolves({});
+    const steps: Awaited<ReturnType<ConnectionRegistry['resumeStep']>>[] = [
+      { state: 'more', entries: entries(5, 1) },
+    ];
+    let closedMetric = 0;
+    const { registry, methods } = fakeRegistry({
+      touch: async () => connection({ pendingSince: '4-0' }),
+      clearPendingSince: async () => true,
+      userAudience: (userId) => keys.audience('user', userId),
+      beginResume: async () => true,
+      endResume: async () => undefined,
+      recoverable: async () => true,
+      resumeStep: async () => steps.shift() ?? { state: 'last', entries: [] },
+      remove: async () => connection(),
+      epoch: async () => null,
+    });
+
+    // Act
+    const reply = await handleFrame('c1', '{"action":"ping"}', {
+      ...sessionDeps(registry),
+      onClosed: () => {
+        closedMetric++;
+      },
+    });
+
+    // Assess: neither the replay nor resumed{recovered:false} reached the client, so it is
+    // forgotten and closed (it reconnects and resumes from its cursor), and told so in the reply
+    expect(methods()).toContain('remove');
+    expect(api.commandCalls(DeleteConnectionCommand).map((c) => c.args[0].input)).toEqual([
+      { ConnectionId: 'c1' },
+    ]);
+    expect(closedMetric).toBe(1);
+    expect(reply).toMatchObject({ type: 'error', code: 'unknown_connection' });
+  });
 
   it('gives up when a post fails: live again, resumed says recovered:false and where to resume from', async () => {
     // Prepare
