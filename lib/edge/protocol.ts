@@ -53,8 +53,13 @@ export type MessageFrame = {
 };
 
 export type ServerFrame =
-  | { type: 'pong'; connectionId: string; epoch?: string }
-  | { type: 'subscribed'; topic: string }
+  /** `cursor`: where the user stream stands (see subscribed). */
+  | { type: 'pong'; connectionId: string; epoch?: string; cursor?: string }
+  /**
+   * `cursor` (a subscribe without `since`): where the topic's stream stood
+   * when the connection joined it; a client with no cursor for it starts there.
+   */
+  | { type: 'subscribed'; topic: string; cursor?: string }
   | { type: 'unsubscribed'; topic: string }
   /**
    * The end of a replay. `recovered`: every message after `since` was

@@ -18,6 +18,7 @@ import type {
   ResumeLimits,
   ResumeStep,
   SubscribeOutcome,
+  Touched,
 } from './types.js';
 
 /** API Gateway's 2 h connection lifetime, plus the connection TTL's margin. */
@@ -145,8 +146,8 @@ export class RedisRegistry implements ConnectionRegistry {
     return toConnection(connectionId, hash, topics);
   }
 
-  async touch(connectionId: string): Promise<Connection | null> {
-    const connection = await this.get(connectionId);
+  async touch(connectionId: string, position = false): Promise<Touched | null> {
+    const connection: Touched | null = await this.get(connectionId);
     if (!connection) return null;
     const now = this.#now();
     const expiry = this.#expiry(connection.tokenExpiresAt);
@@ -155,6 +156,9 @@ export class RedisRegistry implements ConnectionRegistry {
     // undone) and makes live a member whose replay lease ran out.
     const renew = ({ keys: k }: Audience) =>
       this.#redis.pwRenew(k.live, k.resuming, k.leases, member, expiry, now, this.#ttl);
+    const user = this.userAudience(connection.userId);
+    // Read in the same round trip as the renewals (auto-pipelined, one more command).
+    const at = position ? this.#position(user) : undefined;
     const [, , inUserSet] = await Promise.all([
       this.#redis
         .multi()
@@ -166,9 +170,10 @@ export class RedisRegistry implements ConnectionRegistry {
         .zadd(this.keys.all(), 'XX', expiry, member)
         .expire(this.keys.all(), this.#ttl)
         .exec(),
-      renew(this.userAudience(connection.userId)),
+      renew(user),
       ...connection.topics.map((topic) => renew(this.topicAudience(topic))),
     ]);
+    if (at) connection.userCursor = await at;
     // Every registered connection is in its user's live or resuming set until
     // it is removed. A record without that membership was half lost (a Redis
     // Cluster failover that lost the user's slot but not the record's): the
@@ -242,6 +247,24 @@ export class RedisRegistry implements ConnectionRegistry {
     leaseEnd?: number,
     maxTopics?: number,
   ): Promise<SubscribeOutcome> {
+    return (await this.#subscribe(connection, topic, leaseEnd, maxTopics, false)).outcome;
+  }
+
+  subscribeWithCursor(
+    connection: ConnectionRecord,
+    topic: string,
+    maxTopics?: number,
+  ): Promise<{ outcome: SubscribeOutcome; cursor?: string }> {
+    return this.#subscribe(connection, topic, undefined, maxTopics, true);
+  }
+
+  async #subscribe(
+    connection: ConnectionRecord,
+    topic: string,
+    leaseEnd: number | undefined,
+    maxTopics: number | undefined,
+    position: boolean,
+  ): Promise<{ outcome: SubscribeOutcome; cursor?: string }> {
     const record = this.keys.connection(connection.connectionId);
     const a = this.topicAudience(topic).keys;
     const member = encodeMember(connection);
@@ -254,8 +277,8 @@ export class RedisRegistry implements ConnectionRegistry {
       maxTopics ?? 0,
     );
     // The topic list first: a refused subscribe has joined no audience.
-    if (attached === -1) return 'too_many_topics';
-    if (attached !== 1) return 'gone';
+    if (attached === -1) return { outcome: 'too_many_topics' };
+    if (attached !== 1) return { outcome: 'gone' };
     const add = this.#redis.multi();
     if (leaseEnd === undefined) {
       add.zrem(a.resuming, member).zrem(a.leases, member).zadd(a.live, expiry, member);
@@ -264,7 +287,13 @@ export class RedisRegistry implements ConnectionRegistry {
       add.zrem(a.live, member).zadd(a.resuming, expiry, member).zadd(a.leases, leaseEnd, member);
       add.expire(a.resuming, this.#ttl).expire(a.leases, this.#ttl);
     }
-    await add.exec();
+    // The stream's position right after the member was written, in the same
+    // round trip (auto-pipelined, same slot): a message published after it
+    // reaches the member live, one before it is not after the cursor.
+    const [, cursor] = await Promise.all([
+      add.exec(),
+      position ? this.#position(this.topicAudience(topic)) : undefined,
+    ]);
     const [userId, closing] = await this.#redis.hmget(record, 'userId', 'closing');
     if (userId === null || closing !== null) {
       await this.#redis
@@ -273,9 +302,14 @@ export class RedisRegistry implements ConnectionRegistry {
         .zrem(a.resuming, member)
         .zrem(a.leases, member)
         .exec();
-      return 'gone';
+      return { outcome: 'gone' };
     }
-    return 'subscribed';
+    return cursor === undefined ? { outcome: 'subscribed' } : { outcome: 'subscribed', cursor };
+  }
+
+  /** Where a stream stands for a client joining it (see position.lua). */
+  #position({ keys }: Audience): Promise<string> {
+    return this.#redis.pwPosition(keys.history, keys.lost, this.#historyTtl);
   }
 
   async unsubscribe(connection: ConnectionRecord, topic: string): Promise<boolean> {

@@ -3,6 +3,7 @@ import attachLua from './scripts/attach.lua';
 import beginResumeLua from './scripts/begin-resume.lua';
 import closeLua from './scripts/close.lua';
 import endpointLua from './scripts/endpoint.lua';
+import positionLua from './scripts/position.lua';
 import publishLua from './scripts/publish.lua';
 import renewLua from './scripts/renew.lua';
 import rescueLua from './scripts/rescue.lua';
@@ -22,10 +23,12 @@ export function defineScripts(redis: Redis | Cluster): void {
   redis.defineCommand('pwAttach', { numberOfKeys: 2, lua: attachLua });
   redis.defineCommand('pwClose', { numberOfKeys: 2, lua: closeLua });
   redis.defineCommand('pwEndpoint', { numberOfKeys: 2, lua: endpointLua });
+  redis.defineCommand('pwPosition', { numberOfKeys: 2, lua: positionLua });
 }
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
+    pwPosition(history: string, floor: string, historyTtlSeconds: number): Result<string, Context>;
     pwEndpoint(
       endpoints: string,
       epoch: string,

@@ -222,7 +222,7 @@ export async function handleFrame(
   deps: FrameDeps,
 ): Promise<ServerFrame> {
   const frame = parseClientFrame(body);
-  const connection = await deps.registry.touch(connectionId);
+  const connection = await deps.registry.touch(connectionId, frame.action === 'ping');
   if (!connection) throw new UnknownConnectionError(connectionId);
   // Its member scores stopped at the token's exp (touch cannot raise them
   // past it): it receives nothing more, and now it is told and closed.
@@ -297,25 +297,31 @@ export async function handleFrame(
       // anything older, so a client need never resume from before it, unless
       // what it last saw is older (then its data was lost, and a resume from
       // there is told so).
+      // And where the user stream stands, so a client that never heard from
+      // it resumes from an exact cursor rather than a time floor.
       const marked = await readEpoch(deps);
-      return marked === null
-        ? { type: 'pong', connectionId }
-        : { type: 'pong', connectionId, epoch: marked };
+      return {
+        type: 'pong',
+        connectionId,
+        ...(marked !== null && { epoch: marked }),
+        ...(connection.userCursor !== undefined && { cursor: connection.userCursor }),
+      };
     }
     case 'subscribe': {
       if (!topicAllowed(frame.topic, connection.allowedTopics)) {
         throw new ForbiddenError(`your token does not allow topic "${frame.topic}"`);
       }
       if (frame.since === undefined) {
-        const outcome = await deps.registry.subscribe(
+        // With where the stream stood when the member was written: the
+        // client's starting cursor, so a later resume is exact (no false gap).
+        const { outcome, cursor } = await deps.registry.subscribeWithCursor(
           connection,
           frame.topic,
-          undefined,
           maxTopics,
         );
         if (outcome === 'too_many_topics') throw tooManyTopics();
         if (outcome === 'gone') throw new UnknownConnectionError(connectionId);
-        return { type: 'subscribed', topic: frame.topic };
+        return { type: 'subscribed', topic: frame.topic, ...(cursor !== undefined && { cursor }) };
       }
       await countReplay(deps, connectionId);
       const window = replayWindow(deps);

@@ -234,8 +234,9 @@ describe('$default: limits', () => {
     // Prepare
     const { registry } = fakeRegistry({
       touch: async () => connection(),
-      subscribe: async (_c, _topic, _leaseEnd, max) =>
-        max !== 2 ? 'subscribed' : 'too_many_topics',
+      subscribeWithCursor: async (_c, _topic, max) => ({
+        outcome: max !== 2 ? 'subscribed' : 'too_many_topics',
+      }),
     });
 
     // Act

@@ -199,17 +199,23 @@ describe('disconnect', () => {
 describe('handleFrame', () => {
   it('answers ping with pong, carrying the connection id and the epoch, after renewing the connection', async () => {
     // Prepare
-    const { registry, methods } = fakeRegistry({
-      touch: async () => connection(),
+    const { registry, calls, methods } = fakeRegistry({
+      touch: async () => ({ ...connection(), userCursor: '1700000000001-0' }),
       epoch: async () => '1700000000000',
     });
 
     // Act
     const reply = await handleFrame('c1', '{"action":"ping"}', sessionDeps(registry));
 
-    // Assess
-    expect(reply).toEqual({ type: 'pong', connectionId: 'c1', epoch: '1700000000000' });
+    // Assess: and where the user stream stands, read by the touch itself (WIRE.md, pong.cursor)
+    expect(reply).toEqual({
+      type: 'pong',
+      connectionId: 'c1',
+      epoch: '1700000000000',
+      cursor: '1700000000001-0',
+    });
     expect(methods().sort()).toEqual(['epoch', 'touch']);
+    expect(calls[0]?.args).toEqual(['c1', true]);
   });
 
   it('answers ping without an epoch when none is marked, or it cannot be read', async () => {
@@ -246,12 +252,12 @@ describe('handleFrame', () => {
 
   it('subscribes to a topic the token allows by prefix', async () => {
     // Prepare
-    const subscribed: [string, number | undefined][] = [];
+    const subscribed: string[] = [];
     const { registry } = fakeRegistry({
       touch: async () => connection(),
-      subscribe: async (_c, topic, leaseEnd) => {
-        subscribed.push([topic, leaseEnd]);
-        return 'subscribed';
+      subscribeWithCursor: async (_c, topic) => {
+        subscribed.push(topic);
+        return { outcome: 'subscribed', cursor: '1700000000000-3' };
       },
     });
 
@@ -262,9 +268,13 @@ describe('handleFrame', () => {
       sessionDeps(registry),
     );
 
-    // Assess
-    expect(reply).toEqual({ type: 'subscribed', topic: 'team:42:alerts' });
-    expect(subscribed).toEqual([['team:42:alerts', undefined]]);
+    // Assess: with where the stream stood when it joined (WIRE.md, subscribed.cursor)
+    expect(reply).toEqual({
+      type: 'subscribed',
+      topic: 'team:42:alerts',
+      cursor: '1700000000000-3',
+    });
+    expect(subscribed).toEqual(['team:42:alerts']);
   });
 
   it('refuses a topic the token does not allow, naming it, and subscribes nothing', async () => {

@@ -5,7 +5,9 @@
 --
 -- KEYS[1] - live members ZSET (member "connectionId|endpoint", score = expiry ms)
 -- KEYS[2] - history STREAM
--- KEYS[3] - lost marker STRING (id of the newest entry ever trimmed)
+-- KEYS[3] - lost marker STRING: the stream's floor; history holds exactly the
+--           entries after it (the newest entry ever trimmed, or, for a stream
+--           this publish creates, just before its first entry)
 -- KEYS[4] - publish id STRING (cursor of the entry this publish id was stored as)
 -- ARGV[1] - now, ms since epoch
 -- ARGV[2] - history entry (JSON), or "" to keep no history
@@ -31,7 +33,16 @@ if known then
   cursor = known
 elseif ARGV[2] ~= '' and size > 0 then
   local ttl = tonumber(ARGV[4])
+  local fresh = redis.call('EXISTS', KEYS[2]) == 0
   cursor = redis.call('XADD', KEYS[2], '*', 'm', ARGV[2])
+  -- A stream created here (new, or expired whole with its floor) starts its
+  -- history at this entry: a resume from before it cannot be known complete.
+  -- A floor already there (a client joined the empty stream: position.lua)
+  -- is older and still true: nothing was published between.
+  if fresh then
+    local ms = tonumber(string.match(cursor, '^(%d+)'))
+    redis.call('SET', KEYS[3], string.format('%.0f', ms - 1) .. '-0', 'NX')
+  end
   if ARGV[6] == '1' then
     redis.call('SET', KEYS[4], cursor, 'EX', ttl)
   end
