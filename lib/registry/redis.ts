@@ -500,9 +500,6 @@ export class RedisRegistry implements ConnectionRegistry {
   ): Promise<PublishStep> {
     const { live, history, lost } = audience.keys;
     const now = this.#now();
-    // Without a caller-given id the key is never read or written, but every
-    // key a script may touch is declared (Cluster routes by KEYS).
-    const idKey = this.keys.publishId(audience, publishId ?? '');
     // Once per instance, before its first history entry: the epoch (see
     // endpoint.lua), so a new deployment's first messages are not older
     // than it. After a data loss, the first $connect marks it anew.
@@ -519,13 +516,13 @@ export class RedisRegistry implements ConnectionRegistry {
         live,
         history,
         lost,
-        idKey,
+        audience.keys.ids,
         now,
         entry ?? '',
         this.#historySize,
         this.#historyTtl,
         inlineLimit,
-        publishId === undefined ? '' : '1',
+        publishId ?? '',
       ),
     ]);
     const step: PublishStep = { cursor, count: Number(count) };

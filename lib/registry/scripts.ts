@@ -39,13 +39,13 @@ declare module 'ioredis' {
       live: string,
       history: string,
       lost: string,
-      publishId: string,
+      publishIds: string,
       nowMs: number,
       entry: string,
       historySize: number,
       historyTtlSeconds: number,
       inlineLimit: number,
-      recordId: '1' | '',
+      publishId: string,
     ): Result<[string, number, ...string[]], Context>;
     pwResume(
       history: string,

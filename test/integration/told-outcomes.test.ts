@@ -170,3 +170,69 @@ describe.each(TOPOLOGIES)('told outcomes (issue 21) on %s Redis', (topology) => 
     expect(await registry.lookupUser('sam')).toEqual([]);
   });
 });
+
+describe.each(TOPOLOGIES)(
+  'publish ids bounded by history (issue 21, item 8) on %s Redis',
+  (topology) => {
+    const env = envs[topology];
+
+    it('keeps the publish ids of the entries still in history only, for userIds publishes too', async () => {
+      // Prepare: a history of 3 entries per stream
+      const registry = env.registry({ historySize: 3 });
+      const deps = publishDeps(registry, new RecordingGateway(), noDedup);
+
+      // Act: 10 publishes with ids, each to two users
+      for (let i = 0; i < 10; i++) {
+        await publish({ id: `p${i}`, userIds: ['ida', 'ivo'], data: i }, deps);
+      }
+
+      // Assess: each user's id index holds exactly the ids of its 3 entries
+      for (const userId of ['ida', 'ivo']) {
+        const { keys } = registry.userAudience(userId);
+        const entries = await env.redis.xrange(keys.history, '-', '+');
+        expect(entries).toHaveLength(3);
+        const index = await env.redis.hgetall(keys.ids);
+        expect(index).toEqual(
+          Object.fromEntries(entries.map(([cursor], i) => [`p${7 + i}`, cursor])),
+        );
+        expect(await env.redis.ttl(keys.ids)).toBeGreaterThan(0);
+      }
+    });
+
+    it('a retried publish id still in history gets its cursor; one trimmed away is stored again', async () => {
+      // Prepare
+      const registry = env.registry({ historySize: 2 });
+      const deps = publishDeps(registry, new RecordingGateway(), noDedup);
+      const first = (await publish({ id: 'r1', userId: 'rik', data: 1 }, deps)).cursor;
+
+      // Act + Assess: a retry while r1 is in history: same cursor, nothing appended
+      expect((await publish({ id: 'r1', userId: 'rik', data: 1 }, deps)).cursor).toBe(first);
+      const { keys } = registry.userAudience('rik');
+      expect(await env.redis.xlen(keys.history)).toBe(1);
+      // r1 trimmed away by two newer messages: a retry now is a new entry (clients dedupe by id)
+      await publish({ id: 'r2', userId: 'rik', data: 2 }, deps);
+      await publish({ userId: 'rik', data: 3 }, deps);
+      expect(await env.redis.hexists(keys.ids, 'r1')).toBe(0);
+      const again = (await publish({ id: 'r1', userId: 'rik', data: 1 }, deps)).cursor as string;
+      expect(compareCursors(again, first as string)).toBeGreaterThan(0);
+    });
+
+    it('forgets the ids of entries trimmed by age', async () => {
+      // Prepare: entries older than the TTL go at the next publish (a clock moved forward)
+      let offset = 0;
+      const registry = env.registry({ historyTtlSeconds: 60, now: () => Date.now() + offset });
+      const deps = publishDeps(registry, new RecordingGateway(), noDedup);
+      await publish({ id: 'old1', userId: 'age', data: 1 }, deps);
+      await publish({ id: 'old2', userId: 'age', data: 2 }, deps);
+
+      // Act: the next publish's minimum id is its own `now` (TTL 60 s, clock 60 s ahead)
+      await sleep(5);
+      offset = 60_000;
+      await publish({ id: 'new', userId: 'age', data: 3 }, deps);
+
+      // Assess
+      const { keys } = registry.userAudience('age');
+      expect(Object.keys(await env.redis.hgetall(keys.ids))).toEqual(['new']);
+    });
+  },
+);
