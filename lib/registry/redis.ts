@@ -309,7 +309,7 @@ export class RedisRegistry implements ConnectionRegistry {
 
   /** Where a stream stands for a client joining it (see position.lua). */
   #position({ keys }: Audience): Promise<string> {
-    return this.#redis.pwPosition(keys.history, keys.lost, this.#historyTtl);
+    return this.#redis.pwPosition(keys.history);
   }
 
   async unsubscribe(connection: ConnectionRecord, topic: string): Promise<boolean> {
@@ -398,9 +398,9 @@ export class RedisRegistry implements ConnectionRegistry {
     const cursor = parseCursor(since);
     // No history kept: nothing can be replayed, so nothing is known to be complete.
     if (this.#historySize === 0) return false;
-    const [lost, exists, epoch] = await Promise.all([
+    const [lost, first, epoch] = await Promise.all([
       this.#redis.get(audience.keys.lost),
-      this.#redis.exists(audience.keys.history),
+      this.#redis.xrange(audience.keys.history, '-', '+', 'COUNT', 1),
       this.#redis.get(this.keys.epoch()),
     ]);
     // From before Redis's data began (it restarted empty, or was flushed):
@@ -408,10 +408,18 @@ export class RedisRegistry implements ConnectionRegistry {
     // epoch: no $connect since the data began; a resume comes after one.)
     if (epoch !== null && cursor.ms < Number(epoch)) return false;
     if (lost !== null && compareCursors(since, lost) < 0) return false;
+    const ttlMs = this.#historyTtl * 1000;
+    const oldest = first[0]?.[0];
     // With no history at all, nothing after `since` can have existed unless it
     // is old enough to have expired: every message renews the stream's TTL.
-    if (exists === 0 && cursor.ms < this.#now() - this.#historyTtl * 1000) return false;
-    return true;
+    if (oldest === undefined) return cursor.ms >= this.#now() - ttlMs;
+    // A stream never trimmed holds everything since it was created, unless it
+    // expired whole (its trim marker with it) and a new message recreated it:
+    // then its first entry came at least a TTL after the last message of the
+    // old one, hence after `since`. A `since` that much older than the first
+    // entry may have missed messages that went with the old stream.
+    // (Wrongly doubted only if `since` is older than the TTL anyway.)
+    return lost !== null || cursor.ms > parseCursor(oldest).ms - ttlMs;
   }
 
   async epoch(): Promise<string | null> {

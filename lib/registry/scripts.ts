@@ -23,12 +23,12 @@ export function defineScripts(redis: Redis | Cluster): void {
   redis.defineCommand('pwAttach', { numberOfKeys: 2, lua: attachLua });
   redis.defineCommand('pwClose', { numberOfKeys: 2, lua: closeLua });
   redis.defineCommand('pwEndpoint', { numberOfKeys: 2, lua: endpointLua });
-  redis.defineCommand('pwPosition', { numberOfKeys: 2, lua: positionLua });
+  redis.defineCommand('pwPosition', { numberOfKeys: 1, lua: positionLua });
 }
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    pwPosition(history: string, floor: string, historyTtlSeconds: number): Result<string, Context>;
+    pwPosition(history: string): Result<string, Context>;
     pwEndpoint(
       endpoints: string,
       epoch: string,

@@ -90,7 +90,22 @@ describe.each(TOPOLOGIES)('told outcomes (issue 21) on %s Redis', (topology) => 
     expect(step).not.toHaveProperty('gap');
   });
 
-  it('joining a topic with history gives its newest cursor; a recreated stream doubts a cursor from before it', async () => {
+  it('a brand-new stream doubts no cursor younger than the history TTL (a client without a join cursor)', async () => {
+    // Prepare: a client whose cursor is a 5-minute time floor, as the library's was
+    const registry = env.registry({ historyTtlSeconds: 86_400 });
+    const audience = registry.topicAudience('room:fresh');
+    const floor = `${Date.now() - 5 * 60_000}-0`;
+    // (A deployment whose data began long ago: the epoch doubts nothing.)
+    await env.redis.set(registry.keys.epoch(), '0');
+
+    // Act: the topic's first message creates its stream
+    await publishTo(registry, { topic: 'room:fresh' }, 1);
+
+    // Assess: nothing can have expired between the floor and the first message
+    expect(await registry.recoverable(audience, floor)).toBe(true);
+  });
+
+  it('joining a topic with history gives its newest cursor, recoverable from', async () => {
     // Prepare
     const registry = env.registry();
     const audience = registry.topicAudience('room:old');

@@ -5,9 +5,7 @@
 --
 -- KEYS[1] - live members ZSET (member "connectionId|endpoint", score = expiry ms)
 -- KEYS[2] - history STREAM
--- KEYS[3] - lost marker STRING: the stream's floor; history holds exactly the
---           entries after it (the newest entry ever trimmed, or, for a stream
---           this publish creates, just before its first entry)
+-- KEYS[3] - lost marker STRING (id of the newest entry ever trimmed)
 -- KEYS[4] - publish ids HASH (publish id -> cursor of the entry it was stored
 --           as), holding only ids of entries still in history: an entry
 --           trimmed takes its id with it, so the hash is bounded by the
@@ -50,19 +48,10 @@ if known then
   cursor = known
 elseif ARGV[2] ~= '' and size > 0 then
   local ttl = tonumber(ARGV[4])
-  local fresh = redis.call('EXISTS', KEYS[2]) == 0
   if id ~= '' then
     cursor = redis.call('XADD', KEYS[2], '*', 'm', ARGV[2], 'i', id)
   else
     cursor = redis.call('XADD', KEYS[2], '*', 'm', ARGV[2])
-  end
-  -- A stream created here (new, or expired whole with its floor) starts its
-  -- history at this entry: a resume from before it cannot be known complete.
-  -- A floor already there (a client joined the empty stream: position.lua)
-  -- is older and still true: nothing was published between.
-  if fresh then
-    local ms = tonumber(string.match(cursor, '^(%d+)'))
-    redis.call('SET', KEYS[3], string.format('%.0f', ms - 1) .. '-0', 'NX')
   end
   if id ~= '' then
     redis.call('HSET', KEYS[4], id, cursor)
