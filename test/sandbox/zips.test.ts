@@ -329,6 +329,7 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
         expect(replyFrame(await send(id, { action: 'subscribe', topic }))).toEqual({
           type: 'subscribed',
           topic,
+          cursor: expect.stringMatching(/^\d+-\d+$/),
         });
       }
       const invocationsBefore = invokeApi.invocations.length;
