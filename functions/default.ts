@@ -5,7 +5,7 @@ import { config, loadSecrets, logger, registry, verifyToken } from '../lib/clien
 import { frameBody, parseWebSocketEvent } from '../lib/edge/events.js';
 import { secretsLoaded, webSocketErrors } from '../lib/edge/middleware.js';
 import { encodeFrame } from '../lib/edge/protocol.js';
-import { metrics, recordReplay, withMetrics } from '../lib/observability/metrics.js';
+import { metrics, recordReplay, tally, withMetrics } from '../lib/observability/metrics.js';
 import { handleFrame } from '../lib/session/session.js';
 
 /** `$default`: every client frame. The returned body is the reply frame (a two-way route). */
@@ -22,6 +22,7 @@ export const handler = middy(async (event: unknown, context: Context) => {
       remainingMs: () => context.getRemainingTimeInMillis(),
     }),
     onReplay: (outcome) => recordReplay(metrics(), outcome),
+    onClosed: () => tally('ClosedUndelivered'),
   });
   return { statusCode: 200, body: encodeFrame(reply) };
 })

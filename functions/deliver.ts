@@ -1,18 +1,20 @@
 import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
 import { gateway } from '../lib/aws-clients.js';
 import { config, loadSecrets, logger, registry } from '../lib/clients.js';
 import { checkChunkEndpoints, chunkJobs, parseDeliverChunk } from '../lib/delivery/chunks.js';
 import { deliver } from '../lib/delivery/fanout.js';
-import { invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
-import { metrics, withMetrics } from '../lib/observability/metrics.js';
+import { invocationDeadline, invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
+import { metrics, tally, withMetrics } from '../lib/observability/metrics.js';
 
 /**
  * `deliver`: the fan-out worker `publish` hands each chunk of a large audience to.
  * No Powertools Tracer here (active tracing only): eight of these start cold
  * side by side in a large fan-out, and Tracer adds ~135 KB and ~15 ms of CPU to load to each.
  */
-export const handler = middy(async (event: unknown) => {
+export const handler = middy(async (event: unknown, context: Context) => {
   const chunk = parseDeliverChunk(event);
+  const deadline = invocationDeadline(context);
   const c = config();
   await checkChunkEndpoints(
     chunk,
@@ -25,6 +27,8 @@ export const handler = middy(async (event: unknown) => {
     prune: (connectionId) => registry().remove(connectionId),
     logger: logger(),
     concurrency: config().fanout.concurrency,
+    onClosed: () => tally('ClosedUndelivered'),
+    ...(deadline !== undefined && { deadline }),
   });
 })
   .use(withMetrics())

@@ -1,12 +1,15 @@
 import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
 import { loadSecrets, logger } from '../lib/clients.js';
-import { invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
+import { invocationDeadline, invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
 import { publishObserved } from '../lib/edge/operations.js';
 import { metrics, withMetrics } from '../lib/observability/metrics.js';
 import { withTracing } from '../lib/observability/tracing.js';
 
 /** `publish`: invoked by backend services (Lambda Invoke). See docs/services.md. */
-export const handler = middy(async (event: unknown) => publishObserved(event))
+export const handler = middy(async (event: unknown, context: Context) =>
+  publishObserved(event, invocationDeadline(context)),
+)
   .use(withMetrics())
   .use(withTracing())
   .use(invokeErrors({ logger, metrics }))

@@ -19,10 +19,10 @@ function lazyGateway(load: () => Promise<Gateway>): Gateway {
     return loaded;
   };
   return {
-    post: async (endpoint, connectionId, data): Promise<GatewayResult> =>
-      (await real()).post(endpoint, connectionId, data),
-    close: async (endpoint, connectionId): Promise<GatewayResult> =>
-      (await real()).close(endpoint, connectionId),
+    post: async (endpoint, connectionId, data, deadline): Promise<GatewayResult> =>
+      (await real()).post(endpoint, connectionId, data, deadline),
+    close: async (endpoint, connectionId, deadline): Promise<GatewayResult> =>
+      (await real()).close(endpoint, connectionId, deadline),
   };
 }
 

@@ -1,4 +1,4 @@
-import type { Gateway } from '../gateway/gateway.js';
+import type { Gateway, GatewayResult } from '../gateway/gateway.js';
 import type { Recipient } from '../registry/keys.js';
 
 export interface DeliveryCounts {
@@ -13,10 +13,45 @@ export interface FanoutLogger {
 
 export interface FanoutDeps {
   gateway: Gateway;
-  /** Called for each connection the gateway reports gone, to prune its records. */
+  /**
+   * Called for each connection the gateway reports gone, to prune its
+   * records; and for each that a post finally failed for, before it is closed.
+   */
   prune: (connectionId: string) => Promise<unknown>;
   logger: FanoutLogger;
   concurrency: number;
+  /** The invocation's end, less its answer's time (ms since 1970): no post or close runs past it. */
+  deadline?: number;
+  /** Told of each connection closed because a post to it finally failed (a metric). */
+  onClosed?: () => void;
+}
+
+/** What closeUntold needs: the fan-out's ports. */
+export type CloseDeps = Pick<FanoutDeps, 'gateway' | 'prune' | 'deadline' | 'onClosed'>;
+
+/**
+ * The one rule for a delivery the server could not complete: the connection
+ * is forgotten and closed, so its client reconnects and resumes from its
+ * cursor (and gets the message from history, or is told `recovered:false`),
+ * instead of staying open without it. Pruned first, so publishes that read
+ * the audience from now on skip it; if even the close fails (the management
+ * API is down), the missing record makes its next frame answer
+ * `unknown_connection` and close it then. Never throws: answers the close's
+ * outcome, or the error that stopped it (callers log, bounded).
+ */
+export async function closeUntold(
+  deps: CloseDeps,
+  endpoint: string,
+  connectionId: string,
+): Promise<GatewayResult | Error> {
+  try {
+    await deps.prune(connectionId);
+    const closed = await deps.gateway.close(endpoint, connectionId, deps.deadline);
+    deps.onClosed?.();
+    return closed;
+  } catch (error) {
+    return error instanceof Error ? error : new Error(String(error));
+  }
 }
 
 /** A connection that did not get the message, and why. */
@@ -84,8 +119,9 @@ export interface DeliveryJob {
 /**
  * Posts frames to many connections with one bound on concurrency across all
  * of them. Partial failure is the normal case: a gone connection is pruned
- * and counted, any other failure is counted and named in one bounded log line
- * at the end, and neither stops the rest. Recipients are taken endpoint by endpoint, so each API's keep-alive
+ * and counted; any other failure (after the gateway's retries) is counted,
+ * named in one bounded log line at the end, and its connection closed
+ * (closeUntold); neither stops the rest. Recipients are taken endpoint by endpoint, so each API's keep-alive
  * pool is filled in turn rather than all pools trickling at once.
  *
  * A pool of `concurrency` workers draining the current job's connection ids,
@@ -115,6 +151,9 @@ export async function deliver(
   let next = 0;
   let ended = false;
   let pulling: Promise<void> | undefined;
+  let closedCount = 0;
+  let notClosed = 0;
+  let closeError: string | undefined;
 
   const pull = async () => {
     const step = await source.next();
@@ -129,7 +168,7 @@ export async function deliver(
     next = 0;
   };
   const post = (to: string, connectionId: string, data: Uint8Array) =>
-    deps.gateway.post(to, connectionId, data).then(
+    deps.gateway.post(to, connectionId, data, deps.deadline).then(
       (result) => {
         if (result === 'ok') {
           counts.delivered++;
@@ -147,9 +186,16 @@ export async function deliver(
         // Throttling and transient failures were already retried by the
         // gateway: this connection did not get the message.
         counts.failed++;
+        const why = reason(error);
         if (counts.failures.length < MAX_NAMED_FAILURES) {
-          counts.failures.push({ connectionId, endpoint: to, reason: reason(error) });
+          counts.failures.push({ connectionId, endpoint: to, reason: why });
         }
+        return closeUntold(deps, to, connectionId).then((closed) => {
+          if (closed instanceof Error) {
+            notClosed++;
+            closeError ??= reason(closed);
+          } else closedCount++;
+        });
       },
     );
   const worker = async () => {
@@ -171,6 +217,15 @@ export async function deliver(
   };
   await Promise.all(Array.from({ length: Math.max(1, deps.concurrency) }, worker));
   logFailures(deps.logger, 'delivery failed', counts);
+  if (counts.failed > 0) {
+    deps.logger.warn(
+      'closed the connections a message could not reach (they resume from their cursors)',
+      {
+        closed: closedCount,
+        ...(notClosed > 0 && { notClosed, reason: closeError }),
+      },
+    );
+  }
   return counts;
 }
 

@@ -164,3 +164,18 @@ export function secretsLoaded(load: () => Promise<void>): MiddlewareObj<unknown,
     },
   };
 }
+
+/** Left to a function after its last management API call, to answer (and flush its metrics). */
+export const ANSWER_MARGIN_MS = 1_000;
+
+/**
+ * When an invocation's management API calls must be done (ms since 1970):
+ * its end less ANSWER_MARGIN_MS; undefined without a Lambda context (tests).
+ */
+export function invocationDeadline(context: unknown): number | undefined {
+  const remaining = (context as { getRemainingTimeInMillis?: () => number } | undefined)
+    ?.getRemainingTimeInMillis;
+  return typeof remaining === 'function'
+    ? Date.now() + remaining.call(context) - ANSWER_MARGIN_MS
+    : undefined;
+}

@@ -3,7 +3,7 @@ import { type PresenceResult, presence } from '../admin/presence.js';
 import { gateway, invokeChunk } from '../aws-clients.js';
 import { config, dedup, logger, registry } from '../clients.js';
 import { type PublishResult, publish } from '../delivery/publish.js';
-import { metrics, recordPublish } from '../observability/metrics.js';
+import { metrics, recordPublish, tally } from '../observability/metrics.js';
 
 /**
  * What services can ask of pushwire, whichever way they come in (Lambda
@@ -17,7 +17,8 @@ export interface Operations {
   kick(input: unknown): Promise<KickResult>;
 }
 
-export async function publishObserved(input: unknown): Promise<PublishResult> {
+/** `deadline`: the invocation's end less its answer's time (ms since 1970), when known. */
+export async function publishObserved(input: unknown, deadline?: number): Promise<PublishResult> {
   const started = performance.now();
   const { fanout, delivery } = config();
   const result = await publish(input, {
@@ -32,6 +33,8 @@ export async function publishObserved(input: unknown): Promise<PublishResult> {
     parallelChunks: fanout.parallelChunks,
     deliverAttempts: delivery.deliverAttempts,
     invokeChunk: invokeChunk(),
+    onClosed: () => tally('ClosedUndelivered'),
+    ...(deadline !== undefined && { deadline }),
   });
   recordPublish(metrics(), result, performance.now() - started);
   logger().info('published', { ...result });

@@ -61,29 +61,35 @@ export type MessageFrame = {
 type Ref = { ref?: string | undefined };
 
 /** A reply to a client frame (or an error answering one). */
-export type ReplyFrame = (
-  | { type: 'pong'; connectionId: string; epoch?: string; cursor?: string }
-  | { type: 'subscribed'; topic: string; cursor?: string }
-  | { type: 'unsubscribed'; topic: string }
-  /**
-   * The end of a replay. `recovered`: every message after `since` was
-   * replayed. `cursor` (only when the replay stopped before catching up: it
-   * failed or ran out of time): the last cursor replayed; the connection is
-   * live again, and a resume (or subscribe) from `cursor` fetches the rest.
-   */
-  | { type: 'resumed'; recovered: boolean; topic?: string; cursor?: string }
-  | { type: 'authenticated'; expiresAt: number }
-  /** `retryAfter` (seconds): with `rate_limited`. */
-  | {
-      type: 'error';
-      code: string;
-      message: string;
-      retryAfter?: number | undefined;
-      /** A refused subscribe's topic (with `rate_limited`). */
-      topic?: string | undefined;
-    }
-) &
-  Ref;
+export type ReplyFrame =
+  /** `cursor`: where the user stream stands (see subscribed). */
+  (
+    | { type: 'pong'; connectionId: string; epoch?: string; cursor?: string }
+    /**
+     * `cursor` (a subscribe without `since`): where the topic's stream stood
+     * when the connection joined it; a client with no cursor for it starts there.
+     */
+    | { type: 'subscribed'; topic: string; cursor?: string }
+    | { type: 'unsubscribed'; topic: string }
+    /**
+     * The end of a replay. `recovered`: every message after `since` was
+     * replayed. `cursor` (only when the replay stopped before catching up: it
+     * failed or ran out of time): the last cursor replayed; the connection is
+     * live again, and a resume (or subscribe) from `cursor` fetches the rest.
+     */
+    | { type: 'resumed'; recovered: boolean; topic?: string; cursor?: string }
+    | { type: 'authenticated'; expiresAt: number }
+    /** `retryAfter` (seconds): with `rate_limited`. */
+    | {
+        type: 'error';
+        code: string;
+        message: string;
+        retryAfter?: number | undefined;
+        /** A refused subscribe's topic (with `rate_limited`). */
+        topic?: string | undefined;
+      }
+  ) &
+    Ref;
 
 /**
  * Frames the server sends: docs/asyncapi.yaml describes each, and

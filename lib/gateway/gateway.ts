@@ -8,8 +8,17 @@ export type GatewayResult = 'ok' | 'gone';
  * outlived its retries) throws.
  */
 export interface Gateway {
-  post(endpoint: string, connectionId: string, data: Uint8Array): Promise<GatewayResult>;
-  close(endpoint: string, connectionId: string): Promise<GatewayResult>;
+  /**
+   * `deadline` (ms since 1970): no attempt starts, and none runs, past it
+   * (the invocation's end, less what the caller needs to answer).
+   */
+  post(
+    endpoint: string,
+    connectionId: string,
+    data: Uint8Array,
+    deadline?: number,
+  ): Promise<GatewayResult>;
+  close(endpoint: string, connectionId: string, deadline?: number): Promise<GatewayResult>;
 }
 
 export function isGone(error: unknown): boolean {
@@ -96,13 +105,19 @@ export interface RetryPolicy {
  * that outlived the bounds) is thrown. The first attempt is a plain promise
  * chain: no async frame per post on the fan-out's hot path, where nearly
  * every call succeeds at once.
+ *
+ * The time budget starts when the first attempt has failed, not when it
+ * started: an attempt that timed out has used the whole request timeout
+ * (MANAGEMENT_API_TIMEOUT_MS, as long as the budget by default), and counting
+ * it would leave no retry for exactly the failure most worth one. `deadline`
+ * (the invocation's) bounds every retry whatever the budget says.
  */
 export function callWithRetry(
   send: () => Promise<unknown>,
   policy: RetryPolicy,
+  deadline?: number,
 ): Promise<GatewayResult> {
-  const started = Date.now();
-  return send().then(ok, (error: unknown) => retry(error, send, policy, started));
+  return send().then(ok, (error: unknown) => retry(error, send, policy, Date.now(), deadline));
 }
 
 const ok = (): GatewayResult => 'ok';
@@ -112,6 +127,7 @@ async function retry(
   send: () => Promise<unknown>,
   policy: RetryPolicy,
   started: number,
+  deadline = Number.POSITIVE_INFINITY,
 ): Promise<GatewayResult> {
   const { throttleMaxAttempts, throttleBudgetMs, throttleBaseDelayMs, sleep, random } = policy;
   let error = first;
@@ -121,7 +137,8 @@ async function retry(
     // Full jitter: spreads retries of a throttled fan-out instead of
     // letting them hit the account limit again in lockstep.
     const delay = Math.floor(random() * throttleBaseDelayMs * 2 ** (attempt - 1));
-    if (Date.now() - started + delay > throttleBudgetMs) throw error;
+    const at = Date.now() + delay;
+    if (at - started > throttleBudgetMs || at >= deadline) throw error;
     policy.onThrottle?.();
     await sleep(delay);
     try {

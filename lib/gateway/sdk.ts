@@ -83,21 +83,30 @@ export class AwsGateway implements Gateway {
     });
   }
 
-  post(endpoint: string, connectionId: string, data: Uint8Array): Promise<GatewayResult> {
-    return this.#call(() =>
-      this.client(endpoint).send(
-        new PostToConnectionCommand({ ConnectionId: connectionId, Data: data }),
-      ),
+  post(
+    endpoint: string,
+    connectionId: string,
+    data: Uint8Array,
+    deadline?: number,
+  ): Promise<GatewayResult> {
+    return this.#call(
+      () =>
+        this.client(endpoint).send(
+          new PostToConnectionCommand({ ConnectionId: connectionId, Data: data }),
+        ),
+      deadline,
     );
   }
 
-  close(endpoint: string, connectionId: string): Promise<GatewayResult> {
-    return this.#call(() =>
-      this.client(endpoint).send(new DeleteConnectionCommand({ ConnectionId: connectionId })),
+  close(endpoint: string, connectionId: string, deadline?: number): Promise<GatewayResult> {
+    return this.#call(
+      () => this.client(endpoint).send(new DeleteConnectionCommand({ ConnectionId: connectionId })),
+      deadline,
     );
   }
 
-  #call(send: () => Promise<unknown>): Promise<GatewayResult> {
-    return callWithRetry(send, this.#options);
+  /** (A deadline bounds the retries here; each attempt's own timeout is the client's.) */
+  #call(send: () => Promise<unknown>, deadline?: number): Promise<GatewayResult> {
+    return callWithRetry(send, this.#options, deadline);
   }
 }

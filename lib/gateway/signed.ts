@@ -190,27 +190,41 @@ export class SignedHttpGateway implements Gateway {
     return this.#resolving;
   }
 
-  post(endpoint: string, connectionId: string, data: Uint8Array): Promise<GatewayResult> {
-    return callWithRetry(() => this.#send('POST', endpoint, connectionId, data), this.#policy);
+  post(
+    endpoint: string,
+    connectionId: string,
+    data: Uint8Array,
+    deadline?: number,
+  ): Promise<GatewayResult> {
+    return callWithRetry(
+      () => this.#send('POST', endpoint, connectionId, data, deadline),
+      this.#policy,
+      deadline,
+    );
   }
 
-  close(endpoint: string, connectionId: string): Promise<GatewayResult> {
-    return callWithRetry(() => this.#send('DELETE', endpoint, connectionId), this.#policy);
+  close(endpoint: string, connectionId: string, deadline?: number): Promise<GatewayResult> {
+    return callWithRetry(
+      () => this.#send('DELETE', endpoint, connectionId, undefined, deadline),
+      this.#policy,
+      deadline,
+    );
   }
 
   #send(
     method: 'POST' | 'DELETE',
     endpoint: string,
     connectionId: string,
-    body?: Uint8Array,
+    body: Uint8Array | undefined,
+    deadline: number | undefined,
   ): Promise<void> {
     const credentials = this.#currentCredentials();
     // Signed with what the provider answered, even if it expires soon: asking again would loop.
     if (credentials instanceof Promise)
       return credentials.then((fresh) =>
-        this.#request(method, endpoint, connectionId, body, fresh),
+        this.#request(method, endpoint, connectionId, body, fresh, deadline),
       );
-    return this.#request(method, endpoint, connectionId, body, credentials);
+    return this.#request(method, endpoint, connectionId, body, credentials, deadline);
   }
 
   #request(
@@ -219,6 +233,7 @@ export class SignedHttpGateway implements Gateway {
     connectionId: string,
     body: Uint8Array | undefined,
     credentials: AwsCredentialIdentity,
+    deadline: number | undefined,
   ): Promise<void> {
     const target = this.#endpoint(endpoint);
     const id = encodeURIComponent(connectionId);
@@ -285,7 +300,7 @@ export class SignedHttpGateway implements Gateway {
       // A whole-request deadline (not the socket's idle timeout): a peer that
       // trickles bytes or never answers must not hold a post, and the fan-out
       // slot it takes, past the bound. Its error is a transient one.
-      this.#watch(req);
+      this.#watch(req, deadline);
       req.end(body);
     });
   }
@@ -295,8 +310,8 @@ export class SignedHttpGateway implements Gateway {
    * a socket timeout per request (http's `timeout` option) adds and removes
    * listeners and re-arms a timer on every post, measurable at this rate.
    */
-  #watch(req: ClientRequest): void {
-    this.#deadlines.set(req, Date.now() + this.#timeout);
+  #watch(req: ClientRequest, deadline = Number.POSITIVE_INFINITY): void {
+    this.#deadlines.set(req, Math.min(Date.now() + this.#timeout, deadline));
     if (this.#sweeper) return;
     const every = Math.max(10, Math.min(1_000, Math.floor(this.#timeout / 4)));
     this.#sweeper = setInterval(() => {

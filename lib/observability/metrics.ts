@@ -30,7 +30,8 @@ export type MetricName =
   | 'PublishDuration'
   | 'RequestsRefused'
   | 'Replays'
-  | 'ThrottledRetries';
+  | 'ThrottledRetries'
+  | 'ClosedUndelivered';
 
 /** Built once per container; the same instance collects for every invocation. */
 export const metrics = /* @__PURE__ */ once(() => new Metrics({ namespace: METRICS_NAMESPACE }));

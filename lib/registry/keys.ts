@@ -20,8 +20,17 @@ export interface AudienceKeys {
   leases: string;
   /** STREAM of the last messages (the history behind cursors). */
   history: string;
-  /** STRING: id of the newest history entry ever trimmed away. */
+  /**
+   * STRING: the stream's floor: history holds exactly the entries after it
+   * (the newest entry ever trimmed away, or where a (re)created stream's
+   * history starts, or where a client joined a stream with no history).
+   */
   lost: string;
+  /**
+   * HASH: publish id -> the cursor it was stored under, for the entries still
+   * in history (a retried publish is not appended again). Trimmed with them.
+   */
+  ids: string;
 }
 
 export type AudienceKind = 'user' | 'topic';
@@ -39,8 +48,6 @@ export interface Keys {
   /** ZSET of every live connection, for broadcast. */
   all(): string;
   dedup(publishId: string): string;
-  /** STRING: the history cursor a publish `id` was stored under in this audience's stream. */
-  publishId(audience: Audience, publishId: string): string;
   /** STRING: when the user's tokens were last revoked (ms); tokens issued before are refused. In the user's slot. */
   revoked(userId: string): string;
   /** STRING: replays (resume, subscribe with since) this connection made in the current minute. */
@@ -76,13 +83,13 @@ export function createKeys(prefix: string): Keys {
           leases: `${tag}:rl`,
           history: `${tag}:h`,
           lost: `${tag}:l`,
+          // Same slot as the stream: publish.lua reads and writes both.
+          ids: `${tag}:ids`,
         },
       };
     },
     all: () => `${prefix}all`,
     dedup: (id) => `${prefix}d:{${id}}`,
-    // Same slot as the audience's stream: publish.lua reads and writes it.
-    publishId: (audience, id) => `${audienceTag(audience.kind, audience.name)}:i:${id}`,
     revoked: (userId) => `${prefix}u:{u:${userId}}:rv`,
     connectionReplays: (id) => `${prefix}c:{${id}}:rp`,
     connectionReplayed: (id) => `${prefix}c:{${id}}:rs`,

@@ -19,6 +19,7 @@ import type {
   ResumeLimits,
   ResumeStep,
   SubscribeOutcome,
+  Touched,
 } from './types.js';
 
 /** API Gateway's 2 h connection lifetime, plus the connection TTL's margin. */
@@ -154,8 +155,8 @@ export class RedisRegistry implements ConnectionRegistry {
     return toConnection(connectionId, hash, topics);
   }
 
-  async touch(connectionId: string): Promise<Connection | null> {
-    const connection = await this.get(connectionId);
+  async touch(connectionId: string, position = false): Promise<Touched | null> {
+    const connection: Touched | null = await this.get(connectionId);
     if (!connection) return null;
     const now = this.#now();
     const expiry = this.#expiry(connection.tokenExpiresAt);
@@ -164,6 +165,9 @@ export class RedisRegistry implements ConnectionRegistry {
     // undone) and makes live a member whose replay lease ran out.
     const renew = ({ keys: k }: Audience) =>
       this.#redis.pwRenew(k.live, k.resuming, k.leases, member, expiry, now, this.#ttl);
+    const user = this.userAudience(connection.userId);
+    // Read in the same round trip as the renewals (auto-pipelined, one more command).
+    const at = position ? this.#position(user) : undefined;
     const [revokedAt, , , inUserSet] = await Promise.all([
       // For the frame's revocation check, in the same round trip.
       this.#redis.get(this.keys.revoked(connection.userId)),
@@ -177,9 +181,10 @@ export class RedisRegistry implements ConnectionRegistry {
         .zadd(this.keys.all(), 'XX', expiry, member)
         .expire(this.keys.all(), this.#ttl)
         .exec(),
-      renew(this.userAudience(connection.userId)),
+      renew(user),
       ...connection.topics.map((topic) => renew(this.topicAudience(topic))),
     ]);
+    if (at) connection.userCursor = await at;
     // Every registered connection is in its user's live or resuming set until
     // it is removed. A record without that membership was half lost (a Redis
     // Cluster failover that lost the user's slot but not the record's): the
@@ -262,6 +267,24 @@ export class RedisRegistry implements ConnectionRegistry {
     leaseEnd?: number,
     maxTopics?: number,
   ): Promise<SubscribeOutcome> {
+    return (await this.#subscribe(connection, topic, leaseEnd, maxTopics, false)).outcome;
+  }
+
+  subscribeWithCursor(
+    connection: ConnectionRecord,
+    topic: string,
+    maxTopics?: number,
+  ): Promise<{ outcome: SubscribeOutcome; cursor?: string }> {
+    return this.#subscribe(connection, topic, undefined, maxTopics, true);
+  }
+
+  async #subscribe(
+    connection: ConnectionRecord,
+    topic: string,
+    leaseEnd: number | undefined,
+    maxTopics: number | undefined,
+    position: boolean,
+  ): Promise<{ outcome: SubscribeOutcome; cursor?: string }> {
     const record = this.keys.connection(connection.connectionId);
     const topics = this.keys.connectionTopics(connection.connectionId);
     const a = this.topicAudience(topic).keys;
@@ -269,9 +292,9 @@ export class RedisRegistry implements ConnectionRegistry {
     const expiry = this.#expiry(connection.tokenExpiresAt);
     const attached = await this.#redis.pwAttach(record, topics, topic, this.#ttl, maxTopics ?? 0);
     // The topic list first: a refused subscribe has joined no audience.
-    if (attached === -1) return 'too_many_topics';
-    if (attached === -2) return 'forbidden';
-    if (attached !== 1) return 'gone';
+    if (attached === -1) return { outcome: 'too_many_topics' };
+    if (attached === -2) return { outcome: 'forbidden' };
+    if (attached !== 1) return { outcome: 'gone' };
     const add = this.#redis.multi();
     const scores = leaseEnd === undefined ? a.live : a.resuming;
     if (leaseEnd === undefined) {
@@ -281,7 +304,13 @@ export class RedisRegistry implements ConnectionRegistry {
       add.zrem(a.live, member).zadd(a.resuming, expiry, member).zadd(a.leases, leaseEnd, member);
       add.expire(a.resuming, this.#ttl).expire(a.leases, this.#ttl);
     }
-    await add.exec();
+    // The stream's position right after the member was written, in the same
+    // round trip (auto-pipelined, same slot): a message published after it
+    // reaches the member live, one before it is not after the cursor.
+    const [, cursor] = await Promise.all([
+      add.exec(),
+      position ? this.#position(this.topicAudience(topic)) : undefined,
+    ]);
     // One slot (the record's): one MULTI.
     const check = await this.#redis
       .multi()
@@ -297,15 +326,22 @@ export class RedisRegistry implements ConnectionRegistry {
         .zrem(a.resuming, member)
         .zrem(a.leases, member)
         .exec();
-      if (userId === null || closing !== null) return 'gone';
-      return topicAllowed(topic, JSON.parse(grants ?? '[]') as string[]) ? 'left' : 'forbidden';
+      if (userId === null || closing !== null) return { outcome: 'gone' };
+      return {
+        outcome: topicAllowed(topic, JSON.parse(grants ?? '[]') as string[]) ? 'left' : 'forbidden',
+      };
     }
     // A refresh that stored a later exp after this subscribe read the old one
     // re-scored the memberships it could see; (2) may have come after that.
     if (exp !== null && Number(exp) !== connection.tokenExpiresAt) {
       await this.#redis.zadd(scores, 'XX', this.#expiry(Number(exp)), member);
     }
-    return 'subscribed';
+    return cursor === undefined ? { outcome: 'subscribed' } : { outcome: 'subscribed', cursor };
+  }
+
+  /** Where a stream stands for a client joining it (see position.lua). */
+  #position({ keys }: Audience): Promise<string> {
+    return this.#redis.pwPosition(keys.history);
   }
 
   async unsubscribe(connection: ConnectionRecord, topic: string): Promise<boolean> {
@@ -394,9 +430,9 @@ export class RedisRegistry implements ConnectionRegistry {
     const cursor = parseCursor(since);
     // No history kept: nothing can be replayed, so nothing is known to be complete.
     if (this.#historySize === 0) return false;
-    const [lost, exists, epoch] = await Promise.all([
+    const [lost, first, epoch] = await Promise.all([
       this.#redis.get(audience.keys.lost),
-      this.#redis.exists(audience.keys.history),
+      this.#redis.xrange(audience.keys.history, '-', '+', 'COUNT', 1),
       this.#redis.get(this.keys.epoch()),
     ]);
     // From before Redis's data began (it restarted empty, or was flushed):
@@ -404,10 +440,18 @@ export class RedisRegistry implements ConnectionRegistry {
     // epoch: no $connect since the data began; a resume comes after one.)
     if (epoch !== null && cursor.ms < Number(epoch)) return false;
     if (lost !== null && compareCursors(since, lost) < 0) return false;
+    const ttlMs = this.#historyTtl * 1000;
+    const oldest = first[0]?.[0];
     // With no history at all, nothing after `since` can have existed unless it
     // is old enough to have expired: every message renews the stream's TTL.
-    if (exists === 0 && cursor.ms < this.#now() - this.#historyTtl * 1000) return false;
-    return true;
+    if (oldest === undefined) return cursor.ms >= this.#now() - ttlMs;
+    // A stream never trimmed holds everything since it was created, unless it
+    // expired whole (its trim marker with it) and a new message recreated it:
+    // then its first entry came at least a TTL after the last message of the
+    // old one, hence after `since`. A `since` that much older than the first
+    // entry may have missed messages that went with the old stream.
+    // (Wrongly doubted only if `since` is older than the TTL anyway.)
+    return lost !== null || cursor.ms > parseCursor(oldest).ms - ttlMs;
   }
 
   async epoch(): Promise<string | null> {
@@ -510,9 +554,6 @@ export class RedisRegistry implements ConnectionRegistry {
   ): Promise<PublishStep> {
     const { live, history, lost } = audience.keys;
     const now = this.#now();
-    // Without a caller-given id the key is never read or written, but every
-    // key a script may touch is declared (Cluster routes by KEYS).
-    const idKey = this.keys.publishId(audience, publishId ?? '');
     // Once per instance, before its first history entry: the epoch (see
     // endpoint.lua), so a new deployment's first messages are not older
     // than it. After a data loss, the first $connect marks it anew.
@@ -529,13 +570,13 @@ export class RedisRegistry implements ConnectionRegistry {
         live,
         history,
         lost,
-        idKey,
+        audience.keys.ids,
         now,
         entry ?? '',
         this.#historySize,
         this.#historyTtl,
         inlineLimit,
-        publishId === undefined ? '' : '1',
+        publishId ?? '',
       ),
     ]);
     const step: PublishStep = { cursor, count: Number(count) };

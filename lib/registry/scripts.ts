@@ -4,6 +4,7 @@ import attachLua from './scripts/attach.lua';
 import beginResumeLua from './scripts/begin-resume.lua';
 import closeLua from './scripts/close.lua';
 import endpointLua from './scripts/endpoint.lua';
+import positionLua from './scripts/position.lua';
 import publishLua from './scripts/publish.lua';
 import refreshLua from './scripts/refresh.lua';
 import renewLua from './scripts/renew.lua';
@@ -26,10 +27,12 @@ export function defineScripts(redis: Redis | Cluster): void {
   redis.defineCommand('pwRefresh', { numberOfKeys: 2, lua: refreshLua });
   redis.defineCommand('pwClose', { numberOfKeys: 2, lua: closeLua });
   redis.defineCommand('pwEndpoint', { numberOfKeys: 2, lua: endpointLua });
+  redis.defineCommand('pwPosition', { numberOfKeys: 1, lua: positionLua });
 }
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
+    pwPosition(history: string): Result<string, Context>;
     pwEndpoint(
       endpoints: string,
       epoch: string,
@@ -40,13 +43,13 @@ declare module 'ioredis' {
       live: string,
       history: string,
       lost: string,
-      publishId: string,
+      publishIds: string,
       nowMs: number,
       entry: string,
       historySize: number,
       historyTtlSeconds: number,
       inlineLimit: number,
-      recordId: '1' | '',
+      publishId: string,
     ): Result<[string, number, ...string[]], Context>;
     pwResume(
       history: string,

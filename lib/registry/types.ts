@@ -54,6 +54,12 @@ export interface Connection extends ConnectionRecord {
   revokedAt?: number;
 }
 
+/** A connection as touch() found it. */
+export interface Touched extends Connection {
+  /** Where its user stream stands (when asked for). */
+  userCursor?: string;
+}
+
 export interface PublishStep {
   /** History cursor of the stored message ('' when none was stored). */
   cursor: string;
@@ -97,9 +103,11 @@ export interface ConnectionRegistry {
   get(connectionId: string): Promise<Connection | null>;
   /**
    * Renews every TTL of a connection; null when it is not registered. Reads
-   * the user's revocation in the same round trip (`revokedAt`).
+   * the user's revocation in the same round trip (`revokedAt`). With
+   * `position`, also where its user stream stands (`userCursor`, see
+   * subscribeWithCursor), read in the same round trip.
    */
-  touch(connectionId: string): Promise<Connection | null>;
+  touch(connectionId: string, position?: boolean): Promise<Touched | null>;
   /** Removes a connection everywhere. Idempotent: null when nothing was there. */
   remove(connectionId: string): Promise<Connection | null>;
   /**
@@ -124,6 +132,19 @@ export interface ConnectionRegistry {
     leaseEnd?: number,
     maxTopics?: number,
   ): Promise<SubscribeOutcome>;
+  /**
+   * subscribe() to join live, answering also where the topic's stream stood
+   * right after the member was written: its newest entry's cursor, or (no
+   * history) a cursor of Redis's clock recorded as the stream's floor. A
+   * resume from it is exact: everything after it was sent live or is in
+   * history, and it is never doubted (recovered:false) while within the
+   * history TTL.
+   */
+  subscribeWithCursor(
+    connection: ConnectionRecord,
+    topic: string,
+    maxTopics?: number,
+  ): Promise<{ outcome: SubscribeOutcome; cursor?: string }>;
   unsubscribe(connection: ConnectionRecord, topic: string): Promise<boolean>;
   /**
    * Takes a member out of live delivery until resumeStep() says it caught up,

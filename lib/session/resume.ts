@@ -10,6 +10,8 @@ export interface ResumeDeps {
   /** History entries read (and posted at most) per step. */
   batch?: number;
   now?: () => number;
+  /** No post runs past this (ms since 1970): the invocation's end less its answer's time. */
+  callsEndBy?: number;
 }
 
 export interface ResumeOutcome {
@@ -125,6 +127,7 @@ export async function replay(
           connection.endpoint,
           connection.connectionId,
           Buffer.from(frame.text),
+          deps.callsEndBy,
         );
         if (result === 'gone') {
           await registry.remove(connection.connectionId);

@@ -1,4 +1,5 @@
 import { type Identity, type TokenVerifier, topicAllowed } from '../auth/tokens.js';
+import { closeUntold } from '../delivery/fanout.js';
 import { callbackEndpoint } from '../edge/events.js';
 import {
   type ClientFrame,
@@ -31,6 +32,8 @@ export interface SessionDeps {
   callbackUrl?: string;
   /** Told how each history replay ended (the Replays metric). */
   onReplay?: (outcome: ResumeOutcome) => void;
+  /** Told of each connection closed because a frame could not reach it (a metric). */
+  onClosed?: () => void;
   /** Per-connection and per-user limits; unset ones are not enforced. */
   limits?: Partial<SessionLimits>;
   /** Time bounds of a replay (defaults: DEFAULT_REPLAY). */
@@ -149,7 +152,7 @@ export async function disconnect(
 }
 
 async function post(
-  deps: Pick<SessionDeps, 'gateway'>,
+  deps: Pick<SessionDeps, 'gateway' | 'remainingMs' | 'now'>,
   connection: Connection,
   frame: ServerFrame,
 ): Promise<void> {
@@ -157,12 +160,28 @@ async function post(
     connection.endpoint,
     connection.connectionId,
     Buffer.from(encodeFrame(frame)),
+    callDeadline(deps),
   );
+}
+
+/** When this invocation's management API calls must be done (its end less the answer's time). */
+function callDeadline(deps: Pick<SessionDeps, 'remainingMs' | 'now'>): number | undefined {
+  return deps.remainingMs
+    ? (deps.now ?? Date.now)() + deps.remainingMs() - ANSWER_MARGIN_MS
+    : undefined;
 }
 
 type FrameDeps = Pick<
   SessionDeps,
-  'registry' | 'gateway' | 'replay' | 'remainingMs' | 'logger' | 'now' | 'limits' | 'onReplay'
+  | 'registry'
+  | 'gateway'
+  | 'replay'
+  | 'remainingMs'
+  | 'logger'
+  | 'now'
+  | 'limits'
+  | 'onReplay'
+  | 'onClosed'
 > &
   Partial<Pick<SessionDeps, 'verifyToken'>>;
 
@@ -195,11 +214,16 @@ async function catchUp(
       throw new UnknownConnectionError(connection.connectionId);
     }
   }
+  const callsEndBy = callDeadline(deps);
   const outcome = await replay(
     audience,
     connection,
     since,
-    { ...deps, ...(deps.now && { now: deps.now }) },
+    {
+      ...deps,
+      ...(deps.now && { now: deps.now }),
+      ...(callsEndBy !== undefined && { callsEndBy }),
+    },
     bounds.deadline,
   );
   deps.onReplay?.(outcome);
@@ -237,7 +261,7 @@ async function answer(
   frame: ClientFrame,
   deps: FrameDeps,
 ): Promise<ReplyFrame> {
-  const connection = await deps.registry.touch(connectionId);
+  const connection = await deps.registry.touch(connectionId, frame.action === 'ping');
   if (!connection) throw new UnknownConnectionError(connectionId);
   // Its member scores stopped at the token's exp (touch cannot raise them
   // past it): it receives nothing more, and now it is told and closed.
@@ -264,13 +288,42 @@ async function answer(
     // beginResume again: renews the lease taken at connect (the first frame
     // may come late), and takes the member back if that lease ran out.
     const result = await catchUp(deps, audience, connection, connection.pendingSince, 'begin');
-    // Not fatal to the frame: the connection is live whatever this says.
-    await post(deps, connection, { type: 'resumed', ...result }).catch((error: unknown) =>
-      deps.logger?.warn('could not post resumed', {
-        connectionId,
-        reason: error instanceof Error ? error.message : String(error),
-      }),
+    // The connection is live whatever this says; but a client that is not
+    // told how its replay ended may have missed messages (a replay that
+    // failed) and would never know: it is closed instead, and resumes again.
+    const told = await post(deps, connection, { type: 'resumed', ...result }).then(
+      () => true,
+      (error: unknown) => {
+        deps.logger?.warn('could not post resumed; closing the connection', {
+          connectionId,
+          reason: error instanceof Error ? error.message : String(error),
+        });
+        return false;
+      },
     );
+    if (!told) {
+      const deadline = callDeadline(deps);
+      const closed = await closeUntold(
+        {
+          gateway: deps.gateway,
+          prune: (id) => deps.registry.remove(id),
+          ...(deps.onClosed && { onClosed: deps.onClosed }),
+          ...(deadline !== undefined && { deadline }),
+        },
+        connection.endpoint,
+        connectionId,
+      );
+      if (closed instanceof Error) {
+        deps.logger?.warn('could not close a connection that a frame could not reach', {
+          connectionId,
+          reason: closed.message,
+        });
+      }
+      // Answered, not thrown: the error middleware would post and close again
+      // through the API that just failed. Pruned, so its next frame is told too.
+      const shown = new UnknownConnectionError(connectionId);
+      return { type: 'error', code: shown.code, message: shown.message };
+    }
   }
 
   const maxTopics = deps.limits?.topicsPerConnection;
@@ -288,10 +341,15 @@ async function answer(
       // anything older, so a client need never resume from before it, unless
       // what it last saw is older (then its data was lost, and a resume from
       // there is told so).
+      // And where the user stream stands, so a client that never heard from
+      // it resumes from an exact cursor rather than a time floor.
       const marked = await readEpoch(deps);
-      return marked === null
-        ? { type: 'pong', connectionId }
-        : { type: 'pong', connectionId, epoch: marked };
+      return {
+        type: 'pong',
+        connectionId,
+        ...(marked !== null && { epoch: marked }),
+        ...(connection.userCursor !== undefined && { cursor: connection.userCursor }),
+      };
     }
     case 'subscribe': {
       // Checked here against the grants read above (no Redis work for a
@@ -300,17 +358,18 @@ async function answer(
         new ForbiddenError(`your token does not allow topic "${frame.topic}"`);
       if (!topicAllowed(frame.topic, connection.allowedTopics)) throw forbidden();
       if (frame.since === undefined) {
-        const outcome = await deps.registry.subscribe(
+        // With where the stream stood when the member was written: the
+        // client's starting cursor, so a later resume is exact (no false gap).
+        const { outcome, cursor } = await deps.registry.subscribeWithCursor(
           connection,
           frame.topic,
-          undefined,
           maxTopics,
         );
         if (outcome === 'too_many_topics') throw tooManyTopics();
         if (outcome === 'gone') throw new UnknownConnectionError(connectionId);
         if (outcome === 'forbidden') throw forbidden();
         if (outcome === 'left') return { type: 'unsubscribed', topic: frame.topic };
-        return { type: 'subscribed', topic: frame.topic };
+        return { type: 'subscribed', topic: frame.topic, ...(cursor !== undefined && { cursor }) };
       }
       await countReplay(deps, connectionId, frame.topic);
       const window = replayWindow(deps);

@@ -132,6 +132,7 @@ describe('topics', () => {
       expect(await sub.request({ action: 'subscribe', topic: 'news' }, () => true)).toEqual({
         type: 'subscribed',
         topic: 'news',
+        cursor: expect.stringMatching(/^\d+-\d+$/),
       });
     }
     expect(await presence({ topic: 'news' })).toEqual({ topic: { name: 'news', members: 2 } });
@@ -201,6 +202,7 @@ describe('topics', () => {
       expect(await client.request({ action: 'subscribe', topic }, () => true)).toEqual({
         type: 'subscribed',
         topic,
+        cursor: expect.stringMatching(/^\d+-\d+$/),
       });
     }
     expect((await redis.smembers(keys.connectionTopics(connectionId))).sort()).toEqual([

@@ -125,7 +125,12 @@ async function settle(client: TestClient): Promise<void> {
 
 const isPong = (f: Frame) => f.type === 'pong';
 /** The reply to a ping (it carries the connection's id). */
-const PONG = { type: 'pong', connectionId: expect.any(String), epoch: expect.any(String) };
+const PONG = {
+  type: 'pong',
+  connectionId: expect.any(String),
+  epoch: expect.any(String),
+  cursor: expect.stringMatching(/^\d+-\d+$/),
+};
 
 describe('history and resume (HISTORY_SIZE 100)', () => {
   let stack: Stack;

@@ -154,6 +154,7 @@ describe('push, end to end through serverless-offline', () => {
       type: 'pong',
       connectionId: carol.connectionId,
       epoch: expect.any(String),
+      cursor: expect.stringMatching(/^\d+-\d+$/),
     });
 
     expect(await stack.probe.redis.pttl(key)).toBeGreaterThan(ttlBefore + 900);
@@ -207,6 +208,7 @@ describe('push, end to end through serverless-offline', () => {
       type: 'pong',
       connectionId: dave.connectionId,
       epoch: expect.any(String),
+      cursor: expect.stringMatching(/^\d+-\d+$/),
     });
     expect(Number(await stack.probe.redis.zscore(live, dave.member))).toBeGreaterThan(
       Number(score),
@@ -362,6 +364,7 @@ describe('push, end to end through serverless-offline', () => {
       expect(await c.client.request({ action: 'subscribe', topic: 'news' }, () => true)).toEqual({
         type: 'subscribed',
         topic: 'news',
+        cursor: expect.stringMatching(/^\d+-\d+$/),
       });
     }
     const state = await stack.probe.connectionState();

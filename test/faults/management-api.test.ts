@@ -130,4 +130,26 @@ describe('management API faults', () => {
     expect(report.reconnections).toBeGreaterThanOrEqual(3);
     expectPromiseKept(report);
   });
+
+  it('outage: every post answers 503 for 12 s while every client reconnects and replays (issue 21, items 1 and 4)', async () => {
+    // Longer than a post's retries (THROTTLE_BUDGET_MS, 5 s) twice over: the
+    // replays fail, and so does the post of their `resumed`; live posts fail
+    // too. Every client must be told: the server closes those connections.
+    let until = 0;
+    const report = await runScenario(stack, {
+      name: 'mgmt API outage 12 s (live and mid-replay)',
+      fault: (_s, run) => {
+        until = Date.now() + 12_000;
+        return window(
+          run,
+          30,
+          (req) =>
+            isPost(req) && Date.now() < until ? { kind: 'status', status: 503 } : { kind: 'pass' },
+          { dropClients: true },
+        );
+      },
+    });
+    expect(report.faultsInjected).toBeGreaterThan(5);
+    expectPromiseKept(report);
+  });
 });

@@ -224,6 +224,11 @@ export class ResumingClient {
     if (this.#ws?.readyState === WebSocket.OPEN) this.#ws.send(text);
   }
 
+  /** A stream's starting cursor from `subscribed`/`pong`, kept only while it has no other. */
+  #startAt(stream: string, cursor: unknown): void {
+    if (typeof cursor === 'string' && !this.cursors.has(stream)) this.cursors.set(stream, cursor);
+  }
+
   #onFrame(frame: Frame, connection: number): void {
     switch (frame.type) {
       case 'batch':
@@ -258,6 +263,9 @@ export class ResumingClient {
       case 'subscribed':
       case 'resumed': {
         const stream = (frame['topic'] as string | undefined) ?? USER_STREAM;
+        // Where the stream stood when this client joined it (WIRE.md): its
+        // starting cursor when it has none, so a resume is exact (no false gap).
+        if (frame.type === 'subscribed') this.#startAt(stream, frame['cursor']);
         const state = this.#streams.get(stream);
         if (!state) return;
         if (frame.type === 'resumed' && frame['recovered'] === false) {
@@ -280,6 +288,7 @@ export class ResumingClient {
       case 'pong':
         if (typeof frame['connectionId'] === 'string') this.connectionId = frame['connectionId'];
         if (typeof frame['epoch'] === 'string') this.#epoch = frame['epoch'];
+        this.#startAt(USER_STREAM, frame['cursor']);
         return;
       case 'error': {
         const code = String(frame['code']);

@@ -352,7 +352,11 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       const subscribed = await send(alice1, { action: 'subscribe', topic });
       // Assess
       expect(replyFrame(pong)).toMatchObject({ type: 'pong' });
-      expect(replyFrame(subscribed)).toEqual({ type: 'subscribed', topic });
+      expect(replyFrame(subscribed)).toEqual({
+        type: 'subscribed',
+        topic,
+        cursor: expect.stringMatching(/^\d+-\d+$/),
+      });
       // The cold starts load the signer once, to read their secrets from SSM
       // (issue 9: secrets by parameter); the frames so far signed nothing else.
       const loaded = sandbox.loads
@@ -449,6 +453,7 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
         expect(replyFrame(await send(id, { action: 'subscribe', topic }))).toEqual({
           type: 'subscribed',
           topic,
+          cursor: expect.stringMatching(/^\d+-\d+$/),
         });
       }
       const invocationsBefore = A.invokeApi.invocations.length;

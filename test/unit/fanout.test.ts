@@ -1,6 +1,7 @@
 import {
   ApiGatewayManagementApiClient,
   ApiGatewayManagementApiServiceException,
+  DeleteConnectionCommand,
   GoneException,
   PostToConnectionCommand,
 } from '@aws-sdk/client-apigatewaymanagementapi';
@@ -67,6 +68,8 @@ const at = (endpoint: string, ...ids: string[]): Recipient[] =>
 
 const postedIds = () =>
   api.commandCalls(PostToConnectionCommand).map((call) => call.args[0].input.ConnectionId);
+const closedIds = () =>
+  api.commandCalls(DeleteConnectionCommand).map((call) => call.args[0].input.ConnectionId);
 
 beforeEach(() => {
   api.reset();
@@ -130,6 +133,7 @@ describe('deliver', () => {
         $metadata: { httpStatusCode: 403 },
       }),
     );
+    api.on(DeleteConnectionCommand).resolves({});
     const { prune, pruned } = recordingPrune();
     const { logger } = recordingLogger();
     const ids = ['ok1', 'g1', 'bad', 'ok2', 'g2', 'ok3'];
@@ -145,13 +149,16 @@ describe('deliver', () => {
     // Assess: every recipient was tried, even those after the failure
     expect(counts).toMatchObject({ delivered: 3, gone: 2, failed: 1 });
     expect(postedIds()).toEqual(ids);
-    expect(pruned.sort()).toEqual(['g1', 'g2']);
+    // The gone ones pruned; the failed one pruned too, before it was closed
+    expect(pruned.sort()).toEqual(['bad', 'g1', 'g2']);
+    expect(closedIds()).toEqual(['bad']);
   });
 
-  it('names a failed delivery (connection id, endpoint, reason) in its report and one log line, and does not prune it', async () => {
+  it('names a failed delivery (connection id, endpoint, reason) in its report and one log line, then prunes and closes it (issue 21: no silent loss)', async () => {
     // Prepare
     api.on(PostToConnectionCommand).resolves({});
     api.on(PostToConnectionCommand, { ConnectionId: 'bad' }).rejects(serverError('kaput'));
+    api.on(DeleteConnectionCommand).resolves({});
     const { prune, pruned } = recordingPrune();
     const { logger, warnings } = recordingLogger();
 
@@ -163,8 +170,9 @@ describe('deliver', () => {
       concurrency: 2,
     });
 
-    // Assess
-    expect(pruned).toEqual([]);
+    // Assess: the client of 'bad' is told by a close: it reconnects and resumes from its cursor
+    expect(pruned).toEqual(['bad']);
+    expect(closedIds()).toEqual(['bad']);
     const failure = {
       connectionId: 'bad',
       endpoint: EP_B,
@@ -173,7 +181,68 @@ describe('deliver', () => {
     expect(report).toEqual({ delivered: 1, gone: 0, failed: 1, failures: [failure] });
     expect(warnings).toEqual([
       { message: 'delivery failed', extra: { failed: 1, connections: [failure] } },
+      {
+        message:
+          'closed the connections a message could not reach (they resume from their cursors)',
+        extra: { closed: 1 },
+      },
     ]);
+  });
+
+  it('closes a connection whose post timed out past its retries, prunes a gone one without closing it', async () => {
+    // Prepare: 'slow' never answers (every attempt times out), 'dead' is gone, 'ok' is fine
+    api.on(PostToConnectionCommand).resolves({});
+    api
+      .on(PostToConnectionCommand, { ConnectionId: 'slow' })
+      .rejects(Object.assign(new Error('no answer'), { name: 'TimeoutError' }));
+    api.on(PostToConnectionCommand, { ConnectionId: 'dead' }).rejects(gone());
+    api.on(DeleteConnectionCommand).resolves({});
+    const { prune, pruned } = recordingPrune();
+    const { logger } = recordingLogger();
+    let closedMetric = 0;
+
+    // Act
+    const report = await deliver([job('m', at(EP_A, 'ok', 'slow', 'dead'))], {
+      gateway: noWaitGateway(),
+      prune,
+      logger,
+      concurrency: 3,
+      onClosed: () => {
+        closedMetric++;
+      },
+    });
+
+    // Assess
+    expect(report).toMatchObject({ delivered: 1, gone: 1, failed: 1 });
+    expect(postedIds().filter((id) => id === 'slow')).toHaveLength(5);
+    expect(pruned.sort()).toEqual(['dead', 'slow']);
+    expect(closedIds()).toEqual(['slow']);
+    expect(closedMetric).toBe(1);
+  });
+
+  it('says so when even the close fails, and still counts the failure once', async () => {
+    // Prepare: the management API answers 500 to everything
+    api.on(PostToConnectionCommand).rejects(serverError());
+    api.on(DeleteConnectionCommand).rejects(serverError('still down'));
+    const { prune, pruned } = recordingPrune();
+    const { logger, warnings } = recordingLogger();
+
+    // Act
+    const report = await deliver([job('m', at(EP_A, 'a'))], {
+      gateway: noWaitGateway(),
+      prune,
+      logger,
+      concurrency: 1,
+    });
+
+    // Assess: pruned all the same, so its next frame is answered unknown_connection and closed
+    expect(report).toMatchObject({ delivered: 0, gone: 0, failed: 1 });
+    expect(pruned).toEqual(['a']);
+    expect(warnings[1]?.extra).toEqual({
+      closed: 0,
+      notClosed: 1,
+      reason: 'InternalServerErrorException (HTTP 500): still down',
+    });
   });
 
   it('keeps its log bounded however many fail: the first 100 by name, the rest counted', async () => {
@@ -186,6 +255,7 @@ describe('deliver', () => {
     );
     const { prune } = recordingPrune();
     const { logger, warnings } = recordingLogger();
+    api.on(DeleteConnectionCommand).resolves({});
     const ids = Array.from({ length: 250 }, (_, i) => `f${i}`);
 
     // Act
@@ -199,7 +269,9 @@ describe('deliver', () => {
     // Assess
     expect(report.failed).toBe(250);
     expect(report.failures).toHaveLength(100);
-    expect(warnings).toHaveLength(1);
+    // One line naming the failures, one counting the closes (not one per connection)
+    expect(warnings).toHaveLength(2);
+    expect(warnings[1]?.extra).toEqual({ closed: 250 });
     expect(warnings[0]?.extra).toMatchObject({ failed: 250, unnamed: 150 });
     expect(warnings[0]?.extra['connections']).toHaveLength(100);
   });

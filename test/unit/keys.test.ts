@@ -64,7 +64,7 @@ describe('hash tags of keys', () => {
     const all = Object.values(keys.audience('user', 'alice').keys);
 
     // Assess
-    expect(new Set(all).size).toBe(5);
+    expect(new Set(all).size).toBe(6);
   });
 
   it('keeps each audience in one slot for any name, even one containing braces', () => {

@@ -346,8 +346,9 @@ describe('$default: limits', () => {
     // Prepare
     const { registry } = fakeRegistry({
       touch: async () => connection(),
-      subscribe: async (_c, _topic, _leaseEnd, max) =>
-        max !== 2 ? 'subscribed' : 'too_many_topics',
+      subscribeWithCursor: async (_c, _topic, max) => ({
+        outcome: max !== 2 ? 'subscribed' : 'too_many_topics',
+      }),
     });
 
     // Act
@@ -373,7 +374,7 @@ describe('$default: limits', () => {
       // Prepare: the frame's grants allowed it; the stored ones (a refresh) did not, or an unsubscribe won
       const { registry } = fakeRegistry({
         touch: async () => connection(),
-        subscribe: async () => outcome,
+        subscribeWithCursor: async () => ({ outcome }),
       });
 
       // Act

@@ -1,5 +1,6 @@
 import {
   ApiGatewayManagementApiClient,
+  DeleteConnectionCommand,
   PostToConnectionCommand,
 } from '@aws-sdk/client-apigatewaymanagementapi';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -200,17 +201,23 @@ describe('disconnect', () => {
 describe('handleFrame', () => {
   it('answers ping with pong, carrying the connection id and the epoch, after renewing the connection', async () => {
     // Prepare
-    const { registry, methods } = fakeRegistry({
-      touch: async () => connection(),
+    const { registry, calls, methods } = fakeRegistry({
+      touch: async () => ({ ...connection(), userCursor: '1700000000001-0' }),
       epoch: async () => '1700000000000',
     });
 
     // Act
     const reply = await handleFrame('c1', '{"action":"ping"}', sessionDeps(registry));
 
-    // Assess
-    expect(reply).toEqual({ type: 'pong', connectionId: 'c1', epoch: '1700000000000' });
+    // Assess: and where the user stream stands, read by the touch itself (WIRE.md, pong.cursor)
+    expect(reply).toEqual({
+      type: 'pong',
+      connectionId: 'c1',
+      epoch: '1700000000000',
+      cursor: '1700000000001-0',
+    });
     expect(methods().sort()).toEqual(['epoch', 'touch']);
+    expect(calls[0]?.args).toEqual(['c1', true]);
   });
 
   it('echoes the ref of the frame it answers, and adds none when there was none (PW-F3)', async () => {
@@ -260,12 +267,12 @@ describe('handleFrame', () => {
 
   it('subscribes to a topic the token allows by prefix', async () => {
     // Prepare
-    const subscribed: [string, number | undefined][] = [];
+    const subscribed: string[] = [];
     const { registry } = fakeRegistry({
       touch: async () => connection(),
-      subscribe: async (_c, topic, leaseEnd) => {
-        subscribed.push([topic, leaseEnd]);
-        return 'subscribed';
+      subscribeWithCursor: async (_c, topic) => {
+        subscribed.push(topic);
+        return { outcome: 'subscribed', cursor: '1700000000000-3' };
       },
     });
 
@@ -276,9 +283,13 @@ describe('handleFrame', () => {
       sessionDeps(registry),
     );
 
-    // Assess
-    expect(reply).toEqual({ type: 'subscribed', topic: 'team:42:alerts' });
-    expect(subscribed).toEqual([['team:42:alerts', undefined]]);
+    // Assess: with where the stream stood when it joined (WIRE.md, subscribed.cursor)
+    expect(reply).toEqual({
+      type: 'subscribed',
+      topic: 'team:42:alerts',
+      cursor: '1700000000000-3',
+    });
+    expect(subscribed).toEqual(['team:42:alerts']);
   });
 
   it('refuses a topic the token does not allow, naming it, and subscribes nothing', async () => {
@@ -404,6 +415,50 @@ describe('handleFrame: a replay never strands the connection', () => {
       resumeStep: async () => steps.shift() ?? { state: 'last', entries: [] },
     });
   }
+
+  it('closes a connection whose ?since replay failed and whose resumed could not be posted either (issue 21, item 4)', async () => {
+    // Prepare: the management API fails every post for a while; the close goes through
+    api.reset();
+    api.on(PostToConnectionCommand).rejects(
+      Object.assign(new Error('internal'), {
+        name: 'InternalServerErrorException',
+        $metadata: { httpStatusCode: 500 },
+      }),
+    );
+    api.on(DeleteConnectionCommand).resolves({});
+    const steps: Awaited<ReturnType<ConnectionRegistry['resumeStep']>>[] = [
+      { state: 'more', entries: entries(5, 1) },
+    ];
+    let closedMetric = 0;
+    const { registry, methods } = fakeRegistry({
+      touch: async () => connection({ pendingSince: '4-0' }),
+      clearPendingSince: async () => true,
+      userAudience: (userId) => keys.audience('user', userId),
+      beginResume: async () => true,
+      endResume: async () => undefined,
+      recoverable: async () => true,
+      resumeStep: async () => steps.shift() ?? { state: 'last', entries: [] },
+      remove: async () => connection(),
+      epoch: async () => null,
+    });
+
+    // Act
+    const reply = await handleFrame('c1', '{"action":"ping"}', {
+      ...sessionDeps(registry),
+      onClosed: () => {
+        closedMetric++;
+      },
+    });
+
+    // Assess: neither the replay nor resumed{recovered:false} reached the client, so it is
+    // forgotten and closed (it reconnects and resumes from its cursor), and told so in the reply
+    expect(methods()).toContain('remove');
+    expect(api.commandCalls(DeleteConnectionCommand).map((c) => c.args[0].input)).toEqual([
+      { ConnectionId: 'c1' },
+    ]);
+    expect(closedMetric).toBe(1);
+    expect(reply).toMatchObject({ type: 'error', code: 'unknown_connection' });
+  });
 
   it('gives up when a post fails: live again, resumed says recovered:false and where to resume from', async () => {
     // Prepare

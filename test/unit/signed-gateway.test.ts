@@ -208,6 +208,35 @@ describe('SignedHttpGateway', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(290);
   });
 
+  it('retries a timed-out post once with the defaults, where the timeout equals the budget (issue 21, item 3)', async () => {
+    // Prepare: MANAGEMENT_API_TIMEOUT_MS = THROTTLE_BUDGET_MS, as the defaults (5 s each), scaled down.
+    answers = [0, 200];
+    const gateway = gatewayWith({ requestTimeoutMs: 300, throttleBudgetMs: 300 });
+
+    // Act
+    const result = await gateway.post(endpoint, 'c1', Buffer.from('x'));
+
+    // Assess: the budget starts after the timed-out attempt, so the retry ran and landed
+    expect(result).toBe('ok');
+    expect(seen).toHaveLength(2);
+  });
+
+  it("ends an attempt at the caller's deadline and starts no retry past it", async () => {
+    // Prepare: an answer that never comes, then one that does; a deadline well
+    // before the request timeout, and a budget that alone would allow the retry
+    answers = [0, 200];
+    const gateway = gatewayWith({ requestTimeoutMs: 2_000, throttleBudgetMs: 60_000 });
+
+    // Act
+    const error = await gateway
+      .post(endpoint, 'c1', Buffer.from('x'), Date.now() + 200)
+      .catch((e: unknown) => e);
+
+    // Assess: one attempt, ended by the deadline (not the 5 s timeout), no retry after it
+    expect(error).toMatchObject({ name: 'TimeoutError' });
+    expect(seen).toHaveLength(1);
+  });
+
   it('gives up on a management API that never answers, with a TimeoutError', async () => {
     answers = [0, 0];
     const error = await gatewayWith({ requestTimeoutMs: 200, throttleMaxAttempts: 2 })
