@@ -41,7 +41,7 @@ export const gateway = /* @__PURE__ */ once(
       };
       const [{ SignedHttpGateway }, { credentialsProvider }] = await Promise.all([
         import('./gateway/signed.js'),
-        import('./aws-signing.js'),
+        import('./aws/signing.js'),
       ]);
       return new SignedHttpGateway({ ...options, credentials: credentialsProvider(c.credentials) });
     }),
@@ -56,7 +56,7 @@ export const invokeChunk = /* @__PURE__ */ once((): ChunkInvoker => {
       await Promise.all([
         import('./delivery/invoker.js'),
         import('./delivery/lambda-invoke.js'),
-        import('./aws-signing.js'),
+        import('./aws/signing.js'),
       ]);
     const invoke = signedLambdaInvoke({
       region: c.region,

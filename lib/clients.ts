@@ -44,7 +44,7 @@ export function loadSecrets(): Promise<void> {
   // The signer loads only where a secret is named by parameter (deployed).
   const fetcher = async (name: string) => {
     const [{ credentialsProvider }, { signedFetcher }] = await Promise.all([
-      import('./aws-signing.js'),
+      import('./aws/signing.js'),
       import('./secret-fetcher.js'),
     ]);
     return signedFetcher({

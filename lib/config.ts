@@ -96,7 +96,7 @@ const EnvSchema = v.object({
   REPLAY_BUDGET_MS: int('REPLAY_BUDGET_MS', 5_000, 100, 25_000),
   REPLAY_LEASE_GRACE_MS: int('REPLAY_LEASE_GRACE_MS', 2_000, 100, 60_000),
   // Lambda sets these from the function's role; they sign management API
-  // posts and Lambda Invoke (lib/aws-signing.ts).
+  // posts and Lambda Invoke (lib/aws/signing.ts).
   AWS_ACCESS_KEY_ID: optionalText,
   AWS_SECRET_ACCESS_KEY: optionalText,
   AWS_SESSION_TOKEN: optionalText,
