@@ -1,13 +1,15 @@
 import middy from '@middy/core';
-import { loadSecrets, logger } from '../lib/clients.js';
+import { eventOutbox, events, loadSecrets, logger } from '../lib/clients.js';
 import { invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
 import { publishObserved } from '../lib/edge/operations.js';
+import { eventsFlushed } from '../lib/events/flush.js';
 import { metrics, withMetrics } from '../lib/observability/metrics.js';
 import { withTracing } from '../lib/observability/tracing.js';
 
 /** `publish`: invoked by backend services (Lambda Invoke). See README, "Backend API". */
 export const handler = middy(async (event: unknown) => publishObserved(event))
   .use(withMetrics())
+  .use(eventsFlushed({ buffer: events, outbox: eventOutbox, logger, metrics }))
   .use(withTracing())
   .use(invokeErrors({ logger, metrics }))
   .use(secretsLoaded(loadSecrets));

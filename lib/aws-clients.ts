@@ -1,5 +1,6 @@
 import { config, once } from './clients.js';
 import type { ChunkInvoker } from './delivery/chunks.js';
+import type { PutEvents } from './events/eventbridge.js';
 import type { Gateway, GatewayResult } from './gateway/gateway.js';
 import { tally } from './observability/metrics.js';
 
@@ -69,5 +70,26 @@ export const invokeChunk = /* @__PURE__ */ once((): ChunkInvoker => {
   return async (chunk) => {
     invoker ??= load();
     return (await invoker)(chunk);
+  };
+});
+
+/** EventBridge PutEvents for the `events` relay; loaded at its first send. */
+export const putEvents = /* @__PURE__ */ once((): PutEvents => {
+  let loaded: Promise<PutEvents> | undefined;
+  const load = async () => {
+    const c = config();
+    const [{ signedPutEvents }, { credentialsProvider }] = await Promise.all([
+      import('./events/eventbridge.js'),
+      import('./aws/signing.js'),
+    ]);
+    return signedPutEvents({
+      region: c.region,
+      credentials: credentialsProvider(c.credentials),
+      ...(c.events.endpoint && { endpoint: c.events.endpoint }),
+    });
+  };
+  return async (entries) => {
+    loaded ??= load();
+    return (await loaded)(entries);
   };
 });

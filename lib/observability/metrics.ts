@@ -30,7 +30,9 @@ export type MetricName =
   | 'PublishDuration'
   | 'RequestsRefused'
   | 'Replays'
-  | 'ThrottledRetries';
+  | 'ThrottledRetries'
+  | 'EventsSent'
+  | 'EventsUnsent';
 
 /** Built once per container; the same instance collects for every invocation. */
 export const metrics = /* @__PURE__ */ once(() => new Metrics({ namespace: METRICS_NAMESPACE }));

@@ -54,6 +54,8 @@ export interface Keys {
    * Hash-tagged into the endpoints key's slot; no TTL: one key per deployment.
    */
   epoch(): string;
+  /** LIST of lifecycle event records waiting for the `events` relay (lib/events/outbox.ts). */
+  events(): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -85,6 +87,7 @@ export function createKeys(prefix: string): Keys {
     connectionReplays: (id) => `${prefix}c:{${id}}:rp`,
     endpoints: () => `${prefix}endpoints`,
     epoch: () => `${prefix}{${prefix}endpoints}:epoch`,
+    events: () => `${prefix}events`,
   };
 }
 

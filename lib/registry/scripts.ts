@@ -7,6 +7,7 @@ import publishLua from './scripts/publish.lua';
 import renewLua from './scripts/renew.lua';
 import rescueLua from './scripts/rescue.lua';
 import resumeLua from './scripts/resume.lua';
+import sweepLua from './scripts/sweep.lua';
 
 /**
  * Registers our Lua scripts on a client. ioredis sends EVALSHA and falls back
@@ -22,10 +23,12 @@ export function defineScripts(redis: Redis | Cluster): void {
   redis.defineCommand('pwAttach', { numberOfKeys: 2, lua: attachLua });
   redis.defineCommand('pwClose', { numberOfKeys: 2, lua: closeLua });
   redis.defineCommand('pwEndpoint', { numberOfKeys: 2, lua: endpointLua });
+  redis.defineCommand('pwSweep', { numberOfKeys: 1, lua: sweepLua });
 }
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
+    pwSweep(all: string, cutoffMs: number, max: number): Result<string[], Context>;
     pwEndpoint(
       endpoints: string,
       epoch: string,

@@ -10,9 +10,11 @@ import {
   UnknownConnectionError,
   ValidationError,
 } from '../errors.js';
+import type { EventSink } from '../events/types.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { isCursor } from '../registry/cursor.js';
 import type { Audience, Connection, ConnectionRegistry } from '../registry/types.js';
+import { endConnection } from './end.js';
 import { type ResumeOutcome, replay } from './resume.js';
 
 /** What the WebSocket handlers need, injected so tests hand in real Redis or mocked AWS. */
@@ -33,6 +35,8 @@ export interface SessionDeps {
   logger?: { warn(message: string, extra: Record<string, unknown>): void };
   /** Clock (ms), injectable for tests. */
   now?: () => number;
+  /** Lifecycle events (connected, subscribed, ...): lib/events/. */
+  events?: EventSink;
 }
 
 export interface SessionLimits {
@@ -79,7 +83,7 @@ export { callbackEndpoint };
 /** `$connect`: verify the token, then record the connection. A refused token writes nothing. */
 export async function connect(
   input: ConnectInput,
-  deps: Pick<SessionDeps, 'registry' | 'verifyToken' | 'callbackUrl' | 'limits'>,
+  deps: Pick<SessionDeps, 'registry' | 'verifyToken' | 'callbackUrl' | 'limits' | 'events'>,
 ): Promise<Identity & { endpoint: string }> {
   const identity = await deps.verifyToken(input.token);
   if (input.since !== undefined && !isCursor(input.since)) {
@@ -107,15 +111,21 @@ export async function connect(
     tokenExpiresAt: identity.expiresAt,
     ...(input.since !== undefined && { pendingSince: input.since }),
   });
+  deps.events?.emit('connected', {
+    connectionId: input.connectionId,
+    userId: identity.userId,
+    connectedAt: input.connectedAt ?? Date.now(),
+    ...(identity.expiresAt !== undefined && { tokenExpiresAt: identity.expiresAt }),
+  });
   return { ...identity, endpoint };
 }
 
 /** `$disconnect`: forget the connection. Idempotent; TTLs cover a disconnect that never comes. */
 export async function disconnect(
   connectionId: string,
-  deps: Pick<SessionDeps, 'registry'>,
+  deps: Pick<SessionDeps, 'registry' | 'events'>,
 ): Promise<boolean> {
-  return (await deps.registry.remove(connectionId)) !== null;
+  return (await endConnection(deps, connectionId, 'client_close')) !== null;
 }
 
 async function post(
@@ -132,7 +142,15 @@ async function post(
 
 type FrameDeps = Pick<
   SessionDeps,
-  'registry' | 'gateway' | 'replay' | 'remainingMs' | 'logger' | 'now' | 'limits' | 'onReplay'
+  | 'registry'
+  | 'gateway'
+  | 'replay'
+  | 'remainingMs'
+  | 'logger'
+  | 'now'
+  | 'limits'
+  | 'onReplay'
+  | 'events'
 > &
   Partial<Pick<SessionDeps, 'verifyToken'>>;
 
@@ -204,6 +222,8 @@ export async function handleFrame(
   // past it): it receives nothing more, and now it is told and closed.
   const now = (deps.now ?? Date.now)();
   if (connection.tokenExpiresAt !== undefined && connection.tokenExpiresAt <= now) {
+    // Forgotten here (its close follows), so its end is reported with this reason.
+    await endConnection(deps, connectionId, 'token_expired');
     throw new TokenExpiredError();
   }
 
@@ -262,6 +282,7 @@ export async function handleFrame(
         );
         if (outcome === 'too_many_topics') throw tooManyTopics();
         if (outcome === 'gone') throw new UnknownConnectionError(connectionId);
+        subscribed(deps, connection, frame.topic);
         return { type: 'subscribed', topic: frame.topic };
       }
       await countReplay(deps, connectionId);
@@ -274,6 +295,7 @@ export async function handleFrame(
       );
       if (outcome === 'too_many_topics') throw tooManyTopics();
       if (outcome === 'gone') throw new UnknownConnectionError(connectionId);
+      subscribed(deps, connection, frame.topic);
       const audience = deps.registry.topicAudience(frame.topic);
       // From here the member is resuming: whatever fails, catchUp makes it live.
       const posted = await post(deps, connection, { type: 'subscribed', topic: frame.topic }).then(
@@ -286,7 +308,8 @@ export async function handleFrame(
       return { type: 'resumed', topic: frame.topic, ...result };
     }
     case 'unsubscribe':
-      await deps.registry.unsubscribe(connection, frame.topic);
+      if (await deps.registry.unsubscribe(connection, frame.topic))
+        unsubscribed(deps, connection, frame.topic, 'client');
       return { type: 'unsubscribed', topic: frame.topic };
     case 'auth':
       return refresh(connection, frame.token, deps);
@@ -298,6 +321,22 @@ export async function handleFrame(
     }
   }
 }
+
+const subscribed = (deps: Pick<SessionDeps, 'events'>, c: Connection, topic: string) =>
+  deps.events?.emit('subscribed', { connectionId: c.connectionId, userId: c.userId, topic });
+
+const unsubscribed = (
+  deps: Pick<SessionDeps, 'events'>,
+  c: Connection,
+  topic: string,
+  reason: 'client' | 'token_refresh',
+) =>
+  deps.events?.emit('unsubscribed', {
+    connectionId: c.connectionId,
+    userId: c.userId,
+    topic,
+    reason,
+  });
 
 /** The epoch for a pong; a pong goes without it if it cannot be read (pings must not fail on it). */
 async function readEpoch(deps: Pick<SessionDeps, 'registry'>): Promise<string | null> {
@@ -331,7 +370,7 @@ async function countReplay(
 async function refresh(
   connection: Connection,
   token: string,
-  deps: Pick<SessionDeps, 'registry'> & Partial<Pick<SessionDeps, 'verifyToken'>>,
+  deps: Pick<SessionDeps, 'registry' | 'events'> & Partial<Pick<SessionDeps, 'verifyToken'>>,
 ): Promise<ServerFrame> {
   if (!deps.verifyToken) throw new Error('handleFrame needs verifyToken for auth frames');
   const identity = await deps.verifyToken(token);
@@ -343,7 +382,11 @@ async function refresh(
   checkRevocation(identity, (await deps.registry.admission(identity.userId)).revokedAt);
   await deps.registry.refreshToken(connection.connectionId, identity.expiresAt, identity.topics);
   for (const topic of connection.topics) {
-    if (!topicAllowed(topic, identity.topics)) await deps.registry.unsubscribe(connection, topic);
+    if (
+      !topicAllowed(topic, identity.topics) &&
+      (await deps.registry.unsubscribe(connection, topic))
+    )
+      unsubscribed(deps, connection, topic, 'token_refresh');
   }
   return { type: 'authenticated', expiresAt: identity.expiresAt };
 }
