@@ -1,0 +1,115 @@
+/**
+ * Lifecycle events end to end under `npm start` with EVENTS=all: real
+ * WebSocket clients connect, subscribe, get refused, unsubscribe and leave;
+ * the functions (under serverless-offline) hand the events to Redis, the
+ * relay sends them with signed PutEvents to the local stand-in bus, which
+ * checks each request's shape and SigV4 signature and prints every event.
+ * The test reads those lines from npm start's output.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { devToken } from '../../scripts/token.js';
+import { HandshakeRefused, TestClient } from '../helpers/client.js';
+import { type NpmStart, spawnNpmStart } from '../helpers/npm-start.js';
+import { eventually } from '../helpers/offline.js';
+
+let started: NpmStart;
+
+beforeAll(async () => {
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    EVENTS: 'all',
+    PUSHWIRE_WATCH: '.pushwire-e2e-no-watch/never',
+  };
+  delete env['REDIS_URL'];
+  delete env['PUSHWIRE_BUILD_DIR'];
+  delete env['JWT_SECRET'];
+  started = await spawnNpmStart(env, { args: ['--quiet'] });
+  await started.whenUp(120_000);
+}, 150_000);
+
+afterAll(async () => {
+  const pid = started?.child.pid;
+  if (pid && started.child.exitCode === null) {
+    const exited = new Promise((resolve) => started.child.once('exit', resolve));
+    process.kill(-pid, 'SIGTERM');
+    await exited;
+  }
+});
+
+interface Seen {
+  detailType: string;
+  detail: Record<string, unknown>;
+}
+
+/** The events npm start printed ("pushwire event <detail-type> <detail>"). */
+const events = (): Seen[] =>
+  started
+    .output()
+    .split('\n')
+    .map((line) => /^pushwire event (\S+) (\{.*\})$/.exec(line))
+    .filter((m) => m !== null)
+    .map((m) => ({ detailType: m[1] as string, detail: JSON.parse(m[2] as string) }));
+
+const about = (connectionId: string) =>
+  events().filter((e) => e.detail['connectionId'] === connectionId);
+
+it('reports a connection from connect to disconnect, in order, through a signed PutEvents', async () => {
+  // Prepare
+  const token = await devToken('events-alice', { topics: ['news'] });
+  const client = await TestClient.connect(`ws://localhost:${started.wsPort}?token=${token}`);
+  const { connectionId } = await client.request({ action: 'ping' }, (f) => f.type === 'pong');
+
+  // Act
+  await client.request({ action: 'subscribe', topic: 'news' }, (f) => f.type === 'subscribed');
+  await client.request({ action: 'subscribe', topic: 'secret' }, (f) => f.type === 'error');
+  await client.request({ action: 'unsubscribe', topic: 'news' }, (f) => f.type === 'unsubscribed');
+  await client.close();
+
+  // Assess
+  const seen = await eventually(
+    () => {
+      const list = about(String(connectionId));
+      return list.some((e) => e.detailType === 'pushwire.disconnected') && list;
+    },
+    30_000,
+    'the disconnected event',
+  );
+  expect(seen.map((e) => e.detailType)).toEqual([
+    'pushwire.connected',
+    'pushwire.subscribed',
+    'pushwire.refused',
+    'pushwire.unsubscribed',
+    'pushwire.disconnected',
+  ]);
+  expect(seen.map((e) => e.detail)).toMatchObject([
+    { userId: 'events-alice', stage: 'local', eventId: expect.any(String), at: expect.any(Number) },
+    { userId: 'events-alice', topic: 'news' },
+    { route: 'default', code: 'forbidden' },
+    { userId: 'events-alice', topic: 'news', reason: 'client' },
+    { userId: 'events-alice', reason: 'client_close' },
+  ]);
+  // The stand-in bus refused nothing (bad shape or signature would say so in the output).
+  expect(started.output()).not.toMatch(/not sent|AccessDenied|ValidationException/);
+});
+
+it('reports a refused handshake with its code', async () => {
+  // Act
+  const refused = await TestClient.connect(`ws://localhost:${started.wsPort}?token=nonsense`).then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+
+  // Assess
+  expect(refused).toBeInstanceOf(HandshakeRefused);
+  const seen = await eventually(
+    () => {
+      const list = events().filter(
+        (e) => e.detailType === 'pushwire.refused' && e.detail['route'] === 'connect',
+      );
+      return list.length > 0 && list;
+    },
+    30_000,
+    'a refused handshake event',
+  );
+  expect(seen[0]?.detail).toMatchObject({ code: 'unauthorized', stage: 'local' });
+});
