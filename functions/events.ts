@@ -13,9 +13,10 @@ const STOP_BEFORE_END_MS = 8_000;
  * `events`: the relay of lifecycle events (docs/events.md). Started every
  * minute; takes what the other functions left in the outbox and sends it to
  * EventBridge with PutEvents until its time is nearly up, and reports
- * connections that expired without a `$disconnect`.
+ * connections that expired without a `$disconnect`. Invoked with
+ * `{"once": true}`, it sends what waits and returns.
  */
-export const handler = middy(async (_event: unknown, context: Context) => {
+export const handler = middy(async (event: unknown, context: Context) => {
   const started = Date.now();
   const c = config();
   if (c.events.types.length === 0) return { sent: 0, failed: 0 };
@@ -30,6 +31,8 @@ export const handler = middy(async (_event: unknown, context: Context) => {
     putEvents: putEvents(),
     bus: c.events.bus,
     stage: c.stage,
+    // Invoked with {"once": true}: send what waits now and return (tests, a manual drain).
+    untilEmpty: (event as { once?: unknown } | null)?.once === true,
     ...(c.events.types.includes('disconnected') && {
       // A minute past expiry: the record (same TTL) is surely gone if no frame renewed it.
       sweep: { registry: registry(), graceMs: 60_000, everyMs: 10_000 },

@@ -22,6 +22,8 @@ export interface RelayDeps {
   /** Sweep expired connections into `disconnected` events (only if that type is enabled). */
   sweep?: { registry: ConnectionRegistry; graceMs: number; everyMs: number };
   keepGoing: () => boolean;
+  /** Return once the outbox is empty (a drain now), instead of waiting for more. */
+  untilEmpty?: boolean;
   /** Told what each send did (metrics, logs). */
   onSent?: (result: SendResult) => void;
   /** A record that is not an EventRecord (never written by pushwire): dropped, counted. */
@@ -91,6 +93,7 @@ export async function relayEvents(deps: RelayDeps): Promise<{ sent: number; fail
       else deps.onBadRecord?.(text);
     }
     if (records.length === 0) {
+      if (deps.untilEmpty) break;
       await sleep(deps.pollMs ?? 250);
       continue;
     }

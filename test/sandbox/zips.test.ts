@@ -9,7 +9,12 @@ import { type RedisServer, startRedisServer } from '../../scripts/redis-server.j
 import { devToken } from '../../scripts/token.js';
 import { LambdaSandbox, type Packaged, packageService } from './lambda-sandbox.js';
 import { NODE_VERSIONS, type NodeMajor, nodeBinary } from './node-runtimes.js';
-import { LambdaInvokeStandIn, ManagementApiStandIn, SsmStandIn } from './stand-ins.js';
+import {
+  EventBridgeStandIn,
+  LambdaInvokeStandIn,
+  ManagementApiStandIn,
+  SsmStandIn,
+} from './stand-ins.js';
 
 /**
  * The packaged zips (`osls package`), run as Lambda runs them: each unzipped
@@ -39,6 +44,7 @@ let redis: Redis;
 let mgmt: ManagementApiStandIn;
 let ssm: SsmStandIn;
 let invokeApi: LambdaInvokeStandIn;
+let eventBridge: EventBridgeStandIn;
 let packaged: Packaged;
 /** The sandbox of the Node version under test: the Invoke API runs `deliver` in it. */
 let current: LambdaSandbox | undefined;
@@ -47,6 +53,7 @@ beforeAll(async () => {
   redisServer = await startRedisServer();
   redis = new Redis(redisServer.url);
   mgmt = await ManagementApiStandIn.start(STAGE, REGION, CREDENTIALS);
+  eventBridge = await EventBridgeStandIn.start(REGION, CREDENTIALS);
   ssm = await SsmStandIn.start(REGION, CREDENTIALS, {
     '/pushwire/prod/redis-url': redisServer.url,
     '/pushwire/prod/jwt-secret': JWT_SECRET,
@@ -68,6 +75,9 @@ beforeAll(async () => {
     LAMBDA_ENDPOINT: invokeApi.url,
     FANOUT_CHUNK: String(FANOUT_CHUNK),
     FANOUT_PARALLEL_CHUNKS: '2',
+    // Every lifecycle event, relayed by the `events` zip to the stand-in bus.
+    EVENTS: 'all',
+    AWS_ENDPOINT_URL_EVENTBRIDGE: eventBridge.url,
   });
   // Both runtimes up front (fetched through npm once, then cached).
   await Promise.all(Object.keys(NODE_VERSIONS).map((m) => nodeBinary(Number(m) as NodeMajor)));
@@ -77,6 +87,7 @@ afterAll(async () => {
   await current?.stop();
   await invokeApi?.stop();
   await mgmt?.stop();
+  await eventBridge?.stop();
   await ssm?.stop();
   await redis?.quit();
   await redisServer?.stop();
@@ -90,6 +101,7 @@ it('packages every function for a Node runtime the sandbox runs, its environment
     'default',
     'deliver',
     'disconnect',
+    'events',
     'http',
     'kick',
     'presence',
@@ -476,6 +488,37 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
           [user('bob')]: { online: false, connections: 0 },
         },
       });
+    });
+
+    it('the events function sends every lifecycle event with signed PutEvents', async () => {
+      // Act: a drain now (scheduled every minute in AWS).
+      const result = await sandbox.invokeOk<{ sent: number; failed: number }>('events', {
+        once: true,
+      });
+      // Assess: what this run's connections did, each once, as EventBridge events.
+      expect(result.failed).toBe(0);
+      expect(eventBridge.signatureFailures).toEqual([]);
+      expect(eventBridge.bus.refused).toEqual([]);
+      const of = (id: string) =>
+        eventBridge.events
+          .filter((e) => e.detail['connectionId'] === id)
+          .map((e) => [e.detailType, e.detail['reason'] ?? e.detail['topic'] ?? '']);
+      expect(of(alice1)).toEqual(
+        expect.arrayContaining([
+          ['pushwire.connected', ''],
+          ['pushwire.subscribed', topic],
+        ]),
+      );
+      expect(of(bob)).toEqual([
+        ['pushwire.connected', ''],
+        ['pushwire.disconnected', 'kick'],
+      ]);
+      expect(of(alice2)).toContainEqual(['pushwire.disconnected', 'client_close']);
+      expect(eventBridge.events.some((e) => e.detail['code'] === 'unauthorized')).toBe(true);
+      for (const event of eventBridge.events) {
+        expect(event).toMatchObject({ source: 'pushwire', bus: 'default' });
+        expect(event.detail).toMatchObject({ stage: STAGE, eventId: expect.any(String) });
+      }
     });
 
     it('loaded nothing but Node built-ins, and nothing failed or crashed', () => {
