@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { devToken } from '../../scripts/token.js';
 import { HandshakeRefused, TestClient } from '../helpers/client.js';
+import { eventDetailErrors } from '../helpers/events-schema.js';
 import { type NpmStart, spawnNpmStart } from '../helpers/npm-start.js';
 import { eventually } from '../helpers/offline.js';
 
@@ -88,6 +89,8 @@ it('reports a connection from connect to disconnect, in order, through a signed 
     { userId: 'events-alice', topic: 'news', reason: 'client' },
     { userId: 'events-alice', reason: 'client_close' },
   ]);
+  for (const e of seen)
+    expect(eventDetailErrors(e.detailType.replace('pushwire.', ''), e.detail)).toEqual([]);
   // The stand-in bus refused nothing (bad shape or signature would say so in the output).
   expect(started.output()).not.toMatch(/not sent|AccessDenied|ValidationException/);
 });

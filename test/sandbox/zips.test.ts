@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUNDLE_LIMITS } from '../../bench/bundles.js';
 import { type RedisServer, startRedisServer } from '../../scripts/redis-server.js';
 import { devToken } from '../../scripts/token.js';
+import { eventDetailErrors } from '../helpers/events-schema.js';
 import { LambdaSandbox, type Packaged, packageService } from './lambda-sandbox.js';
 import { NODE_VERSIONS, type NodeMajor, nodeBinary } from './node-runtimes.js';
 import {
@@ -517,6 +518,9 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       expect(eventBridge.events.some((e) => e.detail['code'] === 'unauthorized')).toBe(true);
       for (const event of eventBridge.events) {
         expect(event).toMatchObject({ source: 'pushwire', bus: 'default' });
+        expect(eventDetailErrors(event.detailType.replace('pushwire.', ''), event.detail)).toEqual(
+          [],
+        );
         expect(event.detail).toMatchObject({ stage: STAGE, eventId: expect.any(String) });
       }
     });
