@@ -6,13 +6,13 @@ import { tally } from './observability/metrics.js';
 
 /**
  * Clients of AWS services, built once per container and loaded on first use.
- * Both are SigV4-signed keep-alive HTTP over the SDK's signer, bundled into
- * each zip (README, "Deploying"); the modules behind them are `import()`ed,
+ * Each is SigV4-signed keep-alive HTTP through the one signer in lib/aws/,
+ * bundled into each zip (README, "Deploying"); the modules behind them are `import()`ed,
  * which esbuild keeps in lazily initialised wrappers, so a `$connect` or
  * `$disconnect` cold start never evaluates them.
  */
 
-/** A Gateway whose real adapter (and SDK) is loaded on first use. */
+/** A Gateway whose real adapter is loaded on first use. */
 function lazyGateway(load: () => Promise<Gateway>): Gateway {
   let loaded: Promise<Gateway> | undefined;
   const real = () => {
