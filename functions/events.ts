@@ -4,7 +4,7 @@ import { putEvents } from '../lib/aws-clients.js';
 import { config, eventOutbox, loadSecrets, logger, registry } from '../lib/clients.js';
 import { invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
 import { relayEvents } from '../lib/events/relay.js';
-import { metrics, withMetrics } from '../lib/observability/metrics.js';
+import { metrics, recordUnsentEvents, withMetrics } from '../lib/observability/metrics.js';
 
 /** Left to an invocation after the relay stops: a send in flight finishes, metrics flush. */
 const STOP_BEFORE_END_MS = 8_000;
@@ -21,11 +21,7 @@ export const handler = middy(async (event: unknown, context: Context) => {
   const c = config();
   if (c.events.types.length === 0) return { sent: 0, failed: 0 };
   const m = metrics();
-  const unsent = (reason: string, count: number) => {
-    const single = m.singleMetric();
-    single.addDimension('reason', reason);
-    single.addMetric('EventsUnsent', 'Count', count);
-  };
+  const unsent = (reason: string, count: number) => recordUnsentEvents(m, reason, count);
   return relayEvents({
     outbox: eventOutbox(),
     putEvents: putEvents(),

@@ -1,5 +1,5 @@
 import type { MiddlewareObj } from '@middy/core';
-import type { MetricsRecorder } from '../observability/metrics.js';
+import { type MetricsRecorder, recordUnsentEvents } from '../observability/metrics.js';
 import type { EventBuffer } from './buffer.js';
 import type { EventOutbox } from './outbox.js';
 
@@ -29,10 +29,7 @@ export function eventsFlushed(options: EventsFlushedOptions): MiddlewareObj<unkn
     }
     if (records.length === 0) return;
     const unsent = (reason: string, count: number) => {
-      if (count === 0 || !options.metrics) return;
-      const single = options.metrics().singleMetric();
-      single.addDimension('reason', reason);
-      single.addMetric('EventsUnsent', 'Count', count);
+      if (options.metrics) recordUnsentEvents(options.metrics(), reason, count);
     };
     try {
       const { dropped } = await options.outbox().push(records);

@@ -146,3 +146,16 @@ export function withMetrics(
     onError: flush,
   };
 }
+
+/**
+ * Lifecycle events that could not be sent (docs/events.md), twice: in all
+ * (what the events-unsent alarm watches) and by `reason` (`put_failed`,
+ * `outbox`, `outbox_full`, `bad_record`).
+ */
+export function recordUnsentEvents(m: MetricsRecorder, reason: string, count: number): void {
+  if (count <= 0) return;
+  m.addMetric('EventsUnsent', MetricUnit.Count, count);
+  const single = m.singleMetric();
+  single.addDimension('reason', reason);
+  single.addMetric('EventsUnsent', MetricUnit.Count, count);
+}

@@ -481,7 +481,8 @@ describe('eventsFlushed', () => {
       }),
       logger: () => ({ warn: (message) => void warnings.push(message) }),
       metrics: () => ({
-        addMetric: () => undefined,
+        addMetric: (name: string, _unit: unknown, value: number) =>
+          void counted.push([name, '', value]),
         singleMetric: () => {
           let dimension = '';
           return {
@@ -497,7 +498,10 @@ describe('eventsFlushed', () => {
     // Act
     await middleware.onError?.({} as never);
     // Assess
-    expect(counted).toEqual([['EventsUnsent', 'outbox', 1]]);
+    expect(counted).toEqual([
+      ['EventsUnsent', '', 1],
+      ['EventsUnsent', 'outbox', 1],
+    ]);
     expect(warnings).toEqual(['could not store lifecycle events; they are lost']);
   });
 });
