@@ -116,3 +116,49 @@ it('reports a refused handshake with its code', async () => {
   );
   expect(seen[0]?.detail).toMatchObject({ code: 'unauthorized', stage: 'local' });
 });
+
+it('reports a kicked connection once, as kick (its $disconnect finds nothing left)', async () => {
+  // Prepare
+  const token = await devToken('events-bob');
+  const client = await TestClient.connect(`ws://localhost:${started.wsPort}?token=${token}`);
+  const { connectionId } = await client.request({ action: 'ping' }, (f) => f.type === 'pong');
+  const closed = new Promise((resolve) => client.ws.once('close', resolve));
+
+  // Act: the HTTP API's kick, as a service would call it
+  const res = await fetch(`http://localhost:${started.httpPort}/kick`, {
+    method: 'POST',
+    body: JSON.stringify({ userId: 'events-bob' }),
+  });
+  await closed;
+
+  // Assess
+  expect(res.status).toBe(200);
+  const seen = await eventually(
+    () => {
+      const list = about(String(connectionId));
+      return list.some((e) => e.detailType === 'pushwire.disconnected') && list;
+    },
+    30_000,
+    'the disconnected event',
+  );
+  // Were bob's $disconnect to report too, it would do so before a connection
+  // opened and closed after it: wait for that one's end, then look again.
+  const marker = await TestClient.connect(
+    `ws://localhost:${started.wsPort}?token=${await devToken('events-marker')}`,
+  );
+  const { connectionId: markerId } = await marker.request(
+    { action: 'ping' },
+    (f) => f.type === 'pong',
+  );
+  await marker.close();
+  await eventually(
+    () => about(String(markerId)).some((e) => e.detailType === 'pushwire.disconnected'),
+    30_000,
+    "the marker's disconnected event",
+  );
+  expect(about(String(connectionId)).length).toBe(seen.length);
+  expect(seen.map((e) => [e.detailType, e.detail['reason']])).toEqual([
+    ['pushwire.connected', undefined],
+    ['pushwire.disconnected', 'kick'],
+  ]);
+});
