@@ -3,6 +3,7 @@ import type { MiddlewareObj } from '@middy/core';
 import * as v from 'valibot';
 import { reason } from '../delivery/fanout.js';
 import { PushwireError, type RateLimitedError, toPublicError } from '../errors.js';
+import type { EventSink } from '../events/types.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { type MetricsRecorder, recordBy } from '../observability/metrics.js';
 import { callbackEndpoint, frameBody, WebSocketEvent } from './events.js';
@@ -27,6 +28,8 @@ export interface WebSocketErrorsOptions {
   metrics?: () => MetricsRecorder;
   /** `connect`: a refusal is a refused handshake, logged and counted as one. */
   route?: 'connect' | 'default' | 'disconnect';
+  /** Reports refusals of `connect` and `default` as `refused` lifecycle events. */
+  events?: () => EventSink;
 }
 
 /**
@@ -72,6 +75,16 @@ export function webSocketErrors(
           });
         if (options.route === 'connect' && options.metrics)
           recordBy(options.metrics(), 'HandshakesRefused', 'reason', shown.code);
+        if (
+          options.events &&
+          options.route !== 'disconnect' &&
+          typeof context.connectionId === 'string'
+        )
+          options.events().emit('refused', {
+            connectionId: context.connectionId,
+            route: options.route ?? 'default',
+            code: shown.code,
+          });
       }
       const body = encodeFrame({
         type: 'error',
