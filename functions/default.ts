@@ -1,6 +1,6 @@
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
-import { gateway } from '../lib/aws-clients.js';
+import { clientPublishing, gateway } from '../lib/aws-clients.js';
 import {
   config,
   eventOutbox,
@@ -33,6 +33,7 @@ export const handler = middy(async (event: unknown, context: Context) => {
     }),
     onReplay: (outcome) => recordReplay(metrics(), outcome),
     onClosed: () => tally('ClosedUndelivered'),
+    clientPublish: clientPublishing(),
   });
   return { statusCode: 200, body: encodeFrame(reply) };
 })

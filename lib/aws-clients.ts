@@ -1,8 +1,10 @@
-import { config, once } from './clients.js';
+import { config, once, registry } from './clients.js';
 import type { ChunkInvoker } from './delivery/chunks.js';
+import type { LambdaInvoke } from './delivery/lambda-invoke.js';
 import type { PutEvents } from './events/eventbridge.js';
 import type { Gateway, GatewayResult } from './gateway/gateway.js';
 import { tally } from './observability/metrics.js';
+import type { ClientPublishDeps } from './session/client-publish.js';
 
 /**
  * Clients of AWS services, built once per container and loaded on first use.
@@ -71,6 +73,56 @@ export const invokeChunk = /* @__PURE__ */ once((): ChunkInvoker => {
   return async (chunk) => {
     invoker ??= load();
     return (await invoker)(chunk);
+  };
+});
+
+/**
+ * Lambda Invoke for `$default`'s client publishes (issue 16): the `publish`
+ * function, and the publish hook. Loaded at the first publish. `timeoutMs`
+ * bounds one call's silence (the hook's timeout).
+ */
+export const invokeFunction = /* @__PURE__ */ once((): LambdaInvoke => {
+  let loaded: Promise<LambdaInvoke> | undefined;
+  const load = async () => {
+    const c = config();
+    const [{ signedLambdaInvoke }, { credentialsProvider }] = await Promise.all([
+      import('./delivery/lambda-invoke.js'),
+      import('./aws/signing.js'),
+    ]);
+    return signedLambdaInvoke({
+      region: c.region,
+      credentials: credentialsProvider(c.credentials),
+      ...(c.lambdaEndpoint && { endpoint: c.lambdaEndpoint }),
+    });
+  };
+  return async (name, payload, options) => {
+    loaded ??= load();
+    return (await loaded)(name, payload, options);
+  };
+});
+
+/** What `$default` needs for client publishes: the relay to `publish`, the hook, the limits. */
+export const clientPublishing = /* @__PURE__ */ once((): ClientPublishDeps => {
+  const c = config().clientPublish;
+  const call = async (name: string, body: unknown, timeoutMs?: number): Promise<unknown> => {
+    const payload = Buffer.from(JSON.stringify(body));
+    const answer = await invokeFunction()(name, payload, timeoutMs ? { timeoutMs } : undefined);
+    const text = answer.payload.toString();
+    if (answer.functionError) throw new Error(`${answer.functionError}: ${text.slice(0, 200)}`);
+    return JSON.parse(text);
+  };
+  return {
+    registry: registry(),
+    relay: (envelope) => call(c.functionName, envelope),
+    ratePerSecond: c.ratePerSecond,
+    maxBytes: c.maxBytes,
+    ...(c.hook && {
+      hook: {
+        topics: c.hook.topics,
+        timeoutMs: c.hook.timeoutMs,
+        call: (request) => call(c.hook?.functionName as string, request, c.hook?.timeoutMs),
+      },
+    }),
   };
 });
 

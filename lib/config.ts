@@ -1,6 +1,6 @@
 import * as v from 'valibot';
 import { checkTokenOptions } from './auth/tokens.js';
-import { API_GATEWAY_IDLE_SECONDS } from './constants.js';
+import { API_GATEWAY_IDLE_SECONDS, TOPIC_GRANT_PATTERN } from './constants.js';
 import { ConfigError } from './errors.js';
 import { EVENT_TYPES, type EventType } from './events/types.js';
 import { REGION_NAME, regionInHost } from './gateway/region.js';
@@ -121,6 +121,35 @@ const EnvSchema = v.object({
   // The other APIs sharing this Redis (docs/deploying.md; build/peers.cjs
   // reads the same setting to grant the roles ManageConnections on them).
   WS_PEERS: v.optional(v.string()),
+  // --- client publish (issue 16) ---
+  // Per connection: publishes per second (a fixed one-second window; Pusher
+  // allows 10), and the largest `data` (serialised, bytes; API Gateway takes
+  // frames of at most 32 KB from a client anyway).
+  CLIENT_PUBLISH_RATE: int('CLIENT_PUBLISH_RATE', 10, 1, 10_000),
+  CLIENT_PUBLISH_MAX_BYTES: int('CLIENT_PUBLISH_MAX_BYTES', 32 * 1024, 16, 32 * 1024),
+  // The function `$default` hands a client's publish to (the template sets it).
+  PUBLISH_FUNCTION_NAME: v.optional(v.pipe(v.string(), v.minLength(1)), 'pushwire-local-publish'),
+  // Optional hook every client publish to a matching topic passes through
+  // (docs/clients.md, "Publish hook"): a function name or ARN, the topics
+  // (grant patterns as in tokens: names, `prefix:*`, `*`; default `*`), and
+  // how long it may take before the publish is refused with hook_failed.
+  PUBLISH_HOOK_FUNCTION: optionalText,
+  PUBLISH_HOOK_TOPICS: v.optional(
+    v.pipe(
+      v.string(),
+      v.transform((s) =>
+        s
+          .split(',')
+          .map((t) => t.trim())
+          .filter(Boolean),
+      ),
+      v.check(
+        (list) => list.every((t) => TOPIC_GRANT_PATTERN.test(t)),
+        'PUBLISH_HOOK_TOPICS must be comma-separated topic names, prefixes like "chat:*" or "*"',
+      ),
+    ),
+  ),
+  PUBLISH_HOOK_TIMEOUT_MS: int('PUBLISH_HOOK_TIMEOUT_MS', 2_000, 10, 20_000),
   // The SDK's standard per-service endpoint overrides (tests' stand-ins).
   AWS_ENDPOINT_URL_SSM: url('AWS_ENDPOINT_URL_SSM'),
   AWS_ENDPOINT_URL_SECRETS_MANAGER: url('AWS_ENDPOINT_URL_SECRETS_MANAGER'),
@@ -168,6 +197,13 @@ export interface Config {
   deployed: boolean;
   allowPlaintextRedis: boolean;
   limits: { topicsPerConnection: number; connectionsPerUser: number; replaysPerMinute: number };
+  /** Client publish (issue 16): its limits, the function it is handed to, the optional hook. */
+  clientPublish: {
+    ratePerSecond: number;
+    maxBytes: number;
+    functionName: string;
+    hook?: { functionName: string; topics: string[]; timeoutMs: number };
+  };
   /** Endpoints `deliver` may post to: this API's, the callback URL, the peers'. */
   allowedEndpoints: string[];
   /**
@@ -275,6 +311,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       topicsPerConnection: e.MAX_TOPICS_PER_CONNECTION,
       connectionsPerUser: e.MAX_CONNECTIONS_PER_USER,
       replaysPerMinute: e.REPLAYS_PER_MINUTE,
+    },
+    clientPublish: {
+      ratePerSecond: e.CLIENT_PUBLISH_RATE,
+      maxBytes: e.CLIENT_PUBLISH_MAX_BYTES,
+      functionName: e.PUBLISH_FUNCTION_NAME,
+      ...(e.PUBLISH_HOOK_FUNCTION && {
+        hook: {
+          functionName: e.PUBLISH_HOOK_FUNCTION,
+          topics: e.PUBLISH_HOOK_TOPICS?.length ? e.PUBLISH_HOOK_TOPICS : ['*'],
+          timeoutMs: e.PUBLISH_HOOK_TIMEOUT_MS,
+        },
+      }),
     },
     secretEndpoints: defined({
       ssm: e.AWS_ENDPOINT_URL_SSM,

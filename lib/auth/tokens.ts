@@ -7,6 +7,8 @@ export interface Identity {
   userId: string;
   /** Topic names or `prefix:*` grants from the token's `topics` claim. */
   topics: string[];
+  /** Topic names or `prefix:*` grants the connection may publish to (its `publish` claim; none by default). */
+  publish?: string[];
   /** When the token expires (its `exp`), ms since epoch. */
   expiresAt: number;
   /** When the token was issued (its `iat`), ms since epoch. */
@@ -30,6 +32,21 @@ export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 30;
 /** HS256 keys shorter than its 256-bit output are guessable offline from any one token. */
 export const MIN_SECRET_BYTES = 32;
 
+/** A claim listing topic grants (`topics`, `publish`): names, `prefix:*` or `*`. */
+const grants = (claim: string) =>
+  v.optional(
+    v.array(
+      v.pipe(
+        v.string(`"${claim}" entries must be strings`),
+        v.regex(
+          TOPIC_GRANT_PATTERN,
+          `"${claim}" entries are topic names, prefix grants like "team:42:*" (the * right after one of : . - _ = @) or "*"`,
+        ),
+      ),
+      `"${claim}" must be an array`,
+    ),
+  );
+
 const Claims = v.object({
   sub: v.pipe(
     v.string('"sub" (the user id) is required'),
@@ -40,18 +57,8 @@ const Claims = v.object({
   ),
   exp: v.number('"exp" is required: tokens must expire'),
   iat: v.number('"iat" is required: it bounds the token\'s age and makes revocation possible'),
-  topics: v.optional(
-    v.array(
-      v.pipe(
-        v.string('"topics" entries must be strings'),
-        v.regex(
-          TOPIC_GRANT_PATTERN,
-          '"topics" entries are topic names, prefix grants like "team:42:*" (the * right after one of : . - _ = @) or "*"',
-        ),
-      ),
-      '"topics" must be an array',
-    ),
-  ),
+  topics: grants('topics'),
+  publish: grants('publish'),
 });
 
 export type TokenVerifier = (token: string | undefined) => Promise<Identity>;
@@ -124,7 +131,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         `token claim rejected: ${claims.issues.map((i) => i.message).join('; ')}`,
       );
     }
-    const { sub, exp, iat, topics } = claims.output;
+    const { sub, exp, iat, topics, publish } = claims.output;
     const now = Date.now() / 1000;
     if (iat > now + tolerance) {
       throw new UnauthorizedError('token claim rejected: "iat" is in the future');
@@ -134,7 +141,13 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         `token lives too long: "exp" - "iat" must be at most ${maxAge} s (JWT_MAX_TOKEN_AGE)`,
       );
     }
-    return { userId: sub, topics: topics ?? [], expiresAt: exp * 1000, issuedAt: iat * 1000 };
+    return {
+      userId: sub,
+      topics: topics ?? [],
+      publish: publish ?? [],
+      expiresAt: exp * 1000,
+      issuedAt: iat * 1000,
+    };
   };
 }
 

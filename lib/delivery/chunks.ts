@@ -13,14 +13,14 @@ import {
   type FanoutDeps,
   logFailures,
 } from './fanout.js';
-import { messageFrame } from './frame.js';
+import { type MessageMeta, messageFrame, metaFields } from './frame.js';
 
 /**
  * The message one publish sends. Every frame of it carries this id, data and
  * topic; only the cursor differs, one per history stream (a `userIds` publish
  * stores the message in each user's stream).
  */
-export interface Message {
+export interface Message extends MessageMeta {
   id: string;
   /** `data` as JSON text, serialised once per publish. */
   dataJson: string;
@@ -87,7 +87,7 @@ const bytes = (text: string) => Buffer.byteLength(text);
 
 function header(message: Message): string {
   const topic = message.topic === undefined ? '' : `,"topic":${JSON.stringify(message.topic)}`;
-  return `{"message":{"id":${JSON.stringify(message.id)}${topic},"data":${message.dataJson}},"jobs":[`;
+  return `{"message":{"id":${JSON.stringify(message.id)}${topic}${metaFields(message)},"data":${message.dataJson}},"jobs":[`;
 }
 
 function jobOpening(cursor: string | undefined): string {
@@ -161,7 +161,7 @@ export function* chunkJobs(chunk: DeliverChunk): Generator<DeliveryJob> {
   const { id, dataJson, topic } = chunk.message;
   for (const { cursor, recipients } of chunk.jobs) {
     yield {
-      frame: Buffer.from(messageFrame(id, dataJson, cursor, topic)),
+      frame: Buffer.from(messageFrame(id, dataJson, cursor, topic, chunk.message)),
       recipients: recipients.map(([connectionId, endpoint]) => ({ connectionId, endpoint })),
     };
   }
@@ -262,6 +262,8 @@ const DeliverEventSchema = v.object({
   message: v.object({
     id: v.pipe(v.string(), v.minLength(1)),
     topic: v.optional(v.string()),
+    from: v.optional(v.string()),
+    ephemeral: v.optional(v.literal(true)),
     data: v.unknown(),
   }),
   jobs: v.array(
@@ -290,6 +292,8 @@ export function parseDeliverChunk(input: unknown): DeliverChunk {
       id: message.id,
       dataJson: JSON.stringify(message.data),
       ...(message.topic !== undefined && { topic: message.topic }),
+      ...(message.from !== undefined && { from: message.from }),
+      ...(message.ephemeral && { ephemeral: true }),
     },
     jobs: jobs.map((job) => ({
       ...(job.cursor !== undefined && { cursor: job.cursor }),

@@ -14,7 +14,7 @@ import {
   type Message,
 } from './chunks.js';
 import type { DedupStore } from './dedup.js';
-import { messageFrame } from './frame.js';
+import { type MessageMeta, messageFrame, metaFields } from './frame.js';
 
 export { messageFrame };
 
@@ -53,6 +53,7 @@ const PublishRequestSchema = v.pipe(
       topic: v.optional(Topic),
       broadcast: v.optional(v.literal(true, 'broadcast must be true when given')),
       exceptConnectionId: v.optional(ConnectionId),
+      ephemeral: v.optional(v.boolean('ephemeral must be true or false')),
       data: v.unknown(),
     },
     // One message for three issues: a key not in the schema, a required key
@@ -91,6 +92,17 @@ export interface PublishResult {
   duplicate?: true;
 }
 
+/**
+ * Who published, when it was not a service: a client's publish (relayed by
+ * `$default`) carries its user as `from` in every frame and history entry.
+ * Its `id` is the client's, scoped to that user for deduplication (and for
+ * the stream's publish ids): no client can claim, or pre-empt, another
+ * user's or a service's id.
+ */
+export interface PublishOrigin {
+  from?: string;
+}
+
 export interface PublishDeps extends DispatchDeps {
   registry: ConnectionRegistry;
   dedup: DedupStore;
@@ -117,34 +129,55 @@ const MAX_CURSOR = `${'9'.repeat(16)}-${'9'.repeat(16)}`;
  * lease (PUBLISH_LEASE_SECONDS); a retry then delivers to the whole audience
  * again (at-least-once; clients dedupe by id).
  */
-export async function publish(input: unknown, deps: PublishDeps): Promise<PublishResult> {
+export async function publish(
+  input: unknown,
+  deps: PublishDeps,
+  origin: PublishOrigin = {},
+): Promise<PublishResult> {
   const request = parsePublishRequest(input);
   const id = request.id ?? randomUUID();
   const dataJson = JSON.stringify(request.data);
-  const size = Buffer.byteLength(messageFrame(id, dataJson, MAX_CURSOR, request.topic));
+  const meta = metaOf(request, origin);
+  const size = Buffer.byteLength(
+    messageFrame(id, dataJson, meta.ephemeral ? undefined : MAX_CURSOR, request.topic, meta),
+  );
   if (size > MAX_MESSAGE_BYTES) {
     throw new TooLargeError(
       `message is ${size} bytes as a frame; API Gateway delivers at most ${MAX_MESSAGE_BYTES}`,
     );
   }
-  if (request.id === undefined) return run(request, id, dataJson, deps);
+  if (request.id === undefined) return run(request, id, dataJson, meta, deps);
 
-  const claim = await deps.dedup.claim(id);
+  const key = scopedId(id, origin);
+  const claim = await deps.dedup.claim(key);
   if (claim.state === 'done') {
     const first = (claim.first ?? {}) as Partial<PublishResult>;
     return { ...emptyResult(id), ...first, id, duplicate: true };
   }
   if (claim.state === 'running') throw new PublishInProgressError(id);
   try {
-    const result = await run(request, id, dataJson, deps);
-    await deps.dedup.complete(id, result);
+    const result = await run(request, id, dataJson, meta, deps, key);
+    await deps.dedup.complete(key, result);
     return result;
   } catch (error) {
     // Give the id back so a retry of this failed publish delivers.
-    await deps.dedup.release(id, claim.token).catch(() => undefined);
+    await deps.dedup.release(key, claim.token).catch(() => undefined);
     throw error;
   }
 }
+
+/** `from` and `ephemeral` as frames carry them. */
+const metaOf = (request: PublishRequest, origin: PublishOrigin): MessageMeta => ({
+  ...(origin.from !== undefined && { from: origin.from }),
+  ...(request.ephemeral && { ephemeral: true }),
+});
+
+/**
+ * The key an id is deduplicated (and recorded per stream) under: a client's
+ * is `<user>|<id>`, which no service id can equal (`|` is in neither alphabet).
+ */
+const scopedId = (id: string, origin: PublishOrigin) =>
+  origin.from === undefined ? id : `${origin.from}|${id}`;
 
 const emptyResult = (id: string): PublishResult => ({
   id,
@@ -166,15 +199,19 @@ async function run(
   request: PublishRequest,
   id: string,
   dataJson: string,
+  meta: MessageMeta,
   deps: PublishDeps,
+  publishId?: string,
 ): Promise<PublishResult> {
   const { registry } = deps;
   const except = request.exceptConnectionId;
   const keep = (r: Recipient) => r.connectionId !== except;
-  const entry = `{"id":${JSON.stringify(id)},"data":${dataJson}}`;
+  // An ephemeral message is not stored: no history entry, no cursor, never replayed.
+  const entry = meta.ephemeral
+    ? null
+    : `{"id":${JSON.stringify(id)}${metaFields(meta)},"data":${dataJson}}`;
   // Only a caller-given id can be retried, so only that one is recorded per stream.
-  const publishId = request.id;
-  const message: Message = { id, dataJson };
+  const message: Message = { id, dataJson, ...meta };
 
   if (request.connectionIds) {
     const ids = [...new Set(request.connectionIds)].filter((c) => c !== except);

@@ -2,7 +2,7 @@ import { type KickResult, kick } from '../admin/kick.js';
 import { type PresenceResult, presence } from '../admin/presence.js';
 import { gateway, invokeChunk } from '../aws-clients.js';
 import { config, dedup, events, logger, registry } from '../clients.js';
-import { type PublishResult, publish } from '../delivery/publish.js';
+import { type PublishOrigin, type PublishResult, publish } from '../delivery/publish.js';
 import { metrics, recordPublish, tally } from '../observability/metrics.js';
 import { endConnection } from '../session/end.js';
 
@@ -19,25 +19,33 @@ export interface Operations {
 }
 
 /** `deadline`: the invocation's end less its answer's time (ms since 1970), when known. */
-export async function publishObserved(input: unknown, deadline?: number): Promise<PublishResult> {
+export async function publishObserved(
+  input: unknown,
+  deadline?: number,
+  origin?: PublishOrigin,
+): Promise<PublishResult> {
   const started = performance.now();
   const { fanout, delivery } = config();
-  const result = await publish(input, {
-    registry: registry(),
-    dedup: dedup(),
-    gateway: gateway(),
-    prune: (connectionId) =>
-      endConnection({ registry: registry(), events: events() }, connectionId, 'gone'),
-    logger: logger(),
-    concurrency: fanout.concurrency,
-    chunkSize: fanout.chunk,
-    chunkMaxBytes: delivery.chunkMaxBytes,
-    parallelChunks: fanout.parallelChunks,
-    deliverAttempts: delivery.deliverAttempts,
-    invokeChunk: invokeChunk(),
-    onClosed: () => tally('ClosedUndelivered'),
-    ...(deadline !== undefined && { deadline }),
-  });
+  const result = await publish(
+    input,
+    {
+      registry: registry(),
+      dedup: dedup(),
+      gateway: gateway(),
+      prune: (connectionId) =>
+        endConnection({ registry: registry(), events: events() }, connectionId, 'gone'),
+      logger: logger(),
+      concurrency: fanout.concurrency,
+      chunkSize: fanout.chunk,
+      chunkMaxBytes: delivery.chunkMaxBytes,
+      parallelChunks: fanout.parallelChunks,
+      deliverAttempts: delivery.deliverAttempts,
+      invokeChunk: invokeChunk(),
+      onClosed: () => tally('ClosedUndelivered'),
+      ...(deadline !== undefined && { deadline }),
+    },
+    origin,
+  );
   recordPublish(metrics(), result, performance.now() - started);
   logger().info('published', { ...result });
   return result;

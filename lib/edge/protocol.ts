@@ -45,9 +45,35 @@ const Auth = v.strictObject({
   ref: Ref,
 });
 
-export const ClientFrame = v.variant('action', [Ping, Subscribe, Unsubscribe, Resume, Auth]);
+/** A publish id: the same alphabet as a service's (PW-P2). */
+export const PublishId = v.pipe(
+  v.string('id must be a string'),
+  v.regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'id must be 1-128 characters of A-Z a-z 0-9 _ . : -'),
+);
+/** A client's publish (issue 16): allowed by the token's `publish` claim. */
+const Publish = v.pipe(
+  v.strictObject({
+    action: v.literal('publish'),
+    topic: Topic,
+    data: v.unknown(),
+    id: v.optional(PublishId),
+    echo: v.optional(v.boolean('echo must be true or false')),
+    ephemeral: v.optional(v.boolean('ephemeral must be true or false')),
+    ref: Ref,
+  }),
+  v.check((f) => f.data !== undefined, 'data is required (any JSON value)'),
+);
+
+export const ClientFrame = v.variant('action', [
+  Ping,
+  Subscribe,
+  Unsubscribe,
+  Resume,
+  Auth,
+  Publish,
+]);
 export type ClientFrame = v.InferOutput<typeof ClientFrame>;
-export const ACTIONS = ['ping', 'subscribe', 'unsubscribe', 'resume', 'auth'] as const;
+export const ACTIONS = ['ping', 'subscribe', 'unsubscribe', 'resume', 'auth', 'publish'] as const;
 
 export type MessageFrame = {
   type: 'message';
@@ -55,6 +81,10 @@ export type MessageFrame = {
   data: unknown;
   cursor?: string;
   topic?: string;
+  /** The publishing user, for a client's publish (from its token). */
+  from?: string;
+  /** Not stored: live only, never replayed, no cursor. */
+  ephemeral?: true;
 };
 
 /** A client frame's `ref`, echoed by the reply to it (left out of the JSON when undefined). */
@@ -79,6 +109,12 @@ export type ReplyFrame =
      */
     | { type: 'resumed'; recovered: boolean; topic?: string; cursor?: string }
     | { type: 'authenticated'; expiresAt: number }
+    /**
+     * A client publish was accepted. `cursor`: where it was stored (none
+     * when ephemeral); `duplicate`: this id was published before, and this
+     * is that publish's answer.
+     */
+    | { type: 'published'; topic: string; id: string; cursor?: string; duplicate?: true }
     /** `retryAfter` (seconds): with `rate_limited`. */
     | {
         type: 'error';
@@ -125,6 +161,8 @@ export const ERROR_CODES = [
   'kicked',
   'revoked',
   'token_revoked',
+  'hook_denied',
+  'hook_failed',
 ] as const;
 
 export function parseClientFrame(body: string | undefined): ClientFrame {

@@ -54,6 +54,8 @@ export interface Keys {
   connectionReplays(connectionId: string): string;
   /** SET of the streams (topics, '' for the user's) this connection has replayed at least once. */
   connectionReplayed(connectionId: string): string;
+  /** STRING counting this connection's client publishes in the current second (issue 16). */
+  connectionPublishes(connectionId: string): string;
   /** SET of the management endpoints connections were recorded with (what `deliver` may post to). */
   endpoints(): string;
   /**
@@ -95,6 +97,7 @@ export function createKeys(prefix: string): Keys {
     revoked: (userId) => `${prefix}u:{u:${userId}}:rv`,
     connectionReplays: (id) => `${prefix}c:{${id}}:rp`,
     connectionReplayed: (id) => `${prefix}c:{${id}}:rs`,
+    connectionPublishes: (id) => `${prefix}c:{${id}}:pr`,
     endpoints: () => `${prefix}endpoints`,
     epoch: () => `${prefix}{${prefix}endpoints}:epoch`,
     events: () => `${prefix}events`,

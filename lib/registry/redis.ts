@@ -106,6 +106,8 @@ export class RedisRegistry implements ConnectionRegistry {
       connectedAt: String(record.connectedAt),
       allowedTopics: JSON.stringify(record.allowedTopics),
     };
+    if (record.publishTopics?.length)
+      fields['publishTopics'] = JSON.stringify(record.publishTopics);
     if (record.pendingSince !== undefined) fields['pendingSince'] = record.pendingSince;
     if (record.tokenExpiresAt !== undefined) fields['exp'] = String(record.tokenExpiresAt);
     if (record.tokenIssuedAt !== undefined) fields['iat'] = String(record.tokenIssuedAt);
@@ -472,7 +474,7 @@ export class RedisRegistry implements ConnectionRegistry {
 
   async refreshToken(
     connectionId: string,
-    token: { expiresAt: number; issuedAt: number; topics: string[] },
+    token: { expiresAt: number; issuedAt: number; topics: string[]; publish?: string[] },
   ): Promise<boolean> {
     const topics = this.keys.connectionTopics(connectionId);
     const listed = await this.#redis.pwRefresh(
@@ -482,6 +484,7 @@ export class RedisRegistry implements ConnectionRegistry {
       JSON.stringify(token.topics),
       this.#ttl,
       token.issuedAt,
+      JSON.stringify(token.publish ?? []),
     );
     if (listed === null) return false;
     const refused = listed.filter((topic) => !topicAllowed(topic, token.topics));
@@ -527,6 +530,21 @@ export class RedisRegistry implements ConnectionRegistry {
     const [error, count] = replies?.[1] ?? [new Error('no reply'), 0];
     if (error) throw error;
     return Number(count);
+  }
+
+  async countPublish(connectionId: string): Promise<{ count: number; resetMs: number }> {
+    const key = this.keys.connectionPublishes(connectionId);
+    // A fixed one-second window, started by the first publish in it; it
+    // expires by itself, so remove() need not know it.
+    const replies = await this.#redis
+      .multi()
+      .set(key, '0', 'PX', 1_000, 'NX')
+      .incr(key)
+      .pttl(key)
+      .exec();
+    const [error, count] = replies?.[1] ?? [new Error('no reply'), 0];
+    if (error) throw error;
+    return { count: Number(count), resetMs: Math.max(0, Number(replies?.[2]?.[1] ?? 1_000)) };
   }
 
   async endpointsKnown(endpoints: readonly string[]): Promise<boolean> {
@@ -651,7 +669,8 @@ function toConnection(
   topics: string[],
   closing = false,
 ): Connection | null {
-  const { userId, endpoint, connectedAt, allowedTopics, pendingSince, exp, iat } = hash;
+  const { userId, endpoint, connectedAt, allowedTopics, publishTopics, pendingSince, exp, iat } =
+    hash;
   if (userId === undefined || endpoint === undefined) return null;
   if (hash['closing'] !== undefined && !closing) return null;
   const connection: Connection = {
@@ -662,6 +681,7 @@ function toConnection(
     allowedTopics: allowedTopics ? (JSON.parse(allowedTopics) as string[]) : [],
     topics: topics.sort(),
   };
+  if (publishTopics !== undefined) connection.publishTopics = JSON.parse(publishTopics) as string[];
   if (pendingSince !== undefined) connection.pendingSince = pendingSince;
   if (exp !== undefined) connection.tokenExpiresAt = Number(exp);
   if (iat !== undefined) connection.tokenIssuedAt = Number(iat);

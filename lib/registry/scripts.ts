@@ -123,6 +123,7 @@ declare module 'ioredis' {
       allowedTopics: string,
       ttlSeconds: number,
       issuedAtMs: number,
+      publishGrants: string,
     ): Result<string[] | null, Context>;
   }
 }

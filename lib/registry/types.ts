@@ -11,6 +11,8 @@ export interface ConnectionRecord {
   connectedAt: number;
   /** Topic names or `prefix*` patterns the connection's token allows. */
   allowedTopics: string[];
+  /** Topic names or `prefix*` patterns the connection may publish to (its token's `publish` claim). */
+  publishTopics?: string[];
   /** A `?since=` cursor given at connect, replayed at the connection's first frame. */
   pendingSince?: string;
   /** When the connection's token expires (ms): no member score ever exceeds it. */
@@ -175,7 +177,7 @@ export interface ConnectionRegistry {
    */
   refreshToken(
     connectionId: string,
-    token: { expiresAt: number; issuedAt: number; topics: string[] },
+    token: { expiresAt: number; issuedAt: number; topics: string[]; publish?: string[] },
   ): Promise<boolean>;
   /**
    * Counts one replay of this connection in the current minute; returns the
@@ -185,6 +187,12 @@ export interface ConnectionRegistry {
    * costs one replay per stream, already bounded by the topic limit.
    */
   countReplay(connectionId: string, stream?: string, freeStreams?: number): Promise<number>;
+  /**
+   * Counts one client publish of this connection in the current fixed
+   * window (one second, started by its first publish): the count, and the
+   * window's time left (ms).
+   */
+  countPublish(connectionId: string): Promise<{ count: number; resetMs: number }>;
   /** Whether every one of these endpoints is one a connection was recorded with (lately). */
   endpointsKnown(endpoints: readonly string[]): Promise<boolean>;
 

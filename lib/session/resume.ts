@@ -1,4 +1,5 @@
 import { MAX_MESSAGE_BYTES } from '../constants.js';
+import { messageFrame } from '../delivery/frame.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { normalizeCursor } from '../registry/cursor.js';
 import type { Audience, Recipient } from '../registry/keys.js';
@@ -169,11 +170,9 @@ export function* frames(
     return out;
   };
   for (const { cursor, entry } of entries) {
-    const { id, data } = JSON.parse(entry) as { id: string; data: unknown };
-    const text =
-      `{"type":"message","id":${JSON.stringify(id)}` +
-      (topic === undefined ? '' : `,"topic":${JSON.stringify(topic)}`) +
-      `,"cursor":${JSON.stringify(cursor)},"data":${JSON.stringify(data)}}`;
+    // `from`: a client's publish (issue 16); ephemeral messages are never stored.
+    const { id, from, data } = JSON.parse(entry) as { id: string; from?: string; data: unknown };
+    const text = messageFrame(id, JSON.stringify(data), cursor, topic, { from });
     const size = Buffer.byteLength(text) + 1;
     if (group.length > 0 && bytes + size > MAX_MESSAGE_BYTES) yield flush();
     group.push(text);

@@ -22,6 +22,7 @@ import type { EventSink } from '../events/types.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { isCursor } from '../registry/cursor.js';
 import type { Audience, Connection, ConnectionRegistry } from '../registry/types.js';
+import { type ClientPublishDeps, clientPublish } from './client-publish.js';
 import { endConnection } from './end.js';
 import { type ResumeOutcome, replay } from './resume.js';
 
@@ -47,6 +48,8 @@ export interface SessionDeps {
   now?: () => number;
   /** Lifecycle events (connected, subscribed, ...): lib/events/. */
   events?: EventSink;
+  /** Client publish (issue 16): without it, a publish frame is refused as forbidden. */
+  clientPublish?: ClientPublishDeps;
 }
 
 export interface SessionLimits {
@@ -127,6 +130,7 @@ export async function connect(
         endpoint,
         connectedAt: input.connectedAt ?? Date.now(),
         allowedTopics: identity.topics,
+        ...(identity.publish?.length && { publishTopics: identity.publish }),
         tokenExpiresAt: identity.expiresAt,
         tokenIssuedAt: identity.issuedAt,
         ...(input.since !== undefined && { pendingSince: input.since }),
@@ -193,6 +197,7 @@ type FrameDeps = Pick<
   | 'onReplay'
   | 'onClosed'
   | 'events'
+  | 'clientPublish'
 > &
   Partial<Pick<SessionDeps, 'verifyToken'>>;
 
@@ -419,6 +424,9 @@ async function answer(
       return { type: 'unsubscribed', topic: frame.topic };
     case 'auth':
       return refresh(connection, frame.token, deps);
+    case 'publish':
+      if (!deps.clientPublish) throw new ForbiddenError('client publish is not enabled here');
+      return clientPublish(connection, frame, deps.clientPublish);
     case 'resume': {
       await countReplay(deps, connectionId);
       const audience = deps.registry.userAudience(connection.userId);
