@@ -311,6 +311,7 @@ describe('session events: one at each site', () => {
         registry,
         verifyToken: async () => ({ userId: 'alice', topics: [], expiresAt: 99, issuedAt: 1 }),
         events: sink,
+        now: () => 50,
       },
     );
     // Assess
@@ -328,9 +329,9 @@ describe('session events: one at each site', () => {
     let subscribed = false;
     const { registry } = fakeRegistry({
       touch: async () => conn({ topics: [] }),
-      subscribe: async () => {
+      subscribeWithCursor: async () => {
         subscribed = true;
-        return 'subscribed';
+        return { outcome: 'subscribed' };
       },
       unsubscribe: async () => {
         const was = subscribed;
