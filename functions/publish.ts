@@ -3,7 +3,7 @@ import type { Context } from 'aws-lambda';
 import { eventOutbox, events, loadSecrets, logger } from '../lib/clients.js';
 import { relayedClientPublish } from '../lib/delivery/client-relay.js';
 import { invocationDeadline, invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
-import { publishObserved } from '../lib/edge/operations.js';
+import { publishFromClient, publishObserved } from '../lib/edge/operations.js';
 import { eventsFlushed } from '../lib/events/flush.js';
 import { metrics, withMetrics } from '../lib/observability/metrics.js';
 import { withTracing } from '../lib/observability/tracing.js';
@@ -14,9 +14,8 @@ import { withTracing } from '../lib/observability/tracing.js';
  */
 export const handler = middy(async (event: unknown, context: Context) => {
   const relayed = relayedClientPublish(event);
-  return relayed
-    ? publishObserved(relayed.request, invocationDeadline(context), relayed.origin)
-    : publishObserved(event, invocationDeadline(context));
+  const deadline = invocationDeadline(context);
+  return relayed ? publishFromClient(relayed, deadline) : publishObserved(event, deadline);
 })
   .use(withMetrics())
   .use(eventsFlushed({ buffer: events, outbox: eventOutbox, logger, metrics }))

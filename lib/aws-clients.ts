@@ -101,30 +101,29 @@ export const invokeFunction = /* @__PURE__ */ once((): LambdaInvoke => {
   };
 });
 
-/** What `$default` needs for client publishes: the relay to `publish`, the hook, the limits. */
+/** What `$default` needs for client publishes: the relay to `publish`, and the limits. */
 export const clientPublishing = /* @__PURE__ */ once((): ClientPublishDeps => {
   const c = config().clientPublish;
-  const call = async (name: string, body: unknown, timeoutMs?: number): Promise<unknown> => {
-    const payload = Buffer.from(JSON.stringify(body));
-    const answer = await invokeFunction()(name, payload, timeoutMs ? { timeoutMs } : undefined);
-    const text = answer.payload.toString();
-    if (answer.functionError) throw new Error(`${answer.functionError}: ${text.slice(0, 200)}`);
-    return JSON.parse(text);
-  };
   return {
     registry: registry(),
-    relay: (envelope) => call(c.functionName, envelope),
+    relay: (envelope) => invokeJson(c.functionName, envelope),
     ratePerSecond: c.ratePerSecond,
     maxBytes: c.maxBytes,
-    ...(c.hook && {
-      hook: {
-        topics: c.hook.topics,
-        timeoutMs: c.hook.timeoutMs,
-        call: (request) => call(c.hook?.functionName as string, request, c.hook?.timeoutMs),
-      },
-    }),
   };
 });
+
+/** Invokes a function with a JSON payload: its parsed answer; throws when it failed. */
+export async function invokeJson(
+  name: string,
+  body: unknown,
+  timeoutMs?: number,
+): Promise<unknown> {
+  const payload = Buffer.from(JSON.stringify(body));
+  const answer = await invokeFunction()(name, payload, timeoutMs ? { timeoutMs } : undefined);
+  const text = answer.payload.toString();
+  if (answer.functionError) throw new Error(`${answer.functionError}: ${text.slice(0, 200)}`);
+  return JSON.parse(text);
+}
 
 /** EventBridge PutEvents for the `events` relay; loaded at its first send. */
 export const putEvents = /* @__PURE__ */ once((): PutEvents => {

@@ -1,8 +1,10 @@
 import { type KickResult, kick } from '../admin/kick.js';
 import { type PresenceResult, presence } from '../admin/presence.js';
-import { gateway, invokeChunk } from '../aws-clients.js';
+import { gateway, invokeChunk, invokeJson } from '../aws-clients.js';
 import { config, dedup, events, logger, registry } from '../clients.js';
+import { hookedRequest, type Relayed } from '../delivery/client-relay.js';
 import { type PublishOrigin, type PublishResult, publish } from '../delivery/publish.js';
+import { HookFailedError } from '../delivery/publish-hook.js';
 import { metrics, recordPublish, tally } from '../observability/metrics.js';
 import { endConnection } from '../session/end.js';
 
@@ -49,6 +51,32 @@ export async function publishObserved(
   recordPublish(metrics(), result, performance.now() - started);
   logger().info('published', { ...result });
   return result;
+}
+
+/**
+ * A client's publish relayed by `$default`: through the publish hook (when
+ * one is configured for its topic), then published with its user as `from`.
+ */
+export async function publishFromClient(
+  relayed: Relayed,
+  deadline?: number,
+): Promise<PublishResult> {
+  const hook = config().clientPublish.hook;
+  try {
+    const { request, origin } = await hookedRequest(
+      relayed,
+      hook && {
+        topics: hook.topics,
+        timeoutMs: hook.timeoutMs,
+        call: (request, timeoutMs) => invokeJson(hook.functionName, request, timeoutMs),
+      },
+    );
+    return await publishObserved(request, deadline, origin);
+  } catch (error) {
+    if (error instanceof HookFailedError)
+      logger().warn('publish hook failed', { reason: error.message });
+    throw error;
+  }
 }
 
 export const operations: Operations = {

@@ -10,15 +10,16 @@ import {
 import type { Connection, ConnectionRegistry } from '../registry/types.js';
 
 /**
- * A client's publish (issue 16), as `$default` handles it: the grant, the
- * size and rate limits and the optional hook are checked here; storing and
- * delivering is the `publish` function's, handed the request through Lambda
- * Invoke (`relay`). The delivery code (chunks, deliver workers, dedup) would
- * add ~14 KB to `$default`'s bundle, more than its size target leaves; this
- * way it adds the Invoke call (~1.4 KB) and one hop.
+ * A client's publish (issue 16), as `$default` handles it: the grant and the
+ * size and rate limits are checked here; the publish hook, storing and
+ * delivering are the `publish` function's, handed the request through
+ * Lambda Invoke (`relay`; lib/delivery/client-relay.ts). In `$default`
+ * itself the delivery code (chunks, deliver workers, dedup) would add ~14 KB
+ * to a bundle with ~6 KB left under its target; this way it adds the Invoke
+ * call and one hop.
  */
 
-/** The publish frame as parsed (lib/edge/protocol.ts). */
+/** The publish frame as parsed (lib/protocol/frames.ts). */
 export interface PublishFrame {
   topic: string;
   data: unknown;
@@ -27,11 +28,12 @@ export interface PublishFrame {
   ephemeral?: boolean | undefined;
 }
 
-/** What `$default` hands the `publish` function (functions/publish.ts reads it). */
+/** What `$default` hands the `publish` function. */
 export interface ClientPublishEnvelope {
   clientPublish: {
     /** The publishing user: from the connection's token, never from the frame. */
     from: string;
+    connectionId: string;
     request: {
       topic: string;
       data: unknown;
@@ -42,32 +44,13 @@ export interface ClientPublishEnvelope {
   };
 }
 
-/** What the publish hook is called with. */
-export interface HookRequest {
-  topic: string;
-  data: unknown;
-  id: string;
-  userId: string;
-  connectionId: string;
-  ephemeral: boolean;
-}
-
-/** What the hook answers: allow (maybe with replaced data) or deny (with a reason). */
-export type HookAnswer = { allow: true; data?: unknown } | { allow: false; reason?: string };
-
 export interface ClientPublishDeps {
   registry: Pick<ConnectionRegistry, 'countPublish'>;
-  /** Runs the publish (the `publish` function); answers its result or `{ error }`. */
+  /** Runs the publish (the `publish` function): its result, or `{ error: { code, message } }`. */
   relay: (envelope: ClientPublishEnvelope) => Promise<unknown>;
   ratePerSecond: number;
   /** Largest `data`, serialised, in bytes. */
   maxBytes: number;
-  hook?: {
-    /** Grant patterns of the topics it sees. */
-    topics: string[];
-    timeoutMs: number;
-    call: (request: HookRequest) => Promise<unknown>;
-  };
 }
 
 export interface PublishedFrame {
@@ -78,29 +61,14 @@ export interface PublishedFrame {
   duplicate?: true;
 }
 
-/** The hook refused the publish; its reason is the message. */
-export class HookDeniedError extends PushwireError {
-  override name = 'HookDeniedError';
-  constructor(reason?: string) {
-    super('hook_denied', reason ? `refused: ${reason}` : 'refused by the publish hook', 403);
-  }
-}
-
-/** The hook failed, timed out or answered nonsense: the publish is refused, but not by it. */
-export class HookFailedError extends PushwireError {
-  override name = 'HookFailedError';
-  constructor(why: string) {
-    super('hook_failed', `the publish hook failed (${why}): nothing was published`, 502);
-  }
-}
-
 export async function clientPublish(
   connection: Pick<Connection, 'connectionId' | 'userId' | 'publishTopics'>,
   frame: PublishFrame,
   deps: ClientPublishDeps,
 ): Promise<PublishedFrame> {
-  if (!topicAllowed(frame.topic, connection.publishTopics ?? [])) {
-    throw new ForbiddenError(`your token does not allow publishing to topic "${frame.topic}"`);
+  const { topic } = frame;
+  if (!topicAllowed(topic, connection.publishTopics ?? [])) {
+    throw new ForbiddenError(`your token does not allow publishing to topic "${topic}"`);
   }
   const size = Buffer.byteLength(JSON.stringify(frame.data));
   if (size > deps.maxBytes) {
@@ -109,69 +77,41 @@ export async function clientPublish(
   const { count, resetMs } = await deps.registry.countPublish(connection.connectionId);
   if (count > deps.ratePerSecond) {
     throw new RateLimitedError(
-      `at most ${deps.ratePerSecond} publishes per connection per second: try again later`,
-      Math.max(1, Math.ceil(resetMs / 1000)),
-      frame.topic,
+      `at most ${deps.ratePerSecond} publishes per connection per second`,
+      Math.ceil(resetMs / 1000) || 1,
+      topic,
     );
   }
   // Without an id a retry cannot be told from a new message: one is made up
   // (the client library always sends its own, reused by its retries).
   const id = frame.id ?? randomUUID();
-  let data = frame.data;
-  const hook = deps.hook;
-  if (hook && topicAllowed(frame.topic, hook.topics)) {
-    const answer = await askHook(hook, {
-      topic: frame.topic,
-      data,
-      id,
-      userId: connection.userId,
-      connectionId: connection.connectionId,
-      ephemeral: frame.ephemeral === true,
-    });
-    if (!answer.allow) throw new HookDeniedError(answer.reason);
-    if ('data' in answer && answer.data !== undefined) data = answer.data;
-  }
-  let result: unknown;
+  let r: {
+    error?: { code: string; message: string };
+    id?: unknown;
+    cursor?: unknown;
+    duplicate?: unknown;
+  };
   try {
-    result = await deps.relay({
+    r = (await deps.relay({
       clientPublish: {
         from: connection.userId,
+        connectionId: connection.connectionId,
         request: {
-          topic: frame.topic,
-          data,
+          topic,
+          data: frame.data,
           id,
           // Echo is the default: the sender sees its message in order with the others.
           ...(frame.echo === false && { exceptConnectionId: connection.connectionId }),
           ...(frame.ephemeral && { ephemeral: true }),
         },
       },
-    });
+    })) as typeof r;
   } catch (error) {
-    throw new UnavailableError(
-      'the publish could not be completed: retry with the same id (it is delivered once)',
-      { cause: error },
-    );
+    throw new UnavailableError('publish failed: retry with the same id', { cause: error });
   }
-  return publishedFrame(frame.topic, id, result);
-}
-
-/** The `publish` function's answer as the ack, or its refusal as the error it names. */
-function publishedFrame(topic: string, id: string, result: unknown): PublishedFrame {
-  const r = (result ?? {}) as {
-    error?: { code?: unknown; message?: unknown };
-    id?: unknown;
-    cursor?: unknown;
-    duplicate?: unknown;
-  };
-  if (r.error) {
-    const code = String(r.error.code);
-    const message = String(r.error.message);
-    // Refusals of the request itself (the hook's replaced data too large, say).
-    throw code === 'too_large' ? new TooLargeError(message) : new PushwireError(code, message, 400);
-  }
-  if (r.id !== id) {
-    throw new UnavailableError('the publish answered unexpectedly: retry with the same id');
-  }
+  // A refusal: the hook's (hook_denied, hook_failed) or the request's (too_large).
+  if (r?.error) throw new PushwireError(r.error.code, r.error.message, 400);
+  if (r?.id !== id) throw new UnavailableError('publish failed: retry with the same id');
   return {
     type: 'published',
     topic,
@@ -179,38 +119,4 @@ function publishedFrame(topic: string, id: string, result: unknown): PublishedFr
     ...(typeof r.cursor === 'string' && { cursor: r.cursor }),
     ...(r.duplicate === true && { duplicate: true }),
   };
-}
-
-/** Calls the hook within its timeout; anything but a well-formed answer is a failure. */
-async function askHook(
-  hook: NonNullable<ClientPublishDeps['hook']>,
-  request: HookRequest,
-): Promise<HookAnswer> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new HookFailedError(`no answer within ${hook.timeoutMs} ms`)),
-      hook.timeoutMs,
-    );
-  });
-  let answer: unknown;
-  try {
-    answer = await Promise.race([hook.call(request), timeout]);
-  } catch (error) {
-    if (error instanceof HookFailedError) throw error;
-    throw new HookFailedError(error instanceof Error ? error.message.slice(0, 200) : 'error');
-  } finally {
-    clearTimeout(timer);
-  }
-  const a = answer as { allow?: unknown; reason?: unknown; data?: unknown } | null;
-  if (typeof a !== 'object' || a === null || typeof a.allow !== 'boolean') {
-    throw new HookFailedError('its answer has no boolean "allow"');
-  }
-  if (!a.allow) {
-    return {
-      allow: false,
-      ...(typeof a.reason === 'string' && { reason: a.reason.slice(0, 500) }),
-    };
-  }
-  return { allow: true, ...('data' in a && { data: a.data }) };
 }
