@@ -23,9 +23,35 @@ export interface Message {
   data: unknown;
   /** Set for a topic's messages. */
   topic?: string;
-  /** Position in its stream (the user's or the topic's); absent for broadcasts. */
+  /** Position in its stream (the user's or the topic's); absent for broadcasts and ephemeral messages. */
   cursor?: string;
+  /** The publishing user, for a message a client published. */
+  from?: string;
+  /** Live only: never stored, never replayed on resume (typing indicators, cursors). */
+  ephemeral?: true;
 }
+
+export interface PublishOptions {
+  /** The idempotency key (default: a random one); every retry reuses it, so it is delivered once. */
+  id?: string;
+  /** Whether this connection gets the message too (default true, as everyone else on the topic). */
+  echo?: boolean;
+  /** Live only: not stored, not replayed, no cursor. */
+  ephemeral?: boolean;
+}
+
+/** The server's acknowledgement of a publish. */
+export interface Published {
+  topic: string;
+  id: string;
+  /** Where it was stored in the topic's stream; absent when ephemeral. */
+  cursor?: string;
+  /** This id had been published before (an earlier attempt's ack was lost): delivered once all the same. */
+  duplicate?: true;
+}
+
+/** A refused publish: `code` is the server's (`forbidden`, `too_large`, `hook_denied`, ...) or `closed`. */
+export type PublishError = Error & { code: string };
 
 /** History no longer reached back to the last cursor: messages may be missing. */
 export interface Gap {
@@ -77,6 +103,11 @@ export interface Options {
   WebSocket?: SocketClass;
   /** Whose cursors these are (the storage key); by default the token's `sub`, read without verifying. */
   user?: string;
+  /**
+   * A publish not acknowledged within this long is sent again (same id), ms
+   * (default 10,000); one sent while disconnected goes at the next connection.
+   */
+  ackTimeout?: number;
   /** Ping period, ms (default 120,000; API Gateway closes a connection idle for 10 minutes). */
   pingInterval?: number;
   /** A ping unanswered this long means a dead socket, ms (default 20,000). */
@@ -137,6 +168,21 @@ export interface Frame {
   retryAfter?: number;
   /** In `authenticated` (not used: this client reconnects with a fresh token instead). */
   expiresAt?: number;
+  /** In a client-published `message`: its user. */
+  from?: string;
+  /** In a `message` not stored. */
+  ephemeral?: true;
+  /** In `published`: an earlier attempt with this id had been published. */
+  duplicate?: true;
+}
+
+/** A publish waiting for its ack: the frame (resent as is), its promise, its timer, its retries. */
+interface Pending {
+  f: { topic: string; id: string };
+  ok: (p: Published) => void;
+  no: (e: PublishError) => void;
+  t?: unknown;
+  n: number;
 }
 
 /** The host's optional globals, without depending on DOM or Node types. */
@@ -264,6 +310,8 @@ export class Pushwire {
   /** Per topic, the `ref` of its last `subscribe`: an error carrying it answers that topic. */
   private refs_: Record<string, string> = dict();
   private n_ = 0;
+  /** Publishes not acknowledged yet, by `ref`. */
+  private pubs_: Record<string, Pending> = dict();
   private listeners_: { [K in keyof Events]?: Set<Listener<K>> } = {};
 
   constructor(options: Options) {
@@ -313,7 +361,76 @@ export class Pushwire {
     this.abandon_();
     this.closed_(false);
     this.flush_();
+    for (const [ref, p] of Object.entries(this.pubs_)) {
+      this.end_(ref);
+      p.no(
+        Object.assign(new Error('closed before the publish was acknowledged'), { code: 'closed' }),
+      );
+    }
     this.set_('closed');
+  }
+
+  /**
+   * Publishes to a topic the token's `publish` claim allows. Resolves with
+   * the server's ack; until then the frame is sent again (same id, so it is
+   * delivered once) after `ackTimeout`, at every reconnection, and after a
+   * retryable refusal (`rate_limited`, `unavailable`, `internal`; at most 5).
+   * Rejects with the server's code otherwise, or `closed` at `close()`.
+   */
+  publish(topic: string, data: unknown, options: PublishOptions = {}): Promise<Published> {
+    if (!TOPIC.test(topic))
+      throw new TypeError(`pushwire: bad topic name ${JSON.stringify(topic)}`);
+    const ref = `p${++this.n_}`;
+    const f = {
+      action: 'publish',
+      topic,
+      data,
+      id: options.id ?? `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`,
+      ref,
+      ...(options.echo === false && { echo: false }),
+      ...(options.ephemeral && { ephemeral: true }),
+    };
+    return new Promise((ok, no) => {
+      this.pubs_[ref] = { f, ok, no, n: 0 };
+      if (this.up_) this.pub_(ref);
+    });
+  }
+
+  /** Sends a pending publish (again), and sends it again if no ack comes within `ackTimeout`. */
+  private pub_(ref: string, after?: number): void {
+    const p = this.pubs_[ref];
+    if (!p) return;
+    clearTimeout(p.t);
+    if (after === undefined) this.send_(p.f);
+    p.t = setTimeout(() => this.up_ && this.pub_(ref), after ?? this.o_.ackTimeout ?? 10_000);
+  }
+
+  /** The answer to a pending publish: its ack, a retry, or its refusal. */
+  private answer_(ref: string, frame: Frame): void {
+    const p = this.pubs_[ref] as Pending;
+    const code = String(frame.code);
+    if (
+      frame.type === 'error' &&
+      ['rate_limited', 'unavailable', 'internal'].includes(code) &&
+      ++p.n < 6
+    ) {
+      const backoff = Math.min(this.o_.maxDelay ?? 30_000, (this.o_.minDelay ?? 1000) * 2 ** p.n);
+      this.pub_(ref, (frame.retryAfter ?? 0) * 1000 + Math.random() * backoff);
+      return;
+    }
+    this.end_(ref);
+    if (frame.type === 'error') p.no(Object.assign(new Error(String(frame.message)), { code }));
+    else {
+      const ack: Published = { topic: p.f.topic, id: p.f.id };
+      if (frame.cursor) ack.cursor = frame.cursor;
+      if (frame.duplicate) ack.duplicate = true;
+      p.ok(ack);
+    }
+  }
+
+  private end_(ref: string): void {
+    clearTimeout(this.pubs_[ref]?.t);
+    delete this.pubs_[ref];
   }
 
   /** Subscribes to a topic, now and after every reconnection, resuming from its last cursor. */
@@ -423,6 +540,8 @@ export class Pushwire {
       // nobody post to a connection until `$connect` has returned).
       this.ping_now_();
       for (const topic of this.topics_) this.join_(topic);
+      // Not acknowledged on an earlier connection: again, with the same id.
+      for (const ref in this.pubs_) this.pub_(ref);
     };
     ws.onmessage = (event: { data: unknown }) => this.frame_(event.data);
     ws.onclose = () => this.closed_(this.state === 'connected');
@@ -635,7 +754,12 @@ export class Pushwire {
     } catch {
       return;
     }
-    const { type, topic } = frame;
+    const { type, topic, ref } = frame;
+    // A publish's answer (unless it also tells this connection to go: then it is sent again).
+    if (ref && this.pubs_[ref] && !RECONNECT_ON.includes(String(frame.code))) {
+      this.answer_(ref, frame);
+      return;
+    }
     if (type === 'pong') {
       clearTimeout(this.pong_);
       this.pong_ = undefined;
@@ -785,6 +909,8 @@ export class Pushwire {
     const message: Message = { id, data: frame.data };
     if (topic !== undefined) message.topic = topic;
     if (cursor !== undefined) message.cursor = cursor;
+    if (frame.from !== undefined) message.from = frame.from;
+    if (frame.ephemeral) message.ephemeral = true;
     this.emit_('message', message);
   }
 

@@ -19,6 +19,8 @@ export type PublishRequest = PublishTarget & {
   id?: string;
   /** Leave out this connection (the sender's own). */
   exceptConnectionId?: string;
+  /** Live only: not stored, never replayed, no cursor (typing indicators, cursors). */
+  ephemeral?: boolean;
 };
 
 export interface PublishResult {

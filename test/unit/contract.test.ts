@@ -63,7 +63,7 @@ describe('the documents', () => {
     // Spectral severities: 0 error, 1 warning, 2 information, 3 hint.
     const problems = diagnostics.filter((d) => d.severity <= 1);
     expect(problems.map((d) => `${d.path.join('.')}: ${d.message}`)).toEqual([]);
-    expect(document?.operations().length).toBe(6);
+    expect(document?.operations().length).toBe(7);
   });
 
   it('docs/openapi.yaml is valid OpenAPI 3.1 by the OpenAPI Initiative schema', async () => {
@@ -79,7 +79,10 @@ describe('the documents', () => {
     for (const [name, message] of Object.entries(asyncapi.components.messages)) {
       for (const example of (message as { examples?: { payload: unknown }[] }).examples ?? []) {
         count++;
-        if (name in ({ ping: 1, subscribe: 1, unsubscribe: 1, resume: 1, auth: 1 } as const))
+        if (
+          name in
+          ({ ping: 1, subscribe: 1, unsubscribe: 1, resume: 1, auth: 1, publish: 1 } as const)
+        )
           expect(parseClientFrame(JSON.stringify(example.payload))).toEqual(example.payload);
         else expect(serverFrameErrors(example.payload), name).toBeUndefined();
       }
@@ -126,8 +129,8 @@ describe('the check fails on what the contract does not describe', () => {
   });
 
   it('without a reporter swapped in, a violation is thrown (and fails the test that saw it)', () => {
-    expect(() => checkClientMessage('{"action":"publish","topic":"news"}')).toThrow(
-      /no client action "publish"/,
+    expect(() => checkClientMessage('{"action":"shout","topic":"news"}')).toThrow(
+      /no client action "shout"/,
     );
     // Claimed here, so useStack's afterEach check stays for real violations.
     expect(() => checkClientMessage('{"action":"ping","ref":""}')).toThrow(/ref/);
@@ -225,7 +228,8 @@ describe('the code is in step with the documents', () => {
     unsubscribed: { type: 1, topic: 1, ref: 1 },
     resumed: { type: 1, recovered: 1, topic: 1, cursor: 1, ref: 1 },
     authenticated: { type: 1, expiresAt: 1, ref: 1 },
-    message: { type: 1, id: 1, data: 1, cursor: 1, topic: 1 },
+    published: { type: 1, topic: 1, id: 1, cursor: 1, duplicate: 1, ref: 1 },
+    message: { type: 1, id: 1, data: 1, cursor: 1, topic: 1, from: 1, ephemeral: 1 },
     batch: { type: 1, messages: 1 },
     error: { type: 1, code: 1, message: 1, retryAfter: 1, topic: 1, ref: 1 },
   } satisfies { [K in ServerFrame['type']]: FieldsOf<K> };
@@ -262,6 +266,9 @@ describe('the code is in step with the documents', () => {
       ref: 1,
       retryAfter: 1,
       expiresAt: 1,
+      from: 1,
+      ephemeral: 1,
+      duplicate: 1,
     } satisfies Record<keyof ClientLibraryFrame, 1>;
     const documented = new Set(Object.values(serverFrameSchemas).flatMap((s) => docFields(s)));
     expect(Object.keys(clientFields).sort()).toEqual([...documented].sort());
@@ -278,6 +285,7 @@ describe('the code is in step with the documents', () => {
       data: 1,
       id: 1,
       exceptConnectionId: 1,
+      ephemeral: 1,
     } satisfies Keys<PublishRequest>;
     const publishResult = {
       id: 1,
