@@ -107,7 +107,8 @@ export const clientPublishing = /* @__PURE__ */ once((): ClientPublishDeps => {
   return {
     registry: registry(),
     relay: (envelope) => invokeJson(c.functionName, envelope),
-    ratePerSecond: c.ratePerSecond,
+    rate: c.rate,
+    windowSeconds: c.windowSeconds,
     maxBytes: c.maxBytes,
   };
 });

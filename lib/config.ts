@@ -122,10 +122,11 @@ const EnvSchema = v.object({
   // reads the same setting to grant the roles ManageConnections on them).
   WS_PEERS: v.optional(v.string()),
   // --- client publish (issue 16) ---
-  // Per connection: publishes per second (a fixed one-second window; Pusher
-  // allows 10), and the largest `data` (serialised, bytes; API Gateway takes
-  // frames of at most 32 KB from a client anyway).
+  // Per connection: publishes per window (a fixed window, 1 s by default;
+  // Pusher allows 10/s), and the largest `data` (serialised, bytes; API
+  // Gateway takes frames of at most 32 KB from a client anyway).
   CLIENT_PUBLISH_RATE: int('CLIENT_PUBLISH_RATE', 10, 1, 10_000),
+  CLIENT_PUBLISH_WINDOW_SECONDS: int('CLIENT_PUBLISH_WINDOW_SECONDS', 1, 1, 3_600),
   CLIENT_PUBLISH_MAX_BYTES: int('CLIENT_PUBLISH_MAX_BYTES', 32 * 1024, 16, 32 * 1024),
   // The function `$default` hands a client's publish to (the template sets it).
   PUBLISH_FUNCTION_NAME: v.optional(v.pipe(v.string(), v.minLength(1)), 'pushwire-local-publish'),
@@ -199,7 +200,8 @@ export interface Config {
   limits: { topicsPerConnection: number; connectionsPerUser: number; replaysPerMinute: number };
   /** Client publish (issue 16): its limits, the function it is handed to, the optional hook. */
   clientPublish: {
-    ratePerSecond: number;
+    rate: number;
+    windowSeconds: number;
     maxBytes: number;
     functionName: string;
     hook?: { functionName: string; topics: string[]; timeoutMs: number };
@@ -313,7 +315,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       replaysPerMinute: e.REPLAYS_PER_MINUTE,
     },
     clientPublish: {
-      ratePerSecond: e.CLIENT_PUBLISH_RATE,
+      rate: e.CLIENT_PUBLISH_RATE,
+      windowSeconds: e.CLIENT_PUBLISH_WINDOW_SECONDS,
       maxBytes: e.CLIENT_PUBLISH_MAX_BYTES,
       functionName: e.PUBLISH_FUNCTION_NAME,
       ...(e.PUBLISH_HOOK_FUNCTION && {

@@ -532,19 +532,22 @@ export class RedisRegistry implements ConnectionRegistry {
     return Number(count);
   }
 
-  async countPublish(connectionId: string): Promise<{ count: number; resetMs: number }> {
+  async countPublish(
+    connectionId: string,
+    windowMs: number,
+  ): Promise<{ count: number; resetMs: number }> {
     const key = this.keys.connectionPublishes(connectionId);
-    // A fixed one-second window, started by the first publish in it; it
-    // expires by itself, so remove() need not know it.
+    // A fixed window, started by the first publish in it; it expires by
+    // itself, so remove() need not know it.
     const replies = await this.#redis
       .multi()
-      .set(key, '0', 'PX', 1_000, 'NX')
+      .set(key, '0', 'PX', windowMs, 'NX')
       .incr(key)
       .pttl(key)
       .exec();
     const [error, count] = replies?.[1] ?? [new Error('no reply'), 0];
     if (error) throw error;
-    return { count: Number(count), resetMs: Math.max(0, Number(replies?.[2]?.[1] ?? 1_000)) };
+    return { count: Number(count), resetMs: Math.max(0, Number(replies?.[2]?.[1] ?? windowMs)) };
   }
 
   async endpointsKnown(endpoints: readonly string[]): Promise<boolean> {

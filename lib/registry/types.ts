@@ -189,10 +189,10 @@ export interface ConnectionRegistry {
   countReplay(connectionId: string, stream?: string, freeStreams?: number): Promise<number>;
   /**
    * Counts one client publish of this connection in the current fixed
-   * window (one second, started by its first publish): the count, and the
+   * window (`windowMs`, started by its first publish): the count, and the
    * window's time left (ms).
    */
-  countPublish(connectionId: string): Promise<{ count: number; resetMs: number }>;
+  countPublish(connectionId: string, windowMs: number): Promise<{ count: number; resetMs: number }>;
   /** Whether every one of these endpoints is one a connection was recorded with (lately). */
   endpointsKnown(endpoints: readonly string[]): Promise<boolean>;
 

@@ -48,7 +48,9 @@ export interface ClientPublishDeps {
   registry: Pick<ConnectionRegistry, 'countPublish'>;
   /** Runs the publish (the `publish` function): its result, or `{ error: { code, message } }`. */
   relay: (envelope: ClientPublishEnvelope) => Promise<unknown>;
-  ratePerSecond: number;
+  /** Publishes per connection per window of `windowSeconds`. */
+  rate: number;
+  windowSeconds: number;
   /** Largest `data`, serialised, in bytes. */
   maxBytes: number;
 }
@@ -74,10 +76,13 @@ export async function clientPublish(
   if (size > deps.maxBytes) {
     throw new TooLargeError(`data is ${size} bytes; a client may publish at most ${deps.maxBytes}`);
   }
-  const { count, resetMs } = await deps.registry.countPublish(connection.connectionId);
-  if (count > deps.ratePerSecond) {
+  const { count, resetMs } = await deps.registry.countPublish(
+    connection.connectionId,
+    deps.windowSeconds * 1000,
+  );
+  if (count > deps.rate) {
     throw new RateLimitedError(
-      `at most ${deps.ratePerSecond} publishes per connection per second`,
+      `at most ${deps.rate} publishes per connection per ${deps.windowSeconds} s`,
       Math.ceil(resetMs / 1000) || 1,
       topic,
     );
