@@ -104,6 +104,8 @@ async function startStandIns(facts: StackFacts) {
     ssm: await SsmStandIn.start(options, { [redisUrlParameter]: redisServer.url }),
     secrets: await SecretsManagerStandIn.start(options, { [jwtSecretArn]: jwtSecret }),
     invokeApi: await LambdaInvokeStandIn.start(options, async (name, payload) => {
+      // The deployment's publish hook (PUBLISH_HOOK_FUNCTION): not ours, so a stand-in.
+      if (name === hookName(facts)) return { ok: true, result: exampleHook(payload) };
       const sandbox = stackOf(facts.name).current;
       if (!sandbox) throw new Error('no sandbox running');
       const outcome = await sandbox.invoke(name, payload);
@@ -111,6 +113,16 @@ async function startStandIns(facts: StackFacts) {
     }),
   };
 }
+
+/** The publish hook each stack names (issue 16): its own function, outside pushwire. */
+const hookName = (facts: StackFacts) => `moderate-${facts.stage}`;
+/** What that hook answers: refuses `{deny}`, stamps everything else. */
+const exampleHook = (request: unknown) => {
+  const { data, userId } = request as { data: { deny?: boolean }; userId: string };
+  return data?.deny
+    ? { allow: false, reason: 'denied by the stand-in' }
+    : { allow: true, data: { ...data, checkedFor: userId } };
+};
 
 /** `{url}={region}:{api}/{stage}`: the peer's callback URL names no region (as a custom domain). */
 const peerEntry = (stack: Omit<Stack, 'packaged' | 'iam'>) =>
@@ -140,6 +152,7 @@ async function packageStack(
       FANOUT_CHUNK: String(FANOUT_CHUNK),
       FANOUT_PARALLEL_CHUNKS: '2',
       WS_PEERS: peerEntry(peer),
+      PUBLISH_HOOK_FUNCTION: hookName(facts),
     },
     resolver(facts),
   );
@@ -638,9 +651,14 @@ describe('two stacks (two stages, two regions) sharing one Redis, each naming th
   /** Connections by stack and user. */
   const held = new Map<string, string[]>();
 
-  async function connect(stack: Stack, userId: string, topics: string[] = []): Promise<string> {
+  async function connect(
+    stack: Stack,
+    userId: string,
+    topics: string[] = [],
+    publish: string[] = [],
+  ): Promise<string> {
     const connectionId = newConnectionId();
-    const token = await devToken(userId, { secret: stack.jwtSecret, topics });
+    const token = await devToken(userId, { secret: stack.jwtSecret, topics, publish });
     const sandbox = stack.current as LambdaSandbox;
     const reply = await sandbox.invokeOk<Reply>(
       'connect',
@@ -775,6 +793,54 @@ describe('two stacks (two stages, two regions) sharing one Redis, each naming th
         for (const id of members(stack))
           expect(stack.mgmt.postsTo(id).map((m) => (m as { data: unknown }).data)).toEqual(
             expect.arrayContaining([`topic-${self}`, `topic-http-${self}`]),
+          );
+    },
+  );
+
+  it.each([['A'], ['B']])(
+    "a client publish to %s's $default goes through its publish function and its hook (both invoked signed) to both APIs",
+    async (self) => {
+      const here = self === 'A' ? A : B;
+      const sender = await connect(here, `writer-${self}-2stacks`, [], [topic]);
+      const invocationsBefore = here.invokeApi.invocations.length;
+      // Act
+      const reply = await invoke<Reply>(
+        here,
+        'default',
+        frameEvent(here, sender, {
+          action: 'publish',
+          topic,
+          id: `client-${self}`,
+          data: { text: `from ${self}` },
+        }),
+      );
+      const denied = await invoke<Reply>(
+        here,
+        'default',
+        frameEvent(here, sender, { action: 'publish', topic, data: { deny: true } }),
+      );
+      // Assess
+      expect(replyFrame(reply)).toEqual({
+        type: 'published',
+        topic,
+        id: `client-${self}`,
+        cursor: expect.stringMatching(/^\d+-\d+$/),
+      });
+      expect(replyFrame(denied)).toMatchObject({ type: 'error', code: 'hook_denied' });
+      const invoked = here.invokeApi.invocations
+        .slice(invocationsBefore)
+        .map((i) => i.functionName);
+      expect(invoked.filter((n) => n === `pushwire-${here.facts.stage}-publish`)).toHaveLength(2);
+      expect(invoked.filter((n) => n === hookName(here.facts))).toHaveLength(2);
+      const expected = { text: `from ${self}`, checkedFor: `writer-${self}-2stacks` };
+      for (const stack of [A, B])
+        for (const id of members(stack))
+          expect(stack.mgmt.postsTo(id)).toContainEqual(
+            expect.objectContaining({
+              id: `client-${self}`,
+              from: `writer-${self}-2stacks`,
+              data: expected,
+            }),
           );
     },
   );
@@ -993,6 +1059,27 @@ describe("IAM: every request was allowed by its function's own role, and each gr
           action: 'execute-api:ManageConnections',
           resource: connection(f, 'POST'),
           why: 'kick posting',
+        },
+        {
+          stack,
+          roles: ['PushwireClientRole'],
+          action: 'lambda:InvokeFunction',
+          resource: `arn:aws:lambda:${f.region}:${ACCOUNT_ID}:function:pushwire-${f.stage}-deliver`,
+          why: '$default invoking anything but publish',
+        },
+        {
+          stack,
+          roles: ['PushwireClientRole', 'PushwireServiceRole', 'PushwireDeliverRole'],
+          action: 'lambda:InvokeFunction',
+          resource: `arn:aws:lambda:${f.region}:${ACCOUNT_ID}:function:${hookName(f)}`,
+          why: 'the publish hook invoked by any role but publish',
+        },
+        {
+          stack,
+          roles: ['PushwirePublishRole'],
+          action: 'lambda:InvokeFunction',
+          resource: `arn:aws:lambda:${f.region}:${ACCOUNT_ID}:function:${hookName(other.facts)}`,
+          why: "publish invoking another stage's hook",
         },
         {
           stack,
