@@ -111,8 +111,10 @@ export async function startDemoServer(options: DemoOptions): Promise<DemoServer>
           throw new BadRequest(
             'a user name is 1-256 printable characters without whitespace, "{", "}" or "|"',
           );
-        // Every topic allowed: a demo, not a policy.
-        return send(response, 200, { token: await devToken(user, { topics: ['*'] }) });
+        // Every topic allowed, and publishing to chat rooms: a demo, not a policy.
+        return send(response, 200, {
+          token: await devToken(user, { topics: ['*'], publish: ['chat:*'] }),
+        });
       }
       if (request.method === 'POST' && path === '/publish') {
         const [status, result] = await publish(await readJson(request));

@@ -445,4 +445,41 @@ describe('demo page', () => {
       await page.close();
     }
   });
+
+  it('chat room: a message sent from one page appears on both, and typing shows on the other only (issue 16)', async () => {
+    const [ann, bob] = [await browser.newPage(), await browser.newPage()];
+    try {
+      for (const [page, user] of [
+        [ann, 'chat-ann'],
+        [bob, 'chat-bob'],
+      ] as const) {
+        await page.goto(demo.url);
+        await page.fill('#user', user);
+        await page.click('#connect');
+        await page.waitForSelector('#state[data-state="connected"]');
+      }
+      // Both joined chat:lobby on connecting: type once both are members.
+      const room = stack.probe.keys.audience('topic', 'chat:lobby').keys;
+      await eventually(
+        async () => (await stack.probe.redis.zcard(room.live)) >= 2,
+        10_000,
+        'both pages in chat:lobby',
+      );
+      await bob.type('#chat-text', 'hi ann');
+      await ann.waitForSelector('#typing:has-text("chat-bob is typing")');
+      expect(await bob.textContent('#typing')).toBe('');
+      await bob.click('#chat-send');
+      for (const page of [ann, bob]) {
+        const line = page.locator('#chat-lines li', { hasText: 'hi ann' });
+        await line.waitFor();
+        expect(await line.textContent()).toBe('chat-bobhi ann');
+      }
+      // Bob's message ends his typing on Ann's page; the log does not show typing messages.
+      await ann.waitForSelector('#typing:text-is("")');
+      expect(await ann.locator('#messages li', { hasText: 'typing' }).count()).toBe(0);
+    } finally {
+      await ann.close();
+      await bob.close();
+    }
+  });
 });
