@@ -58,6 +58,12 @@ describe('loadConfig', () => {
       callbackRegion: 'us-east-1',
       replay: { budgetMs: 5_000, graceMs: 2_000 },
       events: { types: [], bus: 'default', outboxMax: 100_000 },
+      clientPublish: {
+        rate: 10,
+        windowSeconds: 1,
+        maxBytes: 32 * 1024,
+        functionName: 'pushwire-local-publish',
+      },
     });
   });
 
@@ -97,6 +103,13 @@ describe('loadConfig', () => {
       AWS_ACCESS_KEY_ID: 'ASIAEXAMPLE',
       AWS_SECRET_ACCESS_KEY: 'secret',
       AWS_SESSION_TOKEN: 'token',
+      CLIENT_PUBLISH_RATE: '50',
+      CLIENT_PUBLISH_WINDOW_SECONDS: '10',
+      CLIENT_PUBLISH_MAX_BYTES: '4096',
+      PUBLISH_FUNCTION_NAME: 'pushwire-prod-publish',
+      PUBLISH_HOOK_FUNCTION: 'arn:aws:lambda:eu-central-1:123456789012:function:moderate',
+      PUBLISH_HOOK_TOPICS: 'chat:*, support:* ,',
+      PUBLISH_HOOK_TIMEOUT_MS: '500',
     };
 
     // Act
@@ -143,6 +156,31 @@ describe('loadConfig', () => {
         endpoint: 'http://localhost:4010',
       },
       credentials: { accessKeyId: 'ASIAEXAMPLE', secretAccessKey: 'secret', sessionToken: 'token' },
+      clientPublish: {
+        rate: 50,
+        windowSeconds: 10,
+        maxBytes: 4096,
+        functionName: 'pushwire-prod-publish',
+        hook: {
+          functionName: 'arn:aws:lambda:eu-central-1:123456789012:function:moderate',
+          topics: ['chat:*', 'support:*'],
+          timeoutMs: 500,
+        },
+      },
+    });
+  });
+
+  it('refuses a client publish size over 32 KB and hook topics that are not grant patterns', () => {
+    expect(refusal({ ...MINIMAL, CLIENT_PUBLISH_MAX_BYTES: '40000' }).message).toContain(
+      'CLIENT_PUBLISH_MAX_BYTES must be an integer from 16 to 32768',
+    );
+    expect(
+      refusal({ ...MINIMAL, PUBLISH_HOOK_FUNCTION: 'h', PUBLISH_HOOK_TOPICS: 'chat*' }).message,
+    ).toContain('PUBLISH_HOOK_TOPICS must be comma-separated topic names');
+    expect(loadConfig({ ...MINIMAL, PUBLISH_HOOK_FUNCTION: 'h' }).clientPublish.hook).toEqual({
+      functionName: 'h',
+      topics: ['*'],
+      timeoutMs: 2_000,
     });
   });
 

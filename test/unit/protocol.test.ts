@@ -88,7 +88,7 @@ describe('parseClientFrame refuses bad frames with a code', () => {
   });
 
   it.each([
-    ['an unknown action', '{"action":"publish","topic":"x"}', /"publish"/],
+    ['an unknown action', '{"action":"shout","topic":"x"}', /"shout"/],
     ['no action', '{"topic":"x"}', /null/],
     ['a numeric action', '{"action":1}', /1/],
   ])('answers unknown_action for %s and lists the known actions', (_label, body, named) => {
