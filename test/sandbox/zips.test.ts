@@ -7,11 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUNDLE_LIMITS } from '../../bench/bundles.js';
 import { type RedisServer, startRedisServer } from '../../scripts/redis-server.js';
 import { devToken } from '../../scripts/token.js';
+import { eventDetailErrors } from '../helpers/events-schema.js';
 import { resolver, type StackFacts, StackIam } from './iam.js';
 import { LambdaSandbox, type Packaged, packageService } from './lambda-sandbox.js';
 import { NODE_VERSIONS, type NodeMajor, nodeBinary } from './node-runtimes.js';
 import {
   ACCOUNT_ID,
+  EventBridgeStandIn,
   Keyring,
   LambdaInvokeStandIn,
   ManagementApiStandIn,
@@ -55,6 +57,10 @@ interface Stack {
   ssm: SsmStandIn;
   secrets: SecretsManagerStandIn;
   invokeApi: LambdaInvokeStandIn;
+  /** Where its `events` relay sends lifecycle events (EVENTS=all). */
+  eventBridge: EventBridgeStandIn;
+  /** EVENTS_BUS: A the default bus, B a bus of its own (the role names it). */
+  eventsBus: string;
   packaged: Packaged;
   iam: StackIam;
   current?: LambdaSandbox | undefined;
@@ -100,6 +106,8 @@ async function startStandIns(facts: StackFacts) {
     jwtSecretArn,
     redisUrlParameter,
     domain: `${facts.apiId}.execute-api.${facts.region}.amazonaws.com`,
+    eventsBus: facts.name === 'a' ? 'default' : `pushwire-${facts.stage}-lifecycle`,
+    eventBridge: await EventBridgeStandIn.start(options),
     mgmt: await ManagementApiStandIn.start({ ...options, stage: facts.stage, apiId: facts.apiId }),
     ssm: await SsmStandIn.start(options, { [redisUrlParameter]: redisServer.url }),
     secrets: await SecretsManagerStandIn.start(options, { [jwtSecretArn]: jwtSecret }),
@@ -140,6 +148,10 @@ async function packageStack(
       FANOUT_CHUNK: String(FANOUT_CHUNK),
       FANOUT_PARALLEL_CHUNKS: '2',
       WS_PEERS: peerEntry(peer),
+      // Every lifecycle event, relayed by the `events` zip to the stand-in bus.
+      EVENTS: 'all',
+      EVENTS_BUS: self.eventsBus,
+      AWS_ENDPOINT_URL_EVENTBRIDGE: self.eventBridge.url,
     },
     resolver(facts),
   );
@@ -166,6 +178,7 @@ afterAll(async () => {
     await stack.mgmt.stop();
     await stack.ssm.stop();
     await stack.secrets.stop();
+    await stack.eventBridge.stop();
   }
   for (const dir of packageDirs) rmSync(dir, { recursive: true, force: true });
   await redis?.quit();
@@ -194,6 +207,7 @@ it('packages every function for a Node runtime the sandbox runs, its environment
     'default',
     'deliver',
     'disconnect',
+    'events',
     'http',
     'kick',
     'presence',
@@ -206,6 +220,8 @@ it('packages every function for a Node runtime the sandbox runs, its environment
       expect(Object.keys(NODE_VERSIONS).map((m) => `nodejs${m}.x`)).toContain(fn.runtime);
       expect(fn.environment['WS_CALLBACK_URL']).toBe(stack.mgmt.url);
       expect(fn.environment['FANOUT_CHUNK']).toBe(String(FANOUT_CHUNK));
+      expect(fn.environment['EVENTS']).toBe('all');
+      expect(fn.environment['EVENTS_BUS']).toBe(stack.eventsBus);
       // The template names this API's own endpoint (deliver's allow-list).
       expect(fn.environment['WS_API_ENDPOINT']).toBe(
         `https://${stack.domain}/${stack.facts.stage}`,
@@ -331,15 +347,19 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
     let alice1: string;
     let alice2: string;
     let bob: string;
+    let refusedId: string;
+    let stray: string;
+    let gone: string;
     const members: string[] = [];
 
     it('$connect takes a token and refuses a bad one with 401', async () => {
       alice1 = await connect(user('alice'), [topic]);
       alice2 = await connect(user('alice'), [topic]);
       bob = await connect(user('bob'));
+      refusedId = newConnectionId();
       const refused = await sandbox.invokeOk<Reply>(
         'connect',
-        connectEvent(A, newConnectionId(), { token: 'not.a.token' }),
+        connectEvent(A, refusedId, { token: 'not.a.token' }),
       );
       expect(refused.statusCode).toBe(401);
     });
@@ -434,7 +454,7 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
 
     it('a frame from a connection the registry does not hold is answered and closed (DELETE)', async () => {
       // Prepare: API Gateway holds it, Redis does not (its records expired)
-      const stray = newConnectionId();
+      stray = newConnectionId();
       A.mgmt.open(stray);
       // Act
       await send(stray, { action: 'subscribe', topic });
@@ -487,7 +507,7 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
 
     it('a connection that went away is pruned at the next publish (410)', async () => {
       // Prepare
-      const gone = members.pop() as string;
+      gone = members.pop() as string;
       A.mgmt.drop(gone);
       // Act
       const result = await sandbox.invokeOk<Record<string, unknown>>('publish', {
@@ -610,6 +630,58 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       });
     });
 
+    it('the events function sends every lifecycle event of the run with signed PutEvents', async () => {
+      // Prepare
+      const before = A.eventBridge.events.length;
+      // Act: a drain now (scheduled every minute in AWS).
+      const result = await sandbox.invokeOk<{ sent: number; failed: number }>('events', {
+        once: true,
+      });
+      // Assess: what this run's connections did, each once, as EventBridge events.
+      const sent = A.eventBridge.events.slice(before);
+      expect(result).toEqual({ sent: sent.length, failed: 0 });
+      expect(A.eventBridge.signatureFailures).toEqual([]);
+      expect(A.eventBridge.malformed).toEqual([]);
+      const of = (id: string) =>
+        sent
+          .filter((e) => e.detail['connectionId'] === id)
+          .map((e) => [e.detailType, e.detail['reason'] ?? e.detail['topic'] ?? e.detail['code']]);
+      expect(of(alice1)).toEqual([
+        ['pushwire.connected', undefined],
+        ['pushwire.subscribed', topic],
+      ]);
+      expect(of(alice2)).toEqual([
+        ['pushwire.connected', undefined],
+        ['pushwire.disconnected', 'client_close'],
+      ]);
+      expect(of(bob)).toEqual([
+        ['pushwire.connected', undefined],
+        ['pushwire.disconnected', 'kick'],
+      ]);
+      expect(of(gone)).toEqual([
+        ['pushwire.connected', undefined],
+        ['pushwire.subscribed', topic],
+        ['pushwire.disconnected', 'gone'],
+      ]);
+      expect(of(refusedId)).toEqual([['pushwire.refused', 'unauthorized']]);
+      expect(of(stray)).toEqual([['pushwire.refused', 'unknown_connection']]);
+      expect(new Set(sent.map((e) => e.detail['eventId'])).size).toBe(sent.length);
+      for (const event of sent) {
+        expect(event).toMatchObject({
+          stack: 'a',
+          functionKey: 'events',
+          source: 'pushwire',
+          bus: 'default',
+          busArn: `arn:aws:events:${A.facts.region}:${ACCOUNT_ID}:event-bus/default`,
+        });
+        expect(event.detail).toMatchObject({ stage: A.facts.stage, eventId: expect.any(String) });
+        expect(
+          eventDetailErrors(event.detailType.replace('pushwire.', ''), event.detail),
+          JSON.stringify(event.detail),
+        ).toEqual([]);
+      }
+    });
+
     it('loaded nothing but Node built-ins, and nothing failed or crashed', () => {
       expect(sandbox.foreignModules).toEqual([]);
       expect(sandbox.problems).toEqual([]);
@@ -619,6 +691,7 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       // The secrets came from SSM and Secrets Manager, signed (issue 9), and nowhere else.
       expect(A.ssm.signatureFailures).toEqual([]);
       expect(A.secrets.signatureFailures).toEqual([]);
+      expect(A.eventBridge.signatureFailures).toEqual([]);
       expect(new Set(A.ssm.reads)).toEqual(new Set([A.redisUrlParameter]));
       expect(new Set(A.secrets.reads)).toEqual(new Set([A.jwtSecretArn]));
       expect(sandbox.output()).not.toContain(A.jwtSecret);
