@@ -709,7 +709,7 @@ describe('two stacks (two stages, two regions) sharing one Redis, each naming th
   const topic = 'both-stacks';
   const users = { carol: 'carol-2stacks', dave: 'dave-2stacks', erin: 'erin-2stacks' };
   /** Connections by stack and user. */
-  const held = new Map<string, string[]>();
+  const heldBy = new Map<string, string[]>();
 
   async function connect(stack: Stack, userId: string, topics: string[] = []): Promise<string> {
     const connectionId = newConnectionId();
@@ -721,13 +721,13 @@ describe('two stacks (two stages, two regions) sharing one Redis, each naming th
     );
     expect(reply.statusCode).toBe(200);
     stack.mgmt.open(connectionId);
-    held.set(`${stack.facts.name}:${userId}`, [
-      ...(held.get(`${stack.facts.name}:${userId}`) ?? []),
+    heldBy.set(`${stack.facts.name}:${userId}`, [
+      ...(heldBy.get(`${stack.facts.name}:${userId}`) ?? []),
       connectionId,
     ]);
     return connectionId;
   }
-  const on = (stack: Stack, userId: string) => held.get(`${stack.facts.name}:${userId}`) ?? [];
+  const on = (stack: Stack, userId: string) => heldBy.get(`${stack.facts.name}:${userId}`) ?? [];
   const invoke = <T = Record<string, unknown>>(stack: Stack, fn: string, event: unknown) =>
     (stack.current as LambdaSandbox).invokeOk<T>(fn, event);
   const rest = (stack: Stack, path: string, body: unknown) => ({
@@ -762,7 +762,11 @@ describe('two stacks (two stages, two regions) sharing one Redis, each naming th
           'default',
           frameEvent(stack, id, { action: 'subscribe', topic }),
         );
-        expect(replyFrame(reply)).toEqual({ type: 'subscribed', topic });
+        expect(replyFrame(reply)).toEqual({
+          type: 'subscribed',
+          topic,
+          cursor: expect.stringMatching(/^\d+-\d+$/),
+        });
       }
     }
   }, 180_000);
@@ -906,12 +910,71 @@ describe('two stacks (two stages, two regions) sharing one Redis, each naming th
     });
   });
 
+  it('each stack relays the events its own functions saw, once, to its own bus and in its stage', async () => {
+    // Prepare
+    const before = new Map([A, B].map((stack) => [stack, stack.eventBridge.events.length]));
+    const sent = (stack: Stack) => stack.eventBridge.events.slice(before.get(stack));
+    const held = (stack: Stack) =>
+      [...heldBy.entries()]
+        .filter(([key]) => key.startsWith(`${stack.facts.name}:`))
+        .flatMap(([, ids]) => ids)
+        .sort();
+    const ids = (stack: Stack, type: string, reason?: string) =>
+      sent(stack)
+        .filter(
+          (e) =>
+            e.detailType === `pushwire.${type}` &&
+            (reason === undefined || e.detail['reason'] === reason),
+        )
+        .map((e) => e.detail['connectionId'] as string)
+        .sort();
+    // Act: B's relay first (one outbox for both stacks would give it A's events too)
+    const relayedB = await invoke(B, 'events', { once: true });
+    const relayedA = await invoke(A, 'events', { once: true });
+    // Assess
+    expect(relayedA).toEqual({ sent: sent(A).length, failed: 0 });
+    expect(relayedB).toEqual({ sent: sent(B).length, failed: 0 });
+    for (const stack of [A, B]) {
+      // $connect and $default run on the stack holding the connection
+      expect(ids(stack, 'connected')).toEqual(held(stack));
+      expect(ids(stack, 'subscribed')).toEqual(
+        [0, 1, 2, 3].flatMap((i) => on(stack, `member${i}-${stack.facts.name}-2stacks`)).sort(),
+      );
+      for (const event of sent(stack)) {
+        expect(event).toMatchObject({
+          stack: stack.facts.name,
+          functionKey: 'events',
+          source: 'pushwire',
+          bus: stack.eventsBus,
+          busArn: `arn:aws:events:${stack.facts.region}:${ACCOUNT_ID}:event-bus/${stack.eventsBus}`,
+        });
+        expect(event.detail['stage']).toBe(stack.facts.stage);
+        expect(
+          eventDetailErrors(event.detailType.replace('pushwire.', ''), event.detail),
+          JSON.stringify(event.detail),
+        ).toEqual([]);
+      }
+    }
+    // A kick is reported by the stack whose function removed the records, on both APIs.
+    expect(ids(A, 'disconnected', 'kick')).toEqual(
+      [...on(A, users.dave), ...on(B, users.dave)].sort(),
+    );
+    expect(ids(B, 'disconnected', 'kick')).toEqual(
+      [...on(A, users.erin), ...on(B, users.erin)].sort(),
+    );
+    expect(ids(A, 'disconnected', 'client_close')).toEqual([on(A, users.carol)[0]]);
+    expect(ids(B, 'disconnected', 'client_close')).toEqual([]);
+    const eventIds = [...sent(A), ...sent(B)].map((e) => e.detail['eventId']);
+    expect(new Set(eventIds).size).toBe(eventIds.length);
+  });
+
   it('nothing failed, crashed or was refused for its signature, in either stack', () => {
     for (const stack of [A, B]) {
       expect(stack.current?.problems).toEqual([]);
       expect(stack.current?.foreignModules).toEqual([]);
-      for (const api of [stack.mgmt, stack.invokeApi, stack.ssm, stack.secrets])
+      for (const api of [stack.mgmt, stack.invokeApi, stack.ssm, stack.secrets, stack.eventBridge])
         expect(api.signatureFailures).toEqual([]);
+      expect(stack.eventBridge.malformed).toEqual([]);
     }
   });
 });
@@ -949,8 +1012,19 @@ describe("IAM: every request was allowed by its function's own role, and each gr
           'lambda:InvokeFunction',
           'ssm:GetParameter',
           'secretsmanager:GetSecretValue',
+          'events:PutEvents',
         ]),
       );
+    // Lifecycle events were put by each stack's relay alone, on its own bus.
+    const puts = log.requests
+      .filter((r) => r.action === 'events:PutEvents')
+      .map((r) => `${r.stack}:${r.functionKey} ${r.resource}`);
+    expect(new Set(puts)).toEqual(
+      new Set([
+        `a:events ${A.eventBridge.busArn(A.eventsBus)}`,
+        `b:events ${B.eventBridge.busArn(B.eventsBus)}`,
+      ]),
+    );
     // Posts crossed to the peer in both directions.
     expect(
       log.requests.some((r) => r.stack === 'a' && r.resource.includes(`:${STACK_B.apiId}/`)),
@@ -1063,9 +1137,51 @@ describe("IAM: every request was allowed by its function's own role, and each gr
         {
           stack,
           roles: ['PushwireKickRole'],
+          action: 'lambda:InvokeFunction',
+          resource: `arn:aws:lambda:${f.region}:${ACCOUNT_ID}:function:pushwire-${f.stage}-deliver`,
+          why: 'kick invoking',
+        },
+        {
+          stack,
+          roles: everyRole.filter((role) => role !== 'PushwireEventsRole'),
+          action: 'events:PutEvents',
+          resource: stack.eventBridge.busArn(stack.eventsBus),
+          why: 'any role but the relay putting lifecycle events',
+        },
+        {
+          stack,
+          roles: everyRole,
+          action: 'events:PutEvents',
+          resource: stack.eventBridge.busArn(other.eventsBus),
+          why: 'putting events on a bus other than the configured one',
+        },
+        {
+          stack,
+          roles: everyRole,
+          action: 'events:PutEvents',
+          resource: `arn:aws:events:${other.facts.region}:${ACCOUNT_ID}:event-bus/${stack.eventsBus}`,
+          why: 'putting events on a bus of that name in another region',
+        },
+        {
+          stack,
+          roles: ['PushwireEventsRole'],
           action: 'execute-api:ManageConnections',
           resource: connection(f, 'POST'),
-          why: 'kick posting',
+          why: 'the events relay posting to a connection',
+        },
+        {
+          stack,
+          roles: ['PushwireEventsRole'],
+          action: 'execute-api:ManageConnections',
+          resource: connection(f, 'DELETE'),
+          why: 'the events relay closing a connection',
+        },
+        {
+          stack,
+          roles: ['PushwireEventsRole'],
+          action: 'lambda:InvokeFunction',
+          resource: `arn:aws:lambda:${f.region}:${ACCOUNT_ID}:function:pushwire-${f.stage}-deliver`,
+          why: 'the events relay invoking',
         },
         {
           stack,
@@ -1134,6 +1250,6 @@ describe("IAM: every request was allowed by its function's own role, and each gr
           );
       }
     expect(allowed).toEqual([]);
-    expect(evaluated).toBeGreaterThan(60);
+    expect(evaluated).toBeGreaterThan(90);
   });
 });
