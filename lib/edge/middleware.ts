@@ -6,8 +6,9 @@ import { PushwireError, type RateLimitedError, toPublicError } from '../errors.j
 import type { EventSink } from '../events/types.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { type MetricsRecorder, recordBy } from '../observability/metrics.js';
-import { callbackEndpoint, frameBody, WebSocketEvent } from './events.js';
-import { encodeFrame } from './protocol.js';
+import { callbackEndpoint } from '../protocol/endpoint.js';
+import { encodeFrame } from '../protocol/frames.js';
+import { frameBody, WebSocketEvent } from './events.js';
 
 export interface WebSocketResponse {
   statusCode: number;
