@@ -755,9 +755,11 @@ export class Pushwire {
       return;
     }
     const { type, topic, ref } = frame;
-    // A publish's answer (unless it also tells this connection to go: then it is sent again).
-    if (ref && this.pubs_[ref] && !RECONNECT_ON.includes(String(frame.code))) {
-      this.answer_(ref, frame);
+    // A publish's answer (unless it also tells this connection to go: then it
+    // is sent again). One to a publish already settled (an earlier attempt's
+    // ack came first) is dropped.
+    if (ref?.[0] === 'p' && !RECONNECT_ON.includes(String(frame.code))) {
+      if (this.pubs_[ref]) this.answer_(ref, frame);
       return;
     }
     if (type === 'pong') {

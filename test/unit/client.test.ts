@@ -1330,3 +1330,136 @@ describe('names that are also Object.prototype members (found by the model test,
     );
   });
 });
+
+describe('publish (issue 16, docs/protocol.md PW-P)', () => {
+  const publishes = (s: FakeSocket) => s.sent.filter((f) => f['action'] === 'publish');
+  const refOf = (s: FakeSocket) => s.refs.filter((r) => r.action === 'publish').at(-1)?.ref;
+
+  it('resolves with the ack; sends the same frame (same id) after ackTimeout and on the next connection', async () => {
+    // Prepare
+    const { pw } = await connected({ ackTimeout: 5_000 });
+    const first = last();
+
+    // Act: no ack within ackTimeout, then the connection drops, then the ack comes.
+    const acked = pw.publish('chat:1', { text: 'hi' });
+    await vi.advanceTimersByTimeAsync(5_000);
+    first.drop();
+    await vi.advanceTimersByTimeAsync(1_000);
+    last().accept('c2');
+    const again = publishes(last());
+    last().receive({
+      type: 'published',
+      topic: 'chat:1',
+      id: again[0]?.['id'],
+      cursor: '5-0',
+      duplicate: true,
+      ref: refOf(last()),
+    });
+
+    // Assess
+    const [sent, resent] = publishes(first);
+    expect(sent).toEqual({
+      action: 'publish',
+      topic: 'chat:1',
+      data: { text: 'hi' },
+      id: expect.any(String),
+    });
+    expect(resent).toEqual(sent);
+    expect(again).toEqual([sent]);
+    expect(await acked).toEqual({
+      topic: 'chat:1',
+      id: sent?.['id'],
+      cursor: '5-0',
+      duplicate: true,
+    });
+  });
+
+  it('passes echo and ephemeral on, and takes the id given', async () => {
+    const { pw } = await connected();
+    void pw.publish('t', 1, { id: 'mine', echo: false, ephemeral: true });
+    expect(publishes(last())).toEqual([
+      { action: 'publish', topic: 't', data: 1, id: 'mine', echo: false, ephemeral: true },
+    ]);
+  });
+
+  it('retries rate_limited after retryAfter; rejects a refusal with its code; drops an answer to a settled publish', async () => {
+    // Prepare
+    const { pw, events } = await connected();
+    const limited = pw.publish('t', 1);
+    const ref = refOf(last());
+
+    // Act
+    last().receive({
+      type: 'error',
+      code: 'rate_limited',
+      message: 'wait',
+      retryAfter: 2,
+      topic: 't',
+      ref,
+    });
+    await vi.advanceTimersByTimeAsync(1_900);
+    const before = publishes(last()).length;
+    await vi.advanceTimersByTimeAsync(5_000);
+    const after = publishes(last()).length;
+    last().receive({
+      type: 'published',
+      topic: 't',
+      id: publishes(last())[0]?.['id'],
+      cursor: '1-0',
+      ref,
+    });
+    // A late answer to the earlier attempt: the publish is settled, nothing else happens.
+    last().receive({ type: 'error', code: 'unavailable', message: 'late', ref });
+    const refused = pw.publish('t', 2);
+    last().receive({
+      type: 'error',
+      code: 'hook_denied',
+      message: 'refused: no',
+      ref: refOf(last()),
+    });
+
+    // Assess
+    expect([before, after]).toEqual([1, 2]);
+    expect(await limited).toMatchObject({ cursor: '1-0' });
+    await expect(refused).rejects.toMatchObject({ code: 'hook_denied', message: 'refused: no' });
+    // Neither the rate limit (no topic re-joined) nor the late error reached the app's error events.
+    expect(events.error).toEqual([]);
+    expect(last().sent.filter((f) => f['action'] === 'subscribe')).toEqual([]);
+  });
+
+  it('hands over from and ephemeral; an ephemeral message moves no cursor', async () => {
+    const { pw, events } = await connected();
+    pw.subscribe('room');
+    last().receive({ type: 'subscribed', topic: 'room', cursor: '1800000000000-0' });
+    last().receive({ ...message('m1', '1800000010000-0', 'room'), from: 'bob' });
+    last().receive({
+      type: 'message',
+      id: 'e1',
+      topic: 'room',
+      from: 'bob',
+      ephemeral: true,
+      data: 'typing',
+    });
+    expect(events.message).toEqual([
+      { id: 'm1', topic: 'room', cursor: '1800000010000-0', from: 'bob', data: { id: 'm1' } },
+      { id: 'e1', topic: 'room', from: 'bob', ephemeral: true, data: 'typing' },
+    ]);
+    // The next connection resumes the topic from the stored message (less reorderWindow), not past it.
+    last().drop();
+    await vi.advanceTimersByTimeAsync(1_000);
+    last().accept('c2');
+    expect(last().sent.find((f) => f['action'] === 'subscribe')).toEqual({
+      action: 'subscribe',
+      topic: 'room',
+      since: '1800000005000-0',
+    });
+    expect(pw.topics).toEqual(['room']);
+  });
+
+  it('rejects what is pending with closed at close()', async () => {
+    const { pw } = await connected();
+    const pending = pw.publish('t', 1);
+    pw.close();
+    await expect(pending).rejects.toMatchObject({ code: 'closed' });
+  });
+});
