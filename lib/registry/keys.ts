@@ -65,6 +65,8 @@ export interface Keys {
   epoch(): string;
   /** LIST of lifecycle event records waiting for the `events` relay (lib/events/outbox.ts). */
   events(): string;
+  /** HASH: the deployment's token bucket for management API posts (lib/delivery/pace.lua); TTL 60 s. */
+  pace(): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -98,6 +100,7 @@ export function createKeys(prefix: string): Keys {
     endpoints: () => `${prefix}endpoints`,
     epoch: () => `${prefix}{${prefix}endpoints}:epoch`,
     events: () => `${prefix}events`,
+    pace: () => `${prefix}{${prefix}pace}`,
   };
 }
 
