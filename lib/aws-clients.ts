@@ -71,8 +71,8 @@ function pacedLane(lane: 'small' | 'bulk'): Gateway {
     let told = false;
     const pacer = new Pacer({
       limiter: new RedisPaceLimiter(redis(), registry().keys.pace(), { rate, burst }),
-      // About 10 ms of the rate per round trip, within the fan-out's concurrency.
-      batch: Math.max(1, Math.min(c.fanout.concurrency, Math.ceil(rate / 100))),
+      // About 50 ms of the rate per round trip (a loaded Redis or event loop must not cap the rate), within the fan-out's concurrency.
+      batch: Math.max(1, Math.min(c.fanout.concurrency, Math.ceil(rate / 20))),
       keep: lane === 'bulk' ? reserve : 0,
       onError: (error) => {
         if (told) return;
