@@ -17,7 +17,14 @@ import { join } from 'node:path';
 import { loadConfig } from '../lib/config.js';
 import type { RedisRegistry } from '../lib/registry/redis.js';
 import { startRedisServer } from '../scripts/redis-server.js';
-import { AWS_ENV, JWT_SECRET, PREFIX, root, stopAllChildren } from './common.js';
+import {
+  AWS_ENV,
+  JWT_SECRET,
+  killAllChildrenNow,
+  PREFIX,
+  root,
+  stopAllChildren,
+} from './common.js';
 import { publishDeps } from './fanout.js';
 import { startMgmtServer } from './mgmt.js';
 import { benchPaced, type PacedSettings } from './paced.js';
@@ -30,6 +37,8 @@ const num = (name: string, fallback: number) => Number(arg(name, String(fallback
 async function main(): Promise<void> {
   Object.assign(process.env, AWS_ENV);
   const redisServer = await startRedisServer();
+  const spawned = redisServer.process;
+  process.on('exit', () => spawned.kill('SIGKILL'));
   const redis = client(redisServer.url);
   const mgmt = await startMgmtServer();
   const out = join(root(), 'bench', 'paced-results.json');
@@ -99,6 +108,14 @@ async function main(): Promise<void> {
     await redisServer.stop();
   }
 }
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    killAllChildrenNow();
+    process.exit(130); // 'exit' also stops the private redis-server
+  });
+}
+process.on('exit', killAllChildrenNow);
 
 main().catch((error: unknown) => {
   console.error(error);

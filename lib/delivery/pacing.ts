@@ -1,5 +1,5 @@
 import type { Cluster, Redis, Result } from 'ioredis';
-import { defaultSleep, type Gateway, type GatewayResult } from '../gateway/gateway.js';
+import { defaultSleep, type Gateway, type GatewayResult, isThrottled } from '../gateway/gateway.js';
 import paceLua from './pace.lua';
 
 /**
@@ -172,23 +172,36 @@ export class Pacer {
   }
 }
 
+/** Times a post still throttled after the gateway's own retries goes back to wait for a token. */
+const PACED_ROUNDS = 3;
+
 /**
  * A gateway whose every post and close first takes a token. Retries after a
- * 429 inside the inner gateway take none: they are rare by construction, and
- * the throttle they answer lowers the shared rate (Pacer.throttled, wired to
- * the gateway's onThrottle) for everyone.
+ * 429 inside the inner gateway take none (they are rare by construction, and
+ * each 429 lowers the shared rate: Pacer.throttled, wired to the gateway's
+ * onThrottle); a call still throttled once those are spent queues for a token
+ * again, up to PACED_ROUNDS times within the deadline, rather than failing
+ * (and closing its connection) while the lowered rate lets it through.
  */
 export function pacedGateway(inner: Gateway, pacer: Pacer): Gateway {
+  const paced = (send: () => Promise<GatewayResult>, deadline?: number) => {
+    const round = (n: number): Promise<GatewayResult> => {
+      const attempt = () =>
+        send().catch((error: unknown) => {
+          if (!isThrottled(error) || n >= PACED_ROUNDS || Date.now() >= (deadline ?? Infinity))
+            throw error;
+          pacer.throttled();
+          return round(n + 1);
+        });
+      const wait = pacer.acquire();
+      return wait === undefined ? attempt() : wait.then(attempt);
+    };
+    return round(1);
+  };
   return {
-    post(endpoint, connectionId, data, deadline): Promise<GatewayResult> {
-      const wait = pacer.acquire();
-      if (wait === undefined) return inner.post(endpoint, connectionId, data, deadline);
-      return wait.then(() => inner.post(endpoint, connectionId, data, deadline));
-    },
-    close(endpoint, connectionId, deadline): Promise<GatewayResult> {
-      const wait = pacer.acquire();
-      if (wait === undefined) return inner.close(endpoint, connectionId, deadline);
-      return wait.then(() => inner.close(endpoint, connectionId, deadline));
-    },
+    post: (endpoint, connectionId, data, deadline) =>
+      paced(() => inner.post(endpoint, connectionId, data, deadline), deadline),
+    close: (endpoint, connectionId, deadline) =>
+      paced(() => inner.close(endpoint, connectionId, deadline), deadline),
   };
 }

@@ -96,6 +96,55 @@ describe('Pacer', () => {
     expect(limiter.asked).toHaveLength(1);
   });
 
+  it('sends a post still throttled after the gateway retries back for a token, and lowers the shared rate', async () => {
+    // Prepare: the first two attempts are refused as AWS refuses them.
+    const limiter = new StockLimiter(10);
+    const pacer = new Pacer({ limiter, batch: 1, keep: 0 });
+    let calls = 0;
+    const inner: Gateway = {
+      post: async () => {
+        calls++;
+        if (calls <= 2)
+          throw Object.assign(new Error('Rate exceeded'), {
+            name: 'LimitExceededException',
+            $metadata: { httpStatusCode: 429 },
+          });
+        return 'ok';
+      },
+      close: async () => 'ok',
+    };
+    // Act
+    const result = await pacedGateway(inner, pacer).post('e', 'c', new Uint8Array());
+    // Assess: three rounds, each with its own token; the throttle was reported.
+    expect(result).toBe('ok');
+    expect(calls).toBe(3);
+    expect(limiter.granted).toBe(3);
+    expect(limiter.throttles).toBe(1);
+  });
+
+  it('gives up on a throttled post after its rounds, and passes other errors through at once', async () => {
+    const limiter = new StockLimiter(100);
+    const throttled = Object.assign(new Error('Rate exceeded'), {
+      $metadata: { httpStatusCode: 429 },
+    });
+    let calls = 0;
+    const always: Gateway = {
+      post: async () => {
+        calls++;
+        throw throttled;
+      },
+      close: async () => {
+        calls++;
+        throw new Error('forbidden');
+      },
+    };
+    const gateway = pacedGateway(always, new Pacer({ limiter, batch: 1, keep: 0 }));
+    await expect(gateway.post('e', 'c', new Uint8Array())).rejects.toBe(throttled);
+    expect(calls).toBe(3);
+    await expect(gateway.close('e', 'c')).rejects.toThrow('forbidden');
+    expect(calls).toBe(4);
+  });
+
   it('reports a throttle to the shared bucket at most once a second', async () => {
     const limiter = new StockLimiter(0);
     const pacer = new Pacer({ limiter, batch: 5, keep: 0 });
