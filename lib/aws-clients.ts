@@ -27,8 +27,8 @@ function lazyGateway(load: () => Promise<Gateway>): Gateway {
   };
 }
 
-/** Told of each throttled management API call: the paced lanes lower the shared rate. */
-const throttled: (() => void)[] = [];
+/** Told of each management API call about to be retried: the paced lanes lower the shared rate on a 429. */
+const throttled: ((error: unknown) => void)[] = [];
 
 export const gateway = /* @__PURE__ */ once(
   (): Gateway =>
@@ -42,9 +42,9 @@ export const gateway = /* @__PURE__ */ once(
         throttleMaxAttempts: c.fanout.throttleMaxAttempts,
         throttleBudgetMs: c.fanout.throttleBudgetMs,
         requestTimeoutMs: c.delivery.managementApiTimeoutMs,
-        onThrottle: () => {
+        onThrottle: (error: unknown) => {
           tally('ThrottledRetries');
-          for (const told of throttled) told();
+          for (const told of throttled) told(error);
         },
       };
       const [{ SignedHttpGateway }, { credentialsProvider }] = await Promise.all([
@@ -82,7 +82,7 @@ function pacedLane(lane: 'small' | 'bulk'): Gateway {
         });
       },
     });
-    throttled.push(() => pacer.throttled());
+    throttled.push((error) => pacer.retried(error));
     return pacedGateway(gateway(), pacer);
   });
 }

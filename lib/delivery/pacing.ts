@@ -138,7 +138,17 @@ export class Pacer {
     return waiting;
   }
 
-  /** AWS answered 429 despite the pacing (other traffic in the account): lower the shared rate. */
+  /**
+   * The gateway is about to retry a call: lower the shared rate if AWS
+   * throttled it despite the pacing (other traffic in the account). A 5xx,
+   * a reset or a timeout says nothing about the rate (an outage of the
+   * management API must not starve every publish after it).
+   */
+  retried(error: unknown): void {
+    if (isThrottled(error)) this.throttled();
+  }
+
+  /** AWS answered 429 despite the pacing: lower the shared rate. */
   throttled(): void {
     const now = Date.now();
     // The script lowers at most once a second; this saves it the calls.

@@ -145,6 +145,20 @@ describe('Pacer', () => {
     expect(calls).toBe(4);
   });
 
+  it('lowers the shared rate when a retry answers a throttle, not a 5xx or a timeout', () => {
+    // Prepare
+    const limiter = new StockLimiter(0);
+    const pacer = new Pacer({ limiter, batch: 5, keep: 0 });
+    // Act: an outage's retries first (issue 19: they once emptied the bucket every second).
+    pacer.retried(Object.assign(new Error('down'), { $metadata: { httpStatusCode: 503 } }));
+    pacer.retried(Object.assign(new Error('slow'), { name: 'TimeoutError', code: 'ETIMEDOUT' }));
+    const before = limiter.throttles;
+    pacer.retried(Object.assign(new Error('Rate exceeded'), { name: 'LimitExceededException' }));
+    // Assess
+    expect(before).toBe(0);
+    expect(limiter.throttles).toBe(1);
+  });
+
   it('reports a throttle to the shared bucket at most once a second', async () => {
     const limiter = new StockLimiter(0);
     const pacer = new Pacer({ limiter, batch: 5, keep: 0 });
