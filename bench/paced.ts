@@ -152,7 +152,7 @@ export async function benchPaced(options: {
     await publish({ id: `${tag}-warm`, topic: `${tag}-small`, data: PAYLOAD } as never);
     await mgmt.limits({ rate: 0, burst: 0, latencyMs: 0 });
     await mgmt.reset();
-    await redis.del(registry.keys.pace());
+    await redis.del(registry.keys.pace(AWS_ENV.AWS_REGION));
     workers.send({ type: 'reset' });
     await mgmt.limits(settings.account);
 

@@ -7,7 +7,7 @@ import { tally } from './observability/metrics.js';
 /**
  * Clients of AWS services, built once per container and loaded on first use.
  * Each is SigV4-signed keep-alive HTTP through the one signer in lib/aws/,
- * bundled into each zip (README, "Deploying"); the modules behind them are `import()`ed,
+ * bundled into each zip (docs/deploying.md, "What each zip carries"); the modules behind them are `import()`ed,
  * which esbuild keeps in lazily initialised wrappers, so a `$connect` or
  * `$disconnect` cold start never evaluates them.
  */
@@ -70,7 +70,7 @@ function pacedLane(lane: 'small' | 'bulk'): Gateway {
     const { rate, burst, reserve } = c.pace;
     let told = false;
     const pacer = new Pacer({
-      limiter: new RedisPaceLimiter(redis(), registry().keys.pace(), { rate, burst }),
+      limiter: new RedisPaceLimiter(redis(), registry().keys.pace(c.region), { rate, burst }),
       // About 50 ms of the rate per round trip (a loaded Redis or event loop must not cap the rate), within the fan-out's concurrency.
       batch: Math.max(1, Math.min(c.fanout.concurrency, Math.ceil(rate / 20))),
       keep: lane === 'bulk' ? reserve : 0,

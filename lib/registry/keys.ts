@@ -63,10 +63,19 @@ export interface Keys {
    * Hash-tagged into the endpoints key's slot; no TTL: one key per deployment.
    */
   epoch(): string;
-  /** LIST of lifecycle event records waiting for the `events` relay (lib/events/outbox.ts). */
-  events(): string;
-  /** HASH: the deployment's token bucket for management API posts (lib/delivery/pace.lua); TTL 60 s. */
-  pace(): string;
+  /**
+   * LIST of lifecycle event records waiting for the `events` relay of one
+   * stack (lib/events/outbox.ts), named by its region and stage: stacks that
+   * share the Redis (docs/deploying.md) each relay their own functions'
+   * events, to their own bus, in their own stage.
+   */
+  events(stack: { region: string; stage: string }): string;
+  /**
+   * HASH: the token bucket for management API posts in one region
+   * (lib/delivery/pace.lua): AWS throttles per account and region, so stacks
+   * sharing the Redis in one region share it. TTL 60 s.
+   */
+  pace(region: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -99,8 +108,8 @@ export function createKeys(prefix: string): Keys {
     connectionReplayed: (id) => `${prefix}c:{${id}}:rs`,
     endpoints: () => `${prefix}endpoints`,
     epoch: () => `${prefix}{${prefix}endpoints}:epoch`,
-    events: () => `${prefix}events`,
-    pace: () => `${prefix}{${prefix}pace}`,
+    events: ({ region, stage }) => `${prefix}events:${region}:${stage}`,
+    pace: (region) => `${prefix}{${prefix}pace:${region}}`,
   };
 }
 
