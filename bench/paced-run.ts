@@ -98,7 +98,7 @@ async function main(): Promise<void> {
       });
       console.log(JSON.stringify(result));
       results.push({ date: new Date().toISOString(), ...result });
-      writeFileSync(out, `${JSON.stringify(results, null, 1)}\n`);
+      writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
     }
   } finally {
     await mgmt.stop();
