@@ -149,6 +149,7 @@ describe('osls package (stage prod)', () => {
     // Assess
     expect(statements).toEqual([
       {
+        Sid: 'PutLifecycleEvents',
         Effect: 'Allow',
         Action: 'events:PutEvents',
         Resource: {
