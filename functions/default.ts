@@ -12,9 +12,9 @@ import {
 } from '../lib/clients.js';
 import { frameBody, parseWebSocketEvent } from '../lib/edge/events.js';
 import { secretsLoaded, webSocketErrors } from '../lib/edge/middleware.js';
-import { encodeFrame } from '../lib/edge/protocol.js';
 import { eventsFlushed } from '../lib/events/flush.js';
 import { metrics, recordReplay, tally, withMetrics } from '../lib/observability/metrics.js';
+import { encodeFrame } from '../lib/protocol/frames.js';
 import { handleFrame } from '../lib/session/session.js';
 
 /** `$default`: every client frame. The returned body is the reply frame (a two-way route). */

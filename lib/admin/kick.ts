@@ -2,10 +2,10 @@ import pMap from 'p-map';
 import * as v from 'valibot';
 import { MAX_TARGETS } from '../constants.js';
 import { type FanoutLogger, reason } from '../delivery/fanout.js';
-import { describeIssues, encodeFrame, UserId } from '../edge/protocol.js';
 import { ValidationError } from '../errors.js';
 import type { EventSink } from '../events/types.js';
 import type { Gateway } from '../gateway/gateway.js';
+import { describeIssues, encodeFrame, UserId } from '../protocol/frames.js';
 import type { ConnectionRegistry } from '../registry/types.js';
 import { endConnection } from '../session/end.js';
 

@@ -12,7 +12,7 @@ import {
  * Lambda Invoke (RequestResponse) as one SigV4-signed POST to
  * `/2015-03-31/functions/{name}/invocations`, the call `@aws-sdk/client-lambda`
  * makes. Why not that client: bundled (the zips carry what they run, see
- * README "Deploying"), it adds ~540 KB to `publish` (@smithy/core, the
+ * docs/deploying.md, "What each zip carries"), it adds ~540 KB to `publish` (@smithy/core, the
  * endpoint rules, the client's ~110 KB of operations we never call), which
  * would take it past its 700 KB target; this is a few KB on the signer that
  * the management API posts already use.

@@ -2,12 +2,13 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import type { MiddlewareObj } from '@middy/core';
 import * as v from 'valibot';
 import { reason } from '../delivery/fanout.js';
-import { PushwireError, type RateLimitedError, toPublicError } from '../errors.js';
+import { PushwireError, toPublicError } from '../errors.js';
 import type { EventSink } from '../events/types.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { type MetricsRecorder, recordBy } from '../observability/metrics.js';
-import { callbackEndpoint, frameBody, WebSocketEvent } from './events.js';
-import { encodeFrame } from './protocol.js';
+import { callbackEndpoint } from '../protocol/endpoint.js';
+import { encodeFrame } from '../protocol/frames.js';
+import { frameBody, WebSocketEvent } from './events.js';
 
 export interface WebSocketResponse {
   statusCode: number;

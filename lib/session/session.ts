@@ -1,13 +1,5 @@
 import { type Identity, type TokenVerifier, topicAllowed } from '../auth/tokens.js';
 import { closeUntold } from '../delivery/fanout.js';
-import { callbackEndpoint } from '../edge/events.js';
-import {
-  type ClientFrame,
-  encodeFrame,
-  parseClientFrame,
-  type ReplyFrame,
-  type ServerFrame,
-} from '../edge/protocol.js';
 import {
   ForbiddenError,
   LimitError,
@@ -20,6 +12,14 @@ import {
 } from '../errors.js';
 import type { EventSink } from '../events/types.js';
 import type { Gateway } from '../gateway/gateway.js';
+import { callbackEndpoint } from '../protocol/endpoint.js';
+import {
+  type ClientFrame,
+  encodeFrame,
+  parseClientFrame,
+  type ReplyFrame,
+  type ServerFrame,
+} from '../protocol/frames.js';
 import { isCursor } from '../registry/cursor.js';
 import type { Audience, Connection, ConnectionRegistry } from '../registry/types.js';
 import { endConnection } from './end.js';
