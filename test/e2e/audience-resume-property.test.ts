@@ -226,7 +226,7 @@ async function check({ targets, drops }: { targets: boolean[]; drops: Drop[] }):
    * stream that does not pause for one post's time (this publisher sends the
    * next message as soon as the last one returned) goes live together with
    * the read of its last batch, so that batch's post is in flight with the
-   * first live posts and may land after them (docs/protocol-reference.md,
+   * first live posts and may land after them (docs/protocol.md,
    * "Catching up under load"; lib/session/resume.ts). Order is still checked
    * everywhere else, and exactly-once everywhere.
    */
