@@ -1,6 +1,6 @@
 import { type KickResult, kick } from '../admin/kick.js';
 import { type PresenceResult, presence } from '../admin/presence.js';
-import { gateway, invokeChunk, invokeJson } from '../aws-clients.js';
+import { gateway, invokeChunk, invokeJson, smallLaneGateway } from '../aws-clients.js';
 import { config, dedup, events, logger, registry } from '../clients.js';
 import { hookedRequest, type Relayed } from '../delivery/client-relay.js';
 import { type PublishOrigin, type PublishResult, publish } from '../delivery/publish.js';
@@ -33,7 +33,8 @@ export async function publishObserved(
     {
       registry: registry(),
       dedup: dedup(),
-      gateway: gateway(),
+      // Paced (PACE_RATE): what publish delivers itself takes the small publishes' lane.
+      gateway: smallLaneGateway(),
       prune: (connectionId) =>
         endConnection({ registry: registry(), events: events() }, connectionId, 'gone'),
       logger: logger(),
