@@ -147,15 +147,10 @@ const EnvSchema = v.object({
   PUBLISH_HOOK_TOPICS: v.optional(
     v.pipe(
       v.string(),
-      v.transform((s) =>
-        s
-          .split(',')
-          .map((t) => t.trim())
-          .filter(Boolean),
-      ),
+      v.transform((s) => s.split(',').flatMap((t) => t.trim() || [])),
       v.check(
-        (list) => list.every((t) => TOPIC_GRANT_PATTERN.test(t)),
-        'PUBLISH_HOOK_TOPICS must be comma-separated topic names, prefixes like "chat:*" or "*"',
+        (l) => l.every((t) => TOPIC_GRANT_PATTERN.test(t)),
+        'PUBLISH_HOOK_TOPICS: topic grants (chat:1, chat:*, *), comma-separated',
       ),
     ),
   ),

@@ -70,11 +70,11 @@ export async function clientPublish(
 ): Promise<PublishedFrame> {
   const { topic } = frame;
   if (!topicAllowed(topic, connection.publishTopics ?? [])) {
-    throw new ForbiddenError(`your token does not allow publishing to topic "${topic}"`);
+    throw new ForbiddenError(`your token does not allow publishing to "${topic}"`);
   }
   const size = Buffer.byteLength(JSON.stringify(frame.data));
   if (size > deps.maxBytes) {
-    throw new TooLargeError(`data is ${size} bytes; a client may publish at most ${deps.maxBytes}`);
+    throw new TooLargeError(`data is ${size} bytes, over ${deps.maxBytes}`);
   }
   const { count, resetMs } = await deps.registry.countPublish(
     connection.connectionId,
@@ -96,8 +96,9 @@ export async function clientPublish(
     cursor?: unknown;
     duplicate?: unknown;
   };
+  let failure: unknown;
   try {
-    r = (await deps.relay({
+    r = ((await deps.relay({
       clientPublish: {
         from: connection.userId,
         connectionId: connection.connectionId,
@@ -110,13 +111,16 @@ export async function clientPublish(
           ...(frame.ephemeral && { ephemeral: true }),
         },
       },
-    })) as typeof r;
+    })) ?? {}) as typeof r;
   } catch (error) {
-    throw new UnavailableError('publish failed: retry with the same id', { cause: error });
+    failure = error;
+    r = {};
   }
   // A refusal: the hook's (hook_denied, hook_failed) or the request's (too_large).
-  if (r?.error) throw new PushwireError(r.error.code, r.error.message, 400);
-  if (r?.id !== id) throw new UnavailableError('publish failed: retry with the same id');
+  if (r.error) throw new PushwireError(r.error.code, r.error.message, 400);
+  // Failed, or an answer that is not this publish's: the client retries with the id.
+  if (r.id !== id)
+    throw new UnavailableError('publish failed: retry with the same id', { cause: failure });
   return {
     type: 'published',
     topic,

@@ -1,5 +1,4 @@
 import { MAX_MESSAGE_BYTES } from '../constants.js';
-import { messageFrame } from '../delivery/frame.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { normalizeCursor } from '../registry/cursor.js';
 import type { Audience, Recipient } from '../registry/keys.js';
@@ -171,8 +170,15 @@ export function* frames(
   };
   for (const { cursor, entry } of entries) {
     // `from`: a client's publish (issue 16); ephemeral messages are never stored.
+    // The frame as messageFrame builds it, written out here: `$default` does
+    // not carry lib/delivery/frame.ts (its bundle is at its size target).
     const { id, from, data } = JSON.parse(entry) as { id: string; from?: string; data: unknown };
-    const text = messageFrame(id, JSON.stringify(data), cursor, topic, { from });
+    const text =
+      `{"type":"message","id":${JSON.stringify(id)}` +
+      (topic === undefined ? '' : `,"topic":${JSON.stringify(topic)}`) +
+      `,"cursor":${JSON.stringify(cursor)}` +
+      (from === undefined ? '' : `,"from":${JSON.stringify(from)}`) +
+      `,"data":${JSON.stringify(data)}}`;
     const size = Buffer.byteLength(text) + 1;
     if (group.length > 0 && bytes + size > MAX_MESSAGE_BYTES) yield flush();
     group.push(text);

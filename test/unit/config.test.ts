@@ -181,7 +181,7 @@ describe('loadConfig', () => {
     );
     expect(
       refusal({ ...MINIMAL, PUBLISH_HOOK_FUNCTION: 'h', PUBLISH_HOOK_TOPICS: 'chat*' }).message,
-    ).toContain('PUBLISH_HOOK_TOPICS must be comma-separated topic names');
+    ).toContain('PUBLISH_HOOK_TOPICS: topic grants (chat:1, chat:*, *), comma-separated');
     expect(loadConfig({ ...MINIMAL, PUBLISH_HOOK_FUNCTION: 'h' }).clientPublish.hook).toEqual({
       functionName: 'h',
       topics: ['*'],
