@@ -9,8 +9,10 @@ import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { createRedis } from '../lib/clients.js';
 import { loadConfig } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
+import { markEpoch } from '../lib/registry/redis.js';
 import { DEV_AWS_ENV, DEV_JWT_SECRET, nodeSupportNotice } from './local-env.js';
 import { checkRedis, maskRedisUrl, type RedisServer, startRedisServer } from './redis-server.js';
 
@@ -63,8 +65,9 @@ const baseEnv: Record<string, string | undefined> = {
 
 // The functions read the same variables at their cold start: a bad one would
 // otherwise start "up" and answer every handshake with 500.
+let config: ReturnType<typeof loadConfig>;
 try {
-  loadConfig({ ...baseEnv, REDIS_URL: baseEnv['REDIS_URL'] || 'redis://127.0.0.1:6379' });
+  config = loadConfig({ ...baseEnv, REDIS_URL: baseEnv['REDIS_URL'] || 'redis://127.0.0.1:6379' });
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error;
   console.error(`pushwire: not starting: ${error.message}`);
@@ -94,6 +97,22 @@ if (!redisUrl) {
     process.exit(1);
   }
   console.log(`pushwire: using Redis at ${maskRedisUrl(redisUrl)}`);
+}
+
+// A Redis with no data yet begins its epoch now, not at the first $connect:
+// a token minted before that connect would be refused as older than the data
+// (SECURITY.md, "Revocation and Redis data loss"). Does nothing to a Redis
+// already marked.
+try {
+  const quietLog = { info: () => undefined, warn: () => undefined };
+  const client = createRedis(redisUrl.split(','), config.redis.cluster, undefined, quietLog);
+  try {
+    await markEpoch(client, config.redis.prefix);
+  } finally {
+    client.disconnect();
+  }
+} catch (error) {
+  console.warn(`pushwire: could not mark the epoch: ${(error as Error).message}`);
 }
 
 const env: Record<string, string | undefined> = { ...baseEnv, REDIS_URL: redisUrl };

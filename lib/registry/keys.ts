@@ -63,6 +63,12 @@ export interface Keys {
    * Hash-tagged into the endpoints key's slot; no TTL: one key per deployment.
    */
   epoch(): string;
+  /**
+   * STRING: the same moment in the server's clock (ms), set with the epoch:
+   * tokens issued before it are refused at $connect (a revocation older than
+   * the data went with it). Same slot as the epoch; no TTL.
+   */
+  tokenEpoch(): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -95,6 +101,7 @@ export function createKeys(prefix: string): Keys {
     connectionReplayed: (id) => `${prefix}c:{${id}}:rs`,
     endpoints: () => `${prefix}endpoints`,
     epoch: () => `${prefix}{${prefix}endpoints}:epoch`,
+    tokenEpoch: () => `${prefix}{${prefix}endpoints}:epoch:iat`,
   };
 }
 

@@ -45,6 +45,24 @@ export interface RedisRegistryOptions {
  * topic set by key TTL, its set memberships by score (expiry time), so a lost
  * `$disconnect` heals itself within one TTL.
  */
+/**
+ * Marks when this Redis's data began, if not marked yet (endpoint.lua): what
+ * a publish instance does before its first history entry, and `npm start`
+ * once Redis answers (so tokens minted after it are not refused as older
+ * than the data). Returns the token epoch (ms, the server's clock).
+ */
+export async function markEpoch(
+  redis: Redis | Cluster,
+  prefix: string,
+  now = Date.now(),
+): Promise<number> {
+  defineScripts(redis);
+  const keys = createKeys(prefix);
+  return Number(
+    await redis.pwEndpoint(keys.endpoints(), keys.epoch(), keys.tokenEpoch(), '', 0, now),
+  );
+}
+
 export class RedisRegistry implements ConnectionRegistry {
   readonly keys: Keys;
   readonly #redis: Redis | Cluster;
@@ -103,7 +121,27 @@ export class RedisRegistry implements ConnectionRegistry {
     if (record.tokenIssuedAt !== undefined) fields['iat'] = String(record.tokenIssuedAt);
     // The record first (awaited), so a member never points at a record that
     // was not written; then one step per slot, sent together (auto-pipelined).
-    await this.#redis.multi().hset(key, fields).expire(key, this.#ttl).exec();
+    // With the record: the endpoints `deliver` may post to (a handful per
+    // deployment; kept for API Gateway's 2 h connection lifetime past the
+    // last connect) and, before any message this connection can receive, the
+    // epoch that recoverable() checks, with its token epoch: a token issued
+    // before Redis's data began is refused (a revocation older than the data
+    // is gone, so the token cannot be trusted; the client gets a new one).
+    const [, tokenEpoch] = await Promise.all([
+      this.#redis.multi().hset(key, fields).expire(key, this.#ttl).exec(),
+      this.#redis.pwEndpoint(
+        this.keys.endpoints(),
+        this.keys.epoch(),
+        this.keys.tokenEpoch(),
+        record.endpoint,
+        ENDPOINTS_TTL_SECONDS,
+        now,
+      ),
+    ]);
+    if (record.tokenIssuedAt !== undefined && record.tokenIssuedAt < Number(tokenEpoch)) {
+      await this.#redis.del(key);
+      return 'issued_before_epoch';
+    }
     const [admitted] = await Promise.all([
       // Revocation and the per-user cap, checked where the member is added.
       // A connection that will replay history joins its user's resuming set,
@@ -130,16 +168,6 @@ export class RedisRegistry implements ConnectionRegistry {
         .zadd(this.keys.all(), expiry, member)
         .expire(this.keys.all(), this.#ttl)
         .exec(),
-      // The endpoints `deliver` may post to (a handful per deployment; kept
-      // for API Gateway's 2 h connection lifetime past the last connect) and,
-      // before any message this connection can receive, the epoch that
-      // recoverable() checks.
-      this.#redis.pwEndpoint(
-        this.keys.endpoints(),
-        this.keys.epoch(),
-        record.endpoint,
-        ENDPOINTS_TTL_SECONDS,
-      ),
     ]);
     if (admitted === 1) return 'registered';
     // Refused: nothing of it stays (the broadcast set was written side by side).
@@ -558,7 +586,8 @@ export class RedisRegistry implements ConnectionRegistry {
     // endpoint.lua), so a new deployment's first messages are not older
     // than it. After a data loss, the first $connect marks it anew.
     if (entry !== null && !this.#epochMarked) {
-      await this.#redis.pwEndpoint(this.keys.endpoints(), this.keys.epoch(), '', 0);
+      const k = this.keys;
+      await this.#redis.pwEndpoint(k.endpoints(), k.epoch(), k.tokenEpoch(), '', 0, now);
       this.#epochMarked = true;
     }
     // Members whose replay lease ran out are live again before this publish

@@ -26,7 +26,7 @@ export function defineScripts(redis: Redis | Cluster): void {
   redis.defineCommand('pwAdmit', { numberOfKeys: 4, lua: admitLua });
   redis.defineCommand('pwRefresh', { numberOfKeys: 2, lua: refreshLua });
   redis.defineCommand('pwClose', { numberOfKeys: 2, lua: closeLua });
-  redis.defineCommand('pwEndpoint', { numberOfKeys: 2, lua: endpointLua });
+  redis.defineCommand('pwEndpoint', { numberOfKeys: 3, lua: endpointLua });
   redis.defineCommand('pwPosition', { numberOfKeys: 1, lua: positionLua });
 }
 
@@ -36,9 +36,11 @@ declare module 'ioredis' {
     pwEndpoint(
       endpoints: string,
       epoch: string,
+      tokenEpoch: string,
       endpoint: string,
       endpointsTtlSeconds: number,
-    ): Result<number, Context>;
+      nowMs: number,
+    ): Result<string, Context>;
     pwPublish(
       live: string,
       history: string,

@@ -22,9 +22,15 @@ export interface ConnectionRecord {
 /**
  * What register() did: admitted the connection, or refused it (writing
  * nothing) because the user's tokens were revoked at or after this one was
- * issued, or because the user already has as many connections as allowed.
+ * issued, because the token was issued before Redis's data began (any
+ * revocation older than the data is gone with it), or because the user
+ * already has as many connections as allowed.
  */
-export type RegisterOutcome = 'registered' | 'revoked' | 'too_many_connections';
+export type RegisterOutcome =
+  | 'registered'
+  | 'revoked'
+  | 'issued_before_epoch'
+  | 'too_many_connections';
 
 /** How much one replay step may return: what one post to the connection can carry. */
 export interface ResumeLimits {

@@ -67,6 +67,8 @@ const expired = (expiresAt: number | undefined, now: number): boolean =>
 
 const REVOKED =
   "token revoked: this user's tokens issued before the revocation are refused; get a new one";
+const BEFORE_EPOCH =
+  'token issued before the server lost its data (and any revocation with it): get a new one';
 
 export interface ReplayBounds {
   /** Longest a replay may run before it gives up and makes the connection live. */
@@ -134,6 +136,7 @@ export async function connect(
       throw error;
     });
   if (outcome === 'revoked') throw new UnauthorizedError(REVOKED);
+  if (outcome === 'issued_before_epoch') throw new UnauthorizedError(BEFORE_EPOCH);
   if (outcome === 'too_many_connections') {
     throw new LimitError(
       'too_many_connections',
