@@ -24,6 +24,8 @@ import type {
 
 /** API Gateway's 2 h connection lifetime, plus the connection TTL's margin. */
 const ENDPOINTS_TTL_SECONDS = 2 * 3600 + 15 * 60;
+/** See RedisRegistryOptions.tokenEpochGraceMs. */
+export const TOKEN_EPOCH_GRACE_MS = 60_000;
 
 export interface RedisRegistryOptions {
   prefix: string;
@@ -36,20 +38,24 @@ export interface RedisRegistryOptions {
    * no longer do. Default 7 s (the default replay budget and grace).
    */
   pendingLeaseMs?: number;
+  /**
+   * How long before the token epoch (when Redis's data began, server clock) a
+   * token may have been issued and still be admitted, ms. Default 60 s: a
+   * fresh Redis looks like one that lost its data, and tokens minted just
+   * before its first $connect must pass; a revocation made less than this
+   * before a data loss may be lost with it (SECURITY.md).
+   */
+  tokenEpochGraceMs?: number;
   /** Clock, injectable for tests. */
   now?: () => number;
 }
 
 /**
- * Redis adapter of the registry. Every record expires: a connection's hash and
- * topic set by key TTL, its set memberships by score (expiry time), so a lost
- * `$disconnect` heals itself within one TTL.
- */
-/**
  * Marks when this Redis's data began, if not marked yet (endpoint.lua): what
  * a publish instance does before its first history entry, and `npm start`
- * once Redis answers (so tokens minted after it are not refused as older
- * than the data). Returns the token epoch (ms, the server's clock).
+ * once Redis answers (so a token minted minutes before the first $connect
+ * is not refused as older than the data). Returns the token epoch (ms, the
+ * server's clock).
  */
 export async function markEpoch(
   redis: Redis | Cluster,
@@ -63,6 +69,11 @@ export async function markEpoch(
   );
 }
 
+/**
+ * Redis adapter of the registry. Every record expires: a connection's hash and
+ * topic set by key TTL, its set memberships by score (expiry time), so a lost
+ * `$disconnect` heals itself within one TTL.
+ */
 export class RedisRegistry implements ConnectionRegistry {
   readonly keys: Keys;
   readonly #redis: Redis | Cluster;
@@ -70,6 +81,7 @@ export class RedisRegistry implements ConnectionRegistry {
   readonly #historySize: number;
   readonly #historyTtl: number;
   readonly #pendingLeaseMs: number;
+  readonly #tokenEpochGraceMs: number;
   readonly #now: () => number;
   #epochMarked = false;
 
@@ -81,6 +93,7 @@ export class RedisRegistry implements ConnectionRegistry {
     this.#historySize = options.historySize;
     this.#historyTtl = options.historyTtlSeconds;
     this.#pendingLeaseMs = options.pendingLeaseMs ?? 7_000;
+    this.#tokenEpochGraceMs = options.tokenEpochGraceMs ?? TOKEN_EPOCH_GRACE_MS;
     this.#now = options.now ?? Date.now;
   }
 
@@ -125,8 +138,9 @@ export class RedisRegistry implements ConnectionRegistry {
     // deployment; kept for API Gateway's 2 h connection lifetime past the
     // last connect) and, before any message this connection can receive, the
     // epoch that recoverable() checks, with its token epoch: a token issued
-    // before Redis's data began is refused (a revocation older than the data
-    // is gone, so the token cannot be trusted; the client gets a new one).
+    // before Redis's data began (by more than the grace) is refused: a
+    // revocation older than the data is gone, so the token cannot be trusted
+    // (the client gets a new one). A token epoch of 0 refuses nothing.
     const [, tokenEpoch] = await Promise.all([
       this.#redis.multi().hset(key, fields).expire(key, this.#ttl).exec(),
       this.#redis.pwEndpoint(
@@ -138,7 +152,12 @@ export class RedisRegistry implements ConnectionRegistry {
         now,
       ),
     ]);
-    if (record.tokenIssuedAt !== undefined && record.tokenIssuedAt < Number(tokenEpoch)) {
+    const since = Number(tokenEpoch);
+    if (
+      since > 0 &&
+      record.tokenIssuedAt !== undefined &&
+      record.tokenIssuedAt < since - this.#tokenEpochGraceMs
+    ) {
       await this.#redis.del(key);
       return 'issued_before_epoch';
     }

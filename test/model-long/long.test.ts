@@ -35,6 +35,7 @@ describe('model, long: no silent loss (issue 21)', () => {
     });
     const found: string[] = [];
     const seeds: number[] = [];
+    let fresh = 0;
     let seed = Number(env['MODEL_SEED'] ?? Date.now() % 2 ** 31);
     while (Date.now() < deadline) {
       seeds.push(seed);
@@ -44,6 +45,7 @@ describe('model, long: no silent loss (issue 21)', () => {
         interruptAfterTimeLimit: Math.max(1, deadline - Date.now()),
         markInterruptAsFailure: false,
       });
+      fresh += result.numRuns;
       if (result.failed && !result.interrupted) {
         found.push(
           `seed ${result.seed} path ${result.counterexamplePath}\n` +
@@ -55,7 +57,7 @@ describe('model, long: no silent loss (issue 21)', () => {
     }
     const minutes = ((Date.now() - started) / 60_000).toFixed(1);
     console.log(
-      `model long run: ${minutes} min, seeds ${seeds[0]}..${seeds.at(-1)} (${seeds.length} × 20 runs), ` +
+      `model long run: ${minutes} min, seeds ${seeds[0]}..${seeds.at(-1)} (${seeds.length} × 20 runs; ${fresh} run), ` +
         `${found.length} failure(s), totals ${JSON.stringify(totals)}, load average ${loadavg()
           .map((l) => l.toFixed(1))
           .join(' ')}`,

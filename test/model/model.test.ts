@@ -5,9 +5,10 @@
  * property.ts for what is checked and how to replay a failure.
  */
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RedisProcess } from '../helpers/redis-process.js';
-import { env, leftOut, modelProperty, type Totals } from './property.js';
+import { FOUND } from './found.js';
+import { env, leftOut, modelProperty, runWorld, type Totals } from './property.js';
 
 let redis: RedisProcess;
 const totals: Totals = { runs: 0, actions: 0, tasks: 0, publishes: 0, handed: 0, gaps: 0 };
@@ -19,6 +20,11 @@ describe('model: no silent loss (issue 21)', () => {
   afterAll(async () => {
     await redis?.stop();
     console.log(`model totals: ${JSON.stringify(totals)}`);
+  });
+
+  it.each(FOUND.map((f) => [f.what, f] as const))('found before, holds now: %s', async (_, f) => {
+    const violations = await runWorld(redis.url, f.params, f.commands, new Set(), totals);
+    expect(violations.map((v) => `${v.kind}: ${v.detail}`)).toEqual([]);
   });
 
   it('short: a few worlds hold the property', async () => {

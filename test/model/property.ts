@@ -16,7 +16,7 @@
 import fc from 'fast-check';
 import type { RedisProcess } from '../helpers/redis-process.js';
 import { apply, type Command, commandArb, type Kind, KNOWN_OPEN, worldArb } from './commands.js';
-import { World } from './world.js';
+import { type Violation, World, type WorldParams } from './world.js';
 
 export const env = process.env;
 
@@ -38,6 +38,37 @@ export function leftOut(): Set<Kind> {
   );
 }
 
+/** Runs one world through its commands, heals it and returns what the property finds. */
+export async function runWorld(
+  redisUrl: string,
+  params: WorldParams,
+  commands: Command[],
+  without: ReadonlySet<Kind>,
+  totals?: Totals,
+): Promise<Violation[]> {
+  const world = await World.create(params, redisUrl);
+  world.without = without;
+  try {
+    const ids: string[] = [];
+    for (const command of commands) await apply(world, command, ids);
+    await world.heal();
+    const violations = world.check();
+    if (totals) {
+      totals.runs++;
+      totals.actions += world.actions;
+      totals.tasks += world.tasks;
+      totals.publishes += world.published.length;
+      for (const t of world.tabs) {
+        totals.handed += t.handed.length;
+        totals.gaps += t.gaps.length;
+      }
+    }
+    return violations;
+  } finally {
+    await world.dispose();
+  }
+}
+
 export function modelProperty(
   redis: () => RedisProcess,
   totals: Totals,
@@ -49,27 +80,16 @@ export function modelProperty(
     fc.array(commandArb(without), { maxLength: maxCommands, size: 'max' }),
     fc.integer({ min: 0, max: 2 ** 31 - 1 }),
     async (params, commands: Command[], seed) => {
-      const world = await World.create({ ...params, seed }, redis().url);
-      world.without = without;
-      try {
-        const ids: string[] = [];
-        for (const command of commands) await apply(world, command, ids);
-        await world.heal();
-        const violations = world.check();
-        totals.runs++;
-        totals.actions += world.actions;
-        totals.tasks += world.tasks;
-        totals.publishes += world.published.length;
-        for (const t of world.tabs) {
-          totals.handed += t.handed.length;
-          totals.gaps += t.gaps.length;
-        }
-        if (violations.length > 0) {
-          const shown = violations.slice(0, 8).map((v) => `${v.kind}: ${v.detail}`);
-          throw new Error(`${violations.length} violation(s):\n${shown.join('\n')}`);
-        }
-      } finally {
-        await world.dispose();
+      const violations = await runWorld(
+        redis().url,
+        { ...params, seed },
+        commands,
+        without,
+        totals,
+      );
+      if (violations.length > 0) {
+        const shown = violations.slice(0, 8).map((v) => `${v.kind}: ${v.detail}`);
+        throw new Error(`${violations.length} violation(s):\n${shown.join('\n')}`);
       }
     },
   );

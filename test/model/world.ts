@@ -39,6 +39,12 @@ const SECRET = 'model-secret-model-secret-model-secret-0123456789';
 const PREFIX = 'pwm:';
 /** The management API's per-attempt timeout (MANAGEMENT_API_TIMEOUT_MS's default). */
 export const MANAGEMENT_TIMEOUT_MS = 5_000;
+/**
+ * Tokens issued up to this long before Redis's data began are admitted
+ * (tokenEpochGraceMs; 60 s by default, short here so the model's minutes
+ * test it): a revocation older than this when Redis loses its data outlives it.
+ */
+const TOKEN_EPOCH_GRACE_MS = 1_000;
 /** Client timings, short so the model's minutes stay few (virtual time). */
 export const CLIENT_TIMING = {
   pingInterval: 10_000,
@@ -236,6 +242,9 @@ export interface Tab {
   index: number;
   world: World;
   user: number;
+  /** Keeps one token (see WorldParams.tabs); `token` is it once made. */
+  stale: boolean;
+  token?: string;
   storage: ModelStorage;
   client: ClientModule.Pushwire;
   /** Topics (indexes) the app subscribed to. */
@@ -259,7 +268,11 @@ export interface WorldParams {
   /** Per user: the topic indexes its tokens grant ('*' when `wildcard`). */
   grants: number[][];
   wildcard: boolean[];
-  tabs: { user: number; storage: number }[];
+  /**
+   * `stale`: the tab keeps the token it was first given, across reloads (a
+   * stolen token): it is checked for what it must not receive only.
+   */
+  tabs: { user: number; storage: number; stale?: boolean }[];
   asyncStorage: boolean[];
   historySize: number;
   replaysPerMinute: number;
@@ -347,6 +360,7 @@ export class World {
         index,
         world,
         user: t.user,
+        stale: t.stale === true,
         storage: storages[t.storage] ?? (storages[0] as ModelStorage),
         client: undefined as unknown as ClientModule.Pushwire,
         topics: new Set(),
@@ -379,6 +393,7 @@ export class World {
       historySize: this.params.historySize,
       historyTtlSeconds: this.params.historyTtlSeconds,
       pendingLeaseMs: 7_000,
+      tokenEpochGraceMs: TOKEN_EPOCH_GRACE_MS,
     });
   }
 
@@ -422,7 +437,7 @@ export class World {
     };
     const client = new this.#client.Pushwire({
       url: 'wss://model.test/prod',
-      token: () => this.token(tab.user),
+      token: tab.stale ? (tab.token ??= this.token(tab.user)) : () => this.token(tab.user),
       storage: tab.storage,
       WebSocket: Socket,
       ...CLIENT_TIMING,
@@ -875,6 +890,9 @@ export class World {
 
   /** Redis restarts empty (its data and scripts gone; connections reset). */
   async redisLosesData(): Promise<void> {
+    // Only revocations older than the grace are promised to outlive the loss.
+    for (const [user, at] of this.revokedAt)
+      if (at >= this.clock.now - TOKEN_EPOCH_GRACE_MS) this.revokedAt.delete(user);
     await this.redis.flushall();
     await this.redis.script('FLUSH');
     await this.redis.client('KILL', 'TYPE', 'normal').catch(() => undefined);
@@ -892,7 +910,8 @@ export class World {
     let quiet = 0;
     for (let i = 0; i < 150 && quiet < 15; i++) {
       await this.advance(1_000);
-      const settled = this.tabs.every((t) => t.client.state === 'connected');
+      // A tab on a stale token may be refused for good (expired, revoked).
+      const settled = this.tabs.every((t) => t.stale || t.client.state === 'connected');
       quiet = settled ? quiet + 1 : 0;
     }
     if (quiet < 15)
@@ -905,6 +924,8 @@ export class World {
   check(): Violation[] {
     const out = [...this.violations];
     for (const tab of this.tabs) {
+      // A stale token's tab is owed nothing: it is checked as it lands (#land).
+      if (tab.stale) continue;
       // Order is promised for what the tab subscribed to: a message published
       // before its subscription began may come late from a resume's floor.
       const intended = new Set<string>();
