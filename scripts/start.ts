@@ -6,13 +6,13 @@
  * Our own: --quiet (or PUSHWIRE_QUIET=1) shows only pushwire's lines.
  */
 import { spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { createRedis } from '../lib/clients.js';
+import { Cluster, Redis } from 'ioredis';
 import { loadConfig } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
-import { markEpoch } from '../lib/registry/redis.js';
+import { createKeys } from '../lib/registry/keys.js';
 import { DEV_AWS_ENV, DEV_JWT_SECRET, nodeSupportNotice } from './local-env.js';
 import { checkRedis, maskRedisUrl, type RedisServer, startRedisServer } from './redis-server.js';
 
@@ -103,11 +103,20 @@ if (!redisUrl) {
 // a token minted before that connect would be refused as older than the data
 // (SECURITY.md, "Revocation and Redis data loss"). Does nothing to a Redis
 // already marked.
+// (The script is read as text: tsx does not load .lua modules.)
 try {
-  const quietLog = { info: () => undefined, warn: () => undefined };
-  const client = createRedis(redisUrl.split(','), config.redis.cluster, undefined, quietLog);
+  const keys = createKeys(config.redis.prefix);
+  const [first = redisUrl, ...rest] = redisUrl.split(',').map((u) => u.trim());
+  const options = { maxRetriesPerRequest: 1, ...(first.startsWith('rediss://') && { tls: {} }) };
+  const client = config.redis.cluster
+    ? new Cluster([first, ...rest], { redisOptions: options })
+    : new Redis(first, options);
   try {
-    await markEpoch(client, config.redis.prefix);
+    const lua = readFileSync(
+      new URL('../lib/registry/scripts/endpoint.lua', import.meta.url),
+      'utf8',
+    );
+    await client.eval(lua, 3, keys.endpoints(), keys.epoch(), keys.tokenEpoch(), '', 0, Date.now());
   } finally {
     client.disconnect();
   }
