@@ -107,6 +107,33 @@ export const FOUND: Found[] = [
     ],
   },
   {
+    what: 'oracle: after such a reload, the new page is due what comes after its own joins (topic)',
+    replay: 'seed 720000000..720000020 (this round, third run)',
+    params: one({
+      users: ['!'],
+      topics: ['a'],
+      grants: [[], [], []],
+      wildcard: [true, false, false],
+    }),
+    commands: [
+      { c: 'storageFull', storage: 0, on: true },
+      { c: 'subscribe', tab: 0, topic: 0 },
+      { c: 'advance', ms: 1 },
+      { c: 'reload', tab: 0 },
+      { c: 'publishTopic', topic: 0, data: [] },
+    ],
+  },
+  {
+    what: 'oracle: after such a reload, the new page is due what comes after its own joins (user)',
+    replay: 'seed 720000000..720000020 (this round, third run)',
+    params: one({ grants: [[], [], []], historySize: 1 }),
+    commands: [
+      { c: 'storageFull', storage: 0, on: true },
+      { c: 'reload', tab: 0 },
+      { c: 'publishUser', user: 0, data: {} },
+    ],
+  },
+  {
     what: 'oracle: a message handed over again after such a reload is a duplicate, not out of order',
     replay: 'seed 700000001, this round',
     params: one({ grants: [[], [], []], historySize: 2, replaysPerMinute: 1 }),

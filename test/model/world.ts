@@ -863,6 +863,12 @@ export class World {
   reload(tab: Tab): void {
     tab.client.close();
     tab.reloads.push(++this.seq);
+    // Told that its storage fails, the new page may know nothing the old one
+    // did: it is due what comes after its own joins (see check()).
+    if (tab.errors.some((e) => /storage/.test(e.code))) {
+      tab.userJoined = undefined;
+      tab.joined.clear();
+    }
     this.#start(tab);
   }
 
