@@ -41,9 +41,10 @@ export type Kind = Command['c'] | 'sharedStorage' | 'rateLimit' | 'staleToken';
  * entry when its fix lands.
  */
 export const KNOWN_OPEN: Record<string, string> = {
-  // Empty: every defect the model found on this round's main is fixed
-  // (RELIABILITY.md, "What the model found"). Example of an entry:
-  // faults: 'items 3 and 4: a post that times out or finally fails is neither retried nor told',
+  unsubscribe:
+    'found this round (seed 720000088): unsubscribe forgets the ids handed over on the stream; ' +
+    'subscribed again and reloaded before `subscribed` came, the new page resumes from the time ' +
+    'floor and hands them over again (RELIABILITY.md, "What the model found")',
 };
 
 const userId = fc
