@@ -1,10 +1,14 @@
-import type { AwsCredentialIdentityProvider } from '@smithy/types';
-import { createSigner, regionalEndpoint, signedPost } from './aws-signing.js';
+import {
+  type CredentialsProvider,
+  createSigner,
+  regionalEndpoint,
+  signedPost,
+} from './aws/signing.js';
 import type { SecretFetcher } from './secrets.js';
 
 export interface SignedFetcherOptions {
   region: string;
-  credentials: AwsCredentialIdentityProvider;
+  credentials: CredentialsProvider;
   /** Default: the region's public endpoints. Tests point these at stand-ins. */
   ssmEndpoint?: string;
   secretsManagerEndpoint?: string;
@@ -13,9 +17,9 @@ export interface SignedFetcherOptions {
 /**
  * The production fetcher: SSM GetParameter (SecureStrings decrypted) or
  * Secrets Manager GetSecretValue, each one SigV4-signed JSON POST with the
- * signer the zips already carry (lib/aws-signing.ts). Not Powertools
+ * signer the zips already carry (lib/aws/signing.ts). Not Powertools
  * Parameters: its providers build an SDK v3 client, and the zips carry what
- * they run (README, "Deploying"); bundled, @aws-sdk/client-ssm with
+ * they run (docs/deploying.md, "What each zip carries"); bundled, @aws-sdk/client-ssm with
  * Powertools Parameters adds ~490 KB to every function (measured with
  * esbuild, minified), past every bundle target. Each secret is read once per
  * container (lib/clients.ts caches the resolved config).
@@ -61,7 +65,7 @@ async function signedJsonPost(
   endpoint: string,
   service: string,
   region: string,
-  credentials: AwsCredentialIdentityProvider,
+  credentials: CredentialsProvider,
   target: string,
   body: unknown,
 ): Promise<unknown> {

@@ -1,15 +1,18 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { SignatureV4 } from '@smithy/signature-v4';
-import type { AwsCredentialIdentityProvider } from '@smithy/types';
-import { createSigner, regionalEndpoint, signedPost } from '../aws-signing.js';
+import {
+  type CredentialsProvider,
+  createSigner,
+  regionalEndpoint,
+  signedPost,
+} from '../aws/signing.js';
 
 /**
  * Lambda Invoke (RequestResponse) as one SigV4-signed POST to
  * `/2015-03-31/functions/{name}/invocations`, the call `@aws-sdk/client-lambda`
  * makes. Why not that client: bundled (the zips carry what they run, see
- * README "Deploying"), it adds ~540 KB to `publish` (@smithy/core, the
+ * docs/deploying.md, "What each zip carries"), it adds ~540 KB to `publish` (@smithy/core, the
  * endpoint rules, the client's ~110 KB of operations we never call), which
  * would take it past its 700 KB target; this is a few KB on the signer that
  * the management API posts already use.
@@ -38,7 +41,7 @@ export interface SignedLambdaInvokeOptions {
   region: string;
   /** Default: the region's public endpoint. Locally, serverless-offline's Lambda port. */
   endpoint?: string;
-  credentials: AwsCredentialIdentityProvider;
+  credentials: CredentialsProvider;
   /** Sockets kept for invocations (publish runs FANOUT_PARALLEL_CHUNKS at once). */
   maxSockets?: number;
   /** Attempts for a throttled invocation (429: it did not run, so a retry is safe), first included. */
@@ -58,7 +61,7 @@ export function signedLambdaInvoke(options: SignedLambdaInvokeOptions): LambdaIn
   const base = url.pathname.replace(/\/+$/, '');
   const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 50 };
   const agent = https ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
-  const signer: SignatureV4 = createSigner('lambda', options.region, options.credentials);
+  const signer = createSigner('lambda', options.region, options.credentials);
   const attempts = options.throttleMaxAttempts ?? 3;
   const baseDelay = options.throttleBaseDelayMs ?? 100;
   const sleep = options.sleep ?? ((ms: number) => delay(ms));

@@ -69,6 +69,13 @@ export interface Keys {
    * the data went with it). Same slot as the epoch; no TTL.
    */
   tokenEpoch(): string;
+  /**
+   * LIST of lifecycle event records waiting for the `events` relay of one
+   * stack (lib/events/outbox.ts), named by its region and stage: stacks that
+   * share the Redis (docs/deploying.md) each relay their own functions'
+   * events, to their own bus, in their own stage.
+   */
+  events(stack: { region: string; stage: string }): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -102,6 +109,7 @@ export function createKeys(prefix: string): Keys {
     endpoints: () => `${prefix}endpoints`,
     epoch: () => `${prefix}{${prefix}endpoints}:epoch`,
     tokenEpoch: () => `${prefix}{${prefix}endpoints}:epoch:iat`,
+    events: ({ region, stage }) => `${prefix}events:${region}:${stage}`,
   };
 }
 

@@ -10,6 +10,7 @@ import refreshLua from './scripts/refresh.lua';
 import renewLua from './scripts/renew.lua';
 import rescueLua from './scripts/rescue.lua';
 import resumeLua from './scripts/resume.lua';
+import sweepLua from './scripts/sweep.lua';
 
 /**
  * Registers our Lua scripts on a client. ioredis sends EVALSHA and falls back
@@ -28,11 +29,13 @@ export function defineScripts(redis: Redis | Cluster): void {
   redis.defineCommand('pwClose', { numberOfKeys: 2, lua: closeLua });
   redis.defineCommand('pwEndpoint', { numberOfKeys: 3, lua: endpointLua });
   redis.defineCommand('pwPosition', { numberOfKeys: 1, lua: positionLua });
+  redis.defineCommand('pwSweep', { numberOfKeys: 1, lua: sweepLua });
 }
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     pwPosition(history: string): Result<string, Context>;
+    pwSweep(all: string, cutoffMs: number, max: number): Result<string[], Context>;
     pwEndpoint(
       endpoints: string,
       epoch: string,

@@ -112,7 +112,12 @@ describe('osls package (stage prod)', () => {
     expect(actions(roleOf('Publish'))).toContain('"Action":"lambda:InvokeFunction"');
     expect(methods(roleOf('Deliver'))).toEqual(Array(3).fill('POST/@connections'));
     expect(actions(roleOf('Deliver'))).not.toContain('"Action":"lambda:InvokeFunction"');
-    expect(methods(roleOf('Kick'))).toEqual(Array(3).fill('DELETE/@connections'));
+    // kick tells each connection why (its last frame, docs/protocol.md PW-X2), then closes it.
+    expect(methods(roleOf('Kick'))).toEqual([
+      ...Array(3).fill('POST/@connections'),
+      ...Array(3).fill('DELETE/@connections'),
+    ]);
+    expect(actions(roleOf('Kick'))).not.toContain('"Action":"lambda:InvokeFunction"');
     expect(JSON.stringify(r[roleOf('Kick')].Properties.Policies)).toContain(
       // biome-ignore lint/suspicious/noTemplateCurlyInString: CloudFormation Fn::Sub placeholders
       ':execute-api:eu-central-1:${AWS::AccountId}:xyz789/live/DELETE/@connections/*',
@@ -128,6 +133,43 @@ describe('osls package (stage prod)', () => {
     });
     expect(r.DefaultLambdaFunction.Properties.ReservedConcurrentExecutions).toBeGreaterThan(0);
     expect(r.ConnectLambdaFunction.Properties.ReservedConcurrentExecutions).toBeGreaterThan(0);
+  });
+
+  it('lets only the events relay put events, on the one configured bus', () => {
+    // Prepare
+    const template = JSON.parse(
+      readFileSync(join(dir, 'out', 'cloudformation-template-update-stack.json'), 'utf8'),
+    );
+    const r = template.Resources;
+    const role = r.EventsLambdaFunction.Properties.Role['Fn::GetAtt'][0];
+
+    // Act
+    const statements = r[role].Properties.Policies.flatMap(
+      (p: { PolicyDocument: { Statement: unknown[] } }) => p.PolicyDocument.Statement,
+    );
+    const putters = Object.entries(r as Record<string, { Type: string }>)
+      .filter(([, resource]) => JSON.stringify(resource).includes('events:PutEvents'))
+      .map(([name]) => name);
+
+    // Assess
+    expect(statements).toEqual([
+      {
+        Sid: 'PutLifecycleEvents',
+        Effect: 'Allow',
+        Action: 'events:PutEvents',
+        Resource: {
+          // CloudFormation's own ${...} placeholders, not JavaScript's.
+          'Fn::Sub': [
+            'arn:$',
+            '{AWS::Partition}:events:$',
+            '{AWS::Region}:$',
+            '{AWS::AccountId}:event-bus/default',
+          ].join(''),
+        },
+      },
+    ]);
+    expect(putters).toEqual([role]);
+    expect(r.EventsLambdaFunction.Properties.Environment.Variables.EVENTS_BUS).toBe('default');
   });
 
   it('passes cfn-lint with no errors', () => {
