@@ -244,6 +244,12 @@ export class Pushwire {
   private at_: Record<string, number> = dict();
   /** Streams unsubscribed since the last write (so what another tab wrote is not kept for them). */
   private dropped_ = new Set<string>();
+  /**
+   * Per stream unsubscribed within the time floor's depth: its newest cursor
+   * then. Joined again, its floor goes no further back (a page reloaded
+   * before `subscribed` came would replay what was handed over). Persisted.
+   */
+  private left_: Record<string, string> = dict();
   /** The pending write (`saveInterval`). */
   private saving_: unknown;
   /** A write failed and was reported: report the next failure only after a success. */
@@ -328,6 +334,8 @@ export class Pushwire {
 
   unsubscribe(topic: string): void {
     if (!this.topics_.delete(topic)) return;
+    const point = this.max_[topic] ?? this.cursors_[topic];
+    if (point) this.left_[topic] = point;
     this.forget_(topic);
     this.save_();
     if (this.up_) this.send_({ action: 'unsubscribe', topic });
@@ -439,12 +447,14 @@ export class Pushwire {
     this.wins_ = dict();
     this.at_ = dict();
     this.epoch_ = undefined;
+    this.left_ = dict();
     this.pending_.clear();
     this.seen_.clear();
     this.dropped_.clear();
     this.loaded_ = true;
     const saved = this.parse_(raw);
     if (saved.e) this.epoch_ = saved.e;
+    this.left_ = saved.l;
     for (const [stream, [c, m, w, t]] of Object.entries(saved.s)) {
       this.cursors_[stream] = c;
       if (m) this.max_[stream] = m;
@@ -454,13 +464,19 @@ export class Pushwire {
   }
 
   /** Stored state, checked: what is not a cursor is left out; unreadable is empty. */
-  private parse_(raw: unknown): { e?: string; s: Record<string, Saved> } {
+  private parse_(raw: unknown): {
+    e?: string;
+    s: Record<string, Saved>;
+    l: Record<string, string>;
+  } {
     const s: Record<string, Saved> = dict();
+    const l: Record<string, string> = dict();
     let e: string | undefined;
     try {
       const saved = JSON.parse(String(raw)) as {
         s?: Record<string, Saved>;
         e?: string;
+        l?: Record<string, string>;
         // Written by earlier versions: one map per field.
         c?: Record<string, string>;
         f?: Record<string, string>;
@@ -479,10 +495,12 @@ export class Pushwire {
         s[stream] = [v[0], ok(v[1]) ? v[1] : '', w, typeof v[3] === 'number' ? v[3] : now];
       }
       if (typeof saved.e === 'string' && EPOCH.test(saved.e)) e = saved.e;
+      for (const [stream, c] of Object.entries(Object.assign(dict(), saved.l)))
+        if (ok(c)) l[stream] = c;
     } catch {
       // Unreadable: start afresh rather than refuse to connect.
     }
-    return e ? { e, s } : { s };
+    return e ? { e, s, l } : { s, l };
   }
 
   /** Asks for a write of the state, at most one per `saveInterval`. */
@@ -512,13 +530,25 @@ export class Pushwire {
       // Only a synchronous storage (localStorage, shared by tabs) is merged with.
       theirs = storage.getItem(key);
     } catch {}
-    if (typeof theirs === 'string')
-      for (const [stream, v] of Object.entries(this.parse_(theirs).s)) {
+    const now = Date.now();
+    const left: Record<string, string> = dict();
+    const floor = `${now - CLOCK_SKEW_MS}-0`;
+    const leave = (l: Record<string, string>) => {
+      for (const [stream, c] of Object.entries(l))
+        if (compareCursors(c, floor) > 0 && compareCursors(c, left[stream] ?? floor) > 0)
+          left[stream] = c;
+    };
+    leave(this.left_);
+    if (typeof theirs === 'string') {
+      const parsed = this.parse_(theirs);
+      for (const [stream, v] of Object.entries(parsed.s)) {
         const mine = out[stream];
         if (!this.dropped_.has(stream) && (!mine || ahead(v, mine))) out[stream] = v;
       }
+      leave(parsed.l);
+    }
+    this.left_ = left;
     this.dropped_.clear();
-    const now = Date.now();
     for (const [stream, v] of Object.entries(out))
       if (
         stream !== USER &&
@@ -529,7 +559,7 @@ export class Pushwire {
         if (this.cursors_[stream]) this.forget_(stream);
       }
     try {
-      const written = storage.setItem(key, JSON.stringify({ s: out, e: this.epoch_ }));
+      const written = storage.setItem(key, JSON.stringify({ s: out, e: this.epoch_, l: left }));
       (written as Promise<unknown> | undefined)?.then?.(
         () => (this.failed_ = false),
         (error: unknown) => this.fail_(error),
@@ -578,8 +608,13 @@ export class Pushwire {
       (max === undefined || compareCursors(max, start) >= 0)
     )
       since = start;
-    if (!since) this.cursors_[stream] = `${Date.now() - CLOCK_SKEW_MS}-0`;
-    else this.pending_.add(stream);
+    if (!since) {
+      // No further back than where it was left (if it was, lately).
+      const floor = `${Date.now() - CLOCK_SKEW_MS}-0`;
+      const left = this.left_[stream];
+      this.cursors_[stream] = left && compareCursors(left, floor) > 0 ? left : floor;
+      delete this.left_[stream];
+    } else this.pending_.add(stream);
     this.save_();
     return since;
   }

@@ -41,10 +41,9 @@ export type Kind = Command['c'] | 'sharedStorage' | 'rateLimit' | 'staleToken';
  * entry when its fix lands.
  */
 export const KNOWN_OPEN: Record<string, string> = {
-  unsubscribe:
-    'found this round (seed 720000088): unsubscribe forgets the ids handed over on the stream; ' +
-    'subscribed again and reloaded before `subscribed` came, the new page resumes from the time ' +
-    'floor and hands them over again (RELIABILITY.md, "What the model found")',
+  // Empty: every defect the model found so far is fixed (RELIABILITY.md,
+  // "What the model found"). An entry names a kind and the defect, e.g.
+  // unsubscribe: 'seed 720000088: a re-subscription reloaded early hands over again',
 };
 
 const userId = fc

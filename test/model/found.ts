@@ -97,6 +97,43 @@ export const FOUND: Found[] = [
     ],
   },
   {
+    what: 'unsubscribe, subscribe again, reload before subscribed: handed over again (duplicate)',
+    replay:
+      'seed 720000088 (this round, third run); fixed by the client keeping where a stream was left',
+    params: one({
+      users: ['ක'],
+      topics: ['.'],
+      grants: [[], [], []],
+      wildcard: [true, false, false],
+    }),
+    commands: [
+      { c: 'publishTopic', topic: 0, data: { pad: '' } },
+      { c: 'subscribe', tab: 0, topic: 0 },
+      { c: 'reload', tab: 0 },
+      { c: 'advance', ms: 1 },
+      { c: 'unsubscribe', tab: 0, topic: 0 },
+      { c: 'subscribe', tab: 0, topic: 0 },
+      { c: 'reload', tab: 0 },
+    ],
+  },
+  {
+    what: 'the same with a reload between unsubscribe and subscribe (where it was left is stored)',
+    replay: 'made from seed 720000088',
+    params: one({ grants: [[], [], []], wildcard: [true, false, false] }),
+    commands: [
+      { c: 'publishTopic', topic: 0, data: 5 },
+      { c: 'subscribe', tab: 0, topic: 0 },
+      { c: 'reload', tab: 0 },
+      { c: 'advance', ms: 1 },
+      { c: 'unsubscribe', tab: 0, topic: 0 },
+      { c: 'advance', ms: 1 },
+      { c: 'reload', tab: 0 },
+      { c: 'advance', ms: 1 },
+      { c: 'subscribe', tab: 0, topic: 0 },
+      { c: 'reload', tab: 0 },
+    ],
+  },
+  {
     what: 'oracle: a page told its storage fails may reload knowing nothing (was: lost)',
     replay: 'seed -1912925671, this round',
     params: one({ users: ['ଓ'], topics: ['a'], grants: [[], [], []] }),

@@ -435,9 +435,10 @@ export class World {
         world.#openConn(tab, this, url);
       }
     };
+    if (tab.stale && tab.token === undefined) tab.token = this.token(tab.user);
     const client = new this.#client.Pushwire({
       url: 'wss://model.test/prod',
-      token: tab.stale ? (tab.token ??= this.token(tab.user)) : () => this.token(tab.user),
+      token: tab.stale ? (tab.token as string) : () => this.token(tab.user),
       storage: tab.storage,
       WebSocket: Socket,
       ...CLIENT_TIMING,

@@ -1262,6 +1262,38 @@ describe('no silent loss, no false alarm (issue 21)', () => {
     a.pw.close();
   });
 
+  it('a topic left and joined again resumes, after a reload that came before `subscribed`, from where it was left, not from the time floor (model, seed 720000088)', async () => {
+    // Prepare: a page that got n1 on news, then left news, then reloaded.
+    const storage = new MapStorage();
+    const first = await connected({ storage });
+    first.pw.subscribe('news');
+    last().receive({ type: 'subscribed', topic: 'news', cursor: '1800000000000-0' });
+    last().receive(message('n1', '1800000000010-0', 'news'));
+    await vi.advanceTimersByTimeAsync(1_000);
+    first.pw.unsubscribe('news');
+    first.pw.close();
+    const second = await connected({ storage });
+
+    // Act: the next page joins news again and reloads before `subscribed` comes.
+    second.pw.subscribe('news');
+    expect(last().sent.at(-1)).toMatchObject({ action: 'subscribe', topic: 'news' });
+    expect(last().sent.at(-1)).not.toHaveProperty('since');
+    second.pw.close();
+    const third = client({ storage });
+    third.pw.subscribe('news');
+    third.pw.connect();
+    await settle();
+    last().accept();
+
+    // Assess: from n1's cursor (what came after it is new), not 300 s back (n1 again).
+    expect(last().sent).toContainEqual({
+      action: 'subscribe',
+      topic: 'news',
+      since: '1800000000010-0',
+    });
+    third.pw.close();
+  });
+
   it('an unsubscribed topic leaves storage, even though another tab stored it before', async () => {
     const storage = new MapStorage();
     const { pw } = await connected({ storage });
