@@ -171,6 +171,27 @@ export const FOUND: Found[] = [
     ],
   },
   {
+    what: "oracle: after such a reload, order is promised from the new page's join on",
+    replay: 'seed 740000008 (this round, fifth run)',
+    params: one({
+      users: ['!'],
+      topics: ['-'],
+      grants: [[], [], []],
+      historySize: 2,
+      replaysPerMinute: 1,
+      tokenLifetimeSeconds: 20,
+      historyTtlSeconds: 10,
+    }),
+    commands: [
+      { c: 'storageFull', storage: 0, on: true },
+      { c: 'publishUser', user: 0, data: false },
+      { c: 'reload', tab: 0 },
+      { c: 'run', tasks: 5 },
+      { c: 'faults', faults: ['error', 'timeout-landed'] },
+      { c: 'publishUsers', users: [0], data: 0 },
+    ],
+  },
+  {
     what: 'oracle: a message handed over again after such a reload is a duplicate, not out of order',
     replay: 'seed 700000001, this round',
     params: one({ grants: [[], [], []], historySize: 2, replaysPerMinute: 1 }),

@@ -935,10 +935,16 @@ export class World {
       if (tab.stale) continue;
       // Order is promised for what the tab subscribed to: a message published
       // before its subscription began may come late from a resume's floor.
+      // (Joined again since, e.g. by a page that reloaded knowing nothing,
+      // what was published before is not promised in order either.)
       const intended = new Set<string>();
       for (const p of this.published)
-        for (const s of p.streams)
-          if (s.tabs.has(tab.index)) intended.add(`${s.stream}\u0000${p.id}`);
+        for (const s of p.streams) {
+          if (!s.tabs.has(tab.index)) continue;
+          const since = s.topic === undefined ? tab.userJoined : tab.joined.get(s.topic);
+          if (since !== undefined && since > p.seq) continue;
+          intended.add(`${s.stream}\u0000${p.id}`);
+        }
       const counts = new Map<string, Handed[]>();
       const newest = new Map<StreamKey, string>();
       for (const h of tab.handed) {
