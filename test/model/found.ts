@@ -192,6 +192,31 @@ export const FOUND: Found[] = [
     ],
   },
   {
+    what: 'oracle: the same, with two tabs on kept tokens beside it and a kick',
+    replay: 'seed 740000041 (this round, fifth run)',
+    params: one({
+      users: ['!'],
+      topics: ['.'],
+      tabs: [
+        { user: 0, storage: 0, stale: true },
+        { user: 0, storage: 0, stale: true },
+        { user: 0, storage: 1 },
+      ],
+      grants: [[], [], []],
+      replaysPerMinute: 1,
+      tokenLifetimeSeconds: 20,
+      historyTtlSeconds: 10,
+    }),
+    commands: [
+      { c: 'storageFull', storage: 1, on: true },
+      { c: 'publishUser', user: 0, data: '' },
+      { c: 'reload', tab: 20 },
+      { c: 'run', tasks: 1 },
+      { c: 'publishUser', user: 0, data: '' },
+      { c: 'kick', user: 0, revoke: false },
+    ],
+  },
+  {
     what: 'oracle: a message handed over again after such a reload is a duplicate, not out of order',
     replay: 'seed 700000001, this round',
     params: one({ grants: [[], [], []], historySize: 2, replaysPerMinute: 1 }),
