@@ -217,6 +217,16 @@ export const FOUND: Found[] = [
     ],
   },
   {
+    what: 'oracle: an async storage that fails the last write (at close) tells the page that goes',
+    replay: 'seed 750000023 (this round, sixth run)',
+    params: one({ grants: [[], [], []], asyncStorage: [true, false, false, false] }),
+    commands: [
+      { c: 'storageFull', storage: 0, on: true },
+      { c: 'publishUser', user: 0, data: {} },
+      { c: 'reload', tab: 0 },
+    ],
+  },
+  {
     what: 'oracle: a message handed over again after such a reload is a duplicate, not out of order',
     replay: 'seed 700000001, this round',
     params: one({ grants: [[], [], []], historySize: 2, replaysPerMinute: 1 }),

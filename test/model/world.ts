@@ -861,8 +861,10 @@ export class World {
   }
 
   /** The page reloads: a new client on the same storage, subscribing to the same topics. */
-  reload(tab: Tab): void {
+  async reload(tab: Tab): Promise<void> {
     tab.client.close();
+    // An async storage's failure of the last write (at close) is told by now.
+    await this.#idle();
     tab.reloads.push(++this.seq);
     // Told that its storage fails, the new page may know nothing the old one
     // did: it is due what comes after its own joins (see check()).
