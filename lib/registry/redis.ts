@@ -7,6 +7,7 @@ import {
   decodeMember,
   encodeMember,
   type Keys,
+  type PresenceKeys,
   type Recipient,
 } from './keys.js';
 import { defineScripts } from './scripts.js';
@@ -14,6 +15,7 @@ import type {
   Connection,
   ConnectionRecord,
   ConnectionRegistry,
+  MembersPage,
   PublishStep,
   RegisterOutcome,
   ResumeLimits,
@@ -38,7 +40,25 @@ export interface RedisRegistryOptions {
   pendingLeaseMs?: number;
   /** Clock, injectable for tests. */
   now?: () => number;
+  presence?: PresenceOptions;
 }
+
+/** How a topic's joins and leaves travel (lib/presence/events.ts fans them out). */
+export interface PresenceOptions {
+  /** Topic names or patterns (the grant syntax) whose joins and leaves are fanned out. */
+  eventTopics: string[];
+  /** Above this many users, a topic's events are coalesced (0: never). */
+  coalesceAbove: number;
+  /** How long coalesced events gather before one `presence_diff`, ms. */
+  intervalMs: number;
+  /** Asks for a topic's events to be fanned out after `delayMs` (Invoke of presence-events). */
+  nudge?: (topic: string, delayMs: number) => Promise<void>;
+  /** Told of a nudge that failed (the sweep fans its events out later). */
+  onNudgeFailed?: (topic: string, error: unknown) => void;
+}
+
+/** A topic whose events wait is due this long after its nudge (the sweep's backstop). */
+const NUDGE_GRACE_MS = 5_000;
 
 /**
  * Redis adapter of the registry. Every record expires: a connection's hash and
@@ -53,6 +73,7 @@ export class RedisRegistry implements ConnectionRegistry {
   readonly #historyTtl: number;
   readonly #pendingLeaseMs: number;
   readonly #now: () => number;
+  readonly #presence: PresenceOptions;
   #epochMarked = false;
 
   constructor(redis: Redis | Cluster, options: RedisRegistryOptions) {
@@ -64,6 +85,76 @@ export class RedisRegistry implements ConnectionRegistry {
     this.#historyTtl = options.historyTtlSeconds;
     this.#pendingLeaseMs = options.pendingLeaseMs ?? 7_000;
     this.#now = options.now ?? Date.now;
+    this.#presence = options.presence ?? { eventTopics: [], coalesceAbove: 0, intervalMs: 1_000 };
+  }
+
+  /**
+   * Presence keys outlive their devices' scores by two TTLs and the sweep's
+   * period, so an expired device is always found (and its leave recorded)
+   * before its keys could expire under it.
+   */
+  get #presenceTtl(): number {
+    return 2 * this.#ttl + 300;
+  }
+
+  /** Runs presence.lua on a topic; nudges the fan-out when it recorded events. */
+  async #presenceOp(topic: string, op: string, ...args: (string | number)[]) {
+    const k: PresenceKeys = this.keys.presence(topic);
+    const p = this.#presence;
+    return this.#redis.pwPresence(
+      k.devices,
+      k.users,
+      k.counts,
+      k.events,
+      k.flush,
+      k.lock,
+      op,
+      this.#now(),
+      this.#presenceTtl,
+      topicAllowed(topic, p.eventTopics) ? '1' : '0',
+      p.coalesceAbove,
+      p.intervalMs,
+      ...args,
+    );
+  }
+
+  /** After an op that answered `nudge` (-1: none): invoke the fan-out, and leave the sweep a backstop. */
+  async #nudge(topic: string, nudge: number): Promise<void> {
+    if (nudge < 0) return;
+    await this.#redis.zadd(
+      this.keys.presenceDue(),
+      'LT',
+      this.#now() + nudge + NUDGE_GRACE_MS,
+      topic,
+    );
+    await this.#presence.nudge?.(topic, nudge).catch((error: unknown) => {
+      this.#presence.onNudgeFailed?.(topic, error);
+    });
+  }
+
+  async #join(connection: ConnectionRecord, topic: string, expiry: number): Promise<void> {
+    const device = `${connection.connectionId}|${connection.userId}`;
+    const [, nudge] = (await this.#presenceOp(
+      topic,
+      'join',
+      device,
+      connection.userId,
+      expiry,
+      connection.info ?? '',
+    )) as [number, number];
+    // The sweep must visit the topic by the time this device could expire.
+    await this.#redis.zadd(this.keys.presenceDue(), 'LT', expiry, topic);
+    await this.#nudge(topic, Number(nudge));
+  }
+
+  async #leave(connectionId: string, userId: string, topic: string): Promise<void> {
+    const [, nudge] = (await this.#presenceOp(
+      topic,
+      'leave',
+      `${connectionId}|${userId}`,
+      userId,
+    )) as [number, number];
+    await this.#nudge(topic, Number(nudge));
   }
 
   /**
@@ -101,6 +192,8 @@ export class RedisRegistry implements ConnectionRegistry {
     if (record.pendingSince !== undefined) fields['pendingSince'] = record.pendingSince;
     if (record.tokenExpiresAt !== undefined) fields['exp'] = String(record.tokenExpiresAt);
     if (record.tokenIssuedAt !== undefined) fields['iat'] = String(record.tokenIssuedAt);
+    if (record.presenceTopics?.length) fields['presenceTopics'] = JSON.stringify(record.presenceTopics);
+    if (record.info !== undefined) fields['info'] = record.info;
     // The record first (awaited), so a member never points at a record that
     // was not written; then one step per slot, sent together (auto-pipelined).
     await this.#redis.multi().hset(key, fields).expire(key, this.#ttl).exec();
@@ -183,6 +276,9 @@ export class RedisRegistry implements ConnectionRegistry {
         .exec(),
       renew(user),
       ...connection.topics.map((topic) => renew(this.topicAudience(topic))),
+      ...connection.topics.map((topic) =>
+        this.#presenceOp(topic, 'renew', `${connectionId}|${connection.userId}`, expiry),
+      ),
     ]);
     if (at) connection.userCursor = await at;
     // Every registered connection is in its user's live or resuming set until
@@ -224,6 +320,7 @@ export class RedisRegistry implements ConnectionRegistry {
     await Promise.all([
       leave(this.userAudience(connection.userId)),
       ...connection.topics.map((topic) => leave(this.topicAudience(topic))),
+      ...connection.topics.map((topic) => this.#leave(connectionId, connection.userId, topic)),
       this.#redis.zrem(this.keys.all(), member),
     ]);
     // The record goes last, so a crash half-way leaves it for the next attempt to find.
@@ -307,9 +404,13 @@ export class RedisRegistry implements ConnectionRegistry {
     // The stream's position right after the member was written, in the same
     // round trip (auto-pipelined, same slot): a message published after it
     // reaches the member live, one before it is not after the cursor.
+    // Present (presence.lua) with the member: a removal or refresh that
+    // reads the topic after this takes both out; the check below takes back
+    // both when one came first.
     const [, cursor] = await Promise.all([
       add.exec(),
       position ? this.#position(this.topicAudience(topic)) : undefined,
+      this.#join(connection, topic, expiry),
     ]);
     // One slot (the record's): one MULTI.
     const check = await this.#redis
@@ -326,6 +427,7 @@ export class RedisRegistry implements ConnectionRegistry {
         .zrem(a.resuming, member)
         .zrem(a.leases, member)
         .exec();
+      await this.#leave(connection.connectionId, connection.userId, topic);
       if (userId === null || closing !== null) return { outcome: 'gone' };
       return {
         outcome: topicAllowed(topic, JSON.parse(grants ?? '[]') as string[]) ? 'left' : 'forbidden',
@@ -334,7 +436,11 @@ export class RedisRegistry implements ConnectionRegistry {
     // A refresh that stored a later exp after this subscribe read the old one
     // re-scored the memberships it could see; (2) may have come after that.
     if (exp !== null && Number(exp) !== connection.tokenExpiresAt) {
-      await this.#redis.zadd(scores, 'XX', this.#expiry(Number(exp)), member);
+      const bound = this.#expiry(Number(exp));
+      await Promise.all([
+        this.#redis.zadd(scores, 'XX', bound, member),
+        this.#presenceOp(topic, 'renew', `${connection.connectionId}|${connection.userId}`, bound),
+      ]);
     }
     return cursor === undefined ? { outcome: 'subscribed' } : { outcome: 'subscribed', cursor };
   }
@@ -355,6 +461,7 @@ export class RedisRegistry implements ConnectionRegistry {
         .zrem(a.resuming, member)
         .zrem(a.leases, member)
         .exec(),
+      this.#leave(connection.connectionId, connection.userId, topic),
     ]);
     return removed > 0;
   }
@@ -464,7 +571,13 @@ export class RedisRegistry implements ConnectionRegistry {
 
   async refreshToken(
     connectionId: string,
-    token: { expiresAt: number; issuedAt: number; topics: string[] },
+    token: {
+      expiresAt: number;
+      issuedAt: number;
+      topics: string[];
+      presenceTopics?: string[];
+      info?: string;
+    },
   ): Promise<boolean> {
     const topics = this.keys.connectionTopics(connectionId);
     const listed = await this.#redis.pwRefresh(
@@ -474,18 +587,21 @@ export class RedisRegistry implements ConnectionRegistry {
       JSON.stringify(token.topics),
       this.#ttl,
       token.issuedAt,
+      JSON.stringify(token.presenceTopics ?? []),
+      token.info ?? '',
     );
     if (listed === null) return false;
     const refused = listed.filter((topic) => !topicAllowed(topic, token.topics));
     if (refused.length > 0) {
       // Out of the list first, then out of the audiences (see subscribe).
-      const [endpoint] = await Promise.all([
-        this.#redis.hget(this.keys.connection(connectionId), 'endpoint'),
+      const [[endpoint, userId]] = await Promise.all([
+        this.#redis.hmget(this.keys.connection(connectionId), 'endpoint', 'userId'),
         this.#redis.srem(topics, ...refused),
       ]);
       const member = encodeMember({ connectionId, endpoint: endpoint ?? '' });
       await Promise.all(
-        refused.map((topic) => {
+        refused.map(async (topic) => {
+          if (userId) await this.#leave(connectionId, userId, topic);
           const a = this.topicAudience(topic).keys;
           return this.#redis
             .multi()
@@ -613,6 +729,53 @@ export class RedisRegistry implements ConnectionRegistry {
     ]);
     return live + resuming;
   }
+
+  async members(topic: string, after: string | undefined, limit: number): Promise<MembersPage> {
+    const [nudge, count, more, ...flat] = (await this.#presenceOp(
+      topic,
+      'page',
+      after ?? '',
+      limit,
+    )) as (string | number)[];
+    await this.#nudge(topic, Number(nudge));
+    const members: MembersPage['members'] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const info = String(flat[i + 1]);
+      members.push(info ? { userId: String(flat[i]), info } : { userId: String(flat[i]) });
+    }
+    return { count: Number(count), members, more: Number(more) === 1 };
+  }
+
+  async sweepPresence(maxTopics: number): Promise<string[]> {
+    const due = this.keys.presenceDue();
+    const topics = await this.#redis.zrangebyscore(due, '-inf', this.#now(), 'LIMIT', 0, maxTopics);
+    const waiting: string[] = [];
+    for (const topic of topics) {
+      let step: (string | number)[];
+      do {
+        step = (await this.#presenceOp(topic, 'expire', 500)) as (string | number)[];
+      } while (Number(step[2]) === 500);
+      // Out of the due set, then back in by what is left: a join between the
+      // two read below re-adds it itself (it writes its device, then ZADD LT).
+      await this.#redis.zrem(due, topic);
+      const [, , , earliest, events] = (await this.#presenceOp(topic, 'expire', 0)) as (
+        | string
+        | number
+      )[];
+      if (earliest !== '') await this.#redis.zadd(due, 'LT', Number(earliest), topic);
+      if (Number(events) > 0) {
+        await this.#redis.zadd(due, 'LT', this.#now() + NUDGE_GRACE_MS, topic);
+        waiting.push(topic);
+      }
+    }
+    return waiting;
+  }
+
+  async takePresenceEvents(topic: string, token: string, max: number): Promise<string[] | null> {
+    // 30 s: longer than a drain's fan-out of one batch; a drain that died frees it then.
+    const taken = await this.#presenceOp(topic, 'take', token, max, 30_000);
+    return taken === null ? null : (taken as string[]).map(String);
+  }
 }
 
 /** HGETALL's flat [field, value, ...] reply (as a script returns it) as an object. */
@@ -629,7 +792,7 @@ function toConnection(
   topics: string[],
   closing = false,
 ): Connection | null {
-  const { userId, endpoint, connectedAt, allowedTopics, pendingSince, exp, iat } = hash;
+  const { userId, endpoint, connectedAt, allowedTopics, pendingSince, exp, iat, info } = hash;
   if (userId === undefined || endpoint === undefined) return null;
   if (hash['closing'] !== undefined && !closing) return null;
   const connection: Connection = {
@@ -643,5 +806,8 @@ function toConnection(
   if (pendingSince !== undefined) connection.pendingSince = pendingSince;
   if (exp !== undefined) connection.tokenExpiresAt = Number(exp);
   if (iat !== undefined) connection.tokenIssuedAt = Number(iat);
+  const presence = hash['presenceTopics'];
+  if (presence) connection.presenceTopics = JSON.parse(presence) as string[];
+  if (info) connection.info = info;
   return connection;
 }

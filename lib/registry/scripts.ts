@@ -5,6 +5,7 @@ import beginResumeLua from './scripts/begin-resume.lua';
 import closeLua from './scripts/close.lua';
 import endpointLua from './scripts/endpoint.lua';
 import positionLua from './scripts/position.lua';
+import presenceLua from './scripts/presence.lua';
 import publishLua from './scripts/publish.lua';
 import refreshLua from './scripts/refresh.lua';
 import renewLua from './scripts/renew.lua';
@@ -28,6 +29,7 @@ export function defineScripts(redis: Redis | Cluster): void {
   redis.defineCommand('pwClose', { numberOfKeys: 2, lua: closeLua });
   redis.defineCommand('pwEndpoint', { numberOfKeys: 2, lua: endpointLua });
   redis.defineCommand('pwPosition', { numberOfKeys: 1, lua: positionLua });
+  redis.defineCommand('pwPresence', { numberOfKeys: 6, lua: presenceLua });
 }
 
 declare module 'ioredis' {
@@ -120,6 +122,12 @@ declare module 'ioredis' {
       allowedTopics: string,
       ttlSeconds: number,
       issuedAtMs: number,
+      presenceGrants: string,
+      info: string,
     ): Result<string[] | null, Context>;
+    /** See presence.lua: six keys, then the op and its arguments. */
+    pwPresence(
+      ...keysAndArgs: (string | number)[]
+    ): Result<(string | number)[] | number | null, Context>;
   }
 }

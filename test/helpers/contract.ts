@@ -24,7 +24,7 @@ export const OPENAPI_PATH = join(root, 'docs/openapi.yaml');
 
 type Doc = { components: { schemas: Record<string, unknown> } };
 export const asyncapi = parse(readFileSync(ASYNCAPI_PATH, 'utf8')) as Doc & {
-  components: { messages: Record<string, { payload: { $ref: string } }> };
+  components: { messages: Record<string, { name?: string; payload: { $ref: string } }> };
 };
 export const openapi = parse(readFileSync(OPENAPI_PATH, 'utf8')) as Doc & {
   paths: Record<string, { post: OpenApiOperation }>;
@@ -62,7 +62,8 @@ const SERVER_TYPES: Record<string, string> = {};
 const CLIENT_ACTIONS: Record<string, string> = {};
 for (const [name, message] of Object.entries(asyncapi.components.messages)) {
   const schema = message.payload.$ref.split('/').pop() as string;
-  if (schema.endsWith('Action')) CLIENT_ACTIONS[name] = schema;
+  // By the message's name: a client action and a server frame may share one (presence).
+  if (schema.endsWith('Action')) CLIENT_ACTIONS[message.name ?? name] = schema;
   else SERVER_TYPES[name] = schema;
 }
 
