@@ -22,7 +22,12 @@ export interface InvokeResult {
   functionError?: string;
 }
 
-export type LambdaInvoke = (functionName: string, payload: Uint8Array) => Promise<InvokeResult>;
+/** `Event`: queued by Lambda and run asynchronously (202, no payload); RequestResponse by default. */
+export type LambdaInvoke = (
+  functionName: string,
+  payload: Uint8Array,
+  type?: 'RequestResponse' | 'Event',
+) => Promise<InvokeResult>;
 
 /** An error of the Invoke API itself, named and shaped as the SDK's. */
 export class LambdaInvokeError extends Error {
@@ -64,14 +69,18 @@ export function signedLambdaInvoke(options: SignedLambdaInvokeOptions): LambdaIn
   const sleep = options.sleep ?? ((ms: number) => delay(ms));
   const random = options.random ?? Math.random;
 
-  const once = async (functionName: string, payload: Uint8Array): Promise<InvokeResult> => {
+  const once = async (
+    functionName: string,
+    payload: Uint8Array,
+    invocationType: 'RequestResponse' | 'Event',
+  ): Promise<InvokeResult> => {
     // No socket timeout: a RequestResponse invocation is silent until the
     // worker returns (up to its own timeout); publish's timeout bounds it.
     const response = await signedPost(
       signer,
       url,
       `${base}/2015-03-31/functions/${encodeURIComponent(functionName)}/invocations`,
-      { 'content-type': 'application/json', 'x-amz-invocation-type': 'RequestResponse' },
+      { 'content-type': 'application/json', 'x-amz-invocation-type': invocationType },
       payload,
       { agent },
     );
@@ -94,10 +103,10 @@ export function signedLambdaInvoke(options: SignedLambdaInvokeOptions): LambdaIn
     );
   };
 
-  return async (functionName, payload) => {
+  return async (functionName, payload, type = 'RequestResponse') => {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await once(functionName, payload);
+        return await once(functionName, payload, type);
       } catch (error) {
         const throttled =
           error instanceof LambdaInvokeError && error.$metadata.httpStatusCode === 429;

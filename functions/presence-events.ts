@@ -1,0 +1,39 @@
+import middy from '@middy/core';
+import type { Context } from 'aws-lambda';
+import { gateway, invokeChunk } from '../lib/aws-clients.js';
+import { config, loadSecrets, logger, registry } from '../lib/clients.js';
+import { invocationDeadline, invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
+import { metrics, tally, withMetrics } from '../lib/observability/metrics.js';
+import { presenceEvents } from '../lib/presence/events.js';
+
+/**
+ * `presenceEvents`: fans out joins and leaves (invoked by $default and
+ * $disconnect with `{ topic, delayMs }`), and every minute sweeps the
+ * devices whose $disconnect was lost (docs/presence.md).
+ */
+export const handler = middy(async (event: unknown, context: Context) => {
+  const deadline = invocationDeadline(context);
+  const { fanout, delivery, presence } = config();
+  const result = await presenceEvents(event, {
+    registry: registry(),
+    coalesceAbove: presence.coalesceAbove,
+    gateway: gateway(),
+    prune: (connectionId) => registry().remove(connectionId),
+    logger: logger(),
+    concurrency: fanout.concurrency,
+    chunkSize: fanout.chunk,
+    chunkMaxBytes: delivery.chunkMaxBytes,
+    parallelChunks: fanout.parallelChunks,
+    deliverAttempts: delivery.deliverAttempts,
+    invokeChunk: invokeChunk(),
+    onClosed: () => tally('ClosedUndelivered'),
+    // A sweep stops taking topics with 10 s of its minute left.
+    keepGoing: () => deadline === undefined || Date.now() < deadline - 10_000,
+    ...(deadline !== undefined && { deadline }),
+  });
+  if (result.events > 0) logger().info('presence events', { ...result });
+  return result;
+})
+  .use(withMetrics())
+  .use(invokeErrors({ logger, metrics }))
+  .use(secretsLoaded(loadSecrets));
