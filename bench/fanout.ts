@@ -4,7 +4,7 @@ import {
   PostToConnectionCommand,
 } from '@aws-sdk/client-apigatewaymanagementapi';
 import type { Redis } from 'ioredis';
-import { credentialsProvider } from '../lib/aws-signing.js';
+import { credentialsProvider } from '../lib/aws/signing.js';
 import type { Config } from '../lib/config.js';
 import { RedisDedupStore } from '../lib/delivery/dedup.js';
 import type { FanoutLogger } from '../lib/delivery/fanout.js';

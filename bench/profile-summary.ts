@@ -32,7 +32,7 @@ const CATEGORIES: [string, (f: CallFrame) => boolean][] = [
     (f) =>
       /^(signRequest|getSigningKey|getSignature|NodeSha256|#payloadHash|createHmac|createHash|sign|authorization|#signingKey|#amzDate|sigv4.*)$/.test(
         f.functionName,
-      ) || /gateway\/sigv4/.test(f.url),
+      ) || /aws\/sigv4/.test(f.url),
   ],
   ['Redis (ioredis, registry)', (f) => /ioredis|registry/.test(f.url)],
   [

@@ -1,7 +1,16 @@
 import middy from '@middy/core';
-import { config, loadSecrets, logger, registry, verifyToken } from '../lib/clients.js';
+import {
+  config,
+  eventOutbox,
+  events,
+  loadSecrets,
+  logger,
+  registry,
+  verifyToken,
+} from '../lib/clients.js';
 import { parseWebSocketEvent } from '../lib/edge/events.js';
 import { secretsLoaded, webSocketErrors } from '../lib/edge/middleware.js';
+import { eventsFlushed } from '../lib/events/flush.js';
 import { metrics, withMetrics } from '../lib/observability/metrics.js';
 import { connect } from '../lib/session/session.js';
 
@@ -26,6 +35,7 @@ export const handler = middy(async (event: unknown) => {
       registry: registry(),
       verifyToken: verifyToken(),
       limits: config().limits,
+      events: events(),
       ...(callbackUrl && { callbackUrl }),
     },
   );
@@ -34,5 +44,6 @@ export const handler = middy(async (event: unknown) => {
   return { statusCode: 200 };
 })
   .use(withMetrics())
-  .use(webSocketErrors({ logger, metrics, route: 'connect' }))
+  .use(eventsFlushed({ buffer: events, outbox: eventOutbox, logger, metrics }))
+  .use(webSocketErrors({ logger, metrics, events, route: 'connect' }))
   .use(secretsLoaded(loadSecrets));

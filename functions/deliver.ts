@@ -1,11 +1,13 @@
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { gateway } from '../lib/aws-clients.js';
-import { config, loadSecrets, logger, registry } from '../lib/clients.js';
+import { config, eventOutbox, events, loadSecrets, logger, registry } from '../lib/clients.js';
 import { checkChunkEndpoints, chunkJobs, parseDeliverChunk } from '../lib/delivery/chunks.js';
 import { deliver } from '../lib/delivery/fanout.js';
 import { invocationDeadline, invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
+import { eventsFlushed } from '../lib/events/flush.js';
 import { metrics, tally, withMetrics } from '../lib/observability/metrics.js';
+import { endConnection } from '../lib/session/end.js';
 
 /**
  * `deliver`: the fan-out worker `publish` hands each chunk of a large audience to.
@@ -24,7 +26,8 @@ export const handler = middy(async (event: unknown, context: Context) => {
   );
   return deliver(chunkJobs(chunk), {
     gateway: gateway(),
-    prune: (connectionId) => registry().remove(connectionId),
+    prune: (connectionId) =>
+      endConnection({ registry: registry(), events: events() }, connectionId, 'gone'),
     logger: logger(),
     concurrency: config().fanout.concurrency,
     onClosed: () => tally('ClosedUndelivered'),
@@ -32,5 +35,6 @@ export const handler = middy(async (event: unknown, context: Context) => {
   });
 })
   .use(withMetrics())
+  .use(eventsFlushed({ buffer: events, outbox: eventOutbox, logger, metrics }))
   .use(invokeErrors({ logger, metrics }))
   .use(secretsLoaded(loadSecrets));

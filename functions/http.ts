@@ -1,8 +1,9 @@
 import middy from '@middy/core';
-import { loadSecrets, logger } from '../lib/clients.js';
+import { eventOutbox, events, loadSecrets, logger } from '../lib/clients.js';
 import { handleHttp } from '../lib/edge/http.js';
 import { secretsLoaded } from '../lib/edge/middleware.js';
 import { operations } from '../lib/edge/operations.js';
+import { eventsFlushed } from '../lib/events/flush.js';
 import { metrics, withMetrics } from '../lib/observability/metrics.js';
 import { withTracing } from '../lib/observability/tracing.js';
 
@@ -11,6 +12,7 @@ export const handler = middy(async (event: unknown) =>
   handleHttp(event, { operations, logger: logger(), metrics: metrics() }),
 )
   .use(withMetrics())
+  .use(eventsFlushed({ buffer: events, outbox: eventOutbox, logger, metrics }))
   .use(withTracing())
   // A failed secrets load is thrown: API Gateway answers 502, Lambda counts
   // an error (the errors alarm), and the next call retries the load.

@@ -1,8 +1,9 @@
 import middy from '@middy/core';
-import { loadSecrets, logger } from '../lib/clients.js';
+import { eventOutbox, events, loadSecrets, logger } from '../lib/clients.js';
 import { handleQueueBatch, isEventBridgeEvent, requestFromEvent } from '../lib/edge/batch.js';
 import { invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
 import { operations } from '../lib/edge/operations.js';
+import { eventsFlushed } from '../lib/events/flush.js';
 import { metrics, withMetrics } from '../lib/observability/metrics.js';
 import { withTracing } from '../lib/observability/tracing.js';
 
@@ -16,6 +17,7 @@ export const handler = middy(async (event: unknown) => {
   return handleQueueBatch(event, { operations, logger: logger() });
 })
   .use(withMetrics())
+  .use(eventsFlushed({ buffer: events, outbox: eventOutbox, logger, metrics }))
   .use(withTracing())
   .use(invokeErrors({ logger, metrics }))
   .use(secretsLoaded(loadSecrets));

@@ -1,17 +1,18 @@
 import { config, once } from './clients.js';
 import type { ChunkInvoker } from './delivery/chunks.js';
+import type { PutEvents } from './events/eventbridge.js';
 import type { Gateway, GatewayResult } from './gateway/gateway.js';
 import { tally } from './observability/metrics.js';
 
 /**
  * Clients of AWS services, built once per container and loaded on first use.
- * Both are SigV4-signed keep-alive HTTP over the SDK's signer, bundled into
- * each zip (README, "Deploying"); the modules behind them are `import()`ed,
+ * Each is SigV4-signed keep-alive HTTP through the one signer in lib/aws/,
+ * bundled into each zip (README, "Deploying"); the modules behind them are `import()`ed,
  * which esbuild keeps in lazily initialised wrappers, so a `$connect` or
  * `$disconnect` cold start never evaluates them.
  */
 
-/** A Gateway whose real adapter (and SDK) is loaded on first use. */
+/** A Gateway whose real adapter is loaded on first use. */
 function lazyGateway(load: () => Promise<Gateway>): Gateway {
   let loaded: Promise<Gateway> | undefined;
   const real = () => {
@@ -42,7 +43,7 @@ export const gateway = /* @__PURE__ */ once(
       };
       const [{ SignedHttpGateway }, { credentialsProvider }] = await Promise.all([
         import('./gateway/signed.js'),
-        import('./aws-signing.js'),
+        import('./aws/signing.js'),
       ]);
       return new SignedHttpGateway({ ...options, credentials: credentialsProvider(c.credentials) });
     }),
@@ -57,7 +58,7 @@ export const invokeChunk = /* @__PURE__ */ once((): ChunkInvoker => {
       await Promise.all([
         import('./delivery/invoker.js'),
         import('./delivery/lambda-invoke.js'),
-        import('./aws-signing.js'),
+        import('./aws/signing.js'),
       ]);
     const invoke = signedLambdaInvoke({
       region: c.region,
@@ -70,5 +71,26 @@ export const invokeChunk = /* @__PURE__ */ once((): ChunkInvoker => {
   return async (chunk) => {
     invoker ??= load();
     return (await invoker)(chunk);
+  };
+});
+
+/** EventBridge PutEvents for the `events` relay; loaded at its first send. */
+export const putEvents = /* @__PURE__ */ once((): PutEvents => {
+  let loaded: Promise<PutEvents> | undefined;
+  const load = async () => {
+    const c = config();
+    const [{ signedPutEvents }, { credentialsProvider }] = await Promise.all([
+      import('./events/eventbridge.js'),
+      import('./aws/signing.js'),
+    ]);
+    return signedPutEvents({
+      region: c.region,
+      credentials: credentialsProvider(c.credentials),
+      ...(c.events.endpoint && { endpoint: c.events.endpoint }),
+    });
+  };
+  return async (entries) => {
+    loaded ??= load();
+    return (await loaded)(entries);
   };
 });

@@ -3,6 +3,8 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { createTokenVerifier } from './auth/tokens.js';
 import { type Config, loadConfig } from './config.js';
 import { RedisDedupStore } from './delivery/dedup.js';
+import { EventBuffer } from './events/buffer.js';
+import { RedisEventOutbox } from './events/outbox.js';
 import { createLogger } from './logging.js';
 import { RedisRegistry } from './registry/redis.js';
 import { resolveSecrets } from './secrets.js';
@@ -44,7 +46,7 @@ export function loadSecrets(): Promise<void> {
   // The signer loads only where a secret is named by parameter (deployed).
   const fetcher = async (name: string) => {
     const [{ credentialsProvider }, { signedFetcher }] = await Promise.all([
-      import('./aws-signing.js'),
+      import('./aws/signing.js'),
       import('./secret-fetcher.js'),
     ]);
     return signedFetcher({
@@ -242,3 +244,15 @@ export const dedup = /* @__PURE__ */ once(
 );
 
 export const verifyToken = /* @__PURE__ */ once(() => createTokenVerifier(settings().jwt));
+
+/**
+ * Lifecycle events seen by this container's invocations, handed to the
+ * outbox when each ends (lib/events/flush.ts). One per container: Lambda
+ * runs one invocation at a time in it (serverless-offline may run several,
+ * and then one flush takes the others' events along, losing none).
+ */
+export const events = /* @__PURE__ */ once(() => new EventBuffer(config().events.types));
+
+export const eventOutbox = /* @__PURE__ */ once(
+  () => new RedisEventOutbox(redis(), registry().keys.events(), config().events.outboxMax),
+);

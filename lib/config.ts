@@ -2,6 +2,7 @@ import * as v from 'valibot';
 import { checkTokenOptions } from './auth/tokens.js';
 import { API_GATEWAY_IDLE_SECONDS, TOPIC_GRANT_PATTERN } from './constants.js';
 import { ConfigError } from './errors.js';
+import { EVENT_TYPES, type EventType } from './events/types.js';
 import { REGION_NAME, regionInHost } from './gateway/region.js';
 
 /**
@@ -96,7 +97,7 @@ const EnvSchema = v.object({
   REPLAY_BUDGET_MS: int('REPLAY_BUDGET_MS', 5_000, 100, 25_000),
   REPLAY_LEASE_GRACE_MS: int('REPLAY_LEASE_GRACE_MS', 2_000, 100, 60_000),
   // Lambda sets these from the function's role; they sign management API
-  // posts and Lambda Invoke (lib/aws-signing.ts).
+  // posts and Lambda Invoke (lib/aws/signing.ts).
   AWS_ACCESS_KEY_ID: optionalText,
   AWS_SECRET_ACCESS_KEY: optionalText,
   AWS_SESSION_TOKEN: optionalText,
@@ -146,6 +147,23 @@ const EnvSchema = v.object({
   PRESENCE_EVENTS_FUNCTION_NAME: optionalText,
   AWS_ENDPOINT_URL_SSM: url('AWS_ENDPOINT_URL_SSM'),
   AWS_ENDPOINT_URL_SECRETS_MANAGER: url('AWS_ENDPOINT_URL_SECRETS_MANAGER'),
+  // Lifecycle events to EventBridge (docs/events.md): the types to send
+  // (comma-separated, or `all`; none by default), the bus, and how many
+  // records wait in Redis for the `events` relay before the oldest are dropped.
+  EVENTS: v.optional(v.string(), ''),
+  EVENTS_BUS: v.optional(
+    v.pipe(
+      v.string(),
+      v.trim(),
+      v.regex(
+        /^[A-Za-z0-9._\-/]{1,256}$/,
+        'EVENTS_BUS must be the name of an event bus in this account and region (not an ARN)',
+      ),
+    ),
+    'default',
+  ),
+  EVENTS_OUTBOX_MAX: int('EVENTS_OUTBOX_MAX', 100_000, 100, 10_000_000),
+  AWS_ENDPOINT_URL_EVENTBRIDGE: url('AWS_ENDPOINT_URL_EVENTBRIDGE'),
 });
 
 export interface Config {
@@ -221,6 +239,8 @@ export interface Config {
   };
   /** Absent when the environment has none: signing then fails with their names. */
   credentials?: AwsCredentials;
+  /** Lifecycle events: the types sent (empty: none), where, and the outbox's bound. */
+  events: { types: EventType[]; bus: string; outboxMax: number; endpoint?: string };
 }
 
 export interface AwsCredentials {
@@ -326,6 +346,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       intervalMs: e.PRESENCE_INTERVAL_MS,
       ...defined({ eventsFunctionName: e.PRESENCE_EVENTS_FUNCTION_NAME }),
     },
+    events: {
+      types: parseEventTypes(e.EVENTS),
+      bus: e.EVENTS_BUS,
+      outboxMax: e.EVENTS_OUTBOX_MAX,
+      ...defined({ endpoint: e.AWS_ENDPOINT_URL_EVENTBRIDGE }),
+    },
     ...(e.AWS_ACCESS_KEY_ID &&
       e.AWS_SECRET_ACCESS_KEY && {
         credentials: {
@@ -358,6 +384,21 @@ export function parsePeers(text = ''): { account: boolean; regions: Record<strin
     else if (endpoint) throw new ConfigError(`WS_PEERS: "${raw.trim()}" is not a peer`);
   }
   return { account, regions };
+}
+
+/** `EVENTS`: a comma-separated list of event types, or `all`. */
+export function parseEventTypes(list: string): EventType[] {
+  const names = list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (names.length === 1 && names[0] === 'all') return [...EVENT_TYPES];
+  const unknown = names.filter((n) => !(EVENT_TYPES as readonly string[]).includes(n));
+  if (unknown.length > 0)
+    throw new ConfigError(
+      `EVENTS names unknown event types (${unknown.join(', ')}): give some of ${EVENT_TYPES.join(', ')}, or all`,
+    );
+  return [...new Set(names)] as EventType[];
 }
 
 const splitUrls = (list: string): string[] =>

@@ -1,10 +1,14 @@
-import type { AwsCredentialIdentityProvider } from '@smithy/types';
-import { createSigner, regionalEndpoint, signedPost } from './aws-signing.js';
+import {
+  type CredentialsProvider,
+  createSigner,
+  regionalEndpoint,
+  signedPost,
+} from './aws/signing.js';
 import type { SecretFetcher } from './secrets.js';
 
 export interface SignedFetcherOptions {
   region: string;
-  credentials: AwsCredentialIdentityProvider;
+  credentials: CredentialsProvider;
   /** Default: the region's public endpoints. Tests point these at stand-ins. */
   ssmEndpoint?: string;
   secretsManagerEndpoint?: string;
@@ -13,7 +17,7 @@ export interface SignedFetcherOptions {
 /**
  * The production fetcher: SSM GetParameter (SecureStrings decrypted) or
  * Secrets Manager GetSecretValue, each one SigV4-signed JSON POST with the
- * signer the zips already carry (lib/aws-signing.ts). Not Powertools
+ * signer the zips already carry (lib/aws/signing.ts). Not Powertools
  * Parameters: its providers build an SDK v3 client, and the zips carry what
  * they run (README, "Deploying"); bundled, @aws-sdk/client-ssm with
  * Powertools Parameters adds ~490 KB to every function (measured with
@@ -61,7 +65,7 @@ async function signedJsonPost(
   endpoint: string,
   service: string,
   region: string,
-  credentials: AwsCredentialIdentityProvider,
+  credentials: CredentialsProvider,
   target: string,
   body: unknown,
 ): Promise<unknown> {

@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
 import { DEV_AWS_ENV, DEV_JWT_SECRET, nodeSupportNotice } from './local-env.js';
+import { startLocalEvents } from './local-events.js';
 import { checkRedis, maskRedisUrl, type RedisServer, startRedisServer } from './redis-server.js';
 
 // Our own options, taken out before the rest goes to serverless-offline.
@@ -99,6 +100,14 @@ if (!redisUrl) {
 const env: Record<string, string | undefined> = { ...baseEnv, REDIS_URL: redisUrl };
 const buildDir = env['PUSHWIRE_BUILD_DIR'] as string;
 
+// Lifecycle events (EVENTS=...): a stand-in bus here, the relay invoked from here (docs/events.md).
+const eventsConfig = loadConfig(env);
+const localEvents =
+  eventsConfig.events.types.length > 0
+    ? await startLocalEvents(eventsConfig, (line) => console.log(line))
+    : undefined;
+if (localEvents) env['AWS_ENDPOINT_URL_EVENTBRIDGE'] = localEvents.bus.url;
+
 // A build left by an earlier layout (say .js beside .cjs) would be loaded first.
 rmSync(buildDir, { recursive: true, force: true });
 
@@ -133,6 +142,7 @@ const watch = (chunk: Buffer) => {
   if (text.includes('Server ready:')) ready.http = true;
   if (!announced && ready.websocket && ready.http) {
     announced = true;
+    localEvents?.run(lambdaPort, 'pushwire-local-events');
     // Commands that work on the ports this instance uses.
     const listenPort = wsPort === '3001' ? '' : ` --port ${wsPort}`;
     const publishPort = lambdaPort === '3002' ? '' : ` --lambda-port ${lambdaPort}`;
@@ -146,6 +156,9 @@ const watch = (chunk: Buffer) => {
         `  publish: npm run publish -- --user alice${publishPort} '{"hello":"world"}'`,
         `       or: curl -X POST localhost:${httpPort}/publish -d '{"userId":"alice","data":{"hello":"world"}}'`,
         `  metrics: the {"_aws":…} lines below (CloudWatch EMF)${quiet ? '' : '; --quiet hides serverless-offline'}`,
+        localEvents
+          ? `  events:  ${eventsConfig.events.types.join(', ')}: "pushwire event …" lines below (stand-in bus ${localEvents.bus.url})`
+          : '  events:  none (EVENTS=all npm start prints lifecycle events; docs/events.md)',
         '',
       ].join('\n'),
     );
@@ -193,6 +206,7 @@ async function stop(code: number, why?: string) {
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5_000))]);
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
+  await localEvents?.stop().catch(() => undefined);
   await redis?.stop();
   removeTemporaryFolders();
   process.exit(code);

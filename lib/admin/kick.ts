@@ -2,10 +2,12 @@ import pMap from 'p-map';
 import * as v from 'valibot';
 import { MAX_TARGETS } from '../constants.js';
 import { type FanoutLogger, reason } from '../delivery/fanout.js';
-import { describeIssues, encodeFrame, UserId } from '../edge/protocol.js';
 import { ValidationError } from '../errors.js';
+import type { EventSink } from '../events/types.js';
 import type { Gateway } from '../gateway/gateway.js';
+import { describeIssues, encodeFrame, UserId } from '../protocol/frames.js';
 import type { ConnectionRegistry } from '../registry/types.js';
+import { endConnection } from '../session/end.js';
 
 const KickRequestSchema = v.pipe(
   v.strictObject({
@@ -43,6 +45,8 @@ export async function kick(
     registry: ConnectionRegistry;
     gateway: Gateway;
     logger: FanoutLogger;
+    /** Reports each connection kicked (`disconnected`, reason `kick`). */
+    events?: EventSink;
     /**
      * How long a revocation must be remembered: as long as a token issued
      * before it could still be valid (JWT_MAX_TOKEN_AGE + clock tolerance).
@@ -88,7 +92,7 @@ export async function kick(
   await pMap(
     targets,
     async (connectionId) => {
-      const connection = await deps.registry.remove(connectionId);
+      const connection = await endConnection(deps, connectionId, 'kick');
       if (!connection) {
         result.gone++;
         return;

@@ -1,8 +1,8 @@
 import pMap from 'p-map';
 import * as v from 'valibot';
 import { MAX_TARGETS } from '../constants.js';
-import { describeIssues, Topic, UserId } from '../edge/protocol.js';
 import { ValidationError } from '../errors.js';
+import { describeIssues, Topic, UserId } from '../protocol/frames.js';
 import type { ConnectionRegistry } from '../registry/types.js';
 
 const PresenceRequestSchema = v.pipe(

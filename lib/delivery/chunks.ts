@@ -1,8 +1,8 @@
 import pMap from 'p-map';
 import * as v from 'valibot';
-import { describeIssues } from '../edge/protocol.js';
 import { ValidationError } from '../errors.js';
 import { defaultSleep } from '../gateway/gateway.js';
+import { describeIssues } from '../protocol/frames.js';
 import type { Recipient } from '../registry/keys.js';
 import {
   addReports,

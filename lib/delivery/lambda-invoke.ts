@@ -1,9 +1,12 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { SignatureV4 } from '@smithy/signature-v4';
-import type { AwsCredentialIdentityProvider } from '@smithy/types';
-import { createSigner, regionalEndpoint, signedPost } from '../aws-signing.js';
+import {
+  type CredentialsProvider,
+  createSigner,
+  regionalEndpoint,
+  signedPost,
+} from '../aws/signing.js';
 
 /**
  * Lambda Invoke (RequestResponse) as one SigV4-signed POST to
@@ -43,7 +46,7 @@ export interface SignedLambdaInvokeOptions {
   region: string;
   /** Default: the region's public endpoint. Locally, serverless-offline's Lambda port. */
   endpoint?: string;
-  credentials: AwsCredentialIdentityProvider;
+  credentials: CredentialsProvider;
   /** Sockets kept for invocations (publish runs FANOUT_PARALLEL_CHUNKS at once). */
   maxSockets?: number;
   /** Attempts for a throttled invocation (429: it did not run, so a retry is safe), first included. */
@@ -63,7 +66,7 @@ export function signedLambdaInvoke(options: SignedLambdaInvokeOptions): LambdaIn
   const base = url.pathname.replace(/\/+$/, '');
   const agentOptions = { keepAlive: true, maxSockets: options.maxSockets ?? 50 };
   const agent = https ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
-  const signer: SignatureV4 = createSigner('lambda', options.region, options.credentials);
+  const signer = createSigner('lambda', options.region, options.credentials);
   const attempts = options.throttleMaxAttempts ?? 3;
   const baseDelay = options.throttleBaseDelayMs ?? 100;
   const sleep = options.sleep ?? ((ms: number) => delay(ms));

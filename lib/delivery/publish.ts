@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import pMap from 'p-map';
 import * as v from 'valibot';
 import { MAX_MESSAGE_BYTES, MAX_TARGETS } from '../constants.js';
-import { describeIssues, Topic, UserId } from '../edge/protocol.js';
 import { PublishInProgressError, TooLargeError, ValidationError } from '../errors.js';
+import { describeIssues, Topic, UserId } from '../protocol/frames.js';
 import type { Audience, Recipient } from '../registry/keys.js';
 import type { ConnectionRegistry } from '../registry/types.js';
 import {

@@ -1,6 +1,6 @@
 import * as v from 'valibot';
 import { ValidationError } from '../errors.js';
-import { describeIssues } from './protocol.js';
+import { describeIssues } from '../protocol/frames.js';
 
 /** The parts of API Gateway WebSocket events we use, parsed rather than trusted. */
 const RequestContext = v.object({
@@ -44,9 +44,4 @@ export function frameBody(event: WebSocketEvent): string | undefined {
   if (body == null) return undefined;
   if (typeof body !== 'string') return Buffer.from(body).toString('utf8');
   return event.isBase64Encoded ? Buffer.from(body, 'base64').toString('utf8') : body;
-}
-
-/** Where the management API of the API holding a connection lives. */
-export function callbackEndpoint(domainName: string, stage: string, callbackUrl?: string): string {
-  return callbackUrl ?? `https://${domainName}/${stage}`;
 }

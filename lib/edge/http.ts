@@ -1,8 +1,8 @@
 import * as v from 'valibot';
 import { PushwireError, toPublicError, ValidationError } from '../errors.js';
 import { type MetricsRecorder, recordBy } from '../observability/metrics.js';
+import { describeIssues } from '../protocol/frames.js';
 import type { Operations } from './operations.js';
-import { describeIssues } from './protocol.js';
 
 /**
  * The HTTP API: `POST /publish`, `/presence`, `/kick`, each taking the same

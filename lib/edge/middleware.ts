@@ -3,10 +3,12 @@ import type { MiddlewareObj } from '@middy/core';
 import * as v from 'valibot';
 import { reason } from '../delivery/fanout.js';
 import { PushwireError, type RateLimitedError, toPublicError } from '../errors.js';
+import type { EventSink } from '../events/types.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { type MetricsRecorder, recordBy } from '../observability/metrics.js';
-import { callbackEndpoint, frameBody, WebSocketEvent } from './events.js';
-import { encodeFrame } from './protocol.js';
+import { callbackEndpoint } from '../protocol/endpoint.js';
+import { encodeFrame } from '../protocol/frames.js';
+import { frameBody, WebSocketEvent } from './events.js';
 
 export interface WebSocketResponse {
   statusCode: number;
@@ -27,6 +29,8 @@ export interface WebSocketErrorsOptions {
   metrics?: () => MetricsRecorder;
   /** `connect`: a refusal is a refused handshake, logged and counted as one. */
   route?: 'connect' | 'default' | 'disconnect';
+  /** Reports refusals of `connect` and `default` as `refused` lifecycle events. */
+  events?: () => EventSink;
 }
 
 /**
@@ -72,6 +76,16 @@ export function webSocketErrors(
           });
         if (options.route === 'connect' && options.metrics)
           recordBy(options.metrics(), 'HandshakesRefused', 'reason', shown.code);
+        if (
+          options.events &&
+          options.route !== 'disconnect' &&
+          typeof context.connectionId === 'string'
+        )
+          options.events().emit('refused', {
+            connectionId: context.connectionId,
+            route: options.route ?? 'default',
+            code: shown.code,
+          });
       }
       const body = encodeFrame({
         type: 'error',

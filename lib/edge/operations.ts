@@ -1,9 +1,10 @@
 import { type KickResult, kick } from '../admin/kick.js';
 import { type PresenceResult, presence } from '../admin/presence.js';
 import { gateway, invokeChunk } from '../aws-clients.js';
-import { config, dedup, logger, registry } from '../clients.js';
+import { config, dedup, events, logger, registry } from '../clients.js';
 import { type PublishResult, publish } from '../delivery/publish.js';
 import { metrics, recordPublish, tally } from '../observability/metrics.js';
+import { endConnection } from '../session/end.js';
 
 /**
  * What services can ask of pushwire, whichever way they come in (Lambda
@@ -25,7 +26,8 @@ export async function publishObserved(input: unknown, deadline?: number): Promis
     registry: registry(),
     dedup: dedup(),
     gateway: gateway(),
-    prune: (connectionId) => registry().remove(connectionId),
+    prune: (connectionId) =>
+      endConnection({ registry: registry(), events: events() }, connectionId, 'gone'),
     logger: logger(),
     concurrency: fanout.concurrency,
     chunkSize: fanout.chunk,
@@ -49,6 +51,7 @@ export const operations: Operations = {
       registry: registry(),
       gateway: gateway(),
       logger: logger(),
+      events: events(),
       // A revocation outlives every token issued before it (as functions/kick.ts).
       revocationTtlSeconds: config().jwt.maxTokenAgeSeconds + config().jwt.clockToleranceSeconds,
     }),

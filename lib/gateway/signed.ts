@@ -7,7 +7,8 @@ import {
 } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { LookupFunction } from 'node:net';
-import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
+import { type Credentials, CredentialsCache, type CredentialsProvider } from '../aws/signing.js';
+import { canonicalPath, EMPTY_SHA256, SigV4Signer } from '../aws/sigv4.js';
 import {
   callWithRetry,
   defaultSleep,
@@ -16,11 +17,10 @@ import {
   type RetryPolicy,
 } from './gateway.js';
 import { regionOf } from './region.js';
-import { canonicalPath, EMPTY_SHA256, SigV4Signer } from './sigv4.js';
 
 /**
  * The management API over plain keep-alive HTTP, SigV4-signed by
- * ./sigv4.ts: the fan-out hot path.
+ * lib/aws/sigv4.ts: the fan-out hot path.
  *
  * Why not the SDK client: measured on loopback (bench/, BENCHMARKS.md), a
  * PostToConnection through @aws-sdk/client-apigatewaymanagementapi costs
@@ -44,8 +44,8 @@ export interface SignedHttpGatewayOptions extends Partial<RetryPolicy> {
    * custom domain names no region, and may be in another one than ours.
    */
   regions?: Readonly<Record<string, string>>;
-  /** Lambda's, from the environment: see lib/aws-signing.ts. */
-  credentials: AwsCredentialIdentityProvider;
+  /** Lambda's, from the environment: see lib/aws/signing.ts. */
+  credentials: CredentialsProvider;
   /** Sockets per endpoint. */
   maxSockets?: number;
   /** Deadline of one request (connect, send, answer), per attempt. */
@@ -93,14 +93,10 @@ const ERROR_NAMES: Record<number, string> = {
   429: 'LimitExceededException',
 };
 
-/** Credentials are asked for again this long before they expire. */
-const CREDENTIALS_REFRESH_MS = 5 * 60_000;
-
 export class SignedHttpGateway implements Gateway {
   readonly #signer: SigV4Signer;
-  readonly #credentials: AwsCredentialIdentityProvider;
-  #identity: AwsCredentialIdentity | undefined;
-  #resolving: Promise<AwsCredentialIdentity> | undefined;
+  /** Kept until shortly before they expire: one promise per fan-out, not per post. */
+  readonly #credentials: CredentialsCache;
   readonly #endpoints = new Map<string, Endpoint>();
   readonly #payloadHashes = new WeakMap<Uint8Array, string>();
   readonly #policy: RetryPolicy;
@@ -114,7 +110,7 @@ export class SignedHttpGateway implements Gateway {
   #sweeper: NodeJS.Timeout | undefined;
 
   constructor(options: SignedHttpGatewayOptions) {
-    this.#credentials = options.credentials;
+    this.#credentials = new CredentialsCache(options.credentials);
     this.#signer = new SigV4Signer({ ...(options.now && { now: options.now }) });
     this.#policy = {
       throttleMaxAttempts: options.throttleMaxAttempts ?? 5,
@@ -164,32 +160,6 @@ export class SignedHttpGateway implements Gateway {
     return hash;
   }
 
-  /**
-   * The credentials to sign with: kept until shortly before they expire, so
-   * a post does not wait on the provider (one promise per fan-out, not per post).
-   */
-  #currentCredentials(): AwsCredentialIdentity | Promise<AwsCredentialIdentity> {
-    const identity = this.#identity;
-    if (
-      identity &&
-      (!identity.expiration || identity.expiration.getTime() - CREDENTIALS_REFRESH_MS > Date.now())
-    ) {
-      return identity;
-    }
-    this.#resolving ??= this.#credentials().then(
-      (fresh) => {
-        this.#identity = fresh;
-        this.#resolving = undefined;
-        return fresh;
-      },
-      (error: unknown) => {
-        this.#resolving = undefined;
-        throw error;
-      },
-    );
-    return this.#resolving;
-  }
-
   post(
     endpoint: string,
     connectionId: string,
@@ -218,8 +188,7 @@ export class SignedHttpGateway implements Gateway {
     body: Uint8Array | undefined,
     deadline: number | undefined,
   ): Promise<void> {
-    const credentials = this.#currentCredentials();
-    // Signed with what the provider answered, even if it expires soon: asking again would loop.
+    const credentials = this.#credentials.current();
     if (credentials instanceof Promise)
       return credentials.then((fresh) =>
         this.#request(method, endpoint, connectionId, body, fresh, deadline),
@@ -232,7 +201,7 @@ export class SignedHttpGateway implements Gateway {
     endpoint: string,
     connectionId: string,
     body: Uint8Array | undefined,
-    credentials: AwsCredentialIdentity,
+    credentials: Credentials,
     deadline: number | undefined,
   ): Promise<void> {
     const target = this.#endpoint(endpoint);

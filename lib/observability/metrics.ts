@@ -31,7 +31,9 @@ export type MetricName =
   | 'RequestsRefused'
   | 'Replays'
   | 'ThrottledRetries'
-  | 'ClosedUndelivered';
+  | 'ClosedUndelivered'
+  | 'EventsSent'
+  | 'EventsUnsent';
 
 /** Built once per container; the same instance collects for every invocation. */
 export const metrics = /* @__PURE__ */ once(() => new Metrics({ namespace: METRICS_NAMESPACE }));
@@ -144,4 +146,17 @@ export function withMetrics(
     after: flush,
     onError: flush,
   };
+}
+
+/**
+ * Lifecycle events that could not be sent (docs/events.md), twice: in all
+ * (what the events-unsent alarm watches) and by `reason` (`put_failed`,
+ * `outbox`, `outbox_full`, `bad_record`).
+ */
+export function recordUnsentEvents(m: MetricsRecorder, reason: string, count: number): void {
+  if (count <= 0) return;
+  m.addMetric('EventsUnsent', MetricUnit.Count, count);
+  const single = m.singleMetric();
+  single.addDimension('reason', reason);
+  single.addMetric('EventsUnsent', MetricUnit.Count, count);
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import * as v from 'valibot';
 import { type DispatchDeps, type DispatchResult, dispatch } from '../delivery/chunks.js';
-import { describeIssues, Topic } from '../edge/protocol.js';
+import { describeIssues, Topic } from '../protocol/frames.js';
 import { ValidationError } from '../errors.js';
 import type { ConnectionRegistry } from '../registry/types.js';
 

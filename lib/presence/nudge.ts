@@ -1,4 +1,4 @@
-import { credentialsProvider } from '../aws-signing.js';
+import { credentialsProvider } from '../aws/signing.js';
 import { config, once } from '../clients.js';
 import { signedLambdaInvoke } from '../delivery/lambda-invoke.js';
 

@@ -89,6 +89,8 @@ export interface Keys {
    * Hash-tagged into the endpoints key's slot; no TTL: one key per deployment.
    */
   epoch(): string;
+  /** LIST of lifecycle event records waiting for the `events` relay (lib/events/outbox.ts). */
+  events(): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -133,6 +135,7 @@ export function createKeys(prefix: string): Keys {
     connectionReplayed: (id) => `${prefix}c:{${id}}:rs`,
     endpoints: () => `${prefix}endpoints`,
     epoch: () => `${prefix}{${prefix}endpoints}:epoch`,
+    events: () => `${prefix}events`,
   };
 }
 

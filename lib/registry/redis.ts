@@ -24,6 +24,14 @@ import type {
   Touched,
 } from './types.js';
 
+/**
+ * How long an expired member stays in the broadcast set before a connect or
+ * a broadcast prunes it: the `events` relay sweeps first (at a minute past
+ * expiry, sweepExpired) and reports it as expired without `$disconnect`.
+ * Lookups skip expired members whatever their age.
+ */
+export const PRUNE_DELAY_MS = 5 * 60_000;
+
 /** API Gateway's 2 h connection lifetime, plus the connection TTL's margin. */
 const ENDPOINTS_TTL_SECONDS = 2 * 3600 + 15 * 60;
 
@@ -219,7 +227,7 @@ export class RedisRegistry implements ConnectionRegistry {
         .multi()
         // Connections whose $disconnect never came leave the broadcast set here,
         // not only when someone broadcasts.
-        .zremrangebyscore(this.keys.all(), '-inf', now)
+        .zremrangebyscore(this.keys.all(), '-inf', now - PRUNE_DELAY_MS)
         .zadd(this.keys.all(), expiry, member)
         .expire(this.keys.all(), this.#ttl)
         .exec(),
@@ -705,7 +713,11 @@ export class RedisRegistry implements ConnectionRegistry {
     const now = this.#now();
     // Drop expired members first (connections whose $disconnect never came),
     // so the scan and the set itself do not grow with the dead.
-    await this.#redis.zremrangebyscore(key, '-inf', now);
+    await this.#redis.zremrangebyscore(
+      key,
+      '-inf',
+      audience === 'all' ? now - PRUNE_DELAY_MS : now,
+    );
     let cursor = '0';
     do {
       const [next, flat] = await this.#redis.zscan(key, cursor, 'COUNT', batch);
@@ -716,6 +728,16 @@ export class RedisRegistry implements ConnectionRegistry {
       }
       if (recipients.length > 0) yield recipients;
     } while (cursor !== '0');
+  }
+
+  async sweepExpired(cutoffMs: number, max: number): Promise<Recipient[]> {
+    const members = await this.#redis.pwSweep(this.keys.all(), cutoffMs, max);
+    if (members.length === 0) return [];
+    const recipients = members.map(decodeMember);
+    const present = await Promise.all(
+      recipients.map((r) => this.#redis.exists(this.keys.connection(r.connectionId))),
+    );
+    return recipients.filter((_, i) => present[i] === 0);
   }
 
   async countConnected(audience: Audience | 'all'): Promise<number> {

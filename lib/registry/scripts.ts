@@ -11,6 +11,7 @@ import refreshLua from './scripts/refresh.lua';
 import renewLua from './scripts/renew.lua';
 import rescueLua from './scripts/rescue.lua';
 import resumeLua from './scripts/resume.lua';
+import sweepLua from './scripts/sweep.lua';
 
 /**
  * Registers our Lua scripts on a client. ioredis sends EVALSHA and falls back
@@ -30,11 +31,13 @@ export function defineScripts(redis: Redis | Cluster): void {
   redis.defineCommand('pwEndpoint', { numberOfKeys: 2, lua: endpointLua });
   redis.defineCommand('pwPosition', { numberOfKeys: 1, lua: positionLua });
   redis.defineCommand('pwPresence', { numberOfKeys: 6, lua: presenceLua });
+  redis.defineCommand('pwSweep', { numberOfKeys: 1, lua: sweepLua });
 }
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     pwPosition(history: string): Result<string, Context>;
+    pwSweep(all: string, cutoffMs: number, max: number): Result<string[], Context>;
     pwEndpoint(
       endpoints: string,
       epoch: string,

@@ -224,6 +224,13 @@ export interface ConnectionRegistry {
   ): Promise<PublishStep>;
   /** Streams the live members of an audience (or of everyone) in batches, never all at once. */
   scan(audience: Audience | 'all', batch: number): AsyncIterable<Recipient[]>;
+  /**
+   * Takes up to `max` connections out of the broadcast set whose membership
+   * expired before `cutoffMs`, and answers those whose record is gone too:
+   * connections that expired without a `$disconnect`. (One whose token
+   * expired first still has its record: not answered.)
+   */
+  sweepExpired(cutoffMs: number, max: number): Promise<Recipient[]>;
   /** Connected members (live, or catching up on history), expired ones not counted. */
   countConnected(audience: Audience | 'all'): Promise<number>;
 

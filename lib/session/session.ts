@@ -1,13 +1,5 @@
 import { type Identity, type TokenVerifier, topicAllowed } from '../auth/tokens.js';
 import { closeUntold } from '../delivery/fanout.js';
-import { callbackEndpoint } from '../edge/events.js';
-import {
-  type ClientFrame,
-  encodeFrame,
-  parseClientFrame,
-  type ReplyFrame,
-  type ServerFrame,
-} from '../edge/protocol.js';
 import {
   ForbiddenError,
   LimitError,
@@ -18,10 +10,20 @@ import {
   UnknownConnectionError,
   ValidationError,
 } from '../errors.js';
+import type { EventSink } from '../events/types.js';
 import type { Gateway } from '../gateway/gateway.js';
+import { callbackEndpoint } from '../protocol/endpoint.js';
+import {
+  type ClientFrame,
+  encodeFrame,
+  parseClientFrame,
+  type ReplyFrame,
+  type ServerFrame,
+} from '../protocol/frames.js';
 import { listMembers } from '../presence/members.js';
 import { isCursor } from '../registry/cursor.js';
 import type { Audience, Connection, ConnectionRegistry } from '../registry/types.js';
+import { endConnection } from './end.js';
 import { type ResumeOutcome, replay } from './resume.js';
 
 /** What the WebSocket handlers need, injected so tests hand in real Redis or mocked AWS. */
@@ -44,6 +46,8 @@ export interface SessionDeps {
   logger?: { warn(message: string, extra: Record<string, unknown>): void };
   /** Clock (ms), injectable for tests. */
   now?: () => number;
+  /** Lifecycle events (connected, subscribed, ...): lib/events/. */
+  events?: EventSink;
 }
 
 export interface SessionLimits {
@@ -102,7 +106,7 @@ export { callbackEndpoint };
  */
 export async function connect(
   input: ConnectInput,
-  deps: Pick<SessionDeps, 'registry' | 'verifyToken' | 'callbackUrl' | 'limits' | 'now'>,
+  deps: Pick<SessionDeps, 'registry' | 'verifyToken' | 'callbackUrl' | 'limits' | 'now' | 'events'>,
 ): Promise<Identity & { endpoint: string }> {
   const identity = await deps.verifyToken(input.token);
   if (expired(identity.expiresAt, (deps.now ?? Date.now)())) {
@@ -143,15 +147,21 @@ export async function connect(
       `this user already has ${maxConnections} connections (at most ${maxConnections})`,
     );
   }
+  deps.events?.emit('connected', {
+    connectionId: input.connectionId,
+    userId: identity.userId,
+    connectedAt: input.connectedAt ?? Date.now(),
+    ...(identity.expiresAt !== undefined && { tokenExpiresAt: identity.expiresAt }),
+  });
   return { ...identity, endpoint };
 }
 
 /** `$disconnect`: forget the connection. Idempotent; TTLs cover a disconnect that never comes. */
 export async function disconnect(
   connectionId: string,
-  deps: Pick<SessionDeps, 'registry'>,
+  deps: Pick<SessionDeps, 'registry' | 'events'>,
 ): Promise<boolean> {
-  return (await deps.registry.remove(connectionId)) !== null;
+  return (await endConnection(deps, connectionId, 'client_close')) !== null;
 }
 
 async function post(
@@ -185,6 +195,7 @@ type FrameDeps = Pick<
   | 'limits'
   | 'onReplay'
   | 'onClosed'
+  | 'events'
 > &
   Partial<Pick<SessionDeps, 'verifyToken'>>;
 
@@ -269,6 +280,8 @@ async function answer(
   // Its member scores stopped at the token's exp (touch cannot raise them
   // past it): it receives nothing more, and now it is told and closed.
   if (expired(connection.tokenExpiresAt, (deps.now ?? Date.now)())) {
+    // Forgotten here (its close follows), so its end is reported with this reason.
+    await endConnection(deps, connectionId, 'token_expired');
     throw new TokenExpiredError();
   }
   // Revoked since it connected (or refreshed), and not closed by the kick
@@ -372,6 +385,7 @@ async function answer(
         if (outcome === 'gone') throw new UnknownConnectionError(connectionId);
         if (outcome === 'forbidden') throw forbidden();
         if (outcome === 'left') return { type: 'unsubscribed', topic: frame.topic };
+        subscribed(deps, connection, frame.topic);
         return { type: 'subscribed', topic: frame.topic, ...(cursor !== undefined && { cursor }) };
       }
       await countReplay(deps, connectionId, frame.topic);
@@ -386,6 +400,7 @@ async function answer(
       if (outcome === 'gone') throw new UnknownConnectionError(connectionId);
       if (outcome === 'forbidden') throw forbidden();
       if (outcome === 'left') return { type: 'unsubscribed', topic: frame.topic };
+      subscribed(deps, connection, frame.topic);
       const audience = deps.registry.topicAudience(frame.topic);
       // From here the member is resuming: whatever fails, catchUp makes it live.
       const posted = await post(deps, connection, {
@@ -402,7 +417,8 @@ async function answer(
       return { type: 'resumed', topic: frame.topic, ...result };
     }
     case 'unsubscribe':
-      await deps.registry.unsubscribe(connection, frame.topic);
+      if (await deps.registry.unsubscribe(connection, frame.topic))
+        unsubscribed(deps, connection, frame.topic, 'client');
       return { type: 'unsubscribed', topic: frame.topic };
     case 'auth':
       return refresh(connection, frame.token, deps);
@@ -425,6 +441,22 @@ async function answer(
     }
   }
 }
+
+const subscribed = (deps: Pick<SessionDeps, 'events'>, c: Connection, topic: string) =>
+  deps.events?.emit('subscribed', { connectionId: c.connectionId, userId: c.userId, topic });
+
+const unsubscribed = (
+  deps: Pick<SessionDeps, 'events'>,
+  c: Connection,
+  topic: string,
+  reason: 'client' | 'token_refresh',
+) =>
+  deps.events?.emit('unsubscribed', {
+    connectionId: c.connectionId,
+    userId: c.userId,
+    topic,
+    reason,
+  });
 
 /** The epoch for a pong; a pong goes without it if it cannot be read (pings must not fail on it). */
 async function readEpoch(deps: Pick<SessionDeps, 'registry'>): Promise<string | null> {
@@ -473,7 +505,8 @@ async function countReplay(
 async function refresh(
   connection: Connection,
   token: string,
-  deps: Pick<SessionDeps, 'registry' | 'now'> & Partial<Pick<SessionDeps, 'verifyToken'>>,
+  deps: Pick<SessionDeps, 'registry' | 'now' | 'events'> &
+    Partial<Pick<SessionDeps, 'verifyToken'>>,
 ): Promise<ReplyFrame> {
   if (!deps.verifyToken) throw new Error('handleFrame needs verifyToken for auth frames');
   const identity = await deps.verifyToken(token);
@@ -492,6 +525,11 @@ async function refresh(
   }
   if (!(await deps.registry.refreshToken(connection.connectionId, identity))) {
     throw new UnknownConnectionError(connection.connectionId);
+  }
+  // The topics the new grants leave (the registry left them atomically above).
+  for (const topic of connection.topics) {
+    if (!topicAllowed(topic, identity.topics))
+      unsubscribed(deps, connection, topic, 'token_refresh');
   }
   return { type: 'authenticated', expiresAt: identity.expiresAt };
 }

@@ -130,6 +130,42 @@ describe('osls package (stage prod)', () => {
     expect(r.ConnectLambdaFunction.Properties.ReservedConcurrentExecutions).toBeGreaterThan(0);
   });
 
+  it('lets only the events relay put events, on the one configured bus', () => {
+    // Prepare
+    const template = JSON.parse(
+      readFileSync(join(dir, 'out', 'cloudformation-template-update-stack.json'), 'utf8'),
+    );
+    const r = template.Resources;
+    const role = r.EventsLambdaFunction.Properties.Role['Fn::GetAtt'][0];
+
+    // Act
+    const statements = r[role].Properties.Policies.flatMap(
+      (p: { PolicyDocument: { Statement: unknown[] } }) => p.PolicyDocument.Statement,
+    );
+    const putters = Object.entries(r as Record<string, { Type: string }>)
+      .filter(([, resource]) => JSON.stringify(resource).includes('events:PutEvents'))
+      .map(([name]) => name);
+
+    // Assess
+    expect(statements).toEqual([
+      {
+        Effect: 'Allow',
+        Action: 'events:PutEvents',
+        Resource: {
+          // CloudFormation's own ${...} placeholders, not JavaScript's.
+          'Fn::Sub': [
+            'arn:$',
+            '{AWS::Partition}:events:$',
+            '{AWS::Region}:$',
+            '{AWS::AccountId}:event-bus/default',
+          ].join(''),
+        },
+      },
+    ]);
+    expect(putters).toEqual([role]);
+    expect(r.EventsLambdaFunction.Properties.Environment.Variables.EVENTS_BUS).toBe('default');
+  });
+
   it('passes cfn-lint with no errors', () => {
     // Act
     const lint = spawnSync(

@@ -4,6 +4,7 @@ import type { Gateway, GatewayResult } from '../../lib/gateway/gateway.js';
 import { compareCursors } from '../../lib/registry/cursor.js';
 import { encodeMember } from '../../lib/registry/keys.js';
 import type { RedisRegistry } from '../../lib/registry/redis.js';
+import { PRUNE_DELAY_MS } from '../../lib/registry/redis.js';
 import { replay } from '../../lib/session/resume.js';
 import { sleep, TOPOLOGIES, useTopologies } from '../helpers/redis-matrix.js';
 import {
@@ -419,7 +420,9 @@ describe.each(TOPOLOGIES)('nothing stale on %s Redis', (topology) => {
     await registry.register(old);
     await registry.subscribe(old, 'room:old', clock + 60_000); // resuming, long lease
 
-    clock += 11_000; // its $disconnect never came; its TTL has passed
+    // Its $disconnect never came; its TTL has passed, and the time the events
+    // relay has to report it (PRUNE_DELAY_MS) too.
+    clock += 11_000 + PRUNE_DELAY_MS;
     const fresh = connection('fresh');
     await registry.register(fresh);
     expect(await env.redis.zrange(registry.keys.all(), 0, -1)).toEqual([encodeMember(fresh)]);

@@ -29,8 +29,8 @@ import { createRedis } from '../../lib/clients.js';
 import { RedisDedupStore } from '../../lib/delivery/dedup.js';
 import { type PublishDeps, type PublishResult, publish } from '../../lib/delivery/publish.js';
 import { webSocketErrors } from '../../lib/edge/middleware.js';
-import { encodeFrame } from '../../lib/edge/protocol.js';
 import { callWithRetry, type Gateway, type GatewayResult } from '../../lib/gateway/gateway.js';
+import { encodeFrame } from '../../lib/protocol/frames.js';
 import { RedisRegistry } from '../../lib/registry/redis.js';
 import { connect, disconnect, handleFrame, type SessionDeps } from '../../lib/session/session.js';
 

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { type LocalBus, startLocalBus } from '../../scripts/local-bus.js';
 import { type ReceivedRequest, type SigV4Check, verifySigV4 } from '../helpers/sigv4.js';
 
 /** A request a stand-in refused for its signature, with why. */
@@ -487,5 +488,56 @@ export class SecretsManagerStandIn {
 
   async stop(): Promise<void> {
     if (this.#listening) await close(this.#listening.server);
+  }
+}
+
+/**
+ * EventBridge's PutEvents (lifecycle events): the stand-in bus of `npm
+ * start` (scripts/local-bus.ts: request shape, 1-10 entries within 256 KB,
+ * each Detail a JSON object), with every request's SigV4 signature checked
+ * for `events` in the region with the role's session credentials; one that
+ * is not is refused (403) and recorded.
+ */
+export class EventBridgeStandIn {
+  private constructor(
+    readonly bus: LocalBus,
+    readonly signatureFailures: string[],
+  ) {}
+
+  static async start(region: string, keyring: Keyring): Promise<EventBridgeStandIn> {
+    const check = checker(keyring, region, 'events');
+    const failures: string[] = [];
+    const bus = await startLocalBus({
+      verify: (request) => {
+        const result = check(request);
+        if (result.ok) return undefined;
+        failures.push(result.reason ?? 'signature');
+        return result.reason ?? 'signature';
+      },
+    });
+    return new EventBridgeStandIn(bus, failures);
+  }
+
+  get url(): string {
+    return this.bus.url;
+  }
+
+  /** Accepted entries with their Detail parsed. */
+  get events(): {
+    source: string;
+    detailType: string;
+    bus: string;
+    detail: Record<string, unknown>;
+  }[] {
+    return this.bus.received.map((e) => ({
+      source: e.Source,
+      detailType: e.DetailType,
+      bus: e.EventBusName,
+      detail: JSON.parse(e.Detail) as Record<string, unknown>,
+    }));
+  }
+
+  stop(): Promise<void> {
+    return this.bus.close();
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createSigner, credentialsProvider } from '../../lib/aws-signing.js';
+import { createSigner, credentialsProvider } from '../../lib/aws/signing.js';
 import { ConfigError } from '../../lib/errors.js';
 
 describe('credentialsProvider', () => {
@@ -24,7 +24,7 @@ describe('credentialsProvider', () => {
 });
 
 describe('createSigner', () => {
-  it('signs for its service and region, with the session token', async () => {
+  it('signs for its service and region, with the session token and the headers given', async () => {
     // Prepare
     const signer = createSigner(
       'lambda',
@@ -32,19 +32,22 @@ describe('createSigner', () => {
       credentialsProvider({ accessKeyId: 'ASIA1', secretAccessKey: 's', sessionToken: 'tok' }),
     );
     // Act
-    const signed = await signer.sign({
-      method: 'POST',
-      protocol: 'https:',
-      hostname: 'lambda.ap-southeast-2.amazonaws.com',
-      path: '/2015-03-31/functions/f/invocations',
-      query: {},
-      headers: { host: 'lambda.ap-southeast-2.amazonaws.com' },
-      body: '{}',
-    });
-    // Assess
-    expect(signed.headers['authorization']).toMatch(
-      /^AWS4-HMAC-SHA256 Credential=ASIA1\/\d{8}\/ap-southeast-2\/lambda\/aws4_request, /,
+    const signed = await signer.sign(
+      'POST',
+      new URL('https://lambda.ap-southeast-2.amazonaws.com'),
+      '/2015-03-31/functions/f/invocations',
+      { 'content-type': 'application/json', 'x-amz-invocation-type': 'RequestResponse' },
+      Buffer.from('{}'),
     );
-    expect(signed.headers['x-amz-security-token']).toBe('tok');
+    // Assess
+    const headers = Object.fromEntries(
+      signed.flatMap((v, i, all) => (i % 2 === 0 ? [[v, all[i + 1]]] : [])),
+    );
+    expect(headers['authorization']).toMatch(
+      /^AWS4-HMAC-SHA256 Credential=ASIA1\/\d{8}\/ap-southeast-2\/lambda\/aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date;x-amz-invocation-type;x-amz-security-token, /,
+    );
+    expect(headers['x-amz-security-token']).toBe('tok');
+    expect(headers['host']).toBe('lambda.ap-southeast-2.amazonaws.com');
+    expect(headers['content-type']).toBe('application/json');
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../lib/config.js';
 import { ConfigError } from '../../lib/errors.js';
+import { EVENT_TYPES } from '../../lib/events/types.js';
 
 const SECRET = 'a-local-secret-of-at-least-32-bytes';
 const MINIMAL = { REDIS_URL: 'redis://localhost:6379', JWT_SECRET: SECRET };
@@ -56,6 +57,7 @@ describe('loadConfig', () => {
       region: 'us-east-1',
       callbackRegion: 'us-east-1',
       replay: { budgetMs: 5_000, graceMs: 2_000 },
+      events: { types: [], bus: 'default', outboxMax: 100_000 },
     });
   });
 
@@ -88,6 +90,10 @@ describe('loadConfig', () => {
       AWS_REGION: 'eu-central-1',
       REPLAY_BUDGET_MS: '3000',
       REPLAY_LEASE_GRACE_MS: '1500',
+      EVENTS: 'connected, refused,connected',
+      EVENTS_BUS: 'pushwire-prod',
+      EVENTS_OUTBOX_MAX: '5000',
+      AWS_ENDPOINT_URL_EVENTBRIDGE: 'http://localhost:4010',
       AWS_ACCESS_KEY_ID: 'ASIAEXAMPLE',
       AWS_SECRET_ACCESS_KEY: 'secret',
       AWS_SESSION_TOKEN: 'token',
@@ -130,6 +136,12 @@ describe('loadConfig', () => {
       region: 'eu-central-1',
       callbackRegion: 'eu-west-3',
       replay: { budgetMs: 3_000, graceMs: 1_500 },
+      events: {
+        types: ['connected', 'refused'],
+        bus: 'pushwire-prod',
+        outboxMax: 5_000,
+        endpoint: 'http://localhost:4010',
+      },
       credentials: { accessKeyId: 'ASIAEXAMPLE', secretAccessKey: 'secret', sessionToken: 'token' },
     });
   });
@@ -289,5 +301,34 @@ describe('loadConfig', () => {
 
     // Assess
     expect(config).toStrictEqual(loadConfig(MINIMAL));
+  });
+});
+
+describe('EVENTS', () => {
+  const base = { REDIS_URL: 'redis://localhost:6379', JWT_SECRET: 'x'.repeat(32) };
+
+  it('takes `all` as every event type', () => {
+    // Act
+    const config = loadConfig({ ...base, EVENTS: 'all' });
+    // Assess
+    expect(config.events.types).toEqual([...EVENT_TYPES]);
+  });
+
+  it('names an unknown event type and the known ones', () => {
+    // Act
+    const load = () => loadConfig({ ...base, EVENTS: 'connected,conected' });
+    // Assess
+    expect(load).toThrow(ConfigError);
+    expect(load).toThrow(
+      /EVENTS names unknown event types \(conected\): give some of connected, disconnected/,
+    );
+  });
+
+  it('refuses a bus ARN: the role may put events on a bus of this account and region, by name', () => {
+    // Act
+    const load = () =>
+      loadConfig({ ...base, EVENTS_BUS: 'arn:aws:events:eu-west-1:123456789012:event-bus/x' });
+    // Assess
+    expect(load).toThrow(/EVENTS_BUS must be the name of an event bus/);
   });
 });

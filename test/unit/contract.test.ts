@@ -11,7 +11,7 @@ import {
   ERROR_CODES,
   parseClientFrame,
   type ServerFrame,
-} from '../../lib/edge/protocol.js';
+} from '../../lib/protocol/frames.js';
 import { isCursor } from '../../lib/registry/cursor.js';
 import type {
   KickResult,
@@ -242,7 +242,7 @@ describe('the code is in step with the documents', () => {
       .map(([name, m]) => [name, m.payload.$ref.split('/').pop() as string]),
   );
 
-  it("lib/edge/protocol.ts's ServerFrame has exactly the document's frames and fields", () => {
+  it("lib/protocol/frames.ts's ServerFrame has exactly the document's frames and fields", () => {
     expect(Object.keys(serverFields).sort()).toEqual(Object.keys(serverFrameSchemas).sort());
     for (const [type, fields] of Object.entries(serverFields))
       expect(Object.keys(fields).sort(), type).toEqual(

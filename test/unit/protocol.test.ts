@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_CLIENT_FRAME_BYTES } from '../../lib/constants.js';
-import { encodeFrame, parseClientFrame } from '../../lib/edge/protocol.js';
 import { PushwireError, TooLargeError, ValidationError } from '../../lib/errors.js';
+import { encodeFrame, parseClientFrame } from '../../lib/protocol/frames.js';
 
 /** Runs parseClientFrame and returns what it threw (or fails the test if it did not throw). */
 function refusal(body: string | undefined): PushwireError {

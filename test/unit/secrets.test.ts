@@ -1,7 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { credentialsProvider } from '../../lib/aws-signing.js';
+import { credentialsProvider } from '../../lib/aws/signing.js';
 import { loadConfig } from '../../lib/config.js';
 import { ConfigError } from '../../lib/errors.js';
 import { type SignedFetcherOptions, signedFetcher } from '../../lib/secret-fetcher.js';

@@ -161,6 +161,7 @@ describe('$default: token expiry binds the connection', () => {
     // Prepare
     const { registry, methods } = fakeRegistry({
       touch: async () => connection({ tokenExpiresAt: NOW - 1 }),
+      remove: async () => connection({ tokenExpiresAt: NOW - 1 }),
     });
 
     // Act
@@ -168,10 +169,10 @@ describe('$default: token expiry binds the connection', () => {
       handleFrame('c1', '{"action":"ping"}', { registry, gateway: noGateway, now: () => NOW }),
     );
 
-    // Assess
+    // Assess: refused, and forgotten at once (as a kick does; the close follows).
     expect(error.code).toBe('token_expired');
     expect(error.closesConnection).toBe(true);
-    expect(methods()).toEqual(['touch']);
+    expect(methods()).toEqual(['touch', 'remove']);
   });
 
   it('answers a ping before exp', async () => {

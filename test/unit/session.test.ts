@@ -7,7 +7,6 @@ import { mockClient } from 'aws-sdk-client-mock';
 import { SignJWT } from 'jose';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { createTokenVerifier } from '../../lib/auth/tokens.js';
-import { encodeFrame } from '../../lib/edge/protocol.js';
 import {
   ForbiddenError,
   PushwireError,
@@ -15,6 +14,7 @@ import {
   UnknownConnectionError,
 } from '../../lib/errors.js';
 import { AwsGateway } from '../../lib/gateway/sdk.js';
+import { encodeFrame } from '../../lib/protocol/frames.js';
 import { createKeys } from '../../lib/registry/keys.js';
 import type { Connection, ConnectionRecord, ConnectionRegistry } from '../../lib/registry/types.js';
 import { callbackEndpoint, connect, disconnect, handleFrame } from '../../lib/session/session.js';

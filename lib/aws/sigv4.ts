@@ -1,10 +1,14 @@
 import { createHash, createHmac, hash } from 'node:crypto';
 
 /**
- * AWS Signature Version 4 for the one request shape of the fan-out hot path:
- * POST (or DELETE) `/{stage}/@connections/{id}` with no query string, signing
- * `host`, `x-amz-content-sha256`, `x-amz-date` and, with temporary
- * credentials, `x-amz-security-token`.
+ * AWS Signature Version 4, the one signer of every AWS call pushwire makes
+ * (management API posts, Lambda Invoke, SSM, Secrets Manager, EventBridge
+ * PutEvents). Requests have no query string (none of those calls has one);
+ * it signs `host`, `x-amz-date`, `x-amz-content-sha256` (unless told not to),
+ * `x-amz-security-token` with temporary credentials, and any other headers
+ * given (`content-type`, `x-amz-target`, ...: AWS wants every `x-amz-*`
+ * header sent to be signed). The management API's shape (no other headers)
+ * takes a fast path.
  *
  * Why hand-written: profiled at N = 10,000 (BENCHMARKS.md), the SDK's
  * generic `SignatureV4` cost ~38 µs of CPU per post, a quarter of the
@@ -14,7 +18,12 @@ import { createHash, createHmac, hash } from 'node:crypto';
  * the date string once per second, the canonical path of the endpoint once,
  * the body hash once per frame; a post is one SHA-256 of the ~300-byte
  * canonical request and one HMAC. test/unit/sigv4.test.ts checks it against
- * `@smithy/signature-v4` on random ids, bodies, dates, regions and tokens.
+ * `@smithy/signature-v4` on random ids, bodies, dates, regions, tokens and
+ * headers, and against AWS's published SigV4 test-suite vectors.
+ *
+ * Why not the SDK's signer for the other calls: one signer is one thing to
+ * trust, and `@smithy/signature-v4` with its hashing added ~15 KB to every
+ * zip (all of them read secrets through it).
  */
 
 export interface SigningCredentials {
@@ -24,7 +33,7 @@ export interface SigningCredentials {
 }
 
 export interface SignInput {
-  method: 'POST' | 'DELETE';
+  method: string;
   /** The Host header as sent: host name, and `:port` when not the scheme's default. */
   host: string;
   /** The path as sent on the wire (already percent-encoded once). */
@@ -33,6 +42,14 @@ export interface SignInput {
   payloadHash: string;
   region: string;
   credentials: SigningCredentials;
+  /**
+   * Other headers to send and sign, names in lower case (`content-type`,
+   * `x-amz-target`, ...); never host, x-amz-date, x-amz-security-token or
+   * authorization, which the signer sets.
+   */
+  headers?: Readonly<Record<string, string>>;
+  /** Send and sign `x-amz-content-sha256` (default true; AWS's test suite has none). */
+  contentSha256Header?: boolean;
 }
 
 /** The headers a signed request carries, as `[name, value, …]` (Node's raw header form). */
@@ -130,6 +147,8 @@ export class SigV4Signer {
    * otherwise.
    */
   sign(input: SignInput, canonicalUri = canonicalPath(input.path)): SignedHeaders {
+    if (input.headers !== undefined || input.contentSha256Header === false)
+      return this.#signGeneral(input, canonicalUri);
     this.#clock();
     const date = this.#date;
     const day = this.#day;
@@ -159,7 +178,50 @@ export class SigV4Signer {
     if (token) headers.push('x-amz-security-token', token);
     return headers;
   }
+
+  /** Any headers: the canonical list built and sorted per request (not the hot path). */
+  #signGeneral(input: SignInput, canonicalUri: string): SignedHeaders {
+    if (input.path.includes('?')) throw new Error('SigV4Signer signs no query string');
+    this.#clock();
+    const date = this.#date;
+    const day = this.#day;
+    const { credentials, region } = input;
+    const scope = `${day}/${region}/${this.#service}/aws4_request`;
+    const sent: [string, string][] = [
+      ['host', input.host],
+      ['x-amz-date', date],
+    ];
+    if (input.contentSha256Header !== false) sent.push(['x-amz-content-sha256', input.payloadHash]);
+    if (credentials.sessionToken) sent.push(['x-amz-security-token', credentials.sessionToken]);
+    for (const [name, value] of Object.entries(input.headers ?? {})) {
+      if (RESERVED.has(name) || name !== name.toLowerCase())
+        throw new Error(`SigV4Signer: header "${name}" must be lower case and not one it sets`);
+      sent.push([name, value]);
+    }
+    sent.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const signed = sent.map(([name]) => name).join(';');
+    const canonicalRequest =
+      `${input.method}\n${canonicalUri}\n\n` +
+      sent.map(([name, value]) => `${name}:${canonicalValue(value)}\n`).join('') +
+      `\n${signed}\n${input.payloadHash}`;
+    const stringToSign = `${ALGORITHM}\n${date}\n${scope}\n${hash('sha256', canonicalRequest)}`;
+    const signature = this.#signingKey(credentials.secretAccessKey, day, region).sign(stringToSign);
+    const headers = sent.flat();
+    headers.push(
+      'authorization',
+      `${ALGORITHM} Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${signed}, Signature=${signature}`,
+    );
+    return headers;
+  }
 }
+
+const RESERVED = new Set([
+  'host',
+  'x-amz-date',
+  'x-amz-content-sha256',
+  'x-amz-security-token',
+  'authorization',
+]);
 
 function hmac(key: string | Buffer, data: string): Buffer {
   return createHmac('sha256', key).update(data).digest();
