@@ -1,10 +1,14 @@
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { gateway, invokeChunk } from '../lib/aws-clients.js';
-import { config, loadSecrets, logger, registry } from '../lib/clients.js';
+import { config, loadSecrets, logger, once, redis, registry } from '../lib/clients.js';
 import { invocationDeadline, invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
 import { metrics, tally, withMetrics } from '../lib/observability/metrics.js';
 import { presenceEvents } from '../lib/presence/events.js';
+import { RedisPresenceSweeper } from '../lib/registry/presence-sweep.js';
+
+/** Built here, not in lib/clients.ts: only this function sweeps (see presence-sweep.ts). */
+const sweeper = once(() => new RedisPresenceSweeper(redis(), registry()));
 
 /**
  * `presenceEvents`: fans out joins and leaves (invoked by $default and
@@ -16,6 +20,7 @@ export const handler = middy(async (event: unknown, context: Context) => {
   const { fanout, delivery, presence } = config();
   const result = await presenceEvents(event, {
     registry: registry(),
+    sweeper: sweeper(),
     coalesceAbove: presence.coalesceAbove,
     gateway: gateway(),
     prune: (connectionId) => registry().remove(connectionId),

@@ -12,7 +12,7 @@ import {
  * Lambda Invoke (RequestResponse) as one SigV4-signed POST to
  * `/2015-03-31/functions/{name}/invocations`, the call `@aws-sdk/client-lambda`
  * makes. Why not that client: bundled (the zips carry what they run, see
- * README "Deploying"), it adds ~540 KB to `publish` (@smithy/core, the
+ * docs/deploying.md, "What each zip carries"), it adds ~540 KB to `publish` (@smithy/core, the
  * endpoint rules, the client's ~110 KB of operations we never call), which
  * would take it past its 700 KB target; this is a few KB on the signer that
  * the management API posts already use.
@@ -25,12 +25,7 @@ export interface InvokeResult {
   functionError?: string;
 }
 
-/** `Event`: queued by Lambda and run asynchronously (202, no payload); RequestResponse by default. */
-export type LambdaInvoke = (
-  functionName: string,
-  payload: Uint8Array,
-  type?: 'RequestResponse' | 'Event',
-) => Promise<InvokeResult>;
+export type LambdaInvoke = (functionName: string, payload: Uint8Array) => Promise<InvokeResult>;
 
 /** An error of the Invoke API itself, named and shaped as the SDK's. */
 export class LambdaInvokeError extends Error {
@@ -72,18 +67,14 @@ export function signedLambdaInvoke(options: SignedLambdaInvokeOptions): LambdaIn
   const sleep = options.sleep ?? ((ms: number) => delay(ms));
   const random = options.random ?? Math.random;
 
-  const once = async (
-    functionName: string,
-    payload: Uint8Array,
-    invocationType: 'RequestResponse' | 'Event',
-  ): Promise<InvokeResult> => {
+  const once = async (functionName: string, payload: Uint8Array): Promise<InvokeResult> => {
     // No socket timeout: a RequestResponse invocation is silent until the
     // worker returns (up to its own timeout); publish's timeout bounds it.
     const response = await signedPost(
       signer,
       url,
       `${base}/2015-03-31/functions/${encodeURIComponent(functionName)}/invocations`,
-      { 'content-type': 'application/json', 'x-amz-invocation-type': invocationType },
+      { 'content-type': 'application/json', 'x-amz-invocation-type': 'RequestResponse' },
       payload,
       { agent },
     );
@@ -106,10 +97,10 @@ export function signedLambdaInvoke(options: SignedLambdaInvokeOptions): LambdaIn
     );
   };
 
-  return async (functionName, payload, type = 'RequestResponse') => {
+  return async (functionName, payload) => {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await once(functionName, payload, type);
+        return await once(functionName, payload);
       } catch (error) {
         const throttled =
           error instanceof LambdaInvokeError && error.$metadata.httpStatusCode === 429;

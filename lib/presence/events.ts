@@ -4,7 +4,7 @@ import * as v from 'valibot';
 import { type DispatchDeps, type DispatchResult, dispatch } from '../delivery/chunks.js';
 import { describeIssues, Topic } from '../protocol/frames.js';
 import { ValidationError } from '../errors.js';
-import type { ConnectionRegistry } from '../registry/types.js';
+import type { ConnectionRegistry, PresenceSweeper } from '../registry/types.js';
 
 /**
  * The `presenceEvents` function: fans out the join and leave events that
@@ -21,6 +21,7 @@ import type { ConnectionRegistry } from '../registry/types.js';
  */
 export interface PresenceEventsDeps extends DispatchDeps {
   registry: ConnectionRegistry;
+  sweeper: PresenceSweeper;
   /** Above this many users, a topic's events go out as presence_diff. */
   coalesceAbove: number;
   sleep?: (ms: number) => Promise<void>;
@@ -76,7 +77,7 @@ export async function presenceEvents(
   const keepGoing = deps.keepGoing ?? (() => true);
   let topics: string[];
   do {
-    topics = await deps.registry.sweepPresence(SWEEP_TOPICS);
+    topics = await deps.sweeper.sweepPresence(SWEEP_TOPICS);
     for (const topic of topics) {
       const { count } = await deps.registry.members(topic, undefined, 1);
       await drain(topic, deps.coalesceAbove > 0 && count > deps.coalesceAbove, deps, total);
@@ -100,11 +101,7 @@ async function drain(
   const token = randomUUID();
   total.topics++;
   for (;;) {
-    const taken = await deps.registry.takePresenceEvents(
-      topic,
-      token,
-      coalesce ? 10 * TAKE : TAKE,
-    );
+    const taken = await deps.sweeper.takePresenceEvents(topic, token, coalesce ? 10 * TAKE : TAKE);
     if (taken === null || taken.length === 0) return;
     total.events += taken.length;
     const frames = coalesce ? diffFrames(topic, taken) : taken.map((e) => eventFrame(topic, e));
@@ -176,7 +173,9 @@ export function diffFrames(topic: string, events: string[]): string[] {
     const ls = left.slice(l, l + DIFF_MAX - js.length);
     j += js.length;
     l += ls.length;
-    frames.push(`{"type":"presence_diff","topic":${t},"joined":[${js.join(',')}],"left":[${ls.join(',')}]}`);
+    frames.push(
+      `{"type":"presence_diff","topic":${t},"joined":[${js.join(',')}],"left":[${ls.join(',')}]}`,
+    );
   }
   return frames;
 }

@@ -50,9 +50,7 @@ export async function listMembers(
   const after = page.cursor === undefined ? undefined : decodeCursor(page.cursor);
   const found = await registry.members(topic, after, limit);
   const members = found.members.map(({ userId, info }) =>
-    info === undefined
-      ? { userId }
-      : { userId, info: JSON.parse(info) as Record<string, unknown> },
+    info === undefined ? { userId } : { userId, info: JSON.parse(info) as Record<string, unknown> },
   );
   const last = members.at(-1);
   return {

@@ -66,7 +66,7 @@ export interface PresenceOptions {
 }
 
 /** A topic whose events wait is due this long after its nudge (the sweep's backstop). */
-const NUDGE_GRACE_MS = 5_000;
+export const NUDGE_GRACE_MS = 5_000;
 
 /**
  * Redis adapter of the registry. Every record expires: a connection's hash and
@@ -105,8 +105,8 @@ export class RedisRegistry implements ConnectionRegistry {
     return 2 * this.#ttl + 300;
   }
 
-  /** Runs presence.lua on a topic; nudges the fan-out when it recorded events. */
-  async #presenceOp(topic: string, op: string, ...args: (string | number)[]) {
+  /** Runs presence.lua on a topic (the sweep's too: lib/registry/presence-sweep.ts). */
+  presenceOp(topic: string, op: string, ...args: (string | number)[]) {
     const k: PresenceKeys = this.keys.presence(topic);
     const p = this.#presence;
     return this.#redis.pwPresence(
@@ -115,7 +115,6 @@ export class RedisRegistry implements ConnectionRegistry {
       k.counts,
       k.events,
       k.flush,
-      k.lock,
       op,
       this.#now(),
       this.#presenceTtl,
@@ -142,7 +141,7 @@ export class RedisRegistry implements ConnectionRegistry {
 
   async #join(connection: ConnectionRecord, topic: string, expiry: number): Promise<void> {
     const device = `${connection.connectionId}|${connection.userId}`;
-    const [, nudge] = (await this.#presenceOp(
+    const [, nudge] = (await this.presenceOp(
       topic,
       'join',
       device,
@@ -156,7 +155,7 @@ export class RedisRegistry implements ConnectionRegistry {
   }
 
   async #leave(connectionId: string, userId: string, topic: string): Promise<void> {
-    const [, nudge] = (await this.#presenceOp(
+    const [, nudge] = (await this.presenceOp(
       topic,
       'leave',
       `${connectionId}|${userId}`,
@@ -200,7 +199,8 @@ export class RedisRegistry implements ConnectionRegistry {
     if (record.pendingSince !== undefined) fields['pendingSince'] = record.pendingSince;
     if (record.tokenExpiresAt !== undefined) fields['exp'] = String(record.tokenExpiresAt);
     if (record.tokenIssuedAt !== undefined) fields['iat'] = String(record.tokenIssuedAt);
-    if (record.presenceTopics?.length) fields['presenceTopics'] = JSON.stringify(record.presenceTopics);
+    if (record.presenceTopics?.length)
+      fields['presenceTopics'] = JSON.stringify(record.presenceTopics);
     if (record.info !== undefined) fields['info'] = record.info;
     // The record first (awaited), so a member never points at a record that
     // was not written; then one step per slot, sent together (auto-pipelined).
@@ -285,7 +285,7 @@ export class RedisRegistry implements ConnectionRegistry {
       renew(user),
       ...connection.topics.map((topic) => renew(this.topicAudience(topic))),
       ...connection.topics.map((topic) =>
-        this.#presenceOp(topic, 'renew', `${connectionId}|${connection.userId}`, expiry),
+        this.presenceOp(topic, 'renew', `${connectionId}|${connection.userId}`, expiry),
       ),
     ]);
     if (at) connection.userCursor = await at;
@@ -447,7 +447,7 @@ export class RedisRegistry implements ConnectionRegistry {
       const bound = this.#expiry(Number(exp));
       await Promise.all([
         this.#redis.zadd(scores, 'XX', bound, member),
-        this.#presenceOp(topic, 'renew', `${connection.connectionId}|${connection.userId}`, bound),
+        this.presenceOp(topic, 'renew', `${connection.connectionId}|${connection.userId}`, bound),
       ]);
     }
     return cursor === undefined ? { outcome: 'subscribed' } : { outcome: 'subscribed', cursor };
@@ -753,7 +753,7 @@ export class RedisRegistry implements ConnectionRegistry {
   }
 
   async members(topic: string, after: string | undefined, limit: number): Promise<MembersPage> {
-    const [nudge, count, more, ...flat] = (await this.#presenceOp(
+    const [nudge, count, more, ...flat] = (await this.presenceOp(
       topic,
       'page',
       after ?? '',
@@ -766,37 +766,6 @@ export class RedisRegistry implements ConnectionRegistry {
       members.push(info ? { userId: String(flat[i]), info } : { userId: String(flat[i]) });
     }
     return { count: Number(count), members, more: Number(more) === 1 };
-  }
-
-  async sweepPresence(maxTopics: number): Promise<string[]> {
-    const due = this.keys.presenceDue();
-    const topics = await this.#redis.zrangebyscore(due, '-inf', this.#now(), 'LIMIT', 0, maxTopics);
-    const waiting: string[] = [];
-    for (const topic of topics) {
-      let step: (string | number)[];
-      do {
-        step = (await this.#presenceOp(topic, 'expire', 500)) as (string | number)[];
-      } while (Number(step[2]) === 500);
-      // Out of the due set, then back in by what is left: a join between the
-      // two read below re-adds it itself (it writes its device, then ZADD LT).
-      await this.#redis.zrem(due, topic);
-      const [, , , earliest, events] = (await this.#presenceOp(topic, 'expire', 0)) as (
-        | string
-        | number
-      )[];
-      if (earliest !== '') await this.#redis.zadd(due, 'LT', Number(earliest), topic);
-      if (Number(events) > 0) {
-        await this.#redis.zadd(due, 'LT', this.#now() + NUDGE_GRACE_MS, topic);
-        waiting.push(topic);
-      }
-    }
-    return waiting;
-  }
-
-  async takePresenceEvents(topic: string, token: string, max: number): Promise<string[] | null> {
-    // 30 s: longer than a drain's fan-out of one batch; a drain that died frees it then.
-    const taken = await this.#presenceOp(topic, 'take', token, max, 30_000);
-    return taken === null ? null : (taken as string[]).map(String);
   }
 }
 

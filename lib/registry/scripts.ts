@@ -30,7 +30,7 @@ export function defineScripts(redis: Redis | Cluster): void {
   redis.defineCommand('pwClose', { numberOfKeys: 2, lua: closeLua });
   redis.defineCommand('pwEndpoint', { numberOfKeys: 2, lua: endpointLua });
   redis.defineCommand('pwPosition', { numberOfKeys: 1, lua: positionLua });
-  redis.defineCommand('pwPresence', { numberOfKeys: 6, lua: presenceLua });
+  redis.defineCommand('pwPresence', { numberOfKeys: 5, lua: presenceLua });
   redis.defineCommand('pwSweep', { numberOfKeys: 1, lua: sweepLua });
 }
 
@@ -128,9 +128,16 @@ declare module 'ioredis' {
       presenceGrants: string,
       info: string,
     ): Result<string[] | null, Context>;
-    /** See presence.lua: six keys, then the op and its arguments. */
+    /** See presence.lua: five keys, then the op and its arguments. */
     pwPresence(
       ...keysAndArgs: (string | number)[]
     ): Result<(string | number)[] | number | null, Context>;
+    pwPresenceTake(
+      events: string,
+      lock: string,
+      token: string,
+      max: number,
+      lockMs: number,
+    ): Result<string[] | null, Context>;
   }
 }

@@ -239,6 +239,10 @@ export interface ConnectionRegistry {
    * Devices whose expiry passed are taken out first (their users leave).
    */
   members(topic: string, after: string | undefined, limit: number): Promise<MembersPage>;
+}
+
+/** The presenceEvents function's side of presence: the sweep and the drain's takes. */
+export interface PresenceSweeper {
   /**
    * Visits the topics whose presence is due (a device may have expired, or
    * events wait): takes out expired devices, recording their users' leaves.

@@ -13,8 +13,7 @@
 -- KEYS[3] - counts HASH (userId -> "<devices> <info JSON or nothing>")
 -- KEYS[4] - events LIST ("+userId info" / "-userId")
 -- KEYS[5] - flush STRING (set while coalesced events wait for their drain)
--- KEYS[6] - drain lock STRING (the token of the drain fanning events out)
--- ARGV[1] - op: join | leave | renew | page | expire | take
+-- ARGV[1] - op: join | leave | renew | page | expire
 -- ARGV[2] - now, ms
 -- ARGV[3] - TTL of every key, seconds
 -- ARGV[4] - '1': record join/leave events for this topic
@@ -27,28 +26,13 @@
 -- page:   ARGV[7] after (userId, '' from the start), ARGV[8] limit
 --         -> {nudge, users, more (0/1), userId, info, userId, info...}
 -- expire: ARGV[7] most devices -> {changes, nudge, removed, earliest expiry ('' none), events waiting}
--- take:   ARGV[7] drain token, ARGV[8] most events, ARGV[9] lock ms
---         -> the events taken (none: the lock is released), or nil (another drain holds it)
 -- nudge: -1 nothing to fan out, 0 now, or after that many ms (coalesced).
 
-local devices, users, counts, events, flush, lock = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local devices, users, counts, events, flush = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local op, now, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local recording = ARGV[4] == '1'
 local above, interval = tonumber(ARGV[5]), tonumber(ARGV[6])
 local changes, removed = 0, 0
-
-if op == 'take' then
-  local holder = redis.call('GET', lock)
-  if holder and holder ~= ARGV[7] then return false end
-  local taken = redis.call('LRANGE', events, 0, tonumber(ARGV[8]) - 1)
-  if #taken == 0 then
-    redis.call('DEL', lock)
-  else
-    redis.call('LTRIM', events, #taken, -1)
-    redis.call('SET', lock, ARGV[7], 'PX', ARGV[9])
-  end
-  return taken
-end
 
 local function record(event)
   changes = changes + 1
