@@ -266,6 +266,13 @@ describe('the code is in step with the documents', () => {
       ref: 1,
       retryAfter: 1,
       expiresAt: 1,
+      members: 1,
+      count: 1,
+      next: 1,
+      userId: 1,
+      info: 1,
+      joined: 1,
+      left: 1,
     } satisfies Record<keyof ClientLibraryFrame, 1>;
     const documented = new Set(Object.values(serverFrameSchemas).flatMap((s) => docFields(s)));
     expect(Object.keys(clientFields).sort()).toEqual([...documented].sort());
@@ -295,8 +302,20 @@ describe('the code is in step with the documents', () => {
       cursors: 1,
       duplicate: 1,
     } satisfies Keys<PublishResult>;
-    const presenceRequest = { userIds: 1, topic: 1 } satisfies Keys<PresenceRequest>;
-    const presenceResult = { users: 1, topic: 1 } satisfies Keys<PresenceResult>;
+    const presenceRequest = {
+      userIds: 1,
+      topic: 1,
+      members: 1,
+      cursor: 1,
+      limit: 1,
+    } satisfies Keys<PresenceRequest>;
+    const presenceResult = {
+      users: 1,
+      topic: 1,
+      members: 1,
+      count: 1,
+      next: 1,
+    } satisfies Keys<PresenceResult>;
     const kickResult = {
       revoked: 1,
       connections: 1,
