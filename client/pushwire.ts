@@ -767,9 +767,9 @@ export class Pushwire {
     } else if (type === 'error') {
       const code = String(frame.code);
       const ask = this.ask_(frame.ref);
-      if (ask) return ask[1](fail(code, String(frame.message)));
       // The server has forgotten this connection or its token: come back with a fresh one.
       if (RECONNECT_ON.includes(code)) this.drop_();
+      else if (ask) ask[1](fail(code, String(frame.message)));
       else {
         // Which topic it answers: the server names a refused replay's; else the frame's `ref`.
         const t = topic ?? Object.keys(this.refs_).find((k) => this.refs_[k] === frame.ref);

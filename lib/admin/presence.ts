@@ -2,8 +2,8 @@ import pMap from 'p-map';
 import * as v from 'valibot';
 import { MAX_TARGETS } from '../constants.js';
 import { ValidationError } from '../errors.js';
-import { describeIssues, Topic, UserId } from '../protocol/frames.js';
 import { listMembers, MAX_MEMBERS_LIMIT, type Member } from '../presence/members.js';
+import { describeIssues, Topic, UserId } from '../protocol/frames.js';
 import type { ConnectionRegistry } from '../registry/types.js';
 
 const PresenceRequestSchema = v.pipe(
@@ -12,9 +12,16 @@ const PresenceRequestSchema = v.pipe(
     topic: v.optional(Topic),
     /** A page of the topic's users, not only their count (PW-S2). */
     members: v.optional(v.literal(true, 'members must be true when given')),
-    cursor: v.optional(v.pipe(v.string('cursor must be a string'), v.minLength(1), v.maxLength(400))),
+    cursor: v.optional(
+      v.pipe(v.string('cursor must be a string'), v.minLength(1), v.maxLength(400)),
+    ),
     limit: v.optional(
-      v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(MAX_MEMBERS_LIMIT, 'limit is 1 to 1000')),
+      v.pipe(
+        v.number(),
+        v.integer(),
+        v.minValue(1),
+        v.maxValue(MAX_MEMBERS_LIMIT, 'limit is 1 to 1000'),
+      ),
     ),
   }),
   v.check(

@@ -65,7 +65,11 @@ const Claims = v.object({
   presence: grants('presence'),
   info: v.optional(
     v.pipe(
-      v.record(v.string(), v.unknown(), '"info" must be a JSON object'),
+      // An object, not an array (valibot's record() takes both).
+      v.custom<Record<string, unknown>>(
+        (info) => typeof info === 'object' && info !== null && !Array.isArray(info),
+        '"info" must be a JSON object',
+      ),
       v.check(
         (info) => Buffer.byteLength(JSON.stringify(info)) <= MAX_INFO_BYTES,
         `"info" is over ${MAX_INFO_BYTES} bytes as JSON: keep it to what a member list shows`,

@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import * as v from 'valibot';
 import { type DispatchDeps, type DispatchResult, dispatch } from '../delivery/chunks.js';
-import { describeIssues, Topic } from '../protocol/frames.js';
 import { ValidationError } from '../errors.js';
+import { describeIssues, Topic } from '../protocol/frames.js';
 import type { ConnectionRegistry, PresenceSweeper } from '../registry/types.js';
 
 /**

@@ -12,6 +12,7 @@ import {
 } from '../errors.js';
 import type { EventSink } from '../events/types.js';
 import type { Gateway } from '../gateway/gateway.js';
+import { listMembers } from '../presence/members.js';
 import { callbackEndpoint } from '../protocol/endpoint.js';
 import {
   type ClientFrame,
@@ -20,7 +21,6 @@ import {
   type ReplyFrame,
   type ServerFrame,
 } from '../protocol/frames.js';
-import { listMembers } from '../presence/members.js';
 import { isCursor } from '../registry/cursor.js';
 import type { Audience, Connection, ConnectionRegistry } from '../registry/types.js';
 import { endConnection } from './end.js';
