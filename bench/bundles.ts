@@ -49,6 +49,9 @@ export const BUNDLE_LIMITS: Record<string, number> = {
   connect: 250_000,
   disconnect: 250_000,
   default: 250_000,
+  // The lifecycle events relay (issue 22): Redis, the signer, PutEvents and
+  // metrics, like the WebSocket routes; 211.2 KB when set.
+  events: 250_000,
   publish: 700_000,
   deliver: 700_000,
 };

@@ -1,7 +1,7 @@
 /**
  * The pushwire client: one small ESM file for browsers, React Native and Node
  * (with a WebSocket class passed in). It does what the wire protocol asks of
- * every client (README, "Wire protocol" and "Clients"): ping under API
+ * every client (docs/protocol.md and docs/clients.md): ping under API
  * Gateway's idle timeout, reconnect with backoff and a fresh token, resume the
  * user's stream and every topic from a little before the last cursor seen
  * (`reorderWindow`), re-subscribe, and hand each message to the app once.
@@ -358,7 +358,7 @@ export class Pushwire {
 
   /** Subscribes to a topic, now and after every reconnection, resuming from its last cursor. */
   subscribe(topic: string): void {
-    // The server's rule (README, "Client → server frames"): fail here, not at every reconnection.
+    // The server's rule (docs/protocol.md PW-A8): fail here, not at every reconnection.
     if (!TOPIC.test(topic))
       throw new TypeError(`pushwire: bad topic name ${JSON.stringify(topic)}`);
     if (this.topics_.has(topic)) return;

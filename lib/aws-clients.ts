@@ -7,7 +7,7 @@ import { tally } from './observability/metrics.js';
 /**
  * Clients of AWS services, built once per container and loaded on first use.
  * Each is SigV4-signed keep-alive HTTP through the one signer in lib/aws/,
- * bundled into each zip (README, "Deploying"); the modules behind them are `import()`ed,
+ * bundled into each zip (docs/deploying.md, "What each zip carries"); the modules behind them are `import()`ed,
  * which esbuild keeps in lazily initialised wrappers, so a `$connect` or
  * `$disconnect` cold start never evaluates them.
  */

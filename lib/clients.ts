@@ -254,5 +254,5 @@ export const verifyToken = /* @__PURE__ */ once(() => createTokenVerifier(settin
 export const events = /* @__PURE__ */ once(() => new EventBuffer(config().events.types));
 
 export const eventOutbox = /* @__PURE__ */ once(
-  () => new RedisEventOutbox(redis(), registry().keys.events(), config().events.outboxMax),
+  () => new RedisEventOutbox(redis(), registry().keys.events(config()), config().events.outboxMax),
 );

@@ -19,7 +19,7 @@ export interface SignedFetcherOptions {
  * Secrets Manager GetSecretValue, each one SigV4-signed JSON POST with the
  * signer the zips already carry (lib/aws/signing.ts). Not Powertools
  * Parameters: its providers build an SDK v3 client, and the zips carry what
- * they run (README, "Deploying"); bundled, @aws-sdk/client-ssm with
+ * they run (docs/deploying.md, "What each zip carries"); bundled, @aws-sdk/client-ssm with
  * Powertools Parameters adds ~490 KB to every function (measured with
  * esbuild, minified), past every bundle target. Each secret is read once per
  * container (lib/clients.ts caches the resolved config).

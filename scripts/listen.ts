@@ -26,7 +26,7 @@ ws.on('open', () => {
 });
 ws.on('message', (data) => console.log(data.toString()));
 /**
- * Why a handshake is refused, by status (docs/protocol-reference.md, "Connecting"). API Gateway
+ * Why a handshake is refused, by status (docs/protocol.md, PW-H3). API Gateway
  * and serverless-offline give a refused client only the status (the
  * `$connect` function's error frame is dropped), so a body or an
  * `x-pushwire-error` header is printed when there is one, and the status is
@@ -61,7 +61,7 @@ ws.on('unexpected-response', (_req, res) => {
     console.error(
       [
         `connection refused: HTTP ${status} ${res.statusMessage ?? ''}`.trimEnd(),
-        `  ${REFUSALS[status] ?? 'see the status codes in docs/protocol-reference.md, "Connecting"'}.`,
+        `  ${REFUSALS[status] ?? 'see the status codes in docs/protocol.md, PW-H3'}.`,
         said
           ? `  the server said: ${said}`
           : '  the server sent no body (a refused handshake carries only its status); the exact ' +

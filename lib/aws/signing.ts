@@ -10,7 +10,7 @@ import { type SigningCredentials, SigV4Signer } from './sigv4.js';
  * posts, Lambda Invoke of `deliver`, SSM and Secrets Manager reads of
  * secrets, EventBridge PutEvents), all through the one signer in ./sigv4.ts,
  * bundled into each zip rather than taken from the runtime's copy of the SDK
- * (README, "Deploying").
+ * (docs/deploying.md, "What each zip carries").
  *
  * Credentials are the ones Lambda puts in the environment for the function's
  * role (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), read

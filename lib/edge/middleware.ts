@@ -2,7 +2,7 @@ import type { Logger } from '@aws-lambda-powertools/logger';
 import type { MiddlewareObj } from '@middy/core';
 import * as v from 'valibot';
 import { reason } from '../delivery/fanout.js';
-import { PushwireError, type RateLimitedError, toPublicError } from '../errors.js';
+import { PushwireError, toPublicError } from '../errors.js';
 import type { EventSink } from '../events/types.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { type MetricsRecorder, recordBy } from '../observability/metrics.js';

@@ -2,10 +2,10 @@
  * Lifecycle events: what pushwire tells other services about connections,
  * sent to Amazon EventBridge (opt-in per type: EVENTS in lib/config.ts).
  * docs/events.md says what each means and when it is sent;
- * docs/events.schema.json is each detail's JSON Schema.
+ * docs/asyncapi.yaml's `events` channel has each detail's JSON Schema.
  *
  * Adding an event: its name to EVENT_TYPES, its detail to EventDetails, its
- * schema to docs/events.schema.json, and one `events.emit(...)` where it
+ * message and schema to docs/asyncapi.yaml's `events` channel, and one `events.emit(...)` where it
  * happens (test/unit/events-schema.test.ts checks the three agree).
  */
 export const EVENT_TYPES = [

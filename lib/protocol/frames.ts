@@ -6,7 +6,7 @@ import { isCursor } from '../registry/cursor.js';
 /**
  * The wire protocol between clients and pushwire. Client frames are JSON with
  * an `action` (API Gateway's route selection is `$request.body.action`); server
- * frames have a `type`. The README's protocol section documents both.
+ * frames have a `type`. docs/protocol.md documents both, docs/asyncapi.yaml is their contract.
  */
 
 export const Topic = v.pipe(

@@ -89,8 +89,13 @@ export interface Keys {
    * Hash-tagged into the endpoints key's slot; no TTL: one key per deployment.
    */
   epoch(): string;
-  /** LIST of lifecycle event records waiting for the `events` relay (lib/events/outbox.ts). */
-  events(): string;
+  /**
+   * LIST of lifecycle event records waiting for the `events` relay of one
+   * stack (lib/events/outbox.ts), named by its region and stage: stacks that
+   * share the Redis (docs/deploying.md) each relay their own functions'
+   * events, to their own bus, in their own stage.
+   */
+  events(stack: { region: string; stage: string }): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -135,7 +140,7 @@ export function createKeys(prefix: string): Keys {
     connectionReplayed: (id) => `${prefix}c:{${id}}:rs`,
     endpoints: () => `${prefix}endpoints`,
     epoch: () => `${prefix}{${prefix}endpoints}:epoch`,
-    events: () => `${prefix}events`,
+    events: ({ region, stage }) => `${prefix}events:${region}:${stage}`,
   };
 }
 

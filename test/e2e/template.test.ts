@@ -112,7 +112,12 @@ describe('osls package (stage prod)', () => {
     expect(actions(roleOf('Publish'))).toContain('"Action":"lambda:InvokeFunction"');
     expect(methods(roleOf('Deliver'))).toEqual(Array(3).fill('POST/@connections'));
     expect(actions(roleOf('Deliver'))).not.toContain('"Action":"lambda:InvokeFunction"');
-    expect(methods(roleOf('Kick'))).toEqual(Array(3).fill('DELETE/@connections'));
+    // kick tells each connection why (its last frame, docs/protocol.md PW-X2), then closes it.
+    expect(methods(roleOf('Kick'))).toEqual([
+      ...Array(3).fill('POST/@connections'),
+      ...Array(3).fill('DELETE/@connections'),
+    ]);
+    expect(actions(roleOf('Kick'))).not.toContain('"Action":"lambda:InvokeFunction"');
     expect(JSON.stringify(r[roleOf('Kick')].Properties.Policies)).toContain(
       // biome-ignore lint/suspicious/noTemplateCurlyInString: CloudFormation Fn::Sub placeholders
       ':execute-api:eu-central-1:${AWS::AccountId}:xyz789/live/DELETE/@connections/*',
@@ -149,6 +154,7 @@ describe('osls package (stage prod)', () => {
     // Assess
     expect(statements).toEqual([
       {
+        Sid: 'PutLifecycleEvents',
         Effect: 'Allow',
         Action: 'events:PutEvents',
         Resource: {

@@ -23,9 +23,19 @@ export const ASYNCAPI_PATH = join(root, 'docs/asyncapi.yaml');
 export const OPENAPI_PATH = join(root, 'docs/openapi.yaml');
 
 type Doc = { components: { schemas: Record<string, unknown> } };
+type Message = { name?: string; payload: { $ref: string }; examples?: { payload: unknown }[] };
 export const asyncapi = parse(readFileSync(ASYNCAPI_PATH, 'utf8')) as Doc & {
-  components: { messages: Record<string, { name?: string; payload: { $ref: string } }> };
+  channels: Record<string, { messages: Record<string, { $ref: string }> }>;
+  components: { messages: Record<string, Message> };
 };
+
+/** The messages of one channel of docs/asyncapi.yaml (`connection`: frames; `events`: lifecycle events), by their key there. */
+export function channelMessages(channel: 'connection' | 'events'): [string, Message][] {
+  return Object.entries(asyncapi.channels[channel]?.messages ?? {}).map(([key, { $ref }]) => [
+    key,
+    asyncapi.components.messages[$ref.split('/').pop() as string] as Message,
+  ]);
+}
 export const openapi = parse(readFileSync(OPENAPI_PATH, 'utf8')) as Doc & {
   paths: Record<string, { post: OpenApiOperation }>;
   components: { responses: Record<string, OpenApiResponse> };
@@ -60,7 +70,7 @@ const openSchema = (ref: string) => validator(`openapi${ref}`);
 /** Server frame `type` → its schema, and client `action` → its schema, from the document's messages. */
 const SERVER_TYPES: Record<string, string> = {};
 const CLIENT_ACTIONS: Record<string, string> = {};
-for (const [name, message] of Object.entries(asyncapi.components.messages)) {
+for (const [name, message] of channelMessages('connection')) {
   const schema = message.payload.$ref.split('/').pop() as string;
   // By the message's name: a client action and a server frame may share one (presence).
   if (schema.endsWith('Action')) CLIENT_ACTIONS[message.name ?? name] = schema;

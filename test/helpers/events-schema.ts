@@ -1,21 +1,25 @@
-import { readFileSync } from 'node:fs';
 // Ajv comes with osls (a dev dependency) for now; see the report to the lead.
 import Ajv2020 from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
+import { asyncapi, channelMessages } from './contract.js';
 
-/** docs/events.schema.json, the contract of lifecycle events' details. */
-export const eventsSchema = JSON.parse(
-  readFileSync(new URL('../../docs/events.schema.json', import.meta.url), 'utf8'),
-) as { $id: string; $defs: Record<string, unknown> };
+/**
+ * The contract of lifecycle events' details: the `events` channel of
+ * docs/asyncapi.yaml (issue 22: each event's schema is in the AsyncAPI
+ * document). Event type (`connected`, ...) → its message there.
+ */
+export const eventMessages = Object.fromEntries(channelMessages('events'));
 
 const ajv = new Ajv2020({ allErrors: true, strict: false });
 (addFormats as unknown as { default: (a: Ajv2020) => void }).default(ajv);
-ajv.addSchema(eventsSchema);
+ajv.addSchema({ $id: 'urn:pushwire:asyncapi', components: asyncapi.components });
 
-/** Validates one event's detail by its name (`connected`, ...); answers the errors, or [] when valid. */
-export function eventDetailErrors(name: string, detail: unknown): string[] {
-  const check = ajv.getSchema(`${eventsSchema.$id}#/$defs/${name}`);
-  if (!check) return [`no schema for "${name}"`];
+/** Validates one event's detail by its type (`connected`, ...); answers the errors, or [] when valid. */
+export function eventDetailErrors(type: string, detail: unknown): string[] {
+  const message = eventMessages[type];
+  if (!message) return [`no message for "${type}" in docs/asyncapi.yaml's events channel`];
+  const check = ajv.getSchema(`urn:pushwire:asyncapi${message.payload.$ref}`);
+  if (!check) return [`no schema ${message.payload.$ref} in docs/asyncapi.yaml`];
   return check(detail)
     ? []
     : (check.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? ''}`);

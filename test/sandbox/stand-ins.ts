@@ -1,5 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { type LocalBus, startLocalBus } from '../../scripts/local-bus.js';
+import { parsePutEvents } from '../../scripts/local-bus.js';
 import { type ReceivedRequest, type SigV4Check, verifySigV4 } from '../helpers/sigv4.js';
 
 /** A request a stand-in refused for its signature, with why. */
@@ -120,7 +121,13 @@ async function authorized(
   log: RequestLog | undefined,
   check: SigV4Check,
   keyring: Keyring,
-  what: { action: string; resource: string; region: string },
+  what: {
+    action: string;
+    resource: string;
+    region: string;
+    /** The action's own condition keys (`events:source`, ...). */
+    context?: Record<string, string>;
+  },
   res: ServerResponse,
 ): Promise<boolean> {
   if (!log) return true;
@@ -134,6 +141,7 @@ async function authorized(
     context: {
       'aws:RequestedRegion': what.region,
       'aws:PrincipalAccount': ACCOUNT_ID,
+      ...what.context,
     },
   };
   const allowed = (await log.authorize?.(request)) ?? true;
@@ -491,53 +499,115 @@ export class SecretsManagerStandIn {
   }
 }
 
+/** One entry EventBridge accepted: who sent it (by the session that signed), where, and its detail. */
+export interface ReceivedEvent {
+  stack: string;
+  functionKey: string;
+  source: string;
+  detailType: string;
+  /** The bus as the entry named it. */
+  bus: string;
+  /** The ARN IAM authorized the entry against. */
+  busArn: string;
+  detail: Record<string, unknown>;
+}
+
 /**
- * EventBridge's PutEvents (lifecycle events): the stand-in bus of `npm
- * start` (scripts/local-bus.ts: request shape, 1-10 entries within 256 KB,
- * each Detail a JSON object), with every request's SigV4 signature checked
- * for `events` in the region with the role's session credentials; one that
- * is not is refused (403) and recorded.
+ * EventBridge's PutEvents (lifecycle events), for one region: the request's
+ * shape is checked as `npm start`'s stand-in bus checks it
+ * (scripts/local-bus.ts: 1-10 entries within 256 KB, each Detail a JSON
+ * object), its SigV4 signature for `events` in the region with a session of
+ * the keyring (else 403, recorded), and each entry is authorized as IAM
+ * does: `events:PutEvents` on the ARN of the bus it names, in this region
+ * and account, with its `events:source` and `events:detail-type`. One entry
+ * refused refuses the request (403 AccessDeniedException).
  */
 export class EventBridgeStandIn {
-  private constructor(
-    readonly bus: LocalBus,
-    readonly signatureFailures: string[],
-  ) {}
+  readonly events: ReceivedEvent[] = [];
+  /** Requests refused for their shape, with why. */
+  readonly malformed: string[] = [];
+  readonly signatureFailures: SignatureFailure[] = [];
+  readonly check: (request: ReceivedRequest) => SigV4Check;
+  #listening?: Listening;
 
-  static async start(region: string, keyring: Keyring): Promise<EventBridgeStandIn> {
-    const check = checker(keyring, region, 'events');
-    const failures: string[] = [];
-    const bus = await startLocalBus({
-      verify: (request) => {
-        const result = check(request);
-        if (result.ok) return undefined;
-        failures.push(result.reason ?? 'signature');
-        return result.reason ?? 'signature';
-      },
-    });
-    return new EventBridgeStandIn(bus, failures);
+  private constructor(
+    readonly region: string,
+    readonly keyring: Keyring,
+    readonly log: RequestLog | undefined,
+  ) {
+    this.check = checker(keyring, region, 'events');
+  }
+
+  static async start(options: {
+    region: string;
+    keyring: Keyring;
+    log?: RequestLog;
+  }): Promise<EventBridgeStandIn> {
+    const { region, keyring, log } = options;
+    const api = new EventBridgeStandIn(region, keyring, log);
+    api.#listening = await listen((request, res) => api.#handle(request, res));
+    return api;
   }
 
   get url(): string {
-    return this.bus.url;
+    return `http://127.0.0.1:${this.#listening?.port}`;
   }
 
-  /** Accepted entries with their Detail parsed. */
-  get events(): {
-    source: string;
-    detailType: string;
-    bus: string;
-    detail: Record<string, unknown>;
-  }[] {
-    return this.bus.received.map((e) => ({
-      source: e.Source,
-      detailType: e.DetailType,
-      bus: e.EventBusName,
-      detail: JSON.parse(e.Detail) as Record<string, unknown>,
-    }));
+  /** The ARN IAM authorizes a PutEvents entry against: the bus it names, by name or ARN. */
+  busArn(bus: string): string {
+    return bus.startsWith('arn:')
+      ? bus
+      : `arn:aws:events:${this.region}:${ACCOUNT_ID}:event-bus/${bus}`;
   }
 
-  stop(): Promise<void> {
-    return this.bus.close();
+  async #handle(request: ReceivedRequest, res: ServerResponse): Promise<void> {
+    const json = { 'content-type': 'application/x-amz-json-1.1' };
+    const check = this.check(request);
+    if (!check.ok) {
+      this.signatureFailures.push({ url: request.url, check });
+      res.writeHead(403, json).end(JSON.stringify({ __type: 'InvalidSignatureException' }));
+      return;
+    }
+    const parsed = parsePutEvents(request);
+    if ('error' in parsed) {
+      this.malformed.push(parsed.error);
+      res.writeHead(400, json).end(JSON.stringify({ __type: 'ValidationException' }));
+      return;
+    }
+    const session = this.keyring.lookup(check.accessKeyId ?? '');
+    // One decision per distinct bus, source and detail-type in the request.
+    const asked = new Set<string>();
+    for (const entry of parsed.entries) {
+      const key = JSON.stringify([entry.EventBusName, entry.Source, entry.DetailType]);
+      if (asked.has(key)) continue;
+      asked.add(key);
+      const what = {
+        action: 'events:PutEvents',
+        resource: this.busArn(entry.EventBusName),
+        region: this.region,
+        context: { 'events:source': entry.Source, 'events:detail-type': entry.DetailType },
+      };
+      if (!(await authorized(this.log, check, this.keyring, what, res))) return;
+    }
+    for (const entry of parsed.entries)
+      this.events.push({
+        stack: session?.stack ?? '',
+        functionKey: session?.functionKey ?? '',
+        source: entry.Source,
+        detailType: entry.DetailType,
+        bus: entry.EventBusName,
+        busArn: this.busArn(entry.EventBusName),
+        detail: JSON.parse(entry.Detail) as Record<string, unknown>,
+      });
+    res.writeHead(200, json).end(
+      JSON.stringify({
+        FailedEntryCount: 0,
+        Entries: parsed.entries.map(() => ({ EventId: randomUUID() })),
+      }),
+    );
+  }
+
+  async stop(): Promise<void> {
+    if (this.#listening) await close(this.#listening.server);
   }
 }

@@ -7,11 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUNDLE_LIMITS } from '../../bench/bundles.js';
 import { type RedisServer, startRedisServer } from '../../scripts/redis-server.js';
 import { devToken } from '../../scripts/token.js';
+import { eventDetailErrors } from '../helpers/events-schema.js';
 import { resolver, type StackFacts, StackIam } from './iam.js';
 import { LambdaSandbox, type Packaged, packageService } from './lambda-sandbox.js';
 import { NODE_VERSIONS, type NodeMajor, nodeBinary } from './node-runtimes.js';
 import {
   ACCOUNT_ID,
+  EventBridgeStandIn,
   Keyring,
   LambdaInvokeStandIn,
   ManagementApiStandIn,
@@ -55,6 +57,10 @@ interface Stack {
   ssm: SsmStandIn;
   secrets: SecretsManagerStandIn;
   invokeApi: LambdaInvokeStandIn;
+  /** Where its `events` relay sends lifecycle events (EVENTS=all). */
+  eventBridge: EventBridgeStandIn;
+  /** EVENTS_BUS: A the default bus, B a bus of its own (the role names it). */
+  eventsBus: string;
   packaged: Packaged;
   iam: StackIam;
   current?: LambdaSandbox | undefined;
@@ -100,6 +106,8 @@ async function startStandIns(facts: StackFacts) {
     jwtSecretArn,
     redisUrlParameter,
     domain: `${facts.apiId}.execute-api.${facts.region}.amazonaws.com`,
+    eventsBus: facts.name === 'a' ? 'default' : `pushwire-${facts.stage}-lifecycle`,
+    eventBridge: await EventBridgeStandIn.start(options),
     mgmt: await ManagementApiStandIn.start({ ...options, stage: facts.stage, apiId: facts.apiId }),
     ssm: await SsmStandIn.start(options, { [redisUrlParameter]: redisServer.url }),
     secrets: await SecretsManagerStandIn.start(options, { [jwtSecretArn]: jwtSecret }),
@@ -140,6 +148,10 @@ async function packageStack(
       FANOUT_CHUNK: String(FANOUT_CHUNK),
       FANOUT_PARALLEL_CHUNKS: '2',
       WS_PEERS: peerEntry(peer),
+      // Every lifecycle event, relayed by the `events` zip to the stand-in bus.
+      EVENTS: 'all',
+      EVENTS_BUS: self.eventsBus,
+      AWS_ENDPOINT_URL_EVENTBRIDGE: self.eventBridge.url,
     },
     resolver(facts),
   );
@@ -166,6 +178,7 @@ afterAll(async () => {
     await stack.mgmt.stop();
     await stack.ssm.stop();
     await stack.secrets.stop();
+    await stack.eventBridge.stop();
   }
   for (const dir of packageDirs) rmSync(dir, { recursive: true, force: true });
   await redis?.quit();
@@ -194,6 +207,7 @@ it('packages every function for a Node runtime the sandbox runs, its environment
     'default',
     'deliver',
     'disconnect',
+    'events',
     'http',
     'kick',
     'presence',
@@ -206,6 +220,8 @@ it('packages every function for a Node runtime the sandbox runs, its environment
       expect(Object.keys(NODE_VERSIONS).map((m) => `nodejs${m}.x`)).toContain(fn.runtime);
       expect(fn.environment['WS_CALLBACK_URL']).toBe(stack.mgmt.url);
       expect(fn.environment['FANOUT_CHUNK']).toBe(String(FANOUT_CHUNK));
+      expect(fn.environment['EVENTS']).toBe('all');
+      expect(fn.environment['EVENTS_BUS']).toBe(stack.eventsBus);
       // The template names this API's own endpoint (deliver's allow-list).
       expect(fn.environment['WS_API_ENDPOINT']).toBe(
         `https://${stack.domain}/${stack.facts.stage}`,
@@ -331,15 +347,19 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
     let alice1: string;
     let alice2: string;
     let bob: string;
+    let refusedId: string;
+    let stray: string;
+    let gone: string;
     const members: string[] = [];
 
     it('$connect takes a token and refuses a bad one with 401', async () => {
       alice1 = await connect(user('alice'), [topic]);
       alice2 = await connect(user('alice'), [topic]);
       bob = await connect(user('bob'));
+      refusedId = newConnectionId();
       const refused = await sandbox.invokeOk<Reply>(
         'connect',
-        connectEvent(A, newConnectionId(), { token: 'not.a.token' }),
+        connectEvent(A, refusedId, { token: 'not.a.token' }),
       );
       expect(refused.statusCode).toBe(401);
     });
@@ -434,7 +454,7 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
 
     it('a frame from a connection the registry does not hold is answered and closed (DELETE)', async () => {
       // Prepare: API Gateway holds it, Redis does not (its records expired)
-      const stray = newConnectionId();
+      stray = newConnectionId();
       A.mgmt.open(stray);
       // Act
       await send(stray, { action: 'subscribe', topic });
@@ -487,7 +507,7 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
 
     it('a connection that went away is pruned at the next publish (410)', async () => {
       // Prepare
-      const gone = members.pop() as string;
+      gone = members.pop() as string;
       A.mgmt.drop(gone);
       // Act
       const result = await sandbox.invokeOk<Record<string, unknown>>('publish', {
@@ -610,6 +630,58 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       });
     });
 
+    it('the events function sends every lifecycle event of the run with signed PutEvents', async () => {
+      // Prepare
+      const before = A.eventBridge.events.length;
+      // Act: a drain now (scheduled every minute in AWS).
+      const result = await sandbox.invokeOk<{ sent: number; failed: number }>('events', {
+        once: true,
+      });
+      // Assess: what this run's connections did, each once, as EventBridge events.
+      const sent = A.eventBridge.events.slice(before);
+      expect(result).toEqual({ sent: sent.length, failed: 0 });
+      expect(A.eventBridge.signatureFailures).toEqual([]);
+      expect(A.eventBridge.malformed).toEqual([]);
+      const of = (id: string) =>
+        sent
+          .filter((e) => e.detail['connectionId'] === id)
+          .map((e) => [e.detailType, e.detail['reason'] ?? e.detail['topic'] ?? e.detail['code']]);
+      expect(of(alice1)).toEqual([
+        ['pushwire.connected', undefined],
+        ['pushwire.subscribed', topic],
+      ]);
+      expect(of(alice2)).toEqual([
+        ['pushwire.connected', undefined],
+        ['pushwire.disconnected', 'client_close'],
+      ]);
+      expect(of(bob)).toEqual([
+        ['pushwire.connected', undefined],
+        ['pushwire.disconnected', 'kick'],
+      ]);
+      expect(of(gone)).toEqual([
+        ['pushwire.connected', undefined],
+        ['pushwire.subscribed', topic],
+        ['pushwire.disconnected', 'gone'],
+      ]);
+      expect(of(refusedId)).toEqual([['pushwire.refused', 'unauthorized']]);
+      expect(of(stray)).toEqual([['pushwire.refused', 'unknown_connection']]);
+      expect(new Set(sent.map((e) => e.detail['eventId'])).size).toBe(sent.length);
+      for (const event of sent) {
+        expect(event).toMatchObject({
+          stack: 'a',
+          functionKey: 'events',
+          source: 'pushwire',
+          bus: 'default',
+          busArn: `arn:aws:events:${A.facts.region}:${ACCOUNT_ID}:event-bus/default`,
+        });
+        expect(event.detail).toMatchObject({ stage: A.facts.stage, eventId: expect.any(String) });
+        expect(
+          eventDetailErrors(event.detailType.replace('pushwire.', ''), event.detail),
+          JSON.stringify(event.detail),
+        ).toEqual([]);
+      }
+    });
+
     it('loaded nothing but Node built-ins, and nothing failed or crashed', () => {
       expect(sandbox.foreignModules).toEqual([]);
       expect(sandbox.problems).toEqual([]);
@@ -619,6 +691,7 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       // The secrets came from SSM and Secrets Manager, signed (issue 9), and nowhere else.
       expect(A.ssm.signatureFailures).toEqual([]);
       expect(A.secrets.signatureFailures).toEqual([]);
+      expect(A.eventBridge.signatureFailures).toEqual([]);
       expect(new Set(A.ssm.reads)).toEqual(new Set([A.redisUrlParameter]));
       expect(new Set(A.secrets.reads)).toEqual(new Set([A.jwtSecretArn]));
       expect(sandbox.output()).not.toContain(A.jwtSecret);
@@ -636,7 +709,7 @@ describe('two stacks (two stages, two regions) sharing one Redis, each naming th
   const topic = 'both-stacks';
   const users = { carol: 'carol-2stacks', dave: 'dave-2stacks', erin: 'erin-2stacks' };
   /** Connections by stack and user. */
-  const held = new Map<string, string[]>();
+  const heldBy = new Map<string, string[]>();
 
   async function connect(stack: Stack, userId: string, topics: string[] = []): Promise<string> {
     const connectionId = newConnectionId();
@@ -648,13 +721,13 @@ describe('two stacks (two stages, two regions) sharing one Redis, each naming th
     );
     expect(reply.statusCode).toBe(200);
     stack.mgmt.open(connectionId);
-    held.set(`${stack.facts.name}:${userId}`, [
-      ...(held.get(`${stack.facts.name}:${userId}`) ?? []),
+    heldBy.set(`${stack.facts.name}:${userId}`, [
+      ...(heldBy.get(`${stack.facts.name}:${userId}`) ?? []),
       connectionId,
     ]);
     return connectionId;
   }
-  const on = (stack: Stack, userId: string) => held.get(`${stack.facts.name}:${userId}`) ?? [];
+  const on = (stack: Stack, userId: string) => heldBy.get(`${stack.facts.name}:${userId}`) ?? [];
   const invoke = <T = Record<string, unknown>>(stack: Stack, fn: string, event: unknown) =>
     (stack.current as LambdaSandbox).invokeOk<T>(fn, event);
   const rest = (stack: Stack, path: string, body: unknown) => ({
@@ -689,7 +762,11 @@ describe('two stacks (two stages, two regions) sharing one Redis, each naming th
           'default',
           frameEvent(stack, id, { action: 'subscribe', topic }),
         );
-        expect(replyFrame(reply)).toEqual({ type: 'subscribed', topic });
+        expect(replyFrame(reply)).toEqual({
+          type: 'subscribed',
+          topic,
+          cursor: expect.stringMatching(/^\d+-\d+$/),
+        });
       }
     }
   }, 180_000);
@@ -833,12 +910,71 @@ describe('two stacks (two stages, two regions) sharing one Redis, each naming th
     });
   });
 
+  it('each stack relays the events its own functions saw, once, to its own bus and in its stage', async () => {
+    // Prepare
+    const before = new Map([A, B].map((stack) => [stack, stack.eventBridge.events.length]));
+    const sent = (stack: Stack) => stack.eventBridge.events.slice(before.get(stack));
+    const held = (stack: Stack) =>
+      [...heldBy.entries()]
+        .filter(([key]) => key.startsWith(`${stack.facts.name}:`))
+        .flatMap(([, ids]) => ids)
+        .sort();
+    const ids = (stack: Stack, type: string, reason?: string) =>
+      sent(stack)
+        .filter(
+          (e) =>
+            e.detailType === `pushwire.${type}` &&
+            (reason === undefined || e.detail['reason'] === reason),
+        )
+        .map((e) => e.detail['connectionId'] as string)
+        .sort();
+    // Act: B's relay first (one outbox for both stacks would give it A's events too)
+    const relayedB = await invoke(B, 'events', { once: true });
+    const relayedA = await invoke(A, 'events', { once: true });
+    // Assess
+    expect(relayedA).toEqual({ sent: sent(A).length, failed: 0 });
+    expect(relayedB).toEqual({ sent: sent(B).length, failed: 0 });
+    for (const stack of [A, B]) {
+      // $connect and $default run on the stack holding the connection
+      expect(ids(stack, 'connected')).toEqual(held(stack));
+      expect(ids(stack, 'subscribed')).toEqual(
+        [0, 1, 2, 3].flatMap((i) => on(stack, `member${i}-${stack.facts.name}-2stacks`)).sort(),
+      );
+      for (const event of sent(stack)) {
+        expect(event).toMatchObject({
+          stack: stack.facts.name,
+          functionKey: 'events',
+          source: 'pushwire',
+          bus: stack.eventsBus,
+          busArn: `arn:aws:events:${stack.facts.region}:${ACCOUNT_ID}:event-bus/${stack.eventsBus}`,
+        });
+        expect(event.detail['stage']).toBe(stack.facts.stage);
+        expect(
+          eventDetailErrors(event.detailType.replace('pushwire.', ''), event.detail),
+          JSON.stringify(event.detail),
+        ).toEqual([]);
+      }
+    }
+    // A kick is reported by the stack whose function removed the records, on both APIs.
+    expect(ids(A, 'disconnected', 'kick')).toEqual(
+      [...on(A, users.dave), ...on(B, users.dave)].sort(),
+    );
+    expect(ids(B, 'disconnected', 'kick')).toEqual(
+      [...on(A, users.erin), ...on(B, users.erin)].sort(),
+    );
+    expect(ids(A, 'disconnected', 'client_close')).toEqual([on(A, users.carol)[0]]);
+    expect(ids(B, 'disconnected', 'client_close')).toEqual([]);
+    const eventIds = [...sent(A), ...sent(B)].map((e) => e.detail['eventId']);
+    expect(new Set(eventIds).size).toBe(eventIds.length);
+  });
+
   it('nothing failed, crashed or was refused for its signature, in either stack', () => {
     for (const stack of [A, B]) {
       expect(stack.current?.problems).toEqual([]);
       expect(stack.current?.foreignModules).toEqual([]);
-      for (const api of [stack.mgmt, stack.invokeApi, stack.ssm, stack.secrets])
+      for (const api of [stack.mgmt, stack.invokeApi, stack.ssm, stack.secrets, stack.eventBridge])
         expect(api.signatureFailures).toEqual([]);
+      expect(stack.eventBridge.malformed).toEqual([]);
     }
   });
 });
@@ -876,8 +1012,19 @@ describe("IAM: every request was allowed by its function's own role, and each gr
           'lambda:InvokeFunction',
           'ssm:GetParameter',
           'secretsmanager:GetSecretValue',
+          'events:PutEvents',
         ]),
       );
+    // Lifecycle events were put by each stack's relay alone, on its own bus.
+    const puts = log.requests
+      .filter((r) => r.action === 'events:PutEvents')
+      .map((r) => `${r.stack}:${r.functionKey} ${r.resource}`);
+    expect(new Set(puts)).toEqual(
+      new Set([
+        `a:events ${A.eventBridge.busArn(A.eventsBus)}`,
+        `b:events ${B.eventBridge.busArn(B.eventsBus)}`,
+      ]),
+    );
     // Posts crossed to the peer in both directions.
     expect(
       log.requests.some((r) => r.stack === 'a' && r.resource.includes(`:${STACK_B.apiId}/`)),
@@ -990,9 +1137,51 @@ describe("IAM: every request was allowed by its function's own role, and each gr
         {
           stack,
           roles: ['PushwireKickRole'],
+          action: 'lambda:InvokeFunction',
+          resource: `arn:aws:lambda:${f.region}:${ACCOUNT_ID}:function:pushwire-${f.stage}-deliver`,
+          why: 'kick invoking',
+        },
+        {
+          stack,
+          roles: everyRole.filter((role) => role !== 'PushwireEventsRole'),
+          action: 'events:PutEvents',
+          resource: stack.eventBridge.busArn(stack.eventsBus),
+          why: 'any role but the relay putting lifecycle events',
+        },
+        {
+          stack,
+          roles: everyRole,
+          action: 'events:PutEvents',
+          resource: stack.eventBridge.busArn(other.eventsBus),
+          why: 'putting events on a bus other than the configured one',
+        },
+        {
+          stack,
+          roles: everyRole,
+          action: 'events:PutEvents',
+          resource: `arn:aws:events:${other.facts.region}:${ACCOUNT_ID}:event-bus/${stack.eventsBus}`,
+          why: 'putting events on a bus of that name in another region',
+        },
+        {
+          stack,
+          roles: ['PushwireEventsRole'],
           action: 'execute-api:ManageConnections',
           resource: connection(f, 'POST'),
-          why: 'kick posting',
+          why: 'the events relay posting to a connection',
+        },
+        {
+          stack,
+          roles: ['PushwireEventsRole'],
+          action: 'execute-api:ManageConnections',
+          resource: connection(f, 'DELETE'),
+          why: 'the events relay closing a connection',
+        },
+        {
+          stack,
+          roles: ['PushwireEventsRole'],
+          action: 'lambda:InvokeFunction',
+          resource: `arn:aws:lambda:${f.region}:${ACCOUNT_ID}:function:pushwire-${f.stage}-deliver`,
+          why: 'the events relay invoking',
         },
         {
           stack,
@@ -1061,6 +1250,6 @@ describe("IAM: every request was allowed by its function's own role, and each gr
           );
       }
     expect(allowed).toEqual([]);
-    expect(evaluated).toBeGreaterThan(60);
+    expect(evaluated).toBeGreaterThan(90);
   });
 });

@@ -2,10 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { EventBuffer } from '../../lib/events/buffer.js';
 import { toEntry } from '../../lib/events/relay.js';
 import { EVENT_TYPES, type EventDetails, type EventRecord } from '../../lib/events/types.js';
-import { eventDetailErrors, eventsSchema as schema } from '../helpers/events-schema.js';
+import { eventDetailErrors, eventMessages } from '../helpers/events-schema.js';
 
-// docs/events.schema.json is the contract consumers build on: every event
-// type has a schema there, and what the relay sends validates against it.
+// The `events` channel of docs/asyncapi.yaml is the contract consumers build
+// on: every event type has a message there (named by its detail-type), and
+// what the relay sends validates against its schema.
 
 /** One detail of each type, as the code builds them (typed by EventDetails). */
 const samples: { [T in (typeof EVENT_TYPES)[number]]: EventDetails[T][] } = {
@@ -36,13 +37,30 @@ function sent(type: (typeof EVENT_TYPES)[number], detail: EventDetails[typeof ty
   return JSON.parse(toEntry(record, 'default', 'prod').Detail) as Record<string, unknown>;
 }
 
-describe('docs/events.schema.json', () => {
-  it('has a schema for every event type and for no other', () => {
-    const defined = Object.keys(schema.$defs).filter(
-      (k) => !['common', 'userId', 'topic'].includes(k),
-    );
-    expect(defined.sort()).toEqual([...EVENT_TYPES].sort());
+describe("docs/asyncapi.yaml's events channel", () => {
+  it('has a message for every event type and for no other, named by its detail-type', () => {
+    expect(Object.keys(eventMessages).sort()).toEqual([...EVENT_TYPES].sort());
+    for (const [type, message] of Object.entries(eventMessages))
+      expect(message.name, type).toBe(`pushwire.${type}`);
   });
+
+  it.each(EVENT_TYPES)(
+    '%s: its examples are valid, and the relay sends its detail-type',
+    (type) => {
+      const examples = eventMessages[type]?.examples ?? [];
+      expect(examples.length).toBeGreaterThan(0);
+      for (const { payload } of examples) expect(eventDetailErrors(type, payload)).toEqual([]);
+      const record = (() => {
+        const buffer = new EventBuffer([type]);
+        buffer.emit(type, samples[type][0] as never);
+        return JSON.parse(buffer.take()[0] as string) as EventRecord;
+      })();
+      expect(toEntry(record, 'default', 'prod')).toMatchObject({
+        Source: 'pushwire',
+        DetailType: eventMessages[type]?.name,
+      });
+    },
+  );
 
   it.each(EVENT_TYPES)('accepts every %s detail the relay sends', (type) => {
     for (const detail of samples[type]) {

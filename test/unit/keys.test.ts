@@ -19,6 +19,15 @@ const keys = createKeys('pw:');
 /** Names as they occur: user ids, topics and connection ids never contain braces here. */
 const name = fc.stringMatching(/^[A-Za-z0-9_.:@=+/-]{1,40}$/);
 
+describe('the lifecycle events outbox', () => {
+  it('is one list per stack (region and stage): stacks sharing a Redis relay only their own', () => {
+    const prod = keys.events({ region: 'eu-west-1', stage: 'prod' });
+    expect(prod).toBe('pw:events:eu-west-1:prod');
+    expect(keys.events({ region: 'us-east-1', stage: 'prod' })).not.toBe(prod);
+    expect(keys.events({ region: 'eu-west-1', stage: 'canary' })).not.toBe(prod);
+  });
+});
+
 describe('hash tags of keys', () => {
   it("puts all of one user's keys in one slot, tagged u:<userId>", () => {
     // Act
