@@ -151,7 +151,9 @@ describe('join and leave', () => {
 
     // Assess
     await watcher.client.next((f) => f.type === 'leave' && f['userId'] === 'fay');
+    // (The watcher's own join came first: events go to every member.)
     expect(presenceFrames(await settled(watcher, topic), topic)).toEqual([
+      { type: 'join', topic, userId: 'watcher' },
       { type: 'join', topic, userId: 'fay', info: { name: 'Fay' } },
       { type: 'leave', topic, userId: 'fay' },
     ]);
