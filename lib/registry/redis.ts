@@ -59,7 +59,7 @@ export interface PresenceOptions {
   coalesceAbove: number;
   /** How long coalesced events gather before one `presence_diff`, ms. */
   intervalMs: number;
-  /** Asks for a topic's events to be fanned out after `delayMs` (Invoke of presence-events). */
+  /** Asks for a topic's events to be fanned out after `delayMs` (Invoke of presenceEvents). */
   nudge?: (topic: string, delayMs: number) => Promise<void>;
   /** Told of a nudge that failed (the sweep fans its events out later). */
   onNudgeFailed?: (topic: string, error: unknown) => void;
