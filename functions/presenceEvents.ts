@@ -1,7 +1,17 @@
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { gateway, invokeChunk } from '../lib/aws-clients.js';
-import { config, loadSecrets, logger, once, redis, registry } from '../lib/clients.js';
+import {
+  config,
+  eventOutbox,
+  events,
+  loadSecrets,
+  logger,
+  once,
+  redis,
+  registry,
+} from '../lib/clients.js';
+import { eventsFlushed } from '../lib/events/flush.js';
 import { invocationDeadline, invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
 import { metrics, tally, withMetrics } from '../lib/observability/metrics.js';
 import { presenceEvents } from '../lib/presence/events.js';
@@ -21,6 +31,7 @@ export const handler = middy(async (event: unknown, context: Context) => {
   const result = await presenceEvents(event, {
     registry: registry(),
     sweeper: sweeper(),
+    events: events(),
     coalesceAbove: presence.coalesceAbove,
     gateway: gateway(),
     prune: (connectionId) => registry().remove(connectionId),
@@ -40,5 +51,6 @@ export const handler = middy(async (event: unknown, context: Context) => {
   return result;
 })
   .use(withMetrics())
+  .use(eventsFlushed({ buffer: events, outbox: eventOutbox, logger, metrics }))
   .use(invokeErrors({ logger, metrics }))
   .use(secretsLoaded(loadSecrets));

@@ -4,6 +4,7 @@ import * as v from 'valibot';
 import { type DispatchDeps, type DispatchResult, dispatch } from '../delivery/chunks.js';
 import { ValidationError } from '../errors.js';
 import { describeIssues, Topic } from '../protocol/frames.js';
+import type { EventSink } from '../events/types.js';
 import type { ConnectionRegistry, PresenceSweeper } from '../registry/types.js';
 
 /**
@@ -25,6 +26,8 @@ export interface PresenceEventsDeps extends DispatchDeps {
   /** Above this many users, a topic's events go out as presence_diff. */
   coalesceAbove: number;
   sleep?: (ms: number) => Promise<void>;
+  /** Lifecycle events (EventBridge): presence.join and presence.leave, once each. */
+  events?: EventSink;
   /** Whether there is time for another round (the invocation's deadline). */
   keepGoing?: () => boolean;
 }
@@ -104,6 +107,12 @@ async function drain(
     const taken = await deps.sweeper.takePresenceEvents(topic, token, coalesce ? 10 * TAKE : TAKE);
     if (taken === null || taken.length === 0) return;
     total.events += taken.length;
+    for (const e of taken.map(parseEvent))
+      deps.events?.emit(e.joined ? 'presence.join' : 'presence.leave', {
+        connectionId: e.connectionId,
+        userId: e.userId,
+        topic,
+      });
     const frames = coalesce ? diffFrames(topic, taken) : taken.map((e) => eventFrame(topic, e));
     for (const frame of frames) add(total, await send(topic, frame, deps));
   }
@@ -126,13 +135,20 @@ function send(topic: string, frame: string, deps: PresenceEventsDeps): Promise<D
   return dispatch({ id: randomUUID(), dataJson: 'null', topic, frame }, source(), deps);
 }
 
-/** A recorded event (`+userId info` / `-userId`) parsed. */
-export function parseEvent(event: string): { joined: boolean; userId: string; info?: string } {
-  if (event.startsWith('-')) return { joined: false, userId: event.slice(1) };
-  const space = event.indexOf(' ');
-  const userId = space < 0 ? event.slice(1) : event.slice(1, space);
-  const info = space < 0 ? '' : event.slice(space + 1);
-  return info ? { joined: true, userId, info } : { joined: true, userId };
+/**
+ * A recorded event parsed: `+userId connectionId info` (a join, by that
+ * device) or `-userId connectionId` (a leave, of the user's last device).
+ */
+export function parseEvent(event: string): {
+  joined: boolean;
+  userId: string;
+  connectionId: string;
+  info?: string;
+} {
+  const [userId = '', connectionId = ''] = event.slice(1).split(' ', 2);
+  const joined = event.startsWith('+');
+  const info = joined ? event.slice(1 + userId.length + 1 + connectionId.length + 1) : '';
+  return info ? { joined, userId, connectionId, info } : { joined, userId, connectionId };
 }
 
 const member = (userId: string, info?: string) =>

@@ -44,7 +44,7 @@ export interface PresenceKeys {
   users: string;
   /** HASH: userId -> `<device count> <info JSON or nothing>`. */
   counts: string;
-  /** LIST of join/leave events not yet fanned out (`+userId info` / `-userId`). */
+  /** LIST of join/leave events not yet fanned out (`+userId connectionId info` / `-userId connectionId`). */
   events: string;
   /** STRING: set (with a PX) while coalesced events wait for their flush, or while a drain runs. */
   flush: string;

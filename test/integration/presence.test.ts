@@ -104,8 +104,12 @@ describe.each(TOPOLOGIES)('presence on %s Redis', (topology) => {
     const afterOne = await events('room:1');
     await registry.remove(laptop.connectionId);
     // Assess
-    expect(afterOne).toEqual(['+bob {"n":1}']);
-    expect(await events('room:1')).toEqual(['+bob {"n":1}', '-bob']);
+    // The join names the device that joined, the leave the last that left.
+    expect(afterOne).toEqual([`+bob ${phone.connectionId} {"n":1}`]);
+    expect(await events('room:1')).toEqual([
+      `+bob ${phone.connectionId} {"n":1}`,
+      `-bob ${laptop.connectionId}`,
+    ]);
     expect(await events('news')).toEqual([]);
     // Listed on `news` all the same (members are kept for every topic).
     expect((await registry.members('news', undefined, 10)).members).toEqual([
@@ -128,14 +132,14 @@ describe.each(TOPOLOGIES)('presence on %s Redis', (topology) => {
         topics: ['news'],
       }),
     ).toBe(true);
-    expect(await events('room:2')).toEqual(['+carl ', '-carl']);
+    expect(await events('room:2')).toEqual([`+carl ${c.connectionId} `, `-carl ${c.connectionId}`]);
   });
 
   it('a device whose $disconnect was lost expires: the sweep finds it and its user leaves', async () => {
     // Prepare: dora on two devices, eve on one; dora's phone and eve go silent.
     const { registry, sweeper, events, clock } = setup({}, 60);
     const phone = await joined(registry, 'dora', ['room:3']);
-    await joined(registry, 'eve', ['room:3']);
+    const eve = await joined(registry, 'eve', ['room:3']);
     clock.advance(30_000);
     const laptop = await joined(registry, 'dora', ['room:3']);
     await registry.touch(laptop.connectionId); // renews the laptop only
@@ -150,17 +154,20 @@ describe.each(TOPOLOGIES)('presence on %s Redis', (topology) => {
 
     // Assess: eve left; dora is still there on her laptop.
     expect(waiting).toEqual(['room:3']);
-    expect(await events('room:3')).toEqual(['-eve']);
+    expect(await events('room:3')).toEqual([`-eve ${eve.connectionId}`]);
     const page = await registry.members('room:3', undefined, 10);
     expect(page.members.map((m) => m.userId)).toEqual(['dora']);
     // The phone's record is still there (its TTL has not run out): a late
     // $disconnect or prune finds its presence already gone and records nothing.
     await registry.remove(phone.connectionId);
-    expect(await events('room:3')).toEqual(['-eve']);
+    expect(await events('room:3')).toEqual([`-eve ${eve.connectionId}`]);
     // The topic stays due by the laptop's expiry: swept again when it lapses.
     clock.advance(61_000);
     expect(await sweeper.sweepPresence(100)).toEqual(['room:3']);
-    expect(await events('room:3')).toEqual(['-eve', '-dora']);
+    expect(await events('room:3')).toEqual([
+      `-eve ${eve.connectionId}`,
+      `-dora ${laptop.connectionId}`,
+    ]);
     // Due again until its events are taken; then, with no device left, never.
     await env.redis.del(registry.keys.presence('room:3').events);
     clock.advance(6_000);
@@ -237,15 +244,16 @@ describe.each(TOPOLOGIES)('presence on %s Redis', (topology) => {
     await registry.remove(g.connectionId);
     // Another drain holds the topic: this one takes nothing.
     expect(await sweeper.takePresenceEvents(topic, 'other', 10)).toEqual([
-      '+w ',
-      '+g {"x":1}',
-      '-g',
+      `+w ${watcher.connectionId} `,
+      `+g ${g.connectionId} {"x":1}`,
+      `-g ${g.connectionId}`,
     ]);
     expect(await sweeper.takePresenceEvents(topic, 'mine', 10)).toBeNull();
     // The holder finds none left: the lock is free again.
     expect(await sweeper.takePresenceEvents(topic, 'other', 10)).toEqual([]);
-    await joined(registry, 'h', [topic]);
+    const h = await joined(registry, 'h', [topic]);
     const gateway = new RecordingGateway();
+    const lifecycle: { type: string; detail: unknown }[] = [];
     await presenceEvents(
       { topic },
       {
@@ -256,8 +264,13 @@ describe.each(TOPOLOGIES)('presence on %s Redis', (topology) => {
         }),
         sweeper,
         coalesceAbove: 0,
+        events: { emit: (type, detail) => lifecycle.push({ type, detail }) },
       },
     );
+    // And once as a lifecycle event (EventBridge), naming the device.
+    expect(lifecycle).toEqual([
+      { type: 'presence.join', detail: { connectionId: h.connectionId, userId: 'h', topic } },
+    ]);
     expect(gateway.framesTo(watcher.connectionId)).toEqual([{ type: 'join', topic, userId: 'h' }]);
   });
 
@@ -284,7 +297,7 @@ describe.each(TOPOLOGIES)('presence on %s Redis', (topology) => {
 
 describe('presence_diff', () => {
   it('is net over the interval and cut at 100 users per frame', () => {
-    const events = ['+a', '-b', '+b {"v":2}', '+c', '-c', '-d'];
+    const events = ['+a c1 ', '-b c2', '+b c3 {"v":2}', '+c c4 ', '-c c4', '-d c5'];
     expect(diffFrames('t', events).map((f) => JSON.parse(f))).toEqual([
       {
         type: 'presence_diff',
@@ -293,7 +306,7 @@ describe('presence_diff', () => {
         left: ['d'],
       },
     ]);
-    const many = Array.from({ length: 250 }, (_, i) => `+u${i}`);
+    const many = Array.from({ length: 250 }, (_, i) => `+u${i} c${i} `);
     expect(diffFrames('t', many).map((f) => JSON.parse(f).joined.length)).toEqual([100, 100, 50]);
   });
 });

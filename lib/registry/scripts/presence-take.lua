@@ -4,7 +4,7 @@
 -- none left releases it. A drain finding another's lock takes nothing: the
 -- holder takes until none are left, these events included.
 --
--- KEYS[1] - events LIST ("+userId info" / "-userId")
+-- KEYS[1] - events LIST ("+userId connectionId info" / "-userId connectionId")
 -- KEYS[2] - drain lock STRING
 -- ARGV[1] - this drain's token
 -- ARGV[2] - most events to take

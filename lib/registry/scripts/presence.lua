@@ -11,7 +11,7 @@
 -- KEYS[1] - devices ZSET ("connectionId|userId", score = expiry ms)
 -- KEYS[2] - users ZSET (userId, score 0: ordered by name)
 -- KEYS[3] - counts HASH (userId -> "<devices> <info JSON or nothing>")
--- KEYS[4] - events LIST ("+userId info" / "-userId")
+-- KEYS[4] - events LIST ("+userId connectionId info" / "-userId connectionId": the device's)
 -- KEYS[5] - flush STRING (set while coalesced events wait for their drain)
 -- ARGV[1] - op: join | leave | renew | page | expire
 -- ARGV[2] - now, ms
@@ -39,6 +39,10 @@ local function record(event)
   if recording then redis.call('RPUSH', events, event) end
 end
 
+local function connection(device)
+  return string.sub(device, 1, string.find(device, '|', 1, true) - 1)
+end
+
 local function gone(device, user)
   if redis.call('ZREM', devices, device) == 0 then return end
   removed = removed + 1
@@ -51,7 +55,7 @@ local function gone(device, user)
   else
     redis.call('HDEL', counts, user)
     redis.call('ZREM', users, user)
-    record('-' .. user)
+    record('-' .. user .. ' ' .. connection(device))
   end
 end
 
@@ -92,7 +96,7 @@ if op == 'join' then
     redis.call('HSET', counts, user, (n + 1) .. ' ' .. info)
     if n == 0 then
       redis.call('ZADD', users, 0, user)
-      record('+' .. user .. ' ' .. info)
+      record('+' .. user .. ' ' .. connection(device) .. ' ' .. info)
     end
   end
   keep()
