@@ -681,13 +681,26 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       expect(result).toEqual({ sent: sent.length, failed: 0 });
       expect(A.eventBridge.signatureFailures).toEqual([]);
       expect(A.eventBridge.malformed).toEqual([]);
+      // Presence events come when presenceEvents fans them out (checked below).
+      const isPresence = (e: { detailType: string }) =>
+        e.detailType.startsWith('pushwire.presence.');
       const of = (id: string) =>
         sent
-          .filter((e) => e.detail['connectionId'] === id)
+          .filter((e) => e.detail['connectionId'] === id && !isPresence(e))
           .map((e) => [e.detailType, e.detail['reason'] ?? e.detail['topic'] ?? e.detail['code']]);
+      const presenceOf = (id: string) =>
+        sent
+          .filter((e) => e.detail['connectionId'] === id && isPresence(e))
+          .map((e) => [e.detailType, e.detail['topic']]);
       expect(of(alice1)).toEqual([
         ['pushwire.connected', undefined],
         ['pushwire.subscribed', topic],
+      ]);
+      // alice's first device joined; the pruned member's join and (its last device) leave.
+      expect(presenceOf(alice1)).toEqual([['pushwire.presence.join', topic]]);
+      expect(presenceOf(gone)).toEqual([
+        ['pushwire.presence.join', topic],
+        ['pushwire.presence.leave', topic],
       ]);
       expect(of(alice2)).toEqual([
         ['pushwire.connected', undefined],
