@@ -4,7 +4,7 @@
  * (Redis, dedup, chunk invoker through LAMBDA_ENDPOINT, all from its env).
  * Samples its own RSS every 10 ms and reports the peak over its whole life.
  *
- * IPC in:  { type: 'publish', event }
+ * IPC in:  { type: 'publish', event, tag? } (several may run at once; each answer echoes its tag)
  * IPC out: { type: 'ready' }, { type: 'result', result, startAt, ms, peakRss, rssBefore, samples }
  */
 import { handler } from '../functions/publish.js';
@@ -20,7 +20,7 @@ const sample = () => {
 const timer = setInterval(sample, 10);
 sample();
 
-process.on('message', (message: { type?: string; event?: unknown }) => {
+process.on('message', (message: { type?: string; event?: unknown; tag?: string }) => {
   if (message.type !== 'publish') return;
   void (async () => {
     sample();
@@ -34,9 +34,18 @@ process.on('message', (message: { type?: string; event?: unknown }) => {
       ) as Promise<unknown>);
       const ms = performance.now() - t0;
       sample();
-      process.send?.({ type: 'result', result, startAt, ms, peakRss: peak, rssBefore, samples });
+      process.send?.({
+        type: 'result',
+        tag: message.tag,
+        result,
+        startAt,
+        ms,
+        peakRss: peak,
+        rssBefore,
+        samples,
+      });
     } catch (error) {
-      process.send?.({ type: 'result', error: String(error) });
+      process.send?.({ type: 'result', tag: message.tag, error: String(error) });
     }
   })();
 });

@@ -7,6 +7,10 @@
  * Like a Lambda instance, each worker runs one invocation at a time (the
  * others wait in its queue).
  *
+ * The primary sums what the workers report (invocations, their wall time,
+ * the peak RSS of any worker): IPC in { type: 'stats' } (answered with
+ * { type: 'stats', invocations, ms, peakRss }) and { type: 'reset' }.
+ *
  * Env: BENCH_WORKER_PORT, BENCH_WORKERS, plus what the function reads
  * (REDIS_URL, JWT_SECRET, AWS_*, FANOUT_CONCURRENCY...).
  */
@@ -19,6 +23,19 @@ const port = Number(process.env['BENCH_WORKER_PORT']);
 const workers = Number(process.env['BENCH_WORKERS'] ?? 2);
 
 if (cluster.isPrimary) {
+  let totals = { invocations: 0, ms: 0, peakRss: 0 };
+  cluster.on('message', (_worker, message: { type?: string; ms?: number; rss?: number }) => {
+    if (message.type === 'invocation') {
+      totals.invocations++;
+      totals.ms += message.ms ?? 0;
+    }
+    if (message.type === 'invocation' || message.type === 'rss')
+      totals.peakRss = Math.max(totals.peakRss, message.rss ?? 0);
+  });
+  process.on('message', (message: { type?: string }) => {
+    if (message.type === 'stats') process.send?.({ type: 'stats', ...totals });
+    if (message.type === 'reset') totals = { invocations: 0, ms: 0, peakRss: 0 };
+  });
   let listening = 0;
   cluster.on('listening', () => {
     if (++listening === workers) process.send?.({ type: 'ready', port });
@@ -44,7 +61,19 @@ if (cluster.isPrimary) {
       }
       const event = JSON.parse(Buffer.concat(parts).toString()) as unknown;
       const context = lambdaContext(decodeURIComponent(name), 120_000) as never;
-      const done = queue.then(() => handler(event, context) as Promise<unknown>);
+      const done = queue.then(async () => {
+        const t0 = performance.now();
+        try {
+          return await (handler(event, context) as Promise<unknown>);
+        } finally {
+          // What Lambda bills: the invocation's duration (not its wait in this queue).
+          process.send?.({
+            type: 'invocation',
+            ms: performance.now() - t0,
+            rss: process.memoryUsage.rss(),
+          });
+        }
+      });
       queue = done.catch(() => undefined);
       // Lambda answers 200 either way and flags a failed function in a header.
       done
@@ -63,5 +92,6 @@ if (cluster.isPrimary) {
   });
   server.keepAliveTimeout = 120_000;
   server.listen(port, '127.0.0.1');
+  setInterval(() => process.send?.({ type: 'rss', rss: process.memoryUsage.rss() }), 100).unref();
   process.on('SIGTERM', () => process.exit(0));
 }

@@ -20,6 +20,7 @@ const entries = [
   'deliver-worker',
   'big-publisher',
   'profile',
+  'paced-run',
 ] as const;
 
 await build({
@@ -41,15 +42,17 @@ await build({
 // `--profile [--cpu-prof] [--n=… --runs=…]`: fan-out alone (bench/profile.ts),
 // optionally under Node's CPU profiler (profiles land in bench/profiles/).
 const args = process.argv.slice(2);
+// `--paced [--members=… --rate=… …]`: fan-out at the account's limit (bench/paced-run.ts).
 const profile = args.includes('--profile');
+const paced = args.includes('--paced');
 const cpuProf = args.includes('--cpu-prof');
-const rest = args.filter((a) => a !== '--profile' && a !== '--cpu-prof');
+const rest = args.filter((a) => a !== '--profile' && a !== '--cpu-prof' && a !== '--paced');
 const child = spawn(
   process.execPath,
   [
     '--enable-source-maps',
     ...(cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${join(root, 'bench', 'profiles')}`] : []),
-    join(out, profile ? 'profile.cjs' : 'run.cjs'),
+    join(out, profile ? 'profile.cjs' : paced ? 'paced-run.cjs' : 'run.cjs'),
     ...rest,
   ],
   {

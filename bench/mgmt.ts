@@ -4,10 +4,25 @@ import { forkEntry, nextMessage, stopChild } from './common.js';
 export interface MgmtStats {
   delivered: number;
   gone: number;
+  /** Connections that got at least one post (delivered also counts doubles). */
+  distinct: number;
+  /** Posts answered 429 (the account's bucket was empty). */
+  throttled: number;
   bytes: number;
   /** Date.now() of the first and last delivery since the last reset (0: none). */
   firstAt: number;
   lastAt: number;
+}
+
+export interface MgmtLimits {
+  /** Posts per second the account allows (0: no throttle). */
+  rate: number;
+  /** Tokens its bucket holds. */
+  burst: number;
+  /** Median latency of a post, ms (0: answered at once). */
+  latencyMs: number;
+  /** Shape of the lognormal latency (0.5: p99 about 3.2x the median). */
+  sigma?: number;
 }
 
 /** Handle on the fake management API (bench/mgmt-server.ts, its own process). */
@@ -18,6 +33,8 @@ export interface MgmtServer {
   reset(): Promise<void>;
   clear(): Promise<void>;
   stats(): Promise<MgmtStats>;
+  /** The account's throttle and the posts' latency (bench/mgmt-server.ts); zeros turn them off. */
+  limits(limits: MgmtLimits): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -47,6 +64,9 @@ export async function startMgmtServer(): Promise<MgmtServer> {
       await call('/_admin/clear', '');
     },
     stats: async () => (await call('/_admin/stats')) as MgmtStats,
+    limits: async (limits) => {
+      await call('/_admin/limits', JSON.stringify(limits));
+    },
     stop: () => stopChild(child),
   };
 }

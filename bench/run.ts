@@ -254,6 +254,7 @@ async function main(): Promise<void> {
       for (const n of settings.fanout_sizes) {
         const topic = `fan-${n}`;
         const ids = connectionIds(n, 'f');
+        const loadStart = round(loadavg()[0] ?? 0, 2);
         await fillTopic(redis, registry, topic, ids, endpoint);
         await server.register(ids);
         const measured = await oursAndFloor({
@@ -289,6 +290,7 @@ async function main(): Promise<void> {
             sdk_only: measured.sdk.map((x) => round(x)),
             socketio_ms: [],
           },
+          loadavg: [loadStart, round(loadavg()[0] ?? 0, 2)],
           notes: [],
         });
         console.log(

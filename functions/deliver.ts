@@ -1,6 +1,6 @@
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
-import { gateway } from '../lib/aws-clients.js';
+import { bulkLaneGateway } from '../lib/aws-clients.js';
 import { config, eventOutbox, events, loadSecrets, logger, registry } from '../lib/clients.js';
 import { checkChunkEndpoints, chunkJobs, parseDeliverChunk } from '../lib/delivery/chunks.js';
 import { deliver } from '../lib/delivery/fanout.js';
@@ -25,7 +25,7 @@ export const handler = middy(async (event: unknown, context: Context) => {
     c.acceptRecordedEndpoints ? (endpoints) => registry().endpointsKnown(endpoints) : undefined,
   );
   return deliver(chunkJobs(chunk), {
-    gateway: gateway(),
+    gateway: bulkLaneGateway(),
     prune: (connectionId) =>
       endConnection({ registry: registry(), events: events() }, connectionId, 'gone'),
     logger: logger(),

@@ -1,4 +1,4 @@
-import { config, once } from './clients.js';
+import { config, logger, once, redis, registry } from './clients.js';
 import type { ChunkInvoker } from './delivery/chunks.js';
 import type { PutEvents } from './events/eventbridge.js';
 import type { Gateway, GatewayResult } from './gateway/gateway.js';
@@ -27,6 +27,9 @@ function lazyGateway(load: () => Promise<Gateway>): Gateway {
   };
 }
 
+/** Told of each management API call about to be retried: the paced lanes lower the shared rate on a 429. */
+const throttled: ((error: unknown) => void)[] = [];
+
 export const gateway = /* @__PURE__ */ once(
   (): Gateway =>
     lazyGateway(async () => {
@@ -39,7 +42,10 @@ export const gateway = /* @__PURE__ */ once(
         throttleMaxAttempts: c.fanout.throttleMaxAttempts,
         throttleBudgetMs: c.fanout.throttleBudgetMs,
         requestTimeoutMs: c.delivery.managementApiTimeoutMs,
-        onThrottle: () => tally('ThrottledRetries'),
+        onThrottle: (error: unknown) => {
+          tally('ThrottledRetries');
+          for (const told of throttled) told(error);
+        },
       };
       const [{ SignedHttpGateway }, { credentialsProvider }] = await Promise.all([
         import('./gateway/signed.js'),
@@ -48,6 +54,41 @@ export const gateway = /* @__PURE__ */ once(
       return new SignedHttpGateway({ ...options, credentials: credentialsProvider(c.credentials) });
     }),
 );
+
+/**
+ * The gateway of one paced lane (lib/delivery/pacing.ts): `publish` posts
+ * what it delivers itself through the 'small' lane, `deliver` workers through
+ * 'bulk', which leaves PACE_RESERVE tokens to the first. Unpaced (the plain
+ * gateway) when PACE_RATE is 0. Built here, not in gateway(), so the pacing
+ * code stays out of the connection routes' bundles.
+ */
+function pacedLane(lane: 'small' | 'bulk'): Gateway {
+  const c = config();
+  if (c.pace.rate === 0) return gateway();
+  return lazyGateway(async () => {
+    const { Pacer, RedisPaceLimiter, pacedGateway } = await import('./delivery/pacing.js');
+    const { rate, burst, reserve } = c.pace;
+    let told = false;
+    const pacer = new Pacer({
+      limiter: new RedisPaceLimiter(redis(), registry().keys.pace(c.region), { rate, burst }),
+      // About 50 ms of the rate per round trip (a loaded Redis or event loop must not cap the rate), within the fan-out's concurrency.
+      batch: Math.max(1, Math.min(c.fanout.concurrency, Math.ceil(rate / 20))),
+      keep: lane === 'bulk' ? reserve : 0,
+      onError: (error) => {
+        if (told) return;
+        told = true;
+        logger().warn('pacing: the shared bucket is unreachable; delivering unpaced', {
+          reason: error instanceof Error ? error.message : String(error),
+        });
+      },
+    });
+    throttled.push((error) => pacer.retried(error));
+    return pacedGateway(gateway(), pacer);
+  });
+}
+
+export const smallLaneGateway = /* @__PURE__ */ once(() => pacedLane('small'));
+export const bulkLaneGateway = /* @__PURE__ */ once(() => pacedLane('bulk'));
 
 /** Hands a chunk to the `deliver` worker (Lambda Invoke); loaded at the first chunk. */
 export const invokeChunk = /* @__PURE__ */ once((): ChunkInvoker => {

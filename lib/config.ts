@@ -86,6 +86,15 @@ const EnvSchema = v.object({
   FANOUT_CHUNK_MAX_BYTES: int('FANOUT_CHUNK_MAX_BYTES', 5 * 1024 * 1024, 256 * 1024, 6_000_000),
   DELIVER_ATTEMPTS: int('DELIVER_ATTEMPTS', 2, 1, 10),
   MANAGEMENT_API_TIMEOUT_MS: int('MANAGEMENT_API_TIMEOUT_MS', 5_000, 100, 120_000),
+  // Paced delivery (issue 19, docs/pacing.md): posts per second for the whole
+  // deployment, shared through Redis by publish and every deliver worker; 0
+  // turns pacing off. API Gateway's default account quota is 10,000/s with a
+  // 5,000-token burst, shared with every API of the account and with inbound
+  // traffic: half of each leaves the rest room. PACE_RESERVE tokens of the
+  // burst are kept for small publishes (delivered by publish itself).
+  PACE_RATE: int('PACE_RATE', 5_000, 0, 1_000_000),
+  PACE_BURST: int('PACE_BURST', 1_000, 1, 1_000_000),
+  PACE_RESERVE: int('PACE_RESERVE', 200, 0, 1_000_000),
   // Just over publish's 300 s function timeout: an attempt that died stops blocking its id then.
   PUBLISH_LEASE_SECONDS: int('PUBLISH_LEASE_SECONDS', 310, 1, 86_400),
   DELIVER_FUNCTION_NAME: v.optional(v.pipe(v.string(), v.minLength(1)), 'pushwire-local-deliver'),
@@ -224,6 +233,8 @@ export interface Config {
     managementApiTimeoutMs: number;
     publishLeaseSeconds: number;
   };
+  /** Paced delivery: the account-wide rate (0: unpaced), its burst, and the small publishes' reserve. */
+  pace: { rate: number; burst: number; reserve: number };
   deliverFunctionName: string;
   lambdaEndpoint?: string;
   region: string;
@@ -270,6 +281,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const e = parsed.output;
   checkSecrets(e);
+  if (e.PACE_RESERVE >= e.PACE_BURST)
+    throw new ConfigError('Invalid configuration: PACE_RESERVE must be less than PACE_BURST');
   const jwt = {
     ...defined({
       secret: e.JWT_SECRET,
@@ -336,6 +349,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       managementApiTimeoutMs: e.MANAGEMENT_API_TIMEOUT_MS,
       publishLeaseSeconds: e.PUBLISH_LEASE_SECONDS,
     },
+    pace: { rate: e.PACE_RATE, burst: e.PACE_BURST, reserve: e.PACE_RESERVE },
     deliverFunctionName: e.DELIVER_FUNCTION_NAME,
     region: e.AWS_REGION,
     callbackRegion: e.WS_CALLBACK_REGION ?? e.AWS_REGION,

@@ -1,6 +1,6 @@
 import { type KickResult, kick } from '../admin/kick.js';
 import { type PresenceResult, presence } from '../admin/presence.js';
-import { gateway, invokeChunk } from '../aws-clients.js';
+import { gateway, invokeChunk, smallLaneGateway } from '../aws-clients.js';
 import { config, dedup, events, logger, registry } from '../clients.js';
 import { type PublishResult, publish } from '../delivery/publish.js';
 import { metrics, recordPublish, tally } from '../observability/metrics.js';
@@ -25,7 +25,8 @@ export async function publishObserved(input: unknown, deadline?: number): Promis
   const result = await publish(input, {
     registry: registry(),
     dedup: dedup(),
-    gateway: gateway(),
+    // Paced (PACE_RATE): what publish delivers itself takes the small publishes' lane.
+    gateway: smallLaneGateway(),
     prune: (connectionId) =>
       endConnection({ registry: registry(), events: events() }, connectionId, 'gone'),
     logger: logger(),

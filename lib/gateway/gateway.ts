@@ -94,8 +94,12 @@ export interface RetryPolicy {
   throttleBaseDelayMs: number;
   sleep: (ms: number) => Promise<void>;
   random: () => number;
-  /** Told of each throttled call about to be retried (the ThrottledRetries metric). */
-  onThrottle?: () => void;
+  /**
+   * Told of each call about to be retried, with the error it answers (the
+   * ThrottledRetries metric counts them all; pacing lowers its rate only for
+   * a throttle, never for a 5xx or a timeout).
+   */
+  onThrottle?: (error: unknown) => void;
 }
 
 /**
@@ -139,7 +143,7 @@ async function retry(
     const delay = Math.floor(random() * throttleBaseDelayMs * 2 ** (attempt - 1));
     const at = Date.now() + delay;
     if (at - started > throttleBudgetMs || at >= deadline) throw error;
-    policy.onThrottle?.();
+    policy.onThrottle?.(error);
     await sleep(delay);
     try {
       await send();

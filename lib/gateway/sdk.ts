@@ -30,7 +30,7 @@ export interface AwsGatewayOptions {
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
   /** Told of each throttled call about to be retried. */
-  onThrottle?: () => void;
+  onThrottle?: (error: unknown) => void;
 }
 
 /**

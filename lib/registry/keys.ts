@@ -96,6 +96,12 @@ export interface Keys {
    * events, to their own bus, in their own stage.
    */
   events(stack: { region: string; stage: string }): string;
+  /**
+   * HASH: the token bucket for management API posts in one region
+   * (lib/delivery/pace.lua): AWS throttles per account and region, so stacks
+   * sharing the Redis in one region share it. TTL 60 s.
+   */
+  pace(region: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -141,6 +147,7 @@ export function createKeys(prefix: string): Keys {
     endpoints: () => `${prefix}endpoints`,
     epoch: () => `${prefix}{${prefix}endpoints}:epoch`,
     events: ({ region, stage }) => `${prefix}events:${region}:${stage}`,
+    pace: (region) => `${prefix}{${prefix}pace:${region}}`,
   };
 }
 

@@ -53,6 +53,7 @@ describe('loadConfig', () => {
         managementApiTimeoutMs: 5_000,
         publishLeaseSeconds: 310,
       },
+      pace: { rate: 5_000, burst: 1_000, reserve: 200 },
       deliverFunctionName: 'pushwire-local-deliver',
       region: 'us-east-1',
       callbackRegion: 'us-east-1',
@@ -86,6 +87,9 @@ describe('loadConfig', () => {
       DELIVER_ATTEMPTS: '3',
       MANAGEMENT_API_TIMEOUT_MS: '1500',
       PUBLISH_LEASE_SECONDS: '60',
+      PACE_RATE: '9000',
+      PACE_BURST: '3000',
+      PACE_RESERVE: '0',
       DELIVER_FUNCTION_NAME: 'pushwire-prod-deliver',
       LAMBDA_ENDPOINT: 'http://localhost:3002',
       AWS_REGION: 'eu-central-1',
@@ -137,6 +141,7 @@ describe('loadConfig', () => {
         managementApiTimeoutMs: 1_500,
         publishLeaseSeconds: 60,
       },
+      pace: { rate: 9_000, burst: 3_000, reserve: 0 },
       deliverFunctionName: 'pushwire-prod-deliver',
       region: 'eu-central-1',
       callbackRegion: 'eu-west-3',
@@ -155,6 +160,17 @@ describe('loadConfig', () => {
       },
       credentials: { accessKeyId: 'ASIAEXAMPLE', secretAccessKey: 'secret', sessionToken: 'token' },
     });
+  });
+
+  it('refuses a pacing reserve that leaves deliver workers no token, and a negative rate', () => {
+    // Act
+    const reserveAll = () => loadConfig({ ...MINIMAL, PACE_BURST: '100', PACE_RESERVE: '100' });
+    const negative = () => loadConfig({ ...MINIMAL, PACE_RATE: '-1' });
+
+    // Assess
+    expect(reserveAll).toThrow('PACE_RESERVE must be less than PACE_BURST');
+    expect(negative).toThrow('PACE_RATE must be an integer from 0 to 1000000');
+    expect(loadConfig({ ...MINIMAL, PACE_RATE: '0' }).pace.rate).toBe(0);
   });
 
   it('refuses a FANOUT_CHUNK_MAX_BYTES above what Lambda accepts in one invocation', () => {
