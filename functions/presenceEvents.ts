@@ -11,8 +11,8 @@ import {
   redis,
   registry,
 } from '../lib/clients.js';
-import { eventsFlushed } from '../lib/events/flush.js';
 import { invocationDeadline, invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
+import { eventsFlushed } from '../lib/events/flush.js';
 import { metrics, tally, withMetrics } from '../lib/observability/metrics.js';
 import { presenceEvents } from '../lib/presence/events.js';
 import { RedisPresenceSweeper } from '../lib/registry/presence-sweep.js';

@@ -3,8 +3,8 @@ import { setTimeout as delay } from 'node:timers/promises';
 import * as v from 'valibot';
 import { type DispatchDeps, type DispatchResult, dispatch } from '../delivery/chunks.js';
 import { ValidationError } from '../errors.js';
-import { describeIssues, Topic } from '../protocol/frames.js';
 import type { EventSink } from '../events/types.js';
+import { describeIssues, Topic } from '../protocol/frames.js';
 import type { ConnectionRegistry, PresenceSweeper } from '../registry/types.js';
 
 /**
