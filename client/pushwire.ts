@@ -42,11 +42,38 @@ export interface ErrorInfo {
   retryAfter?: number;
 }
 
+/** A user on a topic: each once, however many devices. */
+export interface Member {
+  userId: string;
+  /** The `info` claim of the user's token. */
+  info?: Record<string, unknown>;
+}
+
+/** One page of a topic's members (`presence()`). */
+export interface MembersPage {
+  members: Member[];
+  /** Users on the topic. */
+  count: number;
+  /** Pass as `cursor` for the next page; absent on the last. */
+  next?: string;
+}
+
+/**
+ * Who joined and left a topic the deployment sends presence events for: one
+ * `join` or `leave`, or (large topics) what changed over an interval.
+ */
+export interface PresenceChange {
+  topic: string;
+  joined: Member[];
+  left: string[];
+}
+
 export interface Events {
   message: Message;
   state: State;
   gap: Gap;
   error: ErrorInfo;
+  presence: PresenceChange;
 }
 
 /** What the client uses of a WebSocket: the browser's, React Native's, or `ws`'s in Node. */
@@ -117,6 +144,9 @@ export interface Options {
 type Saved = [string, string, Record<string, string>, number];
 
 /** A server frame as the client reads it (docs/asyncapi.yaml; test/unit/contract.test.ts). */
+/** An Error carrying the server's error `code` (or `disconnected`). */
+const fail = (code: string, message: string) => Object.assign(new Error(message), { code });
+
 export interface Frame {
   type?: string;
   id?: string;
@@ -137,6 +167,14 @@ export interface Frame {
   retryAfter?: number;
   /** In `authenticated` (not used: this client reconnects with a fresh token instead). */
   expiresAt?: number;
+  /** In `presence` (a page), `join` and `leave`, `presence_diff`. */
+  members?: Member[];
+  count?: number;
+  next?: string;
+  userId?: string;
+  info?: Record<string, unknown>;
+  joined?: Member[];
+  left?: string[];
 }
 
 /** The host's optional globals, without depending on DOM or Node types. */
@@ -270,6 +308,8 @@ export class Pushwire {
   /** Per topic, the `ref` of its last `subscribe`: an error carrying it answers that topic. */
   private refs_: Record<string, string> = dict();
   private n_ = 0;
+  /** `presence()` calls waiting for their page, by `ref`. */
+  private asks_: Record<string, [(page: MembersPage) => void, (error: Error) => void]> = dict();
   private listeners_: { [K in keyof Events]?: Set<Listener<K>> } = {};
 
   constructor(options: Options) {
@@ -330,6 +370,20 @@ export class Pushwire {
     if (this.topics_.has(topic)) return;
     this.topics_.add(topic);
     if (this.up_) this.join_(topic);
+  }
+
+  /**
+   * A page of the users on a subscribed topic (the token's `presence` claim
+   * must allow it). Rejects with an Error whose `code` is the server's
+   * (`forbidden`, …) or `disconnected` when the connection is not up or drops.
+   */
+  presence(topic: string, page: { cursor?: string; limit?: number } = {}): Promise<MembersPage> {
+    return new Promise((resolve, reject) => {
+      if (!this.up_) return reject(fail('disconnected', 'pushwire: not connected'));
+      const ref = `p${++this.n_}`;
+      this.asks_[ref] = [resolve, reject];
+      this.send_({ action: 'presence', topic, ...page, ref });
+    });
   }
 
   unsubscribe(topic: string): void {
@@ -649,6 +703,13 @@ export class Pushwire {
     this.send_({ action: 'subscribe', topic, ...(since && { since }), ref });
   }
 
+  /** The `presence()` call a frame answers (by its `ref`), taken off the waiting list. */
+  private ask_(ref: string | undefined) {
+    const ask = ref === undefined ? undefined : this.asks_[ref];
+    if (ask) delete this.asks_[ref as string];
+    return ask;
+  }
+
   private send_(frame: object): void {
     try {
       this.ws_?.send(JSON.stringify(frame));
@@ -725,10 +786,25 @@ export class Pushwire {
       this.settle_(stream);
       this.save_();
       if (frame.recovered === false) this.emit_('gap', topic === undefined ? {} : { topic });
+    } else if (type === 'presence') {
+      const ask = this.ask_(frame.ref);
+      const page: MembersPage = { members: frame.members ?? [], count: frame.count ?? 0 };
+      if (frame.next) page.next = frame.next;
+      ask?.[0](page);
+    } else if (type === 'join' || type === 'leave' || type === 'presence_diff') {
+      const user = { userId: String(frame.userId) } as Member;
+      if (frame.info) user.info = frame.info;
+      this.emit_('presence', {
+        topic: String(topic),
+        joined: type === 'join' ? [user] : (frame.joined ?? []),
+        left: type === 'leave' ? [user.userId] : (frame.left ?? []),
+      });
     } else if (type === 'error') {
       const code = String(frame.code);
+      const ask = this.ask_(frame.ref);
       // The server has forgotten this connection or its token: come back with a fresh one.
       if (RECONNECT_ON.includes(code)) this.drop_();
+      else if (ask) ask[1](fail(code, String(frame.message)));
       else {
         // Which topic it answers: the server names a refused replay's; else the frame's `ref`.
         const t = topic ?? Object.keys(this.refs_).find((k) => this.refs_[k] === frame.ref);
@@ -863,6 +939,8 @@ export class Pushwire {
     this.limit_ = undefined;
     // A new connection joins every stream again.
     this.refusedSet_.clear();
+    for (const ref of Object.keys(this.asks_))
+      this.ask_(ref)?.[1](fail('disconnected', 'pushwire: the connection dropped'));
     this.pong_ = undefined;
     if (this.stopped_) return;
     this.set_('disconnected');

@@ -112,7 +112,9 @@ export async function startDemoServer(options: DemoOptions): Promise<DemoServer>
             'a user name is 1-256 printable characters without whitespace, "{", "}" or "|"',
           );
         // Every topic allowed: a demo, not a policy.
-        return send(response, 200, { token: await devToken(user, { topics: ['*'] }) });
+        // Member lists of every topic too, with the name shown in them (issue 16).
+        const claims = { presence: ['*'], info: { name: user } };
+        return send(response, 200, { token: await devToken(user, { topics: ['*'], claims }) });
       }
       if (request.method === 'POST' && path === '/publish') {
         const [status, result] = await publish(await readJson(request));

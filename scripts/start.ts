@@ -195,6 +195,25 @@ const watch = (chunk: Buffer) => {
 child.stdout?.on('data', watch);
 child.stderr?.on('data', watch);
 
+// AWS runs presenceEvents every minute (a schedule, serverless.yml), which
+// serverless-offline does not: its sweep of expired presence devices (a lost
+// $disconnect still means a leave) is invoked from here, every
+// PRESENCE_SWEEP_MS (default 5 s), once the Lambda port answers.
+const sweepMs = Number(process.env['PRESENCE_SWEEP_MS'] ?? 5_000);
+const sweep =
+  sweepMs > 0
+    ? setInterval(() => {
+        if (!announced || stopping) return;
+        fetch(
+          `http://localhost:${lambdaPort}/2015-03-31/functions/pushwire-local-presenceEvents/invocations`,
+          { method: 'POST', body: '{"source":"npm-start.schedule"}' },
+        )
+          .then((response) => response.arrayBuffer())
+          .catch(() => undefined);
+      }, sweepMs)
+    : undefined;
+sweep?.unref();
+
 // --- Every exit path stops both children and removes the temporary folders ---
 // (the private Redis's working folder and this instance's build folder):
 // Ctrl-C, SIGTERM, serverless-offline exiting or crashing, the private Redis

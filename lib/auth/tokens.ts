@@ -11,7 +11,14 @@ export interface Identity {
   expiresAt: number;
   /** When the token was issued (its `iat`), ms since epoch. */
   issuedAt: number;
+  /** Topic names or prefix grants whose member list the user may read (`presence` claim). */
+  presenceTopics?: string[];
+  /** The `info` claim as JSON text (public info in member lists and join events), at most MAX_INFO_BYTES. */
+  info?: string;
 }
+
+/** The largest `info` claim, serialized (bytes): it travels in every join event and member list. */
+export const MAX_INFO_BYTES = 1_024;
 
 export interface TokenVerifierOptions {
   secret?: string;
@@ -30,6 +37,20 @@ export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 30;
 /** HS256 keys shorter than its 256-bit output are guessable offline from any one token. */
 export const MIN_SECRET_BYTES = 32;
 
+const grants = (claim: string) =>
+  v.optional(
+    v.array(
+      v.pipe(
+        v.string(`"${claim}" entries must be strings`),
+        v.regex(
+          TOPIC_GRANT_PATTERN,
+          `"${claim}" entries are topic names, prefix grants like "team:42:*" (the * right after one of : . - _ = @) or "*"`,
+        ),
+      ),
+      `"${claim}" must be an array`,
+    ),
+  );
+
 const Claims = v.object({
   sub: v.pipe(
     v.string('"sub" (the user id) is required'),
@@ -40,16 +61,19 @@ const Claims = v.object({
   ),
   exp: v.number('"exp" is required: tokens must expire'),
   iat: v.number('"iat" is required: it bounds the token\'s age and makes revocation possible'),
-  topics: v.optional(
-    v.array(
-      v.pipe(
-        v.string('"topics" entries must be strings'),
-        v.regex(
-          TOPIC_GRANT_PATTERN,
-          '"topics" entries are topic names, prefix grants like "team:42:*" (the * right after one of : . - _ = @) or "*"',
-        ),
+  topics: grants('topics'),
+  presence: grants('presence'),
+  info: v.optional(
+    v.pipe(
+      // An object, not an array (valibot's record() takes both).
+      v.custom<Record<string, unknown>>(
+        (info) => typeof info === 'object' && info !== null && !Array.isArray(info),
+        '"info" must be a JSON object',
       ),
-      '"topics" must be an array',
+      v.check(
+        (info) => Buffer.byteLength(JSON.stringify(info)) <= MAX_INFO_BYTES,
+        `"info" is over ${MAX_INFO_BYTES} bytes as JSON: keep it to what a member list shows`,
+      ),
     ),
   ),
 });
@@ -124,7 +148,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         `token claim rejected: ${claims.issues.map((i) => i.message).join('; ')}`,
       );
     }
-    const { sub, exp, iat, topics } = claims.output;
+    const { sub, exp, iat, topics, presence, info } = claims.output;
     const now = Date.now() / 1000;
     if (iat > now + tolerance) {
       throw new UnauthorizedError('token claim rejected: "iat" is in the future');
@@ -134,7 +158,14 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         `token lives too long: "exp" - "iat" must be at most ${maxAge} s (JWT_MAX_TOKEN_AGE)`,
       );
     }
-    return { userId: sub, topics: topics ?? [], expiresAt: exp * 1000, issuedAt: iat * 1000 };
+    return {
+      userId: sub,
+      topics: topics ?? [],
+      expiresAt: exp * 1000,
+      issuedAt: iat * 1000,
+      presenceTopics: presence ?? [],
+      ...(info !== undefined && { info: JSON.stringify(info) }),
+    };
   };
 }
 

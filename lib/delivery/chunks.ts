@@ -25,6 +25,11 @@ export interface Message {
   /** `data` as JSON text, serialised once per publish. */
   dataJson: string;
   topic?: string;
+  /**
+   * A whole frame as JSON text, sent as it is instead of a message frame
+   * (presence events: join, leave, presence_diff). Never stored, no cursor.
+   */
+  frame?: string;
 }
 
 /** Who gets the message, with the cursor their frame carries: the unit a publish produces. */
@@ -87,7 +92,8 @@ const bytes = (text: string) => Buffer.byteLength(text);
 
 function header(message: Message): string {
   const topic = message.topic === undefined ? '' : `,"topic":${JSON.stringify(message.topic)}`;
-  return `{"message":{"id":${JSON.stringify(message.id)}${topic},"data":${message.dataJson}},"jobs":[`;
+  const frame = message.frame === undefined ? '' : `,"frame":${message.frame}`;
+  return `{"message":{"id":${JSON.stringify(message.id)}${topic}${frame},"data":${message.dataJson}},"jobs":[`;
 }
 
 function jobOpening(cursor: string | undefined): string {
@@ -158,10 +164,10 @@ export async function* toChunks(
 
 /** A chunk's delivery jobs, each frame built only when its turn comes (memory stays bounded by the concurrency). */
 export function* chunkJobs(chunk: DeliverChunk): Generator<DeliveryJob> {
-  const { id, dataJson, topic } = chunk.message;
+  const { id, dataJson, topic, frame } = chunk.message;
   for (const { cursor, recipients } of chunk.jobs) {
     yield {
-      frame: Buffer.from(messageFrame(id, dataJson, cursor, topic)),
+      frame: Buffer.from(frame ?? messageFrame(id, dataJson, cursor, topic)),
       recipients: recipients.map(([connectionId, endpoint]) => ({ connectionId, endpoint })),
     };
   }
@@ -262,6 +268,7 @@ const DeliverEventSchema = v.object({
   message: v.object({
     id: v.pipe(v.string(), v.minLength(1)),
     topic: v.optional(v.string()),
+    frame: v.optional(v.looseObject({ type: v.picklist(['join', 'leave', 'presence_diff']) })),
     data: v.unknown(),
   }),
   jobs: v.array(
@@ -290,6 +297,7 @@ export function parseDeliverChunk(input: unknown): DeliverChunk {
       id: message.id,
       dataJson: JSON.stringify(message.data),
       ...(message.topic !== undefined && { topic: message.topic }),
+      ...(message.frame !== undefined && { frame: JSON.stringify(message.frame) }),
     },
     jobs: jobs.map((job) => ({
       ...(job.cursor !== undefined && { cursor: job.cursor }),

@@ -45,9 +45,30 @@ const Auth = v.strictObject({
   ref: Ref,
 });
 
-export const ClientFrame = v.variant('action', [Ping, Subscribe, Unsubscribe, Resume, Auth]);
+/** A page of the members of a topic the connection is subscribed to (PW-P1). */
+const Presence = v.strictObject({
+  action: v.literal('presence'),
+  topic: Topic,
+  cursor: v.optional(v.pipe(v.string('cursor must be a string'), v.minLength(1), v.maxLength(400))),
+  limit: v.optional(
+    v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1_000, 'limit is 1 to 1000')),
+  ),
+  ref: Ref,
+});
+
+export const ClientFrame = v.variant('action', [
+  Ping,
+  Subscribe,
+  Unsubscribe,
+  Resume,
+  Auth,
+  Presence,
+]);
 export type ClientFrame = v.InferOutput<typeof ClientFrame>;
-export const ACTIONS = ['ping', 'subscribe', 'unsubscribe', 'resume', 'auth'] as const;
+export const ACTIONS = ['ping', 'subscribe', 'unsubscribe', 'resume', 'auth', 'presence'] as const;
+
+/** A user on a topic (member lists, join events). */
+export type MemberEntry = { userId: string; info?: Record<string, unknown> };
 
 export type MessageFrame = {
   type: 'message';
@@ -79,6 +100,8 @@ export type ReplyFrame =
      */
     | { type: 'resumed'; recovered: boolean; topic?: string; cursor?: string }
     | { type: 'authenticated'; expiresAt: number }
+    /** A page of members (PW-P1); `next`: the cursor of the next page, when there is one. */
+    | { type: 'presence'; topic: string; members: MemberEntry[]; count: number; next?: string }
     /** `retryAfter` (seconds): with `rate_limited`. */
     | {
         type: 'error';
@@ -101,7 +124,13 @@ export type ServerFrame =
   | ReplyFrame
   | MessageFrame
   /** Several history messages in one post, in cursor order (replay only). */
-  | { type: 'batch'; messages: MessageFrame[] };
+  | { type: 'batch'; messages: MessageFrame[] }
+  /** A user's first device subscribed to an opted-in topic (PW-P3). */
+  | { type: 'join'; topic: string; userId: string; info?: Record<string, unknown> }
+  /** A user's last device left the topic, or expired (PW-P3). */
+  | { type: 'leave'; topic: string; userId: string }
+  /** Joins and leaves of a large topic, gathered over an interval (PW-P4). */
+  | { type: 'presence_diff'; topic: string; joined: MemberEntry[]; left: string[] };
 
 /**
  * Every `code` an error frame may carry (docs/protocol.md PW-E2): the

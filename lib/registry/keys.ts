@@ -33,6 +33,25 @@ export interface AudienceKeys {
   ids: string;
 }
 
+/**
+ * A topic's presence: who is on it (users, each once), kept beside its
+ * audience in the topic's slot so one script reads and writes all of it.
+ */
+export interface PresenceKeys {
+  /** ZSET of devices (`connectionId|userId`), scored by expiry time in ms. */
+  devices: string;
+  /** ZSET of the users present, all scored 0: ordered by name, paged by ZRANGEBYLEX. */
+  users: string;
+  /** HASH: userId -> `<device count> <info JSON or nothing>`. */
+  counts: string;
+  /** LIST of join/leave events not yet fanned out (`+userId connectionId info` / `-userId connectionId`). */
+  events: string;
+  /** STRING: set (with a PX) while coalesced events wait for their flush, or while a drain runs. */
+  flush: string;
+  /** STRING: held by the drain fanning this topic's events out (keeps their order). */
+  lock: string;
+}
+
 export type AudienceKind = 'user' | 'topic';
 
 export interface Audience {
@@ -45,6 +64,13 @@ export interface Keys {
   connection(connectionId: string): string;
   connectionTopics(connectionId: string): string;
   audience(kind: AudienceKind, name: string): Audience;
+  presence(topic: string): PresenceKeys;
+  /**
+   * ZSET: topic -> when its presence next needs a look (its earliest device
+   * expiry, or events waiting): what the sweep visits. One per deployment,
+   * in the endpoints key's slot.
+   */
+  presenceDue(): string;
   /** ZSET of every live connection, for broadcast. */
   all(): string;
   dedup(publishId: string): string;
@@ -107,6 +133,18 @@ export function createKeys(prefix: string): Keys {
         },
       };
     },
+    presence: (topic) => {
+      const tag = audienceTag('topic', topic);
+      return {
+        devices: `${tag}:pd`,
+        users: `${tag}:pu`,
+        counts: `${tag}:pn`,
+        events: `${tag}:pe`,
+        flush: `${tag}:pf`,
+        lock: `${tag}:pl`,
+      };
+    },
+    presenceDue: () => `${prefix}{${prefix}endpoints}:presence`,
     all: () => `${prefix}all`,
     dedup: (id) => `${prefix}d:{${id}}`,
     revoked: (userId) => `${prefix}u:{u:${userId}}:rv`,

@@ -5,6 +5,7 @@ import beginResumeLua from './scripts/begin-resume.lua';
 import closeLua from './scripts/close.lua';
 import endpointLua from './scripts/endpoint.lua';
 import positionLua from './scripts/position.lua';
+import presenceLua from './scripts/presence.lua';
 import publishLua from './scripts/publish.lua';
 import refreshLua from './scripts/refresh.lua';
 import renewLua from './scripts/renew.lua';
@@ -29,6 +30,7 @@ export function defineScripts(redis: Redis | Cluster): void {
   redis.defineCommand('pwClose', { numberOfKeys: 2, lua: closeLua });
   redis.defineCommand('pwEndpoint', { numberOfKeys: 3, lua: endpointLua });
   redis.defineCommand('pwPosition', { numberOfKeys: 1, lua: positionLua });
+  redis.defineCommand('pwPresence', { numberOfKeys: 5, lua: presenceLua });
   redis.defineCommand('pwSweep', { numberOfKeys: 1, lua: sweepLua });
 }
 
@@ -125,6 +127,19 @@ declare module 'ioredis' {
       allowedTopics: string,
       ttlSeconds: number,
       issuedAtMs: number,
+      presenceGrants: string,
+      info: string,
+    ): Result<string[] | null, Context>;
+    /** See presence.lua: five keys, then the op and its arguments. */
+    pwPresence(
+      ...keysAndArgs: (string | number)[]
+    ): Result<(string | number)[] | number | null, Context>;
+    pwPresenceTake(
+      events: string,
+      lock: string,
+      token: string,
+      max: number,
+      lockMs: number,
     ): Result<string[] | null, Context>;
   }
 }

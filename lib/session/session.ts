@@ -12,6 +12,7 @@ import {
 } from '../errors.js';
 import type { EventSink } from '../events/types.js';
 import type { Gateway } from '../gateway/gateway.js';
+import { listMembers } from '../presence/members.js';
 import { callbackEndpoint } from '../protocol/endpoint.js';
 import {
   type ClientFrame,
@@ -131,6 +132,8 @@ export async function connect(
         allowedTopics: identity.topics,
         tokenExpiresAt: identity.expiresAt,
         tokenIssuedAt: identity.issuedAt,
+        ...(identity.presenceTopics && { presenceTopics: identity.presenceTopics }),
+        ...(identity.info !== undefined && { info: identity.info }),
         ...(input.since !== undefined && { pendingSince: input.since }),
       },
       maxConnections,
@@ -422,6 +425,17 @@ async function answer(
       return { type: 'unsubscribed', topic: frame.topic };
     case 'auth':
       return refresh(connection, frame.token, deps);
+    case 'presence': {
+      // Only who is subscribed sees who else is (and only with the grant).
+      if (!connection.topics.includes(frame.topic))
+        throw new ForbiddenError(`subscribe to topic "${frame.topic}" before asking who is on it`);
+      if (!topicAllowed(frame.topic, connection.presenceTopics ?? []))
+        throw new ForbiddenError(
+          `your token does not allow the member list of topic "${frame.topic}" ("presence" claim)`,
+        );
+      const list = await listMembers(deps.registry, frame.topic, frame);
+      return { type: 'presence', topic: frame.topic, ...list };
+    }
     case 'resume': {
       await countReplay(deps, connectionId);
       const audience = deps.registry.userAudience(connection.userId);

@@ -91,6 +91,7 @@ function client(options: Partial<Options> = {}) {
     state: [],
     gap: [],
     error: [],
+    presence: [],
   };
   const pw = new Pushwire({
     url: 'ws://push.test',
@@ -103,6 +104,7 @@ function client(options: Partial<Options> = {}) {
   pw.on('state', (s) => events.state.push(s));
   pw.on('gap', (g) => events.gap.push(g));
   pw.on('error', (e) => events.error.push(e));
+  pw.on('presence', (p) => events.presence.push(p));
   return { pw, events, tokens: () => tokens };
 }
 
@@ -1360,5 +1362,77 @@ describe('names that are also Object.prototype members (found by the model test,
     expect(again.map((f) => [f['topic'], f['since']])).toEqual(
       names.map((name, i) => [name, `${18000000 * 10 ** 5 + i * 10 ** 4 - 5000}-0`]),
     );
+  });
+});
+
+describe('presence (issue 16)', () => {
+  it('asks for a page with a ref and resolves with the page answering that ref', async () => {
+    // Prepare
+    const { pw } = await connected();
+    pw.subscribe('room:1');
+
+    // Act
+    const first = pw.presence('room:1', { limit: 2 });
+    const second = pw.presence('room:1', { cursor: 'Ym9i' });
+    const [a, b] = last().refs.filter((r) => r.action === 'presence');
+    last().receive({
+      type: 'presence',
+      topic: 'room:1',
+      members: [{ userId: 'carol' }],
+      count: 3,
+      ref: b?.ref,
+    });
+    last().receive({
+      type: 'presence',
+      topic: 'room:1',
+      members: [{ userId: 'alice', info: { name: 'Alice' } }, { userId: 'bob' }],
+      count: 3,
+      next: 'Ym9i',
+      ref: a?.ref,
+    });
+
+    // Assess
+    expect(last().sent.filter((f) => f['action'] === 'presence')).toEqual([
+      { action: 'presence', topic: 'room:1', limit: 2 },
+      { action: 'presence', topic: 'room:1', cursor: 'Ym9i' },
+    ]);
+    await expect(first).resolves.toEqual({
+      members: [{ userId: 'alice', info: { name: 'Alice' } }, { userId: 'bob' }],
+      count: 3,
+      next: 'Ym9i',
+    });
+    await expect(second).resolves.toEqual({ members: [{ userId: 'carol' }], count: 3 });
+  });
+
+  it('rejects with the code of an error answering its ref, and when the connection drops or is not up', async () => {
+    const { pw, events } = await connected();
+    const refused = pw.presence('room:1');
+    const ref = last().refs.find((r) => r.action === 'presence')?.ref;
+    last().receive({ type: 'error', code: 'forbidden', message: 'no grant', ref });
+    await expect(refused).rejects.toMatchObject({ code: 'forbidden', message: 'no grant' });
+    // Answered by the promise, not also as an error event.
+    expect(events.error).toEqual([]);
+
+    const dropped = pw.presence('room:1');
+    last().drop();
+    await expect(dropped).rejects.toMatchObject({ code: 'disconnected' });
+    await expect(pw.presence('room:1')).rejects.toMatchObject({ code: 'disconnected' });
+  });
+
+  it('turns join, leave and presence_diff frames into one presence event', async () => {
+    const { events } = await connected();
+    last().receive({ type: 'join', topic: 'room:1', userId: 'alice', info: { name: 'Alice' } });
+    last().receive({ type: 'leave', topic: 'room:1', userId: 'bob' });
+    last().receive({
+      type: 'presence_diff',
+      topic: 'room:2',
+      joined: [{ userId: 'carol' }],
+      left: ['dave'],
+    });
+    expect(events.presence).toEqual([
+      { topic: 'room:1', joined: [{ userId: 'alice', info: { name: 'Alice' } }], left: [] },
+      { topic: 'room:1', joined: [], left: ['bob'] },
+      { topic: 'room:2', joined: [{ userId: 'carol' }], left: ['dave'] },
+    ]);
   });
 });
