@@ -392,7 +392,7 @@ async function main(): Promise<void> {
     // to (one member per API, kept 2 h 15 min past the last $connect) and
     // the epoch (when Redis's data began).
     const keys = createKeys(PREFIX);
-    const deploymentKeys = new Set([keys.endpoints(), keys.epoch()]);
+    const deploymentKeys = new Set([keys.endpoints(), keys.epoch(), keys.tokenEpoch()]);
     const leftover = async () => (await redis.keys('*')).filter((key) => !deploymentKeys.has(key));
     let after = await redisFigures(redis);
     while ((await leftover()).length > 0 && Date.now() < waitUntil) {

@@ -89,6 +89,44 @@ const ioredisOptionalParts = {
 };
 
 /**
+ * ioredis's table of every Redis command (@ioredis/commands' commands.json,
+ * 21.8 KB in every bundle) slimmed to what the library reads of it: the
+ * names (its command methods), `keyStart`/`keyStop`/`step` of the commands
+ * with key positions (cluster slots, auto-pipelining), and of the flags only
+ * `readonly` and `loading` (the two `hasFlag` is asked about); `arity` and
+ * the other flags are read by nothing. ~12 KB less in every function
+ * (issue 16: room in `$default` for presence). test/unit/build-plugins.test.ts
+ * checks exists/hasFlag/getKeyIndexes answer alike for every command.
+ */
+const READ_FLAGS = new Set(['readonly', 'loading']);
+function slimCommands(table) {
+  const slim = {};
+  for (const [name, command] of Object.entries(table)) {
+    const entry = { flags: command.flags.filter((f) => READ_FLAGS.has(f)) };
+    if (command.step > 0)
+      Object.assign(entry, {
+        keyStart: command.keyStart,
+        keyStop: command.keyStop,
+        step: command.step,
+      });
+    slim[name] = entry;
+  }
+  return slim;
+}
+const ioredisCommandsSlim = {
+  name: 'ioredis-commands-slim',
+  setup(build) {
+    build.onLoad(
+      { filter: /@ioredis[\\/]commands[\\/]built[\\/]commands\.json$/ },
+      async ({ path }) => ({
+        contents: JSON.stringify(slimCommands(JSON.parse(await readFile(path, 'utf8')))),
+        loader: 'json',
+      }),
+    );
+  },
+};
+
+/**
  * The libraries' error classes name themselves by `this.constructor.name`,
  * which minification turns into "ms" or "No" in every logged error. In
  * redis-errors and ioredis every error class has its own `get name()`, so
@@ -122,6 +160,13 @@ const errorClassNames = {
   },
 };
 
-module.exports = [luaWithoutComments, debugOff, ioredisOptionalParts, errorClassNames];
+module.exports = [
+  luaWithoutComments,
+  debugOff,
+  ioredisOptionalParts,
+  ioredisCommandsSlim,
+  errorClassNames,
+];
+module.exports.slimCommands = slimCommands;
 module.exports.nameErrorClasses = nameErrorClasses;
 module.exports.minifyLua = minifyLua;

@@ -68,11 +68,38 @@ export interface ErrorInfo {
   retryAfter?: number;
 }
 
+/** A user on a topic: each once, however many devices. */
+export interface Member {
+  userId: string;
+  /** The `info` claim of the user's token. */
+  info?: Record<string, unknown>;
+}
+
+/** One page of a topic's members (`presence()`). */
+export interface MembersPage {
+  members: Member[];
+  /** Users on the topic. */
+  count: number;
+  /** Pass as `cursor` for the next page; absent on the last. */
+  next?: string;
+}
+
+/**
+ * Who joined and left a topic the deployment sends presence events for: one
+ * `join` or `leave`, or (large topics) what changed over an interval.
+ */
+export interface PresenceChange {
+  topic: string;
+  joined: Member[];
+  left: string[];
+}
+
 export interface Events {
   message: Message;
   state: State;
   gap: Gap;
   error: ErrorInfo;
+  presence: PresenceChange;
 }
 
 /** What the client uses of a WebSocket: the browser's, React Native's, or `ws`'s in Node. */
@@ -148,6 +175,9 @@ export interface Options {
 type Saved = [string, string, Record<string, string>, number];
 
 /** A server frame as the client reads it (docs/asyncapi.yaml; test/unit/contract.test.ts). */
+/** An Error carrying the server's error `code` (or `disconnected`). */
+const fail = (code: string, message: string) => Object.assign(new Error(message), { code });
+
 export interface Frame {
   type?: string;
   id?: string;
@@ -174,6 +204,14 @@ export interface Frame {
   ephemeral?: true;
   /** In `published`: an earlier attempt with this id had been published. */
   duplicate?: true;
+  /** In `presence` (a page), `join` and `leave`, `presence_diff`. */
+  members?: Member[];
+  count?: number;
+  next?: string;
+  userId?: string;
+  info?: Record<string, unknown>;
+  joined?: Member[];
+  left?: string[];
 }
 
 /** A publish waiting for its ack: the frame (resent as is), its promise, its timer, its retries. */
@@ -290,6 +328,12 @@ export class Pushwire {
   private at_: Record<string, number> = dict();
   /** Streams unsubscribed since the last write (so what another tab wrote is not kept for them). */
   private dropped_ = new Set<string>();
+  /**
+   * Per stream unsubscribed within the time floor's depth: its newest cursor
+   * then. Joined again, its floor goes no further back (a page reloaded
+   * before `subscribed` came would replay what was handed over). Persisted.
+   */
+  private left_: Record<string, string> = dict();
   /** The pending write (`saveInterval`). */
   private saving_: unknown;
   /** A write failed and was reported: report the next failure only after a success. */
@@ -312,6 +356,8 @@ export class Pushwire {
   private n_ = 0;
   /** Publishes not acknowledged yet, by `ref`. */
   private pubs_: Record<string, Pending> = dict();
+  /** `presence()` calls waiting for their page, by `ref`. */
+  private asks_: Record<string, [(page: MembersPage) => void, (error: Error) => void]> = dict();
   private listeners_: { [K in keyof Events]?: Set<Listener<K>> } = {};
 
   constructor(options: Options) {
@@ -380,7 +426,7 @@ export class Pushwire {
   publish(topic: string, data: unknown, options: PublishOptions = {}): Promise<Published> {
     if (!TOPIC.test(topic))
       throw new TypeError(`pushwire: bad topic name ${JSON.stringify(topic)}`);
-    const ref = `p${++this.n_}`;
+    const ref = `w${++this.n_}`;
     const f = {
       action: 'publish',
       topic,
@@ -443,8 +489,24 @@ export class Pushwire {
     if (this.up_) this.join_(topic);
   }
 
+  /**
+   * A page of the users on a subscribed topic (the token's `presence` claim
+   * must allow it). Rejects with an Error whose `code` is the server's
+   * (`forbidden`, …) or `disconnected` when the connection is not up or drops.
+   */
+  presence(topic: string, page: { cursor?: string; limit?: number } = {}): Promise<MembersPage> {
+    return new Promise((resolve, reject) => {
+      if (!this.up_) return reject(fail('disconnected', 'pushwire: not connected'));
+      const ref = `p${++this.n_}`;
+      this.asks_[ref] = [resolve, reject];
+      this.send_({ action: 'presence', topic, ...page, ref });
+    });
+  }
+
   unsubscribe(topic: string): void {
     if (!this.topics_.delete(topic)) return;
+    const point = this.max_[topic] ?? this.cursors_[topic];
+    if (point) this.left_[topic] = point;
     this.forget_(topic);
     this.save_();
     if (this.up_) this.send_({ action: 'unsubscribe', topic });
@@ -558,12 +620,14 @@ export class Pushwire {
     this.wins_ = dict();
     this.at_ = dict();
     this.epoch_ = undefined;
+    this.left_ = dict();
     this.pending_.clear();
     this.seen_.clear();
     this.dropped_.clear();
     this.loaded_ = true;
     const saved = this.parse_(raw);
     if (saved.e) this.epoch_ = saved.e;
+    this.left_ = saved.l;
     for (const [stream, [c, m, w, t]] of Object.entries(saved.s)) {
       this.cursors_[stream] = c;
       if (m) this.max_[stream] = m;
@@ -573,13 +637,19 @@ export class Pushwire {
   }
 
   /** Stored state, checked: what is not a cursor is left out; unreadable is empty. */
-  private parse_(raw: unknown): { e?: string; s: Record<string, Saved> } {
+  private parse_(raw: unknown): {
+    e?: string;
+    s: Record<string, Saved>;
+    l: Record<string, string>;
+  } {
     const s: Record<string, Saved> = dict();
+    const l: Record<string, string> = dict();
     let e: string | undefined;
     try {
       const saved = JSON.parse(String(raw)) as {
         s?: Record<string, Saved>;
         e?: string;
+        l?: Record<string, string>;
         // Written by earlier versions: one map per field.
         c?: Record<string, string>;
         f?: Record<string, string>;
@@ -598,10 +668,12 @@ export class Pushwire {
         s[stream] = [v[0], ok(v[1]) ? v[1] : '', w, typeof v[3] === 'number' ? v[3] : now];
       }
       if (typeof saved.e === 'string' && EPOCH.test(saved.e)) e = saved.e;
+      for (const [stream, c] of Object.entries(Object.assign(dict(), saved.l)))
+        if (ok(c)) l[stream] = c;
     } catch {
       // Unreadable: start afresh rather than refuse to connect.
     }
-    return e ? { e, s } : { s };
+    return e ? { e, s, l } : { s, l };
   }
 
   /** Asks for a write of the state, at most one per `saveInterval`. */
@@ -631,13 +703,25 @@ export class Pushwire {
       // Only a synchronous storage (localStorage, shared by tabs) is merged with.
       theirs = storage.getItem(key);
     } catch {}
-    if (typeof theirs === 'string')
-      for (const [stream, v] of Object.entries(this.parse_(theirs).s)) {
+    const now = Date.now();
+    const left: Record<string, string> = dict();
+    const floor = `${now - CLOCK_SKEW_MS}-0`;
+    const leave = (l: Record<string, string>) => {
+      for (const [stream, c] of Object.entries(l))
+        if (compareCursors(c, floor) > 0 && compareCursors(c, left[stream] ?? floor) > 0)
+          left[stream] = c;
+    };
+    leave(this.left_);
+    if (typeof theirs === 'string') {
+      const parsed = this.parse_(theirs);
+      for (const [stream, v] of Object.entries(parsed.s)) {
         const mine = out[stream];
         if (!this.dropped_.has(stream) && (!mine || ahead(v, mine))) out[stream] = v;
       }
+      leave(parsed.l);
+    }
+    this.left_ = left;
     this.dropped_.clear();
-    const now = Date.now();
     for (const [stream, v] of Object.entries(out))
       if (
         stream !== USER &&
@@ -648,7 +732,7 @@ export class Pushwire {
         if (this.cursors_[stream]) this.forget_(stream);
       }
     try {
-      const written = storage.setItem(key, JSON.stringify({ s: out, e: this.epoch_ }));
+      const written = storage.setItem(key, JSON.stringify({ s: out, e: this.epoch_, l: left }));
       (written as Promise<unknown> | undefined)?.then?.(
         () => (this.failed_ = false),
         (error: unknown) => this.fail_(error),
@@ -697,8 +781,13 @@ export class Pushwire {
       (max === undefined || compareCursors(max, start) >= 0)
     )
       since = start;
-    if (!since) this.cursors_[stream] = `${Date.now() - CLOCK_SKEW_MS}-0`;
-    else this.pending_.add(stream);
+    if (!since) {
+      // No further back than where it was left (if it was, lately).
+      const floor = `${Date.now() - CLOCK_SKEW_MS}-0`;
+      const left = this.left_[stream];
+      this.cursors_[stream] = left && compareCursors(left, floor) > 0 ? left : floor;
+      delete this.left_[stream];
+    } else this.pending_.add(stream);
     this.save_();
     return since;
   }
@@ -733,6 +822,13 @@ export class Pushwire {
     this.send_({ action: 'subscribe', topic, ...(since && { since }), ref });
   }
 
+  /** The `presence()` call a frame answers (by its `ref`), taken off the waiting list. */
+  private ask_(ref: string | undefined) {
+    const ask = ref === undefined ? undefined : this.asks_[ref];
+    if (ask) delete this.asks_[ref as string];
+    return ask;
+  }
+
   private send_(frame: object): void {
     try {
       this.ws_?.send(JSON.stringify(frame));
@@ -758,7 +854,7 @@ export class Pushwire {
     // A publish's answer (unless it also tells this connection to go: then it
     // is sent again). One to a publish already settled (an earlier attempt's
     // ack came first) is dropped.
-    if (ref?.[0] === 'p' && !RECONNECT_ON.includes(String(frame.code))) {
+    if (ref?.[0] === 'w' && !RECONNECT_ON.includes(String(frame.code))) {
       if (this.pubs_[ref]) this.answer_(ref, frame);
       return;
     }
@@ -816,10 +912,25 @@ export class Pushwire {
       this.settle_(stream);
       this.save_();
       if (frame.recovered === false) this.emit_('gap', topic === undefined ? {} : { topic });
+    } else if (type === 'presence') {
+      const ask = this.ask_(frame.ref);
+      const page: MembersPage = { members: frame.members ?? [], count: frame.count ?? 0 };
+      if (frame.next) page.next = frame.next;
+      ask?.[0](page);
+    } else if (type === 'join' || type === 'leave' || type === 'presence_diff') {
+      const user = { userId: String(frame.userId) } as Member;
+      if (frame.info) user.info = frame.info;
+      this.emit_('presence', {
+        topic: String(topic),
+        joined: type === 'join' ? [user] : (frame.joined ?? []),
+        left: type === 'leave' ? [user.userId] : (frame.left ?? []),
+      });
     } else if (type === 'error') {
       const code = String(frame.code);
+      const ask = this.ask_(frame.ref);
       // The server has forgotten this connection or its token: come back with a fresh one.
       if (RECONNECT_ON.includes(code)) this.drop_();
+      else if (ask) ask[1](fail(code, String(frame.message)));
       else {
         // Which topic it answers: the server names a refused replay's; else the frame's `ref`.
         const t = topic ?? Object.keys(this.refs_).find((k) => this.refs_[k] === frame.ref);
@@ -956,6 +1067,8 @@ export class Pushwire {
     this.limit_ = undefined;
     // A new connection joins every stream again.
     this.refusedSet_.clear();
+    for (const ref of Object.keys(this.asks_))
+      this.ask_(ref)?.[1](fail('disconnected', 'pushwire: the connection dropped'));
     this.pong_ = undefined;
     if (this.stopped_) return;
     this.set_('disconnected');

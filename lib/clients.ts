@@ -212,6 +212,26 @@ export const registry = /* @__PURE__ */ once(() => {
     historySize: c.history.size,
     historyTtlSeconds: c.history.ttlSeconds,
     pendingLeaseMs: c.replay.budgetMs + c.replay.graceMs,
+    presence: {
+      eventTopics: c.presence.eventTopics,
+      coalesceAbove: c.presence.coalesceAbove,
+      intervalMs: c.presence.intervalMs,
+      // Only where the role may invoke presenceEvents ($default, $disconnect);
+      // elsewhere (a prune, a kick) the sweep sends what was recorded.
+      ...(c.presence.eventsFunctionName !== undefined && {
+        nudge: async (topic: string, delayMs: number) =>
+          (await import('./presence/nudge.js')).nudge(
+            c.presence.eventsFunctionName as string,
+            topic,
+            delayMs,
+          ),
+      }),
+      onNudgeFailed: (topic, error) =>
+        logger().warn('could not invoke presenceEvents; the sweep sends the events', {
+          topic,
+          reason: error instanceof Error ? error.message : String(error),
+        }),
+    },
   });
 });
 

@@ -156,6 +156,29 @@ const EnvSchema = v.object({
   ),
   PUBLISH_HOOK_TIMEOUT_MS: int('PUBLISH_HOOK_TIMEOUT_MS', 2_000, 10, 20_000),
   // The SDK's standard per-service endpoint overrides (tests' stand-ins).
+  // Presence (issue 16): topics whose joins and leaves are fanned out (grant
+  // patterns, comma-separated), the size above which they are coalesced, the
+  // interval they are gathered over, and (set only on the functions whose
+  // role may invoke it) the function that fans them out.
+  PRESENCE_EVENTS_TOPICS: v.optional(
+    v.pipe(
+      v.string(),
+      v.transform((s) =>
+        s
+          .split(',')
+          .map((t) => t.trim())
+          .filter(Boolean),
+      ),
+      v.check(
+        (ts) => ts.every((t) => TOPIC_GRANT_PATTERN.test(t)),
+        'PRESENCE_EVENTS_TOPICS must be comma-separated topic names or prefixes like "room:*"',
+      ),
+    ),
+    '',
+  ),
+  PRESENCE_COALESCE_ABOVE: int('PRESENCE_COALESCE_ABOVE', 100, 0, 10_000_000),
+  PRESENCE_INTERVAL_MS: int('PRESENCE_INTERVAL_MS', 2_000, 100, 60_000),
+  PRESENCE_EVENTS_FUNCTION_NAME: optionalText,
   AWS_ENDPOINT_URL_SSM: url('AWS_ENDPOINT_URL_SSM'),
   AWS_ENDPOINT_URL_SECRETS_MANAGER: url('AWS_ENDPOINT_URL_SECRETS_MANAGER'),
   // Lifecycle events to EventBridge (docs/events.md): the types to send
@@ -249,6 +272,15 @@ export interface Config {
   lambdaEndpoint?: string;
   region: string;
   replay: { budgetMs: number; graceMs: number };
+  presence: {
+    /** Topic names or patterns whose joins and leaves are fanned out. */
+    eventTopics: string[];
+    /** Above this many users a topic's events are coalesced into presence_diff (0: never). */
+    coalesceAbove: number;
+    intervalMs: number;
+    /** The function fanning events out, where this function may invoke it. */
+    eventsFunctionName?: string;
+  };
   /** Absent when the environment has none: signing then fails with their names. */
   credentials?: AwsCredentials;
   /** Lifecycle events: the types sent (empty: none), where, and the outbox's bound. */
@@ -368,6 +400,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     region: e.AWS_REGION,
     callbackRegion: e.WS_CALLBACK_REGION ?? e.AWS_REGION,
     replay: { budgetMs: e.REPLAY_BUDGET_MS, graceMs: e.REPLAY_LEASE_GRACE_MS },
+    presence: {
+      eventTopics: e.PRESENCE_EVENTS_TOPICS,
+      coalesceAbove: e.PRESENCE_COALESCE_ABOVE,
+      intervalMs: e.PRESENCE_INTERVAL_MS,
+      ...defined({ eventsFunctionName: e.PRESENCE_EVENTS_FUNCTION_NAME }),
+    },
     events: {
       types: parseEventTypes(e.EVENTS),
       bus: e.EVENTS_BUS,

@@ -111,9 +111,11 @@ export async function startDemoServer(options: DemoOptions): Promise<DemoServer>
           throw new BadRequest(
             'a user name is 1-256 printable characters without whitespace, "{", "}" or "|"',
           );
-        // Every topic allowed, and publishing to chat rooms: a demo, not a policy.
+        // Every topic allowed, publishing to chat rooms, member lists of every
+        // topic with the name shown in them (issue 16): a demo, not a policy.
+        const claims = { presence: ['*'], info: { name: user } };
         return send(response, 200, {
-          token: await devToken(user, { topics: ['*'], publish: ['chat:*'] }),
+          token: await devToken(user, { topics: ['*'], publish: ['chat:*'], claims }),
         });
       }
       if (request.method === 'POST' && path === '/publish') {

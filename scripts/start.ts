@@ -6,11 +6,13 @@
  * Our own: --quiet (or PUSHWIRE_QUIET=1) shows only pushwire's lines.
  */
 import { spawn } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { Cluster, Redis } from 'ioredis';
 import { loadConfig } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
+import { createKeys } from '../lib/registry/keys.js';
 import { DEV_AWS_ENV, DEV_JWT_SECRET, nodeSupportNotice } from './local-env.js';
 import { startLocalEvents } from './local-events.js';
 import { checkRedis, maskRedisUrl, type RedisServer, startRedisServer } from './redis-server.js';
@@ -64,8 +66,9 @@ const baseEnv: Record<string, string | undefined> = {
 
 // The functions read the same variables at their cold start: a bad one would
 // otherwise start "up" and answer every handshake with 500.
+let config: ReturnType<typeof loadConfig>;
 try {
-  loadConfig({ ...baseEnv, REDIS_URL: baseEnv['REDIS_URL'] || 'redis://127.0.0.1:6379' });
+  config = loadConfig({ ...baseEnv, REDIS_URL: baseEnv['REDIS_URL'] || 'redis://127.0.0.1:6379' });
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error;
   console.error(`pushwire: not starting: ${error.message}`);
@@ -95,6 +98,31 @@ if (!redisUrl) {
     process.exit(1);
   }
   console.log(`pushwire: using Redis at ${maskRedisUrl(redisUrl)}`);
+}
+
+// A Redis with no data yet begins its epoch now, not at the first $connect:
+// a token minted before that connect would be refused as older than the data
+// (SECURITY.md, "Revocation and Redis data loss"). Does nothing to a Redis
+// already marked.
+// (The script is read as text: tsx does not load .lua modules.)
+try {
+  const keys = createKeys(config.redis.prefix);
+  const [first = redisUrl, ...rest] = redisUrl.split(',').map((u) => u.trim());
+  const options = { maxRetriesPerRequest: 1, ...(first.startsWith('rediss://') && { tls: {} }) };
+  const client = config.redis.cluster
+    ? new Cluster([first, ...rest], { redisOptions: options })
+    : new Redis(first, options);
+  try {
+    const lua = readFileSync(
+      new URL('../lib/registry/scripts/endpoint.lua', import.meta.url),
+      'utf8',
+    );
+    await client.eval(lua, 3, keys.endpoints(), keys.epoch(), keys.tokenEpoch(), '', 0, Date.now());
+  } finally {
+    client.disconnect();
+  }
+} catch (error) {
+  console.warn(`pushwire: could not mark the epoch: ${(error as Error).message}`);
 }
 
 const env: Record<string, string | undefined> = { ...baseEnv, REDIS_URL: redisUrl };
@@ -166,6 +194,25 @@ const watch = (chunk: Buffer) => {
 };
 child.stdout?.on('data', watch);
 child.stderr?.on('data', watch);
+
+// AWS runs presenceEvents every minute (a schedule, serverless.yml), which
+// serverless-offline does not: its sweep of expired presence devices (a lost
+// $disconnect still means a leave) is invoked from here, every
+// PRESENCE_SWEEP_MS (default 5 s), once the Lambda port answers.
+const sweepMs = Number(process.env['PRESENCE_SWEEP_MS'] ?? 5_000);
+const sweep =
+  sweepMs > 0
+    ? setInterval(() => {
+        if (!announced || stopping) return;
+        fetch(
+          `http://localhost:${lambdaPort}/2015-03-31/functions/pushwire-local-presenceEvents/invocations`,
+          { method: 'POST', body: '{"source":"npm-start.schedule"}' },
+        )
+          .then((response) => response.arrayBuffer())
+          .catch(() => undefined);
+      }, sweepMs)
+    : undefined;
+sweep?.unref();
 
 // --- Every exit path stops both children and removes the temporary folders ---
 // (the private Redis's working folder and this instance's build folder):

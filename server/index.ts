@@ -5,6 +5,7 @@ import { type LambdaTransportOptions, lambdaTransport } from './lambda.js';
 import type {
   KickRequest,
   KickResult,
+  Member,
   Operation,
   PresenceRequest,
   PresenceResult,
@@ -77,6 +78,24 @@ export class Pushwire {
 
   async presence(request: PresenceRequest): Promise<PresenceResult> {
     return (await this.#call('presence', request)) as PresenceResult;
+  }
+
+  /**
+   * Every user on a topic, page by page (`limit` per request): a
+   * 100,000-member topic is never loaded whole, here or in Redis.
+   */
+  async *members(topic: string, options: { limit?: number } = {}): AsyncGenerator<Member> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.presence({
+        topic,
+        members: true,
+        ...(cursor !== undefined && { cursor }),
+        ...(options.limit !== undefined && { limit: options.limit }),
+      });
+      yield* page.members ?? [];
+      cursor = page.next;
+    } while (cursor !== undefined);
   }
 
   async kick(request: KickRequest): Promise<KickResult> {

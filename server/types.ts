@@ -42,11 +42,31 @@ export interface PublishResult {
 export interface PresenceRequest {
   userIds?: string[];
   topic?: string;
+  /** With `topic`: a page of its users, not only the count. */
+  members?: true;
+  /** The `next` of the previous page (opaque). */
+  cursor?: string;
+  /** Users per page, 1-1000 (default 100). */
+  limit?: number;
+}
+
+/** A user on a topic: each once, however many devices. */
+export interface Member {
+  userId: string;
+  /** The `info` claim of the user's token. */
+  info?: Record<string, unknown>;
 }
 
 export interface PresenceResult {
   users?: Record<string, { online: boolean; connections: number }>;
+  /** `members`: connections on the topic (a user's devices each count). */
   topic?: { name: string; members: number };
+  /** With `members: true`: a page of the topic's users, in user id order. */
+  members?: Member[];
+  /** With `members: true`: users on the topic. */
+  count?: number;
+  /** The cursor of the next page, when there is one. */
+  next?: string;
 }
 
 export type KickRequest =

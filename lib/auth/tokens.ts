@@ -13,7 +13,14 @@ export interface Identity {
   expiresAt: number;
   /** When the token was issued (its `iat`), ms since epoch. */
   issuedAt: number;
+  /** Topic names or prefix grants whose member list the user may read (`presence` claim). */
+  presenceTopics?: string[];
+  /** The `info` claim as JSON text (public info in member lists and join events), at most MAX_INFO_BYTES. */
+  info?: string;
 }
+
+/** The largest `info` claim, serialized (bytes): it travels in every join event and member list. */
+export const MAX_INFO_BYTES = 1_024;
 
 export interface TokenVerifierOptions {
   secret?: string;
@@ -59,6 +66,20 @@ const Claims = v.object({
   iat: v.number('"iat" is required: it bounds the token\'s age and makes revocation possible'),
   topics: grants('topics'),
   publish: grants('publish'),
+  presence: grants('presence'),
+  info: v.optional(
+    v.pipe(
+      // An object, not an array (valibot's record() takes both).
+      v.custom<Record<string, unknown>>(
+        (info) => typeof info === 'object' && info !== null && !Array.isArray(info),
+        '"info" must be a JSON object',
+      ),
+      v.check(
+        (info) => Buffer.byteLength(JSON.stringify(info)) <= MAX_INFO_BYTES,
+        `"info" is over ${MAX_INFO_BYTES} bytes as JSON: keep it to what a member list shows`,
+      ),
+    ),
+  ),
 });
 
 export type TokenVerifier = (token: string | undefined) => Promise<Identity>;
@@ -131,7 +152,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         `token claim rejected: ${claims.issues.map((i) => i.message).join('; ')}`,
       );
     }
-    const { sub, exp, iat, topics, publish } = claims.output;
+    const { sub, exp, iat, topics, publish, presence, info } = claims.output;
     const now = Date.now() / 1000;
     if (iat > now + tolerance) {
       throw new UnauthorizedError('token claim rejected: "iat" is in the future');
@@ -147,6 +168,8 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       publish: publish ?? [],
       expiresAt: exp * 1000,
       issuedAt: iat * 1000,
+      presenceTopics: presence ?? [],
+      ...(info !== undefined && { info: JSON.stringify(info) }),
     };
   };
 }

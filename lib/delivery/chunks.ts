@@ -25,6 +25,11 @@ export interface Message extends MessageMeta {
   /** `data` as JSON text, serialised once per publish. */
   dataJson: string;
   topic?: string;
+  /**
+   * A whole frame as JSON text, sent as it is instead of a message frame
+   * (presence events: join, leave, presence_diff). Never stored, no cursor.
+   */
+  frame?: string;
 }
 
 /** Who gets the message, with the cursor their frame carries: the unit a publish produces. */
@@ -87,7 +92,8 @@ const bytes = (text: string) => Buffer.byteLength(text);
 
 function header(message: Message): string {
   const topic = message.topic === undefined ? '' : `,"topic":${JSON.stringify(message.topic)}`;
-  return `{"message":{"id":${JSON.stringify(message.id)}${topic}${metaFields(message)},"data":${message.dataJson}},"jobs":[`;
+  const frame = message.frame === undefined ? '' : `,"frame":${message.frame}`;
+  return `{"message":{"id":${JSON.stringify(message.id)}${topic}${metaFields(message)}${frame},"data":${message.dataJson}},"jobs":[`;
 }
 
 function jobOpening(cursor: string | undefined): string {
@@ -158,10 +164,10 @@ export async function* toChunks(
 
 /** A chunk's delivery jobs, each frame built only when its turn comes (memory stays bounded by the concurrency). */
 export function* chunkJobs(chunk: DeliverChunk): Generator<DeliveryJob> {
-  const { id, dataJson, topic } = chunk.message;
+  const { id, dataJson, topic, frame } = chunk.message;
   for (const { cursor, recipients } of chunk.jobs) {
     yield {
-      frame: Buffer.from(messageFrame(id, dataJson, cursor, topic, chunk.message)),
+      frame: Buffer.from(frame ?? messageFrame(id, dataJson, cursor, topic, chunk.message)),
       recipients: recipients.map(([connectionId, endpoint]) => ({ connectionId, endpoint })),
     };
   }
@@ -264,6 +270,7 @@ const DeliverEventSchema = v.object({
     topic: v.optional(v.string()),
     from: v.optional(v.string()),
     ephemeral: v.optional(v.literal(true)),
+    frame: v.optional(v.looseObject({ type: v.picklist(['join', 'leave', 'presence_diff']) })),
     data: v.unknown(),
   }),
   jobs: v.array(
@@ -294,6 +301,7 @@ export function parseDeliverChunk(input: unknown): DeliverChunk {
       ...(message.topic !== undefined && { topic: message.topic }),
       ...(message.from !== undefined && { from: message.from }),
       ...(message.ephemeral && { ephemeral: true }),
+      ...(message.frame !== undefined && { frame: JSON.stringify(message.frame) }),
     },
     jobs: jobs.map((job) => ({
       ...(job.cursor !== undefined && { cursor: job.cursor }),

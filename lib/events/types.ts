@@ -14,6 +14,8 @@ export const EVENT_TYPES = [
   'subscribed',
   'unsubscribed',
   'refused',
+  'presence.join',
+  'presence.leave',
 ] as const;
 
 export type EventType = (typeof EVENT_TYPES)[number];
@@ -49,6 +51,13 @@ export interface EventDetails {
     /** `client`: an unsubscribe frame; `token_refresh`: a new token no longer allows it. */
     reason: 'client' | 'token_refresh';
   };
+  /**
+   * A user's first device joined a topic of PRESENCE_EVENTS_TOPICS (issue 16);
+   * `connectionId`: that device. Sent by presenceEvents as it fans the join out.
+   */
+  'presence.join': { connectionId: string; userId: string; topic: string };
+  /** A user's last device left such a topic (or expired); `connectionId`: that device. */
+  'presence.leave': { connectionId: string; userId: string; topic: string };
   refused: {
     connectionId: string;
     /** `connect`: a refused handshake; `default`: a refused frame. */

@@ -45,7 +45,7 @@ const Auth = v.strictObject({
   ref: Ref,
 });
 
-/** A publish id: the same alphabet as a service's (PW-P2). */
+/** A publish id: the same alphabet as a service's (PW-C3). */
 export const PublishId = v.pipe(
   v.string('id must be a string'),
   v.regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'id must be 1-128 characters of A-Z a-z 0-9 _ . : -'),
@@ -63,6 +63,16 @@ const Publish = v.pipe(
   }),
   v.check((f) => f.data !== undefined, 'data is required (any JSON value)'),
 );
+/** A page of the members of a topic the connection is subscribed to (PW-P1). */
+const Presence = v.strictObject({
+  action: v.literal('presence'),
+  topic: Topic,
+  cursor: v.optional(v.pipe(v.string('cursor must be a string'), v.minLength(1), v.maxLength(400))),
+  limit: v.optional(
+    v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1_000, 'limit is 1 to 1000')),
+  ),
+  ref: Ref,
+});
 
 export const ClientFrame = v.variant('action', [
   Ping,
@@ -71,9 +81,21 @@ export const ClientFrame = v.variant('action', [
   Resume,
   Auth,
   Publish,
+  Presence,
 ]);
 export type ClientFrame = v.InferOutput<typeof ClientFrame>;
-export const ACTIONS = ['ping', 'subscribe', 'unsubscribe', 'resume', 'auth', 'publish'] as const;
+export const ACTIONS = [
+  'ping',
+  'subscribe',
+  'unsubscribe',
+  'resume',
+  'auth',
+  'publish',
+  'presence',
+] as const;
+
+/** A user on a topic (member lists, join events). */
+export type MemberEntry = { userId: string; info?: Record<string, unknown> };
 
 export type MessageFrame = {
   type: 'message';
@@ -115,6 +137,8 @@ export type ReplyFrame =
      * is that publish's answer.
      */
     | { type: 'published'; topic: string; id: string; cursor?: string; duplicate?: true }
+    /** A page of members (PW-P1); `next`: the cursor of the next page, when there is one. */
+    | { type: 'presence'; topic: string; members: MemberEntry[]; count: number; next?: string }
     /** `retryAfter` (seconds): with `rate_limited`. */
     | {
         type: 'error';
@@ -137,7 +161,13 @@ export type ServerFrame =
   | ReplyFrame
   | MessageFrame
   /** Several history messages in one post, in cursor order (replay only). */
-  | { type: 'batch'; messages: MessageFrame[] };
+  | { type: 'batch'; messages: MessageFrame[] }
+  /** A user's first device subscribed to an opted-in topic (PW-P3). */
+  | { type: 'join'; topic: string; userId: string; info?: Record<string, unknown> }
+  /** A user's last device left the topic, or expired (PW-P3). */
+  | { type: 'leave'; topic: string; userId: string }
+  /** Joins and leaves of a large topic, gathered over an interval (PW-P4). */
+  | { type: 'presence_diff'; topic: string; joined: MemberEntry[]; left: string[] };
 
 /**
  * Every `code` an error frame may carry (docs/protocol.md PW-E2): the

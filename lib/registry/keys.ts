@@ -33,6 +33,25 @@ export interface AudienceKeys {
   ids: string;
 }
 
+/**
+ * A topic's presence: who is on it (users, each once), kept beside its
+ * audience in the topic's slot so one script reads and writes all of it.
+ */
+export interface PresenceKeys {
+  /** ZSET of devices (`connectionId|userId`), scored by expiry time in ms. */
+  devices: string;
+  /** ZSET of the users present, all scored 0: ordered by name, paged by ZRANGEBYLEX. */
+  users: string;
+  /** HASH: userId -> `<device count> <info JSON or nothing>`. */
+  counts: string;
+  /** LIST of join/leave events not yet fanned out (`+userId connectionId info` / `-userId connectionId`). */
+  events: string;
+  /** STRING: set (with a PX) while coalesced events wait for their flush, or while a drain runs. */
+  flush: string;
+  /** STRING: held by the drain fanning this topic's events out (keeps their order). */
+  lock: string;
+}
+
 export type AudienceKind = 'user' | 'topic';
 
 export interface Audience {
@@ -45,6 +64,13 @@ export interface Keys {
   connection(connectionId: string): string;
   connectionTopics(connectionId: string): string;
   audience(kind: AudienceKind, name: string): Audience;
+  presence(topic: string): PresenceKeys;
+  /**
+   * ZSET: topic -> when its presence next needs a look (its earliest device
+   * expiry, or events waiting): what the sweep visits. One per deployment,
+   * in the endpoints key's slot.
+   */
+  presenceDue(): string;
   /** ZSET of every live connection, for broadcast. */
   all(): string;
   dedup(publishId: string): string;
@@ -65,6 +91,12 @@ export interface Keys {
    * Hash-tagged into the endpoints key's slot; no TTL: one key per deployment.
    */
   epoch(): string;
+  /**
+   * STRING: the same moment in the server's clock (ms), set with the epoch:
+   * tokens issued before it are refused at $connect (a revocation older than
+   * the data went with it). Same slot as the epoch; no TTL.
+   */
+  tokenEpoch(): string;
   /**
    * LIST of lifecycle event records waiting for the `events` relay of one
    * stack (lib/events/outbox.ts), named by its region and stage: stacks that
@@ -103,6 +135,18 @@ export function createKeys(prefix: string): Keys {
         },
       };
     },
+    presence: (topic) => {
+      const tag = audienceTag('topic', topic);
+      return {
+        devices: `${tag}:pd`,
+        users: `${tag}:pu`,
+        counts: `${tag}:pn`,
+        events: `${tag}:pe`,
+        flush: `${tag}:pf`,
+        lock: `${tag}:pl`,
+      };
+    },
+    presenceDue: () => `${prefix}{${prefix}endpoints}:presence`,
     all: () => `${prefix}all`,
     dedup: (id) => `${prefix}d:{${id}}`,
     revoked: (userId) => `${prefix}u:{u:${userId}}:rv`,
@@ -111,6 +155,7 @@ export function createKeys(prefix: string): Keys {
     connectionPublishes: (id) => `${prefix}c:{${id}}:pr`,
     endpoints: () => `${prefix}endpoints`,
     epoch: () => `${prefix}{${prefix}endpoints}:epoch`,
+    tokenEpoch: () => `${prefix}{${prefix}endpoints}:epoch:iat`,
     events: ({ region, stage }) => `${prefix}events:${region}:${stage}`,
     pace: (region) => `${prefix}{${prefix}pace:${region}}`,
   };

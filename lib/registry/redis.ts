@@ -7,6 +7,7 @@ import {
   decodeMember,
   encodeMember,
   type Keys,
+  type PresenceKeys,
   type Recipient,
 } from './keys.js';
 import { defineScripts } from './scripts.js';
@@ -14,6 +15,7 @@ import type {
   Connection,
   ConnectionRecord,
   ConnectionRegistry,
+  MembersPage,
   PublishStep,
   RegisterOutcome,
   ResumeLimits,
@@ -32,6 +34,8 @@ export const PRUNE_DELAY_MS = 5 * 60_000;
 
 /** API Gateway's 2 h connection lifetime, plus the connection TTL's margin. */
 const ENDPOINTS_TTL_SECONDS = 2 * 3600 + 15 * 60;
+/** See RedisRegistryOptions.tokenEpochGraceMs. */
+export const TOKEN_EPOCH_GRACE_MS = 60_000;
 
 export interface RedisRegistryOptions {
   prefix: string;
@@ -44,8 +48,53 @@ export interface RedisRegistryOptions {
    * no longer do. Default 7 s (the default replay budget and grace).
    */
   pendingLeaseMs?: number;
+  /**
+   * How long before the token epoch (when Redis's data began, server clock) a
+   * token may have been issued and still be admitted, ms. Default 60 s: a
+   * fresh Redis looks like one that lost its data, and tokens minted just
+   * before its first $connect must pass; a revocation made less than this
+   * before a data loss may be lost with it (SECURITY.md).
+   */
+  tokenEpochGraceMs?: number;
   /** Clock, injectable for tests. */
   now?: () => number;
+  presence?: PresenceOptions;
+}
+
+/** How a topic's joins and leaves travel (lib/presence/events.ts fans them out). */
+export interface PresenceOptions {
+  /** Topic names or patterns (the grant syntax) whose joins and leaves are fanned out. */
+  eventTopics: string[];
+  /** Above this many users, a topic's events are coalesced (0: never). */
+  coalesceAbove: number;
+  /** How long coalesced events gather before one `presence_diff`, ms. */
+  intervalMs: number;
+  /** Asks for a topic's events to be fanned out after `delayMs` (Invoke of presenceEvents). */
+  nudge?: (topic: string, delayMs: number) => Promise<void>;
+  /** Told of a nudge that failed (the sweep fans its events out later). */
+  onNudgeFailed?: (topic: string, error: unknown) => void;
+}
+
+/** A topic whose events wait is due this long after its nudge (the sweep's backstop). */
+export const NUDGE_GRACE_MS = 5_000;
+
+/**
+ * Marks when this Redis's data began, if not marked yet (endpoint.lua): what
+ * a publish instance does before its first history entry, and `npm start`
+ * once Redis answers (so a token minted minutes before the first $connect
+ * is not refused as older than the data). Returns the token epoch (ms, the
+ * server's clock).
+ */
+export async function markEpoch(
+  redis: Redis | Cluster,
+  prefix: string,
+  now = Date.now(),
+): Promise<number> {
+  defineScripts(redis);
+  const keys = createKeys(prefix);
+  return Number(
+    await redis.pwEndpoint(keys.endpoints(), keys.epoch(), keys.tokenEpoch(), '', 0, now),
+  );
 }
 
 /**
@@ -60,7 +109,9 @@ export class RedisRegistry implements ConnectionRegistry {
   readonly #historySize: number;
   readonly #historyTtl: number;
   readonly #pendingLeaseMs: number;
+  readonly #tokenEpochGraceMs: number;
   readonly #now: () => number;
+  readonly #presence: PresenceOptions;
   #epochMarked = false;
 
   constructor(redis: Redis | Cluster, options: RedisRegistryOptions) {
@@ -71,7 +122,77 @@ export class RedisRegistry implements ConnectionRegistry {
     this.#historySize = options.historySize;
     this.#historyTtl = options.historyTtlSeconds;
     this.#pendingLeaseMs = options.pendingLeaseMs ?? 7_000;
+    this.#tokenEpochGraceMs = options.tokenEpochGraceMs ?? TOKEN_EPOCH_GRACE_MS;
     this.#now = options.now ?? Date.now;
+    this.#presence = options.presence ?? { eventTopics: [], coalesceAbove: 0, intervalMs: 1_000 };
+  }
+
+  /**
+   * Presence keys outlive their devices' scores by two TTLs and the sweep's
+   * period, so an expired device is always found (and its leave recorded)
+   * before its keys could expire under it.
+   */
+  get #presenceTtl(): number {
+    return 2 * this.#ttl + 300;
+  }
+
+  /** Runs presence.lua on a topic (the sweep's too: lib/registry/presence-sweep.ts). */
+  presenceOp(topic: string, op: string, ...args: (string | number)[]) {
+    const k: PresenceKeys = this.keys.presence(topic);
+    const p = this.#presence;
+    return this.#redis.pwPresence(
+      k.devices,
+      k.users,
+      k.counts,
+      k.events,
+      k.flush,
+      op,
+      this.#now(),
+      this.#presenceTtl,
+      topicAllowed(topic, p.eventTopics) ? '1' : '0',
+      p.coalesceAbove,
+      p.intervalMs,
+      ...args,
+    );
+  }
+
+  /** After an op that answered `nudge` (-1: none): invoke the fan-out, and leave the sweep a backstop. */
+  async #nudge(topic: string, nudge: number): Promise<void> {
+    if (nudge < 0) return;
+    await this.#redis.zadd(
+      this.keys.presenceDue(),
+      'LT',
+      this.#now() + nudge + NUDGE_GRACE_MS,
+      topic,
+    );
+    await this.#presence.nudge?.(topic, nudge).catch((error: unknown) => {
+      this.#presence.onNudgeFailed?.(topic, error);
+    });
+  }
+
+  async #join(connection: ConnectionRecord, topic: string, expiry: number): Promise<void> {
+    const device = `${connection.connectionId}|${connection.userId}`;
+    const [, nudge] = (await this.presenceOp(
+      topic,
+      'join',
+      device,
+      connection.userId,
+      expiry,
+      connection.info ?? '',
+    )) as [number, number];
+    // The sweep must visit the topic by the time this device could expire.
+    await this.#redis.zadd(this.keys.presenceDue(), 'LT', expiry, topic);
+    await this.#nudge(topic, Number(nudge));
+  }
+
+  async #leave(connectionId: string, userId: string, topic: string): Promise<void> {
+    const [, nudge] = (await this.presenceOp(
+      topic,
+      'leave',
+      `${connectionId}|${userId}`,
+      userId,
+    )) as [number, number];
+    await this.#nudge(topic, Number(nudge));
   }
 
   /**
@@ -111,9 +232,38 @@ export class RedisRegistry implements ConnectionRegistry {
     if (record.pendingSince !== undefined) fields['pendingSince'] = record.pendingSince;
     if (record.tokenExpiresAt !== undefined) fields['exp'] = String(record.tokenExpiresAt);
     if (record.tokenIssuedAt !== undefined) fields['iat'] = String(record.tokenIssuedAt);
+    if (record.presenceTopics?.length)
+      fields['presenceTopics'] = JSON.stringify(record.presenceTopics);
+    if (record.info !== undefined) fields['info'] = record.info;
     // The record first (awaited), so a member never points at a record that
     // was not written; then one step per slot, sent together (auto-pipelined).
-    await this.#redis.multi().hset(key, fields).expire(key, this.#ttl).exec();
+    // With the record: the endpoints `deliver` may post to (a handful per
+    // deployment; kept for API Gateway's 2 h connection lifetime past the
+    // last connect) and, before any message this connection can receive, the
+    // epoch that recoverable() checks, with its token epoch: a token issued
+    // before Redis's data began (by more than the grace) is refused: a
+    // revocation older than the data is gone, so the token cannot be trusted
+    // (the client gets a new one). A token epoch of 0 refuses nothing.
+    const [, tokenEpoch] = await Promise.all([
+      this.#redis.multi().hset(key, fields).expire(key, this.#ttl).exec(),
+      this.#redis.pwEndpoint(
+        this.keys.endpoints(),
+        this.keys.epoch(),
+        this.keys.tokenEpoch(),
+        record.endpoint,
+        ENDPOINTS_TTL_SECONDS,
+        now,
+      ),
+    ]);
+    const since = Number(tokenEpoch);
+    if (
+      since > 0 &&
+      record.tokenIssuedAt !== undefined &&
+      record.tokenIssuedAt < since - this.#tokenEpochGraceMs
+    ) {
+      await this.#redis.del(key);
+      return 'issued_before_epoch';
+    }
     const [admitted] = await Promise.all([
       // Revocation and the per-user cap, checked where the member is added.
       // A connection that will replay history joins its user's resuming set,
@@ -140,16 +290,6 @@ export class RedisRegistry implements ConnectionRegistry {
         .zadd(this.keys.all(), expiry, member)
         .expire(this.keys.all(), this.#ttl)
         .exec(),
-      // The endpoints `deliver` may post to (a handful per deployment; kept
-      // for API Gateway's 2 h connection lifetime past the last connect) and,
-      // before any message this connection can receive, the epoch that
-      // recoverable() checks.
-      this.#redis.pwEndpoint(
-        this.keys.endpoints(),
-        this.keys.epoch(),
-        record.endpoint,
-        ENDPOINTS_TTL_SECONDS,
-      ),
     ]);
     if (admitted === 1) return 'registered';
     // Refused: nothing of it stays (the broadcast set was written side by side).
@@ -193,6 +333,9 @@ export class RedisRegistry implements ConnectionRegistry {
         .exec(),
       renew(user),
       ...connection.topics.map((topic) => renew(this.topicAudience(topic))),
+      ...connection.topics.map((topic) =>
+        this.presenceOp(topic, 'renew', `${connectionId}|${connection.userId}`, expiry),
+      ),
     ]);
     if (at) connection.userCursor = await at;
     // Every registered connection is in its user's live or resuming set until
@@ -234,6 +377,7 @@ export class RedisRegistry implements ConnectionRegistry {
     await Promise.all([
       leave(this.userAudience(connection.userId)),
       ...connection.topics.map((topic) => leave(this.topicAudience(topic))),
+      ...connection.topics.map((topic) => this.#leave(connectionId, connection.userId, topic)),
       this.#redis.zrem(this.keys.all(), member),
     ]);
     // The record goes last, so a crash half-way leaves it for the next attempt to find.
@@ -317,9 +461,13 @@ export class RedisRegistry implements ConnectionRegistry {
     // The stream's position right after the member was written, in the same
     // round trip (auto-pipelined, same slot): a message published after it
     // reaches the member live, one before it is not after the cursor.
+    // Present (presence.lua) with the member: a removal or refresh that
+    // reads the topic after this takes both out; the check below takes back
+    // both when one came first.
     const [, cursor] = await Promise.all([
       add.exec(),
       position ? this.#position(this.topicAudience(topic)) : undefined,
+      this.#join(connection, topic, expiry),
     ]);
     // One slot (the record's): one MULTI.
     const check = await this.#redis
@@ -336,6 +484,7 @@ export class RedisRegistry implements ConnectionRegistry {
         .zrem(a.resuming, member)
         .zrem(a.leases, member)
         .exec();
+      await this.#leave(connection.connectionId, connection.userId, topic);
       if (userId === null || closing !== null) return { outcome: 'gone' };
       return {
         outcome: topicAllowed(topic, JSON.parse(grants ?? '[]') as string[]) ? 'left' : 'forbidden',
@@ -344,7 +493,11 @@ export class RedisRegistry implements ConnectionRegistry {
     // A refresh that stored a later exp after this subscribe read the old one
     // re-scored the memberships it could see; (2) may have come after that.
     if (exp !== null && Number(exp) !== connection.tokenExpiresAt) {
-      await this.#redis.zadd(scores, 'XX', this.#expiry(Number(exp)), member);
+      const bound = this.#expiry(Number(exp));
+      await Promise.all([
+        this.#redis.zadd(scores, 'XX', bound, member),
+        this.presenceOp(topic, 'renew', `${connection.connectionId}|${connection.userId}`, bound),
+      ]);
     }
     return cursor === undefined ? { outcome: 'subscribed' } : { outcome: 'subscribed', cursor };
   }
@@ -365,6 +518,7 @@ export class RedisRegistry implements ConnectionRegistry {
         .zrem(a.resuming, member)
         .zrem(a.leases, member)
         .exec(),
+      this.#leave(connection.connectionId, connection.userId, topic),
     ]);
     return removed > 0;
   }
@@ -474,7 +628,14 @@ export class RedisRegistry implements ConnectionRegistry {
 
   async refreshToken(
     connectionId: string,
-    token: { expiresAt: number; issuedAt: number; topics: string[]; publish?: string[] },
+    token: {
+      expiresAt: number;
+      issuedAt: number;
+      topics: string[];
+      presenceTopics?: string[];
+      info?: string;
+      publish?: string[];
+    },
   ): Promise<boolean> {
     const topics = this.keys.connectionTopics(connectionId);
     const listed = await this.#redis.pwRefresh(
@@ -484,19 +645,22 @@ export class RedisRegistry implements ConnectionRegistry {
       JSON.stringify(token.topics),
       this.#ttl,
       token.issuedAt,
+      JSON.stringify(token.presenceTopics ?? []),
+      token.info ?? '',
       JSON.stringify(token.publish ?? []),
     );
     if (listed === null) return false;
     const refused = listed.filter((topic) => !topicAllowed(topic, token.topics));
     if (refused.length > 0) {
       // Out of the list first, then out of the audiences (see subscribe).
-      const [endpoint] = await Promise.all([
-        this.#redis.hget(this.keys.connection(connectionId), 'endpoint'),
+      const [[endpoint, userId]] = await Promise.all([
+        this.#redis.hmget(this.keys.connection(connectionId), 'endpoint', 'userId'),
         this.#redis.srem(topics, ...refused),
       ]);
       const member = encodeMember({ connectionId, endpoint: endpoint ?? '' });
       await Promise.all(
-        refused.map((topic) => {
+        refused.map(async (topic) => {
+          if (userId) await this.#leave(connectionId, userId, topic);
           const a = this.topicAudience(topic).keys;
           return this.#redis
             .multi()
@@ -587,7 +751,8 @@ export class RedisRegistry implements ConnectionRegistry {
     // endpoint.lua), so a new deployment's first messages are not older
     // than it. After a data loss, the first $connect marks it anew.
     if (entry !== null && !this.#epochMarked) {
-      await this.#redis.pwEndpoint(this.keys.endpoints(), this.keys.epoch(), '', 0);
+      const k = this.keys;
+      await this.#redis.pwEndpoint(k.endpoints(), k.epoch(), k.tokenEpoch(), '', 0, now);
       this.#epochMarked = true;
     }
     // Members whose replay lease ran out are live again before this publish
@@ -656,6 +821,22 @@ export class RedisRegistry implements ConnectionRegistry {
     ]);
     return live + resuming;
   }
+
+  async members(topic: string, after: string | undefined, limit: number): Promise<MembersPage> {
+    const [nudge, count, more, ...flat] = (await this.presenceOp(
+      topic,
+      'page',
+      after ?? '',
+      limit,
+    )) as (string | number)[];
+    await this.#nudge(topic, Number(nudge));
+    const members: MembersPage['members'] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const info = String(flat[i + 1]);
+      members.push(info ? { userId: String(flat[i]), info } : { userId: String(flat[i]) });
+    }
+    return { count: Number(count), members, more: Number(more) === 1 };
+  }
 }
 
 /** HGETALL's flat [field, value, ...] reply (as a script returns it) as an object. */
@@ -672,8 +853,17 @@ function toConnection(
   topics: string[],
   closing = false,
 ): Connection | null {
-  const { userId, endpoint, connectedAt, allowedTopics, publishTopics, pendingSince, exp, iat } =
-    hash;
+  const {
+    userId,
+    endpoint,
+    connectedAt,
+    allowedTopics,
+    publishTopics,
+    pendingSince,
+    exp,
+    iat,
+    info,
+  } = hash;
   if (userId === undefined || endpoint === undefined) return null;
   if (hash['closing'] !== undefined && !closing) return null;
   const connection: Connection = {
@@ -688,5 +878,8 @@ function toConnection(
   if (pendingSince !== undefined) connection.pendingSince = pendingSince;
   if (exp !== undefined) connection.tokenExpiresAt = Number(exp);
   if (iat !== undefined) connection.tokenIssuedAt = Number(iat);
+  const presence = hash['presenceTopics'];
+  if (presence) connection.presenceTopics = JSON.parse(presence) as string[];
+  if (info) connection.info = info;
   return connection;
 }

@@ -5,6 +5,7 @@ import beginResumeLua from './scripts/begin-resume.lua';
 import closeLua from './scripts/close.lua';
 import endpointLua from './scripts/endpoint.lua';
 import positionLua from './scripts/position.lua';
+import presenceLua from './scripts/presence.lua';
 import publishLua from './scripts/publish.lua';
 import refreshLua from './scripts/refresh.lua';
 import renewLua from './scripts/renew.lua';
@@ -27,8 +28,9 @@ export function defineScripts(redis: Redis | Cluster): void {
   redis.defineCommand('pwAdmit', { numberOfKeys: 4, lua: admitLua });
   redis.defineCommand('pwRefresh', { numberOfKeys: 2, lua: refreshLua });
   redis.defineCommand('pwClose', { numberOfKeys: 2, lua: closeLua });
-  redis.defineCommand('pwEndpoint', { numberOfKeys: 2, lua: endpointLua });
+  redis.defineCommand('pwEndpoint', { numberOfKeys: 3, lua: endpointLua });
   redis.defineCommand('pwPosition', { numberOfKeys: 1, lua: positionLua });
+  redis.defineCommand('pwPresence', { numberOfKeys: 5, lua: presenceLua });
   redis.defineCommand('pwSweep', { numberOfKeys: 1, lua: sweepLua });
 }
 
@@ -39,9 +41,11 @@ declare module 'ioredis' {
     pwEndpoint(
       endpoints: string,
       epoch: string,
+      tokenEpoch: string,
       endpoint: string,
       endpointsTtlSeconds: number,
-    ): Result<number, Context>;
+      nowMs: number,
+    ): Result<string, Context>;
     pwPublish(
       live: string,
       history: string,
@@ -123,7 +127,20 @@ declare module 'ioredis' {
       allowedTopics: string,
       ttlSeconds: number,
       issuedAtMs: number,
+      presenceGrants: string,
+      info: string,
       publishGrants: string,
+    ): Result<string[] | null, Context>;
+    /** See presence.lua: five keys, then the op and its arguments. */
+    pwPresence(
+      ...keysAndArgs: (string | number)[]
+    ): Result<(string | number)[] | number | null, Context>;
+    pwPresenceTake(
+      events: string,
+      lock: string,
+      token: string,
+      max: number,
+      lockMs: number,
     ): Result<string[] | null, Context>;
   }
 }

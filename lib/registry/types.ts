@@ -19,14 +19,34 @@ export interface ConnectionRecord {
   tokenExpiresAt?: number;
   /** When the connection's token was issued (its `iat`, ms): a revocation at or after it refuses it. */
   tokenIssuedAt?: number;
+  /** Topic names or patterns whose member list the token lets it read (`presence` claim). */
+  presenceTopics?: string[];
+  /** The token's `info` claim as JSON text: public info shown in member lists and join events. */
+  info?: string;
+}
+
+/** One page of a topic's members, in user id order. */
+export interface MembersPage {
+  /** Users present on the topic (each once, however many devices). */
+  count: number;
+  /** `info`: the user's `info` claim as JSON text. */
+  members: { userId: string; info?: string }[];
+  /** More users follow the last one of this page. */
+  more: boolean;
 }
 
 /**
  * What register() did: admitted the connection, or refused it (writing
  * nothing) because the user's tokens were revoked at or after this one was
- * issued, or because the user already has as many connections as allowed.
+ * issued, because the token was issued before Redis's data began (any
+ * revocation older than the data is gone with it), or because the user
+ * already has as many connections as allowed.
  */
-export type RegisterOutcome = 'registered' | 'revoked' | 'too_many_connections';
+export type RegisterOutcome =
+  | 'registered'
+  | 'revoked'
+  | 'issued_before_epoch'
+  | 'too_many_connections';
 
 /** How much one replay step may return: what one post to the connection can carry. */
 export interface ResumeLimits {
@@ -177,7 +197,16 @@ export interface ConnectionRegistry {
    */
   refreshToken(
     connectionId: string,
-    token: { expiresAt: number; issuedAt: number; topics: string[]; publish?: string[] },
+    token: {
+      expiresAt: number;
+      issuedAt: number;
+      topics: string[];
+      /** The `presence` grants and `info` claim (JSON) of the new token. */
+      presenceTopics?: string[];
+      info?: string;
+      /** The `publish` grants of the new token. */
+      publish?: string[];
+    },
   ): Promise<boolean>;
   /**
    * Counts one replay of this connection in the current minute; returns the
@@ -220,4 +249,26 @@ export interface ConnectionRegistry {
   sweepExpired(cutoffMs: number, max: number): Promise<Recipient[]>;
   /** Connected members (live, or catching up on history), expired ones not counted. */
   countConnected(audience: Audience | 'all'): Promise<number>;
+
+  /**
+   * A page of the users on a topic, after `after` (a user id) in id order.
+   * Devices whose expiry passed are taken out first (their users leave).
+   */
+  members(topic: string, after: string | undefined, limit: number): Promise<MembersPage>;
+}
+
+/** The presenceEvents function's side of presence: the sweep and the drain's takes. */
+export interface PresenceSweeper {
+  /**
+   * Visits the topics whose presence is due (a device may have expired, or
+   * events wait): takes out expired devices, recording their users' leaves.
+   * Answers the topics with events waiting to be fanned out.
+   */
+  sweepPresence(maxTopics: number): Promise<string[]>;
+  /**
+   * Takes up to `max` of a topic's waiting join/leave events, in order, for
+   * the drain holding `token` (the first take acquires it; one that finds
+   * none left releases it). Null while another drain holds the topic.
+   */
+  takePresenceEvents(topic: string, token: string, max: number): Promise<string[] | null>;
 }

@@ -12,6 +12,7 @@ import {
 } from '../errors.js';
 import type { EventSink } from '../events/types.js';
 import type { Gateway } from '../gateway/gateway.js';
+import { listMembers } from '../presence/members.js';
 import { callbackEndpoint } from '../protocol/endpoint.js';
 import {
   type ClientFrame,
@@ -74,6 +75,8 @@ const expired = (expiresAt: number | undefined, now: number): boolean =>
 
 const REVOKED =
   "token revoked: this user's tokens issued before the revocation are refused; get a new one";
+const BEFORE_EPOCH =
+  'token issued before the server lost its data (and any revocation with it): get a new one';
 
 export interface ReplayBounds {
   /** Longest a replay may run before it gives up and makes the connection live. */
@@ -133,6 +136,8 @@ export async function connect(
         ...(identity.publish?.length && { publishTopics: identity.publish }),
         tokenExpiresAt: identity.expiresAt,
         tokenIssuedAt: identity.issuedAt,
+        ...(identity.presenceTopics && { presenceTopics: identity.presenceTopics }),
+        ...(identity.info !== undefined && { info: identity.info }),
         ...(input.since !== undefined && { pendingSince: input.since }),
       },
       maxConnections,
@@ -142,6 +147,7 @@ export async function connect(
       throw error;
     });
   if (outcome === 'revoked') throw new UnauthorizedError(REVOKED);
+  if (outcome === 'issued_before_epoch') throw new UnauthorizedError(BEFORE_EPOCH);
   if (outcome === 'too_many_connections') {
     throw new LimitError(
       'too_many_connections',
@@ -427,6 +433,17 @@ async function answer(
     case 'publish':
       if (!deps.clientPublish) throw new ForbiddenError('client publish is not enabled here');
       return clientPublish(connection, frame, deps.clientPublish);
+    case 'presence': {
+      // Only who is subscribed sees who else is (and only with the grant).
+      if (!connection.topics.includes(frame.topic))
+        throw new ForbiddenError(`subscribe to topic "${frame.topic}" before asking who is on it`);
+      if (!topicAllowed(frame.topic, connection.presenceTopics ?? []))
+        throw new ForbiddenError(
+          `your token does not allow the member list of topic "${frame.topic}" ("presence" claim)`,
+        );
+      const list = await listMembers(deps.registry, frame.topic, frame);
+      return { type: 'presence', topic: frame.topic, ...list };
+    }
     case 'resume': {
       await countReplay(deps, connectionId);
       const audience = deps.registry.userAudience(connection.userId);

@@ -9,7 +9,7 @@ import type { TrackedClient } from '../helpers/offline.js';
 import { connectTracked, isMessage, publishOk, untilPasses, useStack } from '../helpers/stack.js';
 
 /**
- * Client publish (issue 16; docs/protocol.md PW-P) end to end: real WebSocket
+ * Client publish (issue 16; docs/protocol.md PW-C) end to end: real WebSocket
  * clients and the client library against `npm start`, `$default` handing each
  * publish to the `publish` function through serverless-offline's Lambda
  * Invoke, and the example publish hook (functions/publish-hook-example.ts)
@@ -69,7 +69,7 @@ async function sentinel(topic: string, clients: TrackedClient[]): Promise<void> 
 const messagesOn = (c: TrackedClient, topic: string) =>
   c.client.messages().filter((m) => m['topic'] === topic && m['data'] !== 'sentinel');
 
-describe('client publish: grants (PW-P1)', () => {
+describe('client publish: grants (PW-C1)', () => {
   it('publishes where the publish claim allows, with the same prefix rule as topics, and nowhere else', async () => {
     const alice = await connectAs('alice', {
       topics: ['chat:*', 'news'],
@@ -106,7 +106,7 @@ describe('client publish: grants (PW-P1)', () => {
   });
 });
 
-describe('client publish: the ack, from, dedup and echo (PW-P3, PW-P4, PW-P5)', () => {
+describe('client publish: the ack, from, dedup and echo (PW-C3, PW-C4, PW-C5)', () => {
   it('acks with id and cursor, delivers with `from`, stores it for resume, and a retry with the same id is delivered once', async () => {
     const topic = 'room:ack';
     const sender = await connectAs('dave', { topics: [topic], publish: [topic] });
@@ -185,7 +185,7 @@ describe('client publish: the ack, from, dedup and echo (PW-P3, PW-P4, PW-P5)', 
   });
 });
 
-describe('client publish: limits (PW-P2)', () => {
+describe('client publish: limits (PW-C2)', () => {
   it(`refuses the publish after the ${RATE}th in the window with rate_limited, retryAfter and topic`, async () => {
     const topic = 'room:rate';
     const c = await connectAs('judy', { publish: [topic] });
@@ -222,7 +222,7 @@ describe('client publish: limits (PW-P2)', () => {
   });
 });
 
-describe('the publish hook (PW-P7)', () => {
+describe('the publish hook (PW-C7)', () => {
   it('allows, denies with its reason, replaces data, and fails distinctly on a timeout, an error or nonsense', async () => {
     const topic = 'hooked:room';
     // Two connections: each stays within its RATE publishes.
@@ -259,7 +259,7 @@ describe('the publish hook (PW-P7)', () => {
   });
 });
 
-describe('ephemeral messages (PW-P6)', () => {
+describe('ephemeral messages (PW-C6)', () => {
   it('are delivered live with ephemeral:true and no cursor, and are absent from a resume, from clients and services alike', async () => {
     const topic = 'room:typing';
     const typist = await connectAs('nick', { topics: [topic], publish: [topic] });

@@ -430,6 +430,12 @@ describe('demo page', () => {
         10_000,
         'demo-ann subscribed to demo-news',
       );
+      // Who is online (issue 16): the topic's member list, with the name from her token's info.
+      await page.click('#online-refresh');
+      await page.waitForSelector('#online li[data-topic="demo-news"]:has-text("demo-ann")');
+      expect(await page.textContent('#online li[data-topic="demo-news"]')).toBe(
+        '#demo-news: demo-ann (1)',
+      );
       await page.click('#publish');
       const topicMessage = page.locator('#messages li', { hasText: '#demo-news' });
       await topicMessage.waitFor();

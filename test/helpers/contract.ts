@@ -72,7 +72,8 @@ const SERVER_TYPES: Record<string, string> = {};
 const CLIENT_ACTIONS: Record<string, string> = {};
 for (const [name, message] of channelMessages('connection')) {
   const schema = message.payload.$ref.split('/').pop() as string;
-  if (schema.endsWith('Action')) CLIENT_ACTIONS[name] = schema;
+  // By the message's name: a client action and a server frame may share one (presence).
+  if (schema.endsWith('Action')) CLIENT_ACTIONS[message.name ?? name] = schema;
   else SERVER_TYPES[name] = schema;
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { RedisRegistry } from '../../lib/registry/redis.js';
+import { markEpoch, type RedisRegistry } from '../../lib/registry/redis.js';
 import { handleFrame } from '../../lib/session/session.js';
 import { callsDelta, TOPOLOGIES, testClock, useTopologies } from '../helpers/redis-matrix.js';
 import { connection, RecordingGateway } from './support.js';
@@ -130,6 +130,67 @@ describe.each(TOPOLOGIES)('security limits on %s Redis', (topology) => {
       expect(after?.revokedAt).toBe(1234);
       expect(ttl).toBeGreaterThan(0);
       expect(ttl).toBeLessThanOrEqual(60);
+    });
+
+    it('refuses a token issued before Redis lost its data: the revocation went with the data (model seed -1830243317)', async () => {
+      // Prepare: a revoked user, whose token from before the revocation is refused.
+      const clock = testClock();
+      const registry = env.registry({ now: clock.now });
+      // The data begins (as `npm start` marks it, or the first $connect).
+      const prefix = registry.keys.endpoints().slice(0, -'endpoints'.length);
+      const began = clock.now();
+      expect(await markEpoch(env.redis, prefix, began)).toBe(began);
+      clock.advance(10_000);
+      const issued = clock.now();
+      const old = (id: string) =>
+        connection('rev-user', { connectionId: id, tokenIssuedAt: issued });
+      expect(await registry.register(old('rv-1='))).toBe('registered');
+      clock.advance(1_000);
+      await registry.revokeUser('rev-user', clock.now(), 3_600);
+      expect(await registry.register(old('rv-2='))).toBe('revoked');
+      // Redis restarts empty, more than the grace (60 s) after the revocation:
+      // the revocation, the records, the epochs are gone.
+      clock.advance(61_000);
+      await registry.remove('rv-1=');
+      const gone = [
+        registry.keys.revoked('rev-user'),
+        registry.keys.epoch(),
+        registry.keys.tokenEpoch(),
+        registry.keys.endpoints(),
+      ];
+      for (const key of gone) await env.redis.del(key);
+
+      // Act
+      const lost = clock.now();
+      const stale = await registry.register(old('rv-3='));
+      const fresh = await registry.register(
+        connection('rev-user', { connectionId: 'rv-4=', tokenIssuedAt: clock.now() }),
+      );
+      // Within the grace before the data began: admitted (a fresh Redis looks the same).
+      const minted = await registry.register(
+        connection('rev-user', { connectionId: 'rv-5=', tokenIssuedAt: clock.now() - 50_000 }),
+      );
+
+      // Assess: the old token is refused and nothing of it is written; a new one is admitted.
+      expect(stale).toBe('issued_before_epoch');
+      expect(await env.redis.exists(registry.keys.connection('rv-3='))).toBe(0);
+      expect((await registry.lookupUser('rev-user')).map((c) => c.connectionId).sort()).toEqual([
+        'rv-4=',
+        'rv-5=',
+      ]);
+      expect(fresh).toBe('registered');
+      expect(minted).toBe('registered');
+      const epoch = Number(await env.redis.get(registry.keys.tokenEpoch()));
+      expect(epoch).toBeGreaterThanOrEqual(lost);
+      expect(epoch).toBeLessThanOrEqual(clock.now());
+    });
+
+    it('refuses no token on data from before token epochs (an epoch but no token epoch)', async () => {
+      const registry = env.registry();
+      await registry.register(connection('upg-user'));
+      await env.redis.del(registry.keys.tokenEpoch());
+      const record = connection('upg-user', { connectionId: 'upg-2=', tokenIssuedAt: 1_000 });
+      expect(await registry.register(record)).toBe('registered');
     });
 
     it('knows the endpoints connections were recorded with, and no others', async () => {

@@ -39,6 +39,12 @@ const SECRET = 'model-secret-model-secret-model-secret-0123456789';
 const PREFIX = 'pwm:';
 /** The management API's per-attempt timeout (MANAGEMENT_API_TIMEOUT_MS's default). */
 export const MANAGEMENT_TIMEOUT_MS = 5_000;
+/**
+ * Tokens issued up to this long before Redis's data began are admitted
+ * (tokenEpochGraceMs; 60 s by default, short here so the model's minutes
+ * test it): a revocation older than this when Redis loses its data outlives it.
+ */
+const TOKEN_EPOCH_GRACE_MS = 1_000;
 /** Client timings, short so the model's minutes stay few (virtual time). */
 export const CLIENT_TIMING = {
   pingInterval: 10_000,
@@ -236,6 +242,9 @@ export interface Tab {
   index: number;
   world: World;
   user: number;
+  /** Keeps one token (see WorldParams.tabs); `token` is it once made. */
+  stale: boolean;
+  token?: string;
   storage: ModelStorage;
   client: ClientModule.Pushwire;
   /** Topics (indexes) the app subscribed to. */
@@ -248,6 +257,8 @@ export interface Tab {
   handed: Handed[];
   gaps: { stream: StreamKey; seq: number }[];
   errors: { code: string; seq: number }[];
+  /** When the page reloaded (seq). */
+  reloads: number[];
   conns: Conn[];
 }
 
@@ -257,7 +268,11 @@ export interface WorldParams {
   /** Per user: the topic indexes its tokens grant ('*' when `wildcard`). */
   grants: number[][];
   wildcard: boolean[];
-  tabs: { user: number; storage: number }[];
+  /**
+   * `stale`: the tab keeps the token it was first given, across reloads (a
+   * stolen token): it is checked for what it must not receive only.
+   */
+  tabs: { user: number; storage: number; stale?: boolean }[];
   asyncStorage: boolean[];
   historySize: number;
   replaysPerMinute: number;
@@ -296,7 +311,9 @@ export class World {
   without: ReadonlySet<string> = new Set();
   storages: ModelStorage[] = [];
   /** Publish requests that carried an id, for retries. */
-  readonly #withIds: { request: Record<string, unknown>; dataJson: string }[] = [];
+  readonly #withIds: { request: Record<string, unknown>; dataJson: string; losses: number }[] = [];
+  /** How many times Redis lost its data so far. */
+  #losses = 0;
   /** Events in order: publishes, hand-overs and gaps compare by it. */
   seq = 0;
   actions = 0;
@@ -305,6 +322,8 @@ export class World {
   readonly #verify = createTokenVerifier({ secret: SECRET });
   readonly #gateway: Gateway;
   #connSeq = 0;
+  /** When the server task or publish now running began (virtual time). */
+  #workStartedAt = 0;
   readonly #errors = webSocketErrors({
     logger: () => loggerStub as never,
     gateway: () => this.#gateway,
@@ -343,6 +362,7 @@ export class World {
         index,
         world,
         user: t.user,
+        stale: t.stale === true,
         storage: storages[t.storage] ?? (storages[0] as ModelStorage),
         client: undefined as unknown as ClientModule.Pushwire,
         topics: new Set(),
@@ -352,6 +372,7 @@ export class World {
         handed: [],
         gaps: [],
         errors: [],
+        reloads: [],
         conns: [],
       };
       world.tabs.push(tab);
@@ -374,6 +395,7 @@ export class World {
       historySize: this.params.historySize,
       historyTtlSeconds: this.params.historyTtlSeconds,
       pendingLeaseMs: 7_000,
+      tokenEpochGraceMs: TOKEN_EPOCH_GRACE_MS,
     });
   }
 
@@ -415,9 +437,10 @@ export class World {
         world.#openConn(tab, this, url);
       }
     };
+    if (tab.stale && tab.token === undefined) tab.token = this.token(tab.user);
     const client = new this.#client.Pushwire({
       url: 'wss://model.test/prod',
-      token: () => this.token(tab.user),
+      token: tab.stale ? (tab.token as string) : () => this.token(tab.user),
       storage: tab.storage,
       WebSocket: Socket,
       ...CLIENT_TIMING,
@@ -554,7 +577,9 @@ export class World {
           kind: 'ungranted',
           detail: `${what}: token does not grant ${m.topic}`,
         });
-      if (claims && claims.exp * 1000 < this.clock.now)
+      // Judged when the server began the work that posted it: a post decided
+      // before exp may land after it, its retries having taken that long.
+      if (claims && claims.exp * 1000 < this.#workStartedAt)
         this.violations.push({ kind: 'expired', detail: `${what} after its token expired` });
     }
     conn.down.push({ kind: 'message', data: text });
@@ -597,6 +622,7 @@ export class World {
   }
 
   async #runUp(conn: Conn, item: Up): Promise<void> {
+    this.#workStartedAt = this.clock.now;
     const deps = this.#sessionDeps();
     if (item.kind === 'connect') {
       const token = conn.url.searchParams.get('token') ?? undefined;
@@ -763,12 +789,14 @@ export class World {
   /** A publish with an id, sent again (as a caller retries one it is unsure of). */
   async retry(back: number): Promise<void> {
     const earlier = this.#withIds.at(-1 - (back % Math.max(1, this.#withIds.length)));
+    // Left out while open (KNOWN_OPEN): a retry of a publish from before Redis lost its data.
+    if (earlier && earlier.losses < this.#losses && this.without.has('retryAfterLoss')) return;
     if (earlier) await this.publish(earlier.request, earlier.dataJson);
   }
 
   async publish(request: Record<string, unknown>, dataJson: string): Promise<void> {
     if (request['id'] === undefined) delete request['id'];
-    else this.#withIds.push({ request, dataJson });
+    else this.#withIds.push({ request, dataJson, losses: this.#losses });
     const seq = ++this.seq;
     const streams: Published['streams'] = [];
     const users =
@@ -806,6 +834,7 @@ export class World {
       wire['userIds'] = (request['userIds'] as number[]).map((u) => this.params.users[u]);
     if (topic !== undefined) wire['topic'] = this.params.topics[topic];
     let result: PublishResult;
+    this.#workStartedAt = this.clock.now;
     try {
       result = await publish(wire, this.publishDeps());
     } catch {
@@ -836,8 +865,17 @@ export class World {
   }
 
   /** The page reloads: a new client on the same storage, subscribing to the same topics. */
-  reload(tab: Tab): void {
+  async reload(tab: Tab): Promise<void> {
     tab.client.close();
+    // An async storage's failure of the last write (at close) is told by now.
+    await this.#idle();
+    tab.reloads.push(++this.seq);
+    // Told that its storage fails, the new page may know nothing the old one
+    // did: it is due what comes after its own joins (see check()).
+    if (tab.errors.some((e) => /storage/.test(e.code))) {
+      tab.userJoined = undefined;
+      tab.joined.clear();
+    }
     this.#start(tab);
   }
 
@@ -864,8 +902,11 @@ export class World {
   }
 
   /** Redis restarts empty (its data and scripts gone; connections reset). */
-  async redisLosesData(forgetRevocations: boolean): Promise<void> {
-    if (forgetRevocations) this.revokedAt.clear();
+  async redisLosesData(): Promise<void> {
+    this.#losses++;
+    // Only revocations older than the grace are promised to outlive the loss.
+    for (const [user, at] of this.revokedAt)
+      if (at >= this.clock.now - TOKEN_EPOCH_GRACE_MS) this.revokedAt.delete(user);
     await this.redis.flushall();
     await this.redis.script('FLUSH');
     await this.redis.client('KILL', 'TYPE', 'normal').catch(() => undefined);
@@ -883,7 +924,8 @@ export class World {
     let quiet = 0;
     for (let i = 0; i < 150 && quiet < 15; i++) {
       await this.advance(1_000);
-      const settled = this.tabs.every((t) => t.client.state === 'connected');
+      // A tab on a stale token may be refused for good (expired, revoked).
+      const settled = this.tabs.every((t) => t.stale || t.client.state === 'connected');
       quiet = settled ? quiet + 1 : 0;
     }
     if (quiet < 15)
@@ -896,19 +938,29 @@ export class World {
   check(): Violation[] {
     const out = [...this.violations];
     for (const tab of this.tabs) {
+      // A stale token's tab is owed nothing: it is checked as it lands (#land).
+      if (tab.stale) continue;
       // Order is promised for what the tab subscribed to: a message published
       // before its subscription began may come late from a resume's floor.
+      // (Joined again since, e.g. by a page that reloaded knowing nothing,
+      // what was published before is not promised in order either.)
       const intended = new Set<string>();
       for (const p of this.published)
-        for (const s of p.streams)
-          if (s.tabs.has(tab.index)) intended.add(`${s.stream}\u0000${p.id}`);
+        for (const s of p.streams) {
+          if (!s.tabs.has(tab.index)) continue;
+          const since = s.topic === undefined ? tab.userJoined : tab.joined.get(s.topic);
+          if (since !== undefined && since > p.seq) continue;
+          intended.add(`${s.stream}\u0000${p.id}`);
+        }
       const counts = new Map<string, Handed[]>();
       const newest = new Map<StreamKey, string>();
       for (const h of tab.handed) {
         const key = `${h.stream}\u0000${h.id}`;
+        const again = counts.has(key);
         counts.set(key, [...(counts.get(key) ?? []), h]);
         const before = newest.get(h.stream);
-        if (h.cursor !== undefined) {
+        // A message handed over again is judged as a duplicate, not for order.
+        if (h.cursor !== undefined && !again) {
           if (before !== undefined && cmp(h.cursor, before) < 0 && intended.has(key))
             out.push({
               kind: 'order',
@@ -939,6 +991,9 @@ export class World {
               out.push({ kind: 'corrupt', detail: `tab ${tab.index} got ${p.id} with other data` });
           if (got.length > 0) continue;
           if (tab.gaps.some((g) => g.stream === s.stream && g.seq > p.seq)) continue;
+          // Told its storage fails, the page that reloads next may know nothing of
+          // what the one before was due (nothing was written for it to resume from).
+          if (tab.reloads.some((r) => r > p.seq && r > told)) continue;
           out.push({
             kind: 'lost',
             detail: `tab ${tab.index} (user ${tab.user}) never got ${p.id} on ${s.stream} (published at #${p.seq}) and no gap told it`,

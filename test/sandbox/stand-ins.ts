@@ -270,12 +270,16 @@ export interface Invocation {
 
 /**
  * Lambda's Invoke API (`POST /2015-03-31/functions/{name}/invocations`,
- * RequestResponse): checks the SigV4 signature for lambda in the region,
+ * RequestResponse, or Event: queued until runQueued): checks the SigV4 signature for lambda in the region,
  * runs the function through `run`, and answers as Lambda does: 200 with the
  * result, or 200 with X-Amz-Function-Error when the function failed.
  */
 export class LambdaInvokeStandIn {
   readonly invocations: Invocation[] = [];
+  /** Asynchronous (Event) invocations accepted and not yet run. */
+  readonly queued: Invocation[] = [];
+  /** Event invocations run so far, with what each answered. */
+  readonly ran: (Invocation & { outcome: unknown })[] = [];
   readonly signatureFailures: SignatureFailure[] = [];
   #listening?: Listening;
 
@@ -320,7 +324,7 @@ export class LambdaInvokeStandIn {
       return;
     }
     const type = request.headers['x-amz-invocation-type'] ?? 'RequestResponse';
-    if (type !== 'RequestResponse') {
+    if (type !== 'RequestResponse' && type !== 'Event') {
       res.writeHead(400).end(JSON.stringify({ message: `unexpected invocation type ${type}` }));
       return;
     }
@@ -331,6 +335,13 @@ export class LambdaInvokeStandIn {
     const what = { action: 'lambda:InvokeFunction', resource, region: this.region };
     if (!(await authorized(this.log, check, this.keyring, what, res))) return;
     const payload = JSON.parse(request.body.toString('utf8')) as unknown;
+    if (type === 'Event') {
+      // Lambda queues it and answers 202 at once; it runs when the test says
+      // (runQueued), so its posts never interleave with another test's.
+      this.queued.push({ functionName, payload });
+      res.writeHead(202).end();
+      return;
+    }
     this.invocations.push({ functionName, payload });
     const outcome = await this.run(functionName, payload);
     if (outcome.ok) {
@@ -341,6 +352,14 @@ export class LambdaInvokeStandIn {
       res
         .writeHead(200, { 'content-type': 'application/json', 'x-amz-function-error': 'Unhandled' })
         .end(JSON.stringify(outcome.error));
+    }
+  }
+
+  /** Runs the queued Event invocations, oldest first, as Lambda's async queue would. */
+  async runQueued(): Promise<void> {
+    for (let next = this.queued.shift(); next; next = this.queued.shift()) {
+      const outcome = await this.run(next.functionName, next.payload);
+      this.ran.push({ ...next, outcome });
     }
   }
 

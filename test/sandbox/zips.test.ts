@@ -164,6 +164,8 @@ async function packageStack(
       // Every lifecycle event, relayed by the `events` zip to the stand-in bus.
       EVENTS: 'all',
       EVENTS_BUS: self.eventsBus,
+      // Joins and leaves on the runs' topics: $default and $disconnect invoke presenceEvents.
+      PRESENCE_EVENTS_TOPICS: 'news-*,both-stacks',
       AWS_ENDPOINT_URL_EVENTBRIDGE: self.eventBridge.url,
     },
     resolver(facts),
@@ -224,6 +226,7 @@ it('packages every function for a Node runtime the sandbox runs, its environment
     'http',
     'kick',
     'presence',
+    'presenceEvents',
     'publish',
     'queue',
   ]);
@@ -643,6 +646,42 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       });
     });
 
+    it('joins and leaves: $default and $disconnect invoke presenceEvents (Event), which posts them', async () => {
+      // Prepare: zed joins the topic and leaves it.
+      const zed = await connect(user('zed'), [topic]);
+      expect(replyFrame(await send(zed, { action: 'subscribe', topic }))).toMatchObject({
+        type: 'subscribed',
+      });
+      expect(
+        (await sandbox.invokeOk<Reply>('disconnect', disconnectEvent(A, zed))).statusCode,
+      ).toBe(200);
+      A.mgmt.drop(zed);
+      const queued = A.invokeApi.queued.map((q) => q.functionName);
+      expect(queued.length).toBeGreaterThanOrEqual(2);
+      for (const name of queued) expect(name).toBe(`pushwire-${A.facts.stage}-presenceEvents`);
+      // Act: Lambda's queue runs them.
+      await A.invokeApi.runQueued();
+      // Assess: alice1 (on the topic) was told, in order.
+      const told = A.mgmt
+        .postsTo(alice1)
+        .filter((f) => (f as { userId?: string }).userId === user('zed'));
+      expect(told).toEqual([
+        { type: 'join', topic, userId: user('zed') },
+        { type: 'leave', topic, userId: user('zed') },
+      ]);
+      expect(A.invokeApi.signatureFailures).toEqual([]);
+      // And a page of members, through the service API.
+      const page = await sandbox.invokeOk<Record<string, unknown>>('presence', {
+        topic,
+        members: true,
+        limit: 1,
+      });
+      expect(page).toMatchObject({
+        members: [{ userId: expect.any(String) }],
+        next: expect.any(String),
+      });
+    });
+
     it('the events function sends every lifecycle event of the run with signed PutEvents', async () => {
       // Prepare
       const before = A.eventBridge.events.length;
@@ -655,13 +694,26 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       expect(result).toEqual({ sent: sent.length, failed: 0 });
       expect(A.eventBridge.signatureFailures).toEqual([]);
       expect(A.eventBridge.malformed).toEqual([]);
+      // Presence events come when presenceEvents fans them out (checked below).
+      const isPresence = (e: { detailType: string }) =>
+        e.detailType.startsWith('pushwire.presence.');
       const of = (id: string) =>
         sent
-          .filter((e) => e.detail['connectionId'] === id)
+          .filter((e) => e.detail['connectionId'] === id && !isPresence(e))
           .map((e) => [e.detailType, e.detail['reason'] ?? e.detail['topic'] ?? e.detail['code']]);
+      const presenceOf = (id: string) =>
+        sent
+          .filter((e) => e.detail['connectionId'] === id && isPresence(e))
+          .map((e) => [e.detailType, e.detail['topic']]);
       expect(of(alice1)).toEqual([
         ['pushwire.connected', undefined],
         ['pushwire.subscribed', topic],
+      ]);
+      // alice's first device joined; the pruned member's join and (its last device) leave.
+      expect(presenceOf(alice1)).toEqual([['pushwire.presence.join', topic]]);
+      expect(presenceOf(gone)).toEqual([
+        ['pushwire.presence.join', topic],
+        ['pushwire.presence.leave', topic],
       ]);
       expect(of(alice2)).toEqual([
         ['pushwire.connected', undefined],
@@ -1032,6 +1084,25 @@ describe('two stacks (two stages, two regions) sharing one Redis, each naming th
     expect(ids(B, 'disconnected', 'client_close')).toEqual([]);
     const eventIds = [...sent(A), ...sent(B)].map((e) => e.detail['eventId']);
     expect(new Set(eventIds).size).toBe(eventIds.length);
+  });
+
+  it("a leave on either stack is fanned out by that stack's presenceEvents to the members of both", async () => {
+    // Prepare: a member of the topic on B goes ($disconnect on B).
+    const id = on(B, 'member0-b-2stacks')[0] as string;
+    expect((await invoke<Reply>(B, 'disconnect', disconnectEvent(B, id))).statusCode).toBe(200);
+    B.mgmt.drop(id);
+    // Act: each stack's queue runs (joins were queued by the subscribes on both).
+    await A.invokeApi.runQueued();
+    await B.invokeApi.runQueued();
+    // Assess: a member held by A heard B's leave.
+    const listener = on(A, 'member1-a-2stacks')[0] as string;
+    expect(A.mgmt.postsTo(listener)).toContainEqual({
+      type: 'leave',
+      topic,
+      userId: 'member0-b-2stacks',
+    });
+    for (const stack of [A, B])
+      expect(stack.invokeApi.ran.every((r) => (r.outcome as { ok: boolean }).ok)).toBe(true);
   });
 
   it('nothing failed, crashed or was refused for its signature, in either stack', () => {

@@ -284,3 +284,43 @@ describe('topicAllowed', () => {
     expect(allowed).toBe(false);
   });
 });
+
+describe('the presence and info claims (issue 16)', () => {
+  const verify = createTokenVerifier({ secret: SECRET });
+
+  it('reads presence grants and the info object (kept as its JSON)', async () => {
+    const identity = await verify(
+      await token({ claims: { presence: ['room:*'], info: { name: 'Alice', avatar: 'a.png' } } }),
+    );
+    expect(identity).toMatchObject({
+      presenceTopics: ['room:*'],
+      info: '{"name":"Alice","avatar":"a.png"}',
+    });
+    expect(await verify(await token())).toMatchObject({ presenceTopics: [] });
+    expect(await verify(await token())).not.toHaveProperty('info');
+  });
+
+  it('takes an info of exactly 1,024 bytes and refuses one of 1,025, saying why', async () => {
+    // {"n":"…"} is 8 bytes around the string.
+    const ok = await verify(await token({ claims: { info: { n: 'x'.repeat(1_016) } } }));
+    expect(ok.info).toHaveLength(1_024);
+    const error = await refusal(
+      verify(await token({ claims: { info: { n: 'x'.repeat(1_017) } } })),
+    );
+    expect(error.message).toMatch(/"info" is over 1024 bytes as JSON/);
+  });
+
+  it.each([
+    ['an array', [1, 2]],
+    ['a string', 'alice'],
+    ['null', null],
+  ])('refuses an info that is %s', async (_label, info) => {
+    const error = await refusal(verify(await token({ claims: { info } })));
+    expect(error.message).toMatch(/"info" must be a JSON object/);
+  });
+
+  it('refuses a presence grant that is no grant', async () => {
+    const error = await refusal(verify(await token({ claims: { presence: ['room*'] } })));
+    expect(error.message).toMatch(/"presence" entries are topic names, prefix grants/);
+  });
+});

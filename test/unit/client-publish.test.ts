@@ -147,7 +147,7 @@ describe('clientPublish ($default)', () => {
   });
 });
 
-describe('the publish frame (PW-P1)', () => {
+describe('the publish frame (PW-C1)', () => {
   it('parses publish with its options, and refuses `from`, a bad id or no data', () => {
     expect(
       parseClientFrame(
@@ -185,7 +185,7 @@ describe('the publish frame (PW-P1)', () => {
   });
 });
 
-describe('the publish hook (PW-P7)', () => {
+describe('the publish hook (PW-C7)', () => {
   const request = {
     topic: 'chat:1',
     data: { text: 'hi' },
@@ -276,7 +276,7 @@ describe('the publish hook (PW-P7)', () => {
   });
 });
 
-describe('frames with from and ephemeral (PW-P5, PW-P6)', () => {
+describe('frames with from and ephemeral (PW-C5, PW-C6)', () => {
   it('messageFrame is JSON.stringify of its fields, in order', () => {
     const frame = messageFrame('m', '{"a":1}', undefined, 't', { from: 'u', ephemeral: true });
     expect(frame).toBe(

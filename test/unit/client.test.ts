@@ -91,6 +91,7 @@ function client(options: Partial<Options> = {}) {
     state: [],
     gap: [],
     error: [],
+    presence: [],
   };
   const pw = new Pushwire({
     url: 'ws://push.test',
@@ -103,6 +104,7 @@ function client(options: Partial<Options> = {}) {
   pw.on('state', (s) => events.state.push(s));
   pw.on('gap', (g) => events.gap.push(g));
   pw.on('error', (e) => events.error.push(e));
+  pw.on('presence', (p) => events.presence.push(p));
   return { pw, events, tokens: () => tokens };
 }
 
@@ -1262,6 +1264,38 @@ describe('no silent loss, no false alarm (issue 21)', () => {
     a.pw.close();
   });
 
+  it('a topic left and joined again resumes, after a reload that came before `subscribed`, from where it was left, not from the time floor (model, seed 720000088)', async () => {
+    // Prepare: a page that got n1 on news, then left news, then reloaded.
+    const storage = new MapStorage();
+    const first = await connected({ storage });
+    first.pw.subscribe('news');
+    last().receive({ type: 'subscribed', topic: 'news', cursor: '1800000000000-0' });
+    last().receive(message('n1', '1800000000010-0', 'news'));
+    await vi.advanceTimersByTimeAsync(1_000);
+    first.pw.unsubscribe('news');
+    first.pw.close();
+    const second = await connected({ storage });
+
+    // Act: the next page joins news again and reloads before `subscribed` comes.
+    second.pw.subscribe('news');
+    expect(last().sent.at(-1)).toMatchObject({ action: 'subscribe', topic: 'news' });
+    expect(last().sent.at(-1)).not.toHaveProperty('since');
+    second.pw.close();
+    const third = client({ storage });
+    third.pw.subscribe('news');
+    third.pw.connect();
+    await settle();
+    last().accept();
+
+    // Assess: from n1's cursor (what came after it is new), not 300 s back (n1 again).
+    expect(last().sent).toContainEqual({
+      action: 'subscribe',
+      topic: 'news',
+      since: '1800000000010-0',
+    });
+    third.pw.close();
+  });
+
   it('an unsubscribed topic leaves storage, even though another tab stored it before', async () => {
     const storage = new MapStorage();
     const { pw } = await connected({ storage });
@@ -1331,7 +1365,7 @@ describe('names that are also Object.prototype members (found by the model test,
   });
 });
 
-describe('publish (issue 16, docs/protocol.md PW-P)', () => {
+describe('publish (issue 16, docs/protocol.md PW-C)', () => {
   const publishes = (s: FakeSocket) => s.sent.filter((f) => f['action'] === 'publish');
   const refOf = (s: FakeSocket) => s.refs.filter((r) => r.action === 'publish').at(-1)?.ref;
 
@@ -1461,5 +1495,77 @@ describe('publish (issue 16, docs/protocol.md PW-P)', () => {
     const pending = pw.publish('t', 1);
     pw.close();
     await expect(pending).rejects.toMatchObject({ code: 'closed' });
+  });
+});
+
+describe('presence (issue 16)', () => {
+  it('asks for a page with a ref and resolves with the page answering that ref', async () => {
+    // Prepare
+    const { pw } = await connected();
+    pw.subscribe('room:1');
+
+    // Act
+    const first = pw.presence('room:1', { limit: 2 });
+    const second = pw.presence('room:1', { cursor: 'Ym9i' });
+    const [a, b] = last().refs.filter((r) => r.action === 'presence');
+    last().receive({
+      type: 'presence',
+      topic: 'room:1',
+      members: [{ userId: 'carol' }],
+      count: 3,
+      ref: b?.ref,
+    });
+    last().receive({
+      type: 'presence',
+      topic: 'room:1',
+      members: [{ userId: 'alice', info: { name: 'Alice' } }, { userId: 'bob' }],
+      count: 3,
+      next: 'Ym9i',
+      ref: a?.ref,
+    });
+
+    // Assess
+    expect(last().sent.filter((f) => f['action'] === 'presence')).toEqual([
+      { action: 'presence', topic: 'room:1', limit: 2 },
+      { action: 'presence', topic: 'room:1', cursor: 'Ym9i' },
+    ]);
+    await expect(first).resolves.toEqual({
+      members: [{ userId: 'alice', info: { name: 'Alice' } }, { userId: 'bob' }],
+      count: 3,
+      next: 'Ym9i',
+    });
+    await expect(second).resolves.toEqual({ members: [{ userId: 'carol' }], count: 3 });
+  });
+
+  it('rejects with the code of an error answering its ref, and when the connection drops or is not up', async () => {
+    const { pw, events } = await connected();
+    const refused = pw.presence('room:1');
+    const ref = last().refs.find((r) => r.action === 'presence')?.ref;
+    last().receive({ type: 'error', code: 'forbidden', message: 'no grant', ref });
+    await expect(refused).rejects.toMatchObject({ code: 'forbidden', message: 'no grant' });
+    // Answered by the promise, not also as an error event.
+    expect(events.error).toEqual([]);
+
+    const dropped = pw.presence('room:1');
+    last().drop();
+    await expect(dropped).rejects.toMatchObject({ code: 'disconnected' });
+    await expect(pw.presence('room:1')).rejects.toMatchObject({ code: 'disconnected' });
+  });
+
+  it('turns join, leave and presence_diff frames into one presence event', async () => {
+    const { events } = await connected();
+    last().receive({ type: 'join', topic: 'room:1', userId: 'alice', info: { name: 'Alice' } });
+    last().receive({ type: 'leave', topic: 'room:1', userId: 'bob' });
+    last().receive({
+      type: 'presence_diff',
+      topic: 'room:2',
+      joined: [{ userId: 'carol' }],
+      left: ['dave'],
+    });
+    expect(events.presence).toEqual([
+      { topic: 'room:1', joined: [{ userId: 'alice', info: { name: 'Alice' } }], left: [] },
+      { topic: 'room:1', joined: [], left: ['bob'] },
+      { topic: 'room:2', joined: [{ userId: 'carol' }], left: ['dave'] },
+    ]);
   });
 });

@@ -58,6 +58,7 @@ describe('loadConfig', () => {
       region: 'us-east-1',
       callbackRegion: 'us-east-1',
       replay: { budgetMs: 5_000, graceMs: 2_000 },
+      presence: { eventTopics: [], coalesceAbove: 100, intervalMs: 2_000 },
       events: { types: [], bus: 'default', outboxMax: 100_000 },
       clientPublish: {
         rate: 10,
@@ -100,6 +101,10 @@ describe('loadConfig', () => {
       AWS_REGION: 'eu-central-1',
       REPLAY_BUDGET_MS: '3000',
       REPLAY_LEASE_GRACE_MS: '1500',
+      PRESENCE_EVENTS_TOPICS: 'room:*, lobby',
+      PRESENCE_COALESCE_ABOVE: '500',
+      PRESENCE_INTERVAL_MS: '5000',
+      PRESENCE_EVENTS_FUNCTION_NAME: 'pushwire-prod-presenceEvents',
       EVENTS: 'connected, refused,connected',
       EVENTS_BUS: 'pushwire-prod',
       EVENTS_OUTBOX_MAX: '5000',
@@ -154,6 +159,12 @@ describe('loadConfig', () => {
       region: 'eu-central-1',
       callbackRegion: 'eu-west-3',
       replay: { budgetMs: 3_000, graceMs: 1_500 },
+      presence: {
+        eventTopics: ['room:*', 'lobby'],
+        coalesceAbove: 500,
+        intervalMs: 5_000,
+        eventsFunctionName: 'pushwire-prod-presenceEvents',
+      },
       events: {
         types: ['connected', 'refused'],
         bus: 'pushwire-prod',
@@ -384,5 +395,13 @@ describe('EVENTS', () => {
       loadConfig({ ...base, EVENTS_BUS: 'arn:aws:events:eu-west-1:123456789012:event-bus/x' });
     // Assess
     expect(load).toThrow(/EVENTS_BUS must be the name of an event bus/);
+  });
+});
+
+describe('presence settings', () => {
+  it('refuses an event topic that is not a topic name or a prefix grant', () => {
+    expect(() => loadConfig({ ...MINIMAL, PRESENCE_EVENTS_TOPICS: 'room*' })).toThrow(
+      /PRESENCE_EVENTS_TOPICS must be comma-separated topic names or prefixes like "room:\*"/,
+    );
   });
 });

@@ -27,6 +27,8 @@ const samples: { [T in (typeof EVENT_TYPES)[number]]: EventDetails[T][] } = {
     { connectionId: 'c=', userId: 'u', topic: 'news', reason: 'token_refresh' },
   ],
   refused: [{ connectionId: 'c=', route: 'connect', code: 'unauthorized' }],
+  'presence.join': [{ connectionId: 'c=', userId: 'u', topic: 'room:1' }],
+  'presence.leave': [{ connectionId: 'c=', userId: 'u', topic: 'room:1' }],
 };
 
 /** The Detail the relay would send for one event. */

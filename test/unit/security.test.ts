@@ -94,6 +94,18 @@ describe('$connect refusals', () => {
     ]);
   });
 
+  it('refuses a token issued before the server lost its data with 401, saying to get a new one', async () => {
+    const { registry } = fakeRegistry({ register: async () => 'issued_before_epoch' });
+    const error = await refusal(
+      connect(await connectInput(await sign('alice', { iat: Math.floor(Date.now() / 1000) })), {
+        registry,
+        verifyToken,
+      }),
+    );
+    expect(error.code).toBe('unauthorized');
+    expect(error.message).toMatch(/^token issued before the server lost its data/);
+  });
+
   it('refuses a connection over the per-user limit with too_many_connections, the limit passed to register', async () => {
     // Prepare
     const { registry, calls } = fakeRegistry({ register: async () => 'too_many_connections' });

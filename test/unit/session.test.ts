@@ -115,6 +115,7 @@ describe('connect', () => {
         allowedTopics: ['news'],
         tokenExpiresAt: identity.expiresAt,
         tokenIssuedAt: identity.issuedAt,
+        presenceTopics: [],
       },
     ]);
   });
@@ -682,5 +683,96 @@ describe('handleFrame: a replay never strands the connection', () => {
     // Assess
     expect(error).toBeInstanceOf(UnknownConnectionError);
     expect(methods()).toEqual(['touch', 'userAudience', 'beginResume']);
+  });
+});
+
+describe('presence (issue 16)', () => {
+  const member = connection({ topics: ['room:1'], presenceTopics: ['room:*'] });
+
+  it('answers a page of members of a subscribed topic the presence grant allows, with its ref', async () => {
+    // Prepare
+    const { registry, calls } = fakeRegistry({
+      touch: async () => member,
+      members: async () => ({
+        count: 3,
+        members: [{ userId: 'alice', info: '{"name":"Alice"}' }, { userId: 'bob' }],
+        more: true,
+      }),
+    });
+
+    // Act
+    const reply = await handleFrame(
+      'c1',
+      '{"action":"presence","topic":"room:1","limit":2,"ref":"p1"}',
+      sessionDeps(registry),
+    );
+
+    // Assess: the next page starts after bob (an opaque cursor).
+    expect(reply).toEqual({
+      type: 'presence',
+      topic: 'room:1',
+      members: [{ userId: 'alice', info: { name: 'Alice' } }, { userId: 'bob' }],
+      count: 3,
+      next: Buffer.from('bob').toString('base64url'),
+      ref: 'p1',
+    });
+    expect(calls.find((c) => c.method === 'members')?.args).toEqual(['room:1', undefined, 2]);
+    const next = await handleFrame(
+      'c1',
+      `{"action":"presence","topic":"room:1","cursor":"${(reply as { next: string }).next}"}`,
+      sessionDeps(registry),
+    );
+    expect(next).toMatchObject({ type: 'presence' });
+    expect(calls.filter((c) => c.method === 'members').at(-1)?.args).toEqual([
+      'room:1',
+      'bob',
+      100,
+    ]);
+  });
+
+  it.each([
+    [
+      'not subscribed to the topic',
+      connection({ topics: [], presenceTopics: ['room:*'] }),
+      /subscribe to topic "room:1" before/,
+    ],
+    [
+      'no presence grant',
+      connection({ topics: ['room:1'] }),
+      /does not allow the member list of topic "room:1"/,
+    ],
+    [
+      'a grant for another prefix (room:1* is no grant of room:1)',
+      connection({ topics: ['room:1'], presenceTopics: ['room:1:*'] }),
+      /does not allow the member list/,
+    ],
+  ])('refuses the list with forbidden: %s', async (_why, conn, message) => {
+    const { registry, methods } = fakeRegistry({ touch: async () => conn });
+    const error = await refusal(
+      handleFrame('c1', '{"action":"presence","topic":"room:1"}', sessionDeps(registry)),
+    );
+    expect(error).toMatchObject({ code: 'forbidden', message: expect.stringMatching(message) });
+    expect(methods()).toEqual(['touch']);
+  });
+
+  it.each([
+    ['{"action":"presence","topic":"room:1","limit":0}', 'invalid_frame'],
+    ['{"action":"presence","topic":"room:1","limit":1001}', 'invalid_frame'],
+    ['{"action":"presence","topic":"room:1","cursor":""}', 'invalid_frame'],
+  ])('refuses %s as %s', async (frame, code) => {
+    const { registry } = fakeRegistry({ touch: async () => member });
+    expect(await refusal(handleFrame('c1', frame, sessionDeps(registry)))).toMatchObject({ code });
+  });
+
+  it('refuses a cursor that is no page cursor as invalid_cursor', async () => {
+    const { registry } = fakeRegistry({ touch: async () => member });
+    const error = await refusal(
+      handleFrame(
+        'c1',
+        '{"action":"presence","topic":"room:1","cursor":"not a cursor"}',
+        sessionDeps(registry),
+      ),
+    );
+    expect(error).toMatchObject({ code: 'invalid_cursor' });
   });
 });

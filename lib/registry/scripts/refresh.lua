@@ -10,13 +10,15 @@
 -- ARGV[2] - grants, JSON array
 -- ARGV[3] - TTL, seconds
 -- ARGV[4] - token issued at (iat), ms
--- ARGV[5] - publish grants, JSON array
+-- ARGV[5] - presence grants, JSON array
+-- ARGV[6] - the user's public info, JSON ('' none)
+-- ARGV[7] - publish grants, JSON array
 -- Returns the topics (SMEMBERS), or nil when the connection is unknown.
 
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'closing') == 1 then
   return false
 end
-redis.call('HSET', KEYS[1], 'exp', ARGV[1], 'allowedTopics', ARGV[2], 'iat', ARGV[4],
-  'publishTopics', ARGV[5])
+redis.call('HSET', KEYS[1], 'exp', ARGV[1], 'allowedTopics', ARGV[2], 'iat', ARGV[4], 'presenceTopics', ARGV[5], 'info', ARGV[6],
+  'publishTopics', ARGV[7])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 return redis.call('SMEMBERS', KEYS[2])
