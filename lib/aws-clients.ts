@@ -1,6 +1,7 @@
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { config, logger, once, redis, registry } from './clients.js';
 import type { ChunkInvoker } from './delivery/chunks.js';
-import type { LambdaInvoke } from './delivery/lambda-invoke.js';
 import type { PutEvents } from './events/eventbridge.js';
 import type { Gateway, GatewayResult } from './gateway/gateway.js';
 import { tally } from './observability/metrics.js';
@@ -118,27 +119,45 @@ export const invokeChunk = /* @__PURE__ */ once((): ChunkInvoker => {
 });
 
 /**
- * Lambda Invoke for `$default`'s client publishes (issue 16): the `publish`
- * function, and the publish hook. Loaded at the first publish. `timeoutMs`
- * bounds one call's silence (the hook's timeout).
+ * Lambda Invoke for client publishes (issue 16): `$default` hands each to
+ * `publish`, which calls the publish hook. One signed RequestResponse POST
+ * on a keep-alive socket, through the signer `$default` already carries for
+ * its management API posts; not signedLambdaInvoke (lib/delivery/lambda-invoke.ts),
+ * whose ~1.5 KB `$default`'s bundle has no room for. No retry of a throttled
+ * call here: the client library sends the publish again (same id).
  */
-export const invokeFunction = /* @__PURE__ */ once((): LambdaInvoke => {
-  let loaded: Promise<LambdaInvoke> | undefined;
+const invokeFunction = /* @__PURE__ */ once(() => {
+  let loaded: Promise<(name: string, payload: Uint8Array, timeoutMs?: number) => Promise<unknown>>;
   const load = async () => {
     const c = config();
-    const [{ signedLambdaInvoke }, { credentialsProvider }] = await Promise.all([
-      import('./delivery/lambda-invoke.js'),
-      import('./aws/signing.js'),
-    ]);
-    return signedLambdaInvoke({
-      region: c.region,
-      credentials: credentialsProvider(c.credentials),
-      ...(c.lambdaEndpoint && { endpoint: c.lambdaEndpoint }),
-    });
+    const [
+      { createSigner, credentialsProvider, regionalEndpoint, signedPost },
+      { Agent: HttpAgent },
+      { Agent: HttpsAgent },
+    ] = await Promise.all([import('./aws/signing.js'), import('node:http'), import('node:https')]);
+    const url = new URL(c.lambdaEndpoint ?? regionalEndpoint('lambda', c.region));
+    const agent = new (url.protocol === 'https:' ? HttpsAgent : HttpAgent)({ keepAlive: true });
+    const signer = createSigner('lambda', c.region, credentialsProvider(c.credentials));
+    const base = url.pathname.replace(/\/+$/, '');
+    return async (name: string, payload: Uint8Array, timeoutMs?: number) => {
+      const response = await signedPost(
+        signer,
+        url,
+        `${base}/2015-03-31/functions/${encodeURIComponent(name)}/invocations`,
+        { 'content-type': 'application/json' },
+        payload,
+        { agent, ...(timeoutMs && { timeoutMs }) },
+      );
+      const text = response.body.toString();
+      // A function that threw is a 200 with X-Amz-Function-Error.
+      if (response.status !== 200 || response.headers['x-amz-function-error'])
+        throw new Error(`Invoke ${name}: HTTP ${response.status} ${text.slice(0, 200)}`);
+      return JSON.parse(text) as unknown;
+    };
   };
-  return async (name, payload, options) => {
+  return async (name: string, payload: Uint8Array, timeoutMs?: number) => {
     loaded ??= load();
-    return (await loaded)(name, payload, options);
+    return (await loaded)(name, payload, timeoutMs);
   };
 });
 
@@ -155,16 +174,8 @@ export const clientPublishing = /* @__PURE__ */ once((): ClientPublishDeps => {
 });
 
 /** Invokes a function with a JSON payload: its parsed answer; throws when it failed. */
-export async function invokeJson(
-  name: string,
-  body: unknown,
-  timeoutMs?: number,
-): Promise<unknown> {
-  const payload = Buffer.from(JSON.stringify(body));
-  const answer = await invokeFunction()(name, payload, timeoutMs ? { timeoutMs } : undefined);
-  const text = answer.payload.toString();
-  if (answer.functionError) throw new Error(`${answer.functionError}: ${text.slice(0, 200)}`);
-  return JSON.parse(text);
+export function invokeJson(name: string, body: unknown, timeoutMs?: number): Promise<unknown> {
+  return invokeFunction()(name, Buffer.from(JSON.stringify(body)), timeoutMs);
 }
 
 /** EventBridge PutEvents for the `events` relay; loaded at its first send. */

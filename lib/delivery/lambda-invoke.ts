@@ -25,12 +25,7 @@ export interface InvokeResult {
   functionError?: string;
 }
 
-export type LambdaInvoke = (
-  functionName: string,
-  payload: Uint8Array,
-  /** `timeoutMs`: the longest the call may stay silent (a RequestResponse call is, until it returns). */
-  options?: { timeoutMs?: number },
-) => Promise<InvokeResult>;
+export type LambdaInvoke = (functionName: string, payload: Uint8Array) => Promise<InvokeResult>;
 
 /** An error of the Invoke API itself, named and shaped as the SDK's. */
 export class LambdaInvokeError extends Error {
@@ -72,21 +67,16 @@ export function signedLambdaInvoke(options: SignedLambdaInvokeOptions): LambdaIn
   const sleep = options.sleep ?? ((ms: number) => delay(ms));
   const random = options.random ?? Math.random;
 
-  const once = async (
-    functionName: string,
-    payload: Uint8Array,
-    timeoutMs?: number,
-  ): Promise<InvokeResult> => {
-    // No socket timeout unless asked (the publish hook's): a RequestResponse
-    // invocation is silent until the worker returns (up to its own timeout);
-    // publish's timeout bounds it.
+  const once = async (functionName: string, payload: Uint8Array): Promise<InvokeResult> => {
+    // No socket timeout: a RequestResponse invocation is silent until the
+    // worker returns (up to its own timeout); publish's timeout bounds it.
     const response = await signedPost(
       signer,
       url,
       `${base}/2015-03-31/functions/${encodeURIComponent(functionName)}/invocations`,
       { 'content-type': 'application/json', 'x-amz-invocation-type': 'RequestResponse' },
       payload,
-      { agent, ...(timeoutMs !== undefined && { timeoutMs }) },
+      { agent },
     );
     if (response.status >= 200 && response.status < 300) {
       const functionError = response.headers['x-amz-function-error'];
@@ -107,10 +97,10 @@ export function signedLambdaInvoke(options: SignedLambdaInvokeOptions): LambdaIn
     );
   };
 
-  return async (functionName, payload, options) => {
+  return async (functionName, payload) => {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await once(functionName, payload, options?.timeoutMs);
+        return await once(functionName, payload);
       } catch (error) {
         const throttled =
           error instanceof LambdaInvokeError && error.$metadata.httpStatusCode === 429;
