@@ -130,11 +130,9 @@ const invokeFunction = /* @__PURE__ */ once(() => {
   let loaded: Promise<(name: string, payload: Uint8Array, timeoutMs?: number) => Promise<unknown>>;
   const load = async () => {
     const c = config();
-    const [
-      { createSigner, credentialsProvider, regionalEndpoint, signedPost },
-      { Agent: HttpAgent },
-      { Agent: HttpsAgent },
-    ] = await Promise.all([import('./aws/signing.js'), import('node:http'), import('node:https')]);
+    const { createSigner, credentialsProvider, regionalEndpoint, signedPost } = await import(
+      './aws/signing.js'
+    );
     const url = new URL(c.lambdaEndpoint ?? regionalEndpoint('lambda', c.region));
     const agent = new (url.protocol === 'https:' ? HttpsAgent : HttpAgent)({ keepAlive: true });
     const signer = createSigner('lambda', c.region, credentialsProvider(c.credentials));
