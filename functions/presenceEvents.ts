@@ -1,6 +1,6 @@
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
-import { gateway, invokeChunk } from '../lib/aws-clients.js';
+import { gateway } from '../lib/aws-clients.js';
 import {
   config,
   eventOutbox,
@@ -11,9 +11,10 @@ import {
   redis,
   registry,
 } from '../lib/clients.js';
+import { fanoutDeps } from '../lib/edge/fanout-wiring.js';
 import { invocationDeadline, invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
 import { eventsFlushed } from '../lib/events/flush.js';
-import { metrics, tally, withMetrics } from '../lib/observability/metrics.js';
+import { metrics, withMetrics } from '../lib/observability/metrics.js';
 import { presenceEvents } from '../lib/presence/events.js';
 import { RedisPresenceSweeper } from '../lib/registry/presence-sweep.js';
 
@@ -27,25 +28,15 @@ const sweeper = once(() => new RedisPresenceSweeper(redis(), registry()));
  */
 export const handler = middy(async (event: unknown, context: Context) => {
   const deadline = invocationDeadline(context);
-  const { fanout, delivery, presence } = config();
+  const { presence } = config();
   const result = await presenceEvents(event, {
     registry: registry(),
     sweeper: sweeper(),
     events: events(),
     coalesceAbove: presence.coalesceAbove,
-    gateway: gateway(),
-    prune: (connectionId) => registry().remove(connectionId),
-    logger: logger(),
-    concurrency: fanout.concurrency,
-    chunkSize: fanout.chunk,
-    chunkMaxBytes: delivery.chunkMaxBytes,
-    parallelChunks: fanout.parallelChunks,
-    deliverAttempts: delivery.deliverAttempts,
-    invokeChunk: invokeChunk(),
-    onClosed: () => tally('ClosedUndelivered'),
+    ...fanoutDeps(gateway(), deadline),
     // A sweep stops taking topics with 10 s of its minute left.
     keepGoing: () => deadline === undefined || Date.now() < deadline - 10_000,
-    ...(deadline !== undefined && { deadline }),
   });
   if (result.events > 0) logger().info('presence events', { ...result });
   return result;

@@ -1,12 +1,12 @@
 import { type KickResult, kick } from '../admin/kick.js';
 import { type PresenceResult, presence } from '../admin/presence.js';
-import { gateway, invokeChunk, invokeJson, smallLaneGateway } from '../aws-clients.js';
+import { gateway, invokeJson, smallLaneGateway } from '../aws-clients.js';
 import { config, dedup, events, logger, registry } from '../clients.js';
 import { hookedRequest, type Relayed } from '../delivery/client-relay.js';
 import { type PublishOrigin, type PublishResult, publish } from '../delivery/publish.js';
 import { HookFailedError } from '../delivery/publish-hook.js';
-import { metrics, recordPublish, tally } from '../observability/metrics.js';
-import { endConnection } from '../session/end.js';
+import { metrics, recordPublish } from '../observability/metrics.js';
+import { fanoutDeps } from './fanout-wiring.js';
 
 /**
  * What services can ask of pushwire, whichever way they come in (Lambda
@@ -27,25 +27,13 @@ export async function publishObserved(
   origin?: PublishOrigin,
 ): Promise<PublishResult> {
   const started = performance.now();
-  const { fanout, delivery } = config();
   const result = await publish(
     input,
     {
       registry: registry(),
       dedup: dedup(),
       // Paced (PACE_RATE): what publish delivers itself takes the small publishes' lane.
-      gateway: smallLaneGateway(),
-      prune: (connectionId) =>
-        endConnection({ registry: registry(), events: events() }, connectionId, 'gone'),
-      logger: logger(),
-      concurrency: fanout.concurrency,
-      chunkSize: fanout.chunk,
-      chunkMaxBytes: delivery.chunkMaxBytes,
-      parallelChunks: fanout.parallelChunks,
-      deliverAttempts: delivery.deliverAttempts,
-      invokeChunk: invokeChunk(),
-      onClosed: () => tally('ClosedUndelivered'),
-      ...(deadline !== undefined && { deadline }),
+      ...fanoutDeps(smallLaneGateway(), deadline),
     },
     origin,
   );
