@@ -103,7 +103,13 @@ describe('osls package (stage prod)', () => {
       JSON.stringify(r[role].Properties.Policies ?? []).match(/(POST|DELETE)\/@connections/g) ?? [];
 
     // Act + Assess
-    expect(actions(roleOf('Connect'))).toEqual([]);
+    // The registry role (connect, disconnect, presence) may only hand a leave
+    // recorded by $disconnect to presenceEvents, nothing else.
+    expect(actions(roleOf('Connect'))).toEqual(['"Action":"lambda:InvokeFunction"']);
+    expect(JSON.stringify(r[roleOf('Connect')].Properties.Policies)).toContain(
+      ':function:pushwire-prod-presenceEvents"',
+    );
+    expect(methods(roleOf('Connect'))).toEqual([]);
     expect(roleOf('Disconnect')).toBe(roleOf('Connect'));
     expect(roleOf('Presence')).toBe(roleOf('Connect'));
     // $default answers only its caller: this API; the others this API and both peers.
