@@ -409,6 +409,9 @@ describe('demo page', () => {
       await page.click('#publish');
       await page.waitForSelector('#messages li:has-text("hello from the form")');
       expect(await page.textContent('#messages li')).toBe('@demo-annhello from the form');
+      // The message can come over the socket before the page has the /publish
+      // answer (publish delivers, then answers): wait for the answer too.
+      await page.waitForSelector('#result:not(:empty)');
       expect(JSON.parse((await page.textContent('#result')) ?? '')).toMatchObject({
         stored: true,
       });
