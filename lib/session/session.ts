@@ -295,7 +295,7 @@ async function answer(
   // Revoked since it connected (or refreshed), and not closed by the kick
   // (its close or removal failed): forgotten, told and closed now.
   if (revoked(connection.tokenIssuedAt, connection.revokedAt)) {
-    await endConnection(deps, connectionId, 'kick');
+    await deps.registry.remove(connectionId);
     throw new TokenRevokedError();
   }
 
@@ -330,7 +330,7 @@ async function answer(
       const closed = await closeUntold(
         {
           gateway: deps.gateway,
-          prune: (id) => endConnection(deps, id, 'gone'),
+          prune: (id) => deps.registry.remove(id),
           ...(deps.onClosed && { onClosed: deps.onClosed }),
           ...(deadline !== undefined && { deadline }),
         },
