@@ -178,8 +178,8 @@ export const PRICES = {
     quote:
       '"$1 per million Event API operations in EU (Ireland)" (AWS price list row; the re:Invent 2024 talk FWM302 says "pay-per-use pricing at $1 per million API operations")',
     read: READ,
-    hand: 'vendor',
-    note: 'the us-east-1 row was not in the excerpt found; the same $1 is assumed there',
+    hand: 'secondary',
+    note: "AWS's price list (its CSV as mirrored in a public dataset); the us-east-1 row was not in the excerpt found, the same $1 is assumed there",
   },
   appsyncConnectionMinute: {
     usd: 0.08 / 1e6,

@@ -1,10 +1,12 @@
 /** Prints the cost section (bench/cost.ts) as text for the terminal and as Markdown for BENCHMARKS.md. */
 import type { CostResult } from './cost.js';
 import type { CostLine } from './cost-model.js';
-import { PRICE_LIST_DATE, PRICES } from './cost-prices.js';
+import { PRICE_LIST_DATE, PRICES, type Price, PUSHER_PLANS } from './cost-prices.js';
 
 const n = (x: number, digits = 0) =>
   x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+/** A share as a percentage, with a decimal below 1 %. */
+const pct = (share: number) => n(share * 100, share > 0 && share < 0.01 ? 1 : 0);
 const usd = (x: number | null) =>
   x === null ? 'not priced' : `$${x < 0.01 && x > 0 ? x.toFixed(4) : n(x, 2)}`;
 
@@ -30,7 +32,7 @@ function rows(
       headers: ['item', 'quantity', 'unit', 'cost', 'basis'],
       rows: [...p.lines.map(line), ['**total**', '', '', `**${usd(p.totalPer1M)}**`, '']],
       after: [
-        `workload: ${n(w.connections)} connections of ${n(w.sessionMinutes)} min, ${n(w.publishesPerMinute)} publishes/min, sizes ${w.sizes.map((s) => `${n(s.bytes)} B × ${n(s.share * 100)} %`).join(', ')}; audiences ${w.audiences.map((a) => `${a.kind} of ${n(a.recipients)} × ${n(a.share * 100)} %`).join(', ')}; acked ${n(w.ackedShare * 100)} % (timeouts fire for ${n(w.ackTimeoutShare * 100)} %), delta ${n(w.deltaShare * 100)} %, ${w.messagesPerFrame} message(s) per frame; ping every ${w.pingIntervalSeconds} s, ${w.subscribesPerConnection} subscribes per connection`,
+        `workload: ${n(w.connections)} connections of ${n(w.sessionMinutes)} min, ${n(w.publishesPerMinute)} publishes/min, sizes ${w.sizes.map((s) => `${n(s.bytes)} B × ${pct(s.share)} %`).join(', ')}; audiences ${w.audiences.map((a) => `${a.kind} of ${n(a.recipients)} × ${pct(a.share)} %`).join(', ')}; acked ${pct(w.ackedShare)} % (timeouts fire for ${pct(w.ackTimeoutShare)} %), delta ${pct(w.deltaShare)} %, ${w.messagesPerFrame} message(s) per frame; ping every ${w.pingIntervalSeconds} s, ${w.subscribesPerConnection} subscribes per connection`,
         `= ${n(p.deliveriesPerMinute)} deliveries a minute: 1 M deliveries are ${n(p.minutesPer1M, 1)} minutes of this app; per 1 M deliveries ${n(p.posts)} management API posts and ${n(p.redisCommands)} Redis commands`,
         `a month (${w.monthDays} days): ${n(p.monthly.deliveries)} deliveries, ${usd(p.monthly.usage)} usage + ${usd(p.monthly.fixed)} fixed (${p.monthly.fixedHow}) = **${usd(p.monthly.total)}**`,
       ],
@@ -85,7 +87,7 @@ function rows(
       rows: measured,
       after: r.measured
         ? [
-            `frame overhead: ${r.measured.frame_overhead_bytes} bytes around the data (measured from messageFrame)`,
+            `frame overhead: ${r.measured.frame_overhead_bytes} bytes around the data (measured from messageFrame); 1-minute load average ${r.measured.loadavg[0]} before, ${r.measured.loadavg[1]} after (CPU ms rise with other work on this shared 2-core machine)`,
             `commands: ${Object.entries(r.measured.command_mix)
               .map(
                 ([op, mix]) =>
@@ -100,6 +102,16 @@ function rows(
           ],
     },
   ];
+}
+
+/** A price as people read it: "$0.25 per million", "$29", "not found", or "—" (not a price). */
+function priceText(p: Price): string {
+  if (p.usd === null)
+    return p.quote.startsWith('not found') || ('note' in p && p.note?.includes('not found'))
+      ? 'not found (left out)'
+      : '(see the note)';
+  const small = p.usd < 0.001;
+  return `$${Number((small ? p.usd * 1e6 : p.usd).toPrecision(6))}${small ? ' per million' : ''}`;
 }
 
 export function costText(r: CostResult): string {
@@ -122,6 +134,10 @@ export function costText(r: CostResult): string {
     for (const a of s.after) out.push(`  ${a.replaceAll('**', '')}`);
     out.push('');
   }
+  out.push(`Prices (read ${PRICE_LIST_DATE}; sources in bench/cost-prices.ts and BENCHMARKS.md):`);
+  for (const [name, p] of Object.entries(PRICES))
+    out.push(`  ${name}: ${priceText(p)} — ${p.unit}`);
+  out.push('');
   out.push('Assumed (not measured here; pass --inputs=<file> with measured figures):');
   for (const a of r.report.assumed) out.push(`  - ${a}`);
   return out.join('\n');
@@ -137,7 +153,10 @@ export function costMarkdown(r: CostResult, date: string): string {
     out.push(`#### ${s.title}`, '');
     if (s.rows.length > 0) {
       out.push(`| ${s.headers.join(' | ')} |`);
-      out.push(`|${s.headers.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`);
+      // Numbers (and $ amounts) right-aligned, words left.
+      const numeric = (i: number) =>
+        i > 0 && s.rows.every((row) => /^(\*\*)?[$\d-]|^$/.test(row[i] ?? ''));
+      out.push(`|${s.headers.map((_, i) => (numeric(i) ? ' ---: ' : ' --- ')).join('|')}|`);
       for (const row of s.rows) out.push(`| ${row.join(' | ')} |`);
       out.push('');
     }
@@ -147,12 +166,23 @@ export function costMarkdown(r: CostResult, date: string): string {
   out.push('#### Assumed figures (not measured on this branch)', '');
   for (const a of r.report.assumed) out.push(`- ${a}`);
   out.push('', '#### Price list', '');
-  out.push('| price | $ per unit | unit | source | quoted | read |');
+  out.push('| price | $ | unit | source | quoted | read |');
   out.push('| --- | ---: | --- | --- | --- | --- |');
   for (const [name, p] of Object.entries(PRICES)) {
     out.push(
-      `| ${name} | ${p.usd === null ? 'not found' : p.usd.toPrecision(6).replace(/0+$/, '').replace(/\.$/, '')} | ${p.unit} | ${p.source} (${p.hand}) | ${p.quote.replaceAll('|', '\\|')}${'note' in p && p.note ? ` — ${p.note.replaceAll('|', '\\|')}` : ''} | ${p.read} |`,
+      `| ${name} | ${priceText(p)} | ${p.unit} | ${p.source} (${p.hand}) | ${p.quote.replaceAll('|', '\\|')}${'note' in p && p.note ? ` — ${p.note.replaceAll('|', '\\|')}` : ''} | ${p.read} |`,
     );
   }
+  out.push(
+    '',
+    `Pusher Channels plans used (${PRICES.pusherPlans.source}, ${PRICES.pusherPlans.hand}):`,
+    '',
+  );
+  out.push('| plan | $ a month | messages a day | concurrent connections |');
+  out.push('| --- | ---: | ---: | ---: |');
+  for (const plan of PUSHER_PLANS)
+    out.push(
+      `| ${plan.name} | ${n(plan.usdMonth)} | ${n(plan.messagesPerDay)} | ${n(plan.connections)} |`,
+    );
   return out.join('\n');
 }

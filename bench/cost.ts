@@ -16,6 +16,7 @@
  *   --ack-timeout-share=X  --delta-share=X  --messages-per-frame=N  --arch=arm64|x86_64
  */
 import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { SignJWT } from 'jose';
@@ -50,6 +51,8 @@ export interface CostMeasure {
   frame_overhead_bytes: number;
   /** Every command name and its count per operation (INFO commandstats deltas). */
   command_mix: Record<string, Record<string, number>>;
+  /** 1-minute load average before and after (CPU figures rise with other work on the machine). */
+  loadavg: [number, number];
 }
 
 export interface CostResult {
@@ -75,6 +78,23 @@ function readJson(path: string, what: string): unknown {
     throw new Error(`${what} ${path}: ${error instanceof Error ? error.message : String(error)}`);
   }
 }
+
+const WORKLOAD_FLAGS = [
+  'workload',
+  'inputs',
+  'arch',
+  'connections',
+  'publishes-per-minute',
+  'session-minutes',
+  'acked-share',
+  'ack-timeout-share',
+  'delta-share',
+  'messages-per-frame',
+];
+
+/** Whether this run models the default workload and inputs (only such a run refreshes BENCHMARKS.md). */
+export const defaultWorkload = (): boolean =>
+  !process.argv.some((a) => WORKLOAD_FLAGS.some((flag) => a.startsWith(`--${flag}=`)));
 
 /** The workload: the JSON file (default bench/cost-workload.json) with flag overrides. */
 export function workloadFromArgs(): Workload {
@@ -217,6 +237,7 @@ export async function measureCost(options: {
   const redis = client(options.redisUrl);
   const admin = client(options.redisUrl);
   const counter = await roundTripCounter(redis);
+  const load0 = round(loadavg()[0] ?? 0, 2);
   try {
     const deps = publishDeps(redis, config);
     const registry = deps.registry as RedisRegistry;
@@ -291,8 +312,9 @@ export async function measureCost(options: {
     keep('publishFixed', {
       ...p1,
       commands: round(p1.commands - per(p1.commands, p200.commands), 2),
-      cpu_ms: round(p1.cpu_ms - per(p1.cpu_ms, p200.cpu_ms), 3),
-      wall_ms: round(p1.wall_ms - per(p1.wall_ms, p200.wall_ms), 3),
+      cpu_ms: round(Math.max(0, p1.cpu_ms - per(p1.cpu_ms, p200.cpu_ms)), 3),
+      // Wall time is shown, not modelled: a publish to one member, its one post included.
+      wall_ms: p1.wall_ms,
     });
     ops.perRecipient = {
       commands: per(p1.commands, p200.commands),
@@ -317,6 +339,7 @@ export async function measureCost(options: {
       ops,
       frame_overhead_bytes: Buffer.byteLength(frame) - Buffer.byteLength(payload),
       command_mix: mix,
+      loadavg: [load0, round(loadavg()[0] ?? 0, 2)],
     };
   } finally {
     redis.disconnect();

@@ -26,7 +26,7 @@ import {
   round,
   stopAllChildren,
 } from './common.js';
-import { benchCost } from './cost.js';
+import { benchCost, defaultWorkload } from './cost.js';
 import { costMarkdown, costText } from './cost-report.js';
 import {
   connectionIds,
@@ -405,7 +405,8 @@ async function main(): Promise<void> {
 
   results.duration_s = round((now() - started) / 1000, 1);
   results.machine.loadavg[1] = round(loadavg()[0] ?? 0, 2);
-  if (results.cost && !quick) updateCostMarkdown(results);
+  // Only the default workload's figures go into BENCHMARKS.md (variants print only).
+  if (results.cost && !quick && defaultWorkload()) updateCostMarkdown(results);
   if (only?.length === 1 && only[0] === 'cost' && !process.argv.includes('--merge')) {
     // The cost section alone: its own file, so results.json keeps the last full run.
     const costOut = join(root(), 'bench', 'cost-results.json');
