@@ -76,6 +76,7 @@ export const OPERATIONS = [
   'ping',
   'subscribe',
   'publishFixed',
+  'publishUserFixed',
   'perRecipient',
   'ack',
   'ackTimeoutCheck',
@@ -142,6 +143,7 @@ export function defaultInputs(): ModelInputs {
       ping: op(6, 1, 1, 'not measured in this run'),
       subscribe: op(8, 2, 1.5, 'not measured in this run'),
       publishFixed: op(8, 3, 2, 'not measured in this run'),
+      publishUserFixed: op(8, 3, 2, 'not measured in this run'),
       perRecipient: op(0.01, 0, 0.1, 'not measured in this run'),
       ack: op(
         3,
@@ -427,18 +429,19 @@ export function costModel(workload: Workload, inputs: ModelInputs): CostReport {
       if (n === 0) continue;
       const r = a.recipients;
       const d = perDelivery(s.bytes, w, inputs);
+      // A publish to a user (its stream, its devices) and to a topic differ in fixed work.
+      const fixed = a.kind === 'user' ? o.publishUserFixed : o.publishFixed;
       deliveries += n * r;
       unitsOut += n * r * d.units;
       posts += n * r * d.posts;
       historyKb += n * Math.ceil(s.bytes / 1024);
-      publishCommands +=
-        n * (o.publishFixed.redisCommands.value + r * o.perRecipient.redisCommands.value);
-      const fixedWait = o.publishFixed.roundTrips.value * rtt;
+      publishCommands += n * (fixed.redisCommands.value + r * o.perRecipient.redisCommands.value);
+      const fixedWait = fixed.roundTrips.value * rtt;
       // One publish invocation per publish (per m publishes when batched).
       const m = w.messagesPerFrame;
       if (r <= chunk) {
         const ms = billedMs(
-          o.publishFixed.ms.value + m * r * o.perRecipient.ms.value,
+          fixed.ms.value + m * r * o.perRecipient.ms.value,
           fixedWait + Math.ceil((m * r * d.posts) / conc) * lat,
           inputs,
         );
@@ -455,7 +458,7 @@ export function costModel(workload: Workload, inputs: ModelInputs): CostReport {
         );
         // publish waits for its chunks (RequestResponse), parallelChunks at a time.
         const ms = billedMs(
-          o.publishFixed.ms.value,
+          fixed.ms.value,
           fixedWait + Math.ceil(chunks / inputs.parallelChunks.value) * deliverMs,
           inputs,
         );

@@ -324,6 +324,21 @@ export async function measureCost(options: {
       runs: pRuns,
     };
     mix['publish to 200'] = p200.mix;
+    // A publish to a user with two devices (connections i and i + users share a user).
+    const pu = await measureOp(admin, counter, users, async (i) => {
+      const result = await publish(
+        { id: `pu-${Date.now()}-${i}`, userId: `cost-user-${i}`, data },
+        deps,
+      );
+      if (result.delivered !== 2)
+        throw new Error(`cost: publish to a user delivered ${result.delivered} of 2`);
+    });
+    const perRecipient = ops.perRecipient;
+    keep('publishUserFixed', {
+      ...pu,
+      commands: round(Math.max(0, pu.commands - 2 * perRecipient.commands), 2),
+      cpu_ms: round(Math.max(0, pu.cpu_ms - 2 * perRecipient.cpu_ms), 3),
+    });
     keep(
       'disconnect',
       await measureOp(admin, counter, runs, (i) => disconnect(ids[i] as string, { registry })),
