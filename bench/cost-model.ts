@@ -50,6 +50,9 @@ export interface Workload {
   messagesPerFrame: number;
   /** Days in the month for the monthly figure. */
   monthDays: number;
+  /** Distinct users (each has a history stream), and topics published to (each has one). */
+  users: number;
+  topics: number;
 }
 
 /** One input figure and where it comes from. */
@@ -119,8 +122,14 @@ export interface ModelInputs {
   pushDevicesPerUser: Figure;
   /** ECPUs per Redis command (ElastiCache Serverless: 1 per command up to 1 KB; scripts may take more). */
   ecpuPerCommand: Figure;
-  /** GB stored in Redis (ElastiCache Serverless bills at least 1). */
-  redisStoredGb: Figure;
+  /** Whether AWS bills data transfer out to the internet for WebSocket frames (1) or not (0). */
+  dataTransferBilled: Figure;
+  /** History kept per stream: entries, and how long (HISTORY_SIZE, HISTORY_TTL_SECONDS). */
+  historySize: Figure;
+  historyTtlSeconds: Figure;
+  /** Bytes Redis holds per connection (record, memberships), and its memory per byte stored. */
+  connectionRecordBytes: Figure;
+  redisMemoryOverhead: Figure;
 }
 
 const f = (value: number, source: Figure['source'], note: string): Figure => ({
@@ -214,7 +223,23 @@ export function defaultInputs(): ModelInputs {
       'assumed',
       'ElastiCache Serverless: a simple command up to 1 KB is 1 ECPU; Lua scripts are billed by vCPU time (not measured): a lower bound',
     ),
-    redisStoredGb: f(1, 'assumed', "ElastiCache Serverless' 1 GB minimum"),
+    dataTransferBilled: f(
+      1,
+      'assumed',
+      "API Gateway's pricing page says data transferred out of AWS may be charged extra; counted at $0.09/GB (the higher)",
+    ),
+    historySize: f(100, 'configured', 'HISTORY_SIZE default (lib/config.ts)'),
+    historyTtlSeconds: f(86_400, 'configured', 'HISTORY_TTL_SECONDS default (lib/config.ts)'),
+    connectionRecordBytes: f(
+      1_000,
+      'assumed',
+      'a connection hash, its topic set and sorted-set members: not measured',
+    ),
+    redisMemoryOverhead: f(
+      1.5,
+      'assumed',
+      'Redis memory per byte of data (stream and hash encoding, keys): not measured',
+    ),
   };
 }
 
@@ -264,6 +289,8 @@ export function checkWorkload(w: Workload): Workload {
     'publishesPerMinute',
     'messagesPerFrame',
     'monthDays',
+    'users',
+    'topics',
   ] as const;
   for (const k of positive)
     if (!(typeof w[k] === 'number' && w[k] > 0)) problems.push(`${k} must be a number > 0`);
@@ -320,7 +347,7 @@ export function perDelivery(
   dataBytes: number,
   w: Pick<Workload, 'deltaShare' | 'messagesPerFrame'>,
   inputs: ModelInputs,
-): { posts: number; units: number } {
+): { posts: number; units: number; bytes: number } {
   const full = framesFor(dataBytes, inputs);
   const deltaBytes = Math.ceil(full.bytes * inputs.deltaBytesRatio.value);
   const delta = framesFor(Math.max(0, deltaBytes - inputs.frameOverheadBytes.value), inputs);
@@ -334,7 +361,7 @@ export function perDelivery(
     posts = 1 / m;
     units = billedUnits(avgBytes * m) / m;
   }
-  return { posts, units };
+  return { posts, units, bytes: avgBytes };
 }
 
 export interface LambdaLine {
@@ -415,6 +442,8 @@ export function costModel(workload: Workload, inputs: ModelInputs): CostReport {
   const pub = w.publishesPerMinute;
   let deliveries = 0;
   let unitsOut = 0;
+  let bytesOut = 0;
+  let bytesOutFull = 0;
   let posts = 0;
   let historyKb = 0;
   let publishGbs = 0;
@@ -433,6 +462,9 @@ export function costModel(workload: Workload, inputs: ModelInputs): CostReport {
       const fixed = a.kind === 'user' ? o.publishUserFixed : o.publishFixed;
       deliveries += n * r;
       unitsOut += n * r * d.units;
+      bytesOut += n * r * d.bytes;
+      // What a service without deltas or batching sends: the whole frame, every time.
+      bytesOutFull += n * r * framesFor(s.bytes, inputs).bytes;
       posts += n * r * d.posts;
       historyKb += n * Math.ceil(s.bytes / 1024);
       publishCommands += n * (fixed.redisCommands.value + r * o.perRecipient.redisCommands.value);
@@ -589,6 +621,17 @@ export function costModel(workload: Workload, inputs: ModelInputs): CostReport {
       basis: basisOf(inputs.connectBilledMessages, inputs.acksPerFrame),
     },
     {
+      item: 'Data transfer out to the internet (frames posted)',
+      quantity: (k * bytesOut * inputs.dataTransferBilled.value) / 1024 ** 3,
+      unit: 'GB',
+      usd: usd(
+        PRICES.dataTransferOutGb,
+        (k * bytesOut * inputs.dataTransferBilled.value) / 1024 ** 3,
+      ),
+      price: 'dataTransferOutGb',
+      basis: basisOf(inputs.dataTransferBilled, inputs.frameOverheadBytes),
+    },
+    {
       item: 'API Gateway connection minutes',
       quantity: k * w.connections,
       unit: 'connection minutes',
@@ -640,17 +683,14 @@ export function costModel(workload: Workload, inputs: ModelInputs): CostReport {
   const totalPer1M = lines.reduce((x, l) => x + (l.usd ?? 0), 0);
 
   const monthMinutes = w.monthDays * MINUTES_PER_DAY;
-  const storageMonth =
-    Math.max(1, inputs.redisStoredGb.value) *
-    24 *
-    w.monthDays *
-    (PRICES.redisStorageGbHour.usd ?? 0);
+  const stored = storedGb(w, inputs);
+  const hours = 24 * w.monthDays;
   const monthly = {
     deliveries: deliveries * monthMinutes,
     usage: (totalPer1M * deliveries * monthMinutes) / 1e6,
-    fixed: storageMonth,
+    fixed: stored.gb * hours * (PRICES.redisStorageGbHour.usd ?? 0),
     total: 0,
-    fixedHow: `ElastiCache Serverless storage, ${Math.max(1, inputs.redisStoredGb.value)} GB × 24 h × ${w.monthDays} days × $${PRICES.redisStorageGbHour.usd}/GB-hour; plus the 1-minute schedules of presenceEvents and events (Lambda requests, not counted: < $0.01)`,
+    fixedHow: `ElastiCache Serverless storage: ${stored.how}, ${stored.gb.toFixed(2)} GB × ${hours} h × $${PRICES.redisStorageGbHour.usd}/GB-hour (1 GB minimum); the 1-minute schedules of presenceEvents and events not counted (< $0.01)`,
   };
   monthly.total = monthly.usage + monthly.fixed;
 
@@ -671,6 +711,7 @@ export function costModel(workload: Workload, inputs: ModelInputs): CostReport {
       subscribes,
       minutesPer1M,
       monthMinutes,
+      transferGb: bytesOutFull / 1024 ** 3,
     }),
     acked: ackedCost(w, inputs, devices),
     inputs,
@@ -704,6 +745,8 @@ function competitors(
     subscribes: number;
     minutesPer1M: number;
     monthMinutes: number;
+    /** GB out a minute, whole messages (AppSync bills transfer at EC2 rates and has no deltas). */
+    transferGb: number;
   },
 ): CompetitorLine[] {
   const k = m.minutesPer1M;
@@ -728,7 +771,8 @@ function competitors(
   const appsyncOps = m.publishes + m.deliveries + m.connects + m.subscribes;
   const appsyncPer1M =
     (PRICES.appsyncEventOperation.usd ?? 0) * appsyncOps * k +
-    (PRICES.appsyncConnectionMinute.usd ?? 0) * w.connections * k;
+    (PRICES.appsyncConnectionMinute.usd ?? 0) * w.connections * k +
+    (PRICES.dataTransferOutGb.usd ?? 0) * m.transferGb * k;
   return [
     {
       name: 'Pusher Channels',
@@ -757,13 +801,38 @@ function competitors(
       name: 'AppSync Events',
       per1M: appsyncPer1M,
       monthly: appsyncPer1M * monthFactor,
-      how: `${(appsyncOps * k).toLocaleString('en-US', { maximumFractionDigits: 0 })} operations per 1 M deliveries (publish, each delivery, each connect and subscribe) × $1.00/M + ${(w.connections * k).toLocaleString('en-US', { maximumFractionDigits: 0 })} connection minutes × $0.08/M`,
+      how: `${(appsyncOps * k).toLocaleString('en-US', { maximumFractionDigits: 0 })} operations per 1 M deliveries (publish, each delivery, each connect and subscribe) × $1.00/M + ${(w.connections * k).toLocaleString('en-US', { maximumFractionDigits: 0 })} connection minutes × $0.08/M + ${(m.transferGb * k).toLocaleString('en-US', { maximumFractionDigits: 1 })} GB out × $0.09 (EC2 data transfer rates; whole messages, no deltas)`,
       caveats: [
         ...overNote('AppSync Events', MAX_MESSAGE_BYTES.appsync),
         'one operation per message whatever its size (size metering not found); connection minutes priced as AppSync GraphQL’s (Events line not found)',
       ],
     },
   ];
+}
+
+/**
+ * What Redis holds: each user's and each topic's history (up to HISTORY_SIZE
+ * entries within HISTORY_TTL_SECONDS, at the workload's average message size
+ * and rate) and each connection's record, times Redis' memory overhead.
+ */
+export function storedGb(w: Workload, inputs: ModelInputs): { gb: number; how: string } {
+  const ttlMinutes = inputs.historyTtlSeconds.value / 60;
+  const avg = w.sizes.reduce((x, s) => x + s.bytes * s.share, 0) + inputs.frameOverheadBytes.value;
+  const share = (kind: 'user' | 'topic') =>
+    w.audiences.filter((a) => a.kind === kind).reduce((x, a) => x + a.share, 0);
+  const kept = (streams: number, perMinute: number) =>
+    streams * Math.min(inputs.historySize.value, (perMinute * ttlMinutes) / streams);
+  const entries =
+    kept(w.users, w.publishesPerMinute * share('user')) +
+    kept(w.topics, w.publishesPerMinute * share('topic'));
+  const bytes =
+    (entries * avg + w.connections * inputs.connectionRecordBytes.value) *
+    inputs.redisMemoryOverhead.value;
+  const gb = Math.max(1, bytes / 1024 ** 3);
+  return {
+    gb,
+    how: `${Math.round(entries).toLocaleString('en-US')} history entries of ${Math.round(avg).toLocaleString('en-US')} B on average and ${w.connections.toLocaleString('en-US')} connections, × ${inputs.redisMemoryOverhead.value}`,
+  };
 }
 
 /**

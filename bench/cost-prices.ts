@@ -52,6 +52,15 @@ export const PRICES = {
     read: READ,
     hand: 'secondary',
   },
+  dataTransferOutGb: {
+    usd: 0.09,
+    unit: 'GB of data transfer out to the internet (first 10 TB a month)',
+    source: 'https://awsforengineers.com/blog/aws-api-gateway-pricing-explained',
+    quote: 'Data Transfer Fees: $0.09 per GB for data sent to the internet.',
+    read: READ,
+    hand: 'secondary',
+    note: 'API Gateway (aws.amazon.com/cn/api-gateway/pricing): "如果您将 API Gateway 与其他 AWS 服务一起使用或将数据传输到 AWS 之外,则可能会产生额外费用" (additional charges may apply when data is transferred out of AWS); AppSync (aws.amazon.com/ar/appsync/pricing): data transfer is charged at EC2 data transfer rates',
+  },
   lambdaRequest: {
     usd: 0.2 / 1e6,
     unit: 'Lambda request',

@@ -11,7 +11,7 @@
  * come from --inputs=<file> when another branch has measured them, and are
  * reported as assumed otherwise.
  *
- * Flags: --workload=<json file>  --inputs=<json file>  --connections=N
+ * Flags: --workload=<json file>  --inputs=<json file>  --connections=N  --users=N  --topics=N
  *   --publishes-per-minute=N  --session-minutes=N  --acked-share=X
  *   --ack-timeout-share=X  --delta-share=X  --messages-per-frame=N  --arch=arm64|x86_64
  */
@@ -84,6 +84,8 @@ const WORKLOAD_FLAGS = [
   'inputs',
   'arch',
   'connections',
+  'users',
+  'topics',
   'publishes-per-minute',
   'session-minutes',
   'acked-share',
@@ -102,6 +104,8 @@ export function workloadFromArgs(): Workload {
   const w = readJson(file, 'workload') as Workload;
   const overrides: [string, keyof Workload][] = [
     ['connections', 'connections'],
+    ['users', 'users'],
+    ['topics', 'topics'],
     ['publishes-per-minute', 'publishesPerMinute'],
     ['session-minutes', 'sessionMinutes'],
     ['acked-share', 'ackedShare'],

@@ -13,6 +13,7 @@ import {
   mergeInputs,
   OPERATIONS,
   perDelivery,
+  storedGb,
   type Workload,
 } from '../../bench/cost-model.js';
 
@@ -48,6 +49,8 @@ function tiny(dataBytes: number): Workload {
     deltaShare: 0,
     messagesPerFrame: 1,
     monthDays: 30,
+    users: 1,
+    topics: 1,
   };
 }
 
@@ -95,12 +98,12 @@ describe('frames for one delivery', () => {
 
   it('batching shares frames while they fit in 128 KB', () => {
     // 200 B of data + 100 B frame, 4 per frame: 1,200 bytes, one unit for four deliveries.
-    expect(perDelivery(200, { deltaShare: 0, messagesPerFrame: 4 }, inputs)).toEqual({
+    expect(perDelivery(200, { deltaShare: 0, messagesPerFrame: 4 }, inputs)).toMatchObject({
       posts: 0.25,
       units: 0.25,
     });
     // 50,000 B messages do not fit four to a frame: no batching.
-    expect(perDelivery(50_000, { deltaShare: 0, messagesPerFrame: 4 }, inputs)).toEqual({
+    expect(perDelivery(50_000, { deltaShare: 0, messagesPerFrame: 4 }, inputs)).toMatchObject({
       posts: 1,
       units: 2,
     });
@@ -157,8 +160,10 @@ describe('per 1 M deliveries', () => {
     const by = Object.fromEntries(r.competitors.map((c) => [c.name, c]));
     // Ably: the publish and the delivery, 2 M messages at $2.50/M.
     expect(by['Ably (Standard)']?.per1M).toBeCloseTo(5, 10);
-    // AppSync: publish + delivery + connect = 3 M operations, + 60 M connection minutes at $0.08/M.
-    expect(by['AppSync Events']?.per1M).toBeCloseTo(3 + 4.8, 10);
+    // AppSync: publish + delivery + connect = 3 M operations, + 60 M connection minutes at
+    // $0.08/M, + 1 M frames of 200 B out at $0.09/GB.
+    expect(by['AppSync Events']?.per1M).toBeCloseTo(3 + 4.8 + (2e8 / 1024 ** 3) * 0.09, 10);
+    expect(line(r, 'Data transfer out').quantity).toBeCloseTo(2e8 / 1024 ** 3, 10);
     // Pusher: 2,880 messages a day and 60 connections fit the free Sandbox.
     expect(by['Pusher Channels']?.per1M).toBe(0);
     expect(by['Pusher Channels']?.how).toMatch(/Sandbox/);
@@ -174,6 +179,26 @@ describe('per 1 M deliveries', () => {
     // Half fire, one device each: 500,000 pushes at $0.50/M mobile + $0.50/M publish.
     expect(get('SNS')?.quantity).toBeCloseTo(5e5, 3);
     expect(get('SNS')?.usd).toBeCloseTo(0.5, 10);
+  });
+});
+
+describe('what Redis stores', () => {
+  it('keeps up to HISTORY_SIZE entries per stream, and bills at least 1 GB', () => {
+    const inputs = zeroInputs();
+    inputs.frameOverheadBytes.value = 0;
+    inputs.connectionRecordBytes.value = 0;
+    inputs.redisMemoryOverhead.value = 1;
+    inputs.historySize.value = 128;
+    // 3 users, 1,440 messages a day to users: 480 each, capped at 128 of 1/128 GiB = 3 GiB.
+    const w = { ...tiny(2 ** 30 / 128), users: 3 };
+    expect(storedGb(w, inputs).gb).toBe(3);
+    // The month's fixed cost: 3 GB × 720 h × $0.125.
+    expect(costModel(w, inputs).monthly.fixed).toBeCloseTo(3 * 24 * 30 * 0.125, 6);
+    // A day's messages below the cap: 1,440 entries over 30 users = 48 each.
+    inputs.historySize.value = 1_000;
+    expect(storedGb({ ...w, users: 30 }, inputs).gb).toBe((1_440 * 2 ** 30) / 128 / 2 ** 30);
+    // Tiny: the 1 GB minimum.
+    expect(storedGb(tiny(100), defaultInputs()).gb).toBe(1);
   });
 });
 
