@@ -375,6 +375,8 @@ export async function benchCost(options: {
   runs: number;
 }): Promise<CostResult> {
   const workload = workloadFromArgs();
+  // Bad flags, workload or inputs fail here, before a measurement is spent on them.
+  costModel(workload, inputsFrom(null, options.config));
   const measured = options.privateRedis ? await measureCost(options) : null;
   const report = costModel(workload, inputsFrom(measured, options.config));
   return { workload, measured, report };
