@@ -154,6 +154,7 @@ export function defaultInputs(): ModelInputs {
       publishFixed: op(8, 3, 2, 'not measured in this run'),
       publishUserFixed: op(8, 3, 2, 'not measured in this run'),
       perRecipient: op(0.01, 0, 0.1, 'not measured in this run'),
+      // Per ack frame (one $default invocation; it may carry several acks).
       ack: op(
         3,
         1,
@@ -516,8 +517,9 @@ export function costModel(workload: Workload, inputs: ModelInputs): CostReport {
   const devices =
     userShare > 0 ? users.reduce((x, a) => x + a.recipients * a.share, 0) / userShare : 0;
   const acked = pub * w.ackedShare;
-  const ackFrames = (acked * devices) / inputs.acksPerFrame.value;
   const fired = acked * w.ackTimeoutShare;
+  // A timeout fires when no device acked: only the others send ack frames.
+  const ackFrames = ((acked - fired) * devices) / inputs.acksPerFrame.value;
   const dismiss = (acked - fired) * Math.max(0, devices - 1);
   const timeoutInvocations = acked / inputs.ackTimeoutBatch.value;
   const timeoutMs = billedMs(
@@ -582,7 +584,7 @@ export function costModel(workload: Workload, inputs: ModelInputs): CostReport {
     connects * (o.connect.redisCommands.value + o.disconnect.redisCommands.value) +
     subscribes * o.subscribe.redisCommands.value +
     pings * o.ping.redisCommands.value +
-    acked * devices * o.ack.redisCommands.value +
+    ackFrames * o.ack.redisCommands.value +
     acked * o.ackTimeoutCheck.redisCommands.value;
   const ecpus = redisCommands * inputs.ecpuPerCommand.value + historyKb;
 
@@ -848,8 +850,8 @@ export function ackedCost(w: Workload, inputs: ModelInputs, devices: number): Co
   const gbPrice =
     inputs.architecture === 'arm64' ? PRICES.lambdaGbSecondArm : PRICES.lambdaGbSecondX86;
   const d = Math.max(1, devices);
-  const ackFrames = (n * d) / inputs.acksPerFrame.value;
   const fired = n * w.ackTimeoutShare;
+  const ackFrames = ((n - fired) * d) / inputs.acksPerFrame.value;
   const dismiss = (n - fired) * (d - 1);
   const msgs = ackFrames * (1 + inputs.ackReplyFrames.value) + dismiss;
   const ackMs = billedMs(o.ack.ms.value, o.ack.roundTrips.value * inputs.redisRttMs.value, inputs);
@@ -861,13 +863,13 @@ export function ackedCost(w: Workload, inputs: ModelInputs, devices: number): Co
   );
   const gbs = ((ackFrames * ackMs + timeoutInvocations * timeoutMs) / 1000) * gb;
   const redis =
-    n * d * o.ack.redisCommands.value * inputs.ecpuPerCommand.value +
+    ackFrames * o.ack.redisCommands.value * inputs.ecpuPerCommand.value +
     n * o.ackTimeoutCheck.redisCommands.value * inputs.ecpuPerCommand.value;
   const sqs = n * inputs.sqsRequestsPerAcked.value;
   const pushes = fired * inputs.pushDevicesPerUser.value;
   const lines: CostLine[] = [
     {
-      item: `API Gateway: ${d} ack frames in, their replies, dismiss frames to the other devices`,
+      item: `API Gateway: ack frames in from ${d} devices (for the acked ${(100 - w.ackTimeoutShare * 100).toFixed(0)} %), their replies, dismiss frames to the other devices`,
       quantity: msgs,
       unit: 'messages',
       usd: usd(PRICES.apigwMessage, msgs),

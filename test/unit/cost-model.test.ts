@@ -173,8 +173,8 @@ describe('per 1 M deliveries', () => {
     const w = { ...tiny(100), ackedShare: 1, ackTimeoutShare: 0.5 };
     const acked = ackedCost(w, zeroInputs(), 2);
     const get = (prefix: string) => acked.lines.find((l) => l.item.startsWith(prefix));
-    // 2 ack frames + 2 replies per message, and 1 dismiss for the half that is acked.
-    expect(get('API Gateway')?.quantity).toBeCloseTo(4.5e6, 3);
+    // For the half that is acked: 2 ack frames + 2 replies, and 1 dismiss to the other device.
+    expect(get('API Gateway')?.quantity).toBeCloseTo(0.5e6 * (2 + 2 + 1), 3);
     expect(get('SQS')?.usd).toBeCloseTo(1.2 * 0.4, 10);
     // Half fire, one device each: 500,000 pushes at $0.50/M mobile + $0.50/M publish.
     expect(get('SNS')?.quantity).toBeCloseTo(5e5, 3);
