@@ -26,6 +26,8 @@ import {
   round,
   stopAllChildren,
 } from './common.js';
+import { benchCost, defaultWorkload } from './cost.js';
+import { costMarkdown, costText } from './cost-report.js';
 import {
   connectionIds,
   fillTopic,
@@ -184,6 +186,7 @@ async function main(): Promise<void> {
     cpu: null,
     bundles: {},
     churn: null,
+    cost: null,
     targets: [],
     errors: {},
     notes: [],
@@ -349,6 +352,19 @@ async function main(): Promise<void> {
       results.fanout.sort((a, b) => a.n - b.n);
     });
 
+    // The cost model (issue 17): measured per-operation figures, then the model
+    // on the workload (bench/cost-workload.json or --workload=, flags).
+    await section('cost', async () => {
+      results.cost = await benchCost({
+        redisUrl,
+        privateRedis,
+        mgmt: mgmt as MgmtServer,
+        config,
+        runs: quick ? 40 : 200,
+      });
+      console.log(costText(results.cost));
+    });
+
     await section('offline', async () => {
       results.offline = await benchOffline({
         clients: settings.offline_clients,
@@ -389,6 +405,21 @@ async function main(): Promise<void> {
 
   results.duration_s = round((now() - started) / 1000, 1);
   results.machine.loadavg[1] = round(loadavg()[0] ?? 0, 2);
+  // Only the default workload's figures go into BENCHMARKS.md (variants print only).
+  if (results.cost && !quick && defaultWorkload()) updateCostMarkdown(results);
+  if (only?.length === 1 && only[0] === 'cost' && !process.argv.includes('--merge')) {
+    // The cost section alone: its own file, so results.json keeps the last full run.
+    const costOut = join(root(), 'bench', 'cost-results.json');
+    writeFileSync(
+      costOut,
+      `${JSON.stringify({ date: results.date, machine: results.machine, errors: results.errors, cost: results.cost }, null, 2)}\n`,
+    );
+    console.log(`\nwrote ${costOut}`);
+    for (const [section, error] of Object.entries(results.errors))
+      console.log(`ERROR in ${section}: ${error}`);
+    if (Object.keys(results.errors).length > 0) process.exitCode = 1;
+    return;
+  }
   const out = join(root(), 'bench', 'results.json');
   // `--only=<sections> --merge` (full mode): rerun some sections of the last
   // full run and keep the rest of it, e.g. one that failed.
@@ -414,6 +445,7 @@ const SECTION_FIELDS = {
   fanout: ['fanout', 'cpu'],
   offline: ['offline'],
   big_audience: ['big_audience'],
+  cost: ['cost'],
 } as const satisfies Record<string, readonly (keyof Results)[]>;
 
 function mergeInto(previous: Results, rerun: Results): Results {
@@ -451,6 +483,24 @@ function updateMarkdown(results: Results): void {
     `${text.slice(0, a + START.length)}\n${markdownReport(results)}\n${text.slice(b)}`,
   );
   console.log(`updated ${file}`);
+}
+
+const COST_START = '<!-- bench:cost:start -->';
+const COST_END = '<!-- bench:cost:end -->';
+
+/** Replaces the generated part of BENCHMARKS.md's "Cost" section with this run's model. */
+function updateCostMarkdown(results: Results): void {
+  const file = join(root(), 'BENCHMARKS.md');
+  if (!results.cost || !existsSync(file)) return;
+  const text = readFileSync(file, 'utf8');
+  const a = text.indexOf(COST_START);
+  const b = text.indexOf(COST_END);
+  if (a < 0 || b < a) return;
+  writeFileSync(
+    file,
+    `${text.slice(0, a + COST_START.length)}\n${costMarkdown(results.cost, results.date)}\n${text.slice(b)}`,
+  );
+  console.log(`updated the Cost section of ${file}`);
 }
 
 const watchdog = setTimeout(() => {
