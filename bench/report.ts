@@ -1,3 +1,4 @@
+import type { BatchCost } from './batch.js';
 import type { BigAudienceResult } from './bigaudience.js';
 import type { BundleRow } from './bundles.js';
 import type { ChurnResult } from './churn.js';
@@ -174,6 +175,8 @@ export interface Results {
   cpu: CpuMeasure | null;
   bundles: Record<string, BundleRow>;
   churn: ChurnResult | null;
+  /** Batch publish: posts and billed units, one by one vs batched (bench/batch.ts). */
+  batch?: BatchCost[] | null;
   targets: Target[];
   errors: Record<string, string>;
   notes: string[];

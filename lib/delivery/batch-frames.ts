@@ -266,7 +266,13 @@ const BatchChunkSchema = v.strictObject({
   jobs: v.array(
     v.object({
       items: v.pipe(
-        v.array(v.union([v.tuple([Index]), v.tuple([Index, v.pipe(v.string(), v.minLength(1))])])),
+        v.array(
+          // Strict: a plain tuple would match [n, cursor] as [n] and drop the cursor.
+          v.union([
+            v.strictTuple([Index]),
+            v.strictTuple([Index, v.pipe(v.string(), v.minLength(1))]),
+          ]),
+        ),
         v.minLength(1),
       ),
       recipients: v.array(

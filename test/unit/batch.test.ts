@@ -192,7 +192,10 @@ describe('toBatchChunks', () => {
   });
 
   it('cuts by bytes, and each chunk reads back as it was written', async () => {
-    const groups: Group[] = [{ items: [{ n: 2 }, { n: 0 }], recipients: recipients('c', 50) }];
+    const groups: Group[] = [
+      { items: [{ n: 2 }, { n: 0, cursor: '17-3' }], recipients: recipients('c', 30) },
+      { items: [{ n: 1, cursor: '18-0' }], recipients: recipients('d', 20) },
+    ];
     const limit = 8_000;
     const chunks = [];
     for await (const c of toBatchChunks(byN, groups, { chunkSize: 1000, chunkMaxBytes: limit }))
