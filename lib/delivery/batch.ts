@@ -181,7 +181,12 @@ export const batchByteLimit = (chunkMaxBytes: number) =>
  * connection its messages combined. A failure of the whole (Redis) gives
  * every claimed id back and throws, so a retry of the batch delivers.
  */
-export async function publishBatch(input: unknown, deps: PublishDeps): Promise<BatchResult> {
+export async function publishBatch(
+  input: unknown,
+  deps: PublishDeps,
+  /** `joinLimit`: JOIN_LIMIT, for tests of what lies past it. */
+  options: { joinLimit?: number } = {},
+): Promise<BatchResult> {
   const { messages } = parseBatchRequest(input, batchByteLimit(deps.chunkMaxBytes));
   const slots: Slot[] = messages.map((request, n) => {
     const id = request.id ?? randomUUID();
@@ -242,7 +247,10 @@ export async function publishBatch(input: unknown, deps: PublishDeps): Promise<B
       throw error instanceof AggregateError ? error.errors[0] : error;
     });
     const active = slots.filter((s) => s.done === undefined);
-    const totals = active.length > 0 ? await run(active, slots, deps) : emptyTotals();
+    const totals =
+      active.length > 0
+        ? await run(active, slots, deps, options.joinLimit ?? JOIN_LIMIT)
+        : emptyTotals();
     const results = slots.map((s) => s.done ?? resultOf(s));
     await pMap(
       claimed,
@@ -301,7 +309,11 @@ interface Pass {
 class Join {
   readonly byConnection = new Map<string, { endpoint: string; items: Item[] }>();
   /** Pairs still allowed (may go below 0 by a stream's later messages; then no new stream is joined). */
-  left = JOIN_LIMIT;
+  left: number;
+
+  constructor(limit: number) {
+    this.left = limit;
+  }
 
   add(recipient: Recipient, item: Item): void {
     const entry = this.byConnection.get(recipient.connectionId);
@@ -333,9 +345,10 @@ async function run(
   active: Slot[],
   all: Slot[],
   deps: PublishDeps,
+  joinLimit: number,
 ): Promise<Omit<BatchResult, 'messages'>> {
   const { registry } = deps;
-  const join = new Join();
+  const join = new Join(joinLimit);
   const passes: Pass[] = [];
 
   // History streams, each with its messages in request order.

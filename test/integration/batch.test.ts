@@ -202,6 +202,43 @@ describe.each(TOPOLOGIES)('batch publish on %s Redis', (topology) => {
       expect(Buffer.byteLength(p.frame)).toBeLessThanOrEqual(128 * 1024);
   });
 
+  it('past the join limit, streams each further audience with its own messages combined, still every message once and in order', async () => {
+    const registry = env.registry();
+    const gateway = new RecordingGateway();
+    const devices = await registerAll(registry, [
+      connection('lim-a'),
+      connection('lim-a'),
+      connection('lim-b'),
+      connection('lim-c'),
+    ]);
+    await Promise.all(devices.map((d) => registry.subscribe(d, 'room:lim')));
+    // Room 4 members, lim-a 2 devices: a limit of 3 joins lim-a's stream or
+    // the smaller ones, never the room; the rest is streamed.
+    const messages = [
+      { userId: 'lim-a', data: 0 },
+      { topic: 'room:lim', data: 1 },
+      { userIds: ['lim-a', 'lim-b', 'lim-c'], data: 2 },
+      { topic: 'room:lim', data: 3 },
+      { userId: 'lim-a', data: 4 },
+    ];
+    const result = await publishBatch({ messages }, publishDeps(registry, gateway, noDedup), {
+      joinLimit: 3,
+    });
+    expect(result.messages.map((m) => ok(m).delivered)).toEqual([2, 4, 4, 4, 2]);
+    const [d0, d1, d2, d3] = devices.map((d) => received(gateway, d.connectionId));
+    // Per stream, in request order; each message once.
+    for (const got of [d0, d1]) {
+      expect(got?.messages.filter((m) => m.topic === undefined).map((m) => m.data)).toEqual([
+        0, 2, 4,
+      ]);
+      expect(got?.messages.filter((m) => m.topic !== undefined).map((m) => m.data)).toEqual([1, 3]);
+    }
+    for (const got of [d2, d3]) expect(got?.messages.map((m) => m.data).sort()).toEqual([1, 2, 3]);
+    // Still combined: the room's two messages travel together.
+    expect(d0?.posts).toBe(2);
+    expect(gateway.posts.length).toBeLessThan(16);
+  });
+
   it('streams a topic larger than a chunk through deliver workers, combining its messages, counted per message', async () => {
     const registry = env.registry();
     const gateway = new RecordingGateway();
