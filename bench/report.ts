@@ -1,3 +1,4 @@
+import type { BatchCost } from './batch.js';
 import type { BigAudienceResult } from './bigaudience.js';
 import type { BundleRow } from './bundles.js';
 import type { ChurnResult } from './churn.js';
@@ -183,6 +184,8 @@ export interface Results {
   churn: ChurnResult | null;
   /** The cost model's section (bench/cost.ts); absent in runs before issue 17. */
   cost?: CostResult | null;
+  /** Batch publish: posts and billed units, one by one vs batched (bench/batch.ts). */
+  batch?: BatchCost[] | null;
   targets: Target[];
   errors: Record<string, string>;
   notes: string[];

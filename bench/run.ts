@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../lib/config.js';
 import type { RedisRegistry } from '../lib/registry/redis.js';
 import { type RedisServer, startRedisServer } from '../scripts/redis-server.js';
+import { measureBatchCost, writeBatchFigures } from './batch.js';
 import { benchBigAudience } from './bigaudience.js';
 import { benchBundles } from './bundles.js';
 import { benchChurn } from './churn.js';
@@ -187,6 +188,7 @@ async function main(): Promise<void> {
     bundles: {},
     churn: null,
     cost: null,
+    batch: null,
     targets: [],
     errors: {},
     notes: [],
@@ -235,6 +237,32 @@ async function main(): Promise<void> {
         concurrency: settings.churn_concurrency,
         redisBenchmarkRequests: settings.redis_benchmark_requests,
       });
+    });
+
+    // Batch publish (issue 17): posts and billed 32 KB units per 1 M deliveries, one by one vs batched.
+    await section('batch', async () => {
+      const server = mgmt as MgmtServer;
+      const deps = publishDeps(redis, config);
+      await server.reset();
+      results.batch = await measureBatchCost({
+        deps: { ...deps, registry: deps.registry as RedisRegistry },
+        endpoint: server.endpoint,
+        onConnections: (ids) => server.register(ids),
+        calls: quick ? 10 : 50,
+      });
+      // The management API stand-in saw every post the counting gateway made.
+      const seen = await server.stats();
+      const made = results.batch.reduce((s, r) => s + r.plain.posts + r.batched.posts, 0);
+      if (seen.delivered !== made || seen.gone > 0)
+        throw new Error(
+          `the gateway counted ${made} posts, the management API saw ${seen.delivered} (${seen.gone} gone)`,
+        );
+      writeBatchFigures(results.batch, results.date);
+      for (const r of results.batch) {
+        console.log(
+          `  ${r.workload}: ${fmtN(r.deliveries)} deliveries; per 1 M: ${fmtN(r.plain.posts_per_million)} posts / ${fmtN(r.plain.units_per_million)} units one by one, ${fmtN(r.batched.posts_per_million)} / ${fmtN(r.batched.units_per_million)} batched (×${r.posts_ratio} posts, ×${r.units_ratio} units)`,
+        );
+      }
     });
 
     await section('fanout', async () => {
@@ -446,6 +474,7 @@ const SECTION_FIELDS = {
   offline: ['offline'],
   big_audience: ['big_audience'],
   cost: ['cost'],
+  batch: ['batch'],
 } as const satisfies Record<string, readonly (keyof Results)[]>;
 
 function mergeInto(previous: Results, rerun: Results): Results {

@@ -116,7 +116,7 @@ export function parsePublishRequest(input: unknown): PublishRequest {
 }
 
 /** Longest cursor a frame can carry ("<16 digits>-<16 digits>"); used to size-check before storing. */
-const MAX_CURSOR = `${'9'.repeat(16)}-${'9'.repeat(16)}`;
+export const MAX_CURSOR = `${'9'.repeat(16)}-${'9'.repeat(16)}`;
 
 /**
  * Publishes one message: validates it, claims its id (when given), stores it
