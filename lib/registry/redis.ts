@@ -56,6 +56,8 @@ export interface RedisRegistryOptions {
    * before a data loss may be lost with it (SECURITY.md).
    */
   tokenEpochGraceMs?: number;
+  /** Topic names or prefixes (`doc:*`) whose subscribers may ask for deltas (DELTA_TOPICS). */
+  deltaTopics?: readonly string[];
   /** Clock, injectable for tests. */
   now?: () => number;
   presence?: PresenceOptions;
@@ -112,6 +114,7 @@ export class RedisRegistry implements ConnectionRegistry {
   readonly #tokenEpochGraceMs: number;
   readonly #now: () => number;
   readonly #presence: PresenceOptions;
+  readonly #deltaTopics: readonly string[];
   #epochMarked = false;
 
   constructor(redis: Redis | Cluster, options: RedisRegistryOptions) {
@@ -125,6 +128,17 @@ export class RedisRegistry implements ConnectionRegistry {
     this.#tokenEpochGraceMs = options.tokenEpochGraceMs ?? TOKEN_EPOCH_GRACE_MS;
     this.#now = options.now ?? Date.now;
     this.#presence = options.presence ?? { eventTopics: [], coalesceAbove: 0, intervalMs: 1_000 };
+    this.#deltaTopics = options.deltaTopics ?? [];
+  }
+
+  isDeltaTopic(topic: string): boolean {
+    return this.#deltaTopics.length > 0 && topicAllowed(topic, this.#deltaTopics);
+  }
+
+  async deltaFlags(audience: Audience, recipients: Recipient[], base: string): Promise<boolean[]> {
+    if (recipients.length === 0) return [];
+    const joined = await this.#redis.hmget(audience.keys.delta, ...recipients.map(encodeMember));
+    return joined.map((j) => j !== null && compareCursors(j, base) < 0);
   }
 
   /**
@@ -420,16 +434,18 @@ export class RedisRegistry implements ConnectionRegistry {
     topic: string,
     leaseEnd?: number,
     maxTopics?: number,
+    delta = false,
   ): Promise<SubscribeOutcome> {
-    return (await this.#subscribe(connection, topic, leaseEnd, maxTopics, false)).outcome;
+    return (await this.#subscribe(connection, topic, leaseEnd, maxTopics, false, delta)).outcome;
   }
 
   subscribeWithCursor(
     connection: ConnectionRecord,
     topic: string,
     maxTopics?: number,
+    delta = false,
   ): Promise<{ outcome: SubscribeOutcome; cursor?: string }> {
-    return this.#subscribe(connection, topic, undefined, maxTopics, true);
+    return this.#subscribe(connection, topic, undefined, maxTopics, true, delta);
   }
 
   async #subscribe(
@@ -438,6 +454,7 @@ export class RedisRegistry implements ConnectionRegistry {
     leaseEnd: number | undefined,
     maxTopics: number | undefined,
     position: boolean,
+    delta: boolean,
   ): Promise<{ outcome: SubscribeOutcome; cursor?: string }> {
     const record = this.keys.connection(connection.connectionId);
     const topics = this.keys.connectionTopics(connection.connectionId);
@@ -458,6 +475,14 @@ export class RedisRegistry implements ConnectionRegistry {
       add.zrem(a.live, member).zadd(a.resuming, expiry, member).zadd(a.leases, leaseEnd, member);
       add.expire(a.resuming, this.#ttl).expire(a.leases, this.#ttl);
     }
+    // A delta topic's member records whether (and since when) it takes
+    // deltas: by a replay it receives every entry ("0-0"); joining live,
+    // from where the stream stands (written with that position, below).
+    const deltaTopic = this.isDeltaTopic(topic);
+    const joinLive = deltaTopic && delta && leaseEnd === undefined;
+    if (deltaTopic && !delta) add.hdel(a.delta, member);
+    if (deltaTopic && delta && leaseEnd !== undefined)
+      add.hset(a.delta, member, '0-0').expire(a.delta, this.#deltaTtl());
     // The stream's position right after the member was written, in the same
     // round trip (auto-pipelined, same slot): a message published after it
     // reaches the member live, one before it is not after the cursor.
@@ -466,7 +491,11 @@ export class RedisRegistry implements ConnectionRegistry {
     // both when one came first.
     const [, cursor] = await Promise.all([
       add.exec(),
-      position ? this.#position(this.topicAudience(topic)) : undefined,
+      joinLive
+        ? this.#redis.pwDeltaJoin(a.history, a.delta, member, this.#deltaTtl())
+        : position
+          ? this.#position(this.topicAudience(topic))
+          : undefined,
       this.#join(connection, topic, expiry),
     ]);
     // One slot (the record's): one MULTI.
@@ -500,6 +529,15 @@ export class RedisRegistry implements ConnectionRegistry {
       ]);
     }
     return cursor === undefined ? { outcome: 'subscribed' } : { outcome: 'subscribed', cursor };
+  }
+
+  /**
+   * How long a delta members hash lives after a join: every connection
+   * joins again within API Gateway's 2 h lifetime, and no entry older than
+   * the history TTL can be a base.
+   */
+  #deltaTtl(): number {
+    return Math.max(this.#historyTtl, ENDPOINTS_TTL_SECONDS);
   }
 
   /** Where a stream stands for a client joining it (see position.lua). */
@@ -758,22 +796,35 @@ export class RedisRegistry implements ConnectionRegistry {
     // Members whose replay lease ran out are live again before this publish
     // reads the live set: sent in the same pipeline (one round trip), and a
     // no-op unless some replay died. See rescue.lua.
-    const [, [cursor, count, ...members]] = await Promise.all([
+    const delta = audience.kind === 'topic' && this.isDeltaTopic(audience.name);
+    const [, [cursor, count, ...rest]] = await Promise.all([
       this.#redis.pwRescue(live, audience.keys.resuming, audience.keys.leases, now, this.#ttl, ''),
       this.#redis.pwPublish(
         live,
         history,
         lost,
         audience.keys.ids,
+        audience.keys.delta,
+        audience.keys.resuming,
         now,
         entry ?? '',
         this.#historySize,
         this.#historyTtl,
         inlineLimit,
         publishId ?? '',
+        delta ? '1' : '',
       ),
     ]);
     const step: PublishStep = { cursor, count: Number(count) };
+    let members = rest;
+    if (delta) {
+      const [previous = '', entry = '', flags = '', ...others] = rest;
+      members = others;
+      if (previous !== '') {
+        step.previous = { cursor: previous, entry };
+        if (step.count <= inlineLimit) step.delta = [...flags].map((f) => f === '1');
+      }
+    }
     if (step.count <= inlineLimit) step.members = members.map(decodeMember);
     return step;
   }
