@@ -252,7 +252,12 @@ async function run(
           ? [{ cursor, recipients: step.members.filter(keep) }]
           : filtered(registry.scan(audience, deps.chunkSize), cursor, keep)
         : step.members
-          ? split(cursor, step.members, step.delta ?? [], keep)
+          ? split(
+              cursor,
+              step.members,
+              await registry.deltaFlags(audience, step.members, previous.cursor),
+              keep,
+            )
           : splitStream(registry, audience, deps.chunkSize, cursor, previous.cursor, keep);
     const result = await dispatch(topicMessage, source, deps);
     return {

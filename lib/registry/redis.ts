@@ -132,7 +132,7 @@ export class RedisRegistry implements ConnectionRegistry {
   }
 
   isDeltaTopic(topic: string): boolean {
-    return this.#deltaTopics.length > 0 && topicAllowed(topic, this.#deltaTopics);
+    return topicAllowed(topic, this.#deltaTopics);
   }
 
   async deltaFlags(audience: Audience, recipients: Recipient[], base: string): Promise<boolean[]> {
@@ -387,6 +387,7 @@ export class RedisRegistry implements ConnectionRegistry {
         .zrem(k.live, member)
         .zrem(k.resuming, member)
         .zrem(k.leases, member)
+        .hdel(k.delta, member)
         .exec();
     await Promise.all([
       leave(this.userAudience(connection.userId)),
@@ -475,14 +476,16 @@ export class RedisRegistry implements ConnectionRegistry {
       add.zrem(a.live, member).zadd(a.resuming, expiry, member).zadd(a.leases, leaseEnd, member);
       add.expire(a.resuming, this.#ttl).expire(a.leases, this.#ttl);
     }
-    // A delta topic's member records whether (and since when) it takes
-    // deltas: by a replay it receives every entry ("0-0"); joining live,
-    // from where the stream stands (written with that position, below).
-    const deltaTopic = this.isDeltaTopic(topic);
-    const joinLive = deltaTopic && delta && leaseEnd === undefined;
-    if (deltaTopic && !delta) add.hdel(a.delta, member);
-    if (deltaTopic && delta && leaseEnd !== undefined)
-      add.hset(a.delta, member, '0-0').expire(a.delta, this.#deltaTtl());
+    // A delta topic's member records whether (and from where) it takes
+    // deltas: by a replay it receives every entry ("0-0"); joining live, from
+    // the position read below (after the member joined): any later entry
+    // reaches it live. Written after that read, which is safe: a publish
+    // before the write sends it whole messages, and no publish can pair it
+    // with an entry older than its position.
+    const deltas = delta && this.isDeltaTopic(topic);
+    add.hdel(a.delta, member);
+    // (8,100 s: every connection joins again within API Gateway's 2 h lifetime.)
+    if (deltas && leaseEnd !== undefined) add.hset(a.delta, member, '0-0').expire(a.delta, 8_100);
     // The stream's position right after the member was written, in the same
     // round trip (auto-pipelined, same slot): a message published after it
     // reaches the member live, one before it is not after the cursor.
@@ -491,13 +494,17 @@ export class RedisRegistry implements ConnectionRegistry {
     // both when one came first.
     const [, cursor] = await Promise.all([
       add.exec(),
-      joinLive
-        ? this.#redis.pwDeltaJoin(a.history, a.delta, member, this.#deltaTtl())
-        : position
-          ? this.#position(this.topicAudience(topic))
-          : undefined,
+      position || (deltas && leaseEnd === undefined)
+        ? this.#position(this.topicAudience(topic))
+        : undefined,
       this.#join(connection, topic, expiry),
     ]);
+    if (deltas && leaseEnd === undefined)
+      await this.#redis
+        .multi()
+        .hset(a.delta, member, cursor as string)
+        .expire(a.delta, 8_100)
+        .exec();
     // One slot (the record's): one MULTI.
     const check = await this.#redis
       .multi()
@@ -531,15 +538,6 @@ export class RedisRegistry implements ConnectionRegistry {
     return cursor === undefined ? { outcome: 'subscribed' } : { outcome: 'subscribed', cursor };
   }
 
-  /**
-   * How long a delta members hash lives after a join: every connection
-   * joins again within API Gateway's 2 h lifetime, and no entry older than
-   * the history TTL can be a base.
-   */
-  #deltaTtl(): number {
-    return Math.max(this.#historyTtl, ENDPOINTS_TTL_SECONDS);
-  }
-
   /** Where a stream stands for a client joining it (see position.lua). */
   #position({ keys }: Audience): Promise<string> {
     return this.#redis.pwPosition(keys.history);
@@ -555,6 +553,7 @@ export class RedisRegistry implements ConnectionRegistry {
         .zrem(a.live, member)
         .zrem(a.resuming, member)
         .zrem(a.leases, member)
+        .hdel(a.delta, member)
         .exec(),
       this.#leave(connection.connectionId, connection.userId, topic),
     ]);
@@ -804,8 +803,6 @@ export class RedisRegistry implements ConnectionRegistry {
         history,
         lost,
         audience.keys.ids,
-        audience.keys.delta,
-        audience.keys.resuming,
         now,
         entry ?? '',
         this.#historySize,
@@ -818,12 +815,9 @@ export class RedisRegistry implements ConnectionRegistry {
     const step: PublishStep = { cursor, count: Number(count) };
     let members = rest;
     if (delta) {
-      const [previous = '', entry = '', flags = '', ...others] = rest;
+      const [previous = '', entry = '', ...others] = rest;
       members = others;
-      if (previous !== '') {
-        step.previous = { cursor: previous, entry };
-        if (step.count <= inlineLimit) step.delta = [...flags].map((f) => f === '1');
-      }
+      if (previous) step.previous = { cursor: previous, entry };
     }
     if (step.count <= inlineLimit) step.members = members.map(decodeMember);
     return step;

@@ -3,7 +3,6 @@ import admitLua from './scripts/admit.lua';
 import attachLua from './scripts/attach.lua';
 import beginResumeLua from './scripts/begin-resume.lua';
 import closeLua from './scripts/close.lua';
-import deltaJoinLua from './scripts/delta-join.lua';
 import endpointLua from './scripts/endpoint.lua';
 import positionLua from './scripts/position.lua';
 import presenceLua from './scripts/presence.lua';
@@ -20,8 +19,7 @@ import sweepLua from './scripts/sweep.lua';
  */
 export function defineScripts(redis: Redis | Cluster): void {
   if (typeof (redis as Partial<Redis>).pwPublish === 'function') return;
-  redis.defineCommand('pwPublish', { numberOfKeys: 6, lua: publishLua });
-  redis.defineCommand('pwDeltaJoin', { numberOfKeys: 2, lua: deltaJoinLua });
+  redis.defineCommand('pwPublish', { numberOfKeys: 4, lua: publishLua });
   redis.defineCommand('pwResume', { numberOfKeys: 5, lua: resumeLua });
   redis.defineCommand('pwBeginResume', { numberOfKeys: 3, lua: beginResumeLua });
   redis.defineCommand('pwRescue', { numberOfKeys: 3, lua: rescueLua });
@@ -59,8 +57,6 @@ declare module 'ioredis' {
       history: string,
       lost: string,
       publishIds: string,
-      deltaMembers: string,
-      resuming: string,
       nowMs: number,
       entry: string,
       historySize: number,

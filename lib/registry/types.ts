@@ -94,8 +94,6 @@ export interface PublishStep {
    * append), when there is one: the base of its delta (issue 17).
    */
   previous?: { cursor: string; entry: string };
-  /** With `previous` and `members`: per member, whether it gets the delta (deltaFlags()). */
-  delta?: boolean[];
 }
 
 export type ResumeStep =

@@ -17,15 +17,10 @@
 -- ARGV[5] - inline limit: members are returned only when there are at most this many
 -- ARGV[6] - the publish id to record (a publish with an `id`), else ""
 -- ARGV[7] - "1" for a delta topic (issue 17, docs/protocol.md PW-D), else ""
--- KEYS[5] - (delta topics) delta members HASH (member -> the stream's
---           position when it joined live; "0-0" when it joined by a replay)
--- KEYS[6] - (delta topics) resuming members ZSET
 -- Returns { cursor or "", number of live members, members... }; for a delta
 -- topic { cursor, count, previous cursor or "", previous entry or "",
--- flags, members... }: the entry this one follows (read here, atomically
--- with the append, so concurrent publishes never pair a delta with the
--- wrong base) and one flag per member ("1": it asked for deltas and holds
--- the previous entry: it joined before it was stored).
+-- members... }: the entry this one follows, read atomically with the
+-- append, so concurrent publishes never pair a delta with the wrong base.
 
 local now = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -53,23 +48,18 @@ local function forget(entries)
     end
   end
 end
-local delta = ARGV[7] == '1'
-local previous, previousEntry = '', ''
+local result = { '', 0 }
+if ARGV[7] == '1' then
+  result = { '', 0, '', '' }
+end
 if known then
   cursor = known
 elseif ARGV[2] ~= '' and size > 0 then
   local ttl = tonumber(ARGV[4])
-  if delta then
-    local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-    if last[1] then
-      local fields = last[1][2]
-      for j = 1, #fields, 2 do
-        if fields[j] == 'm' then
-          previous = last[1][1]
-          previousEntry = fields[j + 1]
-        end
-      end
-    end
+  local last = result[3] and redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+  if last and last[2][1] == 'm' then
+    result[3] = last[1]
+    result[4] = last[2][2]
   end
   if id ~= '' then
     cursor = redis.call('XADD', KEYS[2], '*', 'm', ARGV[2], 'i', id)
@@ -114,45 +104,13 @@ elseif ARGV[2] ~= '' and size > 0 then
 end
 
 local count = redis.call('ZCARD', KEYS[1])
-local result = { cursor, count }
-local first = 2
-if delta then
-  -- Forgets members that left (unsubscribe, disconnect) once they outnumber
-  -- the audience: the hash stays within twice its size.
-  if redis.call('HLEN', KEYS[5]) > 2 * (count + redis.call('ZCARD', KEYS[6])) + 64 then
-    local names = redis.call('HKEYS', KEYS[5])
-    for i = 1, #names do
-      if not redis.call('ZSCORE', KEYS[1], names[i]) and not redis.call('ZSCORE', KEYS[6], names[i]) then
-        redis.call('HDEL', KEYS[5], names[i])
-      end
-    end
-  end
-  result[3] = previous
-  result[4] = previousEntry
-  result[5] = ''
-  first = 5
-end
-local function before(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  if not am or not bm then
-    return false
-  end
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
-  return am < bm or (am == bm and as < bs)
-end
+result[1] = cursor
+result[2] = count
 if count <= tonumber(ARGV[5]) then
   local members = redis.call('ZRANGE', KEYS[1], 0, -1)
-  local flags = {}
+  local first = #result
   for i = 1, #members do
-    result[i + first] = members[i]
-    if delta and previous ~= '' then
-      local joined = redis.call('HGET', KEYS[5], members[i])
-      flags[i] = (joined and before(joined, previous)) and '1' or '0'
-    end
-  end
-  if delta then
-    result[5] = table.concat(flags)
+    result[first + i] = members[i]
   end
 end
 return result
