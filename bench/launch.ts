@@ -4,9 +4,10 @@
  * node_modules/.cache/pushwire-bench, then runs it with plain Node.
  */
 import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { build, type Plugin } from 'esbuild';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'node_modules', '.cache', 'pushwire-bench');
@@ -23,6 +24,24 @@ const entries = [
   'paced-run',
 ] as const;
 
+/**
+ * `import.meta.url` is empty in a CommonJS bundle; test helpers the bench
+ * loads (test/helpers/contract.ts, through offline.ts) find docs/ by it at
+ * load time. Each of our modules gets its own file's URL instead.
+ */
+const importMetaUrl: Plugin = {
+  name: 'import-meta-url',
+  setup(b) {
+    b.onLoad({ filter: /\/(bench|lib|scripts|test|client)\/.*\.ts$/ }, async (args) => ({
+      contents: (await readFile(args.path, 'utf8')).replaceAll(
+        'import.meta.url',
+        JSON.stringify(pathToFileURL(args.path).href),
+      ),
+      loader: 'ts',
+    }));
+  },
+};
+
 await build({
   absWorkingDir: root,
   entryPoints: Object.fromEntries(entries.map((e) => [e, `bench/${e}.ts`])),
@@ -37,6 +56,7 @@ await build({
   external: ['bufferutil', 'utf-8-validate', 'esbuild'],
   sourcemap: 'inline',
   logLevel: 'warning',
+  plugins: [importMetaUrl],
 });
 
 // `--profile [--cpu-prof] [--n=… --runs=…]`: fan-out alone (bench/profile.ts),

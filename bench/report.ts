@@ -1,6 +1,7 @@
 import type { BigAudienceResult } from './bigaudience.js';
 import type { BundleRow } from './bundles.js';
 import type { ChurnResult } from './churn.js';
+import type { DeltaBench } from './delta.js';
 import type { CpuMeasure } from './fanout.js';
 import type { LookupRow } from './lookup.js';
 import type { OfflineResult } from './offline.js';
@@ -174,6 +175,8 @@ export interface Results {
   cpu: CpuMeasure | null;
   bundles: Record<string, BundleRow>;
   churn: ChurnResult | null;
+  /** Delta topics (bench/delta.ts); absent in runs before issue 17. */
+  delta?: DeltaBench | null;
   targets: Target[];
   errors: Record<string, string>;
   notes: string[];

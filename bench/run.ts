@@ -26,6 +26,7 @@ import {
   round,
   stopAllChildren,
 } from './common.js';
+import { benchDelta } from './delta.js';
 import {
   connectionIds,
   fillTopic,
@@ -184,6 +185,7 @@ async function main(): Promise<void> {
     cpu: null,
     bundles: {},
     churn: null,
+    delta: null,
     targets: [],
     errors: {},
     notes: [],
@@ -362,6 +364,24 @@ async function main(): Promise<void> {
       );
     });
 
+    await section('delta', async () => {
+      results.delta = await benchDelta({
+        redis,
+        config,
+        mgmt: mgmt as MgmtServer,
+        messages: quick ? 10 : 30,
+      });
+      const d = results.delta;
+      for (const l of d.libraries)
+        console.log(
+          `  ${l.library}: ${fmtN(l.delta_bytes)} bytes, create ${l.create_ms} ms, apply ${l.apply_ms} ms, client ${fmtN(l.client_gzip_bytes)} B min+gzip`,
+        );
+      const m = d.measured;
+      console.log(
+        `  publish() of a ${fmtN(m.document_bytes)}-byte document, ${m.messages} versions: ${fmtN(m.plain_bytes_per_message)} bytes / ${m.plain_units_per_message} units per message whole, ${fmtN(m.delta_bytes_per_message)} bytes / ${m.delta_units_per_message} units as delta; publish ${m.publish_ms_delta_topic} ms (delta topic) vs ${m.publish_ms_plain_topic} ms; pushwire/delta ${fmtN(d.client_delta_module_gzip)} B min+gzip`,
+      );
+    });
+
     await section('big_audience', async () => {
       const server = mgmt as MgmtServer;
       await server.clear();
@@ -414,6 +434,7 @@ const SECTION_FIELDS = {
   fanout: ['fanout', 'cpu'],
   offline: ['offline'],
   big_audience: ['big_audience'],
+  delta: ['delta'],
 } as const satisfies Record<string, readonly (keyof Results)[]>;
 
 function mergeInto(previous: Results, rerun: Results): Results {

@@ -14,15 +14,20 @@ import { createDelta } from 'fossil-delta';
  * message (always correct).
  */
 export function deltaOf(previousEntry: string, dataJson: string): string | undefined {
-  let base: string;
-  try {
-    // A history entry is {"id":…,"from"?:…,"data":…}; its data serialised
-    // again is the text the subscriber was sent (stringify∘parse∘stringify
-    // is stringify), and what the client library holds as the base.
-    base = JSON.stringify((JSON.parse(previousEntry) as { data: unknown }).data);
-  } catch {
-    return undefined;
-  }
+  // A history entry is {"id":…,"from"?:…,"data":…} with `data` last, as
+  // publish wrote it: its text is the data text the subscriber was sent.
+  // (`,"data":` cannot occur inside the id or from strings: a quote in a
+  // JSON string is escaped.) Anything else is parsed and serialised again
+  // (stringify∘parse∘stringify is stringify).
+  const at = previousEntry.indexOf(',"data":');
+  let base: string | undefined;
+  if (at > 0 && previousEntry.endsWith('}')) base = previousEntry.slice(at + 8, -1);
+  else
+    try {
+      base = JSON.stringify((JSON.parse(previousEntry) as { data: unknown }).data);
+    } catch {
+      return undefined;
+    }
   if (base === undefined) return undefined;
   const delta = Buffer.from(createDelta(Buffer.from(base), Buffer.from(dataJson))).toString(
     'latin1',
