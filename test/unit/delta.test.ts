@@ -22,6 +22,7 @@ import {
   toChunks,
 } from '../../lib/delivery/chunks.js';
 import { deltaOf } from '../../lib/delivery/delta.js';
+import { bundleClient, DELTA_SOURCE, gzipSize } from '../../scripts/build-client.js';
 import { checkClientMessage, checkServerMessage } from '../helpers/contract.js';
 
 const entry = (data: unknown) => `{"id":"m0","data":${JSON.stringify(data)}}`;
@@ -140,6 +141,21 @@ describe('delta create (server) and apply (pushwire/delta)', () => {
   it('sends the whole message when a delta would not be smaller, or the base is unreadable', () => {
     expect(deltaOf(entry({ a: 1 }), JSON.stringify({ b: 'completely different' }))).toBeUndefined();
     expect(deltaOf('not json', '{"a":1}')).toBeUndefined();
+  });
+});
+
+describe('pushwire/delta as apps get it (client/dist/delta.js)', () => {
+  it('is one dependency-free ES module exporting fossilDelta, fossil-delta inside', async () => {
+    const code = await bundleClient(DELTA_SOURCE);
+    const gzip = gzipSize(code);
+    console.log(
+      `pushwire/delta: ${Buffer.byteLength(code)} bytes minified, ${gzip} bytes min+gzip`,
+    );
+    expect(code).not.toMatch(/\bimport\s*[({"'\w*]|\brequire\s*\(/);
+    expect(code).not.toMatch(/#|static\s*\{|\bprocess\.|\bBuffer\b|TextDecoder/);
+    expect(code).toMatch(/export\s*\{[^}]*fossilDelta/);
+    // Apps pay this only with delta topics; keep it small all the same.
+    expect(gzip).toBeLessThan(2_500);
   });
 });
 
