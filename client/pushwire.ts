@@ -377,6 +377,8 @@ export class Pushwire {
   private listeners_: { [K in keyof Events]?: Set<Listener<K>> } = {};
   /** Applies deltas (`options.delta`). */
   private x_: DeltaApplier | undefined;
+  /** Topics that refused a delta while their replay ran: fetched again at its `resumed`. */
+  private r_ = new Set<string>();
 
   constructor(options: Options) {
     this.o_ = options;
@@ -936,6 +938,7 @@ export class Pushwire {
       this.settle_(stream);
       this.save_();
       if (frame.recovered === false) this.emit_('gap', topic === undefined ? {} : { topic });
+      if (this.r_.delete(stream)) this.join_(stream);
     } else if (type === 'presence') {
       const ask = this.ask_(frame.ref);
       const page: MembersPage = { members: frame.members ?? [], count: frame.count ?? 0 };
@@ -1029,8 +1032,10 @@ export class Pushwire {
     if (ok && win[id] !== undefined) return;
     // A delta it cannot apply (no base, another base, corrupt): fetched
     // whole by a replay from the topic's resume point, never handed over.
+    // One fetch at a time per topic: refused while a replay of it runs, once more after it.
     if (this.x_ ? !this.x_(frame) : frame.delta) {
-      if (topic) this.join_(topic);
+      if (topic && this.pending_.has(topic)) this.r_.add(topic);
+      else if (topic) this.join_(topic);
       return;
     }
     if (ok) {

@@ -351,6 +351,27 @@ describe('the library with pushwire/delta', () => {
     expect(subscribes()).toHaveLength(before + 1);
   });
 
+  it('one fetch at a time: deltas refused while the replay runs are fetched once, after its resumed', async () => {
+    const { messages } = await library();
+    socket().receive(whole('m1', c(1), docs[0]));
+    socket().receive(wireFrame(docs[0], docs[1], c(0), c(2), 'm2'));
+    const fetches = subscribes().length;
+
+    // The replay has not ended: more deltas it cannot apply send nothing more.
+    socket().receive(wireFrame(docs[1], docs[2], c(2), c(3), 'm3'));
+    socket().receive(wireFrame(docs[1], docs[2], c(2), c(3), 'm3'));
+    expect(subscribes()).toHaveLength(fetches);
+
+    // The replay brings m2; m3 came live at its end (PW-R7): one more fetch.
+    socket().receive(whole('m2', c(2), docs[1]));
+    socket().receive({ type: 'resumed', topic: 'doc:1', recovered: true });
+    expect(subscribes()).toHaveLength(fetches + 1);
+    socket().receive(whole('m3', c(3), docs[2]));
+    socket().receive({ type: 'resumed', topic: 'doc:1', recovered: true });
+    expect(subscribes()).toHaveLength(fetches + 1);
+    expect(messages.map((m) => m.id)).toEqual(['m1', 'm2', 'm3']);
+  });
+
   it('without pushwire/delta it asks for none, and drops (and refetches) a delta frame', async () => {
     const { messages } = await library(false);
     expect(subscribes()[0]).toEqual({ action: 'subscribe', topic: 'doc:1' });
