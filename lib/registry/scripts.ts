@@ -46,12 +46,6 @@ declare module 'ioredis' {
       endpointsTtlSeconds: number,
       nowMs: number,
     ): Result<string, Context>;
-    pwDeltaJoin(
-      history: string,
-      deltaMembers: string,
-      member: string,
-      ttlSeconds: number,
-    ): Result<string, Context>;
     pwPublish(
       live: string,
       history: string,

@@ -179,7 +179,7 @@ export interface ConnectionRegistry {
   /**
    * Per recipient of a delta topic, whether it asked for deltas and joined
    * before `base` was stored (so it received it): publish's per-member
-   * flags for audiences streamed with scan().
+   * flags (one HMGET of the topic's delta hash per batch of recipients).
    */
   deltaFlags(audience: Audience, recipients: Recipient[], base: string): Promise<boolean[]>;
   unsubscribe(connection: ConnectionRecord, topic: string): Promise<boolean>;
