@@ -4,6 +4,7 @@ import type { BundleRow } from './bundles.js';
 import type { ChurnResult } from './churn.js';
 import type { CostResult } from './cost.js';
 import { PRICES as COST_PRICES, PUSHER_PLANS } from './cost-prices.js';
+import type { DeltaBench } from './delta.js';
 import type { CpuMeasure } from './fanout.js';
 import type { LookupRow } from './lookup.js';
 import type { OfflineResult } from './offline.js';
@@ -186,6 +187,8 @@ export interface Results {
   cost?: CostResult | null;
   /** Batch publish: posts and billed units, one by one vs batched (bench/batch.ts). */
   batch?: BatchCost[] | null;
+  /** Delta topics (bench/delta.ts); absent in runs before issue 17. */
+  delta?: DeltaBench | null;
   targets: Target[];
   errors: Record<string, string>;
   notes: string[];

@@ -29,6 +29,7 @@ import {
 } from './common.js';
 import { benchCost, defaultWorkload } from './cost.js';
 import { costMarkdown, costText } from './cost-report.js';
+import { benchDelta } from './delta.js';
 import {
   connectionIds,
   fillTopic,
@@ -189,6 +190,7 @@ async function main(): Promise<void> {
     churn: null,
     cost: null,
     batch: null,
+    delta: null,
     targets: [],
     errors: {},
     notes: [],
@@ -406,6 +408,24 @@ async function main(): Promise<void> {
       );
     });
 
+    await section('delta', async () => {
+      results.delta = await benchDelta({
+        redis,
+        config,
+        mgmt: mgmt as MgmtServer,
+        messages: quick ? 10 : 30,
+      });
+      const d = results.delta;
+      for (const l of d.libraries)
+        console.log(
+          `  ${l.library}: ${fmtN(l.delta_bytes)} bytes, create ${l.create_ms} ms, apply ${l.apply_ms} ms, client ${fmtN(l.client_gzip_bytes)} B min+gzip`,
+        );
+      const m = d.measured;
+      console.log(
+        `  publish() of a ${fmtN(m.document_bytes)}-byte document, ${m.messages} versions: ${fmtN(m.plain_bytes_per_message)} bytes / ${m.plain_units_per_message} units per message whole, ${fmtN(m.delta_bytes_per_message)} bytes / ${m.delta_units_per_message} units as delta; publish ${m.publish_ms_delta_topic} ms (delta topic) vs ${m.publish_ms_plain_topic} ms; pushwire/delta ${fmtN(d.client_delta_module_gzip)} B min+gzip`,
+      );
+    });
+
     await section('big_audience', async () => {
       const server = mgmt as MgmtServer;
       await server.clear();
@@ -475,6 +495,7 @@ const SECTION_FIELDS = {
   big_audience: ['big_audience'],
   cost: ['cost'],
   batch: ['batch'],
+  delta: ['delta'],
 } as const satisfies Record<string, readonly (keyof Results)[]>;
 
 function mergeInto(previous: Results, rerun: Results): Results {

@@ -169,7 +169,21 @@ export interface Options {
    * HISTORY_TTL_SECONDS, beyond which its history cannot resume it anyway).
    */
   keepFor?: number;
+  /**
+   * Delta topics: `fossilDelta` from `pushwire/delta` (a separate import).
+   * With it, every subscription asks for deltas; on topics the deployment
+   * sends them for, the library applies each to the message before it and
+   * hands the app whole messages (docs/clients.md#delta-topics).
+   */
+  delta?: () => DeltaApplier;
 }
+
+/**
+ * Turns a delta frame into a whole message in place (false: it cannot,
+ * and the library fetches the message whole), and keeps each topic's last
+ * message as the next delta's base.
+ */
+export type DeltaApplier = (frame: Frame) => boolean;
 
 /** A stream's state as stored: resume point, newest cursor ('' if none), ids after the resume point, last active (ms). */
 type Saved = [string, string, Record<string, string>, number];
@@ -202,6 +216,8 @@ export interface Frame {
   from?: string;
   /** In a `message` not stored. */
   ephemeral?: true;
+  /** In a delta topic's `message`: `data` is a fossil delta against the message at cursor `base`. */
+  delta?: { base: string };
   /** In `published`: an earlier attempt with this id had been published. */
   duplicate?: true;
   /** In `presence` (a page), `join` and `leave`, `presence_diff`. */
@@ -359,9 +375,14 @@ export class Pushwire {
   /** `presence()` calls waiting for their page, by `ref`. */
   private asks_: Record<string, [(page: MembersPage) => void, (error: Error) => void]> = dict();
   private listeners_: { [K in keyof Events]?: Set<Listener<K>> } = {};
+  /** Applies deltas (`options.delta`). */
+  private x_: DeltaApplier | undefined;
+  /** Topics that refused a delta while their replay ran: fetched again at its `resumed`. */
+  private r_ = new Set<string>();
 
   constructor(options: Options) {
     this.o_ = options;
+    this.x_ = options.delta?.();
     if ('storage' in options) this.storage_ = options.storage;
     else
       try {
@@ -819,7 +840,12 @@ export class Pushwire {
     const since = this.resumeFrom_(topic);
     const ref = String(++this.n_);
     this.refs_[topic] = ref;
-    this.send_({ action: 'subscribe', topic, ...(since && { since }), ref });
+    this.send_({ action: 'subscribe', topic, ...(since && { since }), ...this.d_(), ref });
+  }
+
+  /** A subscribe's ask for deltas, when the app gave `delta`. */
+  private d_() {
+    return this.x_ && { delta: 'fossil' };
   }
 
   /** The `presence()` call a frame answers (by its `ref`), taken off the waiting list. */
@@ -902,7 +928,7 @@ export class Pushwire {
         this.send_(
           topic === undefined
             ? { action: 'resume', since: frame.cursor }
-            : { action: 'subscribe', topic, since: frame.cursor },
+            : { action: 'subscribe', topic, since: frame.cursor, ...this.d_() },
         );
         return;
       }
@@ -912,6 +938,7 @@ export class Pushwire {
       this.settle_(stream);
       this.save_();
       if (frame.recovered === false) this.emit_('gap', topic === undefined ? {} : { topic });
+      if (this.r_.delete(stream)) this.join_(stream);
     } else if (type === 'presence') {
       const ask = this.ask_(frame.ref);
       const page: MembersPage = { members: frame.members ?? [], count: frame.count ?? 0 };
@@ -1000,9 +1027,18 @@ export class Pushwire {
     const stream = topic ?? USER;
     if (typeof id !== 'string' || this.seen_.has(id)) return;
     if (topic !== undefined && !this.topics_.has(topic)) return;
-    if (cursor !== undefined && CURSOR.test(cursor)) {
-      const win = this.wins_[stream] ?? dict();
-      if (win[id] !== undefined) return;
+    const win = this.wins_[stream] ?? dict();
+    const ok = cursor !== undefined && CURSOR.test(cursor);
+    if (ok && win[id] !== undefined) return;
+    // A delta it cannot apply (no base, another base, corrupt): fetched
+    // whole by a replay from the topic's resume point, never handed over.
+    // One fetch at a time per topic: refused while a replay of it runs, once more after it.
+    if (this.x_ ? !this.x_(frame) : frame.delta) {
+      if (topic && this.pending_.has(topic)) this.r_.add(topic);
+      else if (topic) this.join_(topic);
+      return;
+    }
+    if (ok) {
       this.wins_[stream] = win;
       win[id] = cursor;
       const max = this.max_[stream];

@@ -212,6 +212,7 @@ export const registry = /* @__PURE__ */ once(() => {
     historySize: c.history.size,
     historyTtlSeconds: c.history.ttlSeconds,
     pendingLeaseMs: c.replay.budgetMs + c.replay.graceMs,
+    deltaTopics: c.deltaTopics,
     presence: {
       eventTopics: c.presence.eventTopics,
       coalesceAbove: c.presence.coalesceAbove,

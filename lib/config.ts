@@ -40,6 +40,24 @@ const redisUrl = (name: string) =>
 const flag = (name: string) =>
   v.optional(v.picklist(['true', 'false', '1', '0'], `${name} must be true or false`), 'false');
 const isTrue = (s: string) => s === 'true' || s === '1';
+/** Comma-separated topic names or prefix grants (`room:*`); empty by default. */
+const topicList = (name: string, example: string) =>
+  v.optional(
+    v.pipe(
+      v.string(),
+      v.transform((s) =>
+        s
+          .split(',')
+          .map((t) => t.trim())
+          .filter(Boolean),
+      ),
+      v.check(
+        (ts) => ts.every((t) => TOPIC_GRANT_PATTERN.test(t)),
+        `${name} must be comma-separated topic names or prefixes like "${example}"`,
+      ),
+    ),
+    '',
+  );
 
 const EnvSchema = v.object({
   REDIS_URL: redisUrl('REDIS_URL'),
@@ -160,22 +178,10 @@ const EnvSchema = v.object({
   // patterns, comma-separated), the size above which they are coalesced, the
   // interval they are gathered over, and (set only on the functions whose
   // role may invoke it) the function that fans them out.
-  PRESENCE_EVENTS_TOPICS: v.optional(
-    v.pipe(
-      v.string(),
-      v.transform((s) =>
-        s
-          .split(',')
-          .map((t) => t.trim())
-          .filter(Boolean),
-      ),
-      v.check(
-        (ts) => ts.every((t) => TOPIC_GRANT_PATTERN.test(t)),
-        'PRESENCE_EVENTS_TOPICS must be comma-separated topic names or prefixes like "room:*"',
-      ),
-    ),
-    '',
-  ),
+  PRESENCE_EVENTS_TOPICS: topicList('PRESENCE_EVENTS_TOPICS', 'room:*'),
+  // Delta topics (issue 17): topics whose subscribers may ask for fossil
+  // deltas against the previous message instead of whole messages.
+  DELTA_TOPICS: topicList('DELTA_TOPICS', 'doc:*'),
   PRESENCE_COALESCE_ABOVE: int('PRESENCE_COALESCE_ABOVE', 100, 0, 10_000_000),
   PRESENCE_INTERVAL_MS: int('PRESENCE_INTERVAL_MS', 2_000, 100, 60_000),
   PRESENCE_EVENTS_FUNCTION_NAME: optionalText,
@@ -281,6 +287,8 @@ export interface Config {
     /** The function fanning events out, where this function may invoke it. */
     eventsFunctionName?: string;
   };
+  /** Topic names or prefixes (`doc:*`) whose subscribers may ask for deltas (docs/protocol.md PW-D1). */
+  deltaTopics: string[];
   /** Absent when the environment has none: signing then fails with their names. */
   credentials?: AwsCredentials;
   /** Lifecycle events: the types sent (empty: none), where, and the outbox's bound. */
@@ -406,6 +414,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       intervalMs: e.PRESENCE_INTERVAL_MS,
       ...defined({ eventsFunctionName: e.PRESENCE_EVENTS_FUNCTION_NAME }),
     },
+    deltaTopics: e.DELTA_TOPICS,
     events: {
       types: parseEventTypes(e.EVENTS),
       bus: e.EVENTS_BUS,

@@ -30,17 +30,27 @@ export interface Message extends MessageMeta {
    * (presence events: join, leave, presence_diff). Never stored, no cursor.
    */
   frame?: string;
+  /**
+   * A delta topic's message as a fossil delta (lib/delivery/delta.ts):
+   * `base`, the cursor of the entry it applies to; `data`, the delta text.
+   * Sent to the jobs marked `delta`; everyone else gets the whole message.
+   */
+  delta?: { base: string; data: string };
 }
 
 /** Who gets the message, with the cursor their frame carries: the unit a publish produces. */
 export interface Batch {
   cursor?: string | undefined;
   recipients: Recipient[];
+  /** These recipients get the message's delta (PW-D3) instead of the whole message. */
+  delta?: true;
 }
 
 /** Recipients of one cursor inside a chunk; tuples keep the payload small. */
 export interface ChunkJob {
   cursor?: string;
+  /** These recipients get the delta frame (see Message.delta). */
+  delta?: true;
   recipients: [connectionId: string, endpoint: string][];
 }
 
@@ -93,13 +103,27 @@ const bytes = (text: string) => Buffer.byteLength(text);
 function header(message: Message): string {
   const topic = message.topic === undefined ? '' : `,"topic":${JSON.stringify(message.topic)}`;
   const frame = message.frame === undefined ? '' : `,"frame":${message.frame}`;
-  return `{"message":{"id":${JSON.stringify(message.id)}${topic}${metaFields(message)}${frame},"data":${message.dataJson}},"jobs":[`;
+  const delta = message.delta === undefined ? '' : `,"delta":${JSON.stringify(message.delta)}`;
+  return `{"message":{"id":${JSON.stringify(message.id)}${topic}${metaFields(message)}${frame}${delta},"data":${message.dataJson}},"jobs":[`;
 }
 
-function jobOpening(cursor: string | undefined): string {
-  return cursor === undefined
-    ? '{"recipients":['
-    : `{"cursor":${JSON.stringify(cursor)},"recipients":[`;
+function jobOpening(cursor: string | undefined, delta?: true): string {
+  return `{${cursor === undefined ? '' : `"cursor":${JSON.stringify(cursor)},`}${delta ? '"delta":true,' : ''}"recipients":[`;
+}
+
+/**
+ * A delta message frame (docs/protocol.md PW-D3): the message frame with
+ * `delta: {base}` and the delta text as `data`.
+ */
+export function deltaFrame(message: Message, cursor: string | undefined): string {
+  const { id, topic, delta } = message;
+  return (
+    `{"type":"message","id":${JSON.stringify(id)}` +
+    (topic === undefined ? '' : `,"topic":${JSON.stringify(topic)}`) +
+    (cursor ? `,"cursor":${JSON.stringify(cursor)}` : '') +
+    metaFields(message) +
+    `,"delta":{"base":${JSON.stringify(delta?.base)}},"data":${JSON.stringify(delta?.data)}}`
+  );
 }
 
 /**
@@ -107,8 +131,8 @@ function jobOpening(cursor: string | undefined): string {
  * already is (not as a string, which would escape every quote in it).
  */
 export function serializeChunk(chunk: DeliverChunk): string {
-  const job = ({ cursor, recipients }: ChunkJob) =>
-    `${jobOpening(cursor)}${recipients.map((r) => JSON.stringify(r)).join(',')}]}`;
+  const job = ({ cursor, delta, recipients }: ChunkJob) =>
+    `${jobOpening(cursor, delta)}${recipients.map((r) => JSON.stringify(r)).join(',')}]}`;
   return `${header(chunk.message)}${chunk.jobs.map(job).join(',')}]}`;
 }
 
@@ -126,8 +150,10 @@ export async function* toChunks(
   const base = bytes(header(message)) + 2; // + ']}'
   const fresh = (): SizedChunk => ({ message, jobs: [], size: 0, bytes: base });
   let current = fresh();
-  for await (const { cursor, recipients } of source) {
-    const opening = bytes(jobOpening(cursor)) + 2; // + ']}'
+  for await (const { cursor, recipients, delta: batchDelta } of source) {
+    // Only a message that has a delta sends it.
+    const delta = batchDelta && message.delta ? batchDelta : undefined;
+    const opening = bytes(jobOpening(cursor, delta)) + 2; // + ']}'
     let job: ChunkJob | undefined;
     for (const { connectionId, endpoint } of recipients) {
       const tuple: [string, string] = [connectionId, endpoint];
@@ -143,7 +169,11 @@ export async function* toChunks(
         job = undefined;
       }
       if (!job) {
-        job = cursor === undefined ? { recipients: [] } : { cursor, recipients: [] };
+        job = {
+          ...(cursor !== undefined && { cursor }),
+          ...(delta && { delta }),
+          recipients: [],
+        };
         current.jobs.push(job);
         current.bytes += opening + (current.jobs.length > 1 ? 1 : 0);
       } else {
@@ -165,9 +195,14 @@ export async function* toChunks(
 /** A chunk's delivery jobs, each frame built only when its turn comes (memory stays bounded by the concurrency). */
 export function* chunkJobs(chunk: DeliverChunk): Generator<DeliveryJob> {
   const { id, dataJson, topic, frame } = chunk.message;
-  for (const { cursor, recipients } of chunk.jobs) {
+  for (const { cursor, delta, recipients } of chunk.jobs) {
     yield {
-      frame: Buffer.from(frame ?? messageFrame(id, dataJson, cursor, topic, chunk.message)),
+      frame: Buffer.from(
+        frame ??
+          (delta && chunk.message.delta
+            ? deltaFrame(chunk.message, cursor)
+            : messageFrame(id, dataJson, cursor, topic, chunk.message)),
+      ),
       recipients: recipients.map(([connectionId, endpoint]) => ({ connectionId, endpoint })),
     };
   }
@@ -302,11 +337,13 @@ const DeliverEventSchema = v.object({
     from: v.optional(v.string()),
     ephemeral: v.optional(v.literal(true)),
     frame: v.optional(v.looseObject({ type: v.picklist(['join', 'leave', 'presence_diff']) })),
+    delta: v.optional(v.object({ base: v.string(), data: v.string() })),
     data: v.unknown(),
   }),
   jobs: v.array(
     v.object({
       cursor: v.optional(v.string()),
+      delta: v.optional(v.literal(true)),
       recipients: v.array(
         v.tuple([v.pipe(v.string(), v.minLength(1)), v.pipe(v.string(), v.url())]),
       ),
@@ -333,9 +370,11 @@ export function parseDeliverChunk(input: unknown): DeliverChunk {
       ...(message.from !== undefined && { from: message.from }),
       ...(message.ephemeral && { ephemeral: true }),
       ...(message.frame !== undefined && { frame: JSON.stringify(message.frame) }),
+      ...(message.delta !== undefined && { delta: message.delta }),
     },
     jobs: jobs.map((job) => ({
       ...(job.cursor !== undefined && { cursor: job.cursor }),
+      ...(job.delta && { delta: true as const }),
       recipients: job.recipients,
     })),
   };

@@ -234,10 +234,32 @@ async function run(
     const audience = registry.topicAudience(request.topic);
     const step = await registry.publish(audience, entry, deps.chunkSize, publishId);
     const cursor = step.cursor || undefined;
-    const source = step.members
-      ? [{ cursor, recipients: step.members.filter(keep) }]
-      : filtered(registry.scan(audience, deps.chunkSize), cursor, keep);
-    const result = await dispatch({ ...message, topic: request.topic }, source, deps);
+    // A delta topic: the delta against the entry this one follows, once per
+    // publish, for the members that hold that entry (PW-D2).
+    const previous = step.previous;
+    const delta =
+      previous && cursor
+        ? (await import('./delta.js')).deltaOf(previous.entry, dataJson)
+        : undefined;
+    const topicMessage: Message = {
+      ...message,
+      topic: request.topic,
+      ...(delta !== undefined && previous && { delta: { base: previous.cursor, data: delta } }),
+    };
+    const source =
+      delta === undefined || !previous
+        ? step.members
+          ? [{ cursor, recipients: step.members.filter(keep) }]
+          : filtered(registry.scan(audience, deps.chunkSize), cursor, keep)
+        : step.members
+          ? split(
+              cursor,
+              step.members,
+              await registry.deltaFlags(audience, step.members, previous.cursor),
+              keep,
+            )
+          : splitStream(registry, audience, deps.chunkSize, cursor, previous.cursor, keep);
+    const result = await dispatch(topicMessage, source, deps);
     return {
       ...counted(id, result),
       stored: step.cursor !== '',
@@ -283,6 +305,39 @@ async function* filtered(
   keep: (r: Recipient) => boolean,
 ): AsyncGenerator<Batch> {
   for await (const recipients of source) yield { cursor, recipients: recipients.filter(keep) };
+}
+
+/** Members as two batches: those that get the delta, and the rest (whole messages). */
+function split(
+  cursor: string | undefined,
+  members: Recipient[],
+  flags: boolean[],
+  keep: (r: Recipient) => boolean,
+): Batch[] {
+  const whole: Recipient[] = [];
+  const delta: Recipient[] = [];
+  members.forEach((m, i) => {
+    if (keep(m)) (flags[i] ? delta : whole).push(m);
+  });
+  return [
+    { cursor, recipients: whole },
+    { cursor, recipients: delta, delta: true },
+  ];
+}
+
+/** A large delta topic's members, batch by batch, each split as split() does (one HMGET per batch). */
+async function* splitStream(
+  registry: ConnectionRegistry,
+  audience: Audience,
+  batch: number,
+  cursor: string | undefined,
+  base: string,
+  keep: (r: Recipient) => boolean,
+): AsyncGenerator<Batch> {
+  for await (const recipients of registry.scan(audience, batch)) {
+    const flags = await registry.deltaFlags(audience, recipients, base);
+    yield* split(cursor, recipients, flags, keep);
+  }
 }
 
 async function* flatten(items: (Batch | AsyncIterable<Batch>)[]): AsyncGenerator<Batch> {

@@ -34,6 +34,8 @@ const Subscribe = v.strictObject({
   action: v.literal('subscribe'),
   topic: Topic,
   since: v.optional(CursorSchema),
+  /** Deltas instead of whole messages on a delta topic (PW-D1); the one format is fossil. */
+  delta: v.optional(v.literal('fossil', 'delta must be "fossil"')),
   ref: Ref,
 });
 const Unsubscribe = v.strictObject({ action: v.literal('unsubscribe'), topic: Topic, ref: Ref });
@@ -107,6 +109,8 @@ export type MessageFrame = {
   from?: string;
   /** Not stored: live only, never replayed, no cursor. */
   ephemeral?: true;
+  /** A delta topic's message as a fossil delta against the entry at `base` (PW-D3); `data` is the delta text. */
+  delta?: { base: string };
 };
 
 /** A client frame's `ref`, echoed by the reply to it (left out of the JSON when undefined). */
@@ -121,7 +125,7 @@ export type ReplyFrame =
      * `cursor` (a subscribe without `since`): where the topic's stream stood
      * when the connection joined it; a client with no cursor for it starts there.
      */
-    | { type: 'subscribed'; topic: string; cursor?: string }
+    | { type: 'subscribed'; topic: string; cursor?: string; delta?: 'fossil' }
     | { type: 'unsubscribed'; topic: string }
     /**
      * The end of a replay. `recovered`: every message after `since` was

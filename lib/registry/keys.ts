@@ -31,6 +31,12 @@ export interface AudienceKeys {
    * in history (a retried publish is not appended again). Trimmed with them.
    */
   ids: string;
+  /**
+   * HASH (delta topics, issue 17): member -> the stream's position when it
+   * joined live asking for deltas ("0-0": joined by a replay). A member
+   * gets a delta only against an entry stored after its position.
+   */
+  delta: string;
 }
 
 /**
@@ -132,6 +138,7 @@ export function createKeys(prefix: string): Keys {
           lost: `${tag}:l`,
           // Same slot as the stream: publish.lua reads and writes both.
           ids: `${tag}:ids`,
+          delta: `${tag}:dx`,
         },
       };
     },

@@ -56,6 +56,8 @@ export interface RedisRegistryOptions {
    * before a data loss may be lost with it (SECURITY.md).
    */
   tokenEpochGraceMs?: number;
+  /** Topic names or prefixes (`doc:*`) whose subscribers may ask for deltas (DELTA_TOPICS). */
+  deltaTopics?: readonly string[];
   /** Clock, injectable for tests. */
   now?: () => number;
   presence?: PresenceOptions;
@@ -112,6 +114,7 @@ export class RedisRegistry implements ConnectionRegistry {
   readonly #tokenEpochGraceMs: number;
   readonly #now: () => number;
   readonly #presence: PresenceOptions;
+  readonly #deltaTopics: readonly string[];
   #epochMarked = false;
 
   constructor(redis: Redis | Cluster, options: RedisRegistryOptions) {
@@ -125,6 +128,17 @@ export class RedisRegistry implements ConnectionRegistry {
     this.#tokenEpochGraceMs = options.tokenEpochGraceMs ?? TOKEN_EPOCH_GRACE_MS;
     this.#now = options.now ?? Date.now;
     this.#presence = options.presence ?? { eventTopics: [], coalesceAbove: 0, intervalMs: 1_000 };
+    this.#deltaTopics = options.deltaTopics ?? [];
+  }
+
+  isDeltaTopic(topic: string): boolean {
+    return topicAllowed(topic, this.#deltaTopics);
+  }
+
+  async deltaFlags(audience: Audience, recipients: Recipient[], base: string): Promise<boolean[]> {
+    if (recipients.length === 0) return [];
+    const joined = await this.#redis.hmget(audience.keys.delta, ...recipients.map(encodeMember));
+    return joined.map((j) => j !== null && compareCursors(j, base) < 0);
   }
 
   /**
@@ -373,6 +387,7 @@ export class RedisRegistry implements ConnectionRegistry {
         .zrem(k.live, member)
         .zrem(k.resuming, member)
         .zrem(k.leases, member)
+        .hdel(k.delta, member)
         .exec();
     await Promise.all([
       leave(this.userAudience(connection.userId)),
@@ -420,16 +435,18 @@ export class RedisRegistry implements ConnectionRegistry {
     topic: string,
     leaseEnd?: number,
     maxTopics?: number,
+    delta = false,
   ): Promise<SubscribeOutcome> {
-    return (await this.#subscribe(connection, topic, leaseEnd, maxTopics, false)).outcome;
+    return (await this.#subscribe(connection, topic, leaseEnd, maxTopics, false, delta)).outcome;
   }
 
   subscribeWithCursor(
     connection: ConnectionRecord,
     topic: string,
     maxTopics?: number,
+    delta = false,
   ): Promise<{ outcome: SubscribeOutcome; cursor?: string }> {
-    return this.#subscribe(connection, topic, undefined, maxTopics, true);
+    return this.#subscribe(connection, topic, undefined, maxTopics, true, delta);
   }
 
   async #subscribe(
@@ -438,6 +455,7 @@ export class RedisRegistry implements ConnectionRegistry {
     leaseEnd: number | undefined,
     maxTopics: number | undefined,
     position: boolean,
+    delta: boolean,
   ): Promise<{ outcome: SubscribeOutcome; cursor?: string }> {
     const record = this.keys.connection(connection.connectionId);
     const topics = this.keys.connectionTopics(connection.connectionId);
@@ -458,6 +476,16 @@ export class RedisRegistry implements ConnectionRegistry {
       add.zrem(a.live, member).zadd(a.resuming, expiry, member).zadd(a.leases, leaseEnd, member);
       add.expire(a.resuming, this.#ttl).expire(a.leases, this.#ttl);
     }
+    // A delta topic's member records whether (and from where) it takes
+    // deltas: by a replay it receives every entry ("0-0"); joining live, from
+    // the position read below (after the member joined): any later entry
+    // reaches it live. Written after that read, which is safe: a publish
+    // before the write sends it whole messages, and no publish can pair it
+    // with an entry older than its position.
+    const deltas = delta && this.isDeltaTopic(topic);
+    add.hdel(a.delta, member);
+    // (8,100 s: every connection joins again within API Gateway's 2 h lifetime.)
+    if (deltas && leaseEnd !== undefined) add.hset(a.delta, member, '0-0').expire(a.delta, 8_100);
     // The stream's position right after the member was written, in the same
     // round trip (auto-pipelined, same slot): a message published after it
     // reaches the member live, one before it is not after the cursor.
@@ -466,9 +494,17 @@ export class RedisRegistry implements ConnectionRegistry {
     // both when one came first.
     const [, cursor] = await Promise.all([
       add.exec(),
-      position ? this.#position(this.topicAudience(topic)) : undefined,
+      position || (deltas && leaseEnd === undefined)
+        ? this.#position(this.topicAudience(topic))
+        : undefined,
       this.#join(connection, topic, expiry),
     ]);
+    if (deltas && leaseEnd === undefined)
+      await this.#redis
+        .multi()
+        .hset(a.delta, member, cursor as string)
+        .expire(a.delta, 8_100)
+        .exec();
     // One slot (the record's): one MULTI.
     const check = await this.#redis
       .multi()
@@ -517,6 +553,7 @@ export class RedisRegistry implements ConnectionRegistry {
         .zrem(a.live, member)
         .zrem(a.resuming, member)
         .zrem(a.leases, member)
+        .hdel(a.delta, member)
         .exec(),
       this.#leave(connection.connectionId, connection.userId, topic),
     ]);
@@ -758,7 +795,8 @@ export class RedisRegistry implements ConnectionRegistry {
     // Members whose replay lease ran out are live again before this publish
     // reads the live set: sent in the same pipeline (one round trip), and a
     // no-op unless some replay died. See rescue.lua.
-    const [, [cursor, count, ...members]] = await Promise.all([
+    const delta = audience.kind === 'topic' && this.isDeltaTopic(audience.name);
+    const [, [cursor, count, ...rest]] = await Promise.all([
       this.#redis.pwRescue(live, audience.keys.resuming, audience.keys.leases, now, this.#ttl, ''),
       this.#redis.pwPublish(
         live,
@@ -771,9 +809,16 @@ export class RedisRegistry implements ConnectionRegistry {
         this.#historyTtl,
         inlineLimit,
         publishId ?? '',
+        delta ? '1' : '',
       ),
     ]);
     const step: PublishStep = { cursor, count: Number(count) };
+    let members = rest;
+    if (delta) {
+      const [previous = '', entry = '', ...others] = rest;
+      members = others;
+      if (previous) step.previous = { cursor: previous, entry };
+    }
     if (step.count <= inlineLimit) step.members = members.map(decodeMember);
     return step;
   }

@@ -57,6 +57,7 @@ declare module 'ioredis' {
       historyTtlSeconds: number,
       inlineLimit: number,
       publishId: string,
+      delta: string,
     ): Result<[string, number, ...string[]], Context>;
     pwResume(
       history: string,

@@ -89,6 +89,11 @@ export interface PublishStep {
   count: number;
   /** The members, when there were few enough to return inline; else stream them with scan(). */
   members?: Recipient[];
+  /**
+   * A delta topic's entry this one follows (read atomically with the
+   * append), when there is one: the base of its delta (issue 17).
+   */
+  previous?: { cursor: string; entry: string };
 }
 
 export type ResumeStep =
@@ -153,6 +158,7 @@ export interface ConnectionRegistry {
     topic: string,
     leaseEnd?: number,
     maxTopics?: number,
+    delta?: boolean,
   ): Promise<SubscribeOutcome>;
   /**
    * subscribe() to join live, answering also where the topic's stream stood
@@ -166,7 +172,16 @@ export interface ConnectionRegistry {
     connection: ConnectionRecord,
     topic: string,
     maxTopics?: number,
+    delta?: boolean,
   ): Promise<{ outcome: SubscribeOutcome; cursor?: string }>;
+  /** Whether DELTA_TOPICS names the topic (docs/protocol.md PW-D1). */
+  isDeltaTopic(topic: string): boolean;
+  /**
+   * Per recipient of a delta topic, whether it asked for deltas and joined
+   * before `base` was stored (so it received it): publish's per-member
+   * flags (one HMGET of the topic's delta hash per batch of recipients).
+   */
+  deltaFlags(audience: Audience, recipients: Recipient[], base: string): Promise<boolean[]>;
   unsubscribe(connection: ConnectionRecord, topic: string): Promise<boolean>;
   /**
    * Takes a member out of live delivery until resumeStep() says it caught up,

@@ -381,6 +381,10 @@ async function answer(
       const forbidden = () =>
         new ForbiddenError(`your token does not allow topic "${frame.topic}"`);
       if (!topicAllowed(frame.topic, connection.allowedTopics)) throw forbidden();
+      // Deltas (PW-D1): asked for, on a topic DELTA_TOPICS names; elsewhere
+      // the subscription is a plain one (and `subscribed` says no `delta`).
+      const delta = frame.delta === 'fossil' && deps.registry.isDeltaTopic(frame.topic);
+      const deltaField = delta ? { delta: 'fossil' as const } : {};
       if (frame.since === undefined) {
         // With where the stream stood when the member was written: the
         // client's starting cursor, so a later resume is exact (no false gap).
@@ -388,13 +392,19 @@ async function answer(
           connection,
           frame.topic,
           maxTopics,
+          delta,
         );
         if (outcome === 'too_many_topics') throw tooManyTopics();
         if (outcome === 'gone') throw new UnknownConnectionError(connectionId);
         if (outcome === 'forbidden') throw forbidden();
         if (outcome === 'left') return { type: 'unsubscribed', topic: frame.topic };
         subscribed(deps, connection, frame.topic);
-        return { type: 'subscribed', topic: frame.topic, ...(cursor !== undefined && { cursor }) };
+        return {
+          type: 'subscribed',
+          topic: frame.topic,
+          ...(cursor !== undefined && { cursor }),
+          ...deltaField,
+        };
       }
       await countReplay(deps, connectionId, frame.topic);
       const window = replayWindow(deps);
@@ -403,6 +413,7 @@ async function answer(
         frame.topic,
         window.leaseEnd,
         maxTopics,
+        delta,
       );
       if (outcome === 'too_many_topics') throw tooManyTopics();
       if (outcome === 'gone') throw new UnknownConnectionError(connectionId);
@@ -414,6 +425,7 @@ async function answer(
       const posted = await post(deps, connection, {
         type: 'subscribed',
         topic: frame.topic,
+        ...deltaField,
         ref: frame.ref,
       }).then(
         () => true,

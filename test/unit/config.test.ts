@@ -59,6 +59,7 @@ describe('loadConfig', () => {
       callbackRegion: 'us-east-1',
       replay: { budgetMs: 5_000, graceMs: 2_000 },
       presence: { eventTopics: [], coalesceAbove: 100, intervalMs: 2_000 },
+      deltaTopics: [],
       events: { types: [], bus: 'default', outboxMax: 100_000 },
       clientPublish: {
         rate: 10,
@@ -102,6 +103,7 @@ describe('loadConfig', () => {
       REPLAY_BUDGET_MS: '3000',
       REPLAY_LEASE_GRACE_MS: '1500',
       PRESENCE_EVENTS_TOPICS: 'room:*, lobby',
+      DELTA_TOPICS: 'doc:*, state',
       PRESENCE_COALESCE_ABOVE: '500',
       PRESENCE_INTERVAL_MS: '5000',
       PRESENCE_EVENTS_FUNCTION_NAME: 'pushwire-prod-presenceEvents',
@@ -165,6 +167,7 @@ describe('loadConfig', () => {
         intervalMs: 5_000,
         eventsFunctionName: 'pushwire-prod-presenceEvents',
       },
+      deltaTopics: ['doc:*', 'state'],
       events: {
         types: ['connected', 'refused'],
         bus: 'pushwire-prod',
@@ -395,6 +398,15 @@ describe('EVENTS', () => {
       loadConfig({ ...base, EVENTS_BUS: 'arn:aws:events:eu-west-1:123456789012:event-bus/x' });
     // Assess
     expect(load).toThrow(/EVENTS_BUS must be the name of an event bus/);
+  });
+});
+
+describe('delta topics', () => {
+  it('refuses a delta topic that is not a topic name or a prefix grant', () => {
+    expect(() => loadConfig({ ...MINIMAL, DELTA_TOPICS: 'doc*' })).toThrow(
+      /DELTA_TOPICS must be comma-separated topic names or prefixes like "doc:\*"/,
+    );
+    expect(() => loadConfig({ ...MINIMAL, DELTA_TOPICS: 'doc:*,a b' })).toThrow(/DELTA_TOPICS/);
   });
 });
 

@@ -225,12 +225,12 @@ describe('the code is in step with the documents', () => {
   >;
   const serverFields = {
     pong: { type: 1, connectionId: 1, epoch: 1, cursor: 1, ref: 1 },
-    subscribed: { type: 1, topic: 1, cursor: 1, ref: 1 },
+    subscribed: { type: 1, topic: 1, cursor: 1, delta: 1, ref: 1 },
     unsubscribed: { type: 1, topic: 1, ref: 1 },
     resumed: { type: 1, recovered: 1, topic: 1, cursor: 1, ref: 1 },
     authenticated: { type: 1, expiresAt: 1, ref: 1 },
     published: { type: 1, topic: 1, id: 1, cursor: 1, duplicate: 1, ref: 1 },
-    message: { type: 1, id: 1, data: 1, cursor: 1, topic: 1, from: 1, ephemeral: 1 },
+    message: { type: 1, id: 1, data: 1, cursor: 1, topic: 1, from: 1, ephemeral: 1, delta: 1 },
     batch: { type: 1, messages: 1 },
     presence: { type: 1, topic: 1, members: 1, count: 1, next: 1, ref: 1 },
     join: { type: 1, topic: 1, userId: 1, info: 1 },
@@ -273,6 +273,7 @@ describe('the code is in step with the documents', () => {
       expiresAt: 1,
       from: 1,
       ephemeral: 1,
+      delta: 1,
       duplicate: 1,
       members: 1,
       count: 1,

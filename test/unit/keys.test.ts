@@ -73,7 +73,7 @@ describe('hash tags of keys', () => {
     const all = Object.values(keys.audience('user', 'alice').keys);
 
     // Assess
-    expect(new Set(all).size).toBe(6);
+    expect(new Set(all).size).toBe(7);
   });
 
   it('keeps each audience in one slot for any name, even one containing braces', () => {

@@ -16,7 +16,11 @@
 -- ARGV[4] - history TTL, seconds (also the age limit of an entry)
 -- ARGV[5] - inline limit: members are returned only when there are at most this many
 -- ARGV[6] - the publish id to record (a publish with an `id`), else ""
--- Returns { cursor or "", number of live members, members... }
+-- ARGV[7] - "1" for a delta topic (issue 17, docs/protocol.md PW-D), else ""
+-- Returns { cursor or "", number of live members, members... }; for a delta
+-- topic { cursor, count, previous cursor or "", previous entry or "",
+-- members... }: the entry this one follows, read atomically with the
+-- append, so concurrent publishes never pair a delta with the wrong base.
 
 local now = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -44,10 +48,19 @@ local function forget(entries)
     end
   end
 end
+local result = { '', 0 }
+if ARGV[7] == '1' then
+  result = { '', 0, '', '' }
+end
 if known then
   cursor = known
 elseif ARGV[2] ~= '' and size > 0 then
   local ttl = tonumber(ARGV[4])
+  local last = result[3] and redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)[1]
+  if last and last[2][1] == 'm' then
+    result[3] = last[1]
+    result[4] = last[2][2]
+  end
   if id ~= '' then
     cursor = redis.call('XADD', KEYS[2], '*', 'm', ARGV[2], 'i', id)
   else
@@ -91,11 +104,13 @@ elseif ARGV[2] ~= '' and size > 0 then
 end
 
 local count = redis.call('ZCARD', KEYS[1])
-local result = { cursor, count }
+result[1] = cursor
+result[2] = count
 if count <= tonumber(ARGV[5]) then
   local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+  local first = #result
   for i = 1, #members do
-    result[i + 2] = members[i]
+    result[first + i] = members[i]
   end
 end
 return result
