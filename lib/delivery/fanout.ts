@@ -113,6 +113,13 @@ export function groupByEndpoint(recipients: Iterable<Recipient>): Map<string, st
 /** One frame and the connections it goes to. */
 export interface DeliveryJob {
   frame: Uint8Array;
+  /**
+   * When present, posted instead of `frame`: every one, in order, to each
+   * connection (the `part` frames of a message over 128 KB, PW-S1.6). A
+   * connection counts once, delivered when its last frame is; a failure part
+   * way closes it untold (closeUntold), so it resumes and gets all again.
+   */
+  frames?: Uint8Array[];
   recipients: Recipient[];
 }
 
@@ -146,6 +153,7 @@ export async function deliver(
   let groups: [string, string[]][] = [];
   let group = 0;
   let frame: Uint8Array = new Uint8Array(0);
+  let frames: Uint8Array[] | undefined;
   let endpoint = '';
   let ids: string[] = [];
   let next = 0;
@@ -162,10 +170,35 @@ export async function deliver(
       return;
     }
     frame = step.value.frame;
+    frames = step.value.frames;
     groups = [...groupByEndpoint(step.value.recipients)];
     group = 0;
     ids = [];
     next = 0;
+  };
+  const gone = (connectionId: string) => {
+    counts.gone++;
+    return deps.prune(connectionId).then(undefined, (error: unknown) => {
+      deps.logger.warn('could not prune a gone connection', {
+        connectionId,
+        reason: reason(error),
+      });
+    });
+  };
+  const failed = (to: string, connectionId: string, error: unknown) => {
+    // Throttling and transient failures were already retried by the
+    // gateway: this connection did not get the message.
+    counts.failed++;
+    const why = reason(error);
+    if (counts.failures.length < MAX_NAMED_FAILURES) {
+      counts.failures.push({ connectionId, endpoint: to, reason: why });
+    }
+    return closeUntold(deps, to, connectionId).then((closed) => {
+      if (closed instanceof Error) {
+        notClosed++;
+        closeError ??= reason(closed);
+      } else closedCount++;
+    });
   };
   const post = (to: string, connectionId: string, data: Uint8Array) =>
     deps.gateway.post(to, connectionId, data, deps.deadline).then(
@@ -174,34 +207,28 @@ export async function deliver(
           counts.delivered++;
           return;
         }
-        counts.gone++;
-        return deps.prune(connectionId).then(undefined, (error: unknown) => {
-          deps.logger.warn('could not prune a gone connection', {
-            connectionId,
-            reason: reason(error),
-          });
-        });
+        return gone(connectionId);
       },
-      (error: unknown) => {
-        // Throttling and transient failures were already retried by the
-        // gateway: this connection did not get the message.
-        counts.failed++;
-        const why = reason(error);
-        if (counts.failures.length < MAX_NAMED_FAILURES) {
-          counts.failures.push({ connectionId, endpoint: to, reason: why });
-        }
-        return closeUntold(deps, to, connectionId).then((closed) => {
-          if (closed instanceof Error) {
-            notClosed++;
-            closeError ??= reason(closed);
-          } else closedCount++;
-        });
-      },
+      (error: unknown) => failed(to, connectionId, error),
     );
+  /** A message's frames, one after another (each awaited, so they arrive in order); the last counts. */
+  const postAll = async (to: string, connectionId: string, all: Uint8Array[]) => {
+    for (let i = 0; i < all.length - 1; i++) {
+      let result: GatewayResult;
+      try {
+        result = await deps.gateway.post(to, connectionId, all[i] as Uint8Array, deps.deadline);
+      } catch (error) {
+        return failed(to, connectionId, error);
+      }
+      if (result !== 'ok') return gone(connectionId);
+    }
+    return post(to, connectionId, all[all.length - 1] as Uint8Array);
+  };
   const worker = async () => {
     for (;;) {
       if (next < ids.length) {
-        await post(endpoint, ids[next++] as string, frame);
+        if (frames) await postAll(endpoint, ids[next++] as string, frames);
+        else await post(endpoint, ids[next++] as string, frame);
       } else if (group < groups.length) {
         [endpoint, ids] = groups[group++] as [string, string[]];
         next = 0;

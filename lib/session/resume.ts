@@ -1,4 +1,5 @@
 import { MAX_MESSAGE_BYTES } from '../constants.js';
+import { partFrames } from '../delivery/parts.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { normalizeCursor } from '../registry/cursor.js';
 import type { Audience, Recipient } from '../registry/keys.js';
@@ -126,15 +127,17 @@ export async function replay(
         const result = await gateway.post(
           connection.endpoint,
           connection.connectionId,
-          Buffer.from(frame.text),
+          typeof frame.text === 'string' ? Buffer.from(frame.text) : frame.text,
           deps.callsEndBy,
         );
         if (result === 'gone') {
           await registry.remove(connection.connectionId);
           return done(true, true);
         }
-        replayed += frame.count;
-        cursor = frame.last;
+        if (frame.count > 0) {
+          replayed += frame.count;
+          cursor = frame.last;
+        }
       }
       if (step.state === 'last') return done(true);
       if (step.rest) tails++;
@@ -149,12 +152,14 @@ export async function replay(
 
 /**
  * History entries as frames to post, in order: as many as fit one message
- * per frame (a `batch`), a lone one as a plain `message`.
+ * per frame (a `batch`), a lone one as a plain `message`, and one over 128 KB
+ * as its `part` frames (PW-S1.6; `count` is 1 on the last part only, and the
+ * replay's cursor moves past the message only once that one is posted).
  */
 export function* frames(
   entries: { cursor: string; entry: string }[],
   topic?: string,
-): Generator<{ text: string; count: number; last: string }> {
+): Generator<{ text: string | Buffer; count: number; last: string }> {
   let group: string[] = [];
   let bytes = BATCH_OVERHEAD;
   let last = '';
@@ -179,6 +184,14 @@ export function* frames(
       `,"cursor":${JSON.stringify(cursor)}` +
       (from === undefined ? '' : `,"from":${JSON.stringify(from)}`) +
       `,"data":${JSON.stringify(data)}}`;
+    const parts = partFrames(id, '', text, MAX_MESSAGE_BYTES);
+    if (parts) {
+      if (group.length > 0) yield flush();
+      for (const [n, part] of parts.entries())
+        yield { text: part, count: n === parts.length - 1 ? 1 : 0, last: cursor };
+      last = cursor;
+      continue;
+    }
     const size = Buffer.byteLength(text) + 1;
     if (group.length > 0 && bytes + size > MAX_MESSAGE_BYTES) yield flush();
     group.push(text);

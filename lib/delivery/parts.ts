@@ -1,0 +1,79 @@
+/**
+ * A message frame larger than API Gateway's 128 KB as `part` frames
+ * (PW-S1.6): each carries a slice of the frame's JSON text as a JSON string;
+ * a client joins the slices of parts 0 … of-1 (by `id`) into the frame's
+ * text. No dependencies: `$default` (replay) carries this file.
+ */
+
+/** Largest part frame: 1 KiB under API Gateway's 128 KB, however it counts a frame's overhead. */
+export const PART_BYTES = 127 * 1024;
+
+/**
+ * The part frames of a message frame `head + tail` (of one message `id`), or
+ * undefined when it fits one post (at most `whole` bytes as UTF-8). Slices
+ * are cut by what they weigh as JSON string contents (UTF-8 bytes, `"` and
+ * `\` escaped), never between the two halves of a surrogate pair, so each
+ * part is at most `max` bytes and valid UTF-8 and JSON on its own.
+ *
+ * `memo` (one per `tail`): frames whose heads weigh the same share every
+ * part after the first (a `deliver` chunk's jobs differ only in the cursor,
+ * inside the head), so a 1 MiB message to many cursors is cut once.
+ */
+export function partFrames(
+  id: string,
+  head: string,
+  tail: string,
+  whole: number,
+  max = PART_BYTES,
+  memo?: Map<number, [number, Buffer[]]>,
+): Buffer[] | undefined {
+  if (Buffer.byteLength(head) + Buffer.byteLength(tail) <= whole) return undefined;
+  const key = JSON.stringify(id);
+  // The envelope with the longest n and of it can have (7 digits: 1 GB of parts).
+  const room =
+    max - Buffer.byteLength(`{"type":"part","id":${key},"n":9999999,"of":9999999,"data":""}`);
+  const start = weigh(head, 0, room, []);
+  let cut = memo?.get(start);
+  if (!cut) {
+    const cuts: number[] = [];
+    weigh(tail, start, room, cuts);
+    const slices = cuts.map((at, i) => tail.slice(at, cuts[i + 1]));
+    const of = cuts.length;
+    cut = [cuts[0] ?? tail.length, slices.map((s, i) => part(key, i + 1, of + 1, s))];
+    memo?.set(start, cut);
+  }
+  const [first, rest] = cut;
+  return [part(key, 0, rest.length + 1, head + tail.slice(0, first)), ...rest];
+}
+
+const part = (key: string, n: number, of: number, slice: string) =>
+  Buffer.from(`{"type":"part","id":${key},"n":${n},"of":${of},"data":${JSON.stringify(slice)}}`);
+
+/**
+ * Weighs `text` as JSON string contents from `used` bytes into the current
+ * slice, pushing the index of each cut (where a new slice starts) to `cuts`;
+ * answers the weight of the last slice.
+ */
+function weigh(text: string, used: number, room: number, cuts: number[]): number {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    let w = 3;
+    let pair = false;
+    if (c === 34 || c === 92) w = 2;
+    else if (c < 32) w = 6;
+    else if (c < 0x80) w = 1;
+    else if (c < 0x800) w = 2;
+    else if (c >= 0xd800 && c < 0xe000) {
+      pair = c < 0xdc00 && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00;
+      // A pair is 4 bytes of UTF-8; a lone surrogate is escaped (\udxxx).
+      w = pair ? 4 : 6;
+    }
+    if (used + w > room) {
+      cuts.push(i);
+      used = 0;
+    }
+    used += w;
+    if (pair) i++;
+  }
+  return used;
+}
