@@ -57,17 +57,19 @@ const part = (key: string, n: number, of: number, slice: string) =>
 function weigh(text: string, used: number, room: number, cuts: number[]): number {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
-    let w = 3;
-    let pair = false;
-    if (c === 34 || c === 92) w = 2;
-    else if (c < 32) w = 6;
-    else if (c < 0x80) w = 1;
-    else if (c < 0x800) w = 2;
-    else if (c >= 0xd800 && c < 0xe000) {
-      pair = c < 0xdc00 && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00;
-      // A pair is 4 bytes of UTF-8; a lone surrogate is escaped (\udxxx).
-      w = pair ? 4 : 6;
-    }
+    // A surrogate pair is 4 bytes of UTF-8, never cut; a lone surrogate is escaped (\udxxx).
+    const pair = (c & 0xfc00) === 0xd800 && (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00;
+    const w = pair
+      ? 4
+      : c === 34 || c === 92
+        ? 2
+        : c < 32 || (c & 0xf800) === 0xd800
+          ? 6
+          : c < 0x80
+            ? 1
+            : c < 0x800
+              ? 2
+              : 3;
     if (used + w > room) {
       cuts.push(i);
       used = 0;

@@ -127,7 +127,7 @@ export async function replay(
         const result = await gateway.post(
           connection.endpoint,
           connection.connectionId,
-          typeof frame.text === 'string' ? Buffer.from(frame.text) : frame.text,
+          Buffer.from(frame.text),
           deps.callsEndBy,
         );
         if (result === 'gone') {
