@@ -212,7 +212,7 @@ export interface Frame {
   info?: Record<string, unknown>;
   joined?: Member[];
   left?: string[];
-  /** In `part`: its index, and how many parts the message has (PW-S1.6). */
+  /** In `part`: its index, and how many parts the message has (PW-F6). */
   n?: number;
   of?: number;
 }
@@ -354,7 +354,7 @@ export class Pushwire {
   private key_: string | undefined;
   private loaded_ = false;
   private seen_ = new Set<string>();
-  /** Parts of messages over 128 KB by id, until all have come (PW-S1.6); a drop discards them. */
+  /** Parts of messages over 128 KB by id, until all have come (PW-F6); a drop discards them. */
   private parts_: Record<string, string[]> = dict();
   /** Per topic, the `ref` of its last `subscribe`: an error carrying it answers that topic. */
   private refs_: Record<string, string> = dict();

@@ -167,7 +167,7 @@ export async function* toChunks(
 /**
  * A chunk's delivery jobs, each frame built only when its turn comes (memory
  * stays bounded by the concurrency). A frame over 128 KB goes as `part`
- * frames (PW-S1.6), cut once per chunk: its jobs differ only in the cursor.
+ * frames (PW-F6), cut once per chunk: its jobs differ only in the cursor.
  */
 export function* chunkJobs(chunk: DeliverChunk): Generator<DeliveryJob> {
   const { id, dataJson, topic, frame } = chunk.message;

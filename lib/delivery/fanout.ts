@@ -115,7 +115,7 @@ export interface DeliveryJob {
   frame: Uint8Array;
   /**
    * When present, posted instead of `frame`: every one, in order, to each
-   * connection (the `part` frames of a message over 128 KB, PW-S1.6). A
+   * connection (the `part` frames of a message over 128 KB, PW-F6). A
    * connection counts once, delivered when its last frame is; a failure part
    * way closes it untold (closeUntold), so it resumes and gets all again.
    */

@@ -1,6 +1,6 @@
 /**
  * A message frame larger than API Gateway's 128 KB as `part` frames
- * (PW-S1.6): each carries a slice of the frame's JSON text as a JSON string;
+ * (PW-F6): each carries a slice of the frame's JSON text as a JSON string;
  * a client joins the slices of parts 0 … of-1 (by `id`) into the frame's
  * text. No dependencies: `$default` (replay) carries this file.
  */

@@ -140,7 +140,7 @@ export async function publish(
   const id = request.id ?? randomUUID();
   const dataJson = JSON.stringify(request.data);
   const meta = metaOf(request, origin);
-  // Over 128 KB a message goes as parts (PW-S1.6); the bound is the deployment's.
+  // Over 128 KB a message goes as parts (PW-F6); the bound is the deployment's.
   const max = deps.maxPublishBytes ?? DEFAULT_MAX_PUBLISH_BYTES;
   const size = Buffer.byteLength(dataJson);
   if (size > max) {

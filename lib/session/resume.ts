@@ -153,7 +153,7 @@ export async function replay(
 /**
  * History entries as frames to post, in order: as many as fit one message
  * per frame (a `batch`), a lone one as a plain `message`, and one over 128 KB
- * as its `part` frames (PW-S1.6; `count` is 1 on the last part only, and the
+ * as its `part` frames (PW-F6; `count` is 1 on the last part only, and the
  * replay's cursor moves past the message only once that one is posted).
  */
 export function* frames(

@@ -7,7 +7,7 @@ import { eventually, type TrackedClient } from '../helpers/offline.js';
 import { connectTracked, isMessage, messageIds, publishOk, useStack } from '../helpers/stack.js';
 
 /**
- * Messages past 128 KB end to end (issue 17; docs/protocol.md PW-S1.6):
+ * Messages past 128 KB end to end (issue 17; docs/protocol.md PW-F6):
  * services publish up to MAX_PUBLISH_BYTES (1 MiB by default) through Invoke
  * and the HTTP API; every connection gets `part` frames of at most 128 KB,
  * which a plain WebSocket client (test/helpers/client.ts, following

@@ -312,7 +312,7 @@ describe('push, end to end through serverless-offline', () => {
     expect(await stack.probe.redis.xlen(history)).toBe(1);
   });
 
-  it('delivers a message of exactly 128 KB as a frame whole; a byte more as two parts (PW-S1.6)', async () => {
+  it('delivers a message of exactly 128 KB as a frame whole; a byte more as two parts (PW-F6)', async () => {
     const ivy = await connectAs('ivy');
     const frameBytes = (id: string, cursor: string, data: string) =>
       Buffer.byteLength(JSON.stringify({ type: 'message', id, cursor, data }));

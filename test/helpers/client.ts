@@ -18,7 +18,7 @@ export class TestClient {
     ws.on('message', (data) => {
       let received = JSON.parse(data.toString()) as Frame;
       if (received.type === 'part') {
-        // A message over 128 KB (PW-S1.6), reassembled as docs/clients.md tells a plain client to.
+        // A message over 128 KB (PW-F6), reassembled as docs/clients.md tells a plain client to.
         checkServerMessage(data.toString());
         this.parts.push({
           id: String(received['id']),

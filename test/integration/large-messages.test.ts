@@ -12,7 +12,7 @@ import { TOPOLOGIES, useTopologies } from '../helpers/redis-matrix.js';
 import { connection, noDedup, publishDeps } from './support.js';
 
 /**
- * Issue 17: messages past 128 KB (PW-S1.6) over a real Redis. Each
+ * Issue 17: messages past 128 KB (PW-F6) over a real Redis. Each
  * connection must get every message once, whole, as a client reassembles it
  * from its parts; history holds a message once; a `deliver` chunk carries
  * its data once whatever its size; replay sends a large entry as parts too.

@@ -664,7 +664,7 @@ describe('replays that come in batches or stop early (issue 7)', () => {
   });
 });
 
-describe('messages over 128 KB, in parts (PW-S1.6)', () => {
+describe('messages over 128 KB, in parts (PW-F6)', () => {
   /** A message's part frames, cut small (`max` bytes each) so there are several. */
   const partsOf = (frame: Record<string, unknown>, max = 120) =>
     (partFrames(String(frame['id']), '', JSON.stringify(frame), 0, max) ?? []).map(

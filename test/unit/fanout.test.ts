@@ -457,7 +457,7 @@ describe('counts and reasons', () => {
   });
 });
 
-describe('deliver with several frames per connection (parts, PW-S1.6)', () => {
+describe('deliver with several frames per connection (parts, PW-F6)', () => {
   /** A gateway that records posts and closes, and answers per connection and part. */
   function scriptedGateway(answer: (connectionId: string, part: string) => GatewayResult | Error) {
     const posts: string[] = [];

@@ -38,7 +38,7 @@ function frameOf(bytes: number, id = 'm1', unit = 'x', cursor = '1733500000000-0
   return text;
 }
 
-describe('partFrames (PW-S1.6)', () => {
+describe('partFrames (PW-F6)', () => {
   it('leaves a frame of exactly 128 KB whole', () => {
     const text = frameOf(MAX_MESSAGE_BYTES);
     expect(partFrames('m1', '', text, MAX_MESSAGE_BYTES)).toBeUndefined();
