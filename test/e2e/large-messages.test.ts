@@ -97,6 +97,39 @@ describe('messages past 128 KB, end to end through serverless-offline', () => {
     expect(await stack.probe.redis.xlen(history)).toBe(2);
   }, 120_000);
 
+  it('the queue publishes a message as large as an SQS message can hold (1 MiB with its request)', async () => {
+    // Prepare: an SQS record as Lambda's event source mapping delivers it, its body just under 1 MiB
+    const device = await connectAs('big-queue');
+    const data = dataOf(MiB - 100);
+    const body = JSON.stringify({ userId: 'big-queue', data });
+    expect(Buffer.byteLength(body)).toBeLessThanOrEqual(MiB);
+    const record = {
+      messageId: 'q-big-1',
+      receiptHandle: 'AQEBq-big-1',
+      body,
+      attributes: {
+        ApproximateReceiveCount: '1',
+        SentTimestamp: String(Date.now()),
+        SenderId: 'AIDAEXAMPLE',
+        ApproximateFirstReceiveTimestamp: String(Date.now()),
+      },
+      messageAttributes: {},
+      md5OfBody: '0',
+      eventSource: 'aws:sqs',
+      eventSourceARN: 'arn:aws:sqs:us-east-1:123456789012:pushwire-local-publish',
+      awsRegion: 'us-east-1',
+    };
+
+    // Act
+    const answer = await stack.offline.invoke('queue', { Records: [record] });
+
+    // Assess: published with the SQS message id as its id, delivered whole
+    expect(answer).toEqual({ batchItemFailures: [] });
+    const frame = await device.client.next(isMessage('q-big-1'), 30_000);
+    expect(frame['data']).toEqual(data);
+    expect(partsOf(device, 'q-big-1').length).toBeGreaterThan(1);
+  }, 60_000);
+
   it('refuses data over MAX_PUBLISH_BYTES with too_large naming the limit, through Invoke and HTTP, storing nothing', async () => {
     // Prepare
     const over = { userId: 'big-cy', data: 'x'.repeat(MiB - 1) }; // 1 MiB + 1 as JSON
