@@ -9,15 +9,25 @@
 export const PART_BYTES = 127 * 1024;
 
 /**
- * The part frames of a message frame `head + tail` (of one message `id`), or
- * undefined when it fits one post (at most `whole` bytes as UTF-8). Slices
- * are cut by what they weigh as JSON string contents (UTF-8 bytes, `"` and
- * `\` escaped), never between the two halves of a surrogate pair, so each
- * part is at most `max` bytes and valid UTF-8 and JSON on its own.
- *
- * `memo` (one per `tail`): frames whose heads weigh the same share every
- * part after the first (a `deliver` chunk's jobs differ only in the cursor,
- * inside the head), so a 1 MiB message to many cursors is cut once.
+ * The part frames of a message frame's `text` (of message `id`), each at most
+ * `max` bytes. Slices are cut by what they weigh as JSON string contents
+ * (UTF-8 bytes, `"` and `\` escaped), never between the two halves of a
+ * surrogate pair, so each part is valid UTF-8 and JSON on its own. The
+ * caller decides a frame is too large for one post (over 128 KB).
+ */
+export function splitFrame(id: string, text: string, max = PART_BYTES): Buffer[] {
+  const key = JSON.stringify(id);
+  const cuts = [0];
+  weigh(text, 0, room(key, max), cuts);
+  return cuts.map((at, n) => part(key, n, cuts.length, text.slice(at, cuts[n + 1])));
+}
+
+/**
+ * splitFrame of `head + tail`, or undefined when that fits one post (at most
+ * `whole` bytes). `memo` (one per `tail`): frames whose heads weigh the same
+ * share every part after the first (a `deliver` chunk's jobs differ only in
+ * the cursor, inside the head), so a 1 MiB message to many cursors is cut
+ * once. The head must fit the first part (it is a few hundred bytes).
  */
 export function partFrames(
   id: string,
@@ -29,22 +39,23 @@ export function partFrames(
 ): Buffer[] | undefined {
   if (Buffer.byteLength(head) + Buffer.byteLength(tail) <= whole) return undefined;
   const key = JSON.stringify(id);
-  // The envelope with the longest n and of it can have (7 digits: 1 GB of parts).
-  const room =
-    max - Buffer.byteLength(`{"type":"part","id":${key},"n":9999999,"of":9999999,"data":""}`);
-  const start = weigh(head, 0, room, []);
+  const start = weigh(head, 0, room(key, max), []);
   let cut = memo?.get(start);
   if (!cut) {
     const cuts: number[] = [];
-    weigh(tail, start, room, cuts);
-    const slices = cuts.map((at, i) => tail.slice(at, cuts[i + 1]));
-    const of = cuts.length;
-    cut = [cuts[0] ?? tail.length, slices.map((s, i) => part(key, i + 1, of + 1, s))];
+    weigh(tail, start, room(key, max), cuts);
+    const of = cuts.length + 1;
+    const rest = cuts.map((at, i) => part(key, i + 1, of, tail.slice(at, cuts[i + 1])));
+    cut = [cuts[0] ?? tail.length, rest];
     memo?.set(start, cut);
   }
   const [first, rest] = cut;
   return [part(key, 0, rest.length + 1, head + tail.slice(0, first)), ...rest];
 }
+
+/** Bytes a part's data may weigh: `max` less the envelope with the longest n and of (7 digits). */
+const room = (key: string, max: number) =>
+  max - Buffer.byteLength(`{"type":"part","id":${key},"n":9999999,"of":9999999,"data":""}`);
 
 const part = (key: string, n: number, of: number, slice: string) =>
   Buffer.from(`{"type":"part","id":${key},"n":${n},"of":${of},"data":${JSON.stringify(slice)}}`);

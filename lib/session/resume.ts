@@ -1,5 +1,5 @@
 import { MAX_MESSAGE_BYTES } from '../constants.js';
-import { partFrames } from '../delivery/parts.js';
+import { splitFrame } from '../delivery/parts.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { normalizeCursor } from '../registry/cursor.js';
 import type { Audience, Recipient } from '../registry/keys.js';
@@ -184,15 +184,15 @@ export function* frames(
       `,"cursor":${JSON.stringify(cursor)}` +
       (from === undefined ? '' : `,"from":${JSON.stringify(from)}`) +
       `,"data":${JSON.stringify(data)}}`;
-    const parts = partFrames(id, '', text, MAX_MESSAGE_BYTES);
-    if (parts) {
+    const size = Buffer.byteLength(text) + 1;
+    if (size > MAX_MESSAGE_BYTES + 1) {
       if (group.length > 0) yield flush();
+      const parts = splitFrame(id, text);
       for (const [n, part] of parts.entries())
         yield { text: part, count: n === parts.length - 1 ? 1 : 0, last: cursor };
       last = cursor;
       continue;
     }
-    const size = Buffer.byteLength(text) + 1;
     if (group.length > 0 && bytes + size > MAX_MESSAGE_BYTES) yield flush();
     group.push(text);
     bytes += size;

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { MAX_MESSAGE_BYTES } from '../../lib/constants.js';
 import { chunkJobs, type DeliverChunk } from '../../lib/delivery/chunks.js';
 import { messageFrame, messageHead } from '../../lib/delivery/frame.js';
-import { PART_BYTES, partFrames } from '../../lib/delivery/parts.js';
+import { PART_BYTES, partFrames, splitFrame } from '../../lib/delivery/parts.js';
 
 /** What a client does with parts (client/pushwire.ts, docs/clients.md): join the data strings in order. */
 function reassemble(parts: Buffer[]): string {
@@ -102,6 +102,8 @@ describe('partFrames (PW-F6)', () => {
           if (!parts) return;
           checkParts(parts, max);
           expect(reassemble(parts)).toBe(text);
+          // What replay uses: the same cut.
+          expect(splitFrame('p', text, max).map(String)).toEqual(parts.map(String));
         },
       ),
     );
