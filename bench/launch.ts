@@ -4,9 +4,10 @@
  * node_modules/.cache/pushwire-bench, then runs it with plain Node.
  */
 import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { build, type Plugin } from 'esbuild';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'node_modules', '.cache', 'pushwire-bench');
@@ -23,6 +24,29 @@ const entries = [
   'paced-run',
 ] as const;
 
+/**
+ * `import.meta.url` is empty in a CommonJS bundle, and test/helpers/contract.ts
+ * (reached through bench/offline.ts) resolves the docs from it: every bench
+ * run stopped at load with ERR_INVALID_ARG_TYPE. Each source file that reads
+ * it gets its own file URL instead, as it would unbundled.
+ */
+const importMetaUrl: Plugin = {
+  name: 'import-meta-url',
+  setup(b) {
+    b.onLoad({ filter: /\.ts$/ }, async (args) => {
+      const source = await readFile(args.path, 'utf8');
+      if (!source.includes('import.meta.url')) return undefined;
+      return {
+        contents: source.replaceAll(
+          'import.meta.url',
+          JSON.stringify(pathToFileURL(args.path).href),
+        ),
+        loader: 'ts',
+      };
+    });
+  },
+};
+
 await build({
   absWorkingDir: root,
   entryPoints: Object.fromEntries(entries.map((e) => [e, `bench/${e}.ts`])),
@@ -33,6 +57,7 @@ await build({
   target: 'node20',
   format: 'cjs',
   loader: { '.lua': 'text' },
+  plugins: [importMetaUrl],
   // ws' optional native add-ons: absent, and ws works without them.
   external: ['bufferutil', 'utf-8-validate', 'esbuild'],
   sourcemap: 'inline',

@@ -1,6 +1,9 @@
+import type { BatchCost } from './batch.js';
 import type { BigAudienceResult } from './bigaudience.js';
 import type { BundleRow } from './bundles.js';
 import type { ChurnResult } from './churn.js';
+import type { CostResult } from './cost.js';
+import { PRICES as COST_PRICES, PUSHER_PLANS } from './cost-prices.js';
 import type { CpuMeasure } from './fanout.js';
 import type { LookupRow } from './lookup.js';
 import type { OfflineResult } from './offline.js';
@@ -77,25 +80,30 @@ export interface Target {
   margin: string;
 }
 
-/** Prices used by the cost table: quoted, not measured (see BENCHMARKS.md for sources). */
+/**
+ * Prices used by table 7: the cost model's price list (bench/cost-prices.ts:
+ * each with its source, quoted line and date), in this table's units.
+ */
+const startup = PUSHER_PLANS.find((p) => p.name === 'Startup');
+const perMillion = (p: { usd: number | null }) => (p.usd ?? Number.NaN) * 1e6;
 export const PRICES = {
   /** API Gateway WebSocket: per million messages (first billion), counted in 32 KB units. */
-  apigw_message_per_m: 1.0,
+  apigw_message_per_m: perMillion(COST_PRICES.apigwMessage),
   apigw_message_unit_bytes: 32 * 1024,
   /** API Gateway WebSocket: per million connection minutes. */
-  apigw_connection_minute_per_m: 0.25,
+  apigw_connection_minute_per_m: perMillion(COST_PRICES.apigwConnectionMinute),
   /** Lambda arm64: per GB-second and per million requests. */
-  lambda_gb_s: 0.0000133334,
-  lambda_request_per_m: 0.2,
+  lambda_gb_s: COST_PRICES.lambdaGbSecondArm.usd,
+  lambda_request_per_m: perMillion(COST_PRICES.lambdaRequest),
   /** Lambda gives one vCPU at 1,769 MB and CPU in proportion to memory. */
   lambda_mb_per_vcpu: 1_769,
   /** Ably: per million messages (published and received each count), Standard package base. */
-  ably_message_per_m: 2.5,
-  ably_standard_month: 29,
+  ably_message_per_m: perMillion(COST_PRICES.ablyMessage),
+  ably_standard_month: COST_PRICES.ablyStandardMonth.usd,
   /** Pusher Channels Startup: $49 a month for up to 1M messages a day and 500 connections. */
-  pusher_startup_month: 49,
-  pusher_startup_messages_per_day: 1_000_000,
-  pusher_startup_connections: 500,
+  pusher_startup_month: startup?.usdMonth ?? Number.NaN,
+  pusher_startup_messages_per_day: startup?.messagesPerDay ?? Number.NaN,
+  pusher_startup_connections: startup?.connections ?? Number.NaN,
 } as const;
 
 /** Wall time an invocation waits at least (Redis + a post round trip on AWS: 20-50 ms); an assumption. */
@@ -176,6 +184,10 @@ export interface Results {
   cpu: CpuMeasure | null;
   bundles: Record<string, BundleRow>;
   churn: ChurnResult | null;
+  /** The cost model's section (bench/cost.ts); absent in runs before issue 17. */
+  cost?: CostResult | null;
+  /** Batch publish: posts and billed units, one by one vs batched (bench/batch.ts). */
+  batch?: BatchCost[] | null;
   targets: Target[];
   errors: Record<string, string>;
   notes: string[];

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../lib/config.js';
 import type { RedisRegistry } from '../lib/registry/redis.js';
 import { type RedisServer, startRedisServer } from '../scripts/redis-server.js';
+import { measureBatchCost, writeBatchFigures } from './batch.js';
 import { benchBigAudience } from './bigaudience.js';
 import { benchBundles } from './bundles.js';
 import { benchChurn } from './churn.js';
@@ -26,6 +27,8 @@ import {
   round,
   stopAllChildren,
 } from './common.js';
+import { benchCost, defaultWorkload } from './cost.js';
+import { costMarkdown, costText } from './cost-report.js';
 import {
   connectionIds,
   fillTopic,
@@ -186,6 +189,8 @@ async function main(): Promise<void> {
     cpu: null,
     bundles: {},
     churn: null,
+    cost: null,
+    batch: null,
     targets: [],
     errors: {},
     notes: [],
@@ -234,6 +239,32 @@ async function main(): Promise<void> {
         concurrency: settings.churn_concurrency,
         redisBenchmarkRequests: settings.redis_benchmark_requests,
       });
+    });
+
+    // Batch publish (issue 17): posts and billed 32 KB units per 1 M deliveries, one by one vs batched.
+    await section('batch', async () => {
+      const server = mgmt as MgmtServer;
+      const deps = publishDeps(redis, config);
+      await server.reset();
+      results.batch = await measureBatchCost({
+        deps: { ...deps, registry: deps.registry as RedisRegistry },
+        endpoint: server.endpoint,
+        onConnections: (ids) => server.register(ids),
+        calls: quick ? 10 : 50,
+      });
+      // The management API stand-in saw every post the counting gateway made.
+      const seen = await server.stats();
+      const made = results.batch.reduce((s, r) => s + r.plain.posts + r.batched.posts, 0);
+      if (seen.delivered !== made || seen.gone > 0)
+        throw new Error(
+          `the gateway counted ${made} posts, the management API saw ${seen.delivered} (${seen.gone} gone)`,
+        );
+      writeBatchFigures(results.batch, results.date);
+      for (const r of results.batch) {
+        console.log(
+          `  ${r.workload}: ${fmtN(r.deliveries)} deliveries; per 1 M: ${fmtN(r.plain.posts_per_million)} posts / ${fmtN(r.plain.units_per_million)} units one by one, ${fmtN(r.batched.posts_per_million)} / ${fmtN(r.batched.units_per_million)} batched (×${r.posts_ratio} posts, ×${r.units_ratio} units)`,
+        );
+      }
     });
 
     await section('fanout', async () => {
@@ -351,6 +382,19 @@ async function main(): Promise<void> {
       results.fanout.sort((a, b) => a.n - b.n);
     });
 
+    // The cost model (issue 17): measured per-operation figures, then the model
+    // on the workload (bench/cost-workload.json or --workload=, flags).
+    await section('cost', async () => {
+      results.cost = await benchCost({
+        redisUrl,
+        privateRedis,
+        mgmt: mgmt as MgmtServer,
+        config,
+        runs: quick ? 40 : 200,
+      });
+      console.log(costText(results.cost));
+    });
+
     await section('offline', async () => {
       // Loaded here: it pulls in the test helpers, whose contract.ts reads
       // import.meta.url at load, empty in this CommonJS bundle (a crash at
@@ -427,6 +471,21 @@ async function main(): Promise<void> {
 
   results.duration_s = round((now() - started) / 1000, 1);
   results.machine.loadavg[1] = round(loadavg()[0] ?? 0, 2);
+  // Only the default workload's figures go into BENCHMARKS.md (variants print only).
+  if (results.cost && !quick && defaultWorkload()) updateCostMarkdown(results);
+  if (only?.length === 1 && only[0] === 'cost' && !process.argv.includes('--merge')) {
+    // The cost section alone: its own file, so results.json keeps the last full run.
+    const costOut = join(root(), 'bench', 'cost-results.json');
+    writeFileSync(
+      costOut,
+      `${JSON.stringify({ date: results.date, machine: results.machine, errors: results.errors, cost: results.cost }, null, 2)}\n`,
+    );
+    console.log(`\nwrote ${costOut}`);
+    for (const [section, error] of Object.entries(results.errors))
+      console.log(`ERROR in ${section}: ${error}`);
+    if (Object.keys(results.errors).length > 0) process.exitCode = 1;
+    return;
+  }
   const out = join(root(), 'bench', 'results.json');
   // `--only=<sections> --merge` (full mode): rerun some sections of the last
   // full run and keep the rest of it, e.g. one that failed.
@@ -453,6 +512,8 @@ const SECTION_FIELDS = {
   offline: ['offline'],
   big_audience: ['big_audience'],
   large: ['large'],
+  cost: ['cost'],
+  batch: ['batch'],
 } as const satisfies Record<string, readonly (keyof Results)[]>;
 
 function mergeInto(previous: Results, rerun: Results): Results {
@@ -490,6 +551,24 @@ function updateMarkdown(results: Results): void {
     `${text.slice(0, a + START.length)}\n${markdownReport(results)}\n${text.slice(b)}`,
   );
   console.log(`updated ${file}`);
+}
+
+const COST_START = '<!-- bench:cost:start -->';
+const COST_END = '<!-- bench:cost:end -->';
+
+/** Replaces the generated part of BENCHMARKS.md's "Cost" section with this run's model. */
+function updateCostMarkdown(results: Results): void {
+  const file = join(root(), 'BENCHMARKS.md');
+  if (!results.cost || !existsSync(file)) return;
+  const text = readFileSync(file, 'utf8');
+  const a = text.indexOf(COST_START);
+  const b = text.indexOf(COST_END);
+  if (a < 0 || b < a) return;
+  writeFileSync(
+    file,
+    `${text.slice(0, a + COST_START.length)}\n${costMarkdown(results.cost, results.date)}\n${text.slice(b)}`,
+  );
+  console.log(`updated the Cost section of ${file}`);
 }
 
 const watchdog = setTimeout(() => {

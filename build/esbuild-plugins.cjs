@@ -43,24 +43,35 @@ const luaWithoutComments = {
 /**
  * ioredis logs through the `debug` package, which only prints when DEBUG
  * names it; in a function nobody sets DEBUG, so the bundles get a stand-in
- * that is always off (7 KB less in every function).
+ * that is always off (7 KB less in every function). ioredis's own wrapper
+ * around it (utils/debug: shortens long arguments before printing) gets the
+ * same stand-in, as it would never print either (0.9 KB less).
  */
 const debugOff = {
   name: 'debug-off',
   setup(build) {
     build.onResolve({ filter: /^debug$/ }, () => ({ path: join(__dirname, 'debug-off.cjs') }));
+    build.onResolve({ filter: /^\.\/debug$/ }, ({ importer }) =>
+      /node_modules[\\/]ioredis[\\/]built[\\/]utils[\\/]index\.js$/.test(importer)
+        ? { path: join(__dirname, 'debug-off.cjs') }
+        : undefined,
+    );
   },
 };
 
 /**
  * Parts of ioredis that only options we never set reach, each replaced by a
- * stand-in (build/ioredis-*.cjs) in the bundles, ~19 KB in all:
+ * stand-in (build/ioredis-*.cjs) in the bundles, ~22 KB in all:
  * - Redis Cloud's CA certificates, for `tls: { profile }` (rediss:// on
  *   ElastiCache chains to public CAs): an empty profile table;
  * - Sentinel (`sentinels`): ElastiCache and MemoryDB are standalone or
  *   cluster endpoints; the stand-in throws if ever constructed;
  * - sharded Pub/Sub subscriber groups (`shardedSubscribers`): we use no
  *   Pub/Sub; the stand-in throws if ever constructed;
+ * - a cluster's Pub/Sub subscriber (ClusterSubscriber, 3.2 KB): every
+ *   Cluster makes and starts one, which holds an unconnected client until a
+ *   SUBSCRIBE; the stand-in holds none, and a SUBSCRIBE on a cluster fails
+ *   with ioredis's "No subscriber for the cluster";
  * - scan streams (`scanStream`, `sscanStream`, ...): lib/registry walks sets
  *   with SSCAN and its own cursor; the stand-in throws if ever constructed.
  */
@@ -69,6 +80,7 @@ const ioredisStandIns = {
   './connectors/SentinelConnector': 'ioredis-no-sentinel.cjs',
   './SentinelConnector': 'ioredis-no-sentinel.cjs',
   './ClusterSubscriberGroup': 'ioredis-no-sharded-subscribers.cjs',
+  './ClusterSubscriber': 'ioredis-no-cluster-subscriber.cjs',
   './ScanStream': 'ioredis-no-scan-stream.cjs',
 };
 const ioredisOptionalParts = {
@@ -77,7 +89,7 @@ const ioredisOptionalParts = {
     build.onResolve(
       {
         filter:
-          /(\/constants\/TLSProfiles|SentinelConnector|\/ClusterSubscriberGroup|\/ScanStream)$/,
+          /(\/constants\/TLSProfiles|SentinelConnector|\/ClusterSubscriber(Group)?|\/ScanStream)$/,
       },
       ({ path, importer }) => {
         if (!importer.includes(join('node_modules', 'ioredis'))) return undefined;
@@ -95,8 +107,12 @@ const ioredisOptionalParts = {
  * with key positions (cluster slots, auto-pipelining), and of the flags only
  * `readonly` and `loading` (the two `hasFlag` is asked about); `arity` and
  * the other flags are read by nothing. ~12 KB less in every function
- * (issue 16: room in `$default` for presence). test/unit/build-plugins.test.ts
- * checks exists/hasFlag/getKeyIndexes answer alike for every command.
+ * (issue 16: room in `$default` for presence). The slim table ships as a
+ * small module that builds it at load (commandsModule): the names in one
+ * string, each followed by the letter of its entry's shape when that is not
+ * the commonest one (there are 16 shapes), ~9 KB less again (issues 17/18:
+ * room in `$default`). test/unit/ioredis-commands.test.ts checks
+ * exists/hasFlag/getKeyIndexes answer alike for every command.
  */
 const READ_FLAGS = new Set(['readonly', 'loading']);
 function slimCommands(table) {
@@ -113,14 +129,44 @@ function slimCommands(table) {
   }
   return slim;
 }
+/**
+ * The slim table as CommonJS that builds it, in the table's own key order:
+ * `S` the distinct entries (commonest first), then every name followed by
+ * `A`-`Z` for entry S[1]-S[26] (names are lower case and end in a letter; none means S[0]). Each
+ * command gets its own copy of its entry, as the JSON table gave it.
+ */
+function commandsModule(table) {
+  const slim = slimCommands(table);
+  const count = new Map();
+  for (const entry of Object.values(slim)) {
+    const shape = JSON.stringify(entry);
+    count.set(shape, (count.get(shape) ?? 0) + 1);
+  }
+  const shapes = [...count.keys()].sort((a, b) => count.get(b) - count.get(a));
+  if (shapes.length > 27)
+    throw new Error(`commandsModule: ${shapes.length} entry shapes, at most 27`);
+  const words = Object.entries(slim).map(([name, entry]) => {
+    if (!/^[a-z]([a-z_-]*[a-z])?$/.test(name))
+      throw new Error(`commandsModule: command name "${name}"`);
+    const index = shapes.indexOf(JSON.stringify(entry));
+    return index === 0 ? name : name + String.fromCharCode(64 + index);
+  });
+  return [
+    `const S=[${shapes.join(',')}],t={};`,
+    `for(const w of ${JSON.stringify(words.join(' '))}.split(' ')){`,
+    'const c=w.charCodeAt(w.length-1),s=c<91?S[c-64]:S[0];',
+    't[c<91?w.slice(0,-1):w]={...s,flags:[...s.flags]}}',
+    'module.exports=t;',
+  ].join('\n');
+}
 const ioredisCommandsSlim = {
   name: 'ioredis-commands-slim',
   setup(build) {
     build.onLoad(
       { filter: /@ioredis[\\/]commands[\\/]built[\\/]commands\.json$/ },
       async ({ path }) => ({
-        contents: JSON.stringify(slimCommands(JSON.parse(await readFile(path, 'utf8')))),
-        loader: 'json',
+        contents: commandsModule(JSON.parse(await readFile(path, 'utf8'))),
+        loader: 'js',
       }),
     );
   },
@@ -187,5 +233,6 @@ module.exports = [
   redisErrorsModern,
 ];
 module.exports.slimCommands = slimCommands;
+module.exports.commandsModule = commandsModule;
 module.exports.nameErrorClasses = nameErrorClasses;
 module.exports.minifyLua = minifyLua;

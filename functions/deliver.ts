@@ -2,7 +2,13 @@ import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
 import { bulkLaneGateway } from '../lib/aws-clients.js';
 import { config, eventOutbox, events, loadSecrets, logger, registry } from '../lib/clients.js';
-import { checkChunkEndpoints, chunkJobs, parseDeliverChunk } from '../lib/delivery/chunks.js';
+import { deliverBatchChunk, isBatchChunk, parseBatchChunk } from '../lib/delivery/batch-frames.js';
+import {
+  checkChunkEndpoints,
+  chunkJobs,
+  type DeliverChunk,
+  parseDeliverChunk,
+} from '../lib/delivery/chunks.js';
 import { deliver } from '../lib/delivery/fanout.js';
 import { invocationDeadline, invokeErrors, secretsLoaded } from '../lib/edge/middleware.js';
 import { eventsFlushed } from '../lib/events/flush.js';
@@ -15,7 +21,9 @@ import { endConnection } from '../lib/session/end.js';
  * side by side in a large fan-out, and Tracer adds ~135 KB and ~15 ms of CPU to load to each.
  */
 export const handler = middy(async (event: unknown, context: Context) => {
-  const chunk = parseDeliverChunk(event);
+  // A batch publish's chunk (`batch`: its messages, and who gets which), or one message's.
+  const batch = isBatchChunk(event) ? parseBatchChunk(event) : undefined;
+  const chunk = batch ?? parseDeliverChunk(event);
   const deadline = invocationDeadline(context);
   const c = config();
   await checkChunkEndpoints(
@@ -24,15 +32,17 @@ export const handler = middy(async (event: unknown, context: Context) => {
     // Without WS_PEERS=account, the roles may post only to the listed APIs.
     c.acceptRecordedEndpoints ? (endpoints) => registry().endpointsKnown(endpoints) : undefined,
   );
-  return deliver(chunkJobs(chunk), {
+  const deps = {
     gateway: bulkLaneGateway(),
-    prune: (connectionId) =>
+    prune: (connectionId: string) =>
       endConnection({ registry: registry(), events: events() }, connectionId, 'gone'),
     logger: logger(),
     concurrency: config().fanout.concurrency,
     onClosed: () => tally('ClosedUndelivered'),
     ...(deadline !== undefined && { deadline }),
-  });
+  };
+  if (batch) return deliverBatchChunk(batch, deps);
+  return deliver(chunkJobs(chunk as DeliverChunk), deps);
 })
   .use(withMetrics())
   .use(eventsFlushed({ buffer: events, outbox: eventOutbox, logger, metrics }))

@@ -9,6 +9,8 @@ import type {
   Operation,
   PresenceRequest,
   PresenceResult,
+  PublishBatchRequest,
+  PublishBatchResult,
   PublishRequest,
   PublishResult,
   Transport,
@@ -85,6 +87,17 @@ export class Pushwire {
       );
     }
     return (await this.#call('publish', withId)) as PublishResult;
+  }
+
+  /**
+   * Many messages, each to its own target, in one call; each connection
+   * receives its messages combined in as few frames as 128 KB allows. Every
+   * message without an `id` gets one here (kept across retries). Check each
+   * result: a message may be a `duplicate`, or carry an `error`.
+   */
+  async publishBatch(request: PublishBatchRequest): Promise<PublishBatchResult> {
+    const messages = request.messages.map((m) => ({ ...m, id: m.id ?? randomUUID() }));
+    return (await this.#call('publish', { messages })) as PublishBatchResult;
   }
 
   async presence(request: PresenceRequest): Promise<PresenceResult> {

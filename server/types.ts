@@ -39,6 +39,37 @@ export interface PublishResult {
   duplicate?: true;
 }
 
+/**
+ * Many messages in one call (`publishBatch`): at most 100, at most 1 MiB as
+ * frames, each at most 128 KB, at most 10,000 users and connection ids in
+ * all. Each message is a PublishRequest with its own target and id. The
+ * batch is validated whole: one bad message refuses it (naming
+ * `messages[<index>]`), and nothing is sent.
+ */
+export interface PublishBatchRequest {
+  messages: PublishRequest[];
+}
+
+/** One message's outcome in a batch: its PublishResult (without `chunks`), or why it was not sent. */
+export type PublishBatchMessageResult =
+  | Omit<PublishResult, 'chunks'>
+  | {
+      id: string;
+      /** `in_progress`: another attempt with this id is still running; retry later. */
+      error: { code: string; message: string };
+    };
+
+export interface PublishBatchResult {
+  /** In the order of the request. */
+  messages: PublishBatchMessageResult[];
+  /** Connections posted to, each counted once per set of messages it received together. */
+  recipients: number;
+  delivered: number;
+  gone: number;
+  failed: number;
+  chunks: number;
+}
+
 export interface PresenceRequest {
   userIds?: string[];
   topic?: string;

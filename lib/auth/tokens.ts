@@ -1,4 +1,5 @@
-import { createRemoteJWKSet, errors, type JWTVerifyGetKey, jwtVerify } from 'jose';
+import { createRemoteJWKSet, type JWTVerifyGetKey, jwtVerify } from 'jose';
+import { JOSEError } from 'jose/errors';
 import * as v from 'valibot';
 import { TOPIC_GRANT_PATTERN, USER_ID_PATTERN } from '../constants.js';
 import { ConfigError, UnauthorizedError, UnavailableError } from '../errors.js';
@@ -179,7 +180,7 @@ function refusal(error: unknown, jwks: boolean): UnauthorizedError | Unavailable
   const code = (error as { code?: string }).code;
   if (
     jwks &&
-    (!(error instanceof errors.JOSEError) ||
+    (!(error instanceof JOSEError) ||
       code === 'ERR_JWKS_TIMEOUT' ||
       code === 'ERR_JWKS_INVALID' ||
       code === 'ERR_JOSE_GENERIC')

@@ -191,7 +191,7 @@ export function* chunkJobs(chunk: DeliverChunk): Generator<DeliveryJob> {
 }
 
 /** Whether a worker's answer accounts for every recipient of its chunk exactly once. */
-const accountsFor = (report: DeliveryReport, chunk: SizedChunk) =>
+const accountsFor = (report: DeliveryReport, chunk: Counted) =>
   report.delivered + report.gone + report.failed === chunk.size;
 
 /**
@@ -212,13 +212,43 @@ export async function dispatch(
   source: AsyncIterable<Batch> | Iterable<Batch>,
   deps: DispatchDeps,
 ): Promise<DispatchResult> {
-  const chunks = toChunks(message, source, deps);
+  return dispatchChunks<SizedChunk>(
+    toChunks(message, source, deps),
+    { serialize: serializeChunk, jobs: chunkJobs },
+    deps,
+  );
+}
+
+/** A chunk of any kind: its recipients and serialised bytes. */
+export interface Counted {
+  size: number;
+  bytes: number;
+}
+
+/** How to hand a kind of chunk to a worker, and to deliver it here. */
+export interface ChunkKind<C extends Counted> {
+  serialize(chunk: C): string;
+  jobs(chunk: C): Iterable<DeliveryJob>;
+  /** Checks a worker's answer beyond its counts, and takes what else it reports; throws to refuse it. */
+  accept?(chunk: C, report: DeliveryReport): void;
+}
+
+/**
+ * The chunks of one publish, delivered: here when there is one (or no worker
+ * to hand them to), else each in a `deliver` worker, retried, and delivered
+ * here when every attempt failed (see dispatch).
+ */
+export async function dispatchChunks<C extends Counted>(
+  chunks: AsyncGenerator<C>,
+  kind: ChunkKind<C>,
+  deps: DispatchDeps,
+): Promise<DispatchResult> {
   const first = await chunks.next();
   if (first.done) return { ...emptyReport(), recipients: 0, chunks: 0 };
   const second = await chunks.next();
   // The stream again, with the two chunks already read in front.
-  async function* all(): AsyncGenerator<SizedChunk> {
-    yield first.value as SizedChunk;
+  async function* all(): AsyncGenerator<C> {
+    yield first.value as C;
     if (second.done) return;
     yield second.value;
     yield* chunks;
@@ -231,7 +261,7 @@ export async function dispatch(
     async function* jobs() {
       for await (const chunk of all()) {
         recipients += chunk.size;
-        yield* chunkJobs(chunk);
+        yield* kind.jobs(chunk);
       }
     }
     const report = await deliver(jobs(), deps);
@@ -247,7 +277,7 @@ export async function dispatch(
     async (chunk) => {
       count++;
       recipients += chunk.size;
-      const payload = serializeChunk(chunk);
+      const payload = kind.serialize(chunk);
       let report: DeliveryReport | undefined;
       for (let attempt = 1; attempt <= deps.deliverAttempts && !report; attempt++) {
         try {
@@ -257,6 +287,7 @@ export async function dispatch(
               `the worker accounted for ${answer.delivered + answer.gone + answer.failed} of ${chunk.size} recipients`,
             );
           }
+          kind.accept?.(chunk, answer);
           report = answer;
         } catch (error) {
           deps.logger.warn('deliver worker failed', {
@@ -271,7 +302,7 @@ export async function dispatch(
       }
       // Every attempt failed: this invocation delivers the chunk itself, so
       // its counts are known connection by connection rather than guessed.
-      report ??= await deliver(chunkJobs(chunk), deps);
+      report ??= await deliver(kind.jobs(chunk), deps);
       total = addReports(total, report);
     },
     { concurrency: deps.parallelChunks },
@@ -337,7 +368,7 @@ export function parseDeliverChunk(input: unknown): DeliverChunk {
  * refused whole, before anything is sent.
  */
 export async function checkChunkEndpoints(
-  chunk: DeliverChunk,
+  chunk: { jobs: { recipients: [string, string][] }[] },
   allowed: readonly string[],
   known?: (endpoints: readonly string[]) => Promise<boolean>,
 ): Promise<void> {

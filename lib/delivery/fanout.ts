@@ -110,17 +110,23 @@ export function groupByEndpoint(recipients: Iterable<Recipient>): Map<string, st
   return groups;
 }
 
-/** One frame and the connections it goes to. */
+/** What became of one connection of a job. */
+export type Outcome = keyof DeliveryCounts;
+
+/** One frame (or several, in order) and the connections it goes to. */
 export interface DeliveryJob {
   frame: Uint8Array;
   /**
-   * When present, posted instead of `frame`: every one, in order, to each
-   * connection (the `part` frames of a message over 128 KB, PW-F6). A
-   * connection counts once, delivered when its last frame is; a failure part
-   * way closes it untold (closeUntold), so it resumes and gets all again.
+   * Several frames for each connection (a batch publish's messages that do
+   * not fit one 128 KB frame): posted in order, each awaited, instead of
+   * `frame`. The connection is counted once: delivered when every frame
+   * landed; gone, or failed (and closed untold, so it resumes) at the first
+   * that did not.
    */
   frames?: Uint8Array[];
   recipients: Recipient[];
+  /** Told each connection's outcome (a batch publish counts it for every message the job carries). */
+  tally?: (outcome: Outcome) => void;
 }
 
 /**
@@ -152,8 +158,7 @@ export async function deliver(
   /** Endpoint groups of the job being drained, and the one being drained now. */
   let groups: [string, string[]][] = [];
   let group = 0;
-  let frame: Uint8Array = new Uint8Array(0);
-  let frames: Uint8Array[] | undefined;
+  let job: DeliveryJob = { frame: new Uint8Array(0), recipients: [] };
   let endpoint = '';
   let ids: string[] = [];
   let next = 0;
@@ -169,66 +174,61 @@ export async function deliver(
       ended = true;
       return;
     }
-    frame = step.value.frame;
-    frames = step.value.frames;
+    job = step.value;
     groups = [...groupByEndpoint(step.value.recipients)];
     group = 0;
     ids = [];
     next = 0;
   };
-  const gone = (connectionId: string) => {
-    counts.gone++;
-    return deps.prune(connectionId).then(undefined, (error: unknown) => {
-      deps.logger.warn('could not prune a gone connection', {
-        connectionId,
-        reason: reason(error),
-      });
-    });
-  };
-  const failed = (to: string, connectionId: string, error: unknown) => {
-    // Throttling and transient failures were already retried by the
-    // gateway: this connection did not get the message.
-    counts.failed++;
-    const why = reason(error);
-    if (counts.failures.length < MAX_NAMED_FAILURES) {
-      counts.failures.push({ connectionId, endpoint: to, reason: why });
+  /** Every frame of a multi-frame job, in order; stops at the first that finds the connection gone. */
+  const postAll = async (to: string, connectionId: string, frames: Uint8Array[]) => {
+    for (const data of frames) {
+      if ((await deps.gateway.post(to, connectionId, data, deps.deadline)) === 'gone')
+        return 'gone';
     }
-    return closeUntold(deps, to, connectionId).then((closed) => {
-      if (closed instanceof Error) {
-        notClosed++;
-        closeError ??= reason(closed);
-      } else closedCount++;
-    });
+    return 'ok';
   };
-  const post = (to: string, connectionId: string, data: Uint8Array) =>
-    deps.gateway.post(to, connectionId, data, deps.deadline).then(
+  const post = (to: string, connectionId: string, of: DeliveryJob) =>
+    (of.frames
+      ? postAll(to, connectionId, of.frames)
+      : deps.gateway.post(to, connectionId, of.frame, deps.deadline)
+    ).then(
       (result) => {
         if (result === 'ok') {
           counts.delivered++;
+          of.tally?.('delivered');
           return;
         }
-        return gone(connectionId);
+        counts.gone++;
+        of.tally?.('gone');
+        return deps.prune(connectionId).then(undefined, (error: unknown) => {
+          deps.logger.warn('could not prune a gone connection', {
+            connectionId,
+            reason: reason(error),
+          });
+        });
       },
-      (error: unknown) => failed(to, connectionId, error),
+      (error: unknown) => {
+        // Throttling and transient failures were already retried by the
+        // gateway: this connection did not get the message.
+        counts.failed++;
+        of.tally?.('failed');
+        const why = reason(error);
+        if (counts.failures.length < MAX_NAMED_FAILURES) {
+          counts.failures.push({ connectionId, endpoint: to, reason: why });
+        }
+        return closeUntold(deps, to, connectionId).then((closed) => {
+          if (closed instanceof Error) {
+            notClosed++;
+            closeError ??= reason(closed);
+          } else closedCount++;
+        });
+      },
     );
-  /** A message's frames, one after another (each awaited, so they arrive in order); the last counts. */
-  const postAll = async (to: string, connectionId: string, all: Uint8Array[]) => {
-    for (let i = 0; i < all.length - 1; i++) {
-      let result: GatewayResult;
-      try {
-        result = await deps.gateway.post(to, connectionId, all[i] as Uint8Array, deps.deadline);
-      } catch (error) {
-        return failed(to, connectionId, error);
-      }
-      if (result !== 'ok') return gone(connectionId);
-    }
-    return post(to, connectionId, all[all.length - 1] as Uint8Array);
-  };
   const worker = async () => {
     for (;;) {
       if (next < ids.length) {
-        if (frames) await postAll(endpoint, ids[next++] as string, frames);
-        else await post(endpoint, ids[next++] as string, frame);
+        await post(endpoint, ids[next++] as string, job);
       } else if (group < groups.length) {
         [endpoint, ids] = groups[group++] as [string, string[]];
         next = 0;

@@ -10,6 +10,12 @@ const Report = v.object({
     v.array(v.object({ connectionId: v.string(), endpoint: v.string(), reason: v.string() })),
     [],
   ),
+  /** A batch chunk's counts per message (lib/delivery/batch-frames.ts). */
+  messages: v.optional(
+    v.array(
+      v.object({ n: v.number(), delivered: v.number(), gone: v.number(), failed: v.number() }),
+    ),
+  ),
 });
 
 /**

@@ -120,6 +120,9 @@ export function parsePublishRequest(input: unknown): PublishRequest {
   return parsed.output;
 }
 
+/** Longest cursor a frame can carry ("<16 digits>-<16 digits>"); used to size-check before storing. */
+export const MAX_CURSOR = `${'9'.repeat(16)}-${'9'.repeat(16)}`;
+
 /**
  * Publishes one message: validates it, claims its id (when given), stores it
  * in history (user and topic targets), resolves the audience and delivers.

@@ -15,6 +15,8 @@ import type { Operations } from './operations.js';
  * rest; after `maxReceiveCount` receives they land in the dead-letter queue.
  * A request without an `id` gets a stable one (the EventBridge event id, else
  * the SQS message id), so a redelivered message never reaches a device twice.
+ * A message may be a batch (`{"messages":[…]}`, within SQS's 256 KB): its
+ * messages without an `id` get `<that id>:<index>`.
  */
 
 export const PUBLISH_DETAIL_TYPE = 'pushwire.publish';
@@ -55,6 +57,13 @@ export function requestFromRecord(record: Pick<SQSRecord, 'body' | 'messageId'>)
 function withDefaultId(request: unknown, id: string): unknown {
   // Not an object: left as it is, for publish to refuse with its own message.
   if (typeof request !== 'object' || request === null || Array.isArray(request)) return request;
+  // A batch: each message without an id gets `<id>:<index>`, as stable.
+  if ('messages' in request && Array.isArray(request.messages)) {
+    return {
+      ...request,
+      messages: request.messages.map((m: unknown, n: number) => withDefaultId(m, `${id}:${n}`)),
+    };
+  }
   return 'id' in request ? request : { ...request, id };
 }
 

@@ -2,6 +2,7 @@ import { type KickResult, kick } from '../admin/kick.js';
 import { type PresenceResult, presence } from '../admin/presence.js';
 import { gateway, invokeJson, smallLaneGateway } from '../aws-clients.js';
 import { config, dedup, events, logger, registry } from '../clients.js';
+import { type BatchResult, isBatchRequest, publishBatch } from '../delivery/batch.js';
 import { hookedRequest, type Relayed } from '../delivery/client-relay.js';
 import { type PublishOrigin, type PublishResult, publish } from '../delivery/publish.js';
 import { HookFailedError } from '../delivery/publish-hook.js';
@@ -15,7 +16,8 @@ import { fanoutDeps } from './fanout-wiring.js';
  * counts alike. The edges take an `Operations`, so tests hand in their own.
  */
 export interface Operations {
-  publish(input: unknown): Promise<PublishResult>;
+  /** One message, or a batch (`{"messages":[…]}`, lib/delivery/batch.ts). */
+  publish(input: unknown): Promise<PublishResult | BatchResult>;
   presence(input: unknown): Promise<PresenceResult>;
   kick(input: unknown): Promise<KickResult>;
 }
@@ -69,8 +71,40 @@ export async function publishFromClient(
   }
 }
 
+/**
+ * A batch of messages (`{"messages":[…]}`): each message's counts are
+ * recorded as a publish's (its duration is the batch's).
+ */
+export async function publishBatchObserved(
+  input: unknown,
+  deadline?: number,
+): Promise<BatchResult> {
+  const started = performance.now();
+  const result = await publishBatch(input, {
+    registry: registry(),
+    dedup: dedup(),
+    ...fanoutDeps(smallLaneGateway(), deadline),
+  });
+  const ms = performance.now() - started;
+  for (const message of result.messages) {
+    if (!('error' in message)) recordPublish(metrics(), { ...message, chunks: 0 }, ms);
+  }
+  const { messages, ...totals } = result;
+  logger().info('published a batch', {
+    ...totals,
+    messages: messages.length,
+    duplicates: messages.filter((m) => 'duplicate' in m).length,
+    refused: messages.filter((m) => 'error' in m).length,
+  });
+  return result;
+}
+
+/** A service's publish, of one message or a batch, by its shape. */
+export const publishAny = (input: unknown, deadline?: number) =>
+  isBatchRequest(input) ? publishBatchObserved(input, deadline) : publishObserved(input, deadline);
+
 export const operations: Operations = {
-  publish: publishObserved,
+  publish: publishAny,
   presence: (input) => presence(input, { registry: registry() }),
   kick: (input) =>
     kick(input, {

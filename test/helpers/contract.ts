@@ -18,7 +18,9 @@ import { parse } from 'yaml';
  * afterEach runs.
  */
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
+// PUSHWIRE_ROOT first: the benchmark bundles this (through bench/offline.ts)
+// as CommonJS, where import.meta.url is empty (bench/launch.ts sets it).
+const root = process.env['PUSHWIRE_ROOT'] ?? join(dirname(fileURLToPath(import.meta.url)), '../..');
 export const ASYNCAPI_PATH = join(root, 'docs/asyncapi.yaml');
 export const OPENAPI_PATH = join(root, 'docs/openapi.yaml');
 

@@ -553,6 +553,44 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       expect(Math.max(...sizes)).toBeLessThanOrEqual(128 * 1024);
     });
 
+    it('a batch publish combines each connection’s messages, through deliver workers', async () => {
+      const invocationsBefore = A.invokeApi.invocations.length;
+      // Act: the topic's 8 members are over FANOUT_CHUNK (streamed); alice's 2 devices are joined.
+      const result = await sandbox.invokeOk<{
+        messages: { id: string; delivered: number; cursor?: string }[];
+        chunks: number;
+      }>('publish', {
+        messages: [
+          { id: `batch-0-${major}`, topic, data: 'b0' },
+          { id: `batch-1-${major}`, userId: user('alice'), data: 'b1' },
+          { id: `batch-2-${major}`, topic, data: 'b2' },
+        ],
+      });
+      // Assess
+      expect(result.messages.map((m) => m.delivered)).toEqual([8, 2, 8]);
+      expect(result.chunks).toBe(4);
+      const invocations = A.invokeApi.invocations.slice(invocationsBefore);
+      expect(invocations.map((i) => i.functionName)).toEqual(
+        Array(4).fill(`pushwire-${A.facts.stage}-deliver`),
+      );
+      const [m0, m1, m2] = result.messages;
+      const topicFrame = {
+        type: 'batch',
+        messages: [
+          { type: 'message', id: m0?.id, topic, cursor: m0?.cursor, data: 'b0' },
+          { type: 'message', id: m2?.id, topic, cursor: m2?.cursor, data: 'b2' },
+        ],
+      };
+      const userFrame = { type: 'message', id: m1?.id, cursor: m1?.cursor, data: 'b1' };
+      for (const connectionId of members)
+        expect(A.mgmt.postsTo(connectionId).at(-1)).toEqual(topicFrame);
+      expect(A.mgmt.postsTo(alice1).slice(-2)).toEqual(
+        expect.arrayContaining([topicFrame, userFrame]),
+      );
+      expect(A.mgmt.postsTo(alice2).at(-1)).toEqual(userFrame);
+      expect(A.invokeApi.signatureFailures).toEqual([]);
+    });
+
     it('a connection that went away is pruned at the next publish (410)', async () => {
       // Prepare
       gone = members.pop() as string;

@@ -17,6 +17,9 @@ import type {
   KickResult,
   PresenceRequest,
   PresenceResult,
+  PublishBatchMessageResult,
+  PublishBatchRequest,
+  PublishBatchResult,
   PublishRequest,
   PublishResult,
 } from '../../server/types.js';
@@ -311,6 +314,19 @@ describe('the code is in step with the documents', () => {
       cursors: 1,
       duplicate: 1,
     } satisfies Keys<PublishResult>;
+    const batchRequest = { messages: 1 } satisfies Keys<PublishBatchRequest>;
+    const batchResult = {
+      messages: 1,
+      recipients: 1,
+      delivered: 1,
+      gone: 1,
+      failed: 1,
+      chunks: 1,
+    } satisfies Keys<PublishBatchResult>;
+    const { chunks: _chunks, ...batchMessageResult } = publishResult;
+    const batchMessageError = { id: 1, error: 1 } as const;
+    batchMessageResult satisfies Keys<Exclude<PublishBatchMessageResult, { error: unknown }>>;
+    batchMessageError satisfies Keys<Extract<PublishBatchMessageResult, { error: unknown }>>;
     const presenceRequest = {
       userIds: 1,
       topic: 1,
@@ -336,6 +352,17 @@ describe('the code is in step with the documents', () => {
     const fields = (name: string) => Object.keys(open[name]?.properties ?? {}).sort();
     expect(Object.keys(publishRequest).sort()).toEqual(fields('PublishRequest'));
     expect(Object.keys(publishResult).sort()).toEqual(fields('PublishResult'));
+    expect(Object.keys(batchRequest).sort()).toEqual(fields('PublishBatchRequest'));
+    expect(Object.keys(batchResult).sort()).toEqual(fields('PublishBatchResult'));
+    const [sent, refused] = (
+      open['PublishBatchMessageResult'] as unknown as { oneOf: { properties: Schema }[] }
+    ).oneOf;
+    expect(Object.keys(batchMessageResult).sort()).toEqual(
+      Object.keys(sent?.properties ?? {}).sort(),
+    );
+    expect(Object.keys(batchMessageError).sort()).toEqual(
+      Object.keys(refused?.properties ?? {}).sort(),
+    );
     expect(Object.keys(presenceRequest).sort()).toEqual(fields('PresenceRequest'));
     expect(Object.keys(presenceResult).sort()).toEqual(fields('PresenceResult'));
     expect(Object.keys(kickResult).sort()).toEqual(fields('KickResult'));

@@ -207,6 +207,32 @@ describe('queue and event bus', () => {
     expect(own).toEqual({ topic: 'news', data: 'x', id: 'mine' });
   });
 
+  it('gives each message of a batch publish without an id `<message id>:<index>`, stable across redeliveries', () => {
+    // Act
+    const body = {
+      messages: [
+        { userId: 'a', data: 1 },
+        { id: 'own', topic: 'news', data: 2 },
+      ],
+    };
+    const request = requestFromRecord(sqsRecord('m-4', JSON.stringify(body)));
+    const event = requestFromRecord(sqsRecord('m-5', JSON.stringify(eventBridgeEvent(body))));
+
+    // Assess
+    expect(request).toEqual({
+      messages: [
+        { userId: 'a', data: 1, id: 'm-4:0' },
+        { id: 'own', topic: 'news', data: 2 },
+      ],
+    });
+    expect(event).toEqual({
+      messages: [
+        { userId: 'a', data: 1, id: '6a7e8feb-b491-4cf7-a9f1-bf3703467718:0' },
+        { id: 'own', topic: 'news', data: 2 },
+      ],
+    });
+  });
+
   it('reports only the failed messages of a batch, for SQS to redeliver', async () => {
     // Prepare
     const { operations, calls } = fakeOperations((input) => {

@@ -53,6 +53,23 @@ describe('lambdaChunkInvoker', () => {
     expect(report).toEqual({ delivered: 0, gone: 0, failed: 1, failures });
   });
 
+  it("passes on a batch chunk's counts per message", async () => {
+    // Prepare
+    const messages = [
+      { n: 0, delivered: 2, gone: 1, failed: 0 },
+      { n: 3, delivered: 1, gone: 0, failed: 0 },
+    ];
+    const { invoke } = scripted(async () => ({
+      payload: json({ delivered: 2, gone: 1, failed: 0, failures: [], messages }),
+    }));
+
+    // Act
+    const report = await lambdaChunkInvoker(invoke, 'f')(chunk);
+
+    // Assess
+    expect(report).toEqual({ delivered: 2, gone: 1, failed: 0, failures: [], messages });
+  });
+
   it('throws with the function error and the start of its payload when the worker failed', async () => {
     // Prepare
     const { invoke } = scripted(async () => ({

@@ -59,6 +59,50 @@ describe('server SDK over Lambda Invoke', () => {
     expect(reply.id).toBe(call?.body.id);
   });
 
+  it('publishes a batch through the publish function, giving each message without an id its own, kept across retries', async () => {
+    // Prepare
+    let calls = 0;
+    lambdaMock.on(InvokeCommand).callsFake(async (input) => {
+      if (calls++ === 0) throw throttled();
+      const { messages } = JSON.parse(Buffer.from(input.Payload).toString()) as {
+        messages: { id: string }[];
+      };
+      return {
+        StatusCode: 200,
+        Payload: payload({
+          messages: messages.map(({ id }) => ({ ...result, id })),
+          recipients: 2,
+          delivered: 2,
+          gone: 0,
+          failed: 0,
+          chunks: 0,
+        }),
+      };
+    });
+    const { retry } = noSleep();
+    const pushwire = createPushwire({ lambda: { stage: 'prod', client }, retry });
+
+    // Act
+    const reply = await pushwire.publishBatch({
+      messages: [
+        { userId: 'alice', data: 1 },
+        { id: 'mine', topic: 'news', data: 2 },
+      ],
+    });
+
+    // Assess
+    const [first, second] = sent();
+    expect(first?.name).toBe('pushwire-prod-publish');
+    expect(first?.body).toEqual({
+      messages: [
+        { userId: 'alice', data: 1, id: expect.stringMatching(/^[0-9a-f-]{36}$/) },
+        { id: 'mine', topic: 'news', data: 2 },
+      ],
+    });
+    expect(second?.body).toEqual(first?.body);
+    expect(reply.messages.map((m) => m.id)).toEqual([first?.body.messages[0].id, 'mine']);
+  });
+
   it('retries a throttled invoke and a failed function with backoff, with the same id', async () => {
     // Prepare
     lambdaMock
