@@ -19,6 +19,14 @@ export interface BigAudienceResult {
   chunks: number;
   deliver_workers: number;
   per_s: number;
+  /** Management API posts the endpoint answered (a message over 128 KB is several per connection). */
+  posts?: number;
+  /** Bytes of those posts. */
+  post_bytes?: number;
+  /** Peak RSS of any deliver worker process during the publish (sampled every 100 ms). */
+  deliver_peak_rss_mb?: number;
+  /** Bytes of `data` as JSON. */
+  data_bytes?: number;
 }
 
 interface PublishReply {
@@ -45,8 +53,13 @@ export async function benchBigAudience(options: {
   mgmt: MgmtServer;
   members: number;
   workers: number;
+  /** The message's `data` (default: the fan-out's small PAYLOAD). */
+  data?: unknown;
+  /** Extra environment for both functions (e.g. MAX_PUBLISH_BYTES). */
+  env?: Record<string, string>;
 }): Promise<BigAudienceResult> {
   const { redis, registry, mgmt, members } = options;
+  const data = options.data ?? PAYLOAD;
   const ids = connectionIds(members, 'b');
   await fillTopic(redis, registry, 'big', ids, mgmt.endpoint);
   const warm = connectionIds(10, 'bw');
@@ -67,6 +80,7 @@ export async function benchBigAudience(options: {
     DELIVER_FUNCTION_NAME: 'pushwire-bench-deliver',
     BENCH_WORKER_PORT: String(workerPort),
     BENCH_WORKERS: String(options.workers),
+    ...options.env,
   };
   const workers = forkEntry('deliver-worker', env);
   const publisher = forkEntry('big-publisher', env);
@@ -83,11 +97,15 @@ export async function benchBigAudience(options: {
     };
     await publish({ topic: 'big-warm', data: PAYLOAD }, 20_000);
     await mgmt.reset();
-    const r = await publish({ id: `big-${Date.now()}`, topic: 'big', data: PAYLOAD }, 300_000);
+    workers.send({ type: 'reset' });
+    const r = await publish({ id: `big-${Date.now()}`, topic: 'big', data }, 300_000);
     const stats = await mgmt.stats();
-    if (stats.delivered !== members || r.result?.delivered !== members) {
+    const workerStats = nextMessage<{ type: 'stats'; peakRss: number }>(workers, 'stats', 10_000);
+    workers.send({ type: 'stats' });
+    const deliverPeak = (await workerStats).peakRss;
+    if (stats.distinct !== members || r.result?.delivered !== members) {
       throw new Error(
-        `big audience: endpoint saw ${stats.delivered}, publish reported ${r.result?.delivered}, of ${members}`,
+        `big audience: endpoint saw ${stats.distinct}, publish reported ${r.result?.delivered}, of ${members} (${JSON.stringify(r.result)})`,
       );
     }
     const seconds = (stats.lastAt - r.startAt) / 1000;
@@ -101,6 +119,10 @@ export async function benchBigAudience(options: {
       chunks: r.result?.chunks ?? 0,
       deliver_workers: options.workers,
       per_s: round(members / seconds),
+      posts: stats.delivered,
+      post_bytes: stats.bytes,
+      deliver_peak_rss_mb: round(deliverPeak / MB, 1),
+      data_bytes: Buffer.byteLength(JSON.stringify(data)),
     };
   } finally {
     await stopChild(publisher);

@@ -179,6 +179,8 @@ export interface Results {
   lookup: LookupRow[];
   fanout: FanoutRow[];
   big_audience: BigAudienceResult | null;
+  /** One 1 MiB message to a big topic, as parts (issue 17; `--only=large`). */
+  large?: BigAudienceResult | null;
   offline: OfflineResult | null;
   cpu: CpuMeasure | null;
   bundles: Record<string, BundleRow>;
@@ -417,6 +419,34 @@ function sections(r: Results): Section[] {
           fmt(b.deliver_workers),
           fmt(b.peak_rss_mb, 1),
           fmt(b.rss_before_mb, 1),
+        ],
+      ],
+    });
+  }
+  if (r.large) {
+    const l = r.large;
+    out.push({
+      title: '3b. Large message: 1 MiB to one topic, as parts, chunked to deliver workers',
+      headers: [
+        'members',
+        'data bytes',
+        'posts',
+        'bytes posted',
+        'to last delivery s',
+        'publish returned s',
+        'publish peak RSS MB',
+        'deliver peak RSS MB',
+      ],
+      rows: [
+        [
+          fmt(l.members),
+          fmt(l.data_bytes ?? 0),
+          fmt(l.posts ?? 0),
+          fmt(l.post_bytes ?? 0),
+          fmt(l.seconds, 2),
+          fmt(l.publish_seconds, 2),
+          fmt(l.peak_rss_mb, 1),
+          fmt(l.deliver_peak_rss_mb ?? 0, 1),
         ],
       ],
     });

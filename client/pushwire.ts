@@ -228,6 +228,9 @@ export interface Frame {
   info?: Record<string, unknown>;
   joined?: Member[];
   left?: string[];
+  /** In `part`: its index, and how many parts the message has (PW-F6). */
+  n?: number;
+  of?: number;
 }
 
 /** A publish waiting for its ack: the frame (resent as is), its promise, its timer, its retries. */
@@ -367,6 +370,8 @@ export class Pushwire {
   private key_: string | undefined;
   private loaded_ = false;
   private seen_ = new Set<string>();
+  /** Parts of messages over 128 KB by id, until all have come (PW-F6); a drop discards them. */
+  private parts_: Record<string, string[]> = dict();
   /** Per topic, the `ref` of its last `subscribe`: an error carrying it answers that topic. */
   private refs_: Record<string, string> = dict();
   private n_ = 0;
@@ -914,6 +919,17 @@ export class Pushwire {
       this.deliver_(frame);
     } else if (type === 'batch') {
       for (const m of frame.messages ?? []) this.deliver_(m);
+    } else if (type === 'part') {
+      // Kept by index (a part posted twice overwrites itself); all of them
+      // make the message frame, handled as if it had come whole.
+      const id = String(frame.id);
+      const p = this.parts_[id] ?? [];
+      this.parts_[id] = p;
+      p[frame.n as number] = String(frame.data);
+      if (Object.keys(p).length === frame.of) {
+        delete this.parts_[id];
+        this.frame_(p.join(''));
+      }
     } else if (type === 'resumed') {
       const stream = topic ?? USER;
       if (topic !== undefined && !this.topics_.has(topic)) return;
@@ -1101,6 +1117,8 @@ export class Pushwire {
     clearTimeout(this.pong_);
     clearTimeout(this.limit_);
     this.limit_ = undefined;
+    // An incomplete message comes again, whole, by resume.
+    this.parts_ = dict();
     // A new connection joins every stream again.
     this.refusedSet_.clear();
     for (const ref of Object.keys(this.asks_))

@@ -103,6 +103,10 @@ const EnvSchema = v.object({
   // Lambda's synchronous invoke payload limit is 6 MB; 5 MiB leaves room.
   FANOUT_CHUNK_MAX_BYTES: int('FANOUT_CHUNK_MAX_BYTES', 5 * 1024 * 1024, 256 * 1024, 6_000_000),
   DELIVER_ATTEMPTS: int('DELIVER_ATTEMPTS', 2, 1, 10),
+  // Largest `data` a publish takes, as JSON (PW-S1.1; docs/limits.md): over
+  // 128 KB a message goes as parts. Bounded by the deliver chunk (the data
+  // travels once in every chunk) and Lambda's 6 MB synchronous invoke.
+  MAX_PUBLISH_BYTES: int('MAX_PUBLISH_BYTES', 1024 * 1024, 1024, 5 * 1024 * 1024),
   MANAGEMENT_API_TIMEOUT_MS: int('MANAGEMENT_API_TIMEOUT_MS', 5_000, 100, 120_000),
   // Paced delivery (issue 19, docs/pacing.md): posts per second for the whole
   // deployment, shared through Redis by publish and every deliver worker; 0
@@ -268,6 +272,8 @@ export interface Config {
   };
   delivery: {
     chunkMaxBytes: number;
+    /** Largest `data` of a publish, as JSON bytes (MAX_PUBLISH_BYTES). */
+    maxPublishBytes: number;
     deliverAttempts: number;
     managementApiTimeoutMs: number;
     publishLeaseSeconds: number;
@@ -305,6 +311,9 @@ type Defined<T> = { [K in keyof T]?: Exclude<T[K], undefined> };
 const defined = <T extends object>(o: T): Defined<T> =>
   Object.fromEntries(Object.entries(o).filter(([, value]) => value !== undefined)) as Defined<T>;
 
+/** Bytes of a deliver chunk kept for its envelope and recipients, past the largest data. */
+const CHUNK_ROOM = 64 * 1024;
+
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   // An empty variable is an unset one (serverless.yml passes '' for "not configured").
   const present = Object.fromEntries(
@@ -322,6 +331,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const e = parsed.output;
   checkSecrets(e);
+  // Unset, it is 1 MiB or what a smaller FANOUT_CHUNK_MAX_BYTES leaves room for.
+  const maxPublishBytes =
+    present['MAX_PUBLISH_BYTES'] === undefined
+      ? Math.min(e.MAX_PUBLISH_BYTES, e.FANOUT_CHUNK_MAX_BYTES - CHUNK_ROOM)
+      : e.MAX_PUBLISH_BYTES;
+  if (maxPublishBytes > e.FANOUT_CHUNK_MAX_BYTES - CHUNK_ROOM)
+    throw new ConfigError(
+      `Invalid configuration: MAX_PUBLISH_BYTES (${maxPublishBytes}) must leave ${CHUNK_ROOM} bytes of FANOUT_CHUNK_MAX_BYTES (${e.FANOUT_CHUNK_MAX_BYTES}) for recipients: every deliver chunk carries the data once`,
+    );
   if (e.PACE_RESERVE >= e.PACE_BURST)
     throw new ConfigError('Invalid configuration: PACE_RESERVE must be less than PACE_BURST');
   const jwt = {
@@ -399,6 +417,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     delivery: {
       chunkMaxBytes: e.FANOUT_CHUNK_MAX_BYTES,
+      maxPublishBytes,
       deliverAttempts: e.DELIVER_ATTEMPTS,
       managementApiTimeoutMs: e.MANAGEMENT_API_TIMEOUT_MS,
       publishLeaseSeconds: e.PUBLISH_LEASE_SECONDS,

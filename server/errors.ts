@@ -19,7 +19,7 @@ export class InvalidRequestError extends PushwireError {
   }
 }
 
-/** The message does not fit API Gateway's 128 KB once framed. */
+/** The message is over the deployment's MAX_PUBLISH_BYTES, or the request over its way in's limit. */
 export class TooLargeError extends PushwireError {
   override name = 'TooLargeError';
   constructor(message: string, options?: { status?: number }) {

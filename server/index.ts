@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { type PushwireError, toError, UnavailableError } from './errors.js';
+import { type PushwireError, TooLargeError, toError, UnavailableError } from './errors.js';
 import { type HttpTransportOptions, httpTransport } from './http.js';
 import { type LambdaTransportOptions, lambdaTransport } from './lambda.js';
 import type {
@@ -33,6 +33,9 @@ export type { RequestSigner } from './http.js';
 export { awsIamSigner } from './sign.js';
 export type * from './types.js';
 export { httpTransport, lambdaTransport };
+
+/** Lambda's synchronous invoke payload limit, 6 MB: every way in to `publish` goes through one. */
+const MAX_REQUEST_BYTES = 6 * 1024 * 1024;
 
 export interface RetryOptions {
   /** Attempts per call, the first included (default 3). */
@@ -75,6 +78,14 @@ export class Pushwire {
   /** Sends `data` to the target. Throws InvalidRequestError, TooLargeError, UnavailableError. */
   async publish(request: PublishRequest): Promise<PublishResult> {
     const withId = { ...request, id: request.id ?? randomUUID() };
+    // Over what a Lambda invocation takes, Lambda (or the HTTP API in front
+    // of it) refuses the request in its own words: say it as pushwire would.
+    const bytes = Buffer.byteLength(JSON.stringify(withId));
+    if (bytes > MAX_REQUEST_BYTES) {
+      throw new TooLargeError(
+        `the request is ${bytes} bytes; Lambda takes at most ${MAX_REQUEST_BYTES} per invocation (and the deployment's MAX_PUBLISH_BYTES bounds data further)`,
+      );
+    }
     return (await this.#call('publish', withId)) as PublishResult;
   }
 

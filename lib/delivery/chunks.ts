@@ -1,5 +1,6 @@
 import pMap from 'p-map';
 import * as v from 'valibot';
+import { MAX_MESSAGE_BYTES } from '../constants.js';
 import { ValidationError } from '../errors.js';
 import { defaultSleep } from '../gateway/gateway.js';
 import { describeIssues } from '../protocol/frames.js';
@@ -13,7 +14,8 @@ import {
   type FanoutDeps,
   logFailures,
 } from './fanout.js';
-import { type MessageMeta, messageFrame, metaFields } from './frame.js';
+import { type MessageMeta, messageHead, metaFields } from './frame.js';
+import { PART_BYTES, partFrames } from './parts.js';
 
 /**
  * The message one publish sends. Every frame of it carries this id, data and
@@ -192,19 +194,38 @@ export async function* toChunks(
   if (current.size > 0) yield current;
 }
 
-/** A chunk's delivery jobs, each frame built only when its turn comes (memory stays bounded by the concurrency). */
+/**
+ * A chunk's delivery jobs, each frame built only when its turn comes (memory
+ * stays bounded by the concurrency). A frame over 128 KB goes as `part`
+ * frames (PW-F6), cut once per chunk: its jobs differ only in the cursor.
+ */
 export function* chunkJobs(chunk: DeliverChunk): Generator<DeliveryJob> {
   const { id, dataJson, topic, frame } = chunk.message;
+  const tail = `,"data":${dataJson}}`;
+  const tailBytes = Buffer.byteLength(tail);
+  const memo = new Map<number, [number, Buffer[]]>();
   for (const { cursor, delta, recipients } of chunk.jobs) {
-    yield {
-      frame: Buffer.from(
-        frame ??
-          (delta && chunk.message.delta
-            ? deltaFrame(chunk.message, cursor)
-            : messageFrame(id, dataJson, cursor, topic, chunk.message)),
-      ),
-      recipients: recipients.map(([connectionId, endpoint]) => ({ connectionId, endpoint })),
-    };
+    const to = recipients.map(([connectionId, endpoint]) => ({ connectionId, endpoint }));
+    if (frame !== undefined) {
+      yield { frame: Buffer.from(frame), recipients: to };
+      continue;
+    }
+    // A delta subscriber's frame (PW-D3); one that would not fit a message
+    // goes whole (as parts), which a delta subscriber takes as well.
+    if (delta && chunk.message.delta) {
+      const text = deltaFrame(chunk.message, cursor);
+      if (Buffer.byteLength(text) <= MAX_MESSAGE_BYTES) {
+        yield { frame: Buffer.from(text), recipients: to };
+        continue;
+      }
+    }
+    const head = messageHead(id, cursor, topic, chunk.message);
+    const parts =
+      Buffer.byteLength(head) + tailBytes > MAX_MESSAGE_BYTES &&
+      partFrames(id, head, tail, MAX_MESSAGE_BYTES, PART_BYTES, memo);
+    yield parts
+      ? { frame: parts[0] as Buffer, frames: parts, recipients: to }
+      : { frame: Buffer.from(head + tail), recipients: to };
   }
 }
 

@@ -19,12 +19,21 @@ export function messageFrame(
   topic?: string,
   meta?: MessageMeta,
 ): string {
+  return `${messageHead(id, cursor, topic, meta)},"data":${dataJson}}`;
+}
+
+/** A message frame's text up to its data (all that differs between a message's frames). */
+export function messageHead(
+  id: string,
+  cursor?: string,
+  topic?: string,
+  meta?: MessageMeta,
+): string {
   return (
     `{"type":"message","id":${JSON.stringify(id)}` +
     (topic === undefined ? '' : `,"topic":${JSON.stringify(topic)}`) +
     (cursor ? `,"cursor":${JSON.stringify(cursor)}` : '') +
-    metaFields(meta) +
-    `,"data":${dataJson}}`
+    metaFields(meta)
   );
 }
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import pMap from 'p-map';
 import * as v from 'valibot';
-import { MAX_MESSAGE_BYTES, MAX_TARGETS } from '../constants.js';
+import { MAX_TARGETS } from '../constants.js';
 import { PublishInProgressError, TooLargeError, ValidationError } from '../errors.js';
 import { describeIssues, Topic, UserId } from '../protocol/frames.js';
 import type { Audience, Recipient } from '../registry/keys.js';
@@ -106,7 +106,12 @@ export interface PublishOrigin {
 export interface PublishDeps extends DispatchDeps {
   registry: ConnectionRegistry;
   dedup: DedupStore;
+  /** Largest `data` as JSON bytes (MAX_PUBLISH_BYTES); DEFAULT_MAX_PUBLISH_BYTES when absent. */
+  maxPublishBytes?: number;
 }
+
+/** MAX_PUBLISH_BYTES's default: 1 MiB of data, 9 parts (PW-S1.1). */
+export const DEFAULT_MAX_PUBLISH_BYTES = 1024 * 1024;
 
 export function parsePublishRequest(input: unknown): PublishRequest {
   const parsed = v.safeParse(PublishRequestSchema, input);
@@ -138,12 +143,12 @@ export async function publish(
   const id = request.id ?? randomUUID();
   const dataJson = JSON.stringify(request.data);
   const meta = metaOf(request, origin);
-  const size = Buffer.byteLength(
-    messageFrame(id, dataJson, meta.ephemeral ? undefined : MAX_CURSOR, request.topic, meta),
-  );
-  if (size > MAX_MESSAGE_BYTES) {
+  // Over 128 KB a message goes as parts (PW-F6); the bound is the deployment's.
+  const max = deps.maxPublishBytes ?? DEFAULT_MAX_PUBLISH_BYTES;
+  const size = Buffer.byteLength(dataJson);
+  if (size > max) {
     throw new TooLargeError(
-      `message is ${size} bytes as a frame; API Gateway delivers at most ${MAX_MESSAGE_BYTES}`,
+      `data is ${size} bytes as JSON; this deployment publishes at most ${max} (MAX_PUBLISH_BYTES)`,
     );
   }
   if (request.id === undefined) return run(request, id, dataJson, meta, deps);

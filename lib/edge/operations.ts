@@ -34,6 +34,7 @@ export async function publishObserved(
     {
       registry: registry(),
       dedup: dedup(),
+      maxPublishBytes: config().delivery.maxPublishBytes,
       // Paced (PACE_RATE): what publish delivers itself takes the small publishes' lane.
       ...fanoutDeps(smallLaneGateway(), deadline),
     },

@@ -166,6 +166,8 @@ export type ServerFrame =
   | MessageFrame
   /** Several history messages in one post, in cursor order (replay only). */
   | { type: 'batch'; messages: MessageFrame[] }
+  /** A slice of a message frame over 128 KB (PW-F6; built in lib/delivery/parts.ts). */
+  | { type: 'part'; id: string; n: number; of: number; data: string }
   /** A user's first device subscribed to an opted-in topic (PW-P3). */
   | { type: 'join'; topic: string; userId: string; info?: Record<string, unknown> }
   /** A user's last device left the topic, or expired (PW-P3). */

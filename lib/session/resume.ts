@@ -1,4 +1,5 @@
 import { MAX_MESSAGE_BYTES } from '../constants.js';
+import { splitFrame } from '../delivery/parts.js';
 import type { Gateway } from '../gateway/gateway.js';
 import { normalizeCursor } from '../registry/cursor.js';
 import type { Audience, Recipient } from '../registry/keys.js';
@@ -133,8 +134,10 @@ export async function replay(
           await registry.remove(connection.connectionId);
           return done(true, true);
         }
-        replayed += frame.count;
-        cursor = frame.last;
+        if (frame.count > 0) {
+          replayed += frame.count;
+          cursor = frame.last;
+        }
       }
       if (step.state === 'last') return done(true);
       if (step.rest) tails++;
@@ -149,12 +152,14 @@ export async function replay(
 
 /**
  * History entries as frames to post, in order: as many as fit one message
- * per frame (a `batch`), a lone one as a plain `message`.
+ * per frame (a `batch`), a lone one as a plain `message`, and one over 128 KB
+ * as its `part` frames (PW-F6; `count` is 1 on the last part only, and the
+ * replay's cursor moves past the message only once that one is posted).
  */
 export function* frames(
   entries: { cursor: string; entry: string }[],
   topic?: string,
-): Generator<{ text: string; count: number; last: string }> {
+): Generator<{ text: string | Buffer; count: number; last: string }> {
   let group: string[] = [];
   let bytes = BATCH_OVERHEAD;
   let last = '';
@@ -180,6 +185,14 @@ export function* frames(
       (from === undefined ? '' : `,"from":${JSON.stringify(from)}`) +
       `,"data":${JSON.stringify(data)}}`;
     const size = Buffer.byteLength(text) + 1;
+    if (size > MAX_MESSAGE_BYTES + 1) {
+      if (group.length > 0) yield flush();
+      const parts = splitFrame(id, text);
+      for (const [n, part] of parts.entries())
+        yield { text: part, count: n === parts.length - 1 ? 1 : 0, last: cursor };
+      last = cursor;
+      continue;
+    }
     if (group.length > 0 && bytes + size > MAX_MESSAGE_BYTES) yield flush();
     group.push(text);
     bytes += size;

@@ -70,7 +70,7 @@ describe('HTTP API', () => {
     const bad = await http('/publish', '{"userId":"http-alice"}');
     const big = await http(
       '/publish',
-      JSON.stringify({ userId: 'http-alice', data: 'x'.repeat(140_000) }),
+      JSON.stringify({ userId: 'http-alice', data: 'x'.repeat(1024 * 1024) }),
     );
 
     // Assess
@@ -123,7 +123,7 @@ describe('server SDK', () => {
     const first = await pushwire.publish({ userId: 'sdk-carol', data: 'one' });
     const again = await pushwire.publish({ userId: 'sdk-carol', data: 'one', id: first.id });
     const refused = pushwire.publish({ userId: 'sdk-carol' } as never);
-    const tooLarge = pushwire.publish({ userId: 'sdk-carol', data: 'x'.repeat(140_000) });
+    const tooLarge = pushwire.publish({ userId: 'sdk-carol', data: 'x'.repeat(1024 * 1024) });
 
     // Assess
     expect(first).toMatchObject({ delivered: 1, id: expect.any(String) });

@@ -299,7 +299,7 @@ describe('push, end to end through serverless-offline', () => {
 
     const tooLarge = await stack.offline.invoke('publish', {
       userId: 'frank',
-      data: 'x'.repeat(128 * 1024),
+      data: 'x'.repeat(1024 * 1024), // 2 bytes over MAX_PUBLISH_BYTES as JSON
     });
     expect(tooLarge).toEqual({
       error: { code: 'too_large', message: expect.stringContaining('bytes') },
@@ -312,30 +312,31 @@ describe('push, end to end through serverless-offline', () => {
     expect(await stack.probe.redis.xlen(history)).toBe(1);
   });
 
-  it('accepts a message of exactly 128 KB as a frame and delivers it whole; a byte more is too_large', async () => {
+  it('delivers a message of exactly 128 KB as a frame whole; a byte more as two parts (PW-F6)', async () => {
     const ivy = await connectAs('ivy');
-    // The size publish checks: the frame with the longest cursor it could carry.
-    const longestCursor = `${'9'.repeat(16)}-${'9'.repeat(16)}`;
-    const frameBytes = (id: string, data: string) =>
-      Buffer.byteLength(JSON.stringify({ type: 'message', id, cursor: longestCursor, data }));
-    const fill = 128 * 1024 - frameBytes('big-1', '');
-    expect(frameBytes('big-1', 'x'.repeat(fill))).toBe(128 * 1024);
+    const frameBytes = (id: string, cursor: string, data: string) =>
+      Buffer.byteLength(JSON.stringify({ type: 'message', id, cursor, data }));
 
+    // Cursors of one stream grow by a digit at most: publish once to learn the length.
+    const probe = await publish({ id: 'big-0', userId: 'ivy', data: 0 });
+    const cursor = probe.cursor as string;
+    const fill = 128 * 1024 - frameBytes('big-1', cursor, '');
     const fits = await publish({ id: 'big-1', userId: 'ivy', data: 'x'.repeat(fill) });
     expect(fits).toMatchObject({ recipients: 1, delivered: 1, gone: 0, failed: 0 });
-    const frame = await ivy.client.next(isMessage('big-1'));
-    expect(frame['data']).toBe('x'.repeat(fill));
+    expect(frameBytes('big-1', fits.cursor as string, 'x'.repeat(fill))).toBe(128 * 1024);
+    const whole = await ivy.client.next(isMessage('big-1'));
+    expect(whole['data']).toBe('x'.repeat(fill));
+    expect(ivy.client.reassembled.has(whole)).toBe(false);
 
-    const over = await stack.offline.invoke('publish', {
-      id: 'big-2',
-      userId: 'ivy',
-      data: 'x'.repeat(fill + 1),
-    });
-    expect(over).toEqual({
-      error: { code: 'too_large', message: expect.stringContaining(`${128 * 1024 + 1} bytes`) },
-    });
+    const over = await publish({ id: 'big-2', userId: 'ivy', data: 'x'.repeat(fill + 1) });
+    expect(over).toMatchObject({ recipients: 1, delivered: 1, gone: 0, failed: 0 });
+    const parted = await ivy.client.next(isMessage('big-2'));
+    expect(parted['data']).toBe('x'.repeat(fill + 1));
+    expect(ivy.client.reassembled.has(parted)).toBe(true);
+    expect(ivy.client.parts.filter((p) => p.id === 'big-2').map((p) => p.n)).toEqual([0, 1]);
+    expect(ivy.client.parts.every((p) => p.bytes <= 128 * 1024)).toBe(true);
     const last = await sentinel({ userId: 'ivy' }, [ivy]);
-    expect(messageIds(ivy)).toEqual(['big-1', last.id]);
+    expect(messageIds(ivy)).toEqual(['big-0', 'big-1', 'big-2', last.id]);
   });
 
   it('delivers a publish id once: a retry gets the first result, marked duplicate, and sends nothing', async () => {

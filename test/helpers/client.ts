@@ -16,7 +16,23 @@ export class TestClient {
   private constructor(ws: WebSocket) {
     this.ws = ws;
     ws.on('message', (data) => {
-      const received = JSON.parse(data.toString()) as Frame;
+      let received = JSON.parse(data.toString()) as Frame;
+      if (received.type === 'part') {
+        // A message over 128 KB (PW-F6), reassembled as docs/clients.md tells a plain client to.
+        checkServerMessage(data.toString());
+        this.parts.push({
+          id: String(received['id']),
+          n: Number(received['n']),
+          bytes: Buffer.byteLength(data.toString()),
+        });
+        const text = this.#part(received);
+        if (text === undefined) return;
+        received = JSON.parse(text) as Frame;
+        checkServerMessage(text);
+        this.reassembled.add(received);
+        this.#receive(received);
+        return;
+      }
       // A replay `batch` carries several messages in one WebSocket message:
       // recorded as the message frames it carries, in order (counted apart).
       if (received.type === 'batch') this.batches++;
@@ -42,6 +58,30 @@ export class TestClient {
       );
       ws.once('error', reject);
     });
+  }
+
+  /** The `part` frames that arrived (their messages are in `frames` once whole). */
+  readonly parts: { id: string; n: number; bytes: number }[] = [];
+  /** The message frames that were reassembled from parts. */
+  readonly reassembled = new WeakSet<Frame>();
+  #pending = new Map<string, string[]>();
+  /** Parts out of order (none should be). */
+  readonly partErrors: string[] = [];
+
+  /** Keeps a part; answers the message frame's text when it was the last of its message. */
+  #part(part: Frame): string | undefined {
+    const id = String(part['id']);
+    const got = this.#pending.get(id) ?? [];
+    // Posted one after another to a connection: they arrive in order.
+    if (part['n'] !== got.length) {
+      this.partErrors.push(`part ${part['n']} of ${id} after ${got.length}`);
+      return undefined;
+    }
+    got.push(part['data'] as string);
+    this.#pending.set(id, got);
+    if (got.length < (part['of'] as number)) return undefined;
+    this.#pending.delete(id);
+    return got.join('');
   }
 
   /** How many replay `batch` frames arrived (their messages are in `frames`). */

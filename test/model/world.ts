@@ -551,6 +551,19 @@ export class World {
     };
   }
 
+  /** Parts of messages over 128 KB (PW-F6) per connection, joined to check the message they make. */
+  readonly #parts = new WeakMap<Conn, Map<string, string[]>>();
+  #joined(conn: Conn, part: { id: string; n: number; of: number; data: string }) {
+    const open = this.#parts.get(conn) ?? new Map<string, string[]>();
+    this.#parts.set(conn, open);
+    const got = open.get(part.id) ?? [];
+    got[part.n] = part.data;
+    open.set(part.id, got);
+    if (Object.keys(got).length < part.of) return [];
+    open.delete(part.id);
+    return [JSON.parse(got.join('')) as { id?: string; topic?: string }];
+  }
+
   /** A post reaches the client's socket: checked against entitlement first. */
   #land(conn: Conn, text: string): void {
     let frame: { type?: string; id?: string; topic?: string; messages?: { topic?: string }[] };
@@ -564,7 +577,9 @@ export class World {
         ? [frame]
         : frame.type === 'batch'
           ? (frame.messages ?? []).map((m) => ({ ...m, id: (m as { id?: string }).id }))
-          : [];
+          : frame.type === 'part'
+            ? this.#joined(conn, frame as { id: string; n: number; of: number; data: string })
+            : [];
     const claims = conn.claims;
     const user = conn.tab.user;
     for (const m of messages) {
@@ -611,6 +626,7 @@ export class World {
         leaseSeconds: 330,
       }),
       gateway: this.#gateway,
+      maxPublishBytes: 200_000,
       prune: (connectionId) => this.registry.remove(connectionId),
       logger: silentLog,
       concurrency: 4,

@@ -521,6 +521,38 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       expect(sandbox.coldStarts.some((c) => c.functionKey === 'deliver')).toBe(true);
     });
 
+    it('a message over 128 KB goes to every member as signed part frames that join into it (PW-F6)', async () => {
+      // Prepare: ~300 KB of data with multi-byte characters, to the 8 members (three chunks)
+      const data = { body: 'é✓😀"'.repeat(30_000) };
+      const before = new Map(
+        [alice1, ...members].map((c) => [c, A.mgmt.postsTo(c).length] as const),
+      );
+      // Act
+      const result = await sandbox.invokeOk<Record<string, unknown>>('publish', { topic, data });
+      // Assess
+      expect(result).toMatchObject({ recipients: 8, delivered: 8, failed: 0, chunks: 3 });
+      expect(A.mgmt.signatureFailures).toEqual([]);
+      for (const connectionId of [alice1, ...members]) {
+        const posts = A.mgmt.postsTo(connectionId).slice(before.get(connectionId)) as Record<
+          string,
+          unknown
+        >[];
+        expect(posts.length).toBeGreaterThan(1);
+        expect(posts.map((p) => [p['type'], p['id'], p['n'], p['of']])).toEqual(
+          posts.map((_, n) => ['part', result['id'], n, posts.length]),
+        );
+        expect(JSON.parse(posts.map((p) => p['data']).join(''))).toEqual({
+          type: 'message',
+          id: result['id'],
+          topic,
+          cursor: result['cursor'],
+          data,
+        });
+      }
+      const sizes = A.mgmt.posts.map((p) => Buffer.byteLength(p.data));
+      expect(Math.max(...sizes)).toBeLessThanOrEqual(128 * 1024);
+    });
+
     it('a batch publish combines each connection’s messages, through deliver workers', async () => {
       const invocationsBefore = A.invokeApi.invocations.length;
       // Act: the topic's 8 members are over FANOUT_CHUNK (streamed); alice's 2 devices are joined.

@@ -304,7 +304,7 @@ describe('frames with from and ephemeral (PW-C5, PW-C6)', () => {
 
   it('a replayed client publish keeps its from', () => {
     const [frame] = [...frames([{ cursor: '1-0', entry: '{"id":"m","from":"u","data":2}' }], 't')];
-    expect(JSON.parse(frame?.text ?? '')).toEqual({
+    expect(JSON.parse(String(frame?.text ?? ''))).toEqual({
       type: 'message',
       id: 'm',
       topic: 't',

@@ -13,6 +13,7 @@ import {
   type SocketLike,
   type StorageLike,
 } from '../../client/pushwire.js';
+import { partFrames } from '../../lib/delivery/parts.js';
 import { checkClientMessage } from '../helpers/contract.js';
 
 class FakeSocket implements SocketLike {
@@ -660,6 +661,70 @@ describe('replays that come in batches or stop early (issue 7)', () => {
     // The rest of the user's stream arrives, then what came live before is dropped by id.
     s.receive({ type: 'batch', messages: [message('u6', '6-0'), message('u9', '20-0')] });
     expect(events.message.map((m) => m.id)).toEqual(['u1', 'n1', 'u9', 'u6']);
+  });
+});
+
+describe('messages over 128 KB, in parts (PW-F6)', () => {
+  /** A message's part frames, cut small (`max` bytes each) so there are several. */
+  const partsOf = (frame: Record<string, unknown>, max = 120) =>
+    (partFrames(String(frame['id']), '', JSON.stringify(frame), 0, max) ?? []).map(
+      (p) => JSON.parse(p.toString()) as Record<string, unknown>,
+    );
+  const big = (id: string, cursor: string) => ({
+    type: 'message',
+    id,
+    cursor,
+    data: { id, text: 'é😀"\\'.repeat(30) },
+  });
+
+  it('hands the app one message when its last part comes, with frames of other messages between its parts', async () => {
+    // Prepare
+    const { events } = await connected();
+    const a = partsOf(big('a', '5-0'));
+    const b = partsOf(big('b', '6-0'));
+    expect(a.length).toBeGreaterThan(3);
+
+    // Act: a's parts, with b's parts and a whole message among them, one part twice
+    const s = last();
+    s.receive(a[0] as Record<string, unknown>);
+    s.receive(b[0] as Record<string, unknown>);
+    s.receive(message('m', '5-5'));
+    s.receive(a[1] as Record<string, unknown>);
+    s.receive(a[1] as Record<string, unknown>);
+    for (const part of a.slice(2)) s.receive(part);
+    for (const part of b.slice(1)) s.receive(part);
+    for (const part of a) s.receive(part); // the same message again (a retried post): dropped by id
+
+    // Assess
+    expect(events.message.map((m) => m.id)).toEqual(['m', 'a', 'b']);
+    expect(events.message[1]).toMatchObject({ cursor: '5-0', data: big('a', '5-0').data });
+    expect(events.message[2]?.data).toEqual(big('b', '6-0').data);
+  });
+
+  it('discards an incomplete message at a drop; the resume brings it whole, handed over once', async () => {
+    // Prepare
+    const { pw, events } = await connected();
+    const x = partsOf(big('x', '7-0'));
+    const first = last();
+    first.receive(message('u1', '5-0'));
+    first.receive(x[0] as Record<string, unknown>);
+    first.receive(x[1] as Record<string, unknown>);
+
+    // Act: the drop; the new connection resumes and gets the rest of x's parts only, then all of them
+    first.drop();
+    await vi.advanceTimersByTimeAsync(60_000);
+    const second = last();
+    expect(second).not.toBe(first);
+    second.accept('c2');
+    for (const part of x.slice(2)) second.receive(part);
+    const before = events.message.map((m) => m.id);
+    for (const part of x) second.receive(part);
+
+    // Assess: the halves of two connections never made a message; the whole one came once
+    expect(before).toEqual(['u1']);
+    expect(events.message.map((m) => m.id)).toEqual(['u1', 'x']);
+    expect(events.message[1]?.data).toEqual(big('x', '7-0').data);
+    pw.close();
   });
 });
 

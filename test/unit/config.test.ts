@@ -49,6 +49,7 @@ describe('loadConfig', () => {
       },
       delivery: {
         chunkMaxBytes: 5 * 1024 * 1024,
+        maxPublishBytes: 1024 * 1024,
         deliverAttempts: 2,
         managementApiTimeoutMs: 5_000,
         publishLeaseSeconds: 310,
@@ -91,6 +92,7 @@ describe('loadConfig', () => {
       THROTTLE_MAX_ATTEMPTS: '3',
       THROTTLE_BUDGET_MS: '1000',
       FANOUT_CHUNK_MAX_BYTES: '1000000',
+      MAX_PUBLISH_BYTES: '900000',
       DELIVER_ATTEMPTS: '3',
       MANAGEMENT_API_TIMEOUT_MS: '1500',
       PUBLISH_LEASE_SECONDS: '60',
@@ -152,6 +154,7 @@ describe('loadConfig', () => {
       },
       delivery: {
         chunkMaxBytes: 1_000_000,
+        maxPublishBytes: 900_000,
         deliverAttempts: 3,
         managementApiTimeoutMs: 1_500,
         publishLeaseSeconds: 60,
@@ -212,6 +215,26 @@ describe('loadConfig', () => {
     expect(reserveAll).toThrow('PACE_RESERVE must be less than PACE_BURST');
     expect(negative).toThrow('PACE_RATE must be an integer from 0 to 1000000');
     expect(loadConfig({ ...MINIMAL, PACE_RATE: '0' }).pace.rate).toBe(0);
+  });
+
+  it('takes MAX_PUBLISH_BYTES (default 1 MiB) within what a deliver chunk leaves room for', () => {
+    // Act + Assess
+    expect(loadConfig(MINIMAL).delivery.maxPublishBytes).toBe(1_048_576);
+    expect(loadConfig({ ...MINIMAL, MAX_PUBLISH_BYTES: '4000000' }).delivery.maxPublishBytes).toBe(
+      4_000_000,
+    );
+    // Unset with a small chunk: what the chunk leaves room for.
+    expect(
+      loadConfig({ ...MINIMAL, FANOUT_CHUNK_MAX_BYTES: '300000' }).delivery.maxPublishBytes,
+    ).toBe(300_000 - 65_536);
+    expect(() =>
+      loadConfig({ ...MINIMAL, FANOUT_CHUNK_MAX_BYTES: '1000000', MAX_PUBLISH_BYTES: '1000000' }),
+    ).toThrow(
+      'MAX_PUBLISH_BYTES (1000000) must leave 65536 bytes of FANOUT_CHUNK_MAX_BYTES (1000000) for recipients',
+    );
+    expect(() => loadConfig({ ...MINIMAL, MAX_PUBLISH_BYTES: '6000000' })).toThrow(
+      'MAX_PUBLISH_BYTES must be an integer from 1024 to 5242880',
+    );
   });
 
   it('refuses a FANOUT_CHUNK_MAX_BYTES above what Lambda accepts in one invocation', () => {

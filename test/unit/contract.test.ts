@@ -232,6 +232,7 @@ describe('the code is in step with the documents', () => {
     published: { type: 1, topic: 1, id: 1, cursor: 1, duplicate: 1, ref: 1 },
     message: { type: 1, id: 1, data: 1, cursor: 1, topic: 1, from: 1, ephemeral: 1, delta: 1 },
     batch: { type: 1, messages: 1 },
+    part: { type: 1, id: 1, n: 1, of: 1, data: 1 },
     presence: { type: 1, topic: 1, members: 1, count: 1, next: 1, ref: 1 },
     join: { type: 1, topic: 1, userId: 1, info: 1 },
     leave: { type: 1, topic: 1, userId: 1 },
@@ -282,6 +283,8 @@ describe('the code is in step with the documents', () => {
       info: 1,
       joined: 1,
       left: 1,
+      n: 1,
+      of: 1,
     } satisfies Record<keyof ClientLibraryFrame, 1>;
     const documented = new Set(Object.values(serverFrameSchemas).flatMap((s) => docFields(s)));
     expect(Object.keys(clientFields).sort()).toEqual([...documented].sort());

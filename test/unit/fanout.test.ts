@@ -456,3 +456,94 @@ describe('counts and reasons', () => {
     expect(reason('plain text')).toBe('plain text');
   });
 });
+
+describe('deliver with several frames per connection (parts, PW-F6)', () => {
+  /** A gateway that records posts and closes, and answers per connection and part. */
+  function scriptedGateway(answer: (connectionId: string, part: string) => GatewayResult | Error) {
+    const posts: string[] = [];
+    const closes: string[] = [];
+    const gateway: Gateway = {
+      post: async (_endpoint, connectionId, data) => {
+        // Yield between posts, so posts to different connections interleave.
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        const part = Buffer.from(data).toString();
+        posts.push(`${connectionId}:${part}`);
+        const result = answer(connectionId, part);
+        if (result instanceof Error) throw result;
+        return result;
+      },
+      close: async (_endpoint, connectionId) => {
+        closes.push(connectionId);
+        return 'ok';
+      },
+    };
+    return { gateway, posts, closes };
+  }
+  const partsJob = (recipients: Recipient[]): DeliveryJob => ({
+    frame: Buffer.from('p0'),
+    frames: ['p0', 'p1', 'p2'].map((p) => Buffer.from(p)),
+    recipients,
+  });
+
+  it('posts every frame in order to each connection and counts each connection once', async () => {
+    const { gateway, posts } = scriptedGateway(() => 'ok');
+    const { prune } = recordingPrune();
+    const { logger } = recordingLogger();
+
+    const report = await deliver([partsJob(at(EP_A, 'c1', 'c2', 'c3'))], {
+      gateway,
+      prune,
+      logger,
+      concurrency: 3,
+    });
+
+    expect(report).toMatchObject({ delivered: 3, gone: 0, failed: 0 });
+    for (const c of ['c1', 'c2', 'c3'])
+      expect(posts.filter((p) => p.startsWith(`${c}:`))).toEqual([`${c}:p0`, `${c}:p1`, `${c}:p2`]);
+  });
+
+  it('stops at a failed part: counts the connection failed, closes it untold, and goes on with the rest', async () => {
+    const { gateway, posts, closes } = scriptedGateway((c, part) =>
+      c === 'c2' && part === 'p1' ? serverError('throttled for good') : 'ok',
+    );
+    const { prune, pruned } = recordingPrune();
+    const { logger, warnings } = recordingLogger();
+
+    const report = await deliver([partsJob(at(EP_A, 'c1', 'c2', 'c3'))], {
+      gateway,
+      prune,
+      logger,
+      concurrency: 2,
+    });
+
+    expect(report).toMatchObject({ delivered: 2, gone: 0, failed: 1 });
+    expect(report.failures).toEqual([
+      expect.objectContaining({ connectionId: 'c2', reason: expect.stringContaining('throttled') }),
+    ]);
+    // Nothing after the failed part; the connection is pruned and closed, so it resumes.
+    expect(posts.filter((p) => p.startsWith('c2:'))).toEqual(['c2:p0', 'c2:p1']);
+    expect(pruned).toEqual(['c2']);
+    expect(closes).toEqual(['c2']);
+    expect(warnings.map((w) => w.message)).toContain('delivery failed');
+  });
+
+  it('stops at a part the gateway finds gone: counts it gone and prunes it', async () => {
+    const { gateway, posts, closes } = scriptedGateway((c, part) =>
+      c === 'c1' && part === 'p0' ? 'gone' : 'ok',
+    );
+    const { prune, pruned } = recordingPrune();
+    const { logger } = recordingLogger();
+
+    const report = await deliver([partsJob(at(EP_A, 'c1', 'c2'))], {
+      gateway,
+      prune,
+      logger,
+      concurrency: 1,
+    });
+
+    expect(report).toMatchObject({ delivered: 1, gone: 1, failed: 0 });
+    expect(posts.filter((p) => p.startsWith('c1:'))).toEqual(['c1:p0']);
+    expect(pruned).toEqual(['c1']);
+    expect(closes).toEqual([]);
+  });
+});

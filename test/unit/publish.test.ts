@@ -8,6 +8,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { MAX_MESSAGE_BYTES } from '../../lib/constants.js';
 import type { DedupStore } from '../../lib/delivery/dedup.js';
 import {
+  DEFAULT_MAX_PUBLISH_BYTES,
   messageFrame,
   type PublishDeps,
   parsePublishRequest,
@@ -297,9 +298,9 @@ const posted = () =>
     frame: JSON.parse(Buffer.from(call.args[0].input.Data as Uint8Array).toString()),
   }));
 
-/** A string of data whose frame (with the longest cursor) is exactly `bytes` long. */
-function dataForFrameOf(bytes: number, id: string): string {
-  const overhead = Buffer.byteLength(messageFrame(id, '""', LONGEST_CURSOR));
+/** A string of data whose frame (with `cursor`) is exactly `bytes` long. */
+function dataForFrameOf(bytes: number, id: string, cursor = LONGEST_CURSOR): string {
+  const overhead = Buffer.byteLength(messageFrame(id, '""', cursor));
   return 'x'.repeat(bytes - overhead);
 }
 
@@ -308,68 +309,88 @@ beforeEach(() => {
   api.on(PostToConnectionCommand).resolves({});
 });
 
-describe('publish size check', () => {
-  it('refuses a message over 128 KB with TooLargeError before storing or claiming anything', async () => {
-    // Prepare
+describe('publish size check (MAX_PUBLISH_BYTES, PW-S1.1)', () => {
+  it('refuses data over the default 1 MiB with TooLargeError naming the limit, before storing or claiming anything', async () => {
+    // Prepare: 1 MiB of data as JSON is the string's contents and its two quotes
     const { registry, calls: registryCalls } = fakeRegistry();
     const { dedup, calls: dedupCalls } = fakeDedup();
-    const input = { id: 'big-1', userId: 'u1', data: 'x'.repeat(MAX_MESSAGE_BYTES) };
+    const input = { id: 'big-1', userId: 'u1', data: 'x'.repeat(DEFAULT_MAX_PUBLISH_BYTES - 1) };
 
     // Act
     const outcome = publish(input, publishDeps(registry, dedup));
 
     // Assess
     await expect(outcome).rejects.toBeInstanceOf(TooLargeError);
-    await expect(outcome).rejects.toThrow(/API Gateway delivers at most 131072/);
+    await expect(outcome).rejects.toMatchObject({ code: 'too_large', status: 413 });
+    await expect(outcome).rejects.toThrow(
+      `data is ${DEFAULT_MAX_PUBLISH_BYTES + 1} bytes as JSON; this deployment publishes at most ${DEFAULT_MAX_PUBLISH_BYTES} (MAX_PUBLISH_BYTES)`,
+    );
     expect(registryCalls).toEqual([]);
     expect(dedupCalls).toEqual([]);
     expect(api.send.callCount).toBe(0);
   });
 
-  it('refuses a message whose frame is one byte over the limit, counting the cursor it may carry', async () => {
-    // Prepare
+  it('takes the limit from its deps, counting UTF-8 bytes, not characters', async () => {
+    // Prepare: 1,000 euro signs are 3,002 bytes of JSON
     const { registry, calls } = fakeRegistry();
     const { dedup } = fakeDedup();
-    const data = dataForFrameOf(MAX_MESSAGE_BYTES + 1, 'm1');
+    const deps = { ...publishDeps(registry, dedup), maxPublishBytes: 3_001 };
 
     // Act
-    const outcome = publish({ id: 'm1', userId: 'u1', data }, publishDeps(registry, dedup));
+    const outcome = publish({ id: 'm1', topic: 't', data: '€'.repeat(1_000) }, deps);
 
     // Assess
-    await expect(outcome).rejects.toMatchObject({ code: 'too_large', status: 413 });
+    await expect(outcome).rejects.toThrow(/data is 3002 bytes as JSON; .* at most 3001/);
     expect(calls).toEqual([]);
   });
 
-  it('counts the topic name in the frame size', async () => {
-    // Prepare: the data alone fits; with the topic in the frame it does not
-    const { registry, calls } = fakeRegistry();
-    const { dedup } = fakeDedup();
-    const topic = 't'.repeat(100);
-    const data = dataForFrameOf(MAX_MESSAGE_BYTES - 50, 'm1');
-
-    // Act
-    const outcome = publish({ id: 'm1', topic, data }, publishDeps(registry, dedup));
-
-    // Assess
-    await expect(outcome).rejects.toBeInstanceOf(TooLargeError);
-    expect(calls).toEqual([]);
-  });
-
-  it('accepts a message whose frame is exactly at the limit', async () => {
+  it('accepts data of exactly the limit and posts it as parts that make its frame', async () => {
     // Prepare
-    const { registry } = userRegistry({
-      cursor: '1732752000000-0',
-      count: 1,
-      members: [member('c1')],
-    });
+    const cursor = '1732752000000-0';
+    const { registry } = userRegistry({ cursor, count: 1, members: [member('c1')] });
     const { dedup } = fakeDedup();
-    const data = dataForFrameOf(MAX_MESSAGE_BYTES, 'm1');
+    const data = 'é'.repeat((DEFAULT_MAX_PUBLISH_BYTES - 2) / 2);
 
     // Act
     const result = await publish({ id: 'm1', userId: 'u1', data }, publishDeps(registry, dedup));
 
-    // Assess
-    expect(result.delivered).toBe(1);
+    // Assess: 1 MiB in parts of at most 127 KiB: 9 posts, one delivery
+    expect(result).toMatchObject({ delivered: 1, failed: 0, cursor });
+    const parts = posted();
+    expect(parts).toHaveLength(9);
+    expect(
+      parts.map((p) => [p.connectionId, p.frame.type, p.frame.id, p.frame.n, p.frame.of]),
+    ).toEqual(parts.map((_, n) => ['c1', 'part', 'm1', n, 9]));
+    const text = parts.map((p) => p.frame.data as string).join('');
+    expect(text).toBe(messageFrame('m1', JSON.stringify(data), cursor));
+  });
+
+  it('posts a frame of exactly 128 KB whole, and one a byte longer as two parts', async () => {
+    const cursor = '1732752000000-0';
+    for (const [bytes, posts] of [
+      [MAX_MESSAGE_BYTES, 1],
+      [MAX_MESSAGE_BYTES + 1, 2],
+    ] as const) {
+      // Prepare
+      api.resetHistory();
+      const { registry } = userRegistry({ cursor, count: 1, members: [member('c1')] });
+      const { dedup } = fakeDedup();
+      const data = dataForFrameOf(bytes, 'm1', cursor);
+
+      // Act
+      const result = await publish({ userId: 'u1', id: 'm1', data }, publishDeps(registry, dedup));
+
+      // Assess
+      expect(result.delivered).toBe(1);
+      const frames = posted();
+      expect(frames).toHaveLength(posts);
+      const text =
+        posts === 1
+          ? JSON.stringify(frames[0]?.frame)
+          : frames.map((f) => f.frame.data as string).join('');
+      expect(Buffer.byteLength(text)).toBe(bytes);
+      expect(JSON.parse(text)).toEqual({ type: 'message', id: 'm1', cursor, data });
+    }
   });
 
   it('refuses an invalid request before storing or claiming anything', async () => {

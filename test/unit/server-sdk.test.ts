@@ -145,6 +145,24 @@ describe('server SDK over Lambda Invoke', () => {
     expect(sent()[0]?.body.id).toBe('order-7');
   });
 
+  it('refuses a request over what one Lambda invocation takes (6 MB) with TooLargeError, sending nothing', async () => {
+    // Prepare
+    const pushwire = createPushwire({ lambda: { stage: 'prod', client }, retry: noSleep().retry });
+
+    // Act
+    const large = pushwire.publish({ userId: 'a', data: 'x'.repeat(6 * 1024 * 1024) });
+
+    // Assess
+    await expect(large).rejects.toThrow(TooLargeError);
+    await expect(large).rejects.toMatchObject({
+      code: 'too_large',
+      message: expect.stringMatching(
+        /^the request is 629\d{4} bytes; Lambda takes at most 6291456/,
+      ),
+    });
+    expect(sent()).toHaveLength(0);
+  });
+
   it('throws InvalidRequestError and TooLargeError at once, without retrying', async () => {
     // Prepare
     lambdaMock
