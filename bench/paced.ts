@@ -60,6 +60,8 @@ export interface PacedResult {
   lost: number;
   /** Recipients that got more than one (at-least-once). */
   doubles: number;
+  /** Connections closed (DELETE) because a post to them finally failed: they resume from their cursors. */
+  closed: number;
   publish_peak_rss_mb: number;
   worker_peak_rss_mb: number;
   deliver_invocations: number;
@@ -214,6 +216,7 @@ export async function benchPaced(options: {
       delivered_posts: stats.delivered,
       lost,
       doubles: stats.delivered - stats.distinct,
+      closed: stats.closed,
       publish_peak_rss_mb: round(Math.max(...replies.map((r) => r.peakRss)) / MB, 1),
       worker_peak_rss_mb: round(w.peakRss / MB, 1),
       deliver_invocations: w.invocations,
