@@ -16,8 +16,10 @@ import { createHash, createHmac, hash } from 'node:crypto';
  * hashes the credentials to look its signing-key cache up, and awaits four
  * promises. Here the signing key is derived once per (day, region, secret),
  * the date string once per second, the canonical path of the endpoint once,
- * the body hash once per frame; a post is one SHA-256 of the ~300-byte
- * canonical request and one HMAC. test/unit/sigv4.test.ts checks it against
+ * the body hash once per frame, and everything of the canonical request,
+ * string to sign and Authorization header but the connection id once per
+ * second and request shape (#template); a post is one SHA-256 of the
+ * ~300-byte canonical request and one HMAC (issue 19, BENCHMARKS.md). test/unit/sigv4.test.ts checks it against
  * `@smithy/signature-v4` on random ids, bodies, dates, regions, tokens and
  * headers, and against AWS's published SigV4 test-suite vectors.
  *
