@@ -69,9 +69,12 @@ await build({
 const args = process.argv.slice(2);
 // `--paced [--members=… --rate=… …]`: fan-out at the account's limit (bench/paced-run.ts).
 const profile = args.includes('--profile');
-const paced = args.includes('--paced');
+// `--only=paced` is the same as `--paced` (the section is not part of a full run: it takes minutes).
+const paced = args.includes('--paced') || args.includes('--only=paced');
 const cpuProf = args.includes('--cpu-prof');
-const rest = args.filter((a) => a !== '--profile' && a !== '--cpu-prof' && a !== '--paced');
+const rest = args.filter(
+  (a) => a !== '--profile' && a !== '--cpu-prof' && a !== '--paced' && a !== '--only=paced',
+);
 const child = spawn(
   process.execPath,
   [

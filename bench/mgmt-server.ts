@@ -2,7 +2,9 @@
  * A local stand-in for API Gateway's management API, in its own process:
  * `POST /@connections/{id}` answers 200 for a registered connection id and
  * 410 (GoneException, as API Gateway says it) for any other. It counts
- * deliveries and remembers when the last one arrived.
+ * deliveries and remembers when the last one arrived. `DELETE
+ * /@connections/{id}` (a connection closed because a post to it finally
+ * failed) answers 204, as API Gateway does, and is counted as `closed`.
  *
  * Admin routes (used by the orchestrator only):
  *   POST /_admin/register   body: connection ids, one per line
@@ -29,6 +31,8 @@ const fresh = () => ({
   delivered: 0,
   gone: 0,
   throttled: 0,
+  /** DELETEs: connections closed after a post to them finally failed. */
+  closed: 0,
   bytes: 0,
   firstAt: 0,
   lastAt: 0,
@@ -148,6 +152,12 @@ const server = createServer((req, res) => {
   const url = req.url ?? '/';
   if (req.method === 'POST' && url.startsWith(PREFIX)) {
     post(req, res, decodeURIComponent(url.slice(PREFIX.length)));
+    return;
+  }
+  if (req.method === 'DELETE' && url.startsWith(PREFIX)) {
+    stats.closed++;
+    req.resume();
+    res.writeHead(204).end();
     return;
   }
   admin(req, res, url).catch((error: unknown) => {

@@ -8,6 +8,8 @@ export interface MgmtStats {
   distinct: number;
   /** Posts answered 429 (the account's bucket was empty). */
   throttled: number;
+  /** DELETEs: connections closed because a post to them finally failed. */
+  closed: number;
   bytes: number;
   /** Date.now() of the first and last delivery since the last reset (0: none). */
   firstAt: number;

@@ -27,7 +27,7 @@ import {
 } from './common.js';
 import { publishDeps } from './fanout.js';
 import { startMgmtServer } from './mgmt.js';
-import { benchPaced, type PacedSettings } from './paced.js';
+import { benchPaced, type PacedSettings, standIn } from './paced.js';
 import { cleanup, client } from './redis.js';
 
 const arg = (name: string, fallback: string) =>
@@ -82,6 +82,17 @@ async function main(): Promise<void> {
         smallEveryMs: 2_000,
       },
     };
+    // The publish runs as Lambda would, with serverless.yml's 300 s timeout
+    // (bench/big-publisher.ts): it waits for its chunks, so an audience that
+    // needs longer than that at the paced rate cannot finish in one publish.
+    const paceSeconds = base.members / Math.max(1, base.pace.rate);
+    console.log(
+      `stand-in: ${standIn(base.account.rate, base.account.burst)}; ${base.members} members at PACE_RATE ${base.pace.rate}/s: at least ${Math.round(paceSeconds)} s`,
+    );
+    if (base.pace.rate > 0 && paceSeconds > 270)
+      console.warn(
+        `warning: ${Math.round(paceSeconds)} s at the paced rate is past 90 % of publish's 300 s timeout; raise --rate (a faster stand-in) or lower --members`,
+      );
     const results = existsSync(out) ? (JSON.parse(readFileSync(out, 'utf8')) as unknown[]) : [];
     for (const name of arg('scenarios', 'one,several,unpaced').split(',')) {
       const settings = scenarios[name];

@@ -60,6 +60,8 @@ export interface PacedResult {
   lost: number;
   /** Recipients that got more than one (at-least-once). */
   doubles: number;
+  /** Connections closed (DELETE) because a post to them finally failed: they resume from their cursors. */
+  closed: number;
   publish_peak_rss_mb: number;
   worker_peak_rss_mb: number;
   deliver_invocations: number;
@@ -69,6 +71,8 @@ export interface PacedResult {
   small_ms_median: number | null;
   small_ms_max: number | null;
   load_avg: [number, number];
+  /** How the stand-in's account compares with AWS's default quota (said in the output). */
+  stand_in: string;
 }
 
 interface PublishReply {
@@ -89,6 +93,22 @@ interface WorkerStats {
 
 const MB = 1024 * 1024;
 
+/** AWS's default account quota for API Gateway (docs/pacing.md): 10,000 requests/s, a bucket of 5,000. */
+const AWS_RATE = 10_000;
+const AWS_BURST = 5_000;
+
+/** Says whether the run's stand-in account is slower or faster than AWS's default, and by how much. */
+export function standIn(rate: number, burst: number): string {
+  const share = rate / AWS_RATE;
+  const what =
+    share === 1
+      ? "AWS's default rate"
+      : share < 1
+        ? `a slower stand-in than AWS's default (${round(share * 100, 1)} % of 10,000/s)`
+        : `a faster stand-in than AWS's default (${round(share, 2)}x 10,000/s)`;
+  return `${what}: ${rate}/s, burst ${burst} (AWS: ${AWS_RATE}/s, burst ${AWS_BURST})`;
+}
+
 export async function benchPaced(options: {
   redis: Redis;
   redisUrl: string;
@@ -103,13 +123,11 @@ export async function benchPaced(options: {
   const per = Math.ceil(settings.members / k);
   const tag = `pc${Date.now() % 100_000}`;
   const topics: string[] = [];
-  const everyone: string[] = [];
   for (let i = 0; i < k; i++) {
     const ids = connectionIds(per, `${tag}b${i}-`);
     await fillTopic(redis, registry, `${tag}-big-${i}`, ids, mgmt.endpoint);
     await mgmt.register(ids);
     topics.push(`${tag}-big-${i}`);
-    everyone.push(...ids);
   }
   const small = connectionIds(10, `${tag}s-`);
   await fillTopic(redis, registry, `${tag}-small`, small, mgmt.endpoint);
@@ -198,6 +216,7 @@ export async function benchPaced(options: {
       delivered_posts: stats.delivered,
       lost,
       doubles: stats.delivered - stats.distinct,
+      closed: stats.closed,
       publish_peak_rss_mb: round(Math.max(...replies.map((r) => r.peakRss)) / MB, 1),
       worker_peak_rss_mb: round(w.peakRss / MB, 1),
       deliver_invocations: w.invocations,
@@ -205,6 +224,7 @@ export async function benchPaced(options: {
       small_ms_median: smallMs.length > 0 ? round(median(smallMs), 1) : null,
       small_ms_max: smallMs.length > 0 ? round(Math.max(...smallMs), 1) : null,
       load_avg: [round(load0, 2), round(options.loadavg(), 2)],
+      stand_in: standIn(settings.account.rate, settings.account.burst),
     };
   } finally {
     await mgmt.limits({ rate: 0, burst: 0, latencyMs: 0 });

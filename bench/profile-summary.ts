@@ -30,7 +30,7 @@ const CATEGORIES: [string, (f: CallFrame) => boolean][] = [
   [
     'SigV4 signing (canonical request, hashes, HMACs, date)',
     (f) =>
-      /^(signRequest|getSigningKey|getSignature|NodeSha256|#payloadHash|createHmac|createHash|sign|authorization|#signingKey|#amzDate|sigv4.*)$/.test(
+      /^(signRequest|getSigningKey|getSignature|NodeSha256|#payloadHash|createHmac|createHash|hash|sign|authorization|#signingKey|#template|#amzDate|#clock|canonicalUri|canonicalPath|escapeUri|sigv4.*)$/.test(
         f.functionName,
       ) || /aws\/sigv4/.test(f.url),
   ],

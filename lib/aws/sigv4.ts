@@ -16,8 +16,10 @@ import { createHash, createHmac, hash } from 'node:crypto';
  * hashes the credentials to look its signing-key cache up, and awaits four
  * promises. Here the signing key is derived once per (day, region, secret),
  * the date string once per second, the canonical path of the endpoint once,
- * the body hash once per frame; a post is one SHA-256 of the ~300-byte
- * canonical request and one HMAC. test/unit/sigv4.test.ts checks it against
+ * the body hash once per frame, and everything of the canonical request,
+ * string to sign and Authorization header but the connection id once per
+ * second and request shape (#template); a post is one SHA-256 of the
+ * ~300-byte canonical request and one HMAC (issue 19, BENCHMARKS.md). test/unit/sigv4.test.ts checks it against
  * `@smithy/signature-v4` on random ids, bodies, dates, regions, tokens and
  * headers, and against AWS's published SigV4 test-suite vectors.
  *
@@ -96,6 +98,24 @@ export function amzDate(ms: number): string {
     .replace(/\.\d{3}/, '');
 }
 
+/** The parts of a fast-path signature that do not depend on the canonical URI. */
+interface Template {
+  readonly date: string;
+  readonly payloadHash: string;
+  readonly host: string;
+  readonly region: string;
+  readonly accessKeyId: string;
+  readonly secret: string;
+  readonly token: string | undefined;
+  readonly key: HmacKey;
+  readonly requestMethod: string;
+  /** `${method}\n`: the canonical request's start. */
+  readonly method: string;
+  readonly canonicalTail: string;
+  readonly stringToSign: string;
+  readonly authorization: string;
+}
+
 export class SigV4Signer {
   readonly #service: string;
   readonly #now: () => number;
@@ -105,6 +125,8 @@ export class SigV4Signer {
   #second = Number.NaN;
   #date = '';
   #day = '';
+  /** The fast path's parts for the last request it signed (#template). */
+  #last: Template | undefined;
 
   constructor(options: { service?: string; now?: () => number } = {}) {
     this.#service = options.service ?? 'execute-api';
@@ -150,33 +172,78 @@ export class SigV4Signer {
     if (input.headers !== undefined || input.contentSha256Header === false)
       return this.#signGeneral(input, canonicalUri);
     this.#clock();
-    const date = this.#date;
-    const day = this.#day;
-    const { credentials, host, payloadHash, region } = input;
+    const t = this.#template(input);
+    const signature = t.key.sign(
+      t.stringToSign + hash('sha256', t.method + canonicalUri + t.canonicalTail),
+    );
+    const headers = [
+      'host',
+      t.host,
+      'x-amz-content-sha256',
+      t.payloadHash,
+      'x-amz-date',
+      t.date,
+      'authorization',
+      t.authorization + signature,
+    ];
+    if (t.token) headers.push('x-amz-security-token', t.token);
+    return headers;
+  }
+
+  /**
+   * Everything of a fast-path signature but the canonical URI, for the last
+   * (method, host, body hash, region, credentials, second) signed: a fan-out
+   * signs thousands of posts that differ only in their connection id, so per
+   * post this is a few string comparisons, not a canonical request and a
+   * credential scope rebuilt. Any input that differs builds it again; a new
+   * second does too (the date is in the canonical request and the string to
+   * sign), and a new day or secret a new signing key with it.
+   */
+  #template(input: SignInput): Template {
+    const { credentials, host, method, payloadHash, region } = input;
     const token = credentials.sessionToken;
+    const date = this.#date;
+    const t = this.#last;
+    if (
+      t !== undefined &&
+      t.date === date &&
+      t.payloadHash === payloadHash &&
+      t.host === host &&
+      t.requestMethod === method &&
+      t.region === region &&
+      t.accessKeyId === credentials.accessKeyId &&
+      t.secret === credentials.secretAccessKey &&
+      t.token === token
+    ) {
+      return t;
+    }
+    const day = this.#day;
     const scope = `${day}/${region}/${this.#service}/aws4_request`;
     const signed = token
       ? 'host;x-amz-content-sha256;x-amz-date;x-amz-security-token'
       : 'host;x-amz-content-sha256;x-amz-date';
-    const canonicalRequest =
-      `${input.method}\n${canonicalUri}\n\n` +
-      `host:${canonicalValue(host)}\nx-amz-content-sha256:${payloadHash}\nx-amz-date:${date}\n` +
-      (token ? `x-amz-security-token:${canonicalValue(token)}\n` : '') +
-      `\n${signed}\n${payloadHash}`;
-    const stringToSign = `${ALGORITHM}\n${date}\n${scope}\n${hash('sha256', canonicalRequest)}`;
-    const signature = this.#signingKey(credentials.secretAccessKey, day, region).sign(stringToSign);
-    const headers = [
-      'host',
-      host,
-      'x-amz-content-sha256',
-      payloadHash,
-      'x-amz-date',
+    const fresh: Template = {
       date,
-      'authorization',
-      `${ALGORITHM} Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${signed}, Signature=${signature}`,
-    ];
-    if (token) headers.push('x-amz-security-token', token);
-    return headers;
+      payloadHash,
+      host,
+      region,
+      accessKeyId: credentials.accessKeyId,
+      secret: credentials.secretAccessKey,
+      token,
+      key: this.#signingKey(credentials.secretAccessKey, day, region),
+      requestMethod: method,
+      method: `${method}\n`,
+      // The canonical request is `${method}\n${canonicalUri}` followed by this.
+      canonicalTail:
+        '\n\n' +
+        `host:${canonicalValue(host)}\nx-amz-content-sha256:${payloadHash}\nx-amz-date:${date}\n` +
+        (token ? `x-amz-security-token:${canonicalValue(token)}\n` : '') +
+        `\n${signed}\n${payloadHash}`,
+      stringToSign: `${ALGORITHM}\n${date}\n${scope}\n`,
+      authorization: `${ALGORITHM} Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${signed}, Signature=`,
+    };
+    this.#last = fresh;
+    return fresh;
   }
 
   /** Any headers: the canonical list built and sorted per request (not the hot path). */
@@ -239,6 +306,7 @@ function hmac(key: string | Buffer, data: string): Buffer {
 class HmacKey {
   readonly #inner: Buffer;
   readonly #outer = Buffer.alloc(64 + 32);
+  #view: Buffer | undefined;
 
   constructor(key: Buffer) {
     // Keys of SHA-256 HMAC up to 64 bytes are used as they are, zero-padded (ours are 32).
@@ -258,8 +326,16 @@ class HmacKey {
       inner = Buffer.alloc(64 + message.length);
       this.#inner.copy(inner, 0, 0, 64);
     }
-    const length = inner.write(message, 64, 'latin1');
-    hash('sha256', inner.subarray(0, 64 + length), 'buffer').copy(this.#outer, 64);
+    const length = 64 + inner.write(message, 64, 'latin1');
+    // Strings to sign of one key all have one length (date, scope, hash): the
+    // view is made once, and the inner digest travels as a latin1 ('binary')
+    // string rather than a new Buffer (two objects per post fewer to collect).
+    let view = this.#view;
+    if (view === undefined || view.length !== length || view.buffer !== inner.buffer) {
+      view = inner.subarray(0, length);
+      this.#view = view;
+    }
+    this.#outer.write(hash('sha256', view, 'binary'), 64, 'binary');
     return hash('sha256', this.#outer, 'hex');
   }
 }

@@ -58,6 +58,10 @@ export interface SignedHttpGatewayOptions extends Partial<RetryPolicy> {
 
 interface Endpoint {
   url: URL;
+  /** `url.host`, `url.hostname`, `url.port`, read once (URL's getters build a new string each time). */
+  host: string;
+  hostname: string;
+  port: string | undefined;
   /** Path prefix of the stage (`/prod`), or '' (serverless-offline, custom domains). */
   base: string;
   /** The canonical URI of `{base}/@connections/`, to which a post adds its id. */
@@ -92,6 +96,23 @@ const ERROR_NAMES: Record<number, string> = {
   413: 'PayloadTooLargeException',
   429: 'LimitExceededException',
 };
+
+/** What an encoded connection id's characters may be for its canonical form to be plain. */
+const PLAIN_SEGMENT = /^[A-Za-z0-9\-_.~%]+$/;
+
+/**
+ * The canonical URI of a post to `id` (encodeURIComponent of a connection
+ * id): for an id of unreserved characters and %XX escapes (every API Gateway
+ * id: base64 with `=`), encoding it again only turns `%` into `%25`, which is
+ * what canonicalPath computes, without splitting and re-joining the path.
+ * `.` and `..` are path steps, not ids: canonicalPath normalises them as the
+ * server would.
+ */
+function canonicalUri(target: Endpoint, id: string, path: string): string {
+  if (id === '.' || id === '..') return canonicalPath(path);
+  if (PLAIN_SEGMENT.test(id)) return target.canonicalBase + id.replaceAll('%', '%25');
+  return target.canonicalBase + canonicalPath(id);
+}
 
 export class SignedHttpGateway implements Gateway {
   readonly #signer: SigV4Signer;
@@ -140,6 +161,9 @@ export class SignedHttpGateway implements Gateway {
       const base = url.pathname.replace(/\/+$/, '');
       found = {
         url,
+        host: url.host,
+        hostname: url.hostname,
+        port: url.port || undefined,
         base,
         canonicalBase: canonicalPath(`${base}/@connections/x`).slice(0, -1),
         region: this.#regions[endpoint] ?? regionOf(endpoint, this.#region),
@@ -210,15 +234,14 @@ export class SignedHttpGateway implements Gateway {
     const headers = this.#signer.sign(
       {
         method,
-        host: target.url.host,
+        host: target.host,
         path,
         // Once per frame (a WeakMap hit for every other recipient).
         payloadHash: body ? this.#payloadHash(body) : EMPTY_SHA256,
         region: target.region,
         credentials,
       },
-      // `.` and `..` are path steps, not ids: let canonicalPath normalise them as the server would.
-      id === '.' || id === '..' ? canonicalPath(path) : target.canonicalBase + canonicalPath(id),
+      canonicalUri(target, id, path),
     );
     if (body) headers.push('content-length', String(body.byteLength));
     return new Promise<void>((resolve, reject) => {
@@ -229,8 +252,8 @@ export class SignedHttpGateway implements Gateway {
       const req = target.request(
         {
           method,
-          host: target.url.hostname,
-          port: target.url.port || undefined,
+          host: target.hostname,
+          port: target.port,
           path,
           // Node's raw form: stored as given, without setHeader's per-header bookkeeping.
           headers,

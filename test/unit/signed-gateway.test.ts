@@ -126,6 +126,23 @@ describe('SignedHttpGateway', () => {
     });
   });
 
+  it('signs posts to ids of every shape as the spec computes them, through one gateway', async () => {
+    // Prepare: API Gateway's base64 ids (=, +, /), characters encodeURIComponent
+    // leaves alone but SigV4 escapes (!'()*), dots, non-ASCII; the plain ones
+    // take the canonical-URI fast path, the others canonicalPath.
+    const ids = ['L0SM9cOFvHcCIhw=', 'a+b/c==', "x!'()*y", '~a_b-c.d', '...', 'é✓', 'p%3D'];
+    const gateway = gatewayWith();
+    const secretFor = (id: string) =>
+      id === credentials.accessKeyId ? credentials.secretAccessKey : undefined;
+    // Act
+    for (const id of ids) await gateway.post(endpoint, id, Buffer.from(id));
+    // Assess
+    expect(seen).toHaveLength(ids.length);
+    expect(seen.map((r) => [r.url, verifySigV4(r, secretFor).ok])).toEqual(
+      seen.map((r) => [r.url, true]),
+    );
+  });
+
   it("signs a post to a peer's endpoint (a custom domain, WS_PEERS) for the peer's region", async () => {
     // Prepare: the peer's URL names no region; WS_PEERS says us-east-1
     const gateway = gatewayWith({ regions: { [endpoint]: 'us-east-1' } });

@@ -364,6 +364,69 @@ describe('SigV4Signer', () => {
     );
   });
 
+  it('signs a sequence of requests with one long-lived signer as a fresh signer signs each', () => {
+    // The fast path keeps the parts of the last signature that do not depend
+    // on the connection id (#template) and the HMAC pads per day and region:
+    // a sequence that changes one input at a time (second, day at midnight
+    // UTC, host, body, method, region, access key, secret, token, all at
+    // once) must never be signed with a stale part.
+    const step = fc.record({
+      id: connectionId,
+      method: fc.constantFrom('POST', 'DELETE'),
+      payloadHash: fc.constantFrom(EMPTY_SHA256, 'a'.repeat(64), 'b'.repeat(64)),
+      host: fc.constantFrom('push.example.com', 'localhost:3001'),
+      region: fc.constantFrom('eu-west-1', 'us-east-1'),
+      accessKeyId: fc.constantFrom('AKIAONE', 'ASIATWO'),
+      secretAccessKey: fc.constantFrom('one', 'two'),
+      sessionToken: fc.constantFrom(undefined, 'tok+/=', 'other'),
+      // Steps of 0 s, 1 s and across midnight UTC.
+      advance: fc.constantFrom(0, 0, 0, 1_000, 86_400_000),
+    });
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 2, maxLength: 40 }), (steps) => {
+        let now = Date.UTC(2026, 0, 1, 23, 59, 59);
+        const longLived = new SigV4Signer({ now: () => now });
+        for (const c of steps) {
+          now += c.advance;
+          const input = {
+            method: c.method,
+            host: c.host,
+            path: `/@connections/${encodeURIComponent(c.id)}`,
+            payloadHash: c.payloadHash,
+            region: c.region,
+            // A new object each time, as after a credentials refresh, or the same values again.
+            credentials: {
+              accessKeyId: c.accessKeyId,
+              secretAccessKey: c.secretAccessKey,
+              ...(c.sessionToken !== undefined && { sessionToken: c.sessionToken }),
+            },
+          };
+          const fresh = new SigV4Signer({ now: () => now }).sign(input);
+          expect(longLived.sign(input)).toEqual(fresh);
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('re-signs with the new secret when a credentials object is refreshed in place', () => {
+    const signer = new SigV4Signer({ now: () => Date.UTC(2026, 5, 1) });
+    const credentials = { accessKeyId: 'AKID', secretAccessKey: 'one' };
+    const input = {
+      method: 'POST',
+      host: 'h',
+      path: '/@connections/c',
+      payloadHash: EMPTY_SHA256,
+      region: 'eu-west-1',
+      credentials,
+    };
+    const first = signer.sign(input);
+    credentials.secretAccessKey = 'two';
+    const second = signer.sign(input);
+    expect(second).not.toEqual(first);
+    expect(second).toEqual(new SigV4Signer({ now: () => Date.UTC(2026, 5, 1) }).sign(input));
+  });
+
   it('normalises path steps and encodes the path twice, as the SDK does', () => {
     expect(canonicalPath('/prod/@connections/abc%3D')).toBe('/prod/%40connections/abc%253D');
     expect(canonicalPath('/prod/./a/../@connections/x')).toBe('/prod/%40connections/x');
