@@ -270,6 +270,7 @@ const DeliverEventSchema = v.object({
     topic: v.optional(v.string()),
     from: v.optional(v.string()),
     ephemeral: v.optional(v.literal(true)),
+    ack: v.optional(v.literal(true)),
     frame: v.optional(v.looseObject({ type: v.picklist(['join', 'leave', 'presence_diff']) })),
     data: v.unknown(),
   }),
@@ -301,6 +302,7 @@ export function parseDeliverChunk(input: unknown): DeliverChunk {
       ...(message.topic !== undefined && { topic: message.topic }),
       ...(message.from !== undefined && { from: message.from }),
       ...(message.ephemeral && { ephemeral: true }),
+      ...(message.ack && { ack: true }),
       ...(message.frame !== undefined && { frame: JSON.stringify(message.frame) }),
     },
     jobs: jobs.map((job) => ({

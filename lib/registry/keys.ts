@@ -31,6 +31,11 @@ export interface AudienceKeys {
    * in history (a retried publish is not appended again). Trimmed with them.
    */
   ids: string;
+  /**
+   * ZSET: ids of acknowledged messages a first ack dismissed (issue 18),
+   * scored by when; a replay marks them `dismissed`. Only user streams have one.
+   */
+  dismissed: string;
 }
 
 /**
@@ -110,6 +115,12 @@ export interface Keys {
    * sharing the Redis in one region share it. TTL 60 s.
    */
   pace(region: string): string;
+  /**
+   * HASH: an acknowledged message's state for one user (issue 18,
+   * lib/acks/): where it was posted, who acked it and when, the push. In the
+   * user's slot, beside the stream and its live set (ack.lua reads them together).
+   */
+  ack(userId: string, id: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -132,6 +143,7 @@ export function createKeys(prefix: string): Keys {
           lost: `${tag}:l`,
           // Same slot as the stream: publish.lua reads and writes both.
           ids: `${tag}:ids`,
+          dismissed: `${tag}:dm`,
         },
       };
     },
@@ -158,6 +170,7 @@ export function createKeys(prefix: string): Keys {
     tokenEpoch: () => `${prefix}{${prefix}endpoints}:epoch:iat`,
     events: ({ region, stage }) => `${prefix}events:${region}:${stage}`,
     pace: (region) => `${prefix}{${prefix}pace:${region}}`,
+    ack: (userId, id) => `${audienceTag('user', userId)}:a:${id}`,
   };
 }
 

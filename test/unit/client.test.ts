@@ -92,6 +92,7 @@ function client(options: Partial<Options> = {}) {
     gap: [],
     error: [],
     presence: [],
+    dismiss: [],
   };
   const pw = new Pushwire({
     url: 'ws://push.test',

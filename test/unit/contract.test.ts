@@ -227,7 +227,19 @@ describe('the code is in step with the documents', () => {
     resumed: { type: 1, recovered: 1, topic: 1, cursor: 1, ref: 1 },
     authenticated: { type: 1, expiresAt: 1, ref: 1 },
     published: { type: 1, topic: 1, id: 1, cursor: 1, duplicate: 1, ref: 1 },
-    message: { type: 1, id: 1, data: 1, cursor: 1, topic: 1, from: 1, ephemeral: 1 },
+    message: {
+      type: 1,
+      id: 1,
+      data: 1,
+      cursor: 1,
+      topic: 1,
+      from: 1,
+      ephemeral: 1,
+      ack: 1,
+      dismissed: 1,
+    },
+    acked: { type: 1, ids: 1, refused: 1, ref: 1 },
+    dismiss: { type: 1, id: 1 },
     batch: { type: 1, messages: 1 },
     presence: { type: 1, topic: 1, members: 1, count: 1, next: 1, ref: 1 },
     join: { type: 1, topic: 1, userId: 1, info: 1 },
@@ -278,6 +290,10 @@ describe('the code is in step with the documents', () => {
       info: 1,
       joined: 1,
       left: 1,
+      ack: 1,
+      dismissed: 1,
+      ids: 1,
+      refused: 1,
     } satisfies Record<keyof ClientLibraryFrame, 1>;
     const documented = new Set(Object.values(serverFrameSchemas).flatMap((s) => docFields(s)));
     expect(Object.keys(clientFields).sort()).toEqual([...documented].sort());
