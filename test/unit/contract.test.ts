@@ -64,7 +64,7 @@ describe('the documents', () => {
     // Spectral severities: 0 error, 1 warning, 2 information, 3 hint.
     const problems = diagnostics.filter((d) => d.severity <= 1);
     expect(problems.map((d) => `${d.path.join('.')}: ${d.message}`)).toEqual([]);
-    expect(document?.operations().length).toBe(10);
+    expect(document?.operations().length).toBe(12);
   });
 
   it('docs/openapi.yaml is valid OpenAPI 3.1 by the OpenAPI Initiative schema', async () => {
