@@ -311,6 +311,7 @@ describe('the code is in step with the documents', () => {
       id: 1,
       exceptConnectionId: 1,
       ephemeral: 1,
+      ack: 1,
     } satisfies Keys<PublishRequest>;
     const publishResult = {
       id: 1,
