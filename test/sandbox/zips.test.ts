@@ -237,6 +237,7 @@ it('packages every function for a Node runtime the sandbox runs, its environment
     'presenceEvents',
     'publish',
     'queue',
+    'status',
   ]);
   for (const stack of [A, B]) {
     expect([...stack.packaged.functions.keys()].sort()).toEqual(keys);
