@@ -152,7 +152,10 @@ describe('against a running npm start', () => {
     // Assess
     expect(wrongPath.status).toBe(404);
     expect(await wrongPath.json()).toEqual({
-      error: { code: 'not_found', message: 'no route /publsh: POST /publish, /presence, /kick or /status' },
+      error: {
+        code: 'not_found',
+        message: 'no route /publsh: POST /publish, /presence, /kick or /status',
+      },
     });
     expect([nested.status, root.status]).toEqual([404, 404]);
     expect(((await nested.json()) as { error: { code: string } }).error.code).toBe('not_found');
