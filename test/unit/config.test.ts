@@ -60,6 +60,7 @@ describe('loadConfig', () => {
       replay: { budgetMs: 5_000, graceMs: 2_000 },
       presence: { eventTopics: [], coalesceAbove: 100, intervalMs: 2_000 },
       events: { types: [], bus: 'default', outboxMax: 100_000 },
+      acks: {},
       clientPublish: {
         rate: 10,
         windowSeconds: 1,
@@ -109,6 +110,8 @@ describe('loadConfig', () => {
       EVENTS_BUS: 'pushwire-prod',
       EVENTS_OUTBOX_MAX: '5000',
       AWS_ENDPOINT_URL_EVENTBRIDGE: 'http://localhost:4010',
+      ACK_QUEUE_URL: 'https://sqs.eu-west-3.amazonaws.com/123456789012/pushwire-prod-acks',
+      AWS_ENDPOINT_URL_SQS: 'http://localhost:4020',
       AWS_ACCESS_KEY_ID: 'ASIAEXAMPLE',
       AWS_SECRET_ACCESS_KEY: 'secret',
       AWS_SESSION_TOKEN: 'token',
@@ -170,6 +173,10 @@ describe('loadConfig', () => {
         bus: 'pushwire-prod',
         outboxMax: 5_000,
         endpoint: 'http://localhost:4010',
+      },
+      acks: {
+        queueUrl: 'https://sqs.eu-west-3.amazonaws.com/123456789012/pushwire-prod-acks',
+        sqsEndpoint: 'http://localhost:4020',
       },
       credentials: { accessKeyId: 'ASIAEXAMPLE', secretAccessKey: 'secret', sessionToken: 'token' },
       clientPublish: {
