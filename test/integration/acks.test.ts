@@ -9,7 +9,7 @@ import type { Notify, PushedMessage, PushOutcome, PushSender } from '../../lib/p
 import type { RedisRegistry } from '../../lib/registry/redis.js';
 import { replay } from '../../lib/session/resume.js';
 import { handleFrame } from '../../lib/session/session.js';
-import { TOPOLOGIES, useTopologies } from '../helpers/redis-matrix.js';
+import { callsDelta, TOPOLOGIES, useTopologies } from '../helpers/redis-matrix.js';
 import { connection, noDedup, publishDeps, RecordingGateway } from './support.js';
 
 /**
@@ -135,6 +135,25 @@ describe.each(TOPOLOGIES)('acknowledged messages on %s Redis', (topology) => {
     expect(scheduled).toHaveLength(1);
     expect(await env.redis.exists(registry.keys.ack('ack-u1', 'plain-1'))).toBe(0);
     expect(gateway.framesTo(b?.connectionId as string).at(-1)).not.toHaveProperty('ack');
+  });
+
+  it('a plain publish costs the same Redis commands with acks enabled as without', async () => {
+    const { registry, deps, scheduled } = setup();
+    const { acks: _acks, ...plain } = deps;
+    await devices(registry, 'ack-cheap-1', 1);
+    await devices(registry, 'ack-cheap-2', 1);
+    const cost = async (userId: string, d: PublishDeps) => {
+      const before = await env.commandCalls();
+      await publish({ id: `${userId}-m`, userId, data: { n: 1 } }, d);
+      return callsDelta(before, await env.commandCalls());
+    };
+    // Warm (script loading) so both runs are alike.
+    await publish({ userId: 'ack-cheap-1', data: 0 }, deps);
+    await publish({ userId: 'ack-cheap-2', data: 0 }, plain);
+    const withAcks = await cost('ack-cheap-1', deps);
+    const without = await cost('ack-cheap-2', plain);
+    expect(withAcks).toEqual(without);
+    expect(scheduled).toEqual([]);
   });
 
   it('refuses ack for topics, broadcasts, connection ids, ephemeral, too long a timeout, or without a queue', async () => {
