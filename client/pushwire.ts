@@ -29,6 +29,10 @@ export interface Message {
   from?: string;
   /** Live only: never stored, never replayed on resume (typing indicators, cursors). */
   ephemeral?: true;
+  /** Acknowledged: acked once handed over (or by `ack(id)` with `autoAck: false`). */
+  ack?: true;
+  /** Another device of the user acked it first (a replay after a `dismiss`): do not ring. */
+  dismissed?: true;
 }
 
 export interface PublishOptions {
@@ -100,6 +104,8 @@ export interface Events {
   gap: Gap;
   error: ErrorInfo;
   presence: PresenceChange;
+  /** Another device of the user acked this acknowledged message first: stop showing it. */
+  dismiss: { id: string };
 }
 
 /** What the client uses of a WebSocket: the browser's, React Native's, or `ws`'s in Node. */
@@ -176,6 +182,11 @@ export interface Options {
    * hands the app whole messages (docs/clients.md#delta-topics).
    */
   delta?: () => DeltaApplier;
+  /**
+   * Acknowledged messages are acked once handed to the app (default true);
+   * false: the app calls `ack(id)` itself, e.g. once it has shown them.
+   */
+  autoAck?: boolean;
 }
 
 /**
@@ -218,6 +229,12 @@ export interface Frame {
   ephemeral?: true;
   /** In a delta topic's `message`: `data` is a fossil delta against the message at cursor `base`. */
   delta?: { base: string };
+  /** In an acknowledged `message`; `dismissed`: another device acked it first. */
+  ack?: true;
+  dismissed?: true;
+  /** In `acked`: the ids recorded, and those refused. */
+  ids?: string[];
+  refused?: string[];
   /** In `published`: an earlier attempt with this id had been published. */
   duplicate?: true;
   /** In `presence` (a page), `join` and `leave`, `presence_diff`. */
@@ -379,6 +396,9 @@ export class Pushwire {
   private pubs_: Record<string, Pending> = dict();
   /** `presence()` calls waiting for their page, by `ref`. */
   private asks_: Record<string, [(page: MembersPage) => void, (error: Error) => void]> = dict();
+  /** Ids to ack, sent together within a tick (kept while disconnected). */
+  private acks_ = new Set<string>();
+  private ackT_: unknown;
   private listeners_: { [K in keyof Events]?: Set<Listener<K>> } = {};
   /** Applies deltas (`options.delta`). */
   private x_: DeltaApplier | undefined;
@@ -630,6 +650,7 @@ export class Pushwire {
       for (const topic of this.topics_) this.join_(topic);
       // Not acknowledged on an earlier connection: again, with the same id.
       for (const ref in this.pubs_) this.pub_(ref);
+      this.ack();
     };
     ws.onmessage = (event: { data: unknown }) => this.frame_(event.data);
     ws.onclose = () => this.closed_(this.state === 'connected');
@@ -917,6 +938,8 @@ export class Pushwire {
       if (topic !== undefined && this.topics_.has(topic)) this.start_(topic, frame.cursor, 0);
     } else if (type === 'message') {
       this.deliver_(frame);
+    } else if (type === 'dismiss') {
+      this.emit_('dismiss', { id: String(frame.id) });
     } else if (type === 'batch') {
       for (const m of frame.messages ?? []) this.deliver_(m);
     } else if (type === 'part') {
@@ -1076,7 +1099,28 @@ export class Pushwire {
     if (cursor !== undefined) message.cursor = cursor;
     if (frame.from !== undefined) message.from = frame.from;
     if (frame.ephemeral) message.ephemeral = true;
+    if (frame.ack) message.ack = true;
+    if (frame.dismissed) message.dismissed = true;
     this.emit_('message', message);
+    if (frame.dismissed) this.emit_('dismiss', { id });
+    else if (frame.ack && this.o_.autoAck !== false) this.ack(id);
+  }
+
+  /**
+   * Acknowledges messages (by id): the ids of one tick go in one frame;
+   * while disconnected they wait for the connection. Idempotent.
+   */
+  ack(...ids: string[]): void {
+    for (const id of ids) this.acks_.add(id);
+    if (this.ackT_ || !this.up_ || !this.acks_.size) return;
+    this.ackT_ = setTimeout(() => {
+      this.ackT_ = undefined;
+      if (!this.up_) return;
+      const all = [...this.acks_];
+      this.acks_.clear();
+      for (let i = 0; i < all.length; i += 100)
+        this.send_({ action: 'ack', ids: all.slice(i, i + 100) });
+    });
   }
 
   /** Gives up the current socket (dead, or told to go) and reconnects. */

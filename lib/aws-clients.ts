@@ -1,10 +1,13 @@
 import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
-import { config, logger, once, redis, registry } from './clients.js';
+import type { SendTimeout } from './acks/queue.js';
+import { ackStore, config, logger, once, redis, registry } from './clients.js';
 import type { ChunkInvoker } from './delivery/chunks.js';
+import type { PublishAckDeps } from './delivery/publish.js';
 import type { PutEvents } from './events/eventbridge.js';
 import type { Gateway, GatewayResult } from './gateway/gateway.js';
 import { tally } from './observability/metrics.js';
+import type { PushSender } from './push/types.js';
 import type { ClientPublishDeps } from './session/client-publish.js';
 
 /**
@@ -196,3 +199,61 @@ export const putEvents = /* @__PURE__ */ once((): PutEvents => {
     return (await loaded)(entries);
   };
 });
+
+/**
+ * SQS SendMessage of acknowledged messages' timeouts (issue 18,
+ * lib/acks/queue.ts); loaded at the first. Undefined without ACK_QUEUE_URL.
+ */
+export const sendAckTimeout = /* @__PURE__ */ once((): SendTimeout | undefined => {
+  const c = config();
+  const queueUrl = c.acks.queueUrl;
+  if (queueUrl === undefined) return undefined;
+  let loaded: Promise<SendTimeout> | undefined;
+  const load = async () => {
+    const [{ signedSendTimeout }, { credentialsProvider }] = await Promise.all([
+      import('./acks/queue.js'),
+      import('./aws/signing.js'),
+    ]);
+    return signedSendTimeout({
+      region: c.region,
+      queueUrl,
+      credentials: credentialsProvider(c.credentials),
+      ...(c.acks.sqsEndpoint && { endpoint: c.acks.sqsEndpoint }),
+    });
+  };
+  return async (message, delaySeconds) => {
+    loaded ??= load();
+    return (await loaded)(message, delaySeconds);
+  };
+});
+
+/** What an acknowledged publish needs (lib/delivery/publish.ts); undefined without ACK_QUEUE_URL. */
+export const publishAcks = /* @__PURE__ */ once((): PublishAckDeps | undefined => {
+  const schedule = sendAckTimeout();
+  if (!schedule) return undefined;
+  const store = ackStore();
+  return {
+    open: (userId, id, o) => store.open(userId, id, o),
+    schedule,
+    maxTimeoutSeconds: config().history.ttlSeconds,
+  };
+});
+
+/**
+ * The push fallback of acknowledged messages (issue 18): the PushSender of
+ * lib/push/ (Web Push, SNS mobile push), called by `ackTimeout` when no
+ * device acked in time. Until lib/push/ provides it, a sender that pushes
+ * nothing and says so: every timeout's outcome is {devices: 0, sent: 0, ...}
+ * and a "no push configured" log line, never a pretended push.
+ */
+export const pushSender = /* @__PURE__ */ once(
+  (): PushSender => ({
+    send: async (userId, _notify, message) => {
+      logger().warn('ack timeout: no push configured (lib/push/); nothing sent', {
+        userId,
+        id: message.id,
+      });
+      return { devices: 0, sent: 0, failed: 0, removed: 0 };
+    },
+  }),
+);

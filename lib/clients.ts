@@ -1,5 +1,7 @@
 import type { ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { type AckScript, redisAcks } from './acks/client-ack.js';
+import { RedisAckStore } from './acks/store.js';
 import { createTokenVerifier } from './auth/tokens.js';
 import { type Config, loadConfig } from './config.js';
 import { RedisDedupStore } from './delivery/dedup.js';
@@ -242,6 +244,19 @@ export const dedup = /* @__PURE__ */ once(
       ttlSeconds: config().dedupTtlSeconds,
       leaseSeconds: config().delivery.publishLeaseSeconds,
     }),
+);
+
+/** Acknowledged messages' state (issue 18): publish opens it, ackTimeout and status read it. */
+export const ackStore = /* @__PURE__ */ once(
+  () =>
+    new RedisAckStore(redis(), registry().keys, {
+      historyTtlSeconds: config().history.ttlSeconds,
+    }),
+);
+
+/** A connection's `ack` frame (the `ack` route): one script call per batch. */
+export const clientAcks = /* @__PURE__ */ once(
+  (): AckScript => redisAcks(redis(), registry().keys, config().history.ttlSeconds),
 );
 
 export const verifyToken = /* @__PURE__ */ once(() => createTokenVerifier(settings().jwt));

@@ -208,6 +208,11 @@ const EnvSchema = v.object({
   ),
   EVENTS_OUTBOX_MAX: int('EVENTS_OUTBOX_MAX', 100_000, 100, 10_000_000),
   AWS_ENDPOINT_URL_EVENTBRIDGE: url('AWS_ENDPOINT_URL_EVENTBRIDGE'),
+  // Acknowledged messages (issue 18, docs/acks.md): the SQS queue their
+  // timeouts wait in (the template sets it), and where SQS is reached when
+  // not at the region's endpoint (`npm start`: the local stand-in).
+  ACK_QUEUE_URL: url('ACK_QUEUE_URL'),
+  AWS_ENDPOINT_URL_SQS: url('AWS_ENDPOINT_URL_SQS'),
 });
 
 export interface Config {
@@ -299,6 +304,8 @@ export interface Config {
   credentials?: AwsCredentials;
   /** Lifecycle events: the types sent (empty: none), where, and the outbox's bound. */
   events: { types: EventType[]; bus: string; outboxMax: number; endpoint?: string };
+  /** Acknowledged messages (issue 18): their timeout queue; unset, an ack publish is refused. */
+  acks: { queueUrl?: string; sqsEndpoint?: string };
 }
 
 export interface AwsCredentials {
@@ -440,6 +447,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       outboxMax: e.EVENTS_OUTBOX_MAX,
       ...defined({ endpoint: e.AWS_ENDPOINT_URL_EVENTBRIDGE }),
     },
+    acks: defined({ queueUrl: e.ACK_QUEUE_URL, sqsEndpoint: e.AWS_ENDPOINT_URL_SQS }),
     ...(e.AWS_ACCESS_KEY_ID &&
       e.AWS_SECRET_ACCESS_KEY && {
         credentials: {

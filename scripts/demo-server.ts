@@ -73,18 +73,26 @@ export async function startDemoServer(options: DemoOptions): Promise<DemoServer>
   });
 
   async function publish(body: Record<string, unknown>): Promise<[number, unknown]> {
-    const { userId, topic, data, exceptConnectionId } = body;
+    const { userId, topic, data, exceptConnectionId, id, ack } = body;
     if ((typeof userId === 'string') === (typeof topic === 'string'))
       throw new BadRequest('give either "userId" or "topic"');
     const event = {
       ...(typeof userId === 'string' && { userId }),
       ...(typeof topic === 'string' && { topic }),
       ...(typeof exceptConnectionId === 'string' && { exceptConnectionId }),
+      // An acknowledged message (issue 18): the page's "Ring".
+      ...(typeof id === 'string' && { id }),
+      ...(ack !== undefined && { ack }),
       data,
     };
+    return invoke('publish', event);
+  }
+
+  /** An acknowledged message's delivery status (issue 18), as a backend asks it. */
+  async function invoke(name: string, event: unknown): Promise<[number, unknown]> {
     const response = await lambda.send(
       new InvokeCommand({
-        FunctionName: `${prefix}publish`,
+        FunctionName: `${prefix}${name}`,
         Payload: Buffer.from(JSON.stringify(event)),
       }),
     );
@@ -120,6 +128,11 @@ export async function startDemoServer(options: DemoOptions): Promise<DemoServer>
       }
       if (request.method === 'POST' && path === '/publish') {
         const [status, result] = await publish(await readJson(request));
+        return send(response, status, result);
+      }
+      if (request.method === 'POST' && path === '/status') {
+        const { id, userId } = await readJson(request);
+        const [status, result] = await invoke('status', { id, userId });
         return send(response, status, result);
       }
       send(response, 404, { error: { code: 'not_found', message: `${request.method} ${path}` } });

@@ -15,6 +15,7 @@ import { ConfigError } from '../lib/errors.js';
 import { createKeys } from '../lib/registry/keys.js';
 import { DEV_AWS_ENV, DEV_JWT_SECRET, nodeSupportNotice } from './local-env.js';
 import { startLocalEvents } from './local-events.js';
+import { startLocalQueue } from './local-queue.js';
 import { checkRedis, maskRedisUrl, type RedisServer, startRedisServer } from './redis-server.js';
 
 // Our own options, taken out before the rest goes to serverless-offline.
@@ -136,6 +137,20 @@ const localEvents =
     : undefined;
 if (localEvents) env['AWS_ENDPOINT_URL_EVENTBRIDGE'] = localEvents.bus.url;
 
+// Acknowledged messages' timeouts (issue 18, docs/acks.md): the same SQS path
+// as in AWS, through a stand-in queue that checks each signed SendMessage,
+// holds it for its delay and invokes `ackTimeout` as SQS's event source would.
+const ackQueue = await startLocalQueue({
+  region,
+  secretFor: (id) =>
+    id === eventsConfig.credentials?.accessKeyId
+      ? eventsConfig.credentials.secretAccessKey
+      : undefined,
+  print: (line) => console.log(line),
+});
+env['ACK_QUEUE_URL'] = ackQueue.queueUrl;
+env['AWS_ENDPOINT_URL_SQS'] = ackQueue.url;
+
 // A build left by an earlier layout (say .js beside .cjs) would be loaded first.
 rmSync(buildDir, { recursive: true, force: true });
 
@@ -171,6 +186,7 @@ const watch = (chunk: Buffer) => {
   if (!announced && ready.websocket && ready.http) {
     announced = true;
     localEvents?.run(lambdaPort, 'pushwire-local-events');
+    ackQueue.run(lambdaPort, 'pushwire-local-ackTimeout');
     // Commands that work on the ports this instance uses.
     const listenPort = wsPort === '3001' ? '' : ` --port ${wsPort}`;
     const publishPort = lambdaPort === '3002' ? '' : ` --lambda-port ${lambdaPort}`;
@@ -178,8 +194,8 @@ const watch = (chunk: Buffer) => {
       [
         '',
         `pushwire is up: WebSocket ws://localhost:${wsPort}?token=<JWT>`,
-        `  Lambda Invoke API http://localhost:${lambdaPort} (pushwire-local-publish, -presence, -kick)`,
-        `  HTTP API http://localhost:${httpPort}/publish, /presence, /kick`,
+        `  Lambda Invoke API http://localhost:${lambdaPort} (pushwire-local-publish, -presence, -kick, -status)`,
+        `  HTTP API http://localhost:${httpPort}/publish, /presence, /kick, /status`,
         `  listen:  npm run listen -- --user alice${listenPort}`,
         `  publish: npm run publish -- --user alice${publishPort} '{"hello":"world"}'`,
         `       or: curl -X POST localhost:${httpPort}/publish -d '{"userId":"alice","data":{"hello":"world"}}'`,
@@ -235,6 +251,7 @@ async function stop(code: number, why?: string) {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   }
   await localEvents?.stop().catch(() => undefined);
+  await ackQueue.close().catch(() => undefined);
   await redis?.stop();
   removeTemporaryFolders();
   process.exit(code);

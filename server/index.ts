@@ -3,6 +3,7 @@ import { type PushwireError, TooLargeError, toError, UnavailableError } from './
 import { type HttpTransportOptions, httpTransport } from './http.js';
 import { type LambdaTransportOptions, lambdaTransport } from './lambda.js';
 import type {
+  AckStatus,
   KickRequest,
   KickResult,
   Member,
@@ -13,6 +14,7 @@ import type {
   PublishBatchResult,
   PublishRequest,
   PublishResult,
+  StatusRequest,
   Transport,
 } from './types.js';
 
@@ -124,6 +126,15 @@ export class Pushwire {
 
   async kick(request: KickRequest): Promise<KickResult> {
     return (await this.#call('kick', request)) as KickResult;
+  }
+
+  /**
+   * An acknowledged message's delivery status: where it was posted, who
+   * acked it and when, the push (docs/acks.md). Throws a PushwireError with
+   * code `not_found` once its state has expired with its history.
+   */
+  async status(request: StatusRequest): Promise<AckStatus> {
+    return (await this.#call('status', request)) as AckStatus;
   }
 
   async #call(operation: Operation, body: object): Promise<unknown> {

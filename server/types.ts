@@ -21,7 +21,26 @@ export type PublishRequest = PublishTarget & {
   exceptConnectionId?: string;
   /** Live only: not stored, never replayed, no cursor (typing indicators, cursors). */
   ephemeral?: boolean;
+  /** Acknowledged message (user targets only; docs/acks.md). */
+  ack?: AckOption;
 };
+
+/** What a push notification shows (an acknowledged message's fallback, docs/acks.md). */
+export interface Notify {
+  title: string;
+  body?: string;
+  data?: unknown;
+  tag?: string;
+  ttlSeconds?: number;
+  urgency?: 'very-low' | 'low' | 'normal' | 'high';
+}
+
+/** Acknowledged message: a push with `notify` if no device of the user acks in time. */
+export interface AckOption {
+  timeoutSeconds: number;
+  notify?: Notify;
+  dismissOthers?: boolean;
+}
 
 export interface PublishResult {
   id: string;
@@ -113,7 +132,29 @@ export interface KickResult {
   failed: number;
 }
 
-export type Operation = 'publish' | 'presence' | 'kick';
+export interface StatusRequest {
+  id: string;
+  userId: string;
+}
+
+/** An acknowledged message's delivery status (docs/openapi.yaml AckStatus). */
+export interface AckStatus {
+  id: string;
+  userId: string;
+  state: 'pending' | 'acked' | 'pushing' | 'pushed' | 'timed_out';
+  publishedAt?: number;
+  timeoutAt?: number;
+  cursor?: string;
+  dismissOthers: boolean;
+  notify: boolean;
+  devices: { connectionId: string; postedAt?: number; ackedAt?: number }[];
+  firstAck?: { connectionId: string; at: number };
+  timedOutAt?: number;
+  push?: { devices: number; sent: number; failed: number; removed: number; at: number };
+  stateLost?: string;
+}
+
+export type Operation = 'publish' | 'presence' | 'kick' | 'status';
 
 /** What one attempt of a call came back with. */
 export type Reply =

@@ -130,6 +130,13 @@ export function parseBatchRequest(input: unknown, maxBytes = MAX_BATCH_BYTES): B
   let total = 0;
   let targets = 0;
   for (const [n, r] of requests.entries()) {
+    // An acknowledged message schedules its own timeout and keeps ack state
+    // (lib/acks/): it is published on its own, not in a batch.
+    if (r.ack !== undefined) {
+      throw new ValidationError(
+        `messages[${n}]: ack is not allowed in a batch; publish an acknowledged message on its own`,
+      );
+    }
     if (r.id !== undefined) {
       const first = ids.get(r.id);
       if (first !== undefined) {

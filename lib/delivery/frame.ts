@@ -4,6 +4,8 @@ export interface MessageMeta {
   from?: string | undefined;
   /** Not stored: delivered live only, never replayed, and without a cursor. */
   ephemeral?: true | undefined;
+  /** Acknowledged (issue 18): the client library acks it once handed to the app. */
+  ack?: true | undefined;
 }
 
 /**
@@ -41,6 +43,7 @@ export function messageHead(
 export function metaFields(meta?: MessageMeta): string {
   return (
     (meta?.from === undefined ? '' : `,"from":${JSON.stringify(meta.from)}`) +
-    (meta?.ephemeral ? ',"ephemeral":true' : '')
+    (meta?.ephemeral ? ',"ephemeral":true' : '') +
+    (meta?.ack ? ',"ack":true' : '')
   );
 }

@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import pMap from 'p-map';
 import * as v from 'valibot';
+import { type AckOption, AckOptionSchema } from '../acks/options.js';
+import type { AckTimeoutMessage } from '../acks/queue.js';
+import type { OpenAck } from '../acks/store.js';
 import { MAX_TARGETS } from '../constants.js';
 import { PublishInProgressError, TooLargeError, ValidationError } from '../errors.js';
 import { describeIssues, Topic, UserId } from '../protocol/frames.js';
@@ -54,6 +57,8 @@ const PublishRequestSchema = v.pipe(
       broadcast: v.optional(v.literal(true, 'broadcast must be true when given')),
       exceptConnectionId: v.optional(ConnectionId),
       ephemeral: v.optional(v.boolean('ephemeral must be true or false')),
+      /** Acknowledged message (issue 18, docs/acks.md): user targets only. */
+      ack: v.optional(AckOptionSchema),
       data: v.unknown(),
     },
     // One message for three issues: a key not in the schema, a required key
@@ -69,6 +74,14 @@ const PublishRequestSchema = v.pipe(
   v.check(
     (r) => targets.filter((t) => r[t] !== undefined).length === 1,
     `exactly one target is required: ${targets.join(', ')}`,
+  ),
+  v.check(
+    (r) => r.ack === undefined || r.userId !== undefined || r.userIds !== undefined,
+    'ack needs a userId or userIds target: acknowledgement is per user (a topic, broadcast or connection ids have no users to ack)',
+  ),
+  v.check(
+    (r) => r.ack === undefined || !r.ephemeral,
+    'ack cannot be ephemeral: an acknowledged message is stored, so a device that resumes gets it',
   ),
 );
 
@@ -103,11 +116,21 @@ export interface PublishOrigin {
   from?: string;
 }
 
+/** What an acknowledged publish needs (issue 18): the state store and the timeout queue. */
+export interface PublishAckDeps {
+  open(userId: string, id: string, o: OpenAck): Promise<boolean>;
+  schedule(message: AckTimeoutMessage, delaySeconds: number): Promise<void>;
+  /** The longest timeout (HISTORY_TTL_SECONDS: the state lives as long as history). */
+  maxTimeoutSeconds: number;
+}
+
 export interface PublishDeps extends DispatchDeps {
   registry: ConnectionRegistry;
   dedup: DedupStore;
   /** Largest `data` as JSON bytes (MAX_PUBLISH_BYTES); DEFAULT_MAX_PUBLISH_BYTES when absent. */
   maxPublishBytes?: number;
+  /** Without it, a publish with `ack` is refused (ACK_QUEUE_URL not set). */
+  acks?: PublishAckDeps | undefined;
 }
 
 /** MAX_PUBLISH_BYTES's default: 1 MiB of data, 9 parts (PW-S1.1). */
@@ -143,6 +166,7 @@ export async function publish(
   const id = request.id ?? randomUUID();
   const dataJson = JSON.stringify(request.data);
   const meta = metaOf(request, origin);
+  if (request.ack) checkAck(request.ack, deps);
   // Over 128 KB a message goes as parts (PW-F6); the bound is the deployment's.
   const max = deps.maxPublishBytes ?? DEFAULT_MAX_PUBLISH_BYTES;
   const size = Buffer.byteLength(dataJson);
@@ -171,11 +195,23 @@ export async function publish(
   }
 }
 
-/** `from` and `ephemeral` as frames carry them. */
+/** `from`, `ephemeral` and `ack` as frames carry them. */
 const metaOf = (request: PublishRequest, origin: PublishOrigin): MessageMeta => ({
   ...(origin.from !== undefined && { from: origin.from }),
   ...(request.ephemeral && { ephemeral: true }),
+  ...(request.ack && { ack: true }),
 });
+
+function checkAck(ack: AckOption, deps: PublishDeps): void {
+  if (!deps.acks)
+    throw new ValidationError(
+      'acknowledged messages are not enabled here: ACK_QUEUE_URL is not set (docs/acks.md)',
+    );
+  if (ack.timeoutSeconds > deps.acks.maxTimeoutSeconds)
+    throw new ValidationError(
+      `ack.timeoutSeconds is at most ${deps.acks.maxTimeoutSeconds} (HISTORY_TTL_SECONDS: the ack state lives as long as history)`,
+    );
+}
 
 /**
  * The key an id is deduplicated (and recorded per stream) under: a client's
@@ -273,6 +309,10 @@ async function run(
   }
 
   const users = [...new Set(request.userIds ?? [request.userId as string])];
+  const ack = request.ack;
+  const acks = ack && deps.acks;
+  // Read once: a timeout that finds no state tells Redis data loss (a new epoch) from expiry.
+  const epoch = acks ? await registry.epoch() : null;
   let stored = false;
   const cursors: Record<string, string> = {};
   // Each user's history append and member read is one atomic script; users
@@ -288,8 +328,34 @@ async function run(
         cursors[userId] = step.cursor;
       }
       const cursor = step.cursor || undefined;
-      return step.members
-        ? { cursor, recipients: step.members.filter(keep) }
+      const inline = step.members?.filter(keep);
+      if (ack && acks) {
+        // The state before the first post (an ack may come back at once),
+        // the timeout before any post (no delivery without its fallback).
+        await acks.open(userId, id, {
+          cursor,
+          connections: (inline ?? []).map((r) => r.connectionId),
+          timeoutSeconds: ack.timeoutSeconds,
+          dismissOthers: ack.dismissOthers === true,
+          notify: ack.notify !== undefined,
+          epoch,
+        });
+        await acks.schedule(
+          {
+            v: 1,
+            userId,
+            id,
+            ...(cursor && { cursor }),
+            dueAt: Date.now() + ack.timeoutSeconds * 1000,
+            timeoutSeconds: ack.timeoutSeconds,
+            ...(ack.notify && { notify: ack.notify }),
+            ...(epoch !== null && { epoch }),
+          },
+          ack.timeoutSeconds,
+        );
+      }
+      return inline
+        ? { cursor, recipients: inline }
         : filtered(registry.scan(audience, deps.chunkSize), cursor, keep);
     },
     { concurrency: 32 },

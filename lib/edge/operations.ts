@@ -1,7 +1,9 @@
+import { ackStatus } from '../acks/status.js';
+import type { AckStatus } from '../acks/store.js';
 import { type KickResult, kick } from '../admin/kick.js';
 import { type PresenceResult, presence } from '../admin/presence.js';
-import { gateway, invokeJson, smallLaneGateway } from '../aws-clients.js';
-import { config, dedup, events, logger, registry } from '../clients.js';
+import { gateway, invokeJson, publishAcks, smallLaneGateway } from '../aws-clients.js';
+import { ackStore, config, dedup, events, logger, registry } from '../clients.js';
 import { type BatchResult, isBatchRequest, publishBatch } from '../delivery/batch.js';
 import { hookedRequest, type Relayed } from '../delivery/client-relay.js';
 import { type PublishOrigin, type PublishResult, publish } from '../delivery/publish.js';
@@ -20,6 +22,8 @@ export interface Operations {
   publish(input: unknown): Promise<PublishResult | BatchResult>;
   presence(input: unknown): Promise<PresenceResult>;
   kick(input: unknown): Promise<KickResult>;
+  /** An acknowledged message's delivery status (issue 18). */
+  status(input: unknown): Promise<AckStatus>;
 }
 
 /** `deadline`: the invocation's end less its answer's time (ms since 1970), when known. */
@@ -35,6 +39,7 @@ export async function publishObserved(
       registry: registry(),
       dedup: dedup(),
       maxPublishBytes: config().delivery.maxPublishBytes,
+      acks: publishAcks(),
       // Paced (PACE_RATE): what publish delivers itself takes the small publishes' lane.
       ...fanoutDeps(smallLaneGateway(), deadline),
     },
@@ -106,6 +111,7 @@ export const publishAny = (input: unknown, deadline?: number) =>
 export const operations: Operations = {
   publish: publishAny,
   presence: (input) => presence(input, { registry: registry() }),
+  status: (input) => ackStatus(input, { store: ackStore() }),
   kick: (input) =>
     kick(input, {
       registry: registry(),

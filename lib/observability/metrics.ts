@@ -33,7 +33,14 @@ export type MetricName =
   | 'ThrottledRetries'
   | 'ClosedUndelivered'
   | 'EventsSent'
-  | 'EventsUnsent';
+  | 'EventsUnsent'
+  // Acknowledged messages (issue 18, docs/acks.md).
+  | 'Acks'
+  | 'AcksRefused'
+  | 'AckTimeouts'
+  | 'AckPushes'
+  | 'AckPushFailures'
+  | 'AckStateLost';
 
 /** Built once per container; the same instance collects for every invocation. */
 export const metrics = /* @__PURE__ */ once(() => new Metrics({ namespace: METRICS_NAMESPACE }));

@@ -76,6 +76,13 @@ const Presence = v.strictObject({
   ref: Ref,
 });
 
+/** Acknowledges messages (issue 18, PW-K2): ids of acknowledged messages to this connection's user. */
+const Ack = v.strictObject({
+  action: v.literal('ack'),
+  ids: v.pipe(v.array(PublishId), v.minLength(1), v.maxLength(100, 'at most 100 ids per ack')),
+  ref: Ref,
+});
+
 export const ClientFrame = v.variant('action', [
   Ping,
   Subscribe,
@@ -84,6 +91,7 @@ export const ClientFrame = v.variant('action', [
   Auth,
   Publish,
   Presence,
+  Ack,
 ]);
 export type ClientFrame = v.InferOutput<typeof ClientFrame>;
 export const ACTIONS = [
@@ -94,6 +102,7 @@ export const ACTIONS = [
   'auth',
   'publish',
   'presence',
+  'ack',
 ] as const;
 
 /** A user on a topic (member lists, join events). */
@@ -111,6 +120,10 @@ export type MessageFrame = {
   ephemeral?: true;
   /** A delta topic's message as a fossil delta against the entry at `base` (PW-D3); `data` is the delta text. */
   delta?: { base: string };
+  /** Acknowledged (issue 18): the client acks it (PW-K1). */
+  ack?: true;
+  /** In a replay: another device acked it first, and the publish asked to dismiss it (PW-K3). */
+  dismissed?: true;
 };
 
 /** A client frame's `ref`, echoed by the reply to it (left out of the JSON when undefined). */
@@ -141,6 +154,8 @@ export type ReplyFrame =
      * is that publish's answer.
      */
     | { type: 'published'; topic: string; id: string; cursor?: string; duplicate?: true }
+    /** An `ack` was recorded for `ids`; `refused`: ids that are not this user's acknowledged messages (PW-K2). */
+    | { type: 'acked'; ids: string[]; refused?: string[] }
     /** A page of members (PW-P1); `next`: the cursor of the next page, when there is one. */
     | { type: 'presence'; topic: string; members: MemberEntry[]; count: number; next?: string }
     /** `retryAfter` (seconds): with `rate_limited`. */
@@ -173,7 +188,9 @@ export type ServerFrame =
   /** A user's last device left the topic, or expired (PW-P3). */
   | { type: 'leave'; topic: string; userId: string }
   /** Joins and leaves of a large topic, gathered over an interval (PW-P4). */
-  | { type: 'presence_diff'; topic: string; joined: MemberEntry[]; left: string[] };
+  | { type: 'presence_diff'; topic: string; joined: MemberEntry[]; left: string[] }
+  /** Another device of the user acked this message first (PW-K3): stop showing it. */
+  | { type: 'dismiss'; id: string };
 
 /**
  * Every `code` an error frame may carry (docs/protocol.md PW-E2): the
@@ -199,6 +216,7 @@ export const ERROR_CODES = [
   'token_revoked',
   'hook_denied',
   'hook_failed',
+  'ack_refused',
 ] as const;
 
 export function parseClientFrame(body: string | undefined): ClientFrame {

@@ -37,6 +37,11 @@ export interface AudienceKeys {
    * gets a delta only against an entry stored after its position.
    */
   delta: string;
+  /**
+   * ZSET: ids of acknowledged messages a first ack dismissed (issue 18),
+   * scored by when; a replay marks them `dismissed`. Only user streams have one.
+   */
+  dismissed: string;
 }
 
 /**
@@ -116,6 +121,12 @@ export interface Keys {
    * sharing the Redis in one region share it. TTL 60 s.
    */
   pace(region: string): string;
+  /**
+   * HASH: an acknowledged message's state for one user (issue 18,
+   * lib/acks/): where it was posted, who acked it and when, the push. In the
+   * user's slot, beside the stream and its live set (ack.lua reads them together).
+   */
+  ack(userId: string, id: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -139,6 +150,7 @@ export function createKeys(prefix: string): Keys {
           // Same slot as the stream: publish.lua reads and writes both.
           ids: `${tag}:ids`,
           delta: `${tag}:dx`,
+          dismissed: `${tag}:dm`,
         },
       };
     },
@@ -165,6 +177,7 @@ export function createKeys(prefix: string): Keys {
     tokenEpoch: () => `${prefix}{${prefix}endpoints}:epoch:iat`,
     events: ({ region, stage }) => `${prefix}events:${region}:${stage}`,
     pace: (region) => `${prefix}{${prefix}pace:${region}}`,
+    ack: (userId, id) => `${audienceTag('user', userId)}:a:${id}`,
   };
 }
 

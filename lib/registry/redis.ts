@@ -592,13 +592,14 @@ export class RedisRegistry implements ConnectionRegistry {
     since: string,
     limits: ResumeLimits,
   ): Promise<ResumeStep> {
-    const { history, live, resuming, lost, leases } = audience.keys;
+    const { history, live, resuming, lost, leases, dismissed } = audience.keys;
     const reply = await this.#redis.pwResume(
       history,
       live,
       resuming,
       lost,
       leases,
+      dismissed,
       encodeMember(recipient),
       since,
       limits.entries,

@@ -20,7 +20,7 @@ import sweepLua from './scripts/sweep.lua';
 export function defineScripts(redis: Redis | Cluster): void {
   if (typeof (redis as Partial<Redis>).pwPublish === 'function') return;
   redis.defineCommand('pwPublish', { numberOfKeys: 4, lua: publishLua });
-  redis.defineCommand('pwResume', { numberOfKeys: 5, lua: resumeLua });
+  redis.defineCommand('pwResume', { numberOfKeys: 6, lua: resumeLua });
   redis.defineCommand('pwBeginResume', { numberOfKeys: 3, lua: beginResumeLua });
   redis.defineCommand('pwRescue', { numberOfKeys: 3, lua: rescueLua });
   redis.defineCommand('pwRenew', { numberOfKeys: 3, lua: renewLua });
@@ -65,6 +65,7 @@ declare module 'ioredis' {
       resuming: string,
       lost: string,
       leases: string,
+      dismissed: string,
       member: string,
       since: string,
       maxEntries: number,

@@ -177,12 +177,21 @@ export function* frames(
     // `from`: a client's publish (issue 16); ephemeral messages are never stored.
     // The frame as messageFrame builds it, written out here: `$default` does
     // not carry lib/delivery/frame.ts (its bundle is at its size target).
-    const { id, from, data } = JSON.parse(entry) as { id: string; from?: string; data: unknown };
+    // `ack`, `dismissed`: an acknowledged message, and one a first ack dismissed (issue 18, resume.lua).
+    const { id, from, ack, dismissed, data } = JSON.parse(entry) as {
+      id: string;
+      from?: string;
+      ack?: true;
+      dismissed?: true;
+      data: unknown;
+    };
     const text =
       `{"type":"message","id":${JSON.stringify(id)}` +
       (topic === undefined ? '' : `,"topic":${JSON.stringify(topic)}`) +
       `,"cursor":${JSON.stringify(cursor)}` +
       (from === undefined ? '' : `,"from":${JSON.stringify(from)}`) +
+      (ack ? ',"ack":true' : '') +
+      (dismissed ? ',"dismissed":true' : '') +
       `,"data":${JSON.stringify(data)}}`;
     const size = Buffer.byteLength(text) + 1;
     if (size > MAX_MESSAGE_BYTES + 1) {

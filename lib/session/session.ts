@@ -22,6 +22,7 @@ import {
   type ServerFrame,
 } from '../protocol/frames.js';
 import { isCursor } from '../registry/cursor.js';
+import type { Recipient } from '../registry/keys.js';
 import type { Audience, Connection, ConnectionRegistry } from '../registry/types.js';
 import { type ClientPublishDeps, clientPublish } from './client-publish.js';
 import { endConnection } from './end.js';
@@ -51,6 +52,15 @@ export interface SessionDeps {
   events?: EventSink;
   /** Client publish (issue 16): without it, a publish frame is refused as forbidden. */
   clientPublish?: ClientPublishDeps;
+  /**
+   * Acks of acknowledged messages (issue 18, lib/acks/client-ack.ts): wired
+   * only in the `ack` route's function; elsewhere an ack frame is refused.
+   */
+  acks?: (
+    connection: Connection,
+    ids: string[],
+    post: (to: Recipient, frame: ServerFrame) => Promise<void>,
+  ) => Promise<ReplyFrame>;
 }
 
 export interface SessionLimits {
@@ -204,6 +214,7 @@ type FrameDeps = Pick<
   | 'onClosed'
   | 'events'
   | 'clientPublish'
+  | 'acks'
 > &
   Partial<Pick<SessionDeps, 'verifyToken'>>;
 
@@ -456,6 +467,10 @@ async function answer(
       const list = await listMembers(deps.registry, frame.topic, frame);
       return { type: 'presence', topic: frame.topic, ...list };
     }
+    case 'ack':
+      // PW-K2, in the `ack` route's function (functions/ack.ts).
+      if (!deps.acks) throw new ForbiddenError('ack frames are handled by the ack route');
+      return deps.acks(connection, frame.ids, (to, f) => post(deps, to as Connection, f));
     case 'resume': {
       await countReplay(deps, connectionId);
       const audience = deps.registry.userAudience(connection.userId);

@@ -152,7 +152,10 @@ describe('against a running npm start', () => {
     // Assess
     expect(wrongPath.status).toBe(404);
     expect(await wrongPath.json()).toEqual({
-      error: { code: 'not_found', message: 'no route /publsh: POST /publish, /presence or /kick' },
+      error: {
+        code: 'not_found',
+        message: 'no route /publsh: POST /publish, /presence, /kick or /status',
+      },
     });
     expect([nested.status, root.status]).toEqual([404, 404]);
     expect(((await nested.json()) as { error: { code: string } }).error.code).toBe('not_found');
@@ -232,6 +235,46 @@ describe('against a running npm start', () => {
         expect(await page.textContent('#error')).toBe('');
       } finally {
         await page.close();
+      }
+    });
+
+    it('rings two tabs of a user, stops the other when one answers, and shows the push status when none does', async () => {
+      const tabs = [await browser.newPage(), await browser.newPage()];
+      const pageErrors: string[] = [];
+      for (const tab of tabs) tab.on('pageerror', (error) => pageErrors.push(error.message));
+      const [a, b] = tabs as [(typeof tabs)[0], (typeof tabs)[0]];
+      try {
+        for (const tab of tabs) {
+          await tab.goto(demo.url);
+          await tab.fill('#user', 'demo-ring');
+          await tab.click('#connect');
+          await tab.waitForSelector('#state[data-state="connected"]');
+        }
+        await a.fill('#ring-timeout', '60');
+        await a.click('#ring-send');
+        for (const tab of tabs) await tab.waitForSelector('#ringing:has-text("RINGING")');
+        await b.click('#ringing button');
+        await b.waitForSelector('#ringing:has-text("answered here")');
+        await a.waitForSelector('#ringing:has-text("answered on another device")');
+        await a.click('#ring-status');
+        await expect
+          .poll(() => a.textContent('#ring-result'), { timeout: 10_000 })
+          .toContain('"state":"acked"');
+
+        // Nobody answers: after the timeout the push fallback ran.
+        await a.fill('#ring-user', 'demo-ring-nobody');
+        await a.fill('#ring-timeout', '1');
+        await a.click('#ring-send');
+        await a.waitForSelector('#ring-result:has-text("rang demo-ring-nobody")');
+        for (let i = 0; i < 60; i++) {
+          await a.click('#ring-status');
+          if ((await a.textContent('#ring-result'))?.includes('"state":"pushed"')) break;
+          await a.waitForTimeout(250);
+        }
+        expect(await a.textContent('#ring-result')).toContain('"push":{');
+        expect(pageErrors).toEqual([]);
+      } finally {
+        for (const tab of tabs) await tab.close();
       }
     });
   });

@@ -78,7 +78,7 @@ export async function startOffline(
       const result = JSON.parse(text) as T;
       // The service operations take and answer what the HTTP API does
       // (docs/openapi.yaml): a refusal as the error body of its status.
-      if (functionKey === 'publish' || functionKey === 'presence' || functionKey === 'kick') {
+      if (['publish', 'presence', 'kick', 'status'].includes(functionKey)) {
         const error = (result as { error?: { code?: string } } | null)?.error;
         const status = error ? (ERROR_STATUS[String(error.code)] ?? 0) : 200;
         checkHttpExchange(functionKey as HttpOperation, payload, status, result);

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { parsePutEvents } from '../../scripts/local-bus.js';
+import { parseSendMessage } from '../../scripts/local-queue.js';
 import { type ReceivedRequest, type SigV4Check, verifySigV4 } from '../helpers/sigv4.js';
 
 /** A request a stand-in refused for its signature, with why. */
@@ -624,6 +625,95 @@ export class EventBridgeStandIn {
         Entries: parsed.entries.map(() => ({ EventId: randomUUID() })),
       }),
     );
+  }
+
+  async stop(): Promise<void> {
+    if (this.#listening) await close(this.#listening.server);
+  }
+}
+
+/** One message SQS accepted: who sent it (by the session that signed), the queue, its body and delay. */
+export interface ReceivedSqsMessage {
+  stack: string;
+  functionKey: string;
+  queueArn: string;
+  body: string;
+  delaySeconds: number;
+}
+
+/**
+ * SQS SendMessage (the JSON protocol, AmazonSQS.SendMessage) for one region:
+ * the shape checked as `npm start`'s stand-in queue checks it
+ * (scripts/local-queue.ts parseSendMessage), the SigV4 signature for `sqs`
+ * in the region with a session of the keyring (else 403, recorded), and the
+ * request authorized as IAM does: `sqs:SendMessage` on the ARN of the queue
+ * its QueueUrl names. Messages are kept, not delivered: the test hands them
+ * to `ackTimeout` as the event source mapping would.
+ */
+export class SqsStandIn {
+  readonly messages: ReceivedSqsMessage[] = [];
+  readonly malformed: string[] = [];
+  readonly signatureFailures: SignatureFailure[] = [];
+  readonly check: (request: ReceivedRequest) => SigV4Check;
+  #listening?: Listening;
+
+  private constructor(
+    readonly region: string,
+    readonly keyring: Keyring,
+    readonly log: RequestLog | undefined,
+  ) {
+    this.check = checker(keyring, region, 'sqs');
+  }
+
+  static async start(options: {
+    region: string;
+    keyring: Keyring;
+    log?: RequestLog;
+  }): Promise<SqsStandIn> {
+    const api = new SqsStandIn(options.region, options.keyring, options.log);
+    api.#listening = await listen((request, res) => api.#handle(request, res));
+    return api;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.#listening?.port}`;
+  }
+
+  async #handle(request: ReceivedRequest, res: ServerResponse): Promise<void> {
+    const json = { 'content-type': 'application/x-amz-json-1.0' };
+    const check = this.check(request);
+    if (!check.ok) {
+      this.signatureFailures.push({ url: request.url, check });
+      res.writeHead(403, json).end(JSON.stringify({ __type: 'InvalidSignatureException' }));
+      return;
+    }
+    const queueUrl = String(
+      (JSON.parse(request.body.toString('utf8') || '{}') as { QueueUrl?: unknown }).QueueUrl ?? '',
+    );
+    const match =
+      /^https:\/\/sqs\.([a-z0-9-]+)\.amazonaws\.com\/(\d{12})\/([A-Za-z0-9_-]{1,80})$/.exec(
+        queueUrl,
+      );
+    const parsed = match
+      ? parseSendMessage(request, queueUrl)
+      : { error: `QueueUrl ${queueUrl} is not an SQS queue URL` };
+    if ('error' in parsed || !match) {
+      this.malformed.push('error' in parsed ? parsed.error : 'no queue');
+      res.writeHead(400, json).end(JSON.stringify({ __type: 'InvalidParameterValue' }));
+      return;
+    }
+    const queueArn = `arn:aws:sqs:${match[1]}:${match[2]}:${match[3]}`;
+    const what = { action: 'sqs:SendMessage', resource: queueArn, region: this.region };
+    if (!(await authorized(this.log, check, this.keyring, what, res))) return;
+    const session = this.keyring.lookup(check.accessKeyId ?? '');
+    this.messages.push({
+      stack: session?.stack ?? '',
+      functionKey: session?.functionKey ?? '',
+      queueArn,
+      body: parsed.body,
+      delaySeconds: parsed.delaySeconds,
+    });
+    res.writeHead(200, json).end(JSON.stringify({ MessageId: randomUUID(), MD5OfMessageBody: '' }));
   }
 
   async stop(): Promise<void> {

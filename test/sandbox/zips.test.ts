@@ -19,6 +19,7 @@ import {
   ManagementApiStandIn,
   type RequestLog,
   SecretsManagerStandIn,
+  SqsStandIn,
   SsmStandIn,
 } from './stand-ins.js';
 
@@ -59,6 +60,8 @@ interface Stack {
   invokeApi: LambdaInvokeStandIn;
   /** Where its `events` relay sends lifecycle events (EVENTS=all). */
   eventBridge: EventBridgeStandIn;
+  /** Where acknowledged publishes schedule their timeouts (issue 18). */
+  sqs: SqsStandIn;
   /** EVENTS_BUS: A the default bus, B a bus of its own (the role names it). */
   eventsBus: string;
   packaged: Packaged;
@@ -108,6 +111,7 @@ async function startStandIns(facts: StackFacts) {
     domain: `${facts.apiId}.execute-api.${facts.region}.amazonaws.com`,
     eventsBus: facts.name === 'a' ? 'default' : `pushwire-${facts.stage}-lifecycle`,
     eventBridge: await EventBridgeStandIn.start(options),
+    sqs: await SqsStandIn.start(options),
     mgmt: await ManagementApiStandIn.start({ ...options, stage: facts.stage, apiId: facts.apiId }),
     ssm: await SsmStandIn.start(options, { [redisUrlParameter]: redisServer.url }),
     secrets: await SecretsManagerStandIn.start(options, { [jwtSecretArn]: jwtSecret }),
@@ -167,6 +171,7 @@ async function packageStack(
       // Joins and leaves on the runs' topics: $default and $disconnect invoke presenceEvents.
       PRESENCE_EVENTS_TOPICS: 'news-*,both-stacks',
       AWS_ENDPOINT_URL_EVENTBRIDGE: self.eventBridge.url,
+      AWS_ENDPOINT_URL_SQS: self.sqs.url,
     },
     resolver(facts),
   );
@@ -194,6 +199,7 @@ afterAll(async () => {
     await stack.ssm.stop();
     await stack.secrets.stop();
     await stack.eventBridge.stop();
+    await stack.sqs.stop();
   }
   for (const dir of packageDirs) rmSync(dir, { recursive: true, force: true });
   await redis?.quit();
@@ -218,6 +224,8 @@ async function startSandbox(stack: Stack, major: NodeMajor, root: string): Promi
 it('packages every function for a Node runtime the sandbox runs, its environment in plain strings', () => {
   const keys = [...A.packaged.functions.keys()].sort();
   expect(keys).toEqual([
+    'ack',
+    'ackTimeout',
     'connect',
     'default',
     'deliver',
@@ -229,6 +237,7 @@ it('packages every function for a Node runtime the sandbox runs, its environment
     'presenceEvents',
     'publish',
     'queue',
+    'status',
   ]);
   for (const stack of [A, B]) {
     expect([...stack.packaged.functions.keys()].sort()).toEqual(keys);
@@ -673,6 +682,54 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       expect(A.mgmt.postsTo(alice1).at(-1)).toMatchObject({ id: `q-${major}`, data: 'via sqs' });
     });
 
+    it('an acknowledged message: its timeout sent to SQS, acked by the ack route, ackTimeout, status', async () => {
+      // Prepare
+      const userId = user('acker');
+      const device = await connect(userId);
+      const before = A.sqs.messages.length;
+      // Act
+      await sandbox.invokeOk('publish', {
+        id: `ack-${major}`,
+        userId,
+        data: 'ring',
+        ack: { timeoutSeconds: 1, notify: { title: 'ring' }, dismissOthers: true },
+      });
+      const acked = await sandbox.invokeOk<Reply>(
+        'ack',
+        frameEvent(A, device, { action: 'ack', ids: [`ack-${major}`, 'not-mine'] }),
+      );
+      const scheduled = A.sqs.messages.slice(before);
+      const timeout = await sandbox.invokeOk<{ batchItemFailures: unknown[] }>('ackTimeout', {
+        Records: [
+          {
+            messageId: `t-${major}`,
+            receiptHandle: `AQEB-t-${major}`,
+            body: scheduled[0]?.body,
+            attributes: { ApproximateReceiveCount: '1', SentTimestamp: String(Date.now()) },
+            messageAttributes: {},
+            md5OfBody: '0',
+            eventSource: 'aws:sqs',
+            eventSourceARN: scheduled[0]?.queueArn,
+            awsRegion: A.facts.region,
+          },
+        ],
+      });
+      const status = await sandbox.invokeOk('status', { id: `ack-${major}`, userId });
+      const missing = await sandbox.invokeOk('status', { id: 'never', userId });
+
+      // Assess
+      expect(scheduled.map((m) => [m.functionKey, m.delaySeconds])).toEqual([['publish', 1]]);
+      expect(A.mgmt.postsTo(device).at(-1)).toMatchObject({ id: `ack-${major}`, ack: true });
+      expect(replyFrame(acked)).toEqual({
+        type: 'acked',
+        ids: [`ack-${major}`],
+        refused: ['not-mine'],
+      });
+      expect(timeout).toEqual({ batchItemFailures: [] });
+      expect(status).toMatchObject({ state: 'acked', firstAck: { connectionId: device } });
+      expect(missing).toMatchObject({ error: { code: 'not_found' } });
+    });
+
     it('presence counts users and topic members', async () => {
       const presence = await sandbox.invokeOk<Record<string, unknown>>('presence', {
         userIds: [user('alice'), user('bob'), user('carol')],
@@ -1085,6 +1142,79 @@ describe('two stacks (two stages, two regions) sharing one Redis, each naming th
     },
   );
 
+  it.each([['A'], ['B']])(
+    'acknowledged messages on %s: publish and http schedule a signed SendMessage; ack, ackTimeout (requeue, push) and status',
+    async (self) => {
+      const here = self === 'A' ? A : B;
+      const userId = `ack-${self}-2stacks`;
+      const device = await connect(here, userId);
+      const before = here.sqs.messages.length;
+      // Act: by publish (PushwirePublishRole) and by the HTTP API (PushwireServiceRole).
+      await invoke(here, 'publish', {
+        id: `ack-p-${self}`,
+        userId,
+        data: 1,
+        ack: { timeoutSeconds: 1_000, notify: { title: 'hi' } },
+      });
+      const viaHttp = await invoke<Reply>(
+        here,
+        'http',
+        rest(here, '/publish', {
+          id: `ack-h-${self}`,
+          userId,
+          data: 2,
+          ack: { timeoutSeconds: 1 },
+        }),
+      );
+      expect(viaHttp.statusCode).toBe(200);
+      const sent = here.sqs.messages.slice(before);
+      const queueArn = `arn:aws:sqs:${here.facts.region}:${ACCOUNT_ID}:pushwire-${here.facts.stage}-acks`;
+      expect(sent.map((m) => [m.functionKey, m.queueArn, m.delaySeconds])).toEqual([
+        ['publish', queueArn, 900],
+        ['http', queueArn, 1],
+      ]);
+      expect(here.mgmt.postsTo(device).at(-1)).toMatchObject({ id: `ack-h-${self}`, ack: true });
+      // The ack route's own function.
+      const acked = await invoke<Reply>(
+        here,
+        'ack',
+        frameEvent(here, device, { action: 'ack', ids: [`ack-h-${self}`] }),
+      );
+      expect(replyFrame(acked)).toEqual({ type: 'acked', ids: [`ack-h-${self}`] });
+      // ackTimeout as the event source mapping invokes it: the 1,000 s one is
+      // early (SQS holds 900 s at most) and goes back for the rest; the acked one pushes nothing.
+      const record = (id: string, body: string) => ({
+        messageId: id,
+        receiptHandle: `AQEB-${id}`,
+        body,
+        attributes: { ApproximateReceiveCount: '1', SentTimestamp: String(Date.now()) },
+        messageAttributes: {},
+        md5OfBody: '0',
+        eventSource: 'aws:sqs',
+        eventSourceARN: queueArn,
+        awsRegion: here.facts.region,
+      });
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      const timeouts = await invoke<{ batchItemFailures: unknown[] }>(here, 'ackTimeout', {
+        Records: [record('t1', sent[0]?.body as string), record('t2', sent[1]?.body as string)],
+      });
+      expect(timeouts).toEqual({ batchItemFailures: [] });
+      const requeued = here.sqs.messages.slice(before + 2);
+      expect(requeued.map((m) => [m.functionKey, m.queueArn])).toEqual([['ackTimeout', queueArn]]);
+      expect(requeued[0]?.delaySeconds).toBeGreaterThan(800);
+      // Status (the status function, PushwireRegistryRole: Redis only).
+      expect(await invoke(here, 'status', { id: `ack-h-${self}`, userId })).toMatchObject({
+        state: 'acked',
+        firstAck: { connectionId: device },
+      });
+      expect(await invoke(here, 'status', { id: `ack-p-${self}`, userId })).toMatchObject({
+        state: 'pending',
+      });
+      expect(here.sqs.signatureFailures).toEqual([]);
+      expect(here.sqs.malformed).toEqual([]);
+    },
+  );
+
   it('presence and $disconnect on either stack see the connections of both', async () => {
     const presence = await invoke(B, 'presence', { userIds: [users.carol], topic });
     expect(presence).toEqual({
@@ -1220,6 +1350,7 @@ describe("IAM: every request was allowed by its function's own role, and each gr
           'ssm:GetParameter',
           'secretsmanager:GetSecretValue',
           'events:PutEvents',
+          'sqs:SendMessage',
         ]),
       );
     // Lifecycle events were put by each stack's relay alone, on its own bus.
@@ -1256,7 +1387,8 @@ describe("IAM: every request was allowed by its function's own role, and each gr
           if (grant.statement === 'WriteTraces' && fns.every((fn) => stack.iam.traced.has(fn)))
             continue;
           if (
-            grant.statement === 'ConsumePublishQueue' &&
+            (grant.statement === 'ConsumePublishQueue' ||
+              grant.statement === 'ConsumeAckTimeouts') &&
             fns.some((fn) => stack.iam.polledQueues.get(fn)?.includes(grant.resource))
           )
             continue;
@@ -1417,6 +1549,52 @@ describe("IAM: every request was allowed by its function's own role, and each gr
           action: 'execute-api:ManageConnections',
           resource: connection(other.facts, 'POST'),
           why: '$default posting to a peer',
+        },
+        // Acknowledged messages (issue 18).
+        {
+          stack,
+          roles: everyRole.filter(
+            (role) =>
+              !['PushwirePublishRole', 'PushwireServiceRole', 'PushwireAckRole'].includes(role),
+          ),
+          action: 'sqs:SendMessage',
+          resource: `arn:aws:sqs:${f.region}:${ACCOUNT_ID}:pushwire-${f.stage}-acks`,
+          why: 'any role but publishing ones and ackTimeout scheduling ack timeouts',
+        },
+        {
+          stack,
+          roles: everyRole,
+          action: 'sqs:SendMessage',
+          resource: `arn:aws:sqs:${other.facts.region}:${ACCOUNT_ID}:pushwire-${other.facts.stage}-acks`,
+          why: "sending to another stage's ack queue",
+        },
+        {
+          stack,
+          roles: everyRole,
+          action: 'sqs:SendMessage',
+          resource: `arn:aws:sqs:${f.region}:${ACCOUNT_ID}:pushwire-${f.stage}-publish`,
+          why: 'sending to the publish queue (services do, not pushwire)',
+        },
+        {
+          stack,
+          roles: ['PushwireAckRole'],
+          action: 'execute-api:ManageConnections',
+          resource: connection(f, 'POST'),
+          why: 'ackTimeout posting to a connection',
+        },
+        {
+          stack,
+          roles: ['PushwireAckRole'],
+          action: 'lambda:InvokeFunction',
+          resource: `arn:aws:lambda:${f.region}:${ACCOUNT_ID}:function:pushwire-${f.stage}-deliver`,
+          why: 'ackTimeout invoking',
+        },
+        {
+          stack,
+          roles: ['PushwireAckRole'],
+          action: 'events:PutEvents',
+          resource: stack.eventBridge.busArn(stack.eventsBus),
+          why: 'ackTimeout putting events',
         },
         {
           stack,

@@ -93,6 +93,7 @@ function client(options: Partial<Options> = {}) {
     gap: [],
     error: [],
     presence: [],
+    dismiss: [],
   };
   const pw = new Pushwire({
     url: 'ws://push.test',
@@ -106,6 +107,7 @@ function client(options: Partial<Options> = {}) {
   pw.on('gap', (g) => events.gap.push(g));
   pw.on('error', (e) => events.error.push(e));
   pw.on('presence', (p) => events.presence.push(p));
+  pw.on('dismiss', (d) => events.dismiss.push(d));
   return { pw, events, tokens: () => tokens };
 }
 
@@ -1632,5 +1634,74 @@ describe('presence (issue 16)', () => {
       { topic: 'room:1', joined: [], left: ['bob'] },
       { topic: 'room:2', joined: [{ userId: 'carol' }], left: ['dave'] },
     ]);
+  });
+});
+
+describe('acknowledged messages (PW-K)', () => {
+  const acked = (id: string, cursor: string, extra: Record<string, unknown> = {}) => ({
+    ...message(id, cursor),
+    ack: true,
+    ...extra,
+  });
+  const ackFrames = () => last().sent.filter((f) => f['action'] === 'ack');
+
+  it('acks what it handed over, the ids of one tick in one frame; plain messages are not acked', async () => {
+    const { events } = await connected();
+    last().receive(acked('a1', '1800000000000-0'));
+    last().receive(message('plain', '1800000000000-1'));
+    last().receive({
+      type: 'batch',
+      messages: [acked('a2', '1800000000000-2'), acked('a3', '1800000000000-3')],
+    });
+    expect(ackFrames()).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(ackFrames()).toEqual([{ action: 'ack', ids: ['a1', 'a2', 'a3'] }]);
+    expect(events.message.map((m) => [m.id, m.ack])).toEqual([
+      ['a1', true],
+      ['plain', undefined],
+      ['a2', true],
+      ['a3', true],
+    ]);
+    // A duplicate (dropped by id) is not acked again.
+    last().receive(acked('a1', '1800000000000-0'));
+    await vi.advanceTimersByTimeAsync(1);
+    expect(ackFrames()).toHaveLength(1);
+  });
+
+  it('with autoAck false acks only on ack(id); acks made while disconnected go once connected', async () => {
+    const { pw } = await connected({ autoAck: false });
+    last().receive(acked('b1', '1800000000000-0'));
+    await vi.advanceTimersByTimeAsync(10);
+    expect(ackFrames()).toEqual([]);
+    pw.ack('b1');
+    pw.ack('b2', 'b3');
+    await vi.advanceTimersByTimeAsync(1);
+    expect(ackFrames()).toEqual([{ action: 'ack', ids: ['b1', 'b2', 'b3'] }]);
+    last().drop();
+    pw.ack('b4');
+    await vi.advanceTimersByTimeAsync(1);
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(sockets()).toHaveLength(2);
+    expect(ackFrames()).toEqual([]);
+    last().accept('c2');
+    await vi.advanceTimersByTimeAsync(1);
+    expect(ackFrames()).toEqual([{ action: 'ack', ids: ['b4'] }]);
+  });
+
+  it('splits more than 100 ids into frames of 100', async () => {
+    const { pw } = await connected({ autoAck: false });
+    pw.ack(...Array.from({ length: 150 }, (_, i) => `m${i}`));
+    await vi.advanceTimersByTimeAsync(1);
+    expect(ackFrames().map((f) => (f['ids'] as string[]).length)).toEqual([100, 50]);
+  });
+
+  it('emits dismiss for a dismiss frame, and marks a replayed dismissed message without acking it', async () => {
+    const { events } = await connected();
+    last().receive({ type: 'dismiss', id: 'ring-1' });
+    last().receive(acked('ring-2', '1800000000000-0', { dismissed: true }));
+    await vi.advanceTimersByTimeAsync(1);
+    expect(events.dismiss).toEqual([{ id: 'ring-1' }, { id: 'ring-2' }]);
+    expect(events.message.at(-1)).toMatchObject({ id: 'ring-2', ack: true, dismissed: true });
+    expect(ackFrames()).toEqual([]);
   });
 });

@@ -62,6 +62,7 @@ describe('loadConfig', () => {
       presence: { eventTopics: [], coalesceAbove: 100, intervalMs: 2_000 },
       deltaTopics: [],
       events: { types: [], bus: 'default', outboxMax: 100_000 },
+      acks: {},
       clientPublish: {
         rate: 10,
         windowSeconds: 1,
@@ -113,6 +114,8 @@ describe('loadConfig', () => {
       EVENTS_BUS: 'pushwire-prod',
       EVENTS_OUTBOX_MAX: '5000',
       AWS_ENDPOINT_URL_EVENTBRIDGE: 'http://localhost:4010',
+      ACK_QUEUE_URL: 'https://sqs.eu-west-3.amazonaws.com/123456789012/pushwire-prod-acks',
+      AWS_ENDPOINT_URL_SQS: 'http://localhost:4020',
       AWS_ACCESS_KEY_ID: 'ASIAEXAMPLE',
       AWS_SECRET_ACCESS_KEY: 'secret',
       AWS_SESSION_TOKEN: 'token',
@@ -176,6 +179,10 @@ describe('loadConfig', () => {
         bus: 'pushwire-prod',
         outboxMax: 5_000,
         endpoint: 'http://localhost:4010',
+      },
+      acks: {
+        queueUrl: 'https://sqs.eu-west-3.amazonaws.com/123456789012/pushwire-prod-acks',
+        sqsEndpoint: 'http://localhost:4020',
       },
       credentials: { accessKeyId: 'ASIAEXAMPLE', secretAccessKey: 'secret', sessionToken: 'token' },
       clientPublish: {

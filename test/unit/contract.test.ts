@@ -67,7 +67,7 @@ describe('the documents', () => {
     // Spectral severities: 0 error, 1 warning, 2 information, 3 hint.
     const problems = diagnostics.filter((d) => d.severity <= 1);
     expect(problems.map((d) => `${d.path.join('.')}: ${d.message}`)).toEqual([]);
-    expect(document?.operations().length).toBe(10);
+    expect(document?.operations().length).toBe(12);
   });
 
   it('docs/openapi.yaml is valid OpenAPI 3.1 by the OpenAPI Initiative schema', async () => {
@@ -230,7 +230,20 @@ describe('the code is in step with the documents', () => {
     resumed: { type: 1, recovered: 1, topic: 1, cursor: 1, ref: 1 },
     authenticated: { type: 1, expiresAt: 1, ref: 1 },
     published: { type: 1, topic: 1, id: 1, cursor: 1, duplicate: 1, ref: 1 },
-    message: { type: 1, id: 1, data: 1, cursor: 1, topic: 1, from: 1, ephemeral: 1, delta: 1 },
+    message: {
+      type: 1,
+      id: 1,
+      data: 1,
+      cursor: 1,
+      topic: 1,
+      from: 1,
+      ephemeral: 1,
+      ack: 1,
+      dismissed: 1,
+      delta: 1,
+    },
+    acked: { type: 1, ids: 1, refused: 1, ref: 1 },
+    dismiss: { type: 1, id: 1 },
     batch: { type: 1, messages: 1 },
     part: { type: 1, id: 1, n: 1, of: 1, data: 1 },
     presence: { type: 1, topic: 1, members: 1, count: 1, next: 1, ref: 1 },
@@ -285,6 +298,10 @@ describe('the code is in step with the documents', () => {
       left: 1,
       n: 1,
       of: 1,
+      ack: 1,
+      dismissed: 1,
+      ids: 1,
+      refused: 1,
     } satisfies Record<keyof ClientLibraryFrame, 1>;
     const documented = new Set(Object.values(serverFrameSchemas).flatMap((s) => docFields(s)));
     expect(Object.keys(clientFields).sort()).toEqual([...documented].sort());
@@ -302,6 +319,7 @@ describe('the code is in step with the documents', () => {
       id: 1,
       exceptConnectionId: 1,
       ephemeral: 1,
+      ack: 1,
     } satisfies Keys<PublishRequest>;
     const publishResult = {
       id: 1,

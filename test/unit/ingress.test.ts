@@ -22,6 +22,7 @@ function fakeOperations(answer: (input: unknown) => unknown = () => ({ ok: true 
     publish: record('publish'),
     presence: record('presence'),
     kick: record('kick'),
+    status: record('status'),
   };
   return { operations, calls };
 }
@@ -143,7 +144,7 @@ describe('HTTP API', () => {
     expect(response.statusCode).toBe(404);
     expect(JSON.parse(response.body).error).toEqual({
       code: 'not_found',
-      message: 'no route /publish/extra: POST /publish, /presence or /kick',
+      message: 'no route /publish/extra: POST /publish, /presence, /kick or /status',
     });
     expect(calls).toEqual([]);
   });

@@ -73,7 +73,15 @@ describe('hash tags of keys', () => {
     const all = Object.values(keys.audience('user', 'alice').keys);
 
     // Assess
-    expect(new Set(all).size).toBe(7);
+    expect(new Set(all).size).toBe(8);
+  });
+
+  it("puts an acknowledged message's state in its user's slot, beside the stream ack.lua reads with it", () => {
+    const state = keys.ack('alice', 'call-42');
+    expect(hashTag(state)).toBe(hashTag(keys.audience('user', 'alice').keys.live));
+    expect(hashTag(state)).toBe(hashTag(keys.audience('user', 'alice').keys.dismissed));
+    expect(state).not.toBe(keys.ack('alice', 'call-43'));
+    expect(state).not.toBe(keys.ack('bob', 'call-42'));
   });
 
   it('keeps each audience in one slot for any name, even one containing braces', () => {

@@ -15,6 +15,9 @@
 -- KEYS[3] - resuming members ZSET (score = expiry ms)
 -- KEYS[4] - lost marker STRING (id of the newest entry ever trimmed)
 -- KEYS[5] - replay leases ZSET (member -> lease end ms)
+-- KEYS[6] - dismissed ids ZSET (issue 18: acknowledged messages a first ack
+--           dismissed); an entry whose id is in it goes out with
+--           "dismissed":true. Absent for topics, and for most users.
 -- ARGV[1] - member ("connectionId|endpoint")
 -- ARGV[2] - cursor to read after (exclusive), e.g. "1732752000000-0"
 -- ARGV[3] - most entries per batch
@@ -66,9 +69,14 @@ local overhead = tonumber(ARGV[5])
 local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[2], '+', 'COUNT', max + 1)
 local result = { 'more', redis.call('GET', KEYS[4]) or '' }
 local taken, bytes = 0, 0
+local dismissed = redis.call('EXISTS', KEYS[6]) == 1
 while taken < #entries and taken < max do
   local id = entries[taken + 1][1]
   local m = message(entries[taken + 1][2])
+  -- Every entry starts {"id":"…" (publish.ts); ids need no JSON escapes.
+  if dismissed and redis.call('ZSCORE', KEYS[6], string.match(m, '^{"id":"([^"]*)"') or '') then
+    m = '{"dismissed":true,' .. string.sub(m, 2)
+  end
   local size = #id + #m + overhead
   -- Always at least one: a single message always fits a post on its own.
   if taken > 0 and bytes + size > budget then
