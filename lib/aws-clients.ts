@@ -5,6 +5,8 @@ import type { ChunkInvoker } from './delivery/chunks.js';
 import type { PutEvents } from './events/eventbridge.js';
 import type { Gateway, GatewayResult } from './gateway/gateway.js';
 import { tally } from './observability/metrics.js';
+import type { DeviceResult } from './push/service.js';
+import type { PushSender } from './push/types.js';
 import type { ClientPublishDeps } from './session/client-publish.js';
 
 /**
@@ -194,5 +196,40 @@ export const putEvents = /* @__PURE__ */ once((): PutEvents => {
   return async (entries) => {
     loaded ??= load();
     return (await loaded)(entries);
+  };
+});
+
+/**
+ * The push fallback (issue 18): sends a user's notification to every
+ * registered device (Web Push, SNS mobile push). web-push and the SNS calls
+ * load on the first send, so only the function that runs the fallback
+ * carries them (lib/push/wiring.ts).
+ */
+export const pushSender = /* @__PURE__ */ once((): PushSender => {
+  let loaded: Promise<PushSender> | undefined;
+  return {
+    send: async (userId, notify, message) => {
+      loaded ??= import('./push/sender-wiring.js')
+        .then((m) => m.buildPushSender())
+        .catch((error: unknown) => {
+          loaded = undefined;
+          throw error;
+        });
+      return (await loaded).send(userId, notify, message);
+    },
+  };
+});
+
+/** Registers, removes and lists push devices (`devices` function, HTTP /devices); loaded at first use. */
+export const deviceOperation = /* @__PURE__ */ once(() => {
+  let loaded: Promise<(input: unknown) => Promise<DeviceResult>> | undefined;
+  return async (input: unknown): Promise<DeviceResult> => {
+    loaded ??= import('./push/wiring.js')
+      .then((m) => m.buildDeviceOperation())
+      .catch((error: unknown) => {
+        loaded = undefined;
+        throw error;
+      });
+    return (await loaded)(input);
   };
 });

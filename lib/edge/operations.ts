@@ -1,11 +1,12 @@
 import { type KickResult, kick } from '../admin/kick.js';
 import { type PresenceResult, presence } from '../admin/presence.js';
-import { gateway, invokeJson, smallLaneGateway } from '../aws-clients.js';
+import { deviceOperation, gateway, invokeJson, smallLaneGateway } from '../aws-clients.js';
 import { config, dedup, events, logger, registry } from '../clients.js';
 import { hookedRequest, type Relayed } from '../delivery/client-relay.js';
 import { type PublishOrigin, type PublishResult, publish } from '../delivery/publish.js';
 import { HookFailedError } from '../delivery/publish-hook.js';
 import { metrics, recordPublish } from '../observability/metrics.js';
+import type { DeviceResult } from '../push/service.js';
 import { fanoutDeps } from './fanout-wiring.js';
 
 /**
@@ -18,6 +19,8 @@ export interface Operations {
   publish(input: unknown): Promise<PublishResult>;
   presence(input: unknown): Promise<PresenceResult>;
   kick(input: unknown): Promise<KickResult>;
+  /** A user's push devices: register, remove, list (docs/push.md). */
+  devices(input: unknown): Promise<DeviceResult>;
 }
 
 /** `deadline`: the invocation's end less its answer's time (ms since 1970), when known. */
@@ -71,6 +74,7 @@ export async function publishFromClient(
 export const operations: Operations = {
   publish: publishObserved,
   presence: (input) => presence(input, { registry: registry() }),
+  devices: (input) => deviceOperation()(input),
   kick: (input) =>
     kick(input, {
       registry: registry(),

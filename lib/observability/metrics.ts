@@ -33,7 +33,10 @@ export type MetricName =
   | 'ThrottledRetries'
   | 'ClosedUndelivered'
   | 'EventsSent'
-  | 'EventsUnsent';
+  | 'EventsUnsent'
+  | 'PushSent'
+  | 'PushFailed'
+  | 'PushRemoved';
 
 /** Built once per container; the same instance collects for every invocation. */
 export const metrics = /* @__PURE__ */ once(() => new Metrics({ namespace: METRICS_NAMESPACE }));

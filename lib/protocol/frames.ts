@@ -74,6 +74,22 @@ const Presence = v.strictObject({
   ref: Ref,
 });
 
+/**
+ * Push devices of the connection's user (issue 18, PW-D1): shapes are checked
+ * by the `devices` function `$default` hands them to (docs/push.md).
+ */
+const PushTarget = {
+  webpush: v.optional(v.unknown()),
+  mobile: v.optional(v.unknown()),
+  ref: Ref,
+};
+const PushRegister = v.strictObject({ action: v.literal('push_register'), ...PushTarget });
+const PushUnregister = v.strictObject({
+  action: v.literal('push_unregister'),
+  id: v.optional(v.string()),
+  ...PushTarget,
+});
+
 export const ClientFrame = v.variant('action', [
   Ping,
   Subscribe,
@@ -82,6 +98,8 @@ export const ClientFrame = v.variant('action', [
   Auth,
   Publish,
   Presence,
+  PushRegister,
+  PushUnregister,
 ]);
 export type ClientFrame = v.InferOutput<typeof ClientFrame>;
 export const ACTIONS = [
@@ -92,6 +110,8 @@ export const ACTIONS = [
   'auth',
   'publish',
   'presence',
+  'push_register',
+  'push_unregister',
 ] as const;
 
 /** A user on a topic (member lists, join events). */
@@ -139,6 +159,10 @@ export type ReplyFrame =
     | { type: 'published'; topic: string; id: string; cursor?: string; duplicate?: true }
     /** A page of members (PW-P1); `next`: the cursor of the next page, when there is one. */
     | { type: 'presence'; topic: string; members: MemberEntry[]; count: number; next?: string }
+    /** A push device registered for the user (PW-D1); `evicted`: devices dropped for the limit. */
+    | { type: 'push_registered'; id: string; expiresAt: number; evicted?: string[] }
+    /** `removed`: whether the user had that device. */
+    | { type: 'push_unregistered'; id: string; removed: boolean }
     /** `retryAfter` (seconds): with `rate_limited`. */
     | {
         type: 'error';
@@ -193,6 +217,7 @@ export const ERROR_CODES = [
   'token_revoked',
   'hook_denied',
   'hook_failed',
+  'push_unsupported',
 ] as const;
 
 export function parseClientFrame(body: string | undefined): ClientFrame {

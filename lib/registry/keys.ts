@@ -110,6 +110,12 @@ export interface Keys {
    * sharing the Redis in one region share it. TTL 60 s.
    */
   pace(region: string): string;
+  /**
+   * HASH: device id -> the JSON record of one of the user's push devices
+   * (lib/push/devices.ts: Web Push subscriptions, SNS platform endpoints).
+   * In the user's slot; its TTL is refreshed by every registration.
+   */
+  devices(userId: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -158,6 +164,7 @@ export function createKeys(prefix: string): Keys {
     tokenEpoch: () => `${prefix}{${prefix}endpoints}:epoch:iat`,
     events: ({ region, stage }) => `${prefix}events:${region}:${stage}`,
     pace: (region) => `${prefix}{${prefix}pace:${region}}`,
+    devices: (userId) => `${prefix}u:{u:${userId}}:dv`,
   };
 }
 

@@ -233,6 +233,8 @@ describe('the code is in step with the documents', () => {
     join: { type: 1, topic: 1, userId: 1, info: 1 },
     leave: { type: 1, topic: 1, userId: 1 },
     presence_diff: { type: 1, topic: 1, joined: 1, left: 1 },
+    push_registered: { type: 1, id: 1, expiresAt: 1, evicted: 1, ref: 1 },
+    push_unregistered: { type: 1, id: 1, removed: 1, ref: 1 },
     error: { type: 1, code: 1, message: 1, retryAfter: 1, topic: 1, ref: 1 },
   } satisfies { [K in ServerFrame['type']]: FieldsOf<K> };
 

@@ -22,6 +22,7 @@ function fakeOperations(answer: (input: unknown) => unknown = () => ({ ok: true 
     publish: record('publish'),
     presence: record('presence'),
     kick: record('kick'),
+    devices: record('devices'),
   };
   return { operations, calls };
 }
