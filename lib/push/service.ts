@@ -12,6 +12,7 @@ import {
   webPushDeviceId,
 } from './devices.js';
 import { SnsError, type SnsMobile } from './sns.js';
+import { NotifySchema } from './types.js';
 
 /**
  * Registering, removing and listing a user's push devices: one operation for
@@ -234,4 +235,27 @@ export async function deviceOperation(
     ),
   );
   return { registered: summarize(result.device), evicted: result.evicted.map(summarize) };
+}
+
+/**
+ * `{action: "push", userId, notify, id?}`: a push to every device of the user
+ * now (the `devices` function only: a service's direct notification, and the
+ * way to try a registration out). Answers the PushOutcome.
+ */
+export const PushRequest = v.strictObject({
+  action: v.literal('push'),
+  userId: UserId,
+  notify: NotifySchema,
+  id: v.optional(
+    v.pipe(
+      v.string('id must be a string'),
+      v.regex(/^[A-Za-z0-9_.:-]{1,128}$/, 'id must be 1-128 characters of A-Z a-z 0-9 _ . : -'),
+    ),
+  ),
+});
+
+export function parsePushRequest(input: unknown): v.InferOutput<typeof PushRequest> {
+  const parsed = v.safeParse(PushRequest, input);
+  if (!parsed.success) throw new ValidationError(describeIssues(parsed.issues));
+  return parsed.output;
 }

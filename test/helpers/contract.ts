@@ -163,7 +163,7 @@ export function checkClientMessage(text: string): void {
   if (errors) report(`client frame ${text.slice(0, 300)}: ${errors}`);
 }
 
-export type HttpOperation = 'publish' | 'presence' | 'kick';
+export type HttpOperation = 'publish' | 'presence' | 'kick' | 'devices';
 
 function responseSchema(operation: HttpOperation, status: number): string | undefined {
   const described = openapi.paths[`/${operation}`]?.post.responses[String(status)];
@@ -221,6 +221,7 @@ export function checkHttpExchange(
 /** What an `{error}` result of a Lambda Invoke would have been answered with over HTTP. */
 export const ERROR_STATUS: Record<string, number> = {
   invalid_request: 400,
+  push_unsupported: 400,
   too_large: 413,
   in_progress: 503,
   unavailable: 503,

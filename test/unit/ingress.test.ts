@@ -144,7 +144,7 @@ describe('HTTP API', () => {
     expect(response.statusCode).toBe(404);
     expect(JSON.parse(response.body).error).toEqual({
       code: 'not_found',
-      message: 'no route /publish/extra: POST /publish, /presence or /kick',
+      message: 'no route /publish/extra: POST /publish, /presence, /kick or /devices',
     });
     expect(calls).toEqual([]);
   });
