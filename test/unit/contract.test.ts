@@ -14,6 +14,7 @@ import {
 } from '../../lib/protocol/frames.js';
 import { isCursor } from '../../lib/registry/cursor.js';
 import type {
+  DeviceSummary,
   KickResult,
   PresenceRequest,
   PresenceResult,
@@ -333,6 +334,14 @@ describe('the code is in step with the documents', () => {
       gone: 1,
       failed: 1,
     } satisfies Keys<KickResult>;
+    const deviceSummary = {
+      id: 1,
+      kind: 1,
+      platform: 1,
+      origin: 1,
+      registeredAt: 1,
+      expiresAt: 1,
+    } satisfies Keys<DeviceSummary>;
     const open = openapi.components.schemas as Record<string, { properties: Schema }>;
     const fields = (name: string) => Object.keys(open[name]?.properties ?? {}).sort();
     expect(Object.keys(publishRequest).sort()).toEqual(fields('PublishRequest'));
@@ -340,5 +349,6 @@ describe('the code is in step with the documents', () => {
     expect(Object.keys(presenceRequest).sort()).toEqual(fields('PresenceRequest'));
     expect(Object.keys(presenceResult).sort()).toEqual(fields('PresenceResult'));
     expect(Object.keys(kickResult).sort()).toEqual(fields('KickResult'));
+    expect(Object.keys(deviceSummary).sort()).toEqual(fields('DeviceSummary'));
   });
 });
