@@ -110,7 +110,13 @@ export async function verifyVapid(
 }
 
 export async function startLocalWebPush(
-  options: { port?: number; host?: string; onPush?: (push: ReceivedPush) => void } = {},
+  options: {
+    port?: number;
+    host?: string;
+    onPush?: (push: ReceivedPush) => void;
+    /** The origin senders reach it at, when not its own (a proxy in front: the fault tests). */
+    publicOrigin?: () => string;
+  } = {},
 ): Promise<LocalWebPush> {
   const held = new Map<string, Held>();
   const scripts = new Map<string, ScriptedAnswer[]>();
@@ -131,7 +137,7 @@ export async function startLocalWebPush(
       ...(applicationServerKey && { applicationServerKey }),
     });
     return {
-      endpoint: `${origin}/push/${id}`,
+      endpoint: `${options.publicOrigin?.() ?? origin}/push/${id}`,
       keys: { p256dh: ecdh.getPublicKey().toString('base64url'), auth },
     };
   };
@@ -174,7 +180,7 @@ export async function startLocalWebPush(
       });
     let vapid: ReceivedPush['vapid'];
     try {
-      vapid = await verifyVapid(req.headers.authorization, origin);
+      vapid = await verifyVapid(req.headers.authorization, options.publicOrigin?.() ?? origin);
     } catch (error) {
       return refuse(403, `VAPID: ${(error as Error).message}`);
     }

@@ -97,6 +97,11 @@ export class SnsStandIn {
     ]);
   }
 
+  /** The next `count` Publish calls to this endpoint are answered with this error. */
+  failTarget(arn: string, count: number, error: { status: number; code: string }): void {
+    this.fail(`Publish:${arn}`, count, error);
+  }
+
   clearFailures(): void {
     this.#scripted.clear();
   }
@@ -179,7 +184,10 @@ export class SnsStandIn {
         'AuthorizationError',
         `not authorized to perform sns:${action} on ${resource}`,
       );
-    const scripted = this.#scripted.get(action)?.shift();
+    const scripted =
+      (action === 'Publish'
+        ? this.#scripted.get(`Publish:${params['TargetArn']}`)?.shift()
+        : undefined) ?? this.#scripted.get(action)?.shift();
     if (scripted)
       return this.#error(res, scripted.status, scripted.code, `scripted ${scripted.code}`);
 
