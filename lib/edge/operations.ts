@@ -1,6 +1,6 @@
 import { type KickResult, kick } from '../admin/kick.js';
 import { type PresenceResult, presence } from '../admin/presence.js';
-import { deviceOperation, gateway, invokeJson, smallLaneGateway } from '../aws-clients.js';
+import { gateway, invokeJson, smallLaneGateway } from '../aws-clients.js';
 import { config, dedup, events, logger, registry } from '../clients.js';
 import { hookedRequest, type Relayed } from '../delivery/client-relay.js';
 import { type PublishOrigin, type PublishResult, publish } from '../delivery/publish.js';
@@ -71,10 +71,14 @@ export async function publishFromClient(
   }
 }
 
-export const operations: Operations = {
+/**
+ * Every operation but `devices`, which only the HTTP API adds
+ * (functions/http.ts): the queue consumer, which only publishes, carries
+ * none of the device code.
+ */
+export const operations: Omit<Operations, 'devices'> = {
   publish: publishObserved,
   presence: (input) => presence(input, { registry: registry() }),
-  devices: (input) => deviceOperation()(input),
   kick: (input) =>
     kick(input, {
       registry: registry(),
