@@ -5,11 +5,12 @@ import { tally } from '../observability/metrics.js';
 import { createPushSender } from './sender.js';
 import type { PushSender } from './types.js';
 import { sendWebPush } from './webpush.js';
-import { build } from './wiring.js';
+import { build, readVapid } from './wiring.js';
 
 /** The PushSender of lib/aws-clients.ts `pushSender()`: Web Push (web-push) and SNS. */
 export async function buildPushSender(): Promise<PushSender> {
-  const { push, store, sns, vapid } = await build();
+  const { push, store, sns } = await build();
+  const vapid = await readVapid(push);
   const agents = {
     http: new HttpAgent({ keepAlive: true }),
     https: new HttpsAgent({ keepAlive: true }),

@@ -21,10 +21,10 @@ export interface Built {
   push: PushConfig;
   store: DeviceStore;
   sns?: SnsMobile;
-  vapid?: VapidKeys;
 }
 
-async function readVapid(push: PushConfig): Promise<VapidKeys | undefined> {
+/** The VAPID keys, the private one read from SSM: only where pushes are sent (that role alone may read it). */
+export async function readVapid(push: PushConfig): Promise<VapidKeys | undefined> {
   const vapid = push.vapid;
   if (!vapid) return undefined;
   let privateKey = vapid.privateKey;
@@ -74,8 +74,7 @@ export function build(): Promise<Built> {
             }),
           )
         : undefined;
-    const vapid = await readVapid(push);
-    return { push, store, ...(sns && { sns }), ...(vapid && { vapid }) };
+    return { push, store, ...(sns && { sns }) };
   })().catch((error: unknown) => {
     built = undefined;
     throw error;

@@ -35,6 +35,8 @@ export interface SnsStandInOptions {
   secretFor: (accessKeyId: string) => string | undefined;
   /** Platform application ARNs that exist. */
   applications: string[];
+  /** The session token a key's requests must carry (x-amz-security-token), when it has one. */
+  sessionToken?: (accessKeyId: string) => string | undefined;
   /** IAM's say on each signed request (the sandbox); absent: all allowed. */
   authorize?: (check: SigV4Check, action: string, resource: string) => boolean | Promise<boolean>;
 }
@@ -76,7 +78,9 @@ export class SnsStandIn {
           headers: req.headers,
           body: Buffer.concat(parts),
         };
-        sns.#handle(request, res).catch((error: unknown) => res.writeHead(500).end(String(error)));
+        sns.#handle(request, res).catch((error: unknown) =>
+          sns.#error(res, 500, 'InternalError', `stand-in failed: ${String(error)}`),
+        );
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -164,6 +168,14 @@ export class SnsStandIn {
         'SignatureDoesNotMatch',
         check.reason ?? 'wrong service or region',
       );
+    }
+    const token = this.options.sessionToken?.(check.accessKeyId ?? '');
+    if (token !== undefined && request.headers['x-amz-security-token'] !== token) {
+      this.signatureFailures.push({
+        url: request.url,
+        check: { ...check, ok: false, reason: 'no session token (x-amz-security-token)' },
+      });
+      return this.#error(res, 403, 'InvalidClientTokenId', 'no session token');
     }
     if (params['Version'] !== '2010-03-31') {
       this.malformed.push(`${action}: Version ${params['Version']}`);
