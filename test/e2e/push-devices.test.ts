@@ -189,6 +189,34 @@ describe('registration by services: HTTP and Invoke (PW-D4)', () => {
   });
 });
 
+describe("npm start's own Web Push service", () => {
+  it('hands out a subscription, and prints each push to it decrypted', async () => {
+    const url = /local Web Push service (http:\/\/127\.0\.0\.1:\d+)/.exec(
+      stack.offline.output(),
+    )?.[1];
+    expect(url).toBeDefined();
+    const response = await fetch(`${url}/subscribe`, {
+      method: 'POST',
+      body: JSON.stringify({ applicationServerKey: DEV_VAPID.VAPID_PUBLIC_KEY }),
+    });
+    expect(response.status).toBe(201);
+    const subscription = (await response.json()) as { endpoint: string };
+    await invoke({ action: 'register', userId: 'push-local', webpush: subscription });
+    const outcome = await invoke({
+      action: 'push',
+      userId: 'push-local',
+      id: 'local-1',
+      notify: { title: 'Hello from npm start' },
+    });
+    expect(outcome).toMatchObject({ sent: 1, failed: 0 });
+    await untilPasses(async () =>
+      expect(stack.offline.output()).toContain(
+        `pushwire push ${subscriptionId(subscription.endpoint)} {"title":"Hello from npm start","id":"local-1"}`,
+      ),
+    );
+  });
+});
+
 describe('the server SDK (PW-D4)', () => {
   it('registers, lists and removes devices over Lambda Invoke and over HTTP, with typed errors', async () => {
     const overInvoke = createPushwire({
