@@ -78,9 +78,11 @@ export class SnsStandIn {
           headers: req.headers,
           body: Buffer.concat(parts),
         };
-        sns.#handle(request, res).catch((error: unknown) =>
-          sns.#error(res, 500, 'InternalError', `stand-in failed: ${String(error)}`),
-        );
+        sns
+          .#handle(request, res)
+          .catch((error: unknown) =>
+            sns.#error(res, 500, 'InternalError', `stand-in failed: ${String(error)}`),
+          );
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
