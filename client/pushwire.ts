@@ -248,6 +248,10 @@ export interface Frame {
   /** In `part`: its index, and how many parts the message has (PW-F6). */
   n?: number;
   of?: number;
+  /** In `push_registered`: devices dropped for the per-user limit (pushwire/push). */
+  evicted?: string[];
+  /** In `push_unregistered` (pushwire/push). */
+  removed?: boolean;
 }
 
 /** A publish waiting for its ack: the frame (resent as is), its promise, its timer, its retries. */
@@ -395,7 +399,7 @@ export class Pushwire {
   /** Publishes not acknowledged yet, by `ref`. */
   private pubs_: Record<string, Pending> = dict();
   /** `presence()` calls waiting for their page, by `ref`. */
-  private asks_: Record<string, [(page: MembersPage) => void, (error: Error) => void]> = dict();
+  private asks_: Record<string, [(page: never) => void, (error: Error) => void]> = dict();
   /** Ids to ack, sent together within a tick (kept while disconnected). */
   private acks_ = new Set<string>();
   private ackT_: unknown;
@@ -546,6 +550,19 @@ export class Pushwire {
       const ref = `p${++this.n_}`;
       this.asks_[ref] = [resolve, reject];
       this.send_({ action: 'presence', topic, ...page, ref });
+    });
+  }
+
+  /**
+   * Sends a frame and resolves with the server's reply to it (by `ref`), or
+   * rejects as presence() does. For the optional features (pushwire/push).
+   */
+  request(frame: object): Promise<Frame> {
+    return new Promise((resolve, reject) => {
+      if (!this.up_) return reject(fail('disconnected', 'pushwire: not connected'));
+      const ref = `p${++this.n_}`;
+      this.asks_[ref] = [resolve, reject];
+      this.send_({ ...frame, ref });
     });
   }
 
@@ -982,7 +999,7 @@ export class Pushwire {
       const ask = this.ask_(frame.ref);
       const page: MembersPage = { members: frame.members ?? [], count: frame.count ?? 0 };
       if (frame.next) page.next = frame.next;
-      ask?.[0](page);
+      ask?.[0](page as never);
     } else if (type === 'join' || type === 'leave' || type === 'presence_diff') {
       const user = { userId: String(frame.userId) } as Member;
       if (frame.info) user.info = frame.info;
@@ -1007,7 +1024,7 @@ export class Pushwire {
         if (typeof frame.retryAfter === 'number') info.retryAfter = frame.retryAfter;
         this.emit_('error', info);
       }
-    }
+    } else this.ask_(frame.ref)?.[0](frame as never);
   }
 
   /**

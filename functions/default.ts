@@ -1,6 +1,6 @@
 import middy from '@middy/core';
 import type { Context } from 'aws-lambda';
-import { clientPublishing, gateway } from '../lib/aws-clients.js';
+import { clientPublishing, gateway, invokeJson } from '../lib/aws-clients.js';
 import {
   config,
   eventOutbox,
@@ -34,6 +34,7 @@ export const handler = middy(async (event: unknown, context: Context) => {
     onReplay: (outcome) => recordReplay(metrics(), outcome),
     onClosed: () => tally('ClosedUndelivered'),
     clientPublish: clientPublishing(),
+    devices: (request) => invokeJson(config().devicesFunctionName, request),
   });
   return { statusCode: 200, body: encodeFrame(reply) };
 })

@@ -7,6 +7,7 @@ import type { PublishAckDeps } from './delivery/publish.js';
 import type { PutEvents } from './events/eventbridge.js';
 import type { Gateway, GatewayResult } from './gateway/gateway.js';
 import { tally } from './observability/metrics.js';
+import type { DeviceResult } from './push/service.js';
 import type { PushSender } from './push/types.js';
 import type { ClientPublishDeps } from './session/client-publish.js';
 
@@ -240,20 +241,36 @@ export const publishAcks = /* @__PURE__ */ once((): PublishAckDeps | undefined =
 });
 
 /**
- * The push fallback of acknowledged messages (issue 18): the PushSender of
- * lib/push/ (Web Push, SNS mobile push), called by `ackTimeout` when no
- * device acked in time. Until lib/push/ provides it, a sender that pushes
- * nothing and says so: every timeout's outcome is {devices: 0, sent: 0, ...}
- * and a "no push configured" log line, never a pretended push.
+ * The push fallback (issue 18): sends a user's notification to every
+ * registered device (Web Push, SNS mobile push). web-push and the SNS calls
+ * load on the first send, so only the function that runs the fallback
+ * carries them (lib/push/wiring.ts).
  */
-export const pushSender = /* @__PURE__ */ once(
-  (): PushSender => ({
-    send: async (userId, _notify, message) => {
-      logger().warn('ack timeout: no push configured (lib/push/); nothing sent', {
-        userId,
-        id: message.id,
-      });
-      return { devices: 0, sent: 0, failed: 0, removed: 0 };
+export const pushSender = /* @__PURE__ */ once((): PushSender => {
+  let loaded: Promise<PushSender> | undefined;
+  return {
+    send: async (userId, notify, message) => {
+      loaded ??= import('./push/sender-wiring.js')
+        .then((m) => m.buildPushSender())
+        .catch((error: unknown) => {
+          loaded = undefined;
+          throw error;
+        });
+      return (await loaded).send(userId, notify, message);
     },
-  }),
-);
+  };
+});
+
+/** Registers, removes and lists push devices (`devices` function, HTTP /devices); loaded at first use. */
+export const deviceOperation = /* @__PURE__ */ once(() => {
+  let loaded: Promise<(input: unknown) => Promise<DeviceResult>> | undefined;
+  return async (input: unknown): Promise<DeviceResult> => {
+    loaded ??= import('./push/wiring.js')
+      .then((m) => m.buildDeviceOperation())
+      .catch((error: unknown) => {
+        loaded = undefined;
+        throw error;
+      });
+    return (await loaded)(input);
+  };
+});

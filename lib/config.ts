@@ -161,6 +161,8 @@ const EnvSchema = v.object({
   CLIENT_PUBLISH_MAX_BYTES: int('CLIENT_PUBLISH_MAX_BYTES', 32 * 1024, 16, 32 * 1024),
   // The function `$default` hands a client's publish to (the template sets it).
   PUBLISH_FUNCTION_NAME: v.optional(v.pipe(v.string(), v.minLength(1)), 'pushwire-local-publish'),
+  // The function `$default` hands push_register/push_unregister to (issue 18; the template sets it).
+  DEVICES_FUNCTION_NAME: v.optional(v.pipe(v.string(), v.minLength(1)), 'pushwire-local-devices'),
   // Optional hook every client publish to a matching topic passes through
   // (docs/clients.md, "Publish hook"): a function name or ARN, the topics
   // (grant patterns as in tokens: names, `prefix:*`, `*`; default `*`), and
@@ -248,6 +250,8 @@ export interface Config {
     functionName: string;
     hook?: { functionName: string; topics: string[]; timeoutMs: number };
   };
+  /** The `devices` function (push device registration, issue 18). */
+  devicesFunctionName: string;
   /** Endpoints `deliver` may post to: this API's, the callback URL, the peers'. */
   allowedEndpoints: string[];
   /**
@@ -400,6 +404,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         },
       }),
     },
+    devicesFunctionName: e.DEVICES_FUNCTION_NAME,
     secretEndpoints: defined({
       ssm: e.AWS_ENDPOINT_URL_SSM,
       secretsManager: e.AWS_ENDPOINT_URL_SECRETS_MANAGER,
@@ -551,4 +556,143 @@ export function checkRedisTransport(
       'REDIS_URL must be rediss:// (TLS) on a deployed stage; set REDIS_ALLOW_PLAINTEXT=true to accept redis://',
     );
   }
+}
+
+/** Push fallback (issue 18, docs/push.md): devices, providers and their bounds. */
+export interface PushConfig {
+  maxDevices: number;
+  deviceTtlSeconds: number;
+  /** Devices of one user pushed to at once. */
+  concurrency: number;
+  retry: { attempts: number; baseDelayMs: number; retryAfterCapMs: number };
+  requestTimeoutMs: number;
+  vapid?: {
+    publicKey: string;
+    subject: string;
+    /** Locally (npm start) only; deployed, the private key is read from `privateKeyParameter`. */
+    privateKey?: string;
+    privateKeyParameter?: string;
+  };
+  /** Host names (`*.` wildcards) a Web Push endpoint may have: each is a URL pushwire POSTs to. */
+  webPushHosts: string[];
+  /** http:// push endpoints (the local stand-in); never on a deployed stage. */
+  allowHttpEndpoints: boolean;
+  /** SNS platform application ARN per platform; a platform without one is refused at registration. */
+  snsApplications: Partial<Record<'apns' | 'apns_sandbox' | 'fcm', string>>;
+  snsEndpoint?: string;
+}
+
+/** The browsers' push services (Chrome/Edge via FCM, Firefox, Edge legacy, Safari). */
+export const DEFAULT_WEBPUSH_HOSTS =
+  'fcm.googleapis.com,*.push.services.mozilla.com,*.notify.windows.com,*.push.apple.com';
+
+/**
+ * The push part of the configuration, read only by the code that registers
+ * devices or sends pushes (its schema is built here, inside the function, so
+ * the bundles of routes that never push do not carry it).
+ */
+export function loadPushConfig(env: Record<string, string | undefined> = process.env): PushConfig {
+  const arn = (name: string) =>
+    v.optional(
+      v.pipe(
+        v.string(),
+        v.trim(),
+        v.regex(
+          /^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:app\/(APNS|APNS_SANDBOX|GCM)\/[^/\s]+$/,
+          `${name} must be an SNS platform application ARN (arn:aws:sns:<region>:<account>:app/<APNS|APNS_SANDBOX|GCM>/<name>)`,
+        ),
+      ),
+    );
+  const Schema = v.object({
+    STAGE: v.optional(v.string(), 'local'),
+    PUSH_MAX_DEVICES: int('PUSH_MAX_DEVICES', 10, 1, 1_000),
+    PUSH_DEVICE_TTL_DAYS: int('PUSH_DEVICE_TTL_DAYS', 60, 1, 3_650),
+    PUSH_CONCURRENCY: int('PUSH_CONCURRENCY', 8, 1, 100),
+    PUSH_MAX_ATTEMPTS: int('PUSH_MAX_ATTEMPTS', 3, 1, 10),
+    PUSH_RETRY_BASE_MS: int('PUSH_RETRY_BASE_MS', 200, 1, 60_000),
+    PUSH_RETRY_AFTER_CAP_MS: int('PUSH_RETRY_AFTER_CAP_MS', 5_000, 0, 600_000),
+    PUSH_REQUEST_TIMEOUT_MS: int('PUSH_REQUEST_TIMEOUT_MS', 5_000, 100, 60_000),
+    VAPID_PUBLIC_KEY: v.optional(
+      v.pipe(
+        v.string(),
+        v.trim(),
+        v.regex(
+          /^[A-Za-z0-9_-]{86,88}$/,
+          'VAPID_PUBLIC_KEY must be a P-256 public key, base64url (87 characters)',
+        ),
+      ),
+    ),
+    VAPID_PRIVATE_KEY: optionalText,
+    VAPID_PRIVATE_KEY_PARAMETER: optionalText,
+    VAPID_SUBJECT: v.optional(
+      v.pipe(
+        v.string(),
+        v.trim(),
+        v.regex(/^(mailto:|https:\/\/)\S+$/, 'VAPID_SUBJECT must be a mailto: or https: URL'),
+      ),
+    ),
+    PUSH_WEBPUSH_HOSTS: v.optional(v.string(), DEFAULT_WEBPUSH_HOSTS),
+    PUSH_ALLOW_HTTP_ENDPOINTS: flag('PUSH_ALLOW_HTTP_ENDPOINTS'),
+    SNS_APNS_APPLICATION_ARN: arn('SNS_APNS_APPLICATION_ARN'),
+    SNS_APNS_SANDBOX_APPLICATION_ARN: arn('SNS_APNS_SANDBOX_APPLICATION_ARN'),
+    SNS_FCM_APPLICATION_ARN: arn('SNS_FCM_APPLICATION_ARN'),
+    AWS_ENDPOINT_URL_SNS: url('AWS_ENDPOINT_URL_SNS'),
+  });
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([, value]) => value !== undefined && value !== ''),
+  );
+  const parsed = v.safeParse(Schema, present);
+  if (!parsed.success)
+    throw new ConfigError(
+      `Invalid push configuration: ${parsed.issues.map((i) => i.message).join('; ')}`,
+    );
+  const e = parsed.output;
+  const deployed = e.STAGE !== 'local';
+  if (e.VAPID_PRIVATE_KEY !== undefined && e.VAPID_PRIVATE_KEY_PARAMETER !== undefined)
+    throw new ConfigError(
+      'VAPID_PRIVATE_KEY and VAPID_PRIVATE_KEY_PARAMETER are both set: give one',
+    );
+  if (deployed && e.VAPID_PRIVATE_KEY !== undefined)
+    throw new ConfigError(
+      `VAPID_PRIVATE_KEY must not be given by value on the deployed stage "${e.STAGE}": store it in SSM Parameter Store and set VAPID_PRIVATE_KEY_PARAMETER`,
+    );
+  const hasPrivate =
+    e.VAPID_PRIVATE_KEY !== undefined || e.VAPID_PRIVATE_KEY_PARAMETER !== undefined;
+  if (hasPrivate !== (e.VAPID_PUBLIC_KEY !== undefined))
+    throw new ConfigError(
+      'Web Push needs both VAPID_PUBLIC_KEY and VAPID_PRIVATE_KEY_PARAMETER (or, locally, VAPID_PRIVATE_KEY); give both or neither',
+    );
+  if (deployed && isTrue(e.PUSH_ALLOW_HTTP_ENDPOINTS))
+    throw new ConfigError('PUSH_ALLOW_HTTP_ENDPOINTS is for the local stage only');
+  return {
+    maxDevices: e.PUSH_MAX_DEVICES,
+    deviceTtlSeconds: e.PUSH_DEVICE_TTL_DAYS * 86_400,
+    concurrency: e.PUSH_CONCURRENCY,
+    retry: {
+      attempts: e.PUSH_MAX_ATTEMPTS,
+      baseDelayMs: e.PUSH_RETRY_BASE_MS,
+      retryAfterCapMs: e.PUSH_RETRY_AFTER_CAP_MS,
+    },
+    requestTimeoutMs: e.PUSH_REQUEST_TIMEOUT_MS,
+    ...(e.VAPID_PUBLIC_KEY !== undefined && {
+      vapid: {
+        publicKey: e.VAPID_PUBLIC_KEY,
+        subject: e.VAPID_SUBJECT ?? 'mailto:push@example.invalid',
+        ...defined({
+          privateKey: e.VAPID_PRIVATE_KEY,
+          privateKeyParameter: e.VAPID_PRIVATE_KEY_PARAMETER,
+        }),
+      },
+    }),
+    webPushHosts: e.PUSH_WEBPUSH_HOSTS.split(',')
+      .map((h) => h.trim().toLowerCase())
+      .filter(Boolean),
+    allowHttpEndpoints: isTrue(e.PUSH_ALLOW_HTTP_ENDPOINTS),
+    snsApplications: defined({
+      apns: e.SNS_APNS_APPLICATION_ARN,
+      apns_sandbox: e.SNS_APNS_SANDBOX_APPLICATION_ARN,
+      fcm: e.SNS_FCM_APPLICATION_ARN,
+    }),
+    ...defined({ snsEndpoint: e.AWS_ENDPOINT_URL_SNS }),
+  };
 }

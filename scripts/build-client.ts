@@ -16,6 +16,9 @@ export const CLIENT_BUNDLE = join(root, 'client/dist/pushwire.js');
 /** `pushwire/delta` (delta topics), a separate import: not part of the core's budget. */
 export const DELTA_SOURCE = join(root, 'client/delta.ts');
 export const DELTA_BUNDLE = join(root, 'client/dist/delta.js');
+/** The optional push registration helper (`pushwire/push`, docs/push.md): its own file. */
+export const PUSH_SOURCE = join(root, 'client/push.ts');
+export const PUSH_BUNDLE = join(root, 'client/dist/push.js');
 /** The issue's budget: 5 KB (5,000 bytes) minified and gzipped. */
 export const CLIENT_SIZE_LIMIT = 5_000;
 
@@ -62,6 +65,7 @@ export async function writeClientBundle(
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const { bytes, gzip } = await writeClientBundle();
   const delta = await writeClientBundle(DELTA_SOURCE, DELTA_BUNDLE);
+  const push = await writeClientBundle(PUSH_SOURCE, PUSH_BUNDLE);
   // Declarations from the same source, checked without DOM or Node types.
   execFileSync(join(root, 'node_modules/.bin/tsc'), ['-p', join(root, 'client')], {
     stdio: 'inherit',
@@ -71,6 +75,9 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   );
   console.log(
     `client/dist/delta.js (pushwire/delta, delta topics): ${delta.bytes} bytes, ${delta.gzip} bytes min+gzip`,
+  );
+  console.log(
+    `client/dist/push.js (pushwire/push): ${push.bytes} bytes, ${push.gzip} bytes min+gzip`,
   );
   if (gzip > CLIENT_SIZE_LIMIT) process.exit(1);
 }

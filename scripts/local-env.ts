@@ -3,6 +3,18 @@
  * serverless-offline needs. Never used in a deployed function.
  */
 export const DEV_JWT_SECRET = 'pushwire-dev-secret-change-me-before-deploying';
+/**
+ * The dev VAPID key pair (Web Push, docs/push.md): fixed, like the dev JWT
+ * secret, so a browser subscribed under `npm start` stays subscribed across
+ * restarts. Public by design; a deployed stage reads its own private key from
+ * SSM (VAPID_PRIVATE_KEY_PARAMETER) and refuses one given by value.
+ */
+export const DEV_VAPID = {
+  VAPID_PUBLIC_KEY:
+    'BOucSBtlTGlWTam_qp7OiXdSD-avemv68zSVtFNDU9pVJ_jTKTJcrHUWQTl6CTcMeTZlWAm-aWpL52YvL_HwRtY',
+  VAPID_PRIVATE_KEY: 'EJzLoCoX24GPbk8RydrpUySsLzOyguGsANKe2mWmnD0',
+  VAPID_SUBJECT: 'mailto:dev@pushwire.invalid',
+};
 export const DEV_AWS_ENV = {
   AWS_REGION: 'us-east-1',
   AWS_ACCESS_KEY_ID: 'local',

@@ -10,12 +10,13 @@ import { readFileSync, rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Cluster, Redis } from 'ioredis';
-import { loadConfig } from '../lib/config.js';
+import { DEFAULT_WEBPUSH_HOSTS, loadConfig } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
 import { createKeys } from '../lib/registry/keys.js';
-import { DEV_AWS_ENV, DEV_JWT_SECRET, nodeSupportNotice } from './local-env.js';
+import { DEV_AWS_ENV, DEV_JWT_SECRET, DEV_VAPID, nodeSupportNotice } from './local-env.js';
 import { startLocalEvents } from './local-events.js';
 import { startLocalQueue } from './local-queue.js';
+import { startLocalWebPush } from './local-webpush.js';
 import { checkRedis, maskRedisUrl, type RedisServer, startRedisServer } from './redis-server.js';
 
 // Our own options, taken out before the rest goes to serverless-offline.
@@ -53,6 +54,9 @@ if (values.region === undefined) args.push('--region', region);
 const baseEnv: Record<string, string | undefined> = {
   ...DEV_AWS_ENV,
   JWT_SECRET: DEV_JWT_SECRET,
+  // Web Push with the dev key pair (docs/push.md); http:// endpoints for the local push service below.
+  ...(process.env['VAPID_PRIVATE_KEY_PARAMETER'] ? {} : DEV_VAPID),
+  PUSH_ALLOW_HTTP_ENDPOINTS: 'true',
   ...process.env,
   AWS_REGION: region,
   // serverless-offline's events say localhost/local; its management API lives here instead.
@@ -150,6 +154,15 @@ const ackQueue = await startLocalQueue({
 });
 env['ACK_QUEUE_URL'] = ackQueue.queueUrl;
 env['AWS_ENDPOINT_URL_SQS'] = ackQueue.url;
+// A local Web Push service (docs/push.md, "Locally"): subscriptions from
+// POST <url>/subscribe; every push it receives is VAPID-checked, decrypted and
+// printed. The browsers' push services stay allowed, so a real browser's
+// subscription (Chrome: fcm.googleapis.com) gets real pushes from here too.
+const localWebPush = await startLocalWebPush({
+  onPush: (push) => console.log(`pushwire push ${push.subscriptionId} ${push.text}`),
+});
+if (!env['PUSH_WEBPUSH_HOSTS'])
+  env['PUSH_WEBPUSH_HOSTS'] = `${DEFAULT_WEBPUSH_HOSTS},127.0.0.1,localhost`;
 
 // A build left by an earlier layout (say .js beside .cjs) would be loaded first.
 rmSync(buildDir, { recursive: true, force: true });
@@ -200,6 +213,7 @@ const watch = (chunk: Buffer) => {
         `  publish: npm run publish -- --user alice${publishPort} '{"hello":"world"}'`,
         `       or: curl -X POST localhost:${httpPort}/publish -d '{"userId":"alice","data":{"hello":"world"}}'`,
         `  metrics: the {"_aws":…} lines below (CloudWatch EMF)${quiet ? '' : '; --quiet hides serverless-offline'}`,
+        `  push:    local Web Push service ${localWebPush.url} (POST /subscribe for a test subscription; pushes print as "pushwire push …"); VAPID public key ${env['VAPID_PUBLIC_KEY'] ?? '(none)'}`,
         localEvents
           ? `  events:  ${eventsConfig.events.types.join(', ')}: "pushwire event …" lines below (stand-in bus ${localEvents.bus.url})`
           : '  events:  none (EVENTS=all npm start prints lifecycle events; docs/events.md)',
@@ -252,6 +266,7 @@ async function stop(code: number, why?: string) {
   }
   await localEvents?.stop().catch(() => undefined);
   await ackQueue.close().catch(() => undefined);
+  await localWebPush.close().catch(() => undefined);
   await redis?.stop();
   removeTemporaryFolders();
   process.exit(code);

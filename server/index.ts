@@ -4,6 +4,10 @@ import { type HttpTransportOptions, httpTransport } from './http.js';
 import { type LambdaTransportOptions, lambdaTransport } from './lambda.js';
 import type {
   AckStatus,
+  DeviceList,
+  DeviceRegistered,
+  DeviceRemoved,
+  DeviceTarget,
   KickRequest,
   KickResult,
   Member,
@@ -19,7 +23,7 @@ import type {
 } from './types.js';
 
 /**
- * pushwire's server SDK: publish, presence and kick from any Node service,
+ * pushwire's server SDK: publish, presence, kick and push devices from any Node service,
  * over Lambda Invoke or the HTTP API.
  *
  *   import { createPushwire } from 'pushwire/server';
@@ -135,6 +139,33 @@ export class Pushwire {
    */
   async status(request: StatusRequest): Promise<AckStatus> {
     return (await this.#call('status', request)) as AckStatus;
+  }
+
+  /**
+   * Registers a push device for a user (docs/push.md): a browser
+   * PushSubscription or an APNs/FCM token. Registering it again renews it.
+   * Throws InvalidRequestError for a bad one, PushwireError `push_unsupported`
+   * for a kind this deployment has no provider for.
+   */
+  async registerDevice(userId: string, target: DeviceTarget): Promise<DeviceRegistered> {
+    return (await this.#call('devices', {
+      action: 'register',
+      userId,
+      ...target,
+    })) as DeviceRegistered;
+  }
+
+  /** Removes a user's push device, by its id or its subscription or token. */
+  async removeDevice(
+    userId: string,
+    device: { id: string } | DeviceTarget,
+  ): Promise<DeviceRemoved> {
+    return (await this.#call('devices', { action: 'remove', userId, ...device })) as DeviceRemoved;
+  }
+
+  /** A user's push devices. */
+  async listDevices(userId: string): Promise<DeviceList> {
+    return (await this.#call('devices', { action: 'list', userId })) as DeviceList;
   }
 
   async #call(operation: Operation, body: object): Promise<unknown> {

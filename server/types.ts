@@ -154,7 +154,51 @@ export interface AckStatus {
   stateLost?: string;
 }
 
-export type Operation = 'publish' | 'presence' | 'kick' | 'status';
+/** A browser's PushSubscription JSON (`subscription.toJSON()`). */
+export interface WebPushSubscription {
+  endpoint: string;
+  expirationTime?: number | null;
+  keys: { p256dh: string; auth: string };
+}
+
+/** An app's APNs device token (hex) or FCM registration token. */
+export interface MobileDevice {
+  platform: 'apns' | 'apns_sandbox' | 'fcm';
+  token: string;
+}
+
+/** Exactly one of `webpush` or `mobile` (docs/push.md). */
+export type DeviceTarget = { webpush: WebPushSubscription } | { mobile: MobileDevice };
+
+/** A push device as pushwire shows it: no keys, no token. */
+export interface DeviceSummary {
+  id: string;
+  kind: 'webpush' | 'mobile';
+  platform?: MobileDevice['platform'];
+  /** The push service's origin (Web Push). */
+  origin?: string;
+  registeredAt: number;
+  expiresAt: number;
+}
+
+export interface DeviceRegistered {
+  registered: DeviceSummary;
+  /** Devices removed to stay within the per-user limit, least recently registered first. */
+  evicted: DeviceSummary[];
+}
+
+export interface DeviceRemoved {
+  removed: boolean;
+  id: string;
+}
+
+export interface DeviceList {
+  devices: DeviceSummary[];
+  /** Devices a user may have (PUSH_MAX_DEVICES). */
+  max: number;
+}
+
+export type Operation = 'publish' | 'presence' | 'kick' | 'status' | 'devices';
 
 /** What one attempt of a call came back with. */
 export type Reply =

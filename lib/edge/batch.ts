@@ -78,7 +78,7 @@ export interface BatchLogger {
 /** One SQS batch: publishes each message, and names the ones to redeliver. */
 export async function handleQueueBatch(
   event: unknown,
-  deps: { operations: Operations; logger: BatchLogger },
+  deps: { operations: Pick<Operations, 'publish'>; logger: BatchLogger },
 ): Promise<SQSBatchResponse> {
   if (!v.is(SqsEvent, event))
     throw new ValidationError('not an SQS event (Records) nor an EventBridge event (detail-type)');

@@ -5,7 +5,7 @@ import { describeIssues } from '../protocol/frames.js';
 import type { Operations } from './operations.js';
 
 /**
- * The HTTP API: `POST /publish`, `/presence`, `/kick`, `/status`, each taking the same
+ * The HTTP API: `POST /publish`, `/presence`, `/kick`, `/status`, `/devices`, each taking the same
  * JSON body as the Lambda of that name. Unlike a Lambda Invoke, a refusal is
  * an HTTP status a caller cannot overlook: 400 for a bad request, 413 for a
  * message over API Gateway's limit, 500 for our failures, always with
@@ -40,7 +40,7 @@ export interface HttpLogger {
   error(message: string, extra: Record<string, unknown>): void;
 }
 
-const ROUTES = ['publish', 'presence', 'kick', 'status'] as const;
+const ROUTES = ['publish', 'presence', 'kick', 'status', 'devices'] as const;
 type Route = (typeof ROUTES)[number];
 
 const json = (statusCode: number, value: unknown): HttpResponse => ({
@@ -52,7 +52,11 @@ const json = (statusCode: number, value: unknown): HttpResponse => ({
 class NotFoundError extends PushwireError {
   override name = 'NotFoundError';
   constructor(path: string) {
-    super('not_found', `no route ${path}: POST /publish, /presence, /kick or /status`, 404);
+    super(
+      'not_found',
+      `no route ${path}: POST /publish, /presence, /kick, /status or /devices`,
+      404,
+    );
   }
 }
 

@@ -9,6 +9,7 @@ import { hookedRequest, type Relayed } from '../delivery/client-relay.js';
 import { type PublishOrigin, type PublishResult, publish } from '../delivery/publish.js';
 import { HookFailedError } from '../delivery/publish-hook.js';
 import { metrics, recordPublish } from '../observability/metrics.js';
+import type { DeviceResult } from '../push/service.js';
 import { fanoutDeps } from './fanout-wiring.js';
 
 /**
@@ -24,6 +25,8 @@ export interface Operations {
   kick(input: unknown): Promise<KickResult>;
   /** An acknowledged message's delivery status (issue 18). */
   status(input: unknown): Promise<AckStatus>;
+  /** A user's push devices: register, remove, list (docs/push.md). */
+  devices(input: unknown): Promise<DeviceResult>;
 }
 
 /** `deadline`: the invocation's end less its answer's time (ms since 1970), when known. */
@@ -108,7 +111,12 @@ export async function publishBatchObserved(
 export const publishAny = (input: unknown, deadline?: number) =>
   isBatchRequest(input) ? publishBatchObserved(input, deadline) : publishObserved(input, deadline);
 
-export const operations: Operations = {
+/**
+ * Every operation but `devices`, which only the HTTP API adds
+ * (functions/http.ts): the queue consumer, which only publishes, carries
+ * none of the device code.
+ */
+export const operations: Omit<Operations, 'devices'> = {
   publish: publishAny,
   presence: (input) => presence(input, { registry: registry() }),
   status: (input) => ackStatus(input, { store: ackStore() }),

@@ -40,7 +40,11 @@ export type MetricName =
   | 'AckTimeouts'
   | 'AckPushes'
   | 'AckPushFailures'
-  | 'AckStateLost';
+  | 'AckStateLost'
+  // Push fallback (issue 18, docs/push.md).
+  | 'PushSent'
+  | 'PushFailed'
+  | 'PushRemoved';
 
 /** Built once per container; the same instance collects for every invocation. */
 export const metrics = /* @__PURE__ */ once(() => new Metrics({ namespace: METRICS_NAMESPACE }));

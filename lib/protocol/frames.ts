@@ -83,6 +83,22 @@ const Ack = v.strictObject({
   ref: Ref,
 });
 
+/**
+ * Push devices of the connection's user (issue 18, PW-N1): shapes are checked
+ * by the `devices` function `$default` hands them to (docs/push.md).
+ */
+const PushTarget = {
+  webpush: v.optional(v.unknown()),
+  mobile: v.optional(v.unknown()),
+  ref: Ref,
+};
+const PushRegister = v.strictObject({ action: v.literal('push_register'), ...PushTarget });
+const PushUnregister = v.strictObject({
+  action: v.literal('push_unregister'),
+  id: v.optional(v.string()),
+  ...PushTarget,
+});
+
 export const ClientFrame = v.variant('action', [
   Ping,
   Subscribe,
@@ -92,6 +108,8 @@ export const ClientFrame = v.variant('action', [
   Publish,
   Presence,
   Ack,
+  PushRegister,
+  PushUnregister,
 ]);
 export type ClientFrame = v.InferOutput<typeof ClientFrame>;
 export const ACTIONS = [
@@ -103,6 +121,8 @@ export const ACTIONS = [
   'publish',
   'presence',
   'ack',
+  'push_register',
+  'push_unregister',
 ] as const;
 
 /** A user on a topic (member lists, join events). */
@@ -158,6 +178,10 @@ export type ReplyFrame =
     | { type: 'acked'; ids: string[]; refused?: string[] }
     /** A page of members (PW-P1); `next`: the cursor of the next page, when there is one. */
     | { type: 'presence'; topic: string; members: MemberEntry[]; count: number; next?: string }
+    /** A push device registered for the user (PW-N1); `evicted`: devices dropped for the limit. */
+    | { type: 'push_registered'; id: string; expiresAt: number; evicted?: string[] }
+    /** `removed`: whether the user had that device. */
+    | { type: 'push_unregistered'; id: string; removed: boolean }
     /** `retryAfter` (seconds): with `rate_limited`. */
     | {
         type: 'error';
@@ -217,6 +241,7 @@ export const ERROR_CODES = [
   'hook_denied',
   'hook_failed',
   'ack_refused',
+  'push_unsupported',
 ] as const;
 
 export function parseClientFrame(body: string | undefined): ClientFrame {

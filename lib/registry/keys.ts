@@ -127,6 +127,12 @@ export interface Keys {
    * user's slot, beside the stream and its live set (ack.lua reads them together).
    */
   ack(userId: string, id: string): string;
+  /**
+   * HASH: device id -> the JSON record of one of the user's push devices
+   * (lib/push/devices.ts: Web Push subscriptions, SNS platform endpoints).
+   * In the user's slot; its TTL is refreshed by every registration.
+   */
+  devices(userId: string): string;
 }
 
 export function createKeys(prefix: string): Keys {
@@ -178,6 +184,7 @@ export function createKeys(prefix: string): Keys {
     events: ({ region, stage }) => `${prefix}events:${region}:${stage}`,
     pace: (region) => `${prefix}{${prefix}pace:${region}}`,
     ack: (userId, id) => `${audienceTag('user', userId)}:a:${id}`,
+    devices: (userId) => `${audienceTag('user', userId)}:dv`,
   };
 }
 

@@ -26,6 +26,7 @@ import type { Recipient } from '../registry/keys.js';
 import type { Audience, Connection, ConnectionRegistry } from '../registry/types.js';
 import { type ClientPublishDeps, clientPublish } from './client-publish.js';
 import { endConnection } from './end.js';
+import { type DevicesRelay, pushDevices } from './push-devices.js';
 import { type ResumeOutcome, replay } from './resume.js';
 
 /** What the WebSocket handlers need, injected so tests hand in real Redis or mocked AWS. */
@@ -61,6 +62,8 @@ export interface SessionDeps {
     ids: string[],
     post: (to: Recipient, frame: ServerFrame) => Promise<void>,
   ) => Promise<ReplyFrame>;
+  /** Push device registration (issue 18): the relay to the `devices` function. */
+  devices?: DevicesRelay;
 }
 
 export interface SessionLimits {
@@ -215,6 +218,7 @@ type FrameDeps = Pick<
   | 'events'
   | 'clientPublish'
   | 'acks'
+  | 'devices'
 > &
   Partial<Pick<SessionDeps, 'verifyToken'>>;
 
@@ -456,6 +460,10 @@ async function answer(
     case 'publish':
       if (!deps.clientPublish) throw new ForbiddenError('client publish is not enabled here');
       return clientPublish(connection, frame, deps.clientPublish);
+    case 'push_register':
+    case 'push_unregister':
+      if (!deps.devices) throw new ForbiddenError('push registration is not enabled here');
+      return pushDevices(connection.userId, frame, deps.devices);
     case 'presence': {
       // Only who is subscribed sees who else is (and only with the grant).
       if (!connection.topics.includes(frame.topic))

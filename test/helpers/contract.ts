@@ -165,7 +165,7 @@ export function checkClientMessage(text: string): void {
   if (errors) report(`client frame ${text.slice(0, 300)}: ${errors}`);
 }
 
-export type HttpOperation = 'publish' | 'presence' | 'kick' | 'status';
+export type HttpOperation = 'publish' | 'presence' | 'kick' | 'status' | 'devices';
 
 function responseSchema(operation: HttpOperation, status: number): string | undefined {
   const described = openapi.paths[`/${operation}`]?.post.responses[String(status)];
@@ -224,6 +224,7 @@ export function checkHttpExchange(
 export const ERROR_STATUS: Record<string, number> = {
   invalid_request: 400,
   not_found: 404,
+  push_unsupported: 400,
   too_large: 413,
   in_progress: 503,
   unavailable: 503,

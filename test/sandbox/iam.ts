@@ -253,13 +253,22 @@ export class StackIam {
       },
       {},
     );
-    if (response.resultType !== 'single')
+    // sns:Publish to a platform endpoint: SNS's only resource type for
+    // Publish is `topic`, so IAM can match such a request only by a `*`
+    // grant, which the simulator evaluates as a wildcard request (one result).
+    const single =
+      response.resultType === 'wildcard' &&
+      request.resource === '*' &&
+      response.results.length === 1
+        ? { ...response, resultType: 'single' as const, result: response.results[0] }
+        : response;
+    if (single.resultType !== 'single')
       throw new Error(
         `iam-simulate could not evaluate ${request.action} on ${request.resource}: ${JSON.stringify(
           response.resultType === 'error' ? response.errors : response.resultType,
         )}`,
       );
-    const allowStatements = response.result.analysis?.identityAnalysis?.allowStatements ?? [];
+    const allowStatements = single.result?.analysis?.identityAnalysis?.allowStatements ?? [];
     const grants: Grant[] = [];
     for (const allow of allowStatements) {
       const explain = allow.explain as {
@@ -280,6 +289,6 @@ export class StackIam {
             resource: r.resource,
           });
     }
-    return { allowed: response.overallResult === 'Allowed', grants };
+    return { allowed: single.overallResult === 'Allowed', grants };
   }
 }

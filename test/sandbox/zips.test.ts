@@ -5,9 +5,11 @@ import { Redis } from 'ioredis';
 import JSZip from 'jszip';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUNDLE_LIMITS } from '../../bench/bundles.js';
+import { DEV_VAPID } from '../../scripts/local-env.js';
 import { type RedisServer, startRedisServer } from '../../scripts/redis-server.js';
 import { devToken } from '../../scripts/token.js';
 import { eventDetailErrors } from '../helpers/events-schema.js';
+import { SnsStandIn } from '../helpers/sns-stand-in.js';
 import { resolver, type StackFacts, StackIam } from './iam.js';
 import { LambdaSandbox, type Packaged, packageService } from './lambda-sandbox.js';
 import { NODE_VERSIONS, type NodeMajor, nodeBinary } from './node-runtimes.js';
@@ -64,6 +66,11 @@ interface Stack {
   sqs: SqsStandIn;
   /** EVENTS_BUS: A the default bus, B a bus of its own (the role names it). */
   eventsBus: string;
+  /** SNS mobile push (issue 18): one FCM platform application. */
+  sns: SnsStandIn;
+  fcmApplication: string;
+  /** The VAPID private key's SSM parameter (only the push-sending roles may read it). */
+  vapidParameter: string;
   packaged: Packaged;
   iam: StackIam;
   current?: LambdaSandbox | undefined;
@@ -103,7 +110,34 @@ async function startStandIns(facts: StackFacts) {
   const jwtSecret = `sandbox-secret-of-at-least-32-bytes-${facts.name}!`;
   const jwtSecretArn = `arn:aws:secretsmanager:${facts.region}:${ACCOUNT_ID}:secret:pushwire/${facts.stage}/jwt-secret-Ab12Cd`;
   const redisUrlParameter = `/pushwire/${facts.stage}/redis-url`;
+  const vapidParameter = `/pushwire-push/${facts.stage}/vapid-private-key`;
+  const fcmApplication = `arn:aws:sns:${facts.region}:${ACCOUNT_ID}:app/GCM/pushwire-${facts.stage}`;
   return {
+    vapidParameter,
+    fcmApplication,
+    // Every SNS request signed by a session of the keyring and decided by the role's IAM.
+    sns: await SnsStandIn.start({
+      region: facts.region,
+      secretFor: (id) => keyring.lookup(id)?.secretAccessKey,
+      sessionToken: (id) => keyring.lookup(id)?.sessionToken,
+      applications: [fcmApplication],
+      authorize: async (check, action, resource) => {
+        const session = keyring.lookup(check.accessKeyId ?? '');
+        if (!session) return false;
+        const request = {
+          stack: session.stack,
+          functionKey: session.functionKey,
+          action,
+          // As IAM sees them: SNS's platform endpoint actions (and Publish to
+          // an endpoint) take no resource (the Service Authorization Reference).
+          resource: resource.includes(':topic') ? resource : '*',
+          context: { 'aws:RequestedRegion': facts.region, 'aws:PrincipalAccount': ACCOUNT_ID },
+        };
+        const allowed = (await log.authorize?.(request)) ?? true;
+        log.requests.push({ ...request, allowed });
+        return allowed;
+      },
+    }),
     facts,
     jwtSecret,
     jwtSecretArn,
@@ -113,7 +147,10 @@ async function startStandIns(facts: StackFacts) {
     eventBridge: await EventBridgeStandIn.start(options),
     sqs: await SqsStandIn.start(options),
     mgmt: await ManagementApiStandIn.start({ ...options, stage: facts.stage, apiId: facts.apiId }),
-    ssm: await SsmStandIn.start(options, { [redisUrlParameter]: redisServer.url }),
+    ssm: await SsmStandIn.start(options, {
+      [redisUrlParameter]: redisServer.url,
+      [vapidParameter]: DEV_VAPID.VAPID_PRIVATE_KEY,
+    }),
     secrets: await SecretsManagerStandIn.start(options, { [jwtSecretArn]: jwtSecret }),
     invokeApi: await LambdaInvokeStandIn.start(options, async (name, payload) => {
       // The deployment's publish hook (PUBLISH_HOOK_FUNCTION): not ours, so a stand-in.
@@ -172,6 +209,12 @@ async function packageStack(
       PRESENCE_EVENTS_TOPICS: 'news-*,both-stacks',
       AWS_ENDPOINT_URL_EVENTBRIDGE: self.eventBridge.url,
       AWS_ENDPOINT_URL_SQS: self.sqs.url,
+      // Push (issue 18): the VAPID private key by parameter, SNS mobile push for FCM.
+      VAPID_PUBLIC_KEY: DEV_VAPID.VAPID_PUBLIC_KEY,
+      VAPID_PRIVATE_KEY_PARAMETER: self.vapidParameter,
+      VAPID_SUBJECT: 'mailto:ops@example.com',
+      SNS_FCM_APPLICATION_ARN: self.fcmApplication,
+      AWS_ENDPOINT_URL_SNS: self.sns.url,
     },
     resolver(facts),
   );
@@ -200,11 +243,99 @@ afterAll(async () => {
     await stack.secrets.stop();
     await stack.eventBridge.stop();
     await stack.sqs.stop();
+    await stack.sns.stop();
   }
   for (const dir of packageDirs) rmSync(dir, { recursive: true, force: true });
   await redis?.quit();
   await redisServer?.stop();
 });
+
+/**
+ * The push path (issue 18) on one stack: an app registers its FCM token over
+ * the socket ($default invokes `devices`: CreatePlatformEndpoint,
+ * SetEndpointAttributes), a push is sent (the VAPID key read from SSM, SNS
+ * Publish), the endpoint SNS then reports disabled is removed
+ * (DeleteEndpoint), and a service registers and removes a token through the
+ * HTTP API (the `http` role's own SNS calls).
+ */
+async function exercisePush(
+  stack: Stack,
+  sandbox: LambdaSandbox,
+  connectionId: string,
+  userId: string,
+): Promise<void> {
+  const token = `fcm-${stack.facts.name}-${userId}:APA91b`;
+  const registered = await sandbox.invokeOk<Reply>(
+    'default',
+    frameEvent(stack, connectionId, {
+      action: 'push_register',
+      mobile: { platform: 'fcm', token },
+      ref: 'push',
+    }),
+  );
+  expect(
+    replyFrame(registered),
+    JSON.stringify([
+      registered,
+      sandbox.problems,
+      stack.invokeApi.ran.slice(-2),
+      log.requests.filter((r) => !r.allowed).slice(-3),
+      sandbox.output().slice(-1500),
+    ]),
+  ).toMatchObject({
+    type: 'push_registered',
+    ref: 'push',
+  });
+  const endpoint = stack.sns.endpointFor(token);
+  expect(endpoint).toMatchObject({ applicationArn: stack.fcmApplication, customUserData: userId });
+
+  const pushed = await sandbox.invokeOk('devices', {
+    action: 'push',
+    userId,
+    notify: { title: 'ring', body: 'from the sandbox' },
+  });
+  expect(pushed).toMatchObject({ devices: 1, sent: 1, failed: 0, removed: 0 });
+  expect(stack.sns.published.at(-1)).toMatchObject({
+    targetArn: endpoint?.arn,
+    platformKey: 'GCM',
+  });
+  expect(stack.ssm.reads).toContain(stack.vapidParameter);
+
+  stack.sns.disable(endpoint?.arn ?? '');
+  const pruned = await sandbox.invokeOk('devices', {
+    action: 'push',
+    userId,
+    notify: { title: 'x' },
+  });
+  expect(pruned).toMatchObject({ devices: 1, sent: 0, removed: 1 });
+  expect(stack.sns.endpoints.has(endpoint?.arn ?? '')).toBe(false);
+
+  const rest = (body: unknown) => ({
+    resource: '/devices',
+    path: '/devices',
+    httpMethod: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    requestContext: {
+      resourcePath: '/devices',
+      httpMethod: 'POST',
+      stage: stack.facts.stage,
+      identity: { userArn: `arn:aws:iam::${ACCOUNT_ID}:role/orders` },
+    },
+    body: JSON.stringify(body),
+    isBase64Encoded: false,
+  });
+  const mobile = { platform: 'fcm', token: `${token}-http` };
+  const viaHttp = await sandbox.invokeOk<Reply>(
+    'http',
+    rest({ action: 'register', userId, mobile }),
+  );
+  expect(viaHttp.statusCode).toBe(200);
+  const removed = await sandbox.invokeOk<Reply>('http', rest({ action: 'remove', userId, mobile }));
+  expect(replyFrame(removed)).toMatchObject({ removed: true });
+  expect(stack.sns.endpointFor(mobile.token)).toBeUndefined();
+  expect(stack.sns.signatureFailures).toEqual([]);
+  expect(stack.sns.malformed).toEqual([]);
+}
 
 /** A sandbox running `stack`'s zips on `major`, each function with its own session of its role. */
 async function startSandbox(stack: Stack, major: NodeMajor, root: string): Promise<LambdaSandbox> {
@@ -229,6 +360,7 @@ it('packages every function for a Node runtime the sandbox runs, its environment
     'connect',
     'default',
     'deliver',
+    'devices',
     'disconnect',
     'events',
     'http',
@@ -756,6 +888,10 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       expect(A.mgmt.signatureFailures).toEqual([]);
     });
 
+    it('push: a token registered over the socket, pushed through SNS, pruned when disabled; /devices over HTTP', async () => {
+      await exercisePush(A, sandbox, alice1, user('alice'));
+    });
+
     it('$disconnect removes the connection', async () => {
       // Act
       const reply = await sandbox.invokeOk<Reply>('disconnect', disconnectEvent(A, alice2));
@@ -884,7 +1020,8 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       expect(A.ssm.signatureFailures).toEqual([]);
       expect(A.secrets.signatureFailures).toEqual([]);
       expect(A.eventBridge.signatureFailures).toEqual([]);
-      expect(new Set(A.ssm.reads)).toEqual(new Set([A.redisUrlParameter]));
+      // The VAPID private key too: only `devices` reads it, when it sends a push.
+      expect(new Set(A.ssm.reads)).toEqual(new Set([A.redisUrlParameter, A.vapidParameter]));
       expect(new Set(A.secrets.reads)).toEqual(new Set([A.jwtSecretArn]));
       expect(sandbox.output()).not.toContain(A.jwtSecret);
       // Every function ran at least once, cold.
@@ -1305,6 +1442,14 @@ describe('two stacks (two stages, two regions) sharing one Redis, each naming th
       expect(stack.invokeApi.ran.every((r) => (r.outcome as { ok: boolean }).ok)).toBe(true);
   });
 
+  it('the push path runs on each stack with its own roles, platform application and VAPID parameter', async () => {
+    for (const stack of [A, B]) {
+      const userId = `push-${stack.facts.name}-2stacks`;
+      const sandbox = stack.current as LambdaSandbox;
+      await exercisePush(stack, sandbox, await connect(stack, userId), userId);
+    }
+  });
+
   it('nothing failed, crashed or was refused for its signature, in either stack', () => {
     for (const stack of [A, B]) {
       expect(stack.current?.problems).toEqual([]);
@@ -1351,6 +1496,10 @@ describe("IAM: every request was allowed by its function's own role, and each gr
           'secretsmanager:GetSecretValue',
           'events:PutEvents',
           'sqs:SendMessage',
+          'sns:CreatePlatformEndpoint',
+          'sns:SetEndpointAttributes',
+          'sns:Publish',
+          'sns:DeleteEndpoint',
         ]),
       );
     // Lifecycle events were put by each stack's relay alone, on its own bus.

@@ -69,6 +69,7 @@ describe('loadConfig', () => {
         maxBytes: 32 * 1024,
         functionName: 'pushwire-local-publish',
       },
+      devicesFunctionName: 'pushwire-local-devices',
     });
   });
 
@@ -123,6 +124,7 @@ describe('loadConfig', () => {
       CLIENT_PUBLISH_WINDOW_SECONDS: '10',
       CLIENT_PUBLISH_MAX_BYTES: '4096',
       PUBLISH_FUNCTION_NAME: 'pushwire-prod-publish',
+      DEVICES_FUNCTION_NAME: 'pushwire-prod-devices',
       PUBLISH_HOOK_FUNCTION: 'arn:aws:lambda:eu-central-1:123456789012:function:moderate',
       PUBLISH_HOOK_TOPICS: 'chat:*, support:* ,',
       PUBLISH_HOOK_TIMEOUT_MS: '500',
@@ -196,6 +198,7 @@ describe('loadConfig', () => {
           timeoutMs: 500,
         },
       },
+      devicesFunctionName: 'pushwire-prod-devices',
     });
   });
 

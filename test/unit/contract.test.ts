@@ -14,6 +14,7 @@ import {
 } from '../../lib/protocol/frames.js';
 import { isCursor } from '../../lib/registry/cursor.js';
 import type {
+  DeviceSummary,
   KickResult,
   PresenceRequest,
   PresenceResult,
@@ -67,7 +68,7 @@ describe('the documents', () => {
     // Spectral severities: 0 error, 1 warning, 2 information, 3 hint.
     const problems = diagnostics.filter((d) => d.severity <= 1);
     expect(problems.map((d) => `${d.path.join('.')}: ${d.message}`)).toEqual([]);
-    expect(document?.operations().length).toBe(12);
+    expect(document?.operations().length).toBe(14);
   });
 
   it('docs/openapi.yaml is valid OpenAPI 3.1 by the OpenAPI Initiative schema', async () => {
@@ -250,6 +251,8 @@ describe('the code is in step with the documents', () => {
     join: { type: 1, topic: 1, userId: 1, info: 1 },
     leave: { type: 1, topic: 1, userId: 1 },
     presence_diff: { type: 1, topic: 1, joined: 1, left: 1 },
+    push_registered: { type: 1, id: 1, expiresAt: 1, evicted: 1, ref: 1 },
+    push_unregistered: { type: 1, id: 1, removed: 1, ref: 1 },
     error: { type: 1, code: 1, message: 1, retryAfter: 1, topic: 1, ref: 1 },
   } satisfies { [K in ServerFrame['type']]: FieldsOf<K> };
 
@@ -302,6 +305,8 @@ describe('the code is in step with the documents', () => {
       dismissed: 1,
       ids: 1,
       refused: 1,
+      evicted: 1,
+      removed: 1,
     } satisfies Record<keyof ClientLibraryFrame, 1>;
     const documented = new Set(Object.values(serverFrameSchemas).flatMap((s) => docFields(s)));
     expect(Object.keys(clientFields).sort()).toEqual([...documented].sort());
@@ -367,6 +372,14 @@ describe('the code is in step with the documents', () => {
       gone: 1,
       failed: 1,
     } satisfies Keys<KickResult>;
+    const deviceSummary = {
+      id: 1,
+      kind: 1,
+      platform: 1,
+      origin: 1,
+      registeredAt: 1,
+      expiresAt: 1,
+    } satisfies Keys<DeviceSummary>;
     const open = openapi.components.schemas as Record<string, { properties: Schema }>;
     const fields = (name: string) => Object.keys(open[name]?.properties ?? {}).sort();
     expect(Object.keys(publishRequest).sort()).toEqual(fields('PublishRequest'));
@@ -385,5 +398,6 @@ describe('the code is in step with the documents', () => {
     expect(Object.keys(presenceRequest).sort()).toEqual(fields('PresenceRequest'));
     expect(Object.keys(presenceResult).sort()).toEqual(fields('PresenceResult'));
     expect(Object.keys(kickResult).sort()).toEqual(fields('KickResult'));
+    expect(Object.keys(deviceSummary).sort()).toEqual(fields('DeviceSummary'));
   });
 });

@@ -23,6 +23,7 @@ function fakeOperations(answer: (input: unknown) => unknown = () => ({ ok: true 
     presence: record('presence'),
     kick: record('kick'),
     status: record('status'),
+    devices: record('devices'),
   };
   return { operations, calls };
 }
@@ -144,7 +145,7 @@ describe('HTTP API', () => {
     expect(response.statusCode).toBe(404);
     expect(JSON.parse(response.body).error).toEqual({
       code: 'not_found',
-      message: 'no route /publish/extra: POST /publish, /presence, /kick or /status',
+      message: 'no route /publish/extra: POST /publish, /presence, /kick, /status or /devices',
     });
     expect(calls).toEqual([]);
   });
