@@ -237,7 +237,11 @@ export function defaultInputs(): ModelInputs {
       'assumed',
       'acks are batched per frame; with sparse messages one ack per frame',
     ),
-    ackReplyFrames: f(1, 'assumed', '$default is a two-way route: one reply frame per ack frame'),
+    ackReplyFrames: f(
+      1,
+      'configured',
+      'the ack route is two-way (serverless.yml routeResponseSelectionExpression) and functions/ack.ts answers every frame: one `acked` (or error) reply per ack frame',
+    ),
     ackFrameBytes: f(60, 'assumed', 'not measured in this run'),
     ackedReplyBytes: f(60, 'assumed', 'not measured in this run'),
     dismissFrameBytes: f(60, 'assumed', 'not measured in this run'),

@@ -313,3 +313,31 @@ describe('inputs and workloads', () => {
     );
   });
 });
+
+describe('large messages: the model against the real splitter', () => {
+  it('gives the parts and units partFrames() makes at 200 KB, 512 KiB and 1 MiB', async () => {
+    const { measureParts, inputsFrom } = await import('../../bench/cost.js');
+    const parts = measureParts();
+    const inputs = inputsFrom(
+      {
+        ops: {},
+        frame_overhead_bytes: 120,
+        parts,
+        command_mix: {},
+        loadavg: [0, 0],
+      },
+      null,
+    );
+    expect(inputs.largePartBytes.source).toBe('measured');
+    for (const x of parts) {
+      // Every part fits API Gateway's 128 KB; the model counts the same parts and units.
+      expect(x.full_part_bytes).toBeLessThanOrEqual(131_072);
+      const m = framesFor(x.data_bytes, inputs);
+      expect(m.posts).toBe(x.parts);
+      expect(m.units).toBe(x.units);
+      // Bytes within 2 % (the model charges the escaping per part, not per quote).
+      expect(Math.abs(m.bytes - x.bytes_posted) / x.bytes_posted).toBeLessThan(0.02);
+    }
+    expect(parts.map((x) => x.parts)).toEqual([2, 5, 10]);
+  });
+});
