@@ -215,7 +215,7 @@ export function inputsFrom(measured: CostMeasure | null, config: Config | null):
     const ops = inputs.ops as Record<string, OperationFigures>;
     const renote = (name: Operation, note: string) => {
       const op = ops[name];
-      if (!op || op.ms.source !== 'measured') return;
+      if (op?.ms.source !== 'measured') return;
       for (const figure of Object.values(op)) figure.note = `${figure.note}; ${note}`;
     };
     renote(
@@ -362,7 +362,6 @@ export async function measureCost(options: {
     const sessionDeps = { registry, gateway: deps.gateway, verifyToken, limits };
     const mix: Record<string, Record<string, number>> = {};
     const ops: CostMeasure['ops'] = {};
-    let ackFigures: CostMeasure['acks'];
     const keep = (name: Operation, m: Awaited<ReturnType<typeof measureOp>>) => {
       const { mix: commands, ...rest } = m;
       ops[name] = rest;
@@ -442,7 +441,7 @@ export async function measureCost(options: {
       commands: round(Math.max(0, pu.commands - 2 * perRecipient.commands), 2),
       cpu_ms: round(Math.max(0, pu.cpu_ms - 2 * perRecipient.cpu_ms), 3),
     });
-    ackFigures = await measureAcks({
+    const ackFigures = await measureAcks({
       admin,
       counter,
       redis,
