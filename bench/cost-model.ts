@@ -567,8 +567,8 @@ export function costModel(workload: Workload, inputs: ModelInputs): CostReport {
       deliveries += n * r;
       unitsOut += n * r * d.units;
       bytesOut += n * r * d.bytes;
-      // What a service without deltas or batching sends: the whole frame, every time.
-      bytesOutFull += n * r * framesFor(s.bytes, inputs).bytes;
+      // What a service without deltas, batching or parts sends: the whole message in one frame.
+      bytesOutFull += n * r * (s.bytes + inputs.frameOverheadBytes.value);
       posts += n * r * d.posts;
       historyKb += n * Math.ceil(s.bytes / 1024);
       publishCommands += n * (fixed.redisCommands.value + r * o.perRecipient.redisCommands.value);
