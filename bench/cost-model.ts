@@ -1046,6 +1046,7 @@ export function ackedCost(w: Workload, inputs: ModelInputs, devices: number): Co
         o.ackedPublish.redisCommands,
         o.ackTimeoutCheck.redisCommands,
         o.ackTimeoutFire.redisCommands,
+        inputs.ecpuPerCommand,
       ),
     },
     {
