@@ -82,7 +82,12 @@ export const OPERATIONS = [
   'publishUserFixed',
   'perRecipient',
   'ack',
+  /** What an acknowledged publish to a user adds over a plain one (its state, its SendMessage). */
+  'ackedPublish',
+  /** The timeout handler, per message some device acked in time. */
   'ackTimeoutCheck',
+  /** The timeout handler, per message no device acked (the push itself not included). */
+  'ackTimeoutFire',
 ] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
@@ -112,11 +117,21 @@ export interface ModelInputs {
   acksPerFrame: Figure;
   /** Reply frames $default sends per ack frame. */
   ackReplyFrames: Figure;
-  /** SQS requests per acknowledged message: SendMessage with DelaySeconds, then its share of a batched receive and delete. */
-  sqsRequestsPerAcked: Figure;
-  /** Timeouts one ack-timeout invocation handles (the SQS batch size). */
+  /** Bytes of an `ack` frame in, and of the `acked` reply and a `dismiss` frame out. */
+  ackFrameBytes: Figure;
+  ackedReplyBytes: Figure;
+  dismissFrameBytes: Figure;
+  /** SQS SendMessage requests per acknowledged message (one per user, with DelaySeconds). */
+  sqsSendsPerAcked: Figure;
+  /** SQS requests the Lambda event source mapping makes per batch it hands over: ReceiveMessage and DeleteMessageBatch. */
+  sqsPollRequestsPerBatch: Figure;
+  /** Most timeouts one ack-timeout invocation handles (serverless.yml batchSize). */
   ackTimeoutBatch: Figure;
-  /** Wall ms of one ack-timeout invocation beyond its Redis round trips. */
+  /** How long the event source mapping gathers a batch, seconds (serverless.yml maximumBatchingWindow). */
+  ackTimeoutBatchWindowSeconds: Figure;
+  /** The ackTimeout function's memory (serverless.yml), MB. */
+  ackTimeoutMemoryMb: Figure;
+  /** Wall ms of the push call when a timeout fires (SNS Publish / Web Push POST). */
   ackTimeoutMs: Figure;
   /** Push endpoints per user a fired timeout notifies (SNS mobile). */
   pushDevicesPerUser: Figure;
@@ -161,11 +176,23 @@ export function defaultInputs(): ModelInputs {
         1,
         'issue 18 (acks) not built on this branch: an ack assumed one script call (EVALSHA) plus a read and a write',
       ),
-      ackTimeoutCheck: op(
-        3,
+      ackedPublish: op(
+        2,
         1,
         0.5,
-        'issue 18 not built here: the timeout handler assumed to read the ack state and mark the message, per message',
+        'not measured in this run: an acknowledged publish assumed to add its state script and the epoch read',
+      ),
+      ackTimeoutCheck: op(
+        1,
+        1,
+        0.3,
+        'not measured in this run: the timeout handler assumed one script call per message',
+      ),
+      ackTimeoutFire: op(
+        2,
+        2,
+        0.5,
+        'not measured in this run: the timeout script and the recorded outcome, per message',
       ),
     },
     frameOverheadBytes: f(130, 'assumed', 'not measured in this run'),
@@ -210,14 +237,32 @@ export function defaultInputs(): ModelInputs {
       'assumed',
       'acks are batched per frame; with sparse messages one ack per frame',
     ),
-    ackReplyFrames: f(1, 'assumed', '$default is a two-way route: one reply frame per ack frame'),
-    sqsRequestsPerAcked: f(
-      1.2,
-      'assumed',
-      'SendMessage with DelaySeconds (1) + ReceiveMessage and DeleteMessageBatch by Lambda, batches of 10 (0.2)',
+    ackReplyFrames: f(
+      1,
+      'configured',
+      'the ack route is two-way (serverless.yml routeResponseSelectionExpression) and functions/ack.ts answers every frame: one `acked` (or error) reply per ack frame',
     ),
-    ackTimeoutBatch: f(10, 'assumed', 'SQS event source batch size'),
-    ackTimeoutMs: f(5, 'assumed', 'not built here'),
+    ackFrameBytes: f(60, 'assumed', 'not measured in this run'),
+    ackedReplyBytes: f(60, 'assumed', 'not measured in this run'),
+    dismissFrameBytes: f(60, 'assumed', 'not measured in this run'),
+    sqsSendsPerAcked: f(1, 'assumed', 'not measured in this run: one SendMessage per user'),
+    sqsPollRequestsPerBatch: f(
+      2,
+      'assumed',
+      "the Lambda event source mapping's ReceiveMessage that returns the batch and its DeleteMessageBatch (AWS polls and deletes for the function; not countable locally). Its empty long polls while the queue is idle are not counted",
+    ),
+    ackTimeoutBatch: f(10, 'configured', 'serverless.yml ackTimeout sqs batchSize'),
+    ackTimeoutBatchWindowSeconds: f(
+      1,
+      'configured',
+      'serverless.yml ackTimeout sqs maximumBatchingWindow',
+    ),
+    ackTimeoutMemoryMb: f(512, 'configured', 'serverless.yml ackTimeout memorySize'),
+    ackTimeoutMs: f(
+      20,
+      'assumed',
+      'the push call (SNS Publish or a Web Push POST) when a batch has a timeout that fires: 20 ms, like a post; not measured',
+    ),
     pushDevicesPerUser: f(1, 'assumed', 'registered push endpoints per user'),
     ecpuPerCommand: f(
       1,
@@ -420,11 +465,69 @@ const basisOf = (...figures: Figure[]) => {
       : 'configured';
 };
 
+const round2 = (x: number) => Math.round(x * 100) / 100;
+
 const usd = (price: Price, quantity: number) => (price.usd === null ? null : price.usd * quantity);
 
 /** Lambda billed duration of one invocation: CPU stretched to Lambda's share, plus waits on AWS. */
 export function billedMs(cpuMs: number, waitsMs: number, inputs: ModelInputs): number {
   return Math.max(1, Math.ceil(cpuMs * inputs.cpuStretch.value + waitsMs));
+}
+
+/**
+ * Timeouts per ack-timeout invocation: what the event source mapping gathers
+ * in its batching window at the workload's rate, at most its batch size, at
+ * least one (a quiet queue hands over timeouts one by one).
+ */
+export function ackTimeoutBatchSize(inputs: ModelInputs, ackedPerMinute: number): number {
+  const gathered = (ackedPerMinute / 60) * inputs.ackTimeoutBatchWindowSeconds.value;
+  return Math.min(inputs.ackTimeoutBatch.value, Math.max(1, gathered));
+}
+
+/** SQS requests per acknowledged message: its SendMessage(s), and its share of the batch's receive and delete. */
+export function sqsRequestsPerAcked(inputs: ModelInputs, batch: number): number {
+  return inputs.sqsSendsPerAcked.value + inputs.sqsPollRequestsPerBatch.value / batch;
+}
+
+/**
+ * Billed ms of one ack-timeout invocation of `batch` records, `firedShare`
+ * of them unacked. Records are handled in parallel (Promise.all): CPU adds
+ * up, the waits are one record's: the fired path's (its round trips and the
+ * push call) when any record of the batch fires. At the function's own memory.
+ */
+export function ackTimeoutInvocationMs(
+  inputs: ModelInputs,
+  batch: number,
+  firedShare: number,
+): number {
+  const o = inputs.ops;
+  const cpu =
+    batch *
+    ((1 - firedShare) * o.ackTimeoutCheck.ms.value + firedShare * o.ackTimeoutFire.ms.value);
+  const anyFired = 1 - (1 - firedShare) ** batch;
+  const trips =
+    (1 - anyFired) * o.ackTimeoutCheck.roundTrips.value +
+    anyFired * o.ackTimeoutFire.roundTrips.value;
+  const stretch = Math.max(
+    1,
+    (inputs.cpuStretch.value * inputs.lambdaMemoryMb.value) / inputs.ackTimeoutMemoryMb.value,
+  );
+  return Math.max(
+    1,
+    Math.ceil(
+      cpu * stretch + trips * inputs.redisRttMs.value + anyFired * inputs.ackTimeoutMs.value,
+    ),
+  );
+}
+
+/** Ms an acknowledged publish adds to its publish invocation: CPU, round trips, and its SendMessage(s) at AWS latency. */
+export function ackedPublishMs(inputs: ModelInputs): number {
+  const a = inputs.ops.ackedPublish;
+  return (
+    a.ms.value * inputs.cpuStretch.value +
+    a.roundTrips.value * inputs.redisRttMs.value +
+    inputs.sqsSendsPerAcked.value * inputs.postLatencyMs.value
+  );
 }
 
 /** Runs the model: per 1 M deliveries, per month, competitors, and 1 M acknowledged messages. */
@@ -464,8 +567,8 @@ export function costModel(workload: Workload, inputs: ModelInputs): CostReport {
       deliveries += n * r;
       unitsOut += n * r * d.units;
       bytesOut += n * r * d.bytes;
-      // What a service without deltas or batching sends: the whole frame, every time.
-      bytesOutFull += n * r * framesFor(s.bytes, inputs).bytes;
+      // What a service without deltas, batching or parts sends: the whole message in one frame.
+      bytesOutFull += n * r * (s.bytes + inputs.frameOverheadBytes.value);
       posts += n * r * d.posts;
       historyKb += n * Math.ceil(s.bytes / 1024);
       publishCommands += n * (fixed.redisCommands.value + r * o.perRecipient.redisCommands.value);
@@ -521,17 +624,17 @@ export function costModel(workload: Workload, inputs: ModelInputs): CostReport {
   // A timeout fires when no device acked: only the others send ack frames.
   const ackFrames = ((acked - fired) * devices) / inputs.acksPerFrame.value;
   const dismiss = (acked - fired) * Math.max(0, devices - 1);
-  const timeoutInvocations = acked / inputs.ackTimeoutBatch.value;
-  const timeoutMs = billedMs(
-    inputs.ackTimeoutMs.value + inputs.ackTimeoutBatch.value * o.ackTimeoutCheck.ms.value,
-    inputs.ackTimeoutBatch.value * o.ackTimeoutCheck.roundTrips.value * rtt,
-    inputs,
-  );
+  const batch = ackTimeoutBatchSize(inputs, acked);
+  const timeoutInvocations = acked / batch;
+  const timeoutMs = ackTimeoutInvocationMs(inputs, batch, w.ackTimeoutShare);
+  const timeoutGb = inputs.ackTimeoutMemoryMb.value / 1024;
   const pushes = fired * inputs.pushDevicesPerUser.value;
+  // An acknowledged publish takes longer (its state, its SendMessage): same invocation.
+  publishGbs += (acked * ackedPublishMs(inputs) * gb) / 1000;
+  publishMsSum += acked * ackedPublishMs(inputs);
 
-  const defaultInvocations = subscribes + pings + ackFrames;
-  const defaultGbs =
-    ((subscribes * opMs(o.subscribe) + pings * opMs(o.ping) + ackFrames * opMs(o.ack)) / 1000) * gb;
+  const defaultInvocations = subscribes + pings;
+  const defaultGbs = ((subscribes * opMs(o.subscribe) + pings * opMs(o.ping)) / 1000) * gb;
   const lambda: LambdaLine[] = [
     {
       fn: 'connect',
@@ -548,11 +651,18 @@ export function costModel(workload: Workload, inputs: ModelInputs): CostReport {
       basis: basisOf(o.disconnect.ms, o.disconnect.roundTrips, inputs.redisRttMs),
     },
     {
-      fn: 'default (subscribe, ping, ack frames)',
+      fn: 'default (subscribe, ping)',
       requests: defaultInvocations,
       gbSeconds: defaultGbs,
       msPerInvocation: defaultInvocations > 0 ? (defaultGbs * 1000) / gb / defaultInvocations : 0,
-      basis: basisOf(o.ping.ms, o.subscribe.ms, o.ack.ms, inputs.redisRttMs),
+      basis: basisOf(o.ping.ms, o.subscribe.ms, inputs.redisRttMs),
+    },
+    {
+      fn: 'ack (ack frames, issue 18)',
+      requests: ackFrames,
+      gbSeconds: (ackFrames * opMs(o.ack) * gb) / 1000,
+      msPerInvocation: opMs(o.ack),
+      basis: basisOf(o.ack.ms, o.ack.roundTrips, inputs.redisRttMs),
     },
     {
       fn: 'publish',
@@ -569,23 +679,31 @@ export function costModel(workload: Workload, inputs: ModelInputs): CostReport {
       basis: basisOf(o.perRecipient.ms, inputs.postLatencyMs),
     },
     {
-      fn: 'ack timeout (issue 18)',
+      fn: `ack timeout (issue 18; ${inputs.ackTimeoutMemoryMb.value} MB, ${round2(batch)} per batch)`,
       requests: timeoutInvocations,
-      gbSeconds: (timeoutInvocations * timeoutMs * gb) / 1000,
+      gbSeconds: (timeoutInvocations * timeoutMs * timeoutGb) / 1000,
       msPerInvocation: timeoutMs,
-      basis: basisOf(inputs.ackTimeoutMs, o.ackTimeoutCheck.ms),
+      basis: basisOf(inputs.ackTimeoutMs, o.ackTimeoutCheck.ms, o.ackTimeoutFire.ms),
     },
   ];
 
-  const inMessages = connects * inputs.connectBilledMessages.value + subscribes + pings + ackFrames;
-  const replies = subscribes + pings + ackFrames * inputs.ackReplyFrames.value;
+  const ackUnits = billedUnits(inputs.ackFrameBytes.value);
+  const inMessages =
+    connects * inputs.connectBilledMessages.value + subscribes + pings + ackFrames * ackUnits;
+  const replies =
+    subscribes +
+    pings +
+    ackFrames * inputs.ackReplyFrames.value * billedUnits(inputs.ackedReplyBytes.value);
+  const dismissUnits = dismiss * billedUnits(inputs.dismissFrameBytes.value);
   const redisCommands =
     publishCommands +
     connects * (o.connect.redisCommands.value + o.disconnect.redisCommands.value) +
     subscribes * o.subscribe.redisCommands.value +
     pings * o.ping.redisCommands.value +
     ackFrames * o.ack.redisCommands.value +
-    acked * o.ackTimeoutCheck.redisCommands.value;
+    acked * o.ackedPublish.redisCommands.value +
+    (acked - fired) * o.ackTimeoutCheck.redisCommands.value +
+    fired * o.ackTimeoutFire.redisCommands.value;
   const ecpus = redisCommands * inputs.ecpuPerCommand.value + historyKb;
 
   const minutesPer1M = 1e6 / deliveries;
@@ -608,11 +726,11 @@ export function costModel(workload: Workload, inputs: ModelInputs): CostReport {
     },
     {
       item: 'API Gateway replies (pong, subscribed, ack replies, dismiss frames)',
-      quantity: k * (replies + dismiss),
+      quantity: k * (replies + dismissUnits),
       unit: 'messages',
-      usd: usd(PRICES.apigwMessage, k * (replies + dismiss)),
+      usd: usd(PRICES.apigwMessage, k * (replies + dismissUnits)),
       price: 'apigwMessage',
-      basis: basisOf(inputs.ackReplyFrames),
+      basis: basisOf(inputs.ackReplyFrames, inputs.ackedReplyBytes, inputs.dismissFrameBytes),
     },
     {
       item: 'API Gateway messages in (client frames: $connect, subscribe, ping, ack)',
@@ -620,7 +738,7 @@ export function costModel(workload: Workload, inputs: ModelInputs): CostReport {
       unit: 'messages',
       usd: usd(PRICES.apigwMessage, k * inMessages),
       price: 'apigwMessage',
-      basis: basisOf(inputs.connectBilledMessages, inputs.acksPerFrame),
+      basis: basisOf(inputs.connectBilledMessages, inputs.acksPerFrame, inputs.ackFrameBytes),
     },
     {
       item: 'Data transfer out to the internet (frames posted)',
@@ -663,15 +781,20 @@ export function costModel(workload: Workload, inputs: ModelInputs): CostReport {
       unit: 'ECPUs',
       usd: usd(PRICES.redisEcpu, k * ecpus),
       price: 'redisEcpu',
-      basis: basisOf(o.publishFixed.redisCommands, o.ping.redisCommands, inputs.ecpuPerCommand),
+      basis: basisOf(
+        o.publishFixed.redisCommands,
+        o.ping.redisCommands,
+        o.ack.redisCommands,
+        inputs.ecpuPerCommand,
+      ),
     },
     {
       item: 'SQS requests (ack timeouts, DelaySeconds)',
-      quantity: k * acked * inputs.sqsRequestsPerAcked.value,
+      quantity: k * acked * sqsRequestsPerAcked(inputs, batch),
       unit: 'requests',
-      usd: usd(PRICES.sqsRequest, k * acked * inputs.sqsRequestsPerAcked.value),
+      usd: usd(PRICES.sqsRequest, k * acked * sqsRequestsPerAcked(inputs, batch)),
       price: 'sqsRequest',
-      basis: basisOf(inputs.sqsRequestsPerAcked),
+      basis: basisOf(inputs.sqsSendsPerAcked, inputs.sqsPollRequestsPerBatch),
     },
     {
       item: 'SNS mobile push (timeouts that fire)',
@@ -853,19 +976,26 @@ export function ackedCost(w: Workload, inputs: ModelInputs, devices: number): Co
   const fired = n * w.ackTimeoutShare;
   const ackFrames = ((n - fired) * d) / inputs.acksPerFrame.value;
   const dismiss = (n - fired) * (d - 1);
-  const msgs = ackFrames * (1 + inputs.ackReplyFrames.value) + dismiss;
+  const msgs =
+    ackFrames *
+      (billedUnits(inputs.ackFrameBytes.value) +
+        inputs.ackReplyFrames.value * billedUnits(inputs.ackedReplyBytes.value)) +
+    dismiss * billedUnits(inputs.dismissFrameBytes.value);
   const ackMs = billedMs(o.ack.ms.value, o.ack.roundTrips.value * inputs.redisRttMs.value, inputs);
-  const timeoutInvocations = n / inputs.ackTimeoutBatch.value;
-  const timeoutMs = billedMs(
-    inputs.ackTimeoutMs.value + inputs.ackTimeoutBatch.value * o.ackTimeoutCheck.ms.value,
-    inputs.ackTimeoutBatch.value * o.ackTimeoutCheck.roundTrips.value * inputs.redisRttMs.value,
-    inputs,
-  );
-  const gbs = ((ackFrames * ackMs + timeoutInvocations * timeoutMs) / 1000) * gb;
+  // The timeouts come at the workload's rate of acknowledged publishes.
+  const batch = ackTimeoutBatchSize(inputs, w.publishesPerMinute * w.ackedShare);
+  const timeoutInvocations = n / batch;
+  const timeoutMs = ackTimeoutInvocationMs(inputs, batch, w.ackTimeoutShare);
+  const gbs =
+    ((ackFrames * ackMs + n * ackedPublishMs(inputs)) / 1000) * gb +
+    ((timeoutInvocations * timeoutMs) / 1000) * (inputs.ackTimeoutMemoryMb.value / 1024);
   const redis =
-    ackFrames * o.ack.redisCommands.value * inputs.ecpuPerCommand.value +
-    n * o.ackTimeoutCheck.redisCommands.value * inputs.ecpuPerCommand.value;
-  const sqs = n * inputs.sqsRequestsPerAcked.value;
+    (ackFrames * o.ack.redisCommands.value +
+      n * o.ackedPublish.redisCommands.value +
+      (n - fired) * o.ackTimeoutCheck.redisCommands.value +
+      fired * o.ackTimeoutFire.redisCommands.value) *
+    inputs.ecpuPerCommand.value;
+  const sqs = n * sqsRequestsPerAcked(inputs, batch);
   const pushes = fired * inputs.pushDevicesPerUser.value;
   const lines: CostLine[] = [
     {
@@ -874,39 +1004,58 @@ export function ackedCost(w: Workload, inputs: ModelInputs, devices: number): Co
       unit: 'messages',
       usd: usd(PRICES.apigwMessage, msgs),
       price: 'apigwMessage',
-      basis: basisOf(inputs.acksPerFrame, inputs.ackReplyFrames),
+      basis: basisOf(
+        inputs.acksPerFrame,
+        inputs.ackReplyFrames,
+        inputs.ackFrameBytes,
+        inputs.ackedReplyBytes,
+        inputs.dismissFrameBytes,
+      ),
     },
     {
-      item: 'Lambda requests ($default per ack frame, ack timeout per batch)',
+      item: `Lambda requests (ack per ack frame, ack timeout per batch of ${round2(batch)})`,
       quantity: ackFrames + timeoutInvocations,
       unit: 'requests',
       usd: usd(PRICES.lambdaRequest, ackFrames + timeoutInvocations),
       price: 'lambdaRequest',
-      basis: basisOf(inputs.ackTimeoutBatch),
+      basis: basisOf(inputs.ackTimeoutBatch, inputs.ackTimeoutBatchWindowSeconds),
     },
     {
-      item: 'Lambda compute',
+      item: 'Lambda compute (ack, the publish’s extra, ack timeout)',
       quantity: gbs,
       unit: 'GB-s',
       usd: usd(gbPrice, gbs),
       price: inputs.architecture === 'arm64' ? 'lambdaGbSecondArm' : 'lambdaGbSecondX86',
-      basis: basisOf(o.ack.ms, inputs.ackTimeoutMs),
+      basis: basisOf(
+        o.ack.ms,
+        o.ackedPublish.ms,
+        o.ackTimeoutCheck.ms,
+        o.ackTimeoutFire.ms,
+        inputs.ackTimeoutMs,
+        inputs.postLatencyMs,
+      ),
     },
     {
-      item: 'Redis ECPUs (ack, timeout check)',
+      item: 'Redis ECPUs (the publish’s state, ack, timeout)',
       quantity: redis,
       unit: 'ECPUs',
       usd: usd(PRICES.redisEcpu, redis),
       price: 'redisEcpu',
-      basis: basisOf(o.ack.redisCommands, o.ackTimeoutCheck.redisCommands),
+      basis: basisOf(
+        o.ack.redisCommands,
+        o.ackedPublish.redisCommands,
+        o.ackTimeoutCheck.redisCommands,
+        o.ackTimeoutFire.redisCommands,
+        inputs.ecpuPerCommand,
+      ),
     },
     {
-      item: 'SQS requests (DelaySeconds schedule, receive, delete)',
+      item: 'SQS requests (SendMessage with DelaySeconds; the event source mapping’s receive and delete per batch)',
       quantity: sqs,
       unit: 'requests',
       usd: usd(PRICES.sqsRequest, sqs),
       price: 'sqsRequest',
-      basis: basisOf(inputs.sqsRequestsPerAcked),
+      basis: basisOf(inputs.sqsSendsPerAcked, inputs.sqsPollRequestsPerBatch),
     },
     {
       item: `SNS mobile push when the timeout fires (${(w.ackTimeoutShare * 100).toFixed(0)} %)`,

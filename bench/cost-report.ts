@@ -1,6 +1,6 @@
 /** Prints the cost section (bench/cost.ts) as text for the terminal and as Markdown for BENCHMARKS.md. */
 import type { CostResult } from './cost.js';
-import type { CostLine } from './cost-model.js';
+import { type CostLine, framesFor } from './cost-model.js';
 import { PRICE_LIST_DATE, PRICES, type Price, PUSHER_PLANS } from './cost-prices.js';
 
 const n = (x: number, digits = 0) =>
@@ -101,6 +101,52 @@ function rows(
             'nothing measured: REDIS_URL is not a private redis-server (INFO commandstats would count others)',
           ],
     },
+    {
+      title:
+        'Large messages: parts from the real splitter (partFrames, lib/delivery/parts.ts) on catalogue JSON, and what the model makes of the same size',
+      headers: [
+        'data bytes',
+        'parts',
+        'bytes posted',
+        '32 KB units',
+        'model: parts',
+        'model: units',
+        'model: bytes',
+      ],
+      rows: (r.measured?.parts ?? []).map((x) => {
+        const m = framesFor(x.data_bytes, p.inputs);
+        return [
+          n(x.data_bytes),
+          n(x.parts),
+          n(x.bytes_posted),
+          n(x.units),
+          n(m.posts),
+          n(m.units),
+          n(m.bytes),
+        ];
+      }),
+      after: r.measured?.parts
+        ? [
+            `a full part carries ${n(p.inputs.largePartBytes.value)} bytes of the frame's text in ${n(p.inputs.largePartBytes.value + p.inputs.largePartOverheadBytes.value)} bytes (its quotes escaped inside the part's JSON string): the model's largePartBytes and largePartOverheadBytes`,
+          ]
+        : [],
+    },
+    {
+      title: 'Other measured inputs',
+      headers: [],
+      rows: [],
+      after: Object.entries(p.inputs)
+        .filter(
+          ([name, f]) =>
+            name !== 'ops' &&
+            typeof f === 'object' &&
+            (f as { source?: string }).source === 'measured',
+        )
+        .map(([name, f]) => {
+          const x = f as { value: number; note: string };
+          return `${name} = ${x.value} (${x.note})`;
+        }),
+    },
   ];
 }
 
@@ -122,7 +168,7 @@ export function costText(r: CostResult): string {
     const widths = s.headers.map((h, i) =>
       Math.max(h.length, ...s.rows.map((row) => (row[i] ?? '').replaceAll('**', '').length)),
     );
-    for (const row of [s.headers, ...s.rows])
+    for (const row of s.rows.length > 0 ? [s.headers, ...s.rows] : [])
       out.push(
         `  ${row
           .map((c, i) => {

@@ -7,26 +7,40 @@
  * (bench/mgmt-server.ts), counting commands with INFO commandstats deltas;
  * then runs the cost model (bench/cost-model.ts) on a workload
  * (bench/cost-workload.json, or --workload=<file>, or flags) with those
- * figures. Figures not measured here (acks, large-message parts, deltas)
- * come from --inputs=<file> when another branch has measured them, and are
- * reported as assumed otherwise.
+ * figures. Acknowledged messages (issue 18: the acked publish, an ack frame
+ * through the ack route's wiring, the ackTimeout handler acked and not, SQS
+ * SendMessage counted by a stand-in), large-message parts (the real
+ * splitter) and delta frames (bench/delta-doc.ts) are measured here too.
+ * Figures measured elsewhere come from --inputs=<file>; the rest are
+ * reported as assumed.
  *
  * Flags: --workload=<json file>  --inputs=<json file>  --connections=N  --users=N  --topics=N
  *   --publishes-per-minute=N  --session-minutes=N  --acked-share=X
  *   --ack-timeout-share=X  --delta-share=X  --messages-per-frame=N  --arch=arm64|x86_64
  */
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
 import { SignJWT } from 'jose';
+import { answerAck, redisAcks } from '../lib/acks/client-ack.js';
+import { type AckTimeoutMessage, signedSendTimeout } from '../lib/acks/queue.js';
+import { RedisAckStore } from '../lib/acks/store.js';
+import { handleTimeoutBatch } from '../lib/acks/timeout.js';
 import { createTokenVerifier } from '../lib/auth/tokens.js';
 import type { Config } from '../lib/config.js';
+import { MAX_MESSAGE_BYTES } from '../lib/constants.js';
+import { messageHead } from '../lib/delivery/frame.js';
+import { PART_BYTES, partFrames } from '../lib/delivery/parts.js';
 import { messageFrame, publish } from '../lib/delivery/publish.js';
+import { encodeFrame } from '../lib/protocol/frames.js';
 import type { RedisRegistry } from '../lib/registry/redis.js';
 import { connect, disconnect, handleFrame } from '../lib/session/session.js';
 import { JWT_SECRET, median, now, root, round } from './common.js';
 import {
+  billedUnits,
   costModel,
   defaultInputs,
   type Figure,
@@ -36,6 +50,7 @@ import {
   type OperationFigures,
   type Workload,
 } from './cost-model.js';
+import { deltaCostPerMessage, document } from './delta-doc.js';
 import { connectionIds, fillTopic, publishDeps } from './fanout.js';
 import type { MgmtServer } from './mgmt.js';
 import { client, commandStats, roundTripCounter } from './redis.js';
@@ -49,6 +64,32 @@ export interface CostMeasure {
     >
   >;
   frame_overhead_bytes: number;
+  /** Acknowledged messages (issue 18): frame bytes, SQS requests counted, timeout batch. */
+  acks?: {
+    ack_frame_bytes: number;
+    acked_reply_bytes: number;
+    dismiss_frame_bytes: number;
+    /** SendMessage requests the SQS stand-in received per acknowledged publish to one user. */
+    sqs_sends_per_acked: number;
+    /** Bytes of one SendMessage request body (SQS bills per 64 KB). */
+    sqs_send_body_bytes: number;
+    /** Records per measured ackTimeout invocation. */
+    timeout_batch: number;
+    /** Dismiss posts the management API received per ack frame (2 devices, dismissOthers). */
+    dismiss_posts_per_ack: number;
+  };
+  /** Large messages (PW-F6): the real splitter (partFrames) on catalogue JSON of each size. */
+  parts?: {
+    data_bytes: number;
+    parts: number;
+    bytes_posted: number;
+    units: number;
+    /** Mean slice of the frame's text a full part carries, and a full part's bytes. */
+    full_part_text_bytes: number;
+    full_part_bytes: number;
+  }[];
+  /** Delta topics: bench/delta-doc.ts deltaCostPerMessage() (100 KB document, ~1 % changed). */
+  delta?: ReturnType<typeof deltaCostPerMessage>;
   /** Every command name and its count per operation (INFO commandstats deltas). */
   command_mix: Record<string, Record<string, number>>;
   /** 1-minute load average before and after (CPU figures rise with other work on the machine). */
@@ -171,6 +212,63 @@ export function inputsFrom(measured: CostMeasure | null, config: Config | null):
       source: 'measured',
       note: 'messageFrame() (lib/delivery/frame.ts) around the data: uuid id, cursor, a 12-character topic',
     };
+    const ops = inputs.ops as Record<string, OperationFigures>;
+    const renote = (name: Operation, note: string) => {
+      const op = ops[name];
+      if (op?.ms.source !== 'measured') return;
+      for (const figure of Object.values(op)) figure.note = `${figure.note}; ${note}`;
+    };
+    renote(
+      'ackedPublish',
+      'publish() with ack to a user of 2 devices minus the plain one: RedisAckStore.open (ack-open.lua), the epoch read, and lib/acks/queue.ts SendMessage signed and posted to an SQS stand-in in this process (its CPU included)',
+    );
+    renote(
+      'ack',
+      'one ack frame (1 id) through handleFrame with the ack route wiring (answerAck, ack.lua), dismissOthers: its dismiss posted to the other device',
+    );
+    renote(
+      'ackTimeoutCheck',
+      'handleTimeoutBatch on batches of 10 acked timeouts, per record (round trips per batch: records run side by side)',
+    );
+    renote(
+      'ackTimeoutFire',
+      'handleTimeoutBatch on batches of 10 timeouts no device acked, notify given, per record; a PushSender that sends nothing (the push not measured), its outcome recorded (store.pushed)',
+    );
+    const a = measured.acks;
+    if (a) {
+      const m = (value: number, note: string): Figure => ({ value, source: 'measured', note });
+      inputs.ackFrameBytes = m(a.ack_frame_bytes, '{"action":"ack","ids":[<uuid>]}: one id');
+      inputs.ackedReplyBytes = m(
+        a.acked_reply_bytes,
+        "the ack route's reply (encodeFrame of handleFrame's answer)",
+      );
+      inputs.dismissFrameBytes = m(a.dismiss_frame_bytes, 'encodeFrame({type:"dismiss",id})');
+      inputs.sqsSendsPerAcked = m(
+        a.sqs_sends_per_acked,
+        `SendMessage requests the SQS stand-in received per acknowledged publish to one user (body ${a.sqs_send_body_bytes} B: one 64 KB request)`,
+      );
+    }
+    const big = measured.parts?.at(-1);
+    if (big) {
+      inputs.largePartBytes = {
+        value: big.full_part_text_bytes,
+        source: 'measured',
+        note: `partFrames() (lib/delivery/parts.ts) on ${big.data_bytes.toLocaleString('en-US')} B of catalogue JSON: frame text per full part (its quotes escaped in the part's string)`,
+      };
+      inputs.largePartOverheadBytes = {
+        value: big.full_part_bytes - big.full_part_text_bytes,
+        source: 'measured',
+        note: `a full part is ${big.full_part_bytes.toLocaleString('en-US')} B (PART_BYTES ${PART_BYTES.toLocaleString('en-US')}): the part envelope and the escaping`,
+      };
+    }
+    const d = measured.delta;
+    if (d) {
+      inputs.deltaBytesRatio = {
+        value: round(d.delta_frame_bytes / d.plain_frame_bytes, 4),
+        source: 'measured',
+        note: `bench/delta-doc.ts deltaCostPerMessage(): fossil-delta frames of a ${d.document_bytes.toLocaleString('en-US')} B document changing ${(d.changed_share * 100).toFixed(2)} % a version, ${d.delta_frame_bytes.toLocaleString('en-US')} B against ${d.plain_frame_bytes.toLocaleString('en-US')} B whole`,
+      };
+    }
   }
   const arch = str('arch');
   if (arch !== undefined) inputs = mergeInputs(inputs, { architecture: arch });
@@ -343,6 +441,22 @@ export async function measureCost(options: {
       commands: round(Math.max(0, pu.commands - 2 * perRecipient.commands), 2),
       cpu_ms: round(Math.max(0, pu.cpu_ms - 2 * perRecipient.cpu_ms), 3),
     });
+    const ackFigures = await measureAcks({
+      admin,
+      counter,
+      redis,
+      registry,
+      deps,
+      config,
+      mgmt,
+      sessionDeps,
+      ids,
+      users,
+      data,
+      plainUser: pu,
+      keep,
+      mix,
+    });
     keep(
       'disconnect',
       await measureOp(admin, counter, runs, (i) => disconnect(ids[i] as string, { registry })),
@@ -357,12 +471,260 @@ export async function measureCost(options: {
     return {
       ops,
       frame_overhead_bytes: Buffer.byteLength(frame) - Buffer.byteLength(payload),
+      ...(ackFigures && { acks: ackFigures }),
+      parts: measureParts(),
+      delta: deltaCostPerMessage(20),
       command_mix: mix,
       loadavg: [load0, round(loadavg()[0] ?? 0, 2)],
     };
   } finally {
     redis.disconnect();
     admin.disconnect();
+  }
+}
+
+type MeasureOp = Awaited<ReturnType<typeof measureOp>>;
+
+/** Sizes of the large messages measured: 200 KB, 512 KiB, 1 MiB (MAX_PUBLISH_BYTES's default). */
+export const PART_SIZES = [200_000, 512 * 1024, 1024 * 1024];
+
+/**
+ * Parts per large message, from the real splitter (lib/delivery/parts.ts
+ * partFrames, as lib/delivery/chunks.ts calls it) on catalogue JSON
+ * (bench/delta-doc.ts document(): quotes escaped in the parts' strings),
+ * cut to each size, in a topic message frame with a cursor.
+ */
+export function measureParts(sizes = PART_SIZES): NonNullable<CostMeasure['parts']> {
+  const id = '0b7e0a38-8d7f-4a53-9a3f-5b2e3f4c5d6e';
+  const head = messageHead(id, '1732752000000-0', 'cost-topic-1');
+  return sizes.map((size) => {
+    // Rows of ~136 bytes, then rows dropped until the JSON is at most `size`.
+    const doc = document(Math.ceil(size / 120));
+    let json = JSON.stringify(doc);
+    while (Buffer.byteLength(json) > size) {
+      doc.rows.pop();
+      json = JSON.stringify(doc);
+    }
+    const tail = `,"data":${json}}`;
+    const frames = partFrames(id, head, tail, MAX_MESSAGE_BYTES, PART_BYTES);
+    if (!frames) throw new Error(`cost: ${size} bytes did not split`);
+    const full = frames.slice(0, -1);
+    const text = (f: Buffer) =>
+      Buffer.byteLength((JSON.parse(f.toString('utf8')) as { data: string }).data);
+    return {
+      data_bytes: Buffer.byteLength(json),
+      parts: frames.length,
+      bytes_posted: frames.reduce((x, f) => x + f.length, 0),
+      units: frames.reduce((x, f) => x + billedUnits(f.length), 0),
+      full_part_text_bytes: Math.round(full.reduce((x, f) => x + text(f), 0) / full.length),
+      full_part_bytes: Math.round(full.reduce((x, f) => x + f.length, 0) / full.length),
+    };
+  });
+}
+
+/**
+ * Acknowledged messages (issue 18), on the real code: publish() with `ack`
+ * (RedisAckStore.open, and lib/acks/queue.ts's signed SendMessage posted to
+ * an SQS stand-in in this process that counts requests and answers 200), one
+ * `ack` frame per device-1 connection through handleFrame with the ack
+ * route's wiring (answerAck, redisAcks: ack.lua, the dismiss posted to the
+ * other device), and the ackTimeout handler (handleTimeoutBatch) on batches
+ * of the timeouts SendMessage carried: once for messages acked, once for
+ * messages no device acked (their notify given, a PushSender that sends
+ * nothing: the push itself is not measured; its outcome is recorded).
+ */
+async function measureAcks(m: {
+  admin: Redis;
+  counter: Awaited<ReturnType<typeof roundTripCounter>>;
+  redis: Redis;
+  registry: RedisRegistry;
+  deps: ReturnType<typeof publishDeps>;
+  config: Config;
+  mgmt: MgmtServer;
+  sessionDeps: Parameters<typeof handleFrame>[2];
+  ids: string[];
+  users: number;
+  data: unknown;
+  plainUser: MeasureOp;
+  keep: (name: Operation, op: MeasureOp) => void;
+  mix: Record<string, Record<string, number>>;
+}): Promise<NonNullable<CostMeasure['acks']>> {
+  const { admin, counter, registry, config, users } = m;
+  // The SQS stand-in: counts SendMessage requests and their bodies.
+  const sent: AckTimeoutMessage[] = [];
+  let sendBodyBytes = 0;
+  let sends = 0;
+  const sqs = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      if (req.headers['x-amz-target'] === 'AmazonSQS.SendMessage') {
+        sends++;
+        sendBodyBytes += body.length;
+        const parsed = JSON.parse(body.toString('utf8')) as { MessageBody: string };
+        sent.push(JSON.parse(parsed.MessageBody) as AckTimeoutMessage);
+      }
+      res.writeHead(200, { 'content-type': 'application/x-amz-json-1.0' });
+      res.end('{"MessageId":"cost"}');
+    });
+  });
+  await new Promise<void>((done) => sqs.listen(0, '127.0.0.1', done));
+  try {
+    const endpoint = `http://127.0.0.1:${(sqs.address() as AddressInfo).port}/`;
+    const schedule = signedSendTimeout({
+      region: 'us-east-1',
+      queueUrl: `${endpoint}000000000000/acks`,
+      endpoint,
+      credentials: async () => ({ accessKeyId: 'AKIDCOST', secretAccessKey: 'cost-secret' }),
+    });
+    const store = new RedisAckStore(m.redis, registry.keys, {
+      historyTtlSeconds: config.history.ttlSeconds,
+    });
+    const ackDeps = {
+      ...m.deps,
+      acks: {
+        open: (userId: string, id: string, o: Parameters<RedisAckStore['open']>[2]) =>
+          store.open(userId, id, o),
+        schedule,
+        maxTimeoutSeconds: config.history.ttlSeconds,
+      },
+    };
+    const publishAcked = (tag: string, notify: boolean) => async (i: number) => {
+      const result = await publish(
+        {
+          id: `${tag}-${Date.now()}-${i}`,
+          userId: `cost-user-${i}`,
+          data: m.data,
+          ack: {
+            timeoutSeconds: 60,
+            dismissOthers: true,
+            ...(notify && { notify: { title: 'New message' } }),
+          },
+        },
+        ackDeps,
+      );
+      if (result.delivered !== 2)
+        throw new Error(`cost: acked publish to a user delivered ${result.delivered} of 2`);
+      return result.id;
+    };
+    // Warm the scripts and the signer (not measured).
+    await publishAcked('ack-warm', false)(0);
+    sent.length = 0;
+    sends = 0;
+    sendBodyBytes = 0;
+    const ackedIds: string[] = [];
+    const pa = await measureOp(admin, counter, users, async (i) => {
+      ackedIds[i] = await publishAcked('ackp', false)(i);
+    });
+    const sendsPerAcked = sends / users;
+    const bodyBytes = sendBodyBytes / Math.max(1, sends);
+    const plain = m.plainUser;
+    m.keep('ackedPublish', {
+      ...pa,
+      commands: round(Math.max(0, pa.commands - plain.commands), 2),
+      round_trips: round(Math.max(0, pa.round_trips - plain.round_trips), 1),
+      cpu_ms: round(Math.max(0, pa.cpu_ms - plain.cpu_ms), 3),
+      wall_ms: round(pa.wall_ms - plain.wall_ms, 3),
+    });
+    // The mix kept is what the ack adds (the whole acked publish's mix beside it).
+    const plainMix = m.mix['publishUserFixed'] ?? {};
+    m.mix['ackedPublish'] = Object.fromEntries(
+      Object.entries(pa.mix)
+        .map(([c, k]) => [c, round(k - (plainMix[c] ?? 0), 2)] as const)
+        .filter(([, k]) => k !== 0),
+    );
+    m.mix['acked publish to a user (whole)'] = pa.mix;
+    const ackedTimeouts = sent.splice(0);
+    // One ack frame from device 1 of each user (ids[i]: user i); dismiss goes to device 2.
+    const postsBefore = (await m.mgmt.stats()).delivered;
+    let reply = '';
+    const post = m.sessionDeps;
+    const script = redisAcks(m.redis, registry.keys, config.history.ttlSeconds);
+    const ackFrame = (i: number) => JSON.stringify({ action: 'ack', ids: [ackedIds[i]] });
+    m.keep(
+      'ack',
+      await measureOp(admin, counter, users, async (i) => {
+        const r = await handleFrame(m.ids[i] as string, ackFrame(i), {
+          ...post,
+          acks: (connection, ids, send) => answerAck(connection, ids, script, send),
+        });
+        if (r.type !== 'acked') throw new Error(`cost: ack answered ${JSON.stringify(r)}`);
+        reply = encodeFrame(r);
+      }),
+    );
+    const dismissPosts = ((await m.mgmt.stats()).delivered - postsBefore) / users;
+    // The timeout handler: batches of up to 10, as the event source mapping hands them over.
+    const timeoutBatch = 10;
+    const now = Date.now();
+    const asEvent = (ms: AckTimeoutMessage[]) => ({
+      Records: ms.map((x, n) => ({
+        messageId: `cost-${n}`,
+        body: JSON.stringify({ ...x, dueAt: now }),
+      })),
+    });
+    const pushed: string[] = [];
+    const timeoutDeps = {
+      store,
+      sender: {
+        send: async (_userId: string, _notify: unknown, message: { id: string }) => {
+          pushed.push(message.id);
+          return { devices: 0, sent: 0, failed: 0, removed: 0 };
+        },
+      } as unknown as Parameters<typeof handleTimeoutBatch>[1]['sender'],
+      schedule: async () => {
+        throw new Error('cost: no timeout should be longer than 900 s here');
+      },
+      epoch: () => registry.epoch(),
+      count: () => undefined,
+      logger: { info: () => undefined, warn: () => undefined },
+    };
+    const batches = (ms: AckTimeoutMessage[]) =>
+      Array.from({ length: Math.ceil(ms.length / timeoutBatch) }, (_, b) =>
+        ms.slice(b * timeoutBatch, (b + 1) * timeoutBatch),
+      );
+    const perRecord = (op: MeasureOp, records: number, invocations: number): MeasureOp => ({
+      ...op,
+      commands: round((op.commands * invocations) / records, 2),
+      cpu_ms: round((op.cpu_ms * invocations) / records, 3),
+      wall_ms: round((op.wall_ms * invocations) / records, 3),
+    });
+    const acked = batches(ackedTimeouts);
+    const ta = await measureOp(admin, counter, acked.length, async (b) => {
+      const r = await handleTimeoutBatch(asEvent(acked[b] ?? []), timeoutDeps);
+      if (r.batchItemFailures.length > 0) throw new Error('cost: a timeout failed');
+    });
+    // Round trips stay per invocation (records run side by side): one record's trips.
+    m.keep('ackTimeoutCheck', perRecord(ta, ackedTimeouts.length, acked.length));
+    delete m.mix['ackTimeoutCheck'];
+    m.mix['ackTimeout, acked (per batch of 10)'] = ta.mix;
+    // Timeouts no device acks: publish again with notify, and let them fire.
+    const firedPublish = publishAcked('ackf', true);
+    for (let i = 0; i < users; i++) await firedPublish(i);
+    const firedTimeouts = sent.splice(0);
+    const fired = batches(firedTimeouts);
+    const tf = await measureOp(admin, counter, fired.length, async (b) => {
+      const r = await handleTimeoutBatch(asEvent(fired[b] ?? []), timeoutDeps);
+      if (r.batchItemFailures.length > 0) throw new Error('cost: a timeout failed');
+    });
+    if (pushed.length !== firedTimeouts.length)
+      throw new Error(`cost: ${pushed.length} pushes for ${firedTimeouts.length} timeouts`);
+    m.keep('ackTimeoutFire', perRecord(tf, firedTimeouts.length, fired.length));
+    delete m.mix['ackTimeoutFire'];
+    m.mix['ackTimeout, not acked (per batch of 10)'] = tf.mix;
+    return {
+      ack_frame_bytes: Buffer.byteLength(ackFrame(0)),
+      acked_reply_bytes: Buffer.byteLength(reply),
+      dismiss_frame_bytes: Buffer.byteLength(
+        encodeFrame({ type: 'dismiss', id: ackedIds[0] as string }),
+      ),
+      sqs_sends_per_acked: round(sendsPerAcked, 2),
+      sqs_send_body_bytes: Math.round(bodyBytes),
+      timeout_batch: timeoutBatch,
+      dismiss_posts_per_ack: round(dismissPosts, 2),
+    };
+  } finally {
+    await new Promise((done) => sqs.close(done));
   }
 }
 

@@ -5,6 +5,9 @@
 import { describe, expect, it } from 'vitest';
 import {
   ackedCost,
+  ackedPublishMs,
+  ackTimeoutBatchSize,
+  ackTimeoutInvocationMs,
   billedUnits,
   costModel,
   defaultInputs,
@@ -13,6 +16,7 @@ import {
   mergeInputs,
   OPERATIONS,
   perDelivery,
+  sqsRequestsPerAcked,
   storedGb,
   type Workload,
 } from '../../bench/cost-model.js';
@@ -175,10 +179,71 @@ describe('per 1 M deliveries', () => {
     const get = (prefix: string) => acked.lines.find((l) => l.item.startsWith(prefix));
     // For the half that is acked: 2 ack frames + 2 replies, and 1 dismiss to the other device.
     expect(get('API Gateway')?.quantity).toBeCloseTo(0.5e6 * (2 + 2 + 1), 3);
-    expect(get('SQS')?.usd).toBeCloseTo(1.2 * 0.4, 10);
+    // One acked publish a minute: each timeout is its own batch (a 1 s window gathers no more):
+    // SendMessage + the event source mapping's ReceiveMessage and DeleteMessageBatch = 3.
+    expect(get('SQS')?.quantity).toBeCloseTo(3e6, 3);
+    expect(get('SQS')?.usd).toBeCloseTo(3 * 0.4, 10);
     // Half fire, one device each: 500,000 pushes at $0.50/M mobile + $0.50/M publish.
     expect(get('SNS')?.quantity).toBeCloseTo(5e5, 3);
     expect(get('SNS')?.usd).toBeCloseTo(0.5, 10);
+    // At 1,200 acked publishes a minute (20 a second) batches are full (10): 1 + 2/10 = 1.2.
+    const busy = ackedCost({ ...w, publishesPerMinute: 1200 }, zeroInputs(), 2);
+    expect(busy.lines.find((l) => l.item.startsWith('SQS'))?.usd).toBeCloseTo(1.2 * 0.4, 10);
+    expect(busy.lines.find((l) => l.item.startsWith('Lambda requests'))?.quantity).toBeCloseTo(
+      1e6 + 1e5,
+      3,
+    );
+  });
+
+  it('bills ack, acked and dismiss frames by their measured sizes', () => {
+    const inputs = zeroInputs();
+    inputs.ackFrameBytes.value = 40_000; // 2 units in
+    inputs.ackedReplyBytes.value = 100; // 1 unit out
+    inputs.dismissFrameBytes.value = 70_000; // 3 units out
+    const acked = ackedCost({ ...tiny(100), ackedShare: 1, ackTimeoutShare: 0 }, inputs, 2);
+    // 1 M acked: 2 M ack frames × (2 + 1) units, 1 M dismisses × 3 units.
+    expect(acked.lines[0]?.quantity).toBeCloseTo(2e6 * 3 + 1e6 * 3, 3);
+  });
+
+  it('sizes the timeout batch by rate and window, and bills it at the function’s memory', () => {
+    const inputs = zeroInputs();
+    // 60 a minute = 1 a second, 1 s window: batches of 1; 300 a minute: 5; 6,000: capped at 10.
+    expect(ackTimeoutBatchSize(inputs, 60)).toBe(1);
+    expect(ackTimeoutBatchSize(inputs, 300)).toBe(5);
+    expect(ackTimeoutBatchSize(inputs, 6_000)).toBe(10);
+    expect(ackTimeoutBatchSize(inputs, 0.5)).toBe(1);
+    expect(sqsRequestsPerAcked(inputs, 5)).toBeCloseTo(1.4, 10);
+    inputs.ops.ackTimeoutCheck.ms.value = 1;
+    inputs.ops.ackTimeoutCheck.roundTrips.value = 1;
+    inputs.ops.ackTimeoutFire.ms.value = 2;
+    inputs.ops.ackTimeoutFire.roundTrips.value = 3;
+    inputs.redisRttMs.value = 1;
+    inputs.ackTimeoutMs.value = 20;
+    // 512 MB: CPU stretched ×2 against the 1,024 MB the stretch is given for.
+    // None fire, 4 records: CPU 4 × 1 × 2 = 8, one record's trip: 1 → 9 ms.
+    expect(ackTimeoutInvocationMs(inputs, 4, 0)).toBe(9);
+    // All fire: CPU 4 × 2 × 2 = 16, 3 trips, the push call 20 → 39 ms.
+    expect(ackTimeoutInvocationMs(inputs, 4, 1)).toBe(39);
+    // Half fire, 2 records: CPU 2 × 1.5 × 2 = 6; 3/4 of batches have one that fires:
+    // trips 0.25 × 1 + 0.75 × 3 = 2.5, push 0.75 × 20 = 15 → ceil(23.5) = 24 ms.
+    expect(ackTimeoutInvocationMs(inputs, 2, 0.5)).toBe(24);
+  });
+
+  it('adds an acknowledged publish’s own work to the publish invocation', () => {
+    const inputs = zeroInputs();
+    inputs.ops.ackedPublish.ms.value = 2;
+    inputs.ops.ackedPublish.roundTrips.value = 2;
+    inputs.ops.ackedPublish.redisCommands.value = 3;
+    inputs.redisRttMs.value = 0.5;
+    inputs.postLatencyMs.value = 20;
+    // 2 ms CPU + 2 × 0.5 ms + one SendMessage at 20 ms.
+    expect(ackedPublishMs(inputs)).toBe(23);
+    const plain = costModel(tiny(100), inputs);
+    const acked = costModel({ ...tiny(100), ackedShare: 1, ackTimeoutShare: 0 }, inputs);
+    const fn = (r: ReturnType<typeof costModel>) => r.lambda.find((l) => l.fn === 'publish');
+    // 1 M publishes, each 23 ms longer at 1 GB: 23,000 GB-s more.
+    expect((fn(acked)?.gbSeconds ?? 0) - (fn(plain)?.gbSeconds ?? 0)).toBeCloseTo(23_000, 3);
+    expect(acked.redisCommands - plain.redisCommands).toBeCloseTo(3e6, 3);
   });
 });
 
@@ -246,5 +311,33 @@ describe('inputs and workloads', () => {
     expect(() => costModel({ ...tiny(100), connections: 0 }, zeroInputs())).toThrow(
       /connections must be a number > 0/,
     );
+  });
+});
+
+describe('large messages: the model against the real splitter', () => {
+  it('gives the parts and units partFrames() makes at 200 KB, 512 KiB and 1 MiB', async () => {
+    const { measureParts, inputsFrom } = await import('../../bench/cost.js');
+    const parts = measureParts();
+    const inputs = inputsFrom(
+      {
+        ops: {},
+        frame_overhead_bytes: 120,
+        parts,
+        command_mix: {},
+        loadavg: [0, 0],
+      },
+      null,
+    );
+    expect(inputs.largePartBytes.source).toBe('measured');
+    for (const x of parts) {
+      // Every part fits API Gateway's 128 KB; the model counts the same parts and units.
+      expect(x.full_part_bytes).toBeLessThanOrEqual(131_072);
+      const m = framesFor(x.data_bytes, inputs);
+      expect(m.posts).toBe(x.parts);
+      expect(m.units).toBe(x.units);
+      // Bytes within 2 % (the model charges the escaping per part, not per quote).
+      expect(Math.abs(m.bytes - x.bytes_posted) / x.bytes_posted).toBeLessThan(0.02);
+    }
+    expect(parts.map((x) => x.parts)).toEqual([2, 5, 10]);
   });
 });
