@@ -12,8 +12,9 @@ import {
   subscriptionId,
 } from '../../scripts/local-webpush.js';
 import { devToken } from '../../scripts/token.js';
+import { contractFetch } from '../helpers/contract.js';
 import { eventually } from '../helpers/offline.js';
-import { publishOk, useStack } from '../helpers/stack.js';
+import { publishOk, untilPasses, useStack } from '../helpers/stack.js';
 
 /**
  * Acknowledged messages joined to the push fallback (issue 18) end to end
@@ -212,5 +213,46 @@ describe('acknowledged message not acked in time -> push', () => {
     expect(webPush.attempts.get(subscriptionId(gone.endpoint))).toBe(1);
     expect((await devices({ action: 'list', userId: 'ap-dee' })).devices).toEqual([]);
     expect(pushesTo(gone)).toEqual([]);
+  });
+
+  it("the docs' walk-through over the HTTP API: npm start's own Web Push service gets the push and prints it decrypted", async () => {
+    // docs/acks.md "End to end": a subscription from the service npm start runs.
+    const url = /local Web Push service (http:\/\/127\.0\.0\.1:\d+)/.exec(
+      stack.offline.output(),
+    )?.[1];
+    expect(url).toBeDefined();
+    const subscription = (await (
+      await fetch(`${url}/subscribe`, { method: 'POST' })
+    ).json()) as StandInSubscription;
+    const http = async (path: string, body: unknown) => {
+      const response = await contractFetch(`http://localhost:${stack.offline.httpPort}${path}`, {
+        method: 'POST',
+        body: JSON.stringify(body),
+      });
+      // biome-ignore lint/suspicious/noExplicitAny: a test's view of a JSON answer
+      return { status: response.status, json: (await response.json()) as any };
+    };
+    expect(
+      (await http('/devices', { action: 'register', userId: 'ap-carol', webpush: subscription }))
+        .status,
+    ).toBe(200);
+    const published = await http('/publish', {
+      id: 'call-1',
+      userId: 'ap-carol',
+      data: 'ring',
+      ack: { timeoutSeconds: 2, notify: { title: 'Missed call' } },
+    });
+    expect(published.status).toBe(200);
+
+    await untilPasses(async () => {
+      const s = await http('/status', { id: 'call-1', userId: 'ap-carol' });
+      expect(s.json).toMatchObject({
+        state: 'pushed',
+        push: { devices: 1, sent: 1, failed: 0, removed: 0 },
+      });
+    }, 25_000);
+    expect(stack.offline.output()).toContain(
+      `pushwire push ${subscriptionId(subscription.endpoint)} {"title":"Missed call","id":"call-1","cursor":"${published.json.cursor}"}`,
+    );
   });
 });
