@@ -8,7 +8,9 @@
  *   both (at most a redundant push, never a missed one);
  * - a push service failing during the timeout is retried within bounds
  *   (PUSH_MAX_ATTEMPTS) and then reported: status push.failed, metrics
- *   PushFailed; one that recovers within the bounds gets the push.
+ *   PushFailed; one that recovers within the bounds gets the push;
+ * - Redis unreachable when the timeout fires: the record is reported failed
+ *   and SQS (the local queue) delivers it again; the push goes once.
  * Redis losing the pending state is test/faults/acks.test.ts; provider
  * storms against the sender alone are test/faults/push.test.ts.
  */
@@ -207,5 +209,30 @@ describe('acknowledged messages and their push under faults', () => {
       data: { n: 3 },
       id: 'fap-3',
     });
+  });
+
+  it('Redis unreachable when the timeout fires: the record fails, SQS delivers it again, and the push goes once', async () => {
+    const subscription = await subscribe('fap-dee');
+    const outputBefore = stack.publisher.output().length;
+    await stack.publishOnce({
+      id: 'fap-4',
+      userId: 'fap-dee',
+      data: 1,
+      ack: { timeoutSeconds: 2, notify: { title: 'Ring', body: 'after the outage' } },
+    });
+    // Down before the timeout comes (2 s), back after it came (the queue's visibility is 5 s).
+    await stack.redis.kill();
+    await sleep(4_000);
+    await stack.redis.restart({ keepData: true });
+
+    const pushed = await settled('fap-4', 'fap-dee', (s) => s.state === 'pushed', 'pushed');
+    expect(pushed.push).toMatchObject({ devices: 1, sent: 1, failed: 0, removed: 0 });
+    expect(pushed.stateLost).toBeUndefined();
+    // The first delivery failed while Redis was away and was delivered again.
+    expect(stack.publisher.output().slice(outputBefore)).toMatch(/pushwire ack queue: \S+ failed/);
+    await sleep(500);
+    expect(pushesTo(subscription).map((p) => JSON.parse(p.text))).toEqual([
+      expect.objectContaining({ title: 'Ring', body: 'after the outage', id: 'fap-4' }),
+    ]);
   });
 });
