@@ -2,6 +2,11 @@
  * The demo page's server (`npm run demo`), for local use beside `npm start`:
  * serves demo/index.html and the built client, mints dev tokens with the dev
  * secret, and publishes through the Lambda Invoke API, as a backend would.
+ * It also stands in for a phone: a Web Push service of its own (the local
+ * stand-in, which verifies VAPID and decrypts) where `POST /push/subscribe`
+ * registers a subscription for a user (the `devices` function), and
+ * `GET /push/received?user=` lists the pushes it received for that user, so
+ * a ring nobody answers shows its push on the page (issue 18).
  * Nothing of it is deployed.
  */
 import { readFileSync } from 'node:fs';
@@ -13,6 +18,7 @@ import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
 import { USER_ID_PATTERN } from '../lib/constants.js';
 import { CLIENT_BUNDLE, writeClientBundle } from './build-client.js';
 import { DEV_AWS_ENV } from './local-env.js';
+import { type ReceivedPush, startLocalWebPush, subscriptionId } from './local-webpush.js';
 import { devToken } from './token.js';
 
 const PAGE = join(dirname(fileURLToPath(import.meta.url)), '../demo/index.html');
@@ -71,6 +77,19 @@ export async function startDemoServer(options: DemoOptions): Promise<DemoServer>
       secretAccessKey: DEV_AWS_ENV.AWS_SECRET_ACCESS_KEY,
     },
   });
+
+  // The "phone": pushes for the demo's users land here, decrypted (npm start
+  // allows http endpoints on 127.0.0.1 and signs with its dev VAPID keys).
+  const phone = await startLocalWebPush();
+  const ownerOf = new Map<string, string>();
+  const pushes: (ReceivedPush & { user: string; at: number })[] = [];
+  const phoneWatch = setInterval(() => {
+    for (const push of phone.received.splice(0)) {
+      const user = ownerOf.get(push.subscriptionId);
+      if (user) pushes.push({ ...push, user, at: Date.now() });
+    }
+    pushes.splice(0, Math.max(0, pushes.length - 200));
+  }, 200);
 
   async function publish(body: Record<string, unknown>): Promise<[number, unknown]> {
     const { userId, topic, data, exceptConnectionId, id, ack } = body;
@@ -135,6 +154,27 @@ export async function startDemoServer(options: DemoOptions): Promise<DemoServer>
         const [status, result] = await invoke('status', { id, userId });
         return send(response, status, result);
       }
+      if (request.method === 'POST' && path === '/push/subscribe') {
+        const { user } = await readJson(request);
+        if (typeof user !== 'string' || !USER_ID_PATTERN.test(user))
+          throw new BadRequest('name the user whose phone this is');
+        const subscription = phone.subscribe();
+        const [status, result] = await invoke('devices', {
+          action: 'register',
+          userId: user,
+          webpush: subscription,
+        });
+        if (status === 200) ownerOf.set(subscriptionId(subscription.endpoint), user);
+        return send(response, status, result);
+      }
+      if (request.method === 'GET' && path === '/push/received') {
+        const user = new URL(request.url ?? '/', 'http://demo').searchParams.get('user');
+        return send(response, 200, {
+          pushes: pushes
+            .filter((p) => p.user === user)
+            .map((p) => ({ at: p.at, payload: JSON.parse(p.text), vapid: p.vapid.sub })),
+        });
+      }
       send(response, 404, { error: { code: 'not_found', message: `${request.method} ${path}` } });
     };
     handle().catch((error: unknown) => {
@@ -156,6 +196,8 @@ export async function startDemoServer(options: DemoOptions): Promise<DemoServer>
   return {
     url: `http://localhost:${port}`,
     close: async () => {
+      clearInterval(phoneWatch);
+      await phone.close();
       lambda.destroy();
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));

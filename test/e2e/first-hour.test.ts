@@ -154,7 +154,7 @@ describe('against a running npm start', () => {
     expect(await wrongPath.json()).toEqual({
       error: {
         code: 'not_found',
-        message: 'no route /publsh: POST /publish, /presence, /kick or /status',
+        message: 'no route /publsh: POST /publish, /presence, /kick, /status or /devices',
       },
     });
     expect([nested.status, root.status]).toEqual([404, 404]);
@@ -238,7 +238,7 @@ describe('against a running npm start', () => {
       }
     });
 
-    it('rings two tabs of a user, stops the other when one answers, and shows the push status when none does', async () => {
+    it('rings two tabs of a user, stops the other when one answers, and shows the push its phone received when none does', async () => {
       const tabs = [await browser.newPage(), await browser.newPage()];
       const pageErrors: string[] = [];
       for (const tab of tabs) tab.on('pageerror', (error) => pageErrors.push(error.message));
@@ -261,8 +261,11 @@ describe('against a running npm start', () => {
           .poll(() => a.textContent('#ring-result'), { timeout: 10_000 })
           .toContain('"state":"acked"');
 
-        // Nobody answers: after the timeout the push fallback ran.
+        // Nobody answers: after the timeout the push fallback ran, to the phone
+        // the demo server gave the user (its Web Push service decrypted it).
         await a.fill('#ring-user', 'demo-ring-nobody');
+        await a.click('#ring-phone');
+        await a.waitForSelector('#phone-result:has-text("demo-ring-nobody has a phone")');
         await a.fill('#ring-timeout', '1');
         await a.click('#ring-send');
         await a.waitForSelector('#ring-result:has-text("rang demo-ring-nobody")');
@@ -271,7 +274,15 @@ describe('against a running npm start', () => {
           if ((await a.textContent('#ring-result'))?.includes('"state":"pushed"')) break;
           await a.waitForTimeout(250);
         }
-        expect(await a.textContent('#ring-result')).toContain('"push":{');
+        expect(await a.textContent('#ring-result')).toMatch(/"push":\{[^}]*"sent":1[,}]/);
+        await a.waitForSelector('#pushes li:has-text("PUSH to demo-ring-nobody")', {
+          timeout: 10_000,
+        });
+        expect(await a.locator('#pushes li').allTextContents()).toEqual([
+          expect.stringMatching(
+            /PUSH to demo-ring-nobody's phone: Missed call \(from demo-ring\) for ring-\d+$/,
+          ),
+        ]);
         expect(pageErrors).toEqual([]);
       } finally {
         for (const tab of tabs) await tab.close();

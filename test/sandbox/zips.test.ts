@@ -1352,6 +1352,82 @@ describe('two stacks (two stages, two regions) sharing one Redis, each naming th
     },
   );
 
+  it.each([['A'], ['B']])(
+    'an acknowledged message nobody acks on %s: ackTimeout pushes through SNS to a device the devices zip registered, and prunes a disabled one',
+    async (self) => {
+      // Prepare: two phones registered by a service (the devices function), one later disabled by SNS.
+      const here = self === 'A' ? A : B;
+      const userId = `ackpush-${self}-2stacks`;
+      const queueArn = `arn:aws:sqs:${here.facts.region}:${ACCOUNT_ID}:pushwire-${here.facts.stage}-acks`;
+      const tokens = [`fcm-live-${self}:APA91b`, `fcm-dead-${self}:APA91b`];
+      for (const token of tokens)
+        await invoke(here, 'devices', {
+          action: 'register',
+          userId,
+          mobile: { platform: 'fcm', token },
+        });
+      const [live, dead] = tokens.map((t) => here.sns.endpointFor(t)?.arn as string);
+      expect(live && dead).toBeTruthy();
+      here.sns.disable(dead as string);
+      const before = here.sqs.messages.length;
+      const publishedBefore = here.sns.published.length;
+      const requestsBefore = log.requests.length;
+      // Act: no connection at all; the timeout comes as the event source mapping delivers it.
+      await invoke(here, 'publish', {
+        id: `ackpush-${self}`,
+        userId,
+        data: { call: 1 },
+        ack: { timeoutSeconds: 1, notify: { title: 'Missed call', body: 'from Bo' } },
+      });
+      const [scheduled] = here.sqs.messages.slice(before);
+      expect(scheduled).toMatchObject({ functionKey: 'publish', queueArn, delaySeconds: 1 });
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      const timeouts = await invoke<{ batchItemFailures: unknown[] }>(here, 'ackTimeout', {
+        Records: [
+          {
+            messageId: `tp-${self}`,
+            receiptHandle: `AQEB-tp-${self}`,
+            body: scheduled?.body,
+            attributes: { ApproximateReceiveCount: '1', SentTimestamp: String(Date.now()) },
+            messageAttributes: {},
+            md5OfBody: '0',
+            eventSource: 'aws:sqs',
+            eventSourceARN: queueArn,
+            awsRegion: here.facts.region,
+          },
+        ],
+      });
+      // Assess
+      expect(timeouts).toEqual({ batchItemFailures: [] });
+      expect(await invoke(here, 'status', { id: `ackpush-${self}`, userId })).toMatchObject({
+        state: 'pushed',
+        push: { devices: 2, sent: 1, failed: 0, removed: 1 },
+      });
+      const published = here.sns.published.slice(publishedBefore);
+      expect(published.map((p) => [p.targetArn, p.platformKey])).toEqual([[live, 'GCM']]);
+      expect(published[0]?.payload).toMatchObject({
+        fcmV1Message: {
+          message: { notification: { title: 'Missed call', body: 'from Bo' } },
+        },
+      });
+      expect(here.sns.endpoints.has(dead as string)).toBe(false);
+      expect(
+        (await invoke<{ devices: unknown[] }>(here, 'devices', { action: 'list', userId })).devices,
+      ).toHaveLength(1);
+      // ackTimeout's own SNS requests: signed (the stand-in recomputed each), allowed to its role.
+      const own = log.requests
+        .slice(requestsBefore)
+        .filter((r) => r.stack === here.facts.name && r.functionKey === 'ackTimeout');
+      // SNS platform endpoint actions take no resource (`*`): one Publish to each endpoint, one DeleteEndpoint.
+      expect(
+        own.map((r) => `${r.action} ${r.resource}`).filter((a) => a.startsWith('sns:')),
+      ).toEqual(['sns:Publish *', 'sns:Publish *', 'sns:DeleteEndpoint *']);
+      expect(own.filter((r) => !r.allowed)).toEqual([]);
+      expect(here.sns.signatureFailures).toEqual([]);
+      expect(here.sns.malformed).toEqual([]);
+    },
+  );
+
   it('presence and $disconnect on either stack see the connections of both', async () => {
     const presence = await invoke(B, 'presence', { userIds: [users.carol], topic });
     expect(presence).toEqual({
@@ -1737,6 +1813,27 @@ describe("IAM: every request was allowed by its function's own role, and each gr
           action: 'lambda:InvokeFunction',
           resource: `arn:aws:lambda:${f.region}:${ACCOUNT_ID}:function:pushwire-${f.stage}-deliver`,
           why: 'ackTimeout invoking',
+        },
+        {
+          stack,
+          roles: ['PushwireAckRole'],
+          action: 'sns:CreatePlatformEndpoint',
+          resource: '*',
+          why: 'ackTimeout registering devices (only devices and http do)',
+        },
+        {
+          stack,
+          roles: ['PushwireAckRole'],
+          action: 'sns:SetEndpointAttributes',
+          resource: '*',
+          why: 'ackTimeout changing endpoints',
+        },
+        {
+          stack,
+          roles: ['PushwireAckRole'],
+          action: 'ssm:GetParameter',
+          resource: `arn:aws:ssm:${f.region}:${ACCOUNT_ID}:parameter${other.vapidParameter}`,
+          why: "ackTimeout reading another stage's VAPID key",
         },
         {
           stack,
