@@ -1,13 +1,16 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { applyDelta } from 'fossil-delta';
 import { Redis } from 'ioredis';
 import JSZip from 'jszip';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUNDLE_LIMITS } from '../../bench/bundles.js';
+import { series } from '../../bench/delta-doc.js';
 import { DEV_VAPID } from '../../scripts/local-env.js';
 import { type RedisServer, startRedisServer } from '../../scripts/redis-server.js';
 import { devToken } from '../../scripts/token.js';
+import { clientFrameErrors, httpExchangeErrors, serverFrameErrors } from '../helpers/contract.js';
 import { eventDetailErrors } from '../helpers/events-schema.js';
 import { SnsStandIn } from '../helpers/sns-stand-in.js';
 import { resolver, type StackFacts, StackIam } from './iam.js';
@@ -47,6 +50,7 @@ const STACK_B: StackFacts = {
   apiId: 'bbbb2222bb',
 };
 const FANOUT_CHUNK = 3;
+const DELTA_TOPICS = 'doc:*';
 
 /** One stack: its stand-ins, its package, its IAM, the sandbox running it now. */
 interface Stack {
@@ -207,6 +211,8 @@ async function packageStack(
       EVENTS_BUS: self.eventsBus,
       // Joins and leaves on the runs' topics: $default and $disconnect invoke presenceEvents.
       PRESENCE_EVENTS_TOPICS: 'news-*,both-stacks',
+      // Delta topics (issue 17): a subscriber may ask for fossil deltas on these.
+      DELTA_TOPICS: DELTA_TOPICS,
       AWS_ENDPOINT_URL_EVENTBRIDGE: self.eventBridge.url,
       AWS_ENDPOINT_URL_SQS: self.sqs.url,
       // Push (issue 18): the VAPID private key by parameter, SNS mobile push for FCM.
@@ -730,6 +736,127 @@ describe.each(Object.keys(NODE_VERSIONS).map(Number) as NodeMajor[])(
       );
       expect(A.mgmt.postsTo(alice2).at(-1)).toEqual(userFrame);
       expect(A.invokeApi.signatureFailures).toEqual([]);
+    });
+
+    describe('delta topics (issue 17, PW-D)', () => {
+      it('a fossil subscriber gets the second document as a delta that applies to the first, directly and through deliver workers; others get it whole', async () => {
+        // Prepare: the packaged environment names the delta topics.
+        for (const fn of A.packaged.functions.values())
+          expect(fn.environment['DELTA_TOPICS']).toBe(DELTA_TOPICS);
+        const doc = `doc:sandbox-node${major}`;
+        // Three versions of a ~20 KB document, each changing a few rows; multi-byte text
+        // so the delta's one-character-per-byte encoding is exercised (PW-D3).
+        const versions = series(3, 160).map((text) => ({
+          ...(JSON.parse(text) as object),
+          title: 'Catalogue é ✓ 😀',
+        }));
+        expect(Buffer.byteLength(JSON.stringify(versions[0]))).toBeGreaterThan(18_000);
+        const frames: unknown[] = [];
+        /** Subscribes over the packaged $default; every frame checked against the contract. */
+        const subscribe = async (name: string, delta: boolean) => {
+          const id = await connect(user(name), [doc]);
+          const frame = { action: 'subscribe', topic: doc, ...(delta ? { delta: 'fossil' } : {}) };
+          expect(clientFrameErrors(frame)).toBeUndefined();
+          const reply = replyFrame(await send(id, frame));
+          frames.push(reply);
+          expect(reply).toEqual({
+            type: 'subscribed',
+            topic: doc,
+            cursor: expect.stringMatching(/^\d+-\d+$/),
+            ...(delta ? { delta: 'fossil' } : {}),
+          });
+          return id;
+        };
+        const fossil = await subscribe('fossil', true);
+        const whole = await subscribe('whole', false);
+        const publish = async (data: unknown, via: 'publish' | 'deliver') => {
+          const invocationsBefore = A.invokeApi.invocations.length;
+          const request = { topic: doc, data };
+          const result = await sandbox.invokeOk<Record<string, unknown>>('publish', request);
+          expect(httpExchangeErrors('publish', request, 200, result)).toBeUndefined();
+          expect(result).toMatchObject({
+            delivered: result['recipients'],
+            failed: 0,
+            stored: true,
+          });
+          const invoked = A.invokeApi.invocations.slice(invocationsBefore);
+          if (via === 'publish') expect(invoked).toEqual([]);
+          else {
+            expect(invoked.length).toBeGreaterThan(0);
+            for (const i of invoked)
+              expect(i.functionName).toBe(`pushwire-${A.facts.stage}-deliver`);
+          }
+          return result;
+        };
+        const wholeFrame = (result: Record<string, unknown>, data: unknown) => ({
+          type: 'message',
+          id: result['id'],
+          topic: doc,
+          cursor: result['cursor'],
+          data,
+        });
+        /** The delta frame, checked, applied as client/delta.ts applies it (UTF-8 bytes, one character per byte). */
+        const applied = (frame: Record<string, unknown>, base: unknown) => {
+          const bytes = Buffer.from(frame['data'] as string, 'latin1');
+          expect(bytes.toString('latin1')).toBe(frame['data']);
+          const out = applyDelta(Buffer.from(JSON.stringify(base)), bytes, {
+            verifyChecksum: true,
+          });
+          return JSON.parse(Buffer.from(out).toString('utf8')) as unknown;
+        };
+
+        // Act 1: directly from `publish` (2 members, within FANOUT_CHUNK).
+        const first = await publish(versions[0], 'publish');
+        const second = await publish(versions[1], 'publish');
+        // Assess 1: the first whole to both; the second a delta to the fossil subscriber only.
+        const fossilPosts = A.mgmt.postsTo(fossil) as Record<string, unknown>[];
+        const wholePosts = A.mgmt.postsTo(whole) as Record<string, unknown>[];
+        expect(fossilPosts[0]).toEqual(wholeFrame(first, versions[0]));
+        expect(fossilPosts[1]).toEqual({
+          type: 'message',
+          id: second['id'],
+          topic: doc,
+          cursor: second['cursor'],
+          delta: { base: first['cursor'] },
+          data: expect.any(String),
+        });
+        const deltaBytes = Buffer.byteLength(JSON.stringify(fossilPosts[1]));
+        expect(deltaBytes).toBeLessThan(Buffer.byteLength(JSON.stringify(versions[1])) / 4);
+        expect(applied(fossilPosts[1] as Record<string, unknown>, versions[0])).toEqual(
+          versions[1],
+        );
+        expect(wholePosts).toEqual([
+          wholeFrame(first, versions[0]),
+          wholeFrame(second, versions[1]),
+        ]);
+
+        // Act 2: two more whole subscribers: 4 members, over FANOUT_CHUNK, so through `deliver`.
+        const others = [await subscribe('whole2', false), await subscribe('whole3', false)];
+        const third = await publish(versions[2], 'deliver');
+        // Assess 2
+        expect(third).toMatchObject({ recipients: 4, chunks: 2 });
+        const fossilThird = A.mgmt.postsTo(fossil).slice(2) as Record<string, unknown>[];
+        expect(fossilThird).toEqual([
+          {
+            type: 'message',
+            id: third['id'],
+            topic: doc,
+            cursor: third['cursor'],
+            delta: { base: second['cursor'] },
+            data: expect.any(String),
+          },
+        ]);
+        expect(applied(fossilThird[0] as Record<string, unknown>, versions[1])).toEqual(
+          versions[2],
+        );
+        for (const id of [whole, ...others])
+          expect(A.mgmt.postsTo(id).at(-1)).toEqual(wholeFrame(third, versions[2]));
+        for (const id of [fossil, whole, ...others]) frames.push(...A.mgmt.postsTo(id));
+        for (const frame of frames)
+          expect(serverFrameErrors(frame), JSON.stringify(frame).slice(0, 200)).toBeUndefined();
+        expect(A.mgmt.signatureFailures).toEqual([]);
+        expect(A.invokeApi.signatureFailures).toEqual([]);
+      });
     });
 
     it('a connection that went away is pruned at the next publish (410)', async () => {
