@@ -125,7 +125,9 @@ describe.each(TOPOLOGIES)('replay under faults on %s Redis', (topology) => {
     })();
 
     // The client was away for 2 s (~400 messages), and its last cursor is the first one.
+    // (the first publish's answer, however long a loaded machine takes to give it)
     await sleep(50);
+    while (published.length === 0) await sleep(5);
     const since = published[0]?.cursor as string;
     await sleep(2_000);
     const window = Date.now();
