@@ -1024,7 +1024,9 @@ export class Pushwire {
         if (typeof frame.retryAfter === 'number') info.retryAfter = frame.retryAfter;
         this.emit_('error', info);
       }
-    } else this.ask_(frame.ref)?.[0](frame as never);
+    }
+    // Any other reply to a request(): a ping's pong, a subscribe's subscribed…
+    if (type !== 'presence' && type !== 'error') this.ask_(ref)?.[0](frame as never);
   }
 
   /**

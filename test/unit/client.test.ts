@@ -1619,6 +1619,19 @@ describe('presence (issue 16)', () => {
     await expect(pw.presence('room:1')).rejects.toMatchObject({ code: 'disconnected' });
   });
 
+  it("request() resolves with whatever answers its ref, also a frame the library handles itself (a ping's pong)", async () => {
+    const { pw } = await connected();
+    const pong = pw.request({ action: 'ping' });
+    const registered = pw.request({ action: 'push_register', webpush: {} });
+    const [ping, register] = last().refs.filter(
+      (r) => r.action === 'ping' || r.action === 'push_register',
+    );
+    last().receive({ type: 'pong', connectionId: 'c1', ref: ping?.ref });
+    last().receive({ type: 'push_registered', id: 'w_1', expiresAt: 1, ref: register?.ref });
+    await expect(pong).resolves.toMatchObject({ type: 'pong', connectionId: 'c1' });
+    await expect(registered).resolves.toMatchObject({ type: 'push_registered', id: 'w_1' });
+  });
+
   it('turns join, leave and presence_diff frames into one presence event', async () => {
     const { events } = await connected();
     last().receive({ type: 'join', topic: 'room:1', userId: 'alice', info: { name: 'Alice' } });
