@@ -1,5 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 
 /**
  * A local stand-in for an EventBridge bus: answers PutEvents as EventBridge
@@ -23,6 +28,29 @@ export interface BusRequest {
   url: string;
   headers: IncomingHttpHeaders;
   body: Buffer;
+}
+
+/**
+ * An HTTP server that reads each request's body whole and hands the request
+ * to `handle`: the shape the local stand-ins (the bus, the ack queue) and
+ * the sandbox's check. Nothing else is done for them.
+ */
+export function requestServer(handle: (request: BusRequest, res: ServerResponse) => void): Server {
+  return createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (part: Buffer) => parts.push(part));
+    req.on('end', () =>
+      handle(
+        {
+          method: req.method ?? '',
+          url: req.url ?? '',
+          headers: req.headers,
+          body: Buffer.concat(parts),
+        },
+        res,
+      ),
+    );
+  });
 }
 
 /** The entries of a well-formed PutEvents request, or why it is not one. */
@@ -82,47 +110,37 @@ export async function startLocalBus(
   const refused: string[] = [];
   let failing = 0;
   let failCode = 'ThrottlingException';
-  const server: Server = createServer((req, res) => {
-    const parts: Buffer[] = [];
-    req.on('data', (part: Buffer) => parts.push(part));
-    req.on('end', () => {
-      const request = {
-        method: req.method ?? '',
-        url: req.url ?? '',
-        headers: req.headers,
-        body: Buffer.concat(parts),
-      };
-      const denied = options.verify?.(request);
-      if (denied !== undefined) {
-        refused.push(`signature: ${denied}`);
-        res
-          .writeHead(403, { 'content-type': 'application/x-amz-json-1.1' })
-          .end(JSON.stringify({ __type: 'AccessDeniedException', message: denied }));
-        return;
-      }
-      const parsed = parsePutEvents(request);
-      if ('error' in parsed) {
-        refused.push(parsed.error);
-        res
-          .writeHead(400, { 'content-type': 'application/x-amz-json-1.1' })
-          .end(JSON.stringify({ __type: 'ValidationException', message: parsed.error }));
-        return;
-      }
-      let failed = 0;
-      const answers = parsed.entries.map((entry) => {
-        if (failing > 0) {
-          failing--;
-          failed++;
-          return { ErrorCode: failCode, ErrorMessage: 'scripted failure' };
-        }
-        received.push(entry);
-        options.onEntry?.(entry);
-        return { EventId: randomUUID() };
-      });
+  const server: Server = requestServer((request, res) => {
+    const denied = options.verify?.(request);
+    if (denied !== undefined) {
+      refused.push(`signature: ${denied}`);
       res
-        .writeHead(200, { 'content-type': 'application/x-amz-json-1.1' })
-        .end(JSON.stringify({ FailedEntryCount: failed, Entries: answers }));
+        .writeHead(403, { 'content-type': 'application/x-amz-json-1.1' })
+        .end(JSON.stringify({ __type: 'AccessDeniedException', message: denied }));
+      return;
+    }
+    const parsed = parsePutEvents(request);
+    if ('error' in parsed) {
+      refused.push(parsed.error);
+      res
+        .writeHead(400, { 'content-type': 'application/x-amz-json-1.1' })
+        .end(JSON.stringify({ __type: 'ValidationException', message: parsed.error }));
+      return;
+    }
+    let failed = 0;
+    const answers = parsed.entries.map((entry) => {
+      if (failing > 0) {
+        failing--;
+        failed++;
+        return { ErrorCode: failCode, ErrorMessage: 'scripted failure' };
+      }
+      received.push(entry);
+      options.onEntry?.(entry);
+      return { EventId: randomUUID() };
     });
+    res
+      .writeHead(200, { 'content-type': 'application/x-amz-json-1.1' })
+      .end(JSON.stringify({ FailedEntryCount: failed, Entries: answers }));
   });
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const address = server.address();

@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { type ReceivedRequest, verifySigV4 } from '../test/helpers/sigv4.js';
+import { requestServer } from './local-bus.js';
 
 /**
  * A local stand-in for the SQS queue of acknowledged messages' timeouts
@@ -141,49 +142,39 @@ export async function startLocalQueue(options: LocalQueueOptions): Promise<Local
   };
 
   let queueUrl = '';
-  const server: Server = createServer((req, res) => {
-    const parts: Buffer[] = [];
-    req.on('data', (part: Buffer) => parts.push(part));
-    req.on('end', () => {
-      const request = {
-        method: req.method ?? '',
-        url: req.url ?? '',
-        headers: req.headers,
-        body: Buffer.concat(parts),
-      };
-      const reply = (status: number, body: object) =>
-        res
-          .writeHead(status, { 'content-type': 'application/x-amz-json-1.0' })
-          .end(JSON.stringify(body));
-      const check = verifySigV4(request, options.secretFor);
-      const denied = !check.ok
-        ? check.reason
-        : check.service !== 'sqs' || check.region !== options.region
-          ? `signed for ${check.service} in ${check.region}`
-          : undefined;
-      if (denied !== undefined) {
-        refused.push(`signature: ${denied}`);
-        reply(403, { __type: 'com.amazonaws.sqs#AccessDenied', message: denied });
-        return;
-      }
-      const parsed = parseSendMessage(request, queueUrl);
-      if ('error' in parsed) {
-        refused.push(parsed.error);
-        reply(400, { __type: 'com.amazonaws.sqs#InvalidParameterValue', message: parsed.error });
-        return;
-      }
-      const m: QueuedMessage = {
-        messageId: randomUUID(),
-        body: parsed.body,
-        delaySeconds: parsed.delaySeconds,
-        receives: 0,
-      };
-      received.push(m);
-      later(parsed.delaySeconds * 1000, () => void deliver(m));
-      reply(200, {
-        MessageId: m.messageId,
-        MD5OfMessageBody: createHash('md5').update(parsed.body).digest('hex'),
-      });
+  const server: Server = requestServer((request, res) => {
+    const reply = (status: number, body: object) =>
+      res
+        .writeHead(status, { 'content-type': 'application/x-amz-json-1.0' })
+        .end(JSON.stringify(body));
+    const check = verifySigV4(request, options.secretFor);
+    const denied = !check.ok
+      ? check.reason
+      : check.service !== 'sqs' || check.region !== options.region
+        ? `signed for ${check.service} in ${check.region}`
+        : undefined;
+    if (denied !== undefined) {
+      refused.push(`signature: ${denied}`);
+      reply(403, { __type: 'com.amazonaws.sqs#AccessDenied', message: denied });
+      return;
+    }
+    const parsed = parseSendMessage(request, queueUrl);
+    if ('error' in parsed) {
+      refused.push(parsed.error);
+      reply(400, { __type: 'com.amazonaws.sqs#InvalidParameterValue', message: parsed.error });
+      return;
+    }
+    const m: QueuedMessage = {
+      messageId: randomUUID(),
+      body: parsed.body,
+      delaySeconds: parsed.delaySeconds,
+      receives: 0,
+    };
+    received.push(m);
+    later(parsed.delaySeconds * 1000, () => void deliver(m));
+    reply(200, {
+      MessageId: m.messageId,
+      MD5OfMessageBody: createHash('md5').update(parsed.body).digest('hex'),
     });
   });
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
