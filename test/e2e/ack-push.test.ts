@@ -1,9 +1,6 @@
-import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import type * as Client from '../../client/pushwire.js';
 import type { AckStatus } from '../../lib/acks/store.js';
-import { CLIENT_BUNDLE, writeClientBundle } from '../../scripts/build-client.js';
 import { DEV_VAPID } from '../../scripts/local-env.js';
 import {
   type LocalWebPush,
@@ -11,7 +8,7 @@ import {
   startLocalWebPush,
   subscriptionId,
 } from '../../scripts/local-webpush.js';
-import { devToken } from '../../scripts/token.js';
+import { builtClient, libraryDevice, waitFor } from '../helpers/built-client.js';
 import { contractFetch } from '../helpers/contract.js';
 import { eventually } from '../helpers/offline.js';
 import { publishOk, untilPasses, useStack } from '../helpers/stack.js';
@@ -35,8 +32,7 @@ const env: Record<string, string> = {
 let lib: typeof Client;
 beforeAll(async () => {
   webPush = await startLocalWebPush();
-  await writeClientBundle();
-  lib = (await import(pathToFileURL(CLIENT_BUNDLE).href)) as typeof Client;
+  lib = await builtClient();
 });
 const stack = useStack({ env });
 afterAll(async () => {
@@ -57,28 +53,9 @@ async function subscribe(userId: string): Promise<StandInSubscription> {
 const pushesTo = (s: StandInSubscription) =>
   webPush.received.filter((p) => p.subscriptionId === subscriptionId(s.endpoint));
 
-async function waitFor(condition: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
 async function device(user: string, options: Partial<Client.Options> = {}) {
-  const pw = new lib.Pushwire({
-    url: stack.offline.wsUrl({}),
-    token: await devToken(user),
-    storage: null,
-    WebSocket: WebSocket as unknown as Client.SocketClass,
-    ...options,
-  });
-  const messages: Client.Message[] = [];
-  const dismissed: string[] = [];
-  pw.on('message', (m) => messages.push(m));
-  pw.on('dismiss', ({ id }) => dismissed.push(id));
-  pw.connect();
-  await waitFor(() => pw.state === 'connected' && pw.connectionId !== undefined);
+  const d = await libraryDevice(lib, stack.offline.wsUrl({}), user, options);
+  const { pw, messages, dismissed } = d;
   // The user's stream is live on it: a plain message reaches it.
   const warm = await publishOk(stack.offline, { userId: user, data: 'warm' });
   await waitFor(() => messages.some((m) => m.id === warm.id));

@@ -1,10 +1,8 @@
-import { pathToFileURL } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import WebSocket from 'ws';
 import type * as Client from '../../client/pushwire.js';
 import type { AckStatus } from '../../lib/acks/store.js';
-import { CLIENT_BUNDLE, writeClientBundle } from '../../scripts/build-client.js';
 import { devToken } from '../../scripts/token.js';
+import { builtClient, libraryDevice, waitFor } from '../helpers/built-client.js';
 import { contractFetch } from '../helpers/contract.js';
 import { eventually } from '../helpers/offline.js';
 import { connectTracked, publishOk, useStack } from '../helpers/stack.js';
@@ -23,8 +21,7 @@ const stack = useStack();
 
 let lib: typeof Client;
 beforeAll(async () => {
-  await writeClientBundle();
-  lib = (await import(pathToFileURL(CLIENT_BUNDLE).href)) as typeof Client;
+  lib = await builtClient();
 });
 
 /** A storage shared by the "same device" across restarts. */
@@ -36,30 +33,8 @@ const memory = () => {
   };
 };
 
-async function device(user: string, options: Partial<Client.Options> = {}) {
-  const pw = new lib.Pushwire({
-    url: stack.offline.wsUrl({}),
-    token: await devToken(user),
-    storage: null,
-    WebSocket: WebSocket as unknown as Client.SocketClass,
-    ...options,
-  });
-  const messages: Client.Message[] = [];
-  const dismissed: string[] = [];
-  pw.on('message', (m) => messages.push(m));
-  pw.on('dismiss', ({ id }) => dismissed.push(id));
-  pw.connect();
-  await waitFor(() => pw.state === 'connected' && pw.connectionId !== undefined);
-  return { pw, messages, dismissed };
-}
-
-async function waitFor(condition: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
+const device = (user: string, options: Partial<Client.Options> = {}) =>
+  libraryDevice(lib, stack.offline.wsUrl({}), user, options);
 
 const status = (id: string, userId: string) =>
   stack.offline.invoke<AckStatus | { error: { code: string } }>('status', { id, userId });

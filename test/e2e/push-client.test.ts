@@ -18,6 +18,7 @@ import {
   subscriptionId,
 } from '../../scripts/local-webpush.js';
 import { devToken } from '../../scripts/token.js';
+import { waitFor } from '../helpers/built-client.js';
 import { eventually } from '../helpers/offline.js';
 import { publishOk, useStack } from '../helpers/stack.js';
 
@@ -96,14 +97,6 @@ function browser(make: (key: string) => StandInSubscription = (key) => webPush.s
     },
   };
   return { registration, calls, current: () => current };
-}
-
-async function waitFor(condition: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 async function connect(user: string) {

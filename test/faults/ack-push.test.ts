@@ -1,25 +1,7 @@
-/**
- * Acknowledged messages and their push under faults (issue 18), through
- * `npm start` with the real client library and a real Web Push (the
- * stand-in verifies VAPID and decrypts every push):
- * - a lost ack (the device got the message, its ack frame never reached the
- *   server: a lossy network) leads to the push, never to silence; the ack
- *   arriving after the push is taken without error and the status shows
- *   both (at most a redundant push, never a missed one);
- * - a push service failing during the timeout is retried within bounds
- *   (PUSH_MAX_ATTEMPTS) and then reported: status push.failed, metrics
- *   PushFailed; one that recovers within the bounds gets the push;
- * - Redis unreachable when the timeout fires: the record is reported failed
- *   and SQS (the local queue) delivers it again; the push goes once.
- * Redis losing the pending state is test/faults/acks.test.ts; provider
- * storms against the sender alone are test/faults/push.test.ts.
- */
-import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import type * as Client from '../../client/pushwire.js';
 import type { AckStatus } from '../../lib/acks/store.js';
-import { CLIENT_BUNDLE, writeClientBundle } from '../../scripts/build-client.js';
 import { DEV_VAPID } from '../../scripts/local-env.js';
 import {
   type LocalWebPush,
@@ -28,6 +10,7 @@ import {
   subscriptionId,
 } from '../../scripts/local-webpush.js';
 import { devToken } from '../../scripts/token.js';
+import { builtClient, waitFor } from '../helpers/built-client.js';
 import { eventually } from '../helpers/offline.js';
 import { sleep, useFaultStack } from './harness.js';
 
@@ -43,8 +26,7 @@ let webPush: LocalWebPush;
 let lib: typeof Client;
 beforeAll(async () => {
   webPush = await startLocalWebPush();
-  await writeClientBundle();
-  lib = (await import(pathToFileURL(CLIENT_BUNDLE).href)) as typeof Client;
+  lib = await builtClient();
 });
 afterAll(async () => {
   await webPush?.close();
@@ -61,14 +43,6 @@ async function subscribe(userId: string): Promise<StandInSubscription> {
 
 const pushesTo = (s: StandInSubscription) =>
   webPush.received.filter((p) => p.subscriptionId === subscriptionId(s.endpoint));
-
-async function waitFor(condition: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(20);
-  }
-}
 
 const settled = (id: string, userId: string, check: (s: AckStatus) => boolean, what: string) =>
   eventually(
