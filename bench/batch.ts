@@ -16,6 +16,7 @@ import { publishBatch } from '../lib/delivery/batch.js';
 import { type PublishDeps, type PublishResult, publish } from '../lib/delivery/publish.js';
 import type { Gateway, GatewayResult } from '../lib/gateway/gateway.js';
 import type { RedisRegistry } from '../lib/registry/redis.js';
+import { prng } from '../test/helpers/prng.js';
 
 /** API Gateway bills WebSocket messages in 32 KB increments. */
 export const BILLING_UNIT_BYTES = 32 * 1024;
@@ -156,17 +157,7 @@ export interface BatchCost {
   units_ratio: number;
 }
 
-/** A seeded PRNG (mulberry32): the same workload every run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+const random = prng;
 
 const perMillion = (count: number, deliveries: number) =>
   deliveries === 0 ? 0 : Math.round((count * 1_000_000) / deliveries);

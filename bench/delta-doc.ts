@@ -5,22 +5,13 @@
  * `delta` bench section and the `cost` model both use them.
  */
 import { createDelta } from 'fossil-delta';
+import { prng } from '../test/helpers/prng.js';
 
 /** API Gateway bills a WebSocket message in 32 KB units (PRICES.apigw_message_unit_bytes). */
 export const UNIT_BYTES = 32 * 1024;
 export const billedUnits = (bytes: number): number => Math.max(1, Math.ceil(bytes / UNIT_BYTES));
 
-/** A small deterministic PRNG (mulberry32): the same documents on every run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const random = prng;
 
 export interface Row {
   id: string;

@@ -27,6 +27,7 @@ import { type DemoServer, startDemoServer } from '../../scripts/demo-server.js';
 import { devToken } from '../../scripts/token.js';
 import { launchChromium } from '../helpers/browser.js';
 import { eventually } from '../helpers/offline.js';
+import { prng } from '../helpers/prng.js';
 import { ChaosProxy } from '../helpers/proxy.js';
 import { publishOk, useStack } from '../helpers/stack.js';
 
@@ -76,17 +77,7 @@ afterAll(async () => {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A seeded PRNG (mulberry32), so a failing run can be replayed with CLIENT_SEED. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+const random = prng;
 
 /** An app using the client, seen from outside: what it was handed, across restarts. */
 interface App {

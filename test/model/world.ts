@@ -33,6 +33,7 @@ import { callWithRetry, type Gateway, type GatewayResult } from '../../lib/gatew
 import { encodeFrame } from '../../lib/protocol/frames.js';
 import { RedisRegistry } from '../../lib/registry/redis.js';
 import { connect, disconnect, handleFrame, type SessionDeps } from '../../lib/session/session.js';
+import { prng } from '../helpers/prng.js';
 
 export const ENDPOINT = 'https://model.execute-api.eu-west-1.amazonaws.com/prod';
 const SECRET = 'model-secret-model-secret-model-secret-0123456789';
@@ -76,17 +77,7 @@ function clientBundle(): string {
   return bundled;
 }
 
-/** mulberry32: small, seeded, good enough to pick interleavings and jitter. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng };
 
 // ---------------------------------------------------------------------------
 // Virtual time.
