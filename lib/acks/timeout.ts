@@ -53,7 +53,13 @@ export type TimeoutOutcome =
 
 /** Handles one timeout message; throws when it must be delivered again (busy, push or Redis failed). */
 export async function handleTimeout(body: string, deps: AckTimeoutDeps): Promise<TimeoutOutcome> {
-  const parsed = v.safeParse(MessageSchema, JSON.parse(body));
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch {
+    json = undefined;
+  }
+  const parsed = v.safeParse(MessageSchema, json);
   if (!parsed.success) {
     // Never ours, or damaged: delivering it again would not mend it.
     deps.logger.warn('ackTimeout: not a timeout message; dropped', {

@@ -165,6 +165,8 @@ describe('ackTimeout on an SQS batch', () => {
           record('1', JSON.stringify(message('fine'))),
           record('2', JSON.stringify(message('busy'))),
           record('3', '{"not":"ours"}'),
+          // Not JSON at all: dropped like any message not ours, not redelivered forever.
+          record('4', 'not json'),
         ],
       },
       deps,
