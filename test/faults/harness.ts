@@ -308,6 +308,19 @@ export async function runScenario(stack: FaultStack, spec: Scenario): Promise<Sc
   const stranded = await probeStranded(stack, clients, users, prefix);
 
   const { expected, delivered, duplicated } = tally(clients, expectedOf, prefix);
+  // What was lost, and by whom: client kind (helper, library, plain), its gaps and connections.
+  // Printed only: it tells which defect a failure is (a told gap, or the PW-R7 hand-off).
+  const kindOf = (i: number) =>
+    i < helperCount ? 'helper' : i < helperCount + libraryCount ? 'library' : 'plain';
+  const lostBy = clients.flatMap((c, i) => {
+    const missing = expectedOf(i).filter((id) => !c.received.has(id));
+    return missing.length === 0
+      ? []
+      : [
+          `${kindOf(i)} ${users[i]}: ${missing.join(',')} (gaps ${c.gaps}, connections ${c.connections})`,
+        ];
+  });
+  if (lostBy.length > 0) console.log(`faults: ${spec.name}: not received: ${lostBy.join('; ')}`);
   const report: ScenarioReport = {
     scenario: spec.name,
     published: acknowledged.size,
